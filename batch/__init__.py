@@ -1,0 +1,1 @@
+"""Batch side: ELT, data-quality gate, training, evaluation, promotion, the scheduler service."""

@@ -1,0 +1,119 @@
+"""Hold-out metrics for classifiers and regressors (numpy only).
+
+ROC-AUC is the Mann-Whitney U statistic with average ranks for ties (Hanley &
+McNeil, "The meaning and use of the area under a ROC curve", Radiology, 1982).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) with ties sharing their mean rank."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    ranks = np.empty(len(x))
+    # Boundaries of runs of equal values.
+    edges = np.flatnonzero(np.diff(xs)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(x)]])
+    avg = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,), bool or {0, 1}
+    score : ndarray of shape (n_samples,), float
+
+    Raises
+    ------
+    ValueError
+        If ``y_true`` holds a single class.
+    """
+    y = np.asarray(y_true).astype(bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("roc_auc: y_true needs both classes")
+    r = _ranks(np.asarray(score, dtype=np.float64))
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, precision, recall, F1 at ``threshold`` and ROC-AUC.
+
+    Parameters
+    ----------
+    y_true : ndarray of shape (n_samples,), bool or {0, 1}
+    proba : ndarray of shape (n_samples,), float64
+        Positive-class probability.
+    threshold : float, default 0.5
+        Label positive when ``proba >= threshold``.
+
+    Returns
+    -------
+    dict with keys ``accuracy``, ``precision``, ``recall``, ``f1``, ``roc_auc``, ``threshold``.
+    """
+    y = np.asarray(y_true).astype(bool)
+    pred = np.asarray(proba) >= threshold
+    tp = float(np.sum(pred & y))
+    fp = float(np.sum(pred & ~y))
+    fn = float(np.sum(~pred & y))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "accuracy": float(np.mean(pred == y)),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": roc_auc(y, proba),
+        "threshold": float(threshold),
+    }
+
+
+def best_f1_threshold(y_true: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
+    """Threshold maximising F1 on (validation) data, and that F1.
+
+    Every distinct score is a candidate; computed in O(n log n) from the sorted scores.
+
+    Returns
+    -------
+    threshold : float
+    f1 : float
+    """
+    y = np.asarray(y_true).astype(bool)
+    p = np.asarray(proba, dtype=np.float64)
+    order = np.argsort(-p, kind="mergesort")
+    ps, ys = p[order], y[order]
+    tp = np.cumsum(ys)
+    fp = np.cumsum(~ys)
+    # Only the last index of each run of equal scores is a valid cut.
+    last = np.r_[ps[1:] != ps[:-1], True]
+    tp, fp, cuts = tp[last], fp[last], ps[last]
+    n_pos = y.sum()
+    f1 = 2 * tp / (tp + fp + n_pos)
+    i = int(np.argmax(f1))
+    return float(cuts[i]), float(f1[i])
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE (same unit as y), R^2 and MAPE (percent, over y != 0)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    err = p - y
+    ss_res = float(np.sum(err**2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    nz = y != 0
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "r2": 1.0 - ss_res / ss_tot if ss_tot else 0.0,
+        "mape": float(np.mean(np.abs(err[nz] / y[nz])) * 100.0) if nz.any() else float("nan"),
+    }

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, S3/Kafka/MLflow clients, the local stack launcher and the CLI."""

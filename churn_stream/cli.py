@@ -1,0 +1,170 @@
+"""The ``churn`` command line: the single entry point of every service and tool.
+
+Settings are read here, once, from the environment; clients are built here and
+passed down. Heavy imports happen inside each command so ``churn --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from churn_stream.settings import Settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
+    """churn-stream: streaming churn scoring with from-scratch numpy models."""
+    _configure_logging(log_level)
+    ctx.obj = Settings.from_env()
+
+
+# --------------------------------------------------------------------- stack
+@main.group()
+def stack() -> None:
+    """Run the local stack: SeaweedFS (S3), Tansu (Kafka), MLflow."""
+
+
+@stack.command("up")
+@click.option("--ephemeral", is_flag=True, help="Keep topics in memory (nothing survives a restart).")
+@click.pass_obj
+def stack_up(settings: Settings, ephemeral: bool) -> None:
+    """Start every service (idempotent) and wait until each answers."""
+    from churn_stream.stack import LocalStack
+
+    local = LocalStack.from_settings(settings)
+    local.up(ephemeral=ephemeral)
+    click.echo(local.status_table())
+
+
+@stack.command("down")
+@click.pass_obj
+def stack_down(settings: Settings) -> None:
+    """Stop exactly the processes `up` started."""
+    from churn_stream.stack import LocalStack
+
+    LocalStack.from_settings(settings).down()
+    click.echo("stack stopped")
+
+
+@stack.command("status")
+@click.pass_obj
+def stack_status(settings: Settings) -> None:
+    """Show each service's health; exit 1 if any is down."""
+    from churn_stream.stack import LocalStack
+
+    local = LocalStack.from_settings(settings)
+    click.echo(local.status_table())
+    if not all(s.healthy for s in local.status()):
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------- schemas
+@main.group()
+def schemas() -> None:
+    """Event contracts."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def schemas_export(directory: Path) -> None:
+    """Write one JSON Schema per topic into DIRECTORY."""
+    from schemas.jsonschema import export_json_schemas
+
+    for path in export_json_schemas(directory):
+        click.echo(str(path))
+
+
+# --------------------------------------------------------------------- batch
+@main.group()
+def batch() -> None:
+    """ELT, training, evaluation and promotion."""
+
+
+@batch.command("run")
+@click.option("--dataset", default="telco", show_default=True, type=click.Choice(["telco"]))
+@click.option("--source", type=click.Path(exists=True, path_type=Path), default=None,
+              help="CSV to ingest (default: the shipped data set).")
+@click.pass_obj
+def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
+    """Run one cycle: ingest, featurise, train, evaluate, register, announce."""
+    from batch.cycle import run_cycle
+    from churn_stream.clients import make_storage, make_tracker
+
+    result = run_cycle(settings, make_storage(settings), make_tracker(settings),
+                       dataset=dataset, source=source)
+    click.echo(json.dumps(result.summary(), sort_keys=True))
+
+
+# ------------------------------------------------------------------- stream
+@main.command()
+@click.option("--web-port", type=int, default=None, help="Faust web port (health, metrics).")
+@click.pass_obj
+def worker(settings: Settings, web_port: int | None) -> None:
+    """Run the Faust scoring worker."""
+    from stream_app.worker import run_worker
+
+    if web_port is not None:
+        settings = settings.with_overrides(worker_web_port=web_port)
+    run_worker(settings)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rate", type=float, default=None, help="Events per second (default: as fast as possible).")
+@click.option("--limit", type=int, default=None, help="Produce at most N events.")
+@click.option("--topic", default=None, help="Target topic (default: customers).")
+@click.pass_obj
+def produce(settings: Settings, path: Path, rate: float | None, limit: int | None, topic: str | None) -> None:
+    """Turn CSV rows at PATH into customer events on Kafka."""
+    from churn_stream.clients import produce_csv
+    from schemas.topics import Topics
+
+    n = produce_csv(settings, path, topic or Topics.CUSTOMERS, rate=rate, limit=limit)
+    click.echo(json.dumps({"produced": n}))
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
+@click.option("--limit", type=int, default=None, help="Stop after N records.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
+@click.pass_obj
+def consume(settings: Settings, topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
+    """Print records of TOPIC, one JSON object per line."""
+    from churn_stream.clients import consume_topic
+
+    for record in consume_topic(settings, topic, from_beginning=from_beginning, limit=limit, idle_timeout_s=timeout):
+        click.echo(json.dumps(record, sort_keys=True))
+
+
+# ---------------------------------------------------------------------- demo
+@main.command()
+@click.option("--events", type=int, default=None, help="Produce N events (default: every Telco row).")
+@click.option("--exit", "exit_", is_flag=True, help="Stop the worker and exit after the summary.")
+@click.option("--rate", type=float, default=None, help="Events per second (default: as fast as possible).")
+@click.pass_obj
+def demo(settings: Settings, events: int | None, exit_: bool, rate: float | None) -> None:
+    """The main job: stack, champion, worker, every Telco customer scored, summary."""
+    from churn_stream.demo import run_demo
+
+    summary = run_demo(settings, events=events, keep_running=not exit_, rate=rate)
+    click.echo(json.dumps(summary, sort_keys=True))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,157 @@
+"""Event contracts (pydantic v2 models): the single schema source for Kafka, HTTP and Parquet.
+
+Every event carries ``event_id``, ``event_time`` (UTC) and ``schema_version``.
+Money is in US dollars (``_usd``), durations carry their unit (``_months``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: Version of the event contracts in this module.
+SCHEMA_VERSION = 1
+
+Category = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def utc_now() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_event_id() -> str:
+    """A fresh random event id (UUID4, 36 characters)."""
+    return str(uuid.uuid4())
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="ignore")
+
+    event_id: Annotated[str, Field(min_length=1, max_length=64, description="Unique id of this event.")]
+    event_time: Annotated[AwareDatetime, Field(description="When the event happened, timezone-aware (UTC).")]
+    schema_version: Annotated[int, Field(ge=1, le=SCHEMA_VERSION, description="Contract version.")] = SCHEMA_VERSION
+
+    @field_validator("event_time")
+    @classmethod
+    def _to_utc(cls, value: datetime) -> datetime:
+        return value.astimezone(timezone.utc)
+
+
+class CustomerEvent(_Event):
+    """A customer record entering the system on the ``customers`` topic.
+
+    Fields follow the IBM Telco customer churn data set. Unknown extra fields are
+    ignored; categorical values not seen in training encode as all-zero indicators.
+    ``total_charges_usd`` may be null: a customer not billed yet (tenure 0), which
+    the featuriser imputes with the training median.
+    """
+
+    customer_id: Annotated[str, Field(min_length=1, max_length=64)]
+    gender: Category
+    senior_citizen: bool
+    partner: bool
+    dependents: bool
+    tenure_months: Annotated[int, Field(ge=0, le=1200, description="Months as a customer.")]
+    phone_service: bool
+    multiple_lines: Category
+    internet_service: Category
+    online_security: Category
+    online_backup: Category
+    device_protection: Category
+    tech_support: Category
+    streaming_tv: Category
+    streaming_movies: Category
+    contract: Category
+    paperless_billing: bool
+    payment_method: Category
+    monthly_charges_usd: Annotated[float, Field(ge=0, le=100_000)]
+    total_charges_usd: Annotated[float | None, Field(ge=0, le=10_000_000)] = None
+    churned: Annotated[bool | None, Field(description="Known outcome, when the producer has it.")] = None
+
+
+class Reason(BaseModel):
+    """One feature's push on a score (reason code)."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    feature: str
+    contribution: float
+
+
+class ScoreEvent(_Event):
+    """The champion's score of one customer event, on ``churn-scores``.
+
+    ``event_id`` is the scored customer event's id, so duplicates are recognisable.
+    """
+
+    customer_id: str
+    churn_probability: Annotated[float, Field(ge=0, le=1)]
+    churn_label: bool
+    threshold: Annotated[float, Field(ge=0, le=1)]
+    model_name: str
+    model_version: str
+    scored_at: AwareDatetime
+
+
+class ChurnAlert(ScoreEvent):
+    """A customer at or above the threshold, on ``churn-alerts``."""
+
+    reasons: list[Reason] = Field(default_factory=list, description="Top features pushing the score up.")
+
+
+class ModelUpdatedEvent(_Event):
+    """A registered model version is ready: workers download, verify and swap it in."""
+
+    model_name: str
+    model_version: str
+    alias: str
+    artifact_uri: str
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    feature_names: list[str] = Field(default_factory=list, description="Raw input columns the model needs.")
+    run_id: str | None = None
+
+
+class DeadLetter(_Event):
+    """A customer event that could not be processed, with its original bytes and coordinates."""
+
+    original_value_b64: str | None
+    original_key_b64: str | None
+    topic: str
+    partition: int
+    offset: int
+    stage: Literal["decode", "validate", "featurise", "score"]
+    error_class: str
+    error_message: str
+    failed_at: AwareDatetime
+
+
+class EventValidationError(ValueError):
+    """An event failed its contract; ``errors`` lists ``"field: expected ..., got ..."`` lines."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+def format_validation_error(exc: ValidationError, limit: int = 10) -> EventValidationError:
+    """Turn a pydantic error into ``"field: expected ..., got ..."`` lines.
+
+    Input values are shortened to 40 characters so huge payloads stay out of logs.
+    """
+    lines = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "<event>"
+        got: Any = err.get("input")
+        shown = repr(got)
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
+        msg = err.get("msg", "invalid").lower()
+        if err.get("type") == "missing":
+            lines.append(f"{loc}: required field missing")
+        else:
+            lines.append(f"{loc}: {msg}, got {shown}")
+    return EventValidationError(lines)
