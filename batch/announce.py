@@ -1,0 +1,38 @@
+"""Publishing model-updated events once a version is ready in the registry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from schemas.events import ModelUpdatedEvent, new_event_id, utc_now
+from schemas.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+
+def model_updated_event(registered: dict[str, Any]) -> ModelUpdatedEvent:
+    """The event announcing a registered version (see :func:`batch.promotion.register_and_promote`)."""
+    return ModelUpdatedEvent(
+        event_id=new_event_id(),
+        event_time=utc_now(),
+        model_name=registered["model_name"],
+        model_version=registered["model_version"],
+        alias=registered["alias"],
+        artifact_uri=registered["artifact_uri"],
+        sha256=registered["sha256"],
+        feature_names=registered["feature_names"],
+        run_id=registered.get("run_id"),
+    )
+
+
+def publish_model_updated(settings, registered: dict[str, Any]) -> ModelUpdatedEvent:
+    """Send the model-updated event and wait for the broker's acknowledgement."""
+    from churn_stream.clients import ensure_topics, produce_records
+
+    event = model_updated_event(registered)
+    ensure_topics(settings)
+    produce_records(settings, Topics.MODEL_UPDATED,
+                    [(event.model_name.encode(), event.model_dump_json().encode())])
+    logger.info("announced model=%s version=%s alias=%s", event.model_name, event.model_version, event.alias)
+    return event

@@ -1,0 +1,55 @@
+"""Downloading and verifying model artifacts from the MLflow artifact store."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from scratch_models.persistence import sha256_file
+from scratch_models.pipeline import ScoringPipeline
+
+logger = logging.getLogger(__name__)
+
+
+class ArtifactVerificationError(RuntimeError):
+    """A downloaded artifact's SHA-256 differs from the announced one."""
+
+
+def download_pipeline(tracking_uri: str, artifact_uri: str, sha256: str,
+                      dst_dir: str | Path | None = None) -> ScoringPipeline:
+    """Download a scoring pipeline, verify its SHA-256, and load it (never unpickled).
+
+    Parameters
+    ----------
+    tracking_uri : str
+        MLflow tracking server; artifacts come through its proxy.
+    artifact_uri : str
+        e.g. ``runs:/<run_id>/model/pipeline.npz``.
+    sha256 : str
+        Expected hex digest.
+    dst_dir : path, optional
+        Where to download; a temporary directory by default.
+
+    Returns
+    -------
+    ScoringPipeline
+
+    Raises
+    ------
+    ArtifactVerificationError
+        If the digest differs.
+    scratch_models.persistence.ArtifactError
+        If the file is not a valid scoring pipeline.
+    """
+    import mlflow.artifacts
+
+    dst = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="churn-artifact-"))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst),
+                                                      tracking_uri=tracking_uri))
+    digest = sha256_file(local)
+    if digest != sha256:
+        raise ArtifactVerificationError(
+            f"{artifact_uri}: sha256 {digest[:12]}... does not match announced {sha256[:12]}..."
+        )
+    return ScoringPipeline.load(local)

@@ -1,0 +1,226 @@
+"""Clients built from :class:`~churn_stream.settings.Settings`: S3 (MinIO client), MLflow, Kafka.
+
+Entry points build these once and pass them down; jobs never build their own.
+The same code talks to the local stack (SeaweedFS, Tansu) and to production
+(MinIO, Apache Kafka): only the settings differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from churn_stream.settings import Settings
+from schemas.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+#: Buckets the system uses (created on demand).
+BUCKETS = ("raw-data", "processed-data", "models")
+
+
+def make_storage(settings: Settings):
+    """An S3 client (``minio.Minio``) for the configured endpoint.
+
+    Returns
+    -------
+    minio.Minio
+    """
+    from minio import Minio
+
+    return Minio(
+        settings.minio_endpoint,
+        access_key=settings.minio_access_key,
+        secret_key=settings.minio_secret_key,
+        secure=settings.minio_secure,
+    )
+
+
+def ensure_buckets(storage, names: tuple[str, ...] = BUCKETS) -> None:
+    """Create missing buckets (idempotent)."""
+    for name in names:
+        if not storage.bucket_exists(name):
+            storage.make_bucket(name)
+
+
+def make_tracker(settings: Settings):
+    """An ``mlflow.MlflowClient`` for the configured tracking server.
+
+    Artifacts go through the tracking server's artifact proxy, so clients need no
+    direct S3 credentials for MLflow.
+    """
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+
+
+def kafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection keyword arguments shared by every aiokafka client."""
+    return {"bootstrap_servers": settings.kafka_bootstrap_servers}
+
+
+#: Partitions per topic when this code creates them.
+def topic_partitions(settings: Settings) -> dict[str, int]:
+    """Partition count per topic: ``customers`` and its outputs are spread, control topics are not."""
+    n = settings.topic_partitions
+    return {
+        Topics.CUSTOMERS: n,
+        Topics.SCORES: n,
+        Topics.ALERTS: n,
+        Topics.MODEL_UPDATED: 1,
+        Topics.CUSTOMERS_DLQ: 1,
+    }
+
+
+async def ensure_topics_async(settings: Settings) -> None:
+    """Create the system's topics if missing (idempotent)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, partitions, 1)
+            for name, partitions in topic_partitions(settings).items()
+            if name not in existing
+        ]
+        if wanted:
+            await admin.create_topics(wanted)
+            logger.info("created topics %s", ",".join(t.name for t in wanted))
+    finally:
+        await admin.close()
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Blocking wrapper of :func:`ensure_topics_async`."""
+    asyncio.run(ensure_topics_async(settings))
+
+
+async def _produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]],
+                   rate: float | None) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        start = time.perf_counter()
+        futures = []
+        for i, (key, value) in enumerate(records):
+            if rate:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            futures.append(await producer.send(topic, value, key=key))
+        await producer.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(records)
+
+
+def produce_records(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]],
+                    rate: float | None = None) -> int:
+    """Send ``(key, value)`` byte pairs to ``topic``; return once every one is acknowledged.
+
+    Parameters
+    ----------
+    rate : float, optional
+        Events per second; ``None`` sends as fast as the broker takes them.
+
+    Returns
+    -------
+    int
+        Records acknowledged by the broker.
+    """
+    return asyncio.run(_produce(settings, topic, records, rate))
+
+
+def csv_to_customer_events(path: str | Path, dataset: str = "telco", limit: int | None = None) -> list[tuple[bytes, bytes]]:
+    """Customer events (key = customer id) from a source CSV, with fresh ids and UTC times.
+
+    Raises
+    ------
+    batch.ingest.IngestError
+        If the file does not match the dataset profile.
+    """
+    from batch.ingest import read_source_csv
+    from schemas.events import SCHEMA_VERSION, new_event_id, utc_now
+    from schemas.profiles import get_profile
+
+    profile = get_profile(dataset)
+    frame = read_source_csv(path, profile)
+    if limit is not None:
+        frame = frame.iloc[:limit]
+    out = []
+    for row in frame.to_dict(orient="records"):
+        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        row["event_id"] = new_event_id()
+        row["event_time"] = utc_now().isoformat()
+        row["schema_version"] = SCHEMA_VERSION
+        out.append((str(row[profile.id_column]).encode(), orjson.dumps(row)))
+    return out
+
+
+def produce_csv(settings: Settings, path: str | Path, topic: str = Topics.CUSTOMERS,
+                rate: float | None = None, limit: int | None = None, dataset: str = "telco") -> int:
+    """Produce a CSV's rows as customer events; return the count acknowledged."""
+    ensure_topics(settings)
+    records = csv_to_customer_events(path, dataset, limit)
+    return produce_records(settings, topic, records, rate)
+
+
+def decode_record(value: bytes | None) -> Any:
+    """A record value as JSON when it parses, else ``{"value_b64": ...}``."""
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {"value_b64": base64.b64encode(value).decode()}
+
+
+def consume_topic(settings: Settings, topic: str, *, from_beginning: bool = False, limit: int | None = None,
+                  idle_timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
+    """Yield records of ``topic`` as dicts (``topic``, ``partition``, ``offset``, ``key``, ``value``).
+
+    Reads without a consumer group (nothing is committed). Stops after ``limit``
+    records or ``idle_timeout_s`` seconds without a new record; runs until
+    interrupted otherwise.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    loop = asyncio.new_event_loop()
+    consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest" if from_beginning else "latest")
+    loop.run_until_complete(consumer.start())
+    try:
+        n = 0
+        last = time.monotonic()
+        while limit is None or n < limit:
+            batch = loop.run_until_complete(consumer.getmany(timeout_ms=200, max_records=1000))
+            records = [m for msgs in batch.values() for m in msgs]
+            if records:
+                last = time.monotonic()
+            elif idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                return
+            for m in records:
+                yield {
+                    "topic": m.topic, "partition": m.partition, "offset": m.offset,
+                    "key": m.key.decode(errors="replace") if m.key is not None else None,
+                    "value": decode_record(m.value),
+                }
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+    finally:
+        loop.run_until_complete(consumer.stop())
+        loop.close()
