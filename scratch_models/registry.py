@@ -15,6 +15,7 @@ from scratch_models.base import BaseModel
 
 _MODEL_MODULES = [
     "scratch_models.linear",
+    "scratch_models.svm",
 ]
 
 for _name in _MODEL_MODULES:
