@@ -16,6 +16,9 @@ from scratch_models.base import BaseModel
 _MODEL_MODULES = [
     "scratch_models.linear",
     "scratch_models.svm",
+    "scratch_models.naive_bayes",
+    "scratch_models.regression",
+    "scratch_models.decomposition",
 ]
 
 for _name in _MODEL_MODULES:
