@@ -1,0 +1,1 @@
+"""Stream side: the Faust scoring worker, the hot-path scoring code, the model store and hot reload."""
