@@ -15,6 +15,8 @@ from scratch_models.base import BaseModel
 
 _MODEL_MODULES = [
     "scratch_models.linear",
+    "scratch_models.tree",
+    "scratch_models.boosting",
     "scratch_models.svm",
     "scratch_models.naive_bayes",
     "scratch_models.regression",

@@ -1,0 +1,640 @@
+"""Shared machinery of the tree family: quantile binning, level-wise histogram tree
+growth, flat tree storage and vectorised traversal.
+
+Histogram split finding follows LightGBM (Ke et al., "LightGBM: A Highly Efficient
+Gradient Boosting Decision Tree", NeurIPS 2017) and XGBoost's ``hist`` method
+(Chen & Guestrin, "XGBoost: A Scalable Tree Boosting System", KDD 2016, sec. 3.3):
+each feature is cut once into at most 255 quantile bins stored as ``uint8``; a
+node's split search then scans per-bin sums of row statistics instead of sorted
+values. A child's histogram is its parent's minus its sibling's, so only the
+smaller child of each split is built from rows.
+
+Trees are grown level by level and every step of a level is one numpy operation
+over all nodes of that level (no per-node or per-row Python loop).
+
+Internal module: the estimators in ``tree``, ``forest`` and ``boosting`` are the
+public interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+#: Largest number of bins per feature (codes fit in uint8).
+MAX_BINS = 255
+#: Rows used to estimate quantile bin edges; more rows barely move the edges.
+_EDGE_SAMPLE = 200_000
+#: Elements per chunk of the (rows x features) key matrix while building histograms.
+_CHUNK_ELEMENTS = 1 << 22
+#: Histogram cells (nodes x features x bins x stats) per node chunk.
+_HIST_CELLS = 1 << 24
+
+
+# --------------------------------------------------------------------------- binning
+class BinMapper:
+    """Per-feature quantile bin edges and the ``uint8`` codes of a matrix.
+
+    A value ``x`` of feature ``f`` gets code ``searchsorted(edges[f], x, "left")``,
+    so ``code <= b`` exactly when ``x <= edges[f][b]``: a split found on codes is
+    the real-valued split ``x <= edges[f][b]`` at prediction time.
+
+    Parameters
+    ----------
+    max_bins : int, default 255
+        At most this many bins per feature (2..255).
+    rng : numpy.random.Generator or None
+        Draws the row sample used for quantiles when ``n_samples > 200_000``.
+    """
+
+    def __init__(self, max_bins: int = MAX_BINS, rng: np.random.Generator | None = None) -> None:
+        if not 2 <= int(max_bins) <= MAX_BINS:
+            raise ValueError(f"max_bins: expected an int in [2, {MAX_BINS}], got {max_bins!r}")
+        self.max_bins = int(max_bins)
+        self.rng = rng
+
+    def fit(self, X: np.ndarray) -> "BinMapper":
+        """Compute edges from ``X`` of shape (n_samples, n_features), float64."""
+        n = X.shape[0]
+        if n > _EDGE_SAMPLE:
+            rng = self.rng if self.rng is not None else np.random.default_rng(0)
+            sample = X[np.sort(rng.choice(n, _EDGE_SAMPLE, replace=False))]
+        else:
+            sample = X
+        qs = np.linspace(0.0, 1.0, self.max_bins + 1)[1:-1]
+        self.edges = []
+        for col in sample.T:
+            u = np.unique(col)
+            if u.shape[0] <= self.max_bins:
+                # Few distinct values: one bin each, cut half-way between neighbours.
+                edges = (u[:-1] + u[1:]) / 2.0
+            else:
+                edges = np.unique(np.quantile(col, qs, method="midpoint"))
+            self.edges.append(edges.astype(np.float64))
+        self.n_bins = np.array([e.shape[0] + 1 for e in self.edges], dtype=np.int64)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Codes of ``X``: ndarray of shape (n_samples, n_features), uint8."""
+        codes = np.empty(X.shape, dtype=np.uint8)
+        for f, edges in enumerate(self.edges):
+            codes[:, f] = np.searchsorted(edges, X[:, f], side="left")
+        return codes
+
+
+# --------------------------------------------------------------------------- criteria
+@dataclass
+class Criterion:
+    """How a node's row statistics score a split.
+
+    ``gain(L, R, P)`` takes summed statistics of left child, right child and parent
+    (last axis = statistic) and returns the split's gain, larger is better;
+    ``weight(S)`` is the node size used by ``min_samples_leaf`` /
+    ``min_child_weight``; ``value(S)`` is the node's stored output.
+    """
+
+    gain: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    weight: Callable[[np.ndarray], np.ndarray]
+    value: Callable[[np.ndarray], np.ndarray]
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = a / b
+    return np.where(b > 0, out, 0.0)
+
+
+def _lastsum(S: np.ndarray) -> np.ndarray:
+    """Sum over the (short) statistics axis; numpy reductions over a last axis of
+    2-3 elements are many times slower than adding the slices."""
+    out = S[..., 0].copy()
+    for i in range(1, S.shape[-1]):
+        out += S[..., i]
+    return out
+
+
+def gini_criterion() -> Criterion:
+    """Gini impurity decrease (Breiman et al., *Classification and Regression Trees*, 1984).
+
+    Statistics are per-class sample weights. With ``n`` the node weight and ``c_k``
+    its class weights, ``n * gini = n - sum_k c_k^2 / n``; the (unnormalised)
+    decrease is therefore ``sum c_L^2/n_L + sum c_R^2/n_R - sum c_P^2/n_P``.
+    """
+
+    def score(S: np.ndarray) -> np.ndarray:
+        return _safe_div(_lastsum(S * S), _lastsum(S))
+
+    return Criterion(
+        gain=lambda L, R, P: score(L) + score(R) - score(P),
+        weight=_lastsum,
+        value=lambda S: _safe_div(S, _lastsum(S)[..., None]),
+    )
+
+
+def entropy_criterion() -> Criterion:
+    """Information-gain (Shannon entropy) decrease, weighted by node size."""
+
+    def n_entropy(S: np.ndarray) -> np.ndarray:
+        n = _lastsum(S)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            clogc = _lastsum(np.where(S > 0, S * np.log(np.where(S > 0, S, 1.0)), 0.0))
+            nlogn = np.where(n > 0, n * np.log(np.where(n > 0, n, 1.0)), 0.0)
+        return nlogn - clogc
+
+    return Criterion(
+        gain=lambda L, R, P: n_entropy(P) - n_entropy(L) - n_entropy(R),
+        weight=_lastsum,
+        value=lambda S: _safe_div(S, _lastsum(S)[..., None]),
+    )
+
+
+def squared_error_criterion() -> Criterion:
+    """Variance reduction; statistics are ``(w, w*y)``: ``n var`` decrease is
+    ``s_L^2/n_L + s_R^2/n_R - s_P^2/n_P``."""
+
+    def score(S: np.ndarray) -> np.ndarray:
+        return _safe_div(S[..., 1] ** 2, S[..., 0])
+
+    return Criterion(
+        gain=lambda L, R, P: score(L) + score(R) - score(P),
+        weight=lambda S: S[..., 0],
+        value=lambda S: _safe_div(S[..., 1], S[..., 0])[..., None],
+    )
+
+
+def newton_criterion(reg_lambda: float) -> Criterion:
+    """XGBoost's second-order split gain (Chen & Guestrin 2016, eq. 7), statistics ``(g, h)``.
+
+    ``gain = 0.5 [G_L^2/(H_L+lambda) + G_R^2/(H_R+lambda) - G_P^2/(H_P+lambda)]``
+    (``gamma`` is applied by the grower as the minimum gain); the node value is the
+    optimal weight ``-G / (H + lambda)`` (eq. 5).
+    """
+    lam = float(reg_lambda)
+
+    def score(S: np.ndarray) -> np.ndarray:
+        return S[..., 0] ** 2 / (S[..., 1] + lam)
+
+    return Criterion(
+        gain=lambda L, R, P: 0.5 * (score(L) + score(R) - score(P)),
+        weight=lambda S: S[..., 1],
+        value=lambda S: (-S[..., 0] / (S[..., 1] + lam))[..., None],
+    )
+
+
+# --------------------------------------------------------------------------- growth
+@dataclass
+class GrownTree:
+    """One tree in flat arrays; node 0 is the root, children of a split are adjacent.
+
+    Attributes
+    ----------
+    feature : ndarray of shape (n_nodes,), int32
+        Split feature, -1 at leaves.
+    bin : ndarray of shape (n_nodes,), int32
+        Split bin: rows with ``code <= bin`` go left.
+    left : ndarray of shape (n_nodes,), int32
+        Left child (right child is ``left + 1``), -1 at leaves.
+    value : ndarray of shape (n_nodes, n_outputs), float64
+        Output of every node, internal ones included (used for path contributions).
+    weight : ndarray of shape (n_nodes,), float64
+        Node weight (sample weight or hessian sum).
+    gain : ndarray of shape (n_nodes,), float64
+        Split gain, 0 at leaves.
+    row_leaf : ndarray of shape (n_rows_fitted,), int32
+        Leaf reached by each row passed to the grower (order of ``rows``).
+    """
+
+    feature: np.ndarray
+    bin: np.ndarray
+    left: np.ndarray
+    value: np.ndarray
+    weight: np.ndarray
+    gain: np.ndarray
+    row_leaf: np.ndarray
+
+
+def _build_hist(
+    codes: np.ndarray,
+    stats: np.ndarray,
+    rows: np.ndarray,
+    local: np.ndarray,
+    n_nodes: int,
+    feats: np.ndarray,
+    per_node: bool,
+    col_off: np.ndarray,
+    width: int,
+) -> np.ndarray:
+    """Histogram of ``stats`` over (node, packed bin).
+
+    ``feats`` is (k,) when every node shares its candidate features, else
+    (n_nodes, k); candidate ``j``'s bins start at ``col_off[j]`` within a node's
+    ``width`` cells. Returns ndarray of shape (n_nodes, width, n_stats), float64.
+    """
+    k = feats.shape[-1]
+    S = stats.shape[1]
+    size = n_nodes * width
+    out = np.zeros((S, size))
+    step = max(1, _CHUNK_ELEMENTS // k)
+    off = col_off.astype(np.int64)[None, :]
+    all_feats = (not per_node) and k == codes.shape[1] and np.all(feats == np.arange(k))
+    for start in range(0, rows.shape[0], step):
+        r = rows[start:start + step]
+        ln = local[start:start + step].astype(np.int64)
+        if per_node:
+            sub = codes[r[:, None], feats[ln]]
+        elif all_feats:
+            sub = codes[r]
+        else:
+            sub = codes[np.ix_(r, feats)]
+        key = sub.astype(np.int64)
+        key += off
+        if n_nodes > 1:
+            key += (ln * width)[:, None]
+        key = key.ravel()
+        st = stats[r]
+        for s in range(S):
+            w = np.repeat(st[:, s], k)
+            out[s] += np.bincount(key, weights=w, minlength=size)
+    return out.reshape(S, n_nodes, width).transpose(1, 2, 0)
+
+
+def grow_tree(
+    codes: np.ndarray,
+    n_bins: np.ndarray,
+    stats: np.ndarray,
+    rows: np.ndarray,
+    criterion: Criterion,
+    *,
+    max_depth: int | None,
+    min_samples_split: float = 2.0,
+    min_samples_leaf: float = 1.0,
+    min_gain: float = 0.0,
+    max_features: int | None = None,
+    features: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> GrownTree:
+    """Grow one tree level by level on binned data.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n_samples, n_features), uint8
+        Binned training matrix (see :class:`BinMapper`).
+    n_bins : ndarray of shape (n_features,), int64
+        Bins used by each feature.
+    stats : ndarray of shape (n_samples, n_stats), float64
+        Per-row statistics summed by the histograms (already sample-weighted).
+    rows : ndarray of shape (n_rows,), int64
+        Rows this tree is grown on (bootstrap/subsample selection).
+    criterion : Criterion
+    max_depth : int or None
+        None grows until leaves are pure or too small.
+    min_samples_split, min_samples_leaf : float
+        Minimum ``criterion.weight`` of a node to split / of each child.
+    min_gain : float
+        A split must have ``gain > min_gain`` (XGBoost's gamma; ``min_impurity_decrease``
+        times the root weight for CART).
+    max_features : int or None
+        Candidate features drawn per node without replacement (random forests);
+        None uses all of ``features``.
+    features : ndarray of int or None
+        Features this tree may use (column subsampling); None means all.
+    rng : numpy.random.Generator or None
+        Needed when ``max_features`` is set.
+
+    Returns
+    -------
+    GrownTree
+    """
+    n_features = codes.shape[1]
+    B = int(n_bins.max())
+    depth_limit = np.inf if max_depth is None else int(max_depth)
+    allowed = np.arange(n_features) if features is None else np.asarray(features, dtype=np.int64)
+    per_node = max_features is not None and int(max_features) < allowed.shape[0]
+    k = int(max_features) if per_node else allowed.shape[0]
+
+    rows = np.asarray(rows, dtype=np.int64)
+    local = np.zeros(rows.shape[0], dtype=np.int64)  # frontier index of each row
+    total = stats[rows].sum(axis=0)[None, :]
+
+    # Nodes are stored level by level; the frontier is always the last level added.
+    levels: list[dict[str, np.ndarray]] = []
+    n_stored = 0
+    row_leaf = np.full(stats.shape[0], -1, dtype=np.int32)
+    row_pos = rows  # rows of the caller's selection, for row_leaf
+
+    def add_nodes(S: np.ndarray) -> np.ndarray:
+        nonlocal n_stored
+        m = S.shape[0]
+        levels.append({
+            "feature": np.full(m, -1, dtype=np.int32),
+            "bin": np.zeros(m, dtype=np.int32),
+            "left": np.full(m, -1, dtype=np.int32),
+            "value": np.asarray(criterion.value(S), dtype=np.float64).reshape(m, -1),
+            "weight": np.asarray(criterion.weight(S), dtype=np.float64),
+            "gain": np.zeros(m),
+        })
+        n_stored += m
+        return np.arange(n_stored - m, n_stored)
+
+    # Packed bin layout of a node's histogram: candidate j owns cells
+    # col_off[j] : col_off[j] + width_j. Shared candidates pack their real bin counts;
+    # per-node candidates (forests) use a fixed stride of B cells.
+    if per_node:
+        col_off = np.arange(k, dtype=np.int64) * B
+        width = k * B
+        pos_j = np.repeat(np.arange(k), B)
+        pos_b = np.tile(np.arange(B), k)
+    else:
+        nb_shared = n_bins[allowed]
+        col_off = np.concatenate([[0], np.cumsum(nb_shared)[:-1]]).astype(np.int64)
+        width = int(nb_shared.sum())
+        pos_j = np.repeat(np.arange(k), nb_shared)
+        pos_b = np.arange(width) - col_off[pos_j]
+        shared_valid = pos_b < nb_shared[pos_j] - 1
+    seg_start = col_off[pos_j]                 # first cell of each cell's feature
+
+    frontier = add_nodes(total)      # global ids of the nodes being split
+    P = total                        # their statistics, (m, S)
+    hist = None                      # their histograms when reusable, (m, width, S)
+    depth = 0
+    while frontier.shape[0] and rows.shape[0]:
+        m = frontier.shape[0]
+        w_node = criterion.weight(P)
+        can = (w_node >= min_samples_split) & (w_node >= 2 * min_samples_leaf) & (depth < depth_limit)
+        if not can.any():
+            break
+        if per_node:
+            feats = np.argsort(rng.random((m, allowed.shape[0])), axis=1)[:, :k]
+            feats = allowed[feats]
+        else:
+            feats = allowed
+        if hist is None:
+            hist = np.empty((m, width, stats.shape[1]))
+            # Chunk nodes so a level of a deep tree never allocates a huge histogram.
+            node_step = max(1, _HIST_CELLS // (width * stats.shape[1]))
+            bounds = np.searchsorted(local, np.arange(0, m + node_step, node_step))
+            for c, n0 in enumerate(range(0, m, node_step)):
+                n1 = min(m, n0 + node_step)
+                a, b = bounds[c], bounds[c + 1]
+                hist[n0:n1] = _build_hist(
+                    codes, stats, rows[a:b], local[a:b] - n0, n1 - n0,
+                    feats[n0:n1] if per_node else feats, per_node, col_off, width,
+                )
+        C = np.cumsum(hist, axis=1)                             # (m, width, S)
+        # Left sums: cumulative sum restarted at each feature's first cell.
+        before = np.concatenate([np.zeros((m, 1, C.shape[2])), C], axis=1)[:, seg_start]
+        Lcum = C - before
+        Rcum = P[:, None, :] - Lcum
+        g = criterion.gain(Lcum, Rcum, P[:, None, :])          # (m, width)
+        wL, wR = criterion.weight(Lcum), criterion.weight(Rcum)
+        # The 1e-12 guard keeps float round-off from making an empty child look non-empty.
+        valid = (wL >= min_samples_leaf) & (wR >= min_samples_leaf) & (wL > 1e-12) & (wR > 1e-12)
+        if per_node:
+            valid &= pos_b[None, :] < (n_bins[feats] - 1)[:, pos_j]
+        else:
+            valid &= shared_valid[None, :]
+        g = np.where(valid, g, -np.inf)
+        best = np.argmax(g, axis=1)
+        best_gain = g[np.arange(m), best]
+        split = can & np.isfinite(best_gain) & (best_gain > min_gain)
+        if not split.any():
+            break
+        j_best, b_best = pos_j[best], pos_b[best]
+        f_best = feats[np.arange(m), j_best] if per_node else feats[j_best]
+        Lbest = Lcum[np.arange(m), best]
+
+        sp = np.flatnonzero(split)
+        n_split = sp.shape[0]
+        # Children statistics, left then right per split node.
+        Ls = Lbest[sp]
+        Rs = P[sp] - Ls
+        child_S = np.empty((2 * n_split, P.shape[1]))
+        child_S[0::2] = Ls
+        child_S[1::2] = Rs
+        cur = levels[-1]
+        child_ids = add_nodes(child_S)
+        cur["feature"][sp] = f_best[sp]
+        cur["bin"][sp] = b_best[sp]
+        cur["left"][sp] = child_ids[0::2]
+        cur["gain"][sp] = best_gain[sp]
+
+        # Route rows: rows of unsplit nodes become leaves and leave the frontier.
+        new_index = np.full(m, -1, dtype=np.int64)
+        new_index[sp] = np.arange(n_split) * 2
+        row_new = new_index[local]
+        keep = row_new >= 0
+        done = ~keep
+        if done.any():
+            row_leaf[rows[done]] = frontier[local[done]]
+        rows, local, row_new = rows[keep], local[keep], row_new[keep]
+        go_right = codes[rows, f_best[local]] > b_best[local]
+        local = row_new + go_right
+        order = np.argsort(local, kind="stable")
+        rows, local = rows[order], local[order]
+
+        # Children histograms: build the smaller child, subtract from the parent.
+        counts = np.bincount(local, minlength=2 * n_split)
+        if per_node or depth + 1 >= depth_limit:
+            hist = None
+        else:
+            left_small = counts[0::2] <= counts[1::2]
+            small = np.where(left_small, np.arange(n_split) * 2, np.arange(n_split) * 2 + 1)
+            is_small = np.zeros(2 * n_split, dtype=bool)
+            is_small[small] = True
+            sel = is_small[local]
+            small_local = np.cumsum(is_small) - 1               # child index -> small index
+            h_small = _build_hist(
+                codes, stats, rows[sel], small_local[local[sel]], n_split, feats, False, col_off, width
+            )
+            h_big = hist[sp] - h_small
+            hist = np.empty((2 * n_split,) + h_small.shape[1:])
+            hist[small] = h_small
+            hist[small ^ 1] = h_big
+        frontier = child_ids
+        P = child_S
+        depth += 1
+    if rows.shape[0]:
+        row_leaf[rows] = frontier[local]
+
+    cat = {key: np.concatenate([lv[key] for lv in levels]) for key in levels[0]}
+    return GrownTree(row_leaf=row_leaf[row_pos], **cat)
+
+
+def apply_binned(tree: GrownTree, codes: np.ndarray) -> np.ndarray:
+    """Leaf (node index within ``tree``) of every row of binned ``codes``, shape (n_samples,)."""
+    n = codes.shape[0]
+    node = np.zeros(n, dtype=np.intp)
+    active = np.arange(n)
+    while active.shape[0]:
+        f = tree.feature[node[active]]
+        internal = f >= 0
+        active, f = active[internal], f[internal]
+        if not active.shape[0]:
+            break
+        nd = node[active]
+        right = codes[active, f] > tree.bin[nd]
+        node[active] = tree.left[nd] + right
+    return node
+
+
+# --------------------------------------------------------------------------- storage
+class TreeArrays:
+    """Several trees concatenated for storage and vectorised traversal.
+
+    Attributes
+    ----------
+    feature : ndarray of shape (n_nodes,), int32; -1 at leaves
+    threshold : ndarray of shape (n_nodes,), float64; go left when ``x <= threshold``
+    left, right : ndarray of shape (n_nodes,), int32; children within the tree, -1 at leaves
+    value : ndarray of shape (n_nodes, n_outputs), float64
+    offsets : ndarray of shape (n_trees + 1,), int64; tree ``t`` is ``offsets[t]:offsets[t+1]``
+    """
+
+    def __init__(self, feature, threshold, left, right, value, offsets) -> None:
+        self.feature = np.asarray(feature, dtype=np.int32)
+        self.threshold = np.asarray(threshold, dtype=np.float64)
+        self.left = np.asarray(left, dtype=np.int32)
+        self.right = np.asarray(right, dtype=np.int32)
+        self.value = np.asarray(value, dtype=np.float64)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self._compile()
+
+    @classmethod
+    def from_grown(cls, trees: list[GrownTree], edges: list[np.ndarray]) -> "TreeArrays":
+        """Concatenate grown trees, turning split bins into real thresholds."""
+        feats, thr, lefts, rights, vals, offsets = [], [], [], [], [], [0]
+        for t in trees:
+            internal = t.feature >= 0
+            th = np.full(t.feature.shape[0], np.inf)
+            for i in np.flatnonzero(internal):
+                th[i] = edges[t.feature[i]][t.bin[i]]
+            feats.append(t.feature)
+            thr.append(th)
+            lefts.append(t.left)
+            rights.append(np.where(internal, t.left + 1, -1).astype(np.int32))
+            vals.append(t.value)
+            offsets.append(offsets[-1] + t.feature.shape[0])
+        return cls(
+            np.concatenate(feats), np.concatenate(thr), np.concatenate(lefts),
+            np.concatenate(rights), np.concatenate(vals), np.asarray(offsets),
+        )
+
+    @property
+    def n_trees(self) -> int:
+        return self.offsets.shape[0] - 1
+
+    def _compile(self) -> None:
+        """Global-index arrays for traversal: leaves loop on themselves with threshold +inf."""
+        n = self.feature.shape[0]
+        tree_of = np.repeat(np.arange(self.n_trees), np.diff(self.offsets))
+        base = self.offsets[:-1][tree_of]
+        leaf = self.feature < 0
+        self._feat = np.where(leaf, 0, self.feature).astype(np.intp)
+        self._thr = np.where(leaf, np.inf, self.threshold)
+        self._left = np.where(leaf, np.arange(n), self.left + base).astype(np.intp)
+        self._right = np.where(leaf, np.arange(n), self.right + base).astype(np.intp)
+        # Depth of the deepest tree: number of traversal steps needed.
+        self._depth = 0
+        level = self.offsets[:-1].astype(np.intp)
+        while level.shape[0]:
+            level = level[~leaf[level]]
+            if level.shape[0]:
+                self._depth += 1
+                level = np.concatenate([self._left[level], self._right[level]])
+        # Children adjacent in every tree grown here; checked so stored trees may differ.
+        self._adjacent = bool(np.all(self._right[~leaf] == self._left[~leaf] + 1))
+
+    def apply(self, X: np.ndarray, trees: slice | None = None) -> np.ndarray:
+        """Leaf (global node index) of every row in every tree.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), float64, C-contiguous
+
+        Returns
+        -------
+        ndarray of shape (n_trees, n_samples), intp
+        """
+        roots = self.offsets[:-1] if trees is None else self.offsets[:-1][trees]
+        n, d = X.shape
+        node = np.repeat(roots.astype(np.intp), n)
+        rowbase = np.tile(np.arange(n, dtype=np.intp) * d, roots.shape[0])
+        Xf = X.ravel()
+        for _ in range(self._depth):
+            x = Xf[rowbase + self._feat[node]]
+            if self._adjacent:
+                node = self._left[node] + (x > self._thr[node])
+            else:
+                node = np.where(x > self._thr[node], self._right[node], self._left[node])
+        return node.reshape(roots.shape[0], n)
+
+    def contributions(self, X: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Saabas path contributions summed over trees (Saabas, "Interpreting random
+        forests", 2014; the "approximate" contributions of XGBoost's ``pred_contribs``).
+
+        Each split on feature ``f`` adds ``value[child] - value[node]`` to ``f``.
+
+        Returns
+        -------
+        contrib : ndarray of shape (n_samples, n_features), float64
+        bias : ndarray of shape (n_samples,), float64
+            Sum of the root values; ``bias + contrib.sum(1)`` is the sum of the leaf values.
+        """
+        n, d = X.shape
+        roots = self.offsets[:-1].astype(np.intp)
+        node = np.repeat(roots, n)
+        rows = np.tile(np.arange(n, dtype=np.intp), roots.shape[0])
+        Xf = X.ravel()
+        v = self.value[:, output]
+        contrib = np.zeros(n * d)
+        for _ in range(self._depth):
+            f = self._feat[node]
+            x = Xf[rows * d + f]
+            nxt = np.where(x > self._thr[node], self._right[node], self._left[node])
+            contrib += np.bincount(rows * d + f, weights=v[nxt] - v[node], minlength=n * d)
+            node = nxt
+        bias = np.full(n, v[roots].sum())
+        return contrib.reshape(n, d), bias
+
+    # ---- persistence: flat arrays with a prefix
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}feature": self.feature,
+            f"{prefix}threshold": self.threshold,
+            f"{prefix}left": self.left,
+            f"{prefix}right": self.right,
+            f"{prefix}value": self.value,
+            f"{prefix}offsets": self.offsets,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> "TreeArrays":
+        return cls(*(arrays[f"{prefix}{k}"] for k in ("feature", "threshold", "left", "right", "value", "offsets")))
+
+
+def resolve_max_features(max_features, n_features: int) -> int | None:
+    """Number of candidate features per split, scikit-learn's conventions.
+
+    ``None`` -> all; ``"sqrt"`` / ``"log2"``; an int; a float fraction in (0, 1].
+    """
+    if max_features is None:
+        return None
+    if isinstance(max_features, str):
+        if max_features == "sqrt":
+            return max(1, int(np.sqrt(n_features)))
+        if max_features == "log2":
+            return max(1, int(np.log2(n_features)))
+        raise ValueError(f"max_features: expected 'sqrt', 'log2', int, float or None, got {max_features!r}")
+    if isinstance(max_features, (bool, np.bool_)):
+        raise ValueError(f"max_features: expected 'sqrt', 'log2', int, float or None, got {max_features!r}")
+    if isinstance(max_features, (int, np.integer)):
+        if max_features < 1:
+            raise ValueError(f"max_features: expected >= 1, got {max_features}")
+        return min(int(max_features), n_features)
+    if isinstance(max_features, (float, np.floating)):
+        if not 0.0 < max_features <= 1.0:
+            raise ValueError(f"max_features: expected a fraction in (0, 1], got {max_features}")
+        return max(1, int(max_features * n_features))
+    raise ValueError(f"max_features: expected 'sqrt', 'log2', int, float or None, got {max_features!r}")
