@@ -16,11 +16,13 @@ from scratch_models.base import BaseModel
 _MODEL_MODULES = [
     "scratch_models.linear",
     "scratch_models.tree",
+    "scratch_models.forest",
     "scratch_models.boosting",
     "scratch_models.svm",
     "scratch_models.naive_bayes",
     "scratch_models.regression",
     "scratch_models.decomposition",
+    "scratch_models.cluster",
 ]
 
 for _name in _MODEL_MODULES:
