@@ -22,6 +22,8 @@ def _configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("httpx", "aiokafka", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 @click.group()
@@ -44,10 +46,13 @@ def stack() -> None:
 @click.pass_obj
 def stack_up(settings: Settings, ephemeral: bool) -> None:
     """Start every service (idempotent) and wait until each answers."""
-    from churn_stream.stack import LocalStack
+    from churn_stream.stack import LocalStack, StackError
 
     local = LocalStack.from_settings(settings)
-    local.up(ephemeral=ephemeral)
+    try:
+        local.up(ephemeral=ephemeral)
+    except StackError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(local.status_table())
 
 
@@ -162,8 +167,8 @@ def demo(settings: Settings, events: int | None, exit_: bool, rate: float | None
     """The main job: stack, champion, worker, every Telco customer scored, summary."""
     from churn_stream.demo import run_demo
 
-    summary = run_demo(settings, events=events, keep_running=not exit_, rate=rate)
-    click.echo(json.dumps(summary, sort_keys=True))
+    run_demo(settings, events=events, keep_running=not exit_, rate=rate,
+             on_summary=lambda s: click.echo(json.dumps(s, sort_keys=True)))
 
 
 if __name__ == "__main__":  # pragma: no cover

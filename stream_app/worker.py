@@ -81,6 +81,11 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> faust.App
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=MAX_BATCH * 2,
+        # Tansu completes a join only after the rebalance timeout; a short one keeps
+        # start-up and failover quick while still far above a micro-batch's duration.
+        broker_rebalance_timeout=5.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
     )
     app.churn_store = store  # type: ignore[attr-defined]
     app.churn_stats = stats  # type: ignore[attr-defined]

@@ -1,0 +1,268 @@
+"""``churn demo``: the main job end to end on the local stack.
+
+Stack up -> a batch cycle if no champion exists -> the worker -> every Telco row
+produced as a customer event -> wait until each one's score is on
+``churn-scores`` -> a summary whose last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from churn_stream.settings import Settings
+from schemas.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+TELCO_CSV = Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
+    """Start ``churn worker`` as a child process logging to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "CHURN_DATA_DIR": str(settings.data_dir),
+        "CHURN_CONSUMER_GROUP": settings.consumer_group,
+        "CHURN_WORKER_WEB_PORT": str(settings.worker_web_port),
+    })
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "churn_stream.cli", "worker"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_worker_ready(settings: Settings, proc: subprocess.Popen, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Poll the worker's ``/health`` until ready.
+
+    Raises
+    ------
+    RuntimeError
+        If the worker exits or is not ready within ``timeout_s``.
+    """
+    url = f"http://127.0.0.1:{settings.worker_web_port}/health"
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with code {proc.returncode}")
+        try:
+            r = httpx.get(url, timeout=2.0)
+            last = r.json()
+            if r.status_code == 200 and last.get("ready"):
+                return last
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"worker not ready after {timeout_s:.0f} s (last health: {last})")
+
+
+def stop_worker(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """SIGTERM the worker (it leaves its consumer group cleanly), SIGKILL if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _collect(settings: Settings, event_ids: set[str], start_offsets: dict, timeout_s: float,
+                   topics: tuple[str, ...] = (Topics.SCORES, Topics.ALERTS)) -> dict[str, Any]:
+    """Read outputs from ``start_offsets`` until every event id has a score (or timeout)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from churn_stream.clients import kafka_kwargs
+
+    consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    scored: set[str] = set()
+    alerted: set[str] = set()
+    duplicates = 0
+    last_score_at = None
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
+        if not tps:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of fresh topics
+            tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start_offsets.get((tp.topic, tp.partition), 0))
+        deadline = time.monotonic() + timeout_s
+        while len(scored) < len(event_ids) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    doc = orjson.loads(m.value)
+                    eid = doc.get("event_id")
+                    if eid not in event_ids:
+                        continue
+                    if tp.topic == Topics.SCORES:
+                        if eid in scored:
+                            duplicates += 1
+                        scored.add(eid)
+                        last_score_at = time.time()
+                    else:
+                        alerted.add(eid)
+        # Alerts are produced in the same batch as their scores; give the tail a moment.
+        tail_deadline = time.monotonic() + 1.0
+        while time.monotonic() < tail_deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    eid = orjson.loads(m.value).get("event_id")
+                    if eid in event_ids and tp.topic == Topics.ALERTS:
+                        alerted.add(eid)
+    finally:
+        await consumer.stop()
+    return {"scored": len(scored), "alerts": len(alerted), "duplicates": duplicates, "last_score_at": last_score_at}
+
+
+async def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from churn_stream.clients import kafka_kwargs
+
+    consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in (await consumer.topics() and
+                                                                consumer.partitions_for_topic(t) or [])]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {(tp.topic, tp.partition): off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+def replicate_events(records: list[tuple[bytes, bytes]], n: int) -> list[tuple[bytes, bytes]]:
+    """``n`` events cycling over ``records``, each copy with a fresh ``event_id``."""
+    from schemas.events import new_event_id
+
+    out = []
+    for i in range(n):
+        key, value = records[i % len(records)]
+        if i < len(records):
+            out.append((key, value))
+        else:
+            doc = orjson.loads(value)
+            doc["event_id"] = new_event_id()
+            out.append((key, orjson.dumps(doc)))
+    return out
+
+
+def champion_summary(settings: Settings) -> dict[str, Any]:
+    """Version and hold-out AUC/F1 of the registered champion (empty dict if none)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from batch.promotion import CLASSIFIER_NAME
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(CLASSIFIER_NAME, "champion")
+    except MlflowException:
+        return {}
+    run = client.get_run(mv.run_id)
+    m = run.data.metrics
+    return {"model_version": str(mv.version), "model": run.data.tags.get("model"),
+            "roc_auc": m.get("roc_auc"), "f1": m.get("f1_tuned"), "threshold": m.get("threshold")}
+
+
+def run_demo(settings: Settings, events: int | None = None, keep_running: bool = False,
+             rate: float | None = None, start_stack: bool = True, score_timeout_s: float = 300.0,
+             on_summary=None) -> dict[str, Any]:
+    """Run the main job; return the summary (also printed by the CLI as its last line).
+
+    Parameters
+    ----------
+    settings : Settings
+    events : int, optional
+        Events to produce; default every Telco row (7,043). More than that cycles
+        over the rows with fresh event ids.
+    keep_running : bool
+        Keep the worker running after the summary until Ctrl-C.
+    rate : float, optional
+        Events per second.
+    start_stack : bool
+        Start the local stack first (idempotent).
+    on_summary : callable, optional
+        Called with the summary as soon as it is known (before waiting for Ctrl-C).
+    """
+    from batch.cycle import run_cycle
+    from churn_stream.clients import csv_to_customer_events, ensure_topics, make_storage, make_tracker, produce_records
+
+    t_start = time.perf_counter()
+    if start_stack:
+        from churn_stream.stack import LocalStack
+
+        LocalStack.from_settings(settings).up()
+    ensure_topics(settings)
+    champion = champion_summary(settings)
+    if not champion:
+        print("no champion registered: running a batch cycle first", file=sys.stderr)
+        run_cycle(settings, make_storage(settings), make_tracker(settings), dataset="telco")
+        champion = champion_summary(settings)
+
+    log_path = settings.data_dir / "logs" / "worker.log"
+    proc = start_worker(settings, log_path)
+    try:
+        health = wait_worker_ready(settings, proc)
+        print(f"worker ready: model {health['model_name']} v{health['model_version']} (log: {log_path})",
+              file=sys.stderr)
+        records = csv_to_customer_events(TELCO_CSV)
+        records = replicate_events(records, events if events is not None else len(records))
+        event_ids = {orjson.loads(v)["event_id"] for _, v in records}
+        start_offsets = asyncio.run(_end_offsets(settings, (Topics.SCORES, Topics.ALERTS)))
+        t_produce = time.time()
+        produced = produce_records(settings, Topics.CUSTOMERS, records, rate)
+        print(f"produced {produced} events; waiting for their scores", file=sys.stderr)
+        seen = asyncio.run(_collect(settings, event_ids, start_offsets, score_timeout_s))
+        scoring_s = (seen["last_score_at"] or time.time()) - t_produce
+        summary = {
+            "produced": produced,
+            "scored": seen["scored"],
+            "alerts": seen["alerts"],
+            "duplicates": seen["duplicates"],
+            "events_per_s": round(seen["scored"] / scoring_s, 1) if scoring_s > 0 else None,
+            "scoring_s": round(scoring_s, 3),
+            "elapsed_s": round(time.perf_counter() - t_start, 3),
+            "model_name": health["model_name"],
+            "model_version": health["model_version"],
+            "champion_roc_auc": champion.get("roc_auc"),
+            "champion_f1": champion.get("f1"),
+            "champion_model": champion.get("model"),
+        }
+        print(
+            f"scored {summary['scored']}/{produced} events, {summary['alerts']} churn alerts, "
+            f"{summary['events_per_s']} events/s, {summary['elapsed_s']} s in all; champion "
+            f"{summary['champion_model']} v{summary['model_version']} AUC={summary['champion_roc_auc']:.3f} "
+            f"F1={summary['champion_f1']:.3f}",
+            file=sys.stderr,
+        )
+        if on_summary is not None:
+            on_summary(summary)
+        if keep_running:
+            print("worker keeps scoring; Ctrl-C to stop it (the stack stays up: `churn stack down`)",
+                  file=sys.stderr)
+            try:
+                while proc.poll() is None:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+        return summary
+    finally:
+        stop_worker(proc)
