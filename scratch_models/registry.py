@@ -23,6 +23,7 @@ _MODEL_MODULES = [
     "scratch_models.regression",
     "scratch_models.decomposition",
     "scratch_models.cluster",
+    "scratch_models.neural",
 ]
 
 for _name in _MODEL_MODULES:
