@@ -24,6 +24,7 @@ _MODEL_MODULES = [
     "scratch_models.decomposition",
     "scratch_models.cluster",
     "scratch_models.neural",
+    "scratch_models.composite",
 ]
 
 for _name in _MODEL_MODULES:
