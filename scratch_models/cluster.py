@@ -269,7 +269,8 @@ class _ClusterClassifier(ClassifierMixin, BaseModel):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class rates of each row's nearest cluster, shape (n_samples, n_classes), float64; rows sum to 1."""
-        return self.cluster_proba_[self.predict_cluster(X)].copy()
+        cluster = self.predict_cluster(X)  # validates (and checks fitted) first
+        return self.cluster_proba_[cluster].copy()
 
 
 class KMeansClassifier(_ClusterClassifier):

@@ -67,7 +67,8 @@ class _PCAComposite(ClassifierMixin, BaseModel):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities of the downstream classifier, shape (n_samples, n_classes), float64."""
-        return self.estimator_.predict_proba(self.transform(X))
+        Z = self.transform(X)  # validates (and checks fitted) first
+        return self.estimator_.predict_proba(Z)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta: dict[str, Any] = {"n_features_in_": self.n_features_in_, "n_components_": self.n_components_}
