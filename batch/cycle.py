@@ -82,7 +82,7 @@ def _put_parquet(storage, bucket: str, key: str, table: pa.Table) -> str:
 
 
 def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str | Path | None = None,
-              only: set[str] | None = None, announce: bool = True) -> CycleResult:
+              only: set[str] | None = None, announce: bool = True, margin: float = 0.0) -> CycleResult:
     """Run one batch cycle.
 
     Parameters
@@ -98,6 +98,8 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
         Train only these zoo models.
     announce : bool, default True
         Publish a model-updated event when a new champion is promoted.
+    margin : float, default 0.0
+        ROC-AUC by which the best new model must beat the champion to replace it.
 
     Returns
     -------
@@ -175,7 +177,7 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
             registered = register_and_promote(
                 tracker, CLASSIFIER_NAME, run_id, best_path, trained.metrics,
                 feature_names=list(data.preprocessor.feature_names_in_),
-                margin=0.0,
+                margin=margin,
             )
             result.registered = registered
             timings["register"] = time.perf_counter() - t0
