@@ -1,0 +1,35 @@
+# One virtualenv per clone, created on first use. Every target installs what it needs.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test test-unit kcat clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+# Debian's kcat: the independent Kafka client the integration tests read topics with.
+kcat:
+	@command -v kcat >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq kcat >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq kcat >/dev/null; fi; }
+
+# The main job: local stack up, champion trained if missing, every Telco customer scored.
+demo: install
+	$(BIN)/churn demo --exit
+
+# The whole suite: unit tests and integration tests on a real stack the session starts itself.
+test: install kcat
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+clean:
+	-$(BIN)/churn stack down
+	rm -rf $(VENV) .churn
