@@ -604,17 +604,24 @@ class LocalStack:
         return None
 
     def _matches(self, name: str, cmdline: Sequence[str]) -> bool:
-        """Does ``cmdline`` run service ``name`` of this stack (either Kafka mode)?"""
-        expected = [self.command(name, ephemeral=False)]
-        if name == "kafka":
-            expected.append(self.command(name, ephemeral=True))
-        for argv in expected:
-            # Scripts such as mlflow run as ``python /venv/bin/mlflow server ...``.
-            tail = list(cmdline[-(len(argv) - 1):]) if len(argv) > 1 else []
-            head = [os.path.basename(part) for part in cmdline[: len(cmdline) - len(tail)]]
-            if tail == argv[1:] and os.path.basename(argv[0]) in head:
-                return True
-        return False
+        """Does ``cmdline`` run service ``name`` of this stack (either Kafka mode)?
+
+        Compares the executable and the arguments that identify this stack's instance
+        (data dir, ports), not the whole argv, so a stack started by an older version of
+        this module, with other incidental flags, is still recognised and stopped.
+        """
+        executable = os.path.basename(self.command(name)[0])
+        # Scripts such as mlflow run as ``python /venv/bin/mlflow server ...``.
+        if executable not in (os.path.basename(part) for part in cmdline[:2]):
+            return False
+        if name == "s3":
+            identity = ["mini", f"-dir={self.data_dir / 's3'}", f"-s3.port={self.s3_port}"]
+        elif name == "kafka":
+            identity = ["broker", "--listener-url", f"tcp://{self.host}:{self.kafka_port}"]
+        else:
+            identity = ["server", f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}", "--port",
+                        str(self.mlflow_port)]
+        return all(token in cmdline for token in identity)
 
     def running_mode(self) -> str | None:
         """``"durable"`` / ``"ephemeral"`` of the running broker, ``None`` if it is not running."""
