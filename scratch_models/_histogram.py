@@ -31,6 +31,8 @@ _EDGE_SAMPLE = 200_000
 _CHUNK_ELEMENTS = 1 << 22
 #: Histogram cells (nodes x features x bins x stats) per node chunk.
 _HIST_CELLS = 1 << 24
+#: Ensembles up to this depth predict through the complete-tree form.
+_COMPLETE_MAX_DEPTH = 4
 
 
 # --------------------------------------------------------------------------- binning
@@ -260,6 +262,74 @@ def _build_hist(
     return out.reshape(S, n_nodes, width).transpose(1, 2, 0)
 
 
+def _best_splits_sparse(
+    codes: np.ndarray,
+    stats: np.ndarray,
+    rows: np.ndarray,
+    local: np.ndarray,
+    m: int,
+    feats: np.ndarray,
+    per_node: bool,
+    B: int,
+    P: np.ndarray,
+    criterion: Criterion,
+    min_leaf: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Best split of every node from its occupied (feature, bin) cells only.
+
+    Deep levels of unpruned trees have many small nodes: a dense histogram would
+    be mostly empty cells, so the occupied cells are found by sorting the row keys
+    instead. Returns ``gain (m,)`` (-inf when no valid split), ``feature (m,)``,
+    ``bin (m,)`` and left statistics ``(m, n_stats)``.
+    """
+    k = feats.shape[-1]
+    sub = codes[rows[:, None], feats[local]] if per_node else codes[np.ix_(rows, feats)]
+    key = sub.astype(np.int64)
+    key += (np.arange(k, dtype=np.int64) * B)[None, :]
+    key += (local.astype(np.int64) * (k * B))[:, None]
+    cells, inv = np.unique(key.ravel(), return_inverse=True)
+    U = cells.shape[0]
+    st = stats[rows]
+    cs = np.empty((U, stats.shape[1]))
+    for s_ in range(stats.shape[1]):
+        cs[:, s_] = np.bincount(inv, weights=np.repeat(st[:, s_], k), minlength=U)
+    seg = cells // B                                   # node * k + j
+    node = seg // k
+    new_seg = np.empty(U, dtype=bool)
+    new_seg[0] = True
+    new_seg[1:] = seg[1:] != seg[:-1]
+    C = np.cumsum(cs, axis=0)
+    start = np.maximum.accumulate(np.where(new_seg, np.arange(U), 0))
+    Cpad = np.vstack([np.zeros((1, cs.shape[1])), C])
+    L = C - Cpad[start]
+    Pn = P[node]
+    R = Pn - L
+    g = criterion.gain(L, R, Pn)
+    wL, wR = criterion.weight(L), criterion.weight(R)
+    last = np.empty(U, dtype=bool)
+    last[-1] = True
+    last[:-1] = new_seg[1:]
+    valid = ~last & (wL >= min_leaf) & (wR >= min_leaf) & (wL > 1e-12) & (wR > 1e-12)
+    g = np.where(valid, g, -np.inf)
+    # Per-node argmax: sort cells by (node, -gain) and take each node's first.
+    order = np.lexsort((-g, node))
+    first = np.empty(U, dtype=bool)
+    first[0] = True
+    first[1:] = node[order][1:] != node[order][:-1]
+    pick = order[first]
+    best_gain = np.full(m, -np.inf)
+    f_best = np.zeros(m, dtype=np.int64)
+    b_best = np.zeros(m, dtype=np.int64)
+    Lbest = np.zeros((m, stats.shape[1]))
+    nd = node[pick]
+    j = seg[pick] % k
+    best_gain[nd] = g[pick]
+    f_best[nd] = feats[nd, j] if per_node else feats[j]
+    b_best[nd] = cells[pick] % B
+    Lbest[nd] = L[pick]
+    return best_gain, f_best, b_best, Lbest
+
+
 def grow_tree(
     codes: np.ndarray,
     n_bins: np.ndarray,
@@ -370,40 +440,47 @@ def grow_tree(
             feats = allowed[feats]
         else:
             feats = allowed
-        if hist is None:
-            hist = np.empty((m, width, stats.shape[1]))
-            # Chunk nodes so a level of a deep tree never allocates a huge histogram.
-            node_step = max(1, _HIST_CELLS // (width * stats.shape[1]))
-            bounds = np.searchsorted(local, np.arange(0, m + node_step, node_step))
-            for c, n0 in enumerate(range(0, m, node_step)):
-                n1 = min(m, n0 + node_step)
-                a, b = bounds[c], bounds[c + 1]
-                hist[n0:n1] = _build_hist(
-                    codes, stats, rows[a:b], local[a:b] - n0, n1 - n0,
-                    feats[n0:n1] if per_node else feats, per_node, col_off, width,
-                )
-        C = np.cumsum(hist, axis=1)                             # (m, width, S)
-        # Left sums: cumulative sum restarted at each feature's first cell.
-        before = np.concatenate([np.zeros((m, 1, C.shape[2])), C], axis=1)[:, seg_start]
-        Lcum = C - before
-        Rcum = P[:, None, :] - Lcum
-        g = criterion.gain(Lcum, Rcum, P[:, None, :])          # (m, width)
-        wL, wR = criterion.weight(Lcum), criterion.weight(Rcum)
-        # The 1e-12 guard keeps float round-off from making an empty child look non-empty.
-        valid = (wL >= min_samples_leaf) & (wR >= min_samples_leaf) & (wL > 1e-12) & (wR > 1e-12)
-        if per_node:
-            valid &= pos_b[None, :] < (n_bins[feats] - 1)[:, pos_j]
+        n_elem = rows.shape[0] * k
+        if per_node and n_elem < m * width:
+            best_gain, f_best, b_best, Lbest = _best_splits_sparse(
+                codes, stats, rows, local, m, feats, per_node, B, P, criterion, min_samples_leaf,
+            )
+            hist = None
         else:
-            valid &= shared_valid[None, :]
-        g = np.where(valid, g, -np.inf)
-        best = np.argmax(g, axis=1)
-        best_gain = g[np.arange(m), best]
+            if hist is None:
+                hist = np.empty((m, width, stats.shape[1]))
+                # Chunk nodes so a level of a deep tree never allocates a huge histogram.
+                node_step = max(1, _HIST_CELLS // (width * stats.shape[1]))
+                bounds = np.searchsorted(local, np.arange(0, m + node_step, node_step))
+                for c, n0 in enumerate(range(0, m, node_step)):
+                    n1 = min(m, n0 + node_step)
+                    a, b = bounds[c], bounds[c + 1]
+                    hist[n0:n1] = _build_hist(
+                        codes, stats, rows[a:b], local[a:b] - n0, n1 - n0,
+                        feats[n0:n1] if per_node else feats, per_node, col_off, width,
+                    )
+            C = np.cumsum(hist, axis=1)                             # (m, width, S)
+            # Left sums: cumulative sum restarted at each feature's first cell.
+            before = np.concatenate([np.zeros((m, 1, C.shape[2])), C], axis=1)[:, seg_start]
+            Lcum = C - before
+            Rcum = P[:, None, :] - Lcum
+            g = criterion.gain(Lcum, Rcum, P[:, None, :])          # (m, width)
+            wL, wR = criterion.weight(Lcum), criterion.weight(Rcum)
+            # The 1e-12 guard keeps float round-off from making an empty child look non-empty.
+            valid = (wL >= min_samples_leaf) & (wR >= min_samples_leaf) & (wL > 1e-12) & (wR > 1e-12)
+            if per_node:
+                valid &= pos_b[None, :] < (n_bins[feats] - 1)[:, pos_j]
+            else:
+                valid &= shared_valid[None, :]
+            g = np.where(valid, g, -np.inf)
+            best = np.argmax(g, axis=1)
+            best_gain = g[np.arange(m), best]
+            j_best, b_best = pos_j[best], pos_b[best]
+            f_best = feats[np.arange(m), j_best] if per_node else feats[j_best]
+            Lbest = Lcum[np.arange(m), best]
         split = can & np.isfinite(best_gain) & (best_gain > min_gain)
         if not split.any():
             break
-        j_best, b_best = pos_j[best], pos_b[best]
-        f_best = feats[np.arange(m), j_best] if per_node else feats[j_best]
-        Lbest = Lcum[np.arange(m), best]
 
         sp = np.flatnonzero(split)
         n_split = sp.shape[0]
@@ -535,6 +612,7 @@ class TreeArrays:
         self._thr = np.where(leaf, np.inf, self.threshold)
         self._left = np.where(leaf, np.arange(n), self.left + base).astype(np.intp)
         self._right = np.where(leaf, np.arange(n), self.right + base).astype(np.intp)
+        self._feat_is_split = ~leaf
         # Depth of the deepest tree: number of traversal steps needed.
         self._depth = 0
         level = self.offsets[:-1].astype(np.intp)
@@ -545,6 +623,75 @@ class TreeArrays:
                 level = np.concatenate([self._left[level], self._right[level]])
         # Children adjacent in every tree grown here; checked so stored trees may differ.
         self._adjacent = bool(np.all(self._right[~leaf] == self._left[~leaf] + 1))
+        self._complete = self._compile_complete() if 1 <= self._depth <= _COMPLETE_MAX_DEPTH else None
+
+    def _compile_complete(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Shallow ensembles as complete trees over a table of distinct splits.
+
+        Every tree is padded to depth ``D`` in heap order (node ``i`` has children
+        ``2i+1``, ``2i+2``); a padding node uses a split that is never true, so it
+        always goes left, and padding leaves repeat their ancestor leaf's value.
+        Prediction then evaluates each distinct ``x[f] > t`` once per row and picks
+        the path bits with bitwise selects, which vectorises better than per-node
+        traversal (boosted ensembles have hundreds of trees of depth 2-4).
+        """
+        D = self._depth
+        T = self.n_trees
+        internal = np.flatnonzero(self.feature >= 0)
+        pairs = np.stack([self.feature[internal].astype(np.float64), self.threshold[internal]], axis=1)
+        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+        split_id = np.full(self.feature.shape[0], uniq.shape[0], dtype=np.intp)
+        split_id[internal] = inv.ravel()
+        split_feat = np.append(uniq[:, 0].astype(np.intp), 0)
+        split_thr = np.append(uniq[:, 1], np.inf)        # last split: never true
+        never = uniq.shape[0]
+        n_heap = 2 ** D - 1
+        heap = np.full((T, n_heap), never, dtype=np.intp)
+        leaf_node = np.zeros((T, 2 ** D), dtype=np.intp)
+        # Walk all trees level by level at once: (tree, heap position, node).
+        t_idx = np.arange(T)
+        pos = np.zeros(T, dtype=np.intp)
+        node = self.offsets[:-1].astype(np.intp)
+        for level in range(D + 1):
+            if level == D:
+                leaf_node[t_idx, pos - n_heap] = node
+                break
+            heap[t_idx, pos] = split_id[node]
+            is_leaf = self.feature[node] < 0
+            # A leaf above depth D keeps going left (never-true split) and stays itself.
+            lc = np.where(is_leaf, node, self._left[node])
+            rc = np.where(is_leaf, node, self._right[node])
+            t_idx = np.concatenate([t_idx, t_idx])
+            node = np.concatenate([lc, rc])
+            pos = np.concatenate([2 * pos + 1, 2 * pos + 2])
+        return heap, split_feat, split_thr, leaf_node
+
+    def leaf_values_complete(self, X: np.ndarray, output: int = 0) -> np.ndarray | None:
+        """Sum over trees of the reached leaf's value, via the complete-tree form.
+
+        Returns ndarray of shape (n_samples,), float64, or None when the ensemble is
+        too deep for this form (use :meth:`apply`).
+        """
+        if self._complete is None:
+            return None
+        heap, split_feat, split_thr, leaf_node = self._complete
+        D = self._depth
+        Xt = np.ascontiguousarray(X.T)
+        C = (Xt[split_feat] > split_thr[:, None]).view(np.uint8)     # (n_splits, n_samples)
+        bits: list[np.ndarray] = []
+        for level in range(D):
+            first = 2 ** level - 1
+            cand = [C[heap[:, first + k]] for k in range(2 ** level)]   # each (T, n)
+            # Select the candidate addressed by the bits so far (d_0 most significant).
+            for b in reversed(bits):
+                cand = [c0 ^ (b & (c0 ^ c1)) for c0, c1 in zip(cand[0::2], cand[1::2])]
+            bits.append(cand[0])
+        leaf = bits[0].astype(np.intp)
+        for b in bits[1:]:
+            leaf <<= 1
+            leaf |= b
+        vals = self.value[leaf_node, output]                               # (T, 2^D)
+        return np.take_along_axis(vals, leaf, axis=1).sum(axis=0)
 
     def apply(self, X: np.ndarray, trees: slice | None = None) -> np.ndarray:
         """Leaf (global node index) of every row in every tree.
@@ -562,12 +709,23 @@ class TreeArrays:
         node = np.repeat(roots.astype(np.intp), n)
         rowbase = np.tile(np.arange(n, dtype=np.intp) * d, roots.shape[0])
         Xf = X.ravel()
-        for _ in range(self._depth):
-            x = Xf[rowbase + self._feat[node]]
-            if self._adjacent:
-                node = self._left[node] + (x > self._thr[node])
-            else:
-                node = np.where(x > self._thr[node], self._right[node], self._left[node])
+        if self._depth <= 8:
+            # Shallow trees: every (tree, row) pair steps each level; leaves loop on themselves.
+            for _ in range(self._depth):
+                x = Xf[rowbase + self._feat[node]]
+                if self._adjacent:
+                    node = self._left[node] + (x > self._thr[node])
+                else:
+                    node = np.where(x > self._thr[node], self._right[node], self._left[node])
+        else:
+            # Deep trees (forests): drop pairs that reached a leaf after each level.
+            act = np.flatnonzero(self._feat_is_split[node])
+            while act.shape[0]:
+                nd = node[act]
+                x = Xf[rowbase[act] + self._feat[nd]]
+                nd = np.where(x > self._thr[nd], self._right[nd], self._left[nd])
+                node[act] = nd
+                act = act[self._feat_is_split[nd]]
         return node.reshape(roots.shape[0], n)
 
     def contributions(self, X: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -245,7 +245,8 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
         ndarray of shape (n_samples, n_classes), float64
             Rows sum to 1; columns follow ``classes_``.
         """
-        return self.trees_.value[self.apply(X)]
+        leaves = self.apply(X)
+        return self.trees_.value[leaves]
 
 
 class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
@@ -310,4 +311,5 @@ class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
 
     def predict(self, X: Any) -> np.ndarray:
         """Mean target of the leaf each row reaches: ndarray of shape (n_samples,), float64."""
-        return self.trees_.value[self.apply(X), 0]
+        leaves = self.apply(X)
+        return self.trees_.value[leaves, 0]
