@@ -5,7 +5,9 @@ No server is started here; the one child process is a short ``sh`` script.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -297,27 +299,32 @@ def test_stop_service_kills_the_whole_tree_even_when_sigterm_is_ignored(stack: L
 
     # A service that ignores SIGTERM, with one child and one orphan (reparented, same group).
     argv = ["/bin/sh", "-c", "(sleep 30 &); trap '' TERM; while :; do sleep 0.1; done"]
-    monkeypatch.setattr(stack, "command", lambda name, ephemeral=False: argv)
+    monkeypatch.setattr(stack, "_matches", lambda name, cmdline: list(cmdline) == argv)
     proc = subprocess.Popen(argv, start_new_session=True)
-    stack.pid_path("kafka").parent.mkdir(parents=True)
-    stack.pid_path("kafka").write_text(f"{proc.pid}\n")
-    deadline = time.monotonic() + 5
-    orphans: list[int] = []
-    while not orphans and time.monotonic() < deadline:
-        time.sleep(0.05)
-        orphans = [p.pid for p in psutil.process_iter(["cmdline", "ppid"])
-                   if _pgid(p.pid) == proc.pid and p.info["cmdline"] == ["sleep", "30"]
-                   and p.info["ppid"] != proc.pid]
-    assert len(orphans) == 1
-    group = {p.pid for p in psutil.process_iter() if _pgid(p.pid) == proc.pid}
-    assert {proc.pid, *orphans} <= group
-    assert stack.pid("kafka") == proc.pid
+    try:
+        stack.pid_path("kafka").parent.mkdir(parents=True)
+        stack.pid_path("kafka").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 5
+        orphans: list[int] = []
+        while not orphans and time.monotonic() < deadline:
+            time.sleep(0.05)
+            orphans = [p.pid for p in psutil.process_iter(["cmdline", "ppid"])
+                       if _pgid(p.pid) == proc.pid and p.info["cmdline"] == ["sleep", "30"]
+                       and p.info["ppid"] != proc.pid]
+        assert len(orphans) == 1
+        group = {p.pid for p in psutil.process_iter() if _pgid(p.pid) == proc.pid}
+        assert {proc.pid, *orphans} <= group
+        assert stack.pid("kafka") == proc.pid
 
-    started = time.monotonic()
-    assert stack.stop_service("kafka", grace_s=0.5) is True
-    assert 0.5 <= time.monotonic() - started < 5  # SIGTERM ignored: killed after the grace period
-    assert [pid for pid in group if _alive(pid)] == []
-    assert not stack.pid_path("kafka").exists()
+        started = time.monotonic()
+        assert stack.stop_service("kafka", grace_s=0.5) is True
+        assert 0.5 <= time.monotonic() - started < 5  # SIGTERM ignored: killed after the grace period
+        assert [pid for pid in group if _alive(pid)] == []
+        assert not stack.pid_path("kafka").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # only if the test failed midway
+        proc.wait()
 
 
 def _pgid(pid: int) -> int | None:
