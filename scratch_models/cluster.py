@@ -281,9 +281,9 @@ class KMeansClassifier(_ClusterClassifier):
     k_candidates : list of int or None, default None
         Numbers of clusters tried on the validation split; ``None`` means
         ``DEFAULT_K_CANDIDATES`` (2 to 60).
-    n_init : int, default 4
+    n_init : int, default 3
         k-means++ restarts; the lowest inertia wins.
-    max_iter : int, default 100
+    max_iter : int, default 50
         Lloyd iterations per restart at most.
     tol : float, default 1e-4
         Stop when the summed squared centre shift is below ``tol`` times the mean
@@ -315,8 +315,8 @@ class KMeansClassifier(_ClusterClassifier):
     def __init__(
         self,
         k_candidates: list[int] | None = None,
-        n_init: int = 4,
-        max_iter: int = 100,
+        n_init: int = 3,
+        max_iter: int = 50,
         tol: float = 1e-4,
         smoothing: float = 10.0,
         validation_fraction: float = 0.25,
