@@ -157,6 +157,55 @@ def consume(settings: Settings, topic: str, from_beginning: bool, limit: int | N
         click.echo(json.dumps(record, sort_keys=True))
 
 
+# ----------------------------------------------------------------------- api
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.pass_obj
+def api(settings: Settings, host: str, port: int) -> None:
+    """Serve the prediction API (Starlette) with the hot-reloaded champion."""
+    from stream_app.api import run_api
+
+    run_api(settings, host=host, port=port)
+
+
+# --------------------------------------------------------------------- bench
+@main.group()
+def bench() -> None:
+    """Benchmarks: ours and the reference, measured side by side in one run."""
+
+
+@bench.command("models")
+@click.option("--dataset", default="telco", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_models(dataset: str, json_path: Path | None) -> None:
+    """Scratch models vs scikit-learn/xgboost: quality, fit and predict time."""
+    from churn_stream.bench_models import run_bench_models
+
+    run_bench_models(dataset=dataset, json_path=json_path)
+
+
+@bench.command("stream")
+@click.option("--events", type=int, default=200_000, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def bench_stream(settings: Settings, events: int, json_path: Path | None) -> None:
+    """Naive Faust agent vs aiokafka relay vs our worker, end to end on the configured broker."""
+    from churn_stream.bench_stream import run_bench_stream
+
+    run_bench_stream(settings, events=events, json_path=json_path)
+
+
+@bench.command("api")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def bench_api(settings: Settings, json_path: Path | None) -> None:
+    """Single-customer prediction latency at a fixed request rate, beside a scikit-learn Pipeline call."""
+    from churn_stream.bench_api import run_bench_api
+
+    run_bench_api(settings, json_path=json_path)
+
+
 # ---------------------------------------------------------------------- demo
 @main.command()
 @click.option("--events", type=int, default=None, help="Produce N events (default: every Telco row).")

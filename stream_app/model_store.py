@@ -14,6 +14,7 @@ import numpy as np
 
 from churn_stream.artifacts import download_pipeline
 from schemas.events import ModelUpdatedEvent
+from schemas.topics import Topics
 from scratch_models.pipeline import ScoringPipeline
 from stream_app.scoring import LoadedModel
 
@@ -109,3 +110,50 @@ class ModelStore:
         self.install(pipeline, event.model_name, event.model_version)
         self.reloads_ok += 1
         return True
+
+
+async def _handle_update(store: ModelStore, message) -> None:  # noqa: ANN001 - aiokafka ConsumerRecord
+    try:
+        event = ModelUpdatedEvent.model_validate_json(message.value)
+    except Exception as exc:  # noqa: BLE001 - a bad announcement must not stop the service
+        store.reloads_failed += 1
+        store.last_error = f"invalid model-updated event at offset {message.offset}: {exc}"
+        logger.error("%s", store.last_error)
+        return
+    await store.apply_update(event)
+
+
+async def follow_model_updates(settings, store: ModelStore) -> None:
+    """Load the champion and then apply every model-updated event, forever.
+
+    Reads ``model-updated`` outside any consumer group, so every worker and API
+    process sees every announcement. The read position is fixed at the end of the
+    topic *before* the registry is asked for the champion, so an announcement made
+    in between is not missed.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    from churn_stream.clients import kafka_kwargs
+
+    consumer = AIOKafkaConsumer(Topics.MODEL_UPDATED, **kafka_kwargs(settings), group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        await consumer.seek_to_end()
+        for tp in consumer.assignment():
+            await consumer.position(tp)
+        while store.current is None:
+            if await asyncio.to_thread(store.load_champion):
+                break
+            logger.info("no champion registered yet; waiting for a model-updated event")
+            batch = await consumer.getmany(timeout_ms=2000)
+            for msgs in batch.values():
+                for m in msgs:
+                    await _handle_update(store, m)
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for msgs in batch.values():
+                for m in msgs:
+                    await _handle_update(store, m)
+    finally:
+        await consumer.stop()

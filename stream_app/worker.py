@@ -20,10 +20,9 @@ from typing import Any
 import faust
 
 from churn_stream.settings import Settings
-from schemas.events import ModelUpdatedEvent
 from schemas.profiles import TELCO
 from schemas.topics import Topics
-from stream_app.model_store import ModelStore
+from stream_app.model_store import ModelStore, follow_model_updates
 from stream_app.scoring import RawRecord, score_batch
 
 logger = logging.getLogger(__name__)
@@ -124,34 +123,7 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> faust.App
 
     @app.task
     async def watch_model_updates() -> None:
-        from aiokafka import AIOKafkaConsumer
-
-        from churn_stream.clients import kafka_kwargs
-
-        consumer = AIOKafkaConsumer(Topics.MODEL_UPDATED, **kafka_kwargs(settings), group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="latest")
-        await consumer.start()
-        try:
-            # Fix our position at the end before reading the registry, so an
-            # announcement made in between is not missed.
-            await consumer.seek_to_end()
-            for tp in consumer.assignment():
-                await consumer.position(tp)
-            while store.current is None:
-                if await asyncio.to_thread(store.load_champion):
-                    break
-                logger.info("no champion registered yet; waiting for a model-updated event")
-                batch = await consumer.getmany(timeout_ms=2000)
-                for msgs in batch.values():
-                    for m in msgs:
-                        await _handle_update(store, m)
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for msgs in batch.values():
-                    for m in msgs:
-                        await _handle_update(store, m)
-        finally:
-            await consumer.stop()
+        await follow_model_updates(settings, store)
 
     @app.page("/health")
     async def health(web, request):  # noqa: ANN001
@@ -172,17 +144,6 @@ def create_app(settings: Settings, store: ModelStore | None = None) -> faust.App
         return web.json(body, status=200 if ready else 503)
 
     return app
-
-
-async def _handle_update(store: ModelStore, message: Any) -> None:
-    try:
-        event = ModelUpdatedEvent.model_validate_json(message.value)
-    except Exception as exc:  # noqa: BLE001 - a bad announcement must not stop the worker
-        store.reloads_failed += 1
-        store.last_error = f"invalid model-updated event at offset {message.offset}: {exc}"
-        logger.error("%s", store.last_error)
-        return
-    await store.apply_update(event)
 
 
 def run_worker(settings: Settings) -> None:
