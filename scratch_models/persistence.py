@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,10 @@ def load_npz(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             arrays = {k: data[k] for k in data.files if k != _HEADER_KEY}
     except ArtifactError:
         raise
-    except (OSError, ValueError, json.JSONDecodeError, EOFError) as exc:
+    except (OSError, ValueError, json.JSONDecodeError, EOFError, zipfile.BadZipFile) as exc:
         raise ArtifactError(f"{path}: unreadable artifact: {exc}") from exc
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{path}: header is not a JSON object")
     version = header.get("format_version")
     if version != FORMAT_VERSION:
         raise ArtifactError(f"{path}: format_version {version!r}, this build reads {FORMAT_VERSION}")
