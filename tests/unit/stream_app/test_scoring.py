@@ -1,0 +1,357 @@
+"""The scoring hot path and the model store, on a LogisticRegression trained on Telco.
+
+``ModelStore`` takes an injectable downloader: these are unit tests of the store's
+refuse-and-keep logic; the real MLflow download path is covered by the integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import datetime, timezone
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from batch.features import classification_data, frame_columns
+from batch.ingest import read_source_csv
+from churn_stream.clients import csv_to_customer_events
+from schemas.events import DeadLetter, ModelUpdatedEvent, ScoreEvent, ChurnAlert
+from schemas.profiles import TELCO
+from schemas.topics import Topics
+from scratch_models import LogisticRegression, ScoringPipeline, TabularPreprocessor
+from stream_app.model_store import CLASSIFIER_NAME, ModelStore
+from stream_app.scoring import LoadedModel, RawRecord, decode_batch, event_columns, score_batch
+
+N = 200
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def frame(telco_csv) -> pd.DataFrame:
+    return read_source_csv(telco_csv, TELCO)
+
+
+@pytest.fixture(scope="module")
+def pipeline(frame) -> ScoringPipeline:
+    data = classification_data(frame, TELCO)
+    model = LogisticRegression(C=1.0).fit(data.X_train, data.y_train)
+    return ScoringPipeline(data.preprocessor, model, threshold=0.5, metadata={"dataset": "telco"})
+
+
+@pytest.fixture(scope="module")
+def loaded(pipeline) -> LoadedModel:
+    return LoadedModel(pipeline, CLASSIFIER_NAME, "3")
+
+
+@pytest.fixture(scope="module")
+def events(telco_csv) -> list[tuple[bytes, bytes]]:
+    return csv_to_customer_events(telco_csv, limit=N)
+
+
+def records_of(events, partition: int = 2, start: int = 1000) -> list[RawRecord]:
+    return [RawRecord(Topics.CUSTOMERS, partition, start + i, k, v) for i, (k, v) in enumerate(events)]
+
+
+def valid_doc(events, i: int = 0) -> dict:
+    return orjson.loads(events[i][1])
+
+
+# ------------------------------------------------------------------ scoring
+def test_one_score_per_record_equal_to_batch_predictions(loaded, pipeline, events, frame):
+    result = score_batch(loaded, records_of(events), now=NOW)
+    assert len(result.scores) == N
+    assert result.dead_letters == [] and result.failures == []
+    expected = pipeline.predict_proba(frame_columns(frame.iloc[:N], TELCO.features))
+    assert result.probabilities.shape == (N,)
+    np.testing.assert_allclose(result.probabilities, expected, rtol=0, atol=1e-12)
+    for (key, value), (in_key, in_value), p in zip(result.scores, events, expected):
+        doc = orjson.loads(value)
+        ScoreEvent.model_validate(doc)
+        source = orjson.loads(in_value)
+        assert key == in_key == source["customer_id"].encode()
+        assert doc["event_id"] == source["event_id"]
+        assert doc["customer_id"] == source["customer_id"]
+        assert doc["churn_probability"] == pytest.approx(p, abs=1e-12)
+        assert doc["churn_label"] is (doc["churn_probability"] >= 0.5)
+        assert doc["threshold"] == 0.5
+        assert doc["model_name"] == CLASSIFIER_NAME and doc["model_version"] == "3"
+        assert doc["scored_at"] == NOW.isoformat()
+
+
+def test_batch_probabilities_do_not_depend_on_batch_composition(loaded, events):
+    whole = score_batch(loaded, records_of(events), now=NOW).probabilities
+    one_by_one = np.concatenate([score_batch(loaded, records_of([e]), now=NOW).probabilities for e in events[:20]])
+    np.testing.assert_allclose(one_by_one, whole[:20], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_alerts_exactly_at_or_above_threshold_with_top_reasons(pipeline, events, threshold):
+    model = LoadedModel(
+        ScoringPipeline(pipeline.preprocessor, pipeline.model, threshold=threshold), CLASSIFIER_NAME, "4"
+    )
+    result = score_batch(model, records_of(events), now=NOW)
+    p = result.probabilities
+    expected_rows = np.flatnonzero(p >= threshold)
+    assert 0 < len(expected_rows) < N
+    assert len(result.alerts) == len(expected_rows)
+    score_ids = [orjson.loads(v)["event_id"] for _, v in result.scores]
+    X = pipeline.transform(event_columns(decode_batch(records_of(events))[1], pipeline.feature_names_in))
+    contrib = pipeline.model.feature_contributions(X)
+    names = pipeline.feature_names_out
+    for (key, value), row in zip(result.alerts, expected_rows):
+        alert = orjson.loads(value)
+        ChurnAlert.model_validate(alert)
+        assert alert["event_id"] == score_ids[row]
+        assert key == result.scores[row][0]
+        assert alert["churn_probability"] >= threshold and alert["churn_label"] is True
+        assert alert["threshold"] == threshold
+        reasons = alert["reasons"]
+        assert 1 <= len(reasons) <= 3
+        values = [r["contribution"] for r in reasons]
+        assert all(v > 0 for v in values)
+        assert values == sorted(values, reverse=True)
+        # They are the row's largest positive contributions, by name and value.
+        top = np.argsort(-contrib[row])[: len(reasons)]
+        assert [r["feature"] for r in reasons] == [names[j] for j in top]
+        np.testing.assert_allclose(values, contrib[row, top], rtol=1e-12)
+    # Nobody below the threshold is alerted.
+    alerted = {orjson.loads(v)["event_id"] for _, v in result.alerts}
+    below = {score_ids[i] for i in np.flatnonzero(p < threshold)}
+    assert not alerted & below
+
+
+def test_empty_batch(loaded):
+    result = score_batch(loaded, [], now=NOW)
+    assert result.scores == [] and result.alerts == [] and result.dead_letters == []
+    assert result.probabilities.shape == (0,)
+
+
+def _bad_records(events) -> dict[str, tuple[bytes | None, str]]:
+    """name -> (value bytes, expected stage)."""
+    def mutated(**changes) -> bytes:
+        doc = valid_doc(events, 5)
+        for k, v in changes.items():
+            if v is _DELETE:
+                del doc[k]
+            else:
+                doc[k] = v
+        return orjson.dumps(doc)
+
+    return {
+        "not_json": (b"{this is not json", "decode"),
+        "not_utf8": (b'{"customer_id": "\xff\xfe\xfa"}', "decode"),
+        "binary": (b"\x00\x9f\x92\x96\xff", "decode"),
+        "empty": (b"", "decode"),
+        "none": (None, "decode"),
+        "json_array": (b"[1, 2, 3]", "decode"),
+        "wrong_type": (mutated(tenure_months="twelve"), "validate"),
+        "missing_field": (mutated(contract=_DELETE), "validate"),
+        "negative_charges": (mutated(monthly_charges_usd=-12.5), "validate"),
+        "null_categorical": (mutated(contract=None), "validate"),
+        "naive_time": (mutated(event_time="2024-01-01T00:00:00"), "validate"),
+    }
+
+
+_DELETE = object()
+
+
+def test_bad_records_become_dead_letters_and_good_ones_are_still_scored(loaded, events):
+    bad = _bad_records(events)
+    good = events[:10]
+    records: list[RawRecord] = []
+    expected_bad: dict[int, tuple[str, bytes | None, str]] = {}
+    offset = 500
+    # Interleave: good, bad, good, bad, ...
+    bad_items = list(bad.items())
+    for i in range(max(len(good), len(bad_items))):
+        if i < len(good):
+            records.append(RawRecord(Topics.CUSTOMERS, 3, offset, good[i][0], good[i][1]))
+            offset += 1
+        if i < len(bad_items):
+            name, (value, stage) = bad_items[i]
+            records.append(RawRecord(Topics.CUSTOMERS, 3, offset, f"key-{name}".encode(), value))
+            expected_bad[offset] = (name, value, stage)
+            offset += 1
+
+    result = score_batch(loaded, records, now=NOW)
+    assert len(result.scores) == len(good)
+    assert [orjson.loads(v)["event_id"] for _, v in result.scores] == [valid_doc(good, i)["event_id"] for i in range(10)]
+    alone = score_batch(loaded, records_of(good), now=NOW)
+    np.testing.assert_array_equal(result.probabilities, alone.probabilities)
+
+    assert len(result.dead_letters) == len(bad)
+    seen = set()
+    for key, value in result.dead_letters:
+        doc = orjson.loads(value)
+        DeadLetter.model_validate(doc)
+        name, original, stage = expected_bad[doc["offset"]]
+        seen.add(name)
+        assert key == f"key-{name}".encode()
+        assert doc["topic"] == Topics.CUSTOMERS
+        assert doc["partition"] == 3
+        assert doc["event_id"] == f"dlq-{Topics.CUSTOMERS}-3-{doc['offset']}"
+        assert doc["stage"] == stage, name
+        assert doc["original_key_b64"] == base64.b64encode(key).decode()
+        if original is None:
+            assert doc["original_value_b64"] is None
+        else:
+            assert base64.b64decode(doc["original_value_b64"]) == original
+        assert doc["error_message"]
+        assert doc["failed_at"] == NOW.isoformat()
+    assert seen == set(bad)
+
+
+def test_dead_letter_messages_name_the_field(loaded, events):
+    bad = _bad_records(events)
+    names = ["wrong_type", "missing_field", "negative_charges", "null_categorical", "empty", "none"]
+    records = [RawRecord(Topics.CUSTOMERS, 0, i, None, bad[n][0]) for i, n in enumerate(names)]
+    result = score_batch(loaded, records, now=NOW)
+    assert result.scores == []
+    by_offset = {f.record.offset: f for f in result.failures}
+    assert by_offset[0].error_message.startswith("tenure_months: input should be a valid integer")
+    assert by_offset[0].error_message.endswith("got 'twelve'")
+    assert by_offset[0].error_class == "EventValidationError"
+    assert by_offset[1].error_message == "contract: required field missing"
+    assert by_offset[2].error_message.startswith("monthly_charges_usd: input should be greater than or equal to 0")
+    assert by_offset[3].error_message.startswith("contract: input should be a valid string")
+    assert by_offset[4].error_class == "EmptyValue"
+    assert by_offset[5].error_class == "EmptyValue"
+    # Dead-letter key is null when the input key was.
+    assert all(orjson.loads(v)["original_key_b64"] is None for _, v in result.dead_letters)
+
+
+def test_unknown_category_is_scored_not_dead_lettered(loaded, pipeline, events):
+    doc = valid_doc(events, 0)
+    doc["contract"] = "Ten year"
+    records = [RawRecord(Topics.CUSTOMERS, 0, 0, b"k", orjson.dumps(doc))]
+    result = score_batch(loaded, records, now=NOW)
+    assert result.dead_letters == [] and len(result.scores) == 1
+    # All contract indicators are zero: same as the known row with those columns zeroed.
+    known = score_batch(loaded, records_of(events[:1]), now=NOW)
+    X = pipeline.transform(event_columns(decode_batch(records_of(events[:1]))[1], pipeline.feature_names_in))
+    contract_cols = [j for j, n in enumerate(pipeline.feature_names_out) if n.startswith("contract=")]
+    assert X[0, contract_cols].sum() == 1.0
+    X[0, contract_cols] = 0.0
+    expected = pipeline.model.predict_proba(X)[0, 1]
+    assert result.probabilities[0] == pytest.approx(expected, abs=1e-12)
+    assert result.probabilities[0] != known.probabilities[0]
+
+
+def test_null_total_charges_is_imputed_not_dead_lettered(loaded, pipeline, events):
+    docs = [valid_doc(events, i) for i in range(3)]
+    docs[1]["total_charges_usd"] = None
+    records = [RawRecord(Topics.CUSTOMERS, 0, i, b"k", orjson.dumps(d)) for i, d in enumerate(docs)]
+    result = score_batch(loaded, records, now=NOW)
+    assert result.dead_letters == [] and len(result.scores) == 3
+    j = pipeline.preprocessor.numeric_features.index("total_charges_usd")
+    cols = event_columns(decode_batch(records)[1], pipeline.feature_names_in)
+    assert np.isnan(cols["total_charges_usd"][1])
+    cols["total_charges_usd"][1] = pipeline.preprocessor.median_[j]
+    np.testing.assert_allclose(result.probabilities, pipeline.predict_proba(cols), atol=1e-12)
+
+
+def test_extra_fields_in_events_are_ignored_when_scoring(loaded, events):
+    doc = valid_doc(events, 0)
+    doc["unexpected"] = {"nested": True}
+    result = score_batch(loaded, [RawRecord(Topics.CUSTOMERS, 0, 0, b"k", orjson.dumps(doc))], now=NOW)
+    base = score_batch(loaded, records_of(events[:1]), now=NOW)
+    assert result.dead_letters == []
+    assert result.probabilities[0] == base.probabilities[0]
+
+
+# -------------------------------------------------------------- model store
+def _update(version: str, **changes) -> ModelUpdatedEvent:
+    doc = {
+        "event_id": f"upd-{version}",
+        "event_time": NOW.isoformat(),
+        "model_name": CLASSIFIER_NAME,
+        "model_version": version,
+        "alias": "champion",
+        "artifact_uri": f"runs:/run-{version}/model/pipeline.npz",
+        "sha256": "0" * 64,
+    }
+    doc.update(changes)
+    return ModelUpdatedEvent.model_validate(doc)
+
+
+def _pipeline_with_extra_feature(pipeline: ScoringPipeline) -> ScoringPipeline:
+    rng = np.random.default_rng(0)
+    cols = {"tenure_months": rng.integers(0, 72, 100).astype(float), "loyalty_score": rng.random(100)}
+    pre = TabularPreprocessor(["tenure_months", "loyalty_score"], []).fit(cols)
+    y = (rng.random(100) < 0.3).astype(int)
+    return ScoringPipeline(pre, LogisticRegression().fit(pre.transform(cols), y))
+
+
+def test_install_refuses_features_the_stream_lacks_and_keeps_old_model(pipeline):
+    store = ModelStore("http://unused.invalid", expected_features=list(TELCO.features),
+                       downloader=lambda *a: pytest.fail("install must not download"))
+    assert store.current is None and not store.ready.is_set()
+    store.install(pipeline, CLASSIFIER_NAME, "1")
+    assert store.current.model_version == "1" and store.current.pipeline is pipeline
+    assert store.ready.is_set()
+    with pytest.raises(ValueError, match="loyalty_score"):
+        store.install(_pipeline_with_extra_feature(pipeline), CLASSIFIER_NAME, "2")
+    assert store.current.model_version == "1"
+    assert store.current.pipeline is pipeline
+
+
+def test_install_refuses_when_nothing_is_in_service_yet(pipeline):
+    store = ModelStore("http://unused.invalid", expected_features=list(TELCO.features))
+    with pytest.raises(ValueError, match="does not provide"):
+        store.install(_pipeline_with_extra_feature(pipeline), CLASSIFIER_NAME, "1")
+    assert store.current is None and not store.ready.is_set()
+
+
+def test_apply_update_with_failing_downloader_keeps_old_model(pipeline):
+    calls = []
+
+    def downloader(tracking_uri, artifact_uri, sha256):
+        calls.append((tracking_uri, artifact_uri, sha256))
+        raise RuntimeError("sha256 mismatch: expected 000..., got abc...")
+
+    store = ModelStore("http://tracking.invalid", expected_features=list(TELCO.features), downloader=downloader)
+    store.install(pipeline, CLASSIFIER_NAME, "1")
+    assert asyncio.run(store.apply_update(_update("2"))) is False
+    assert calls == [("http://tracking.invalid", "runs:/run-2/model/pipeline.npz", "0" * 64)]
+    assert store.current.model_version == "1" and store.current.pipeline is pipeline
+    assert store.reloads_failed == 1 and store.reloads_ok == 0
+    assert store.last_error == "RuntimeError: sha256 mismatch: expected 000..., got abc..."
+    assert asyncio.run(store.apply_update(_update("3"))) is False
+    assert store.reloads_failed == 2
+
+
+def test_apply_update_refuses_incompatible_model_and_keeps_old(pipeline):
+    store = ModelStore("http://tracking.invalid", expected_features=list(TELCO.features),
+                       downloader=lambda *a: _pipeline_with_extra_feature(pipeline))
+    store.install(pipeline, CLASSIFIER_NAME, "1")
+    assert asyncio.run(store.apply_update(_update("2"))) is False
+    assert store.current.model_version == "1"
+    assert store.reloads_failed == 1
+    assert "loyalty_score" in store.last_error
+
+
+def test_apply_update_swaps_in_a_good_model(pipeline):
+    new = ScoringPipeline(pipeline.preprocessor, pipeline.model, threshold=0.42)
+    store = ModelStore("http://tracking.invalid", expected_features=list(TELCO.features),
+                       downloader=lambda *a: new)
+    store.install(pipeline, CLASSIFIER_NAME, "1")
+    assert asyncio.run(store.apply_update(_update("2"))) is True
+    assert store.current.model_version == "2" and store.current.pipeline is new
+    assert store.current.threshold == 0.42
+    assert store.reloads_ok == 1 and store.reloads_failed == 0
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"alias": "challenger"}, {"model_name": "churn-regressor"}, {"model_version": "1"}],
+)
+def test_apply_update_ignores_other_aliases_models_and_same_version(pipeline, changes):
+    store = ModelStore("http://tracking.invalid",
+                       downloader=lambda *a: pytest.fail("must not download"))
+    store.install(pipeline, CLASSIFIER_NAME, "1")
+    assert asyncio.run(store.apply_update(_update("2", **changes))) is False
+    assert store.current.model_version == "1"
+    assert store.reloads_ok == 0 and store.reloads_failed == 0
