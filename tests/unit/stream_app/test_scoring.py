@@ -87,8 +87,13 @@ def test_batch_probabilities_do_not_depend_on_batch_composition(loaded, events):
     np.testing.assert_allclose(one_by_one, whole[:20], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("threshold", [0.5, 0.3])
-def test_alerts_exactly_at_or_above_threshold_with_top_reasons(pipeline, events, threshold):
+@pytest.mark.parametrize("threshold", [0.5, 0.3, "a_score"])
+def test_alerts_exactly_at_or_above_threshold_with_top_reasons(loaded, pipeline, events, threshold):
+    if threshold == "a_score":
+        # A threshold equal to one customer's probability: that customer must be alerted (>=).
+        probs = np.sort(score_batch(loaded, records_of(events), now=NOW).probabilities)
+        threshold = float(probs[150])
+        assert probs[149] < threshold
     model = LoadedModel(
         ScoringPipeline(pipeline.preprocessor, pipeline.model, threshold=threshold), CLASSIFIER_NAME, "4"
     )
@@ -117,6 +122,7 @@ def test_alerts_exactly_at_or_above_threshold_with_top_reasons(pipeline, events,
         top = np.argsort(-contrib[row])[: len(reasons)]
         assert [r["feature"] for r in reasons] == [names[j] for j in top]
         np.testing.assert_allclose(values, contrib[row, top], rtol=1e-12)
+    assert len(result.alerts) == int(np.sum(p >= threshold))
     # Nobody below the threshold is alerted.
     alerted = {orjson.loads(v)["event_id"] for _, v in result.alerts}
     below = {score_ids[i] for i in np.flatnonzero(p < threshold)}
