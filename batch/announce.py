@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def model_updated_event(registered: dict[str, Any]) -> ModelUpdatedEvent:
-    """The event announcing a registered version (see :func:`batch.promotion.register_and_promote`)."""
+    """The event announcing a registered version (see :func:`batch.promotion.register_version` and :func:`batch.promotion.promote`)."""
     return ModelUpdatedEvent(
         event_id=new_event_id(),
         event_time=utc_now(),

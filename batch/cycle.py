@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 
 from batch import zoo
 from batch.announce import publish_model_updated
-from batch.features import classification_data
+from batch.features import classification_data, regression_data
 from batch.ingest import read_source_csv, to_arrow
-from batch.promotion import CLASSIFIER_NAME, register_and_promote
-from batch.training import TrainedModel, train_classifier
+from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME, promote, register_version
+from batch.training import TrainedModel, train_classifier, train_regressor
 from schemas.profiles import get_profile
 from scratch_models.pipeline import ScoringPipeline
 
@@ -43,8 +43,13 @@ class CycleResult:
     ----------
     cycle_id : str
     models : list of TrainedModel
-    champion : dict
-        ``name``, ``version``, ``alias`` (``champion`` or ``challenger``), metrics.
+    registered : dict
+        The classifier version promoted this cycle (``model_version``, ``alias``
+        ``champion`` or ``challenger``, ``artifact_uri``, ``sha256``, metrics).
+    promoted : dict of str to dict
+        The same per registered model name (``churn-classifier``, ``sales-regressor``).
+    report : str
+        Markdown comparison of every model's hold-out metrics.
     announced : bool
         Whether a model-updated event was published.
     timings_s : dict of str to float
@@ -56,6 +61,8 @@ class CycleResult:
     rows: int
     models: list[TrainedModel] = field(default_factory=list)
     registered: dict[str, Any] = field(default_factory=dict)
+    promoted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report: str = ""
     announced: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -67,6 +74,8 @@ class CycleResult:
             "rows": self.rows,
             "models": {m.name: {k: round(v, 6) for k, v in m.metrics.items()} for m in self.models},
             "registered": self.registered,
+            "promoted": {k: {kk: vv for kk, vv in v.items() if kk != "feature_names"}
+                         for k, v in self.promoted.items()},
             "announced": self.announced,
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
         }
@@ -133,6 +142,9 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
     timings["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    reg_data = regression_data(frame, profile)
+    timings["features"] += time.perf_counter() - t0
+
     experiment = f"churn-{dataset}"
     exp = tracker.get_experiment_by_name(experiment)
     experiment_id = exp.experiment_id if exp else tracker.create_experiment(experiment)
@@ -141,55 +153,97 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
     parent_id = parent.info.run_id
     result = CycleResult(cycle_id, dataset, len(frame))
     status = "FAILED"
+    tasks = [
+        ("classification", CLASSIFIER_NAME, "roc_auc", data, zoo.classifiers(only), train_classifier),
+        ("regression", REGRESSOR_NAME, "r2", reg_data, zoo.regressors(only),
+         lambda name, factory, d: train_regressor(name, factory, d)),
+    ]
     try:
         tracker.log_param(parent_id, "source", str(src.name))
         tracker.log_param(parent_id, "raw_uri", raw_uri)
         tracker.log_param(parent_id, "processed_uri", processed_uri)
-        best: tuple[TrainedModel, str] | None = None
         with tempfile.TemporaryDirectory() as tmp:
-            for name, factory in zoo.classifiers(only).items():
-                trained = train_classifier(name, factory, data)
-                result.models.append(trained)
-                run = tracker.create_run(experiment_id, run_name=name,
-                                         tags={"mlflow.parentRunId": parent_id, "model": name,
-                                               "task": "classification", "cycle_id": cycle_id})
-                run_id = run.info.run_id
-                for k, v in trained.params.items():
-                    tracker.log_param(run_id, k, v)
-                for k, v in trained.metrics.items():
-                    tracker.log_metric(run_id, k, v)
-                pipeline = ScoringPipeline(
-                    data.preprocessor, trained.model, trained.threshold,
-                    metadata={"dataset": dataset, "model": name, "cycle_id": cycle_id,
-                              "metrics": trained.metrics},
-                )
-                path = pipeline.save(Path(tmp) / name / "pipeline.npz")
-                tracker.log_artifact(run_id, str(path), artifact_path="model")
-                tracker.set_terminated(run_id, "FINISHED")
-                if best is None or trained.metrics["roc_auc"] > best[0].metrics["roc_auc"]:
-                    best = (trained, run_id)
-                    best_path = path
-            timings["train"] = time.perf_counter() - t0
-            if best is None:
+            for task, registered_name, metric, task_data, factories, train in tasks:
+                t0 = time.perf_counter()
+                versions = []
+                for name, factory in factories.items():
+                    trained = train(name, factory, task_data)
+                    result.models.append(trained)
+                    run_id, path = _log_model_run(tracker, experiment_id, parent_id, cycle_id, dataset, task,
+                                                  trained, task_data, Path(tmp))
+                    versions.append(register_version(
+                        tracker, registered_name, run_id, path, trained.metrics,
+                        feature_names=list(task_data.preprocessor.feature_names_in_), model=name, metric=metric,
+                    ))
+                timings[f"train_{task}"] = time.perf_counter() - t0
+                if not versions:
+                    continue
+                t0 = time.perf_counter()
+                best = max(versions, key=lambda v: v["metrics"][metric])
+                promoted = promote(tracker, best, metric, margin)
+                result.promoted[registered_name] = promoted
+                timings[f"promote_{task}"] = time.perf_counter() - t0
+            if not result.promoted:
                 raise ValueError(f"no model trained (only={only})")
-            t0 = time.perf_counter()
-            trained, run_id = best
-            registered = register_and_promote(
-                tracker, CLASSIFIER_NAME, run_id, best_path, trained.metrics,
-                feature_names=list(data.preprocessor.feature_names_in_),
-                margin=margin,
-            )
-            result.registered = registered
-            timings["register"] = time.perf_counter() - t0
+            result.registered = result.promoted.get(CLASSIFIER_NAME, {})
+            result.report = comparison_report(result.models)
             tracker.log_dict(parent_id, result.summary(), "cycle_summary.json")
-        if announce and registered["alias"] == "champion":
-            t0 = time.perf_counter()
-            publish_model_updated(settings, registered)
-            result.announced = True
-            timings["announce"] = time.perf_counter() - t0
+            tracker.log_text(parent_id, result.report, "comparison_report.md")
+        for promoted in result.promoted.values():
+            if announce and promoted["alias"] == "champion":
+                t0 = time.perf_counter()
+                publish_model_updated(settings, promoted)
+                result.announced = True
+                timings["announce"] = timings.get("announce", 0.0) + time.perf_counter() - t0
         status = "FINISHED"
     finally:
         tracker.set_terminated(parent_id, status)
     result.timings_s = timings
-    logger.info("cycle done cycle_id=%s registered=%s", cycle_id, json.dumps(result.registered))
+    logger.info("cycle done cycle_id=%s promoted=%s", cycle_id,
+                {k: (v["model"], v["model_version"], v["alias"]) for k, v in result.promoted.items()})
     return result
+
+
+def _log_model_run(tracker, experiment_id: str, parent_id: str, cycle_id: str, dataset: str, task: str,
+                   trained: TrainedModel, data, tmp: Path) -> tuple[str, Path]:
+    """One nested MLflow run per model: params, hold-out metrics and the pipeline artifact."""
+    run = tracker.create_run(experiment_id, run_name=trained.name,
+                             tags={"mlflow.parentRunId": parent_id, "model": trained.name,
+                                   "task": task, "cycle_id": cycle_id})
+    run_id = run.info.run_id
+    for k, v in trained.params.items():
+        tracker.log_param(run_id, k, v)
+    for k, v in trained.metrics.items():
+        tracker.log_metric(run_id, k, v)
+    pipeline = ScoringPipeline(
+        data.preprocessor, trained.model, trained.threshold,
+        metadata={"dataset": dataset, "model": trained.name, "task": task, "cycle_id": cycle_id,
+                  "metrics": trained.metrics},
+    )
+    path = pipeline.save(tmp / task / trained.name / "pipeline.npz")
+    tracker.log_artifact(run_id, str(path), artifact_path="model")
+    tracker.set_terminated(run_id, "FINISHED")
+    return run_id, path
+
+
+def comparison_report(models: list[TrainedModel]) -> str:
+    """Markdown table of every model's hold-out metrics, best per task first."""
+    cls = sorted((m for m in models if "roc_auc" in m.metrics), key=lambda m: -m.metrics["roc_auc"])
+    reg = sorted((m for m in models if "r2" in m.metrics), key=lambda m: -m.metrics["r2"])
+    lines = ["## Classifiers (hold-out)", "", "| model | ROC-AUC | F1 @0.5 | F1 tuned | threshold | fit s |",
+             "|---|---|---|---|---|---|"]
+    for m in cls:
+        x = m.metrics
+        lines.append(f"| {m.name} | {x['roc_auc']:.4f} | {x['f1']:.4f} | {x['f1_tuned']:.4f} | "
+                     f"{x['threshold']:.3f} | {x['fit_s']:.2f} |")
+    lines += ["", "## Regressors of TotalCharges (hold-out)", "", "| model | R^2 | RMSE | MAE | MAPE % | fit s |",
+              "|---|---|---|---|---|---|"]
+    for m in reg:
+        x = m.metrics
+        lines.append(f"| {m.name} | {x['r2']:.5f} | {x['rmse']:.2f} | {x['mae']:.2f} | {x['mape']:.2f} | "
+                     f"{x['fit_s']:.2f} |")
+    if cls:
+        lines += ["", f"Best classifier: **{cls[0].name}**."]
+    if reg:
+        lines += [f"Best regressor: **{reg[0].name}**."]
+    return "\n".join(lines) + "\n"

@@ -27,21 +27,19 @@ def current_champion(tracker, name: str):
         return None
 
 
-def register_and_promote(tracker, name: str, run_id: str, local_path: str | Path, metrics: dict[str, float],
-                         feature_names: list[str], margin: float = 0.0,
-                         metric: str = "roc_auc") -> dict[str, Any]:
-    """Register the run's artifact as a new version and set its alias.
+def register_version(tracker, name: str, run_id: str, local_path: str | Path, metrics: dict[str, float],
+                     feature_names: list[str], model: str, metric: str) -> dict[str, Any]:
+    """Register the run's artifact as a new version of ``name`` and verify it.
 
-    The version becomes ``champion`` when there is none yet or when it beats the
-    current champion's hold-out ``metric`` by at least ``margin``; ``challenger``
-    otherwise. The artifact is downloaded back and verified (SHA-256, loadable)
-    before any alias moves, so nothing half-written is ever promoted.
+    The artifact is downloaded back through the tracking server and checked
+    (SHA-256, loadable, scores) before the version is returned, so nothing
+    half-written can be promoted later.
 
     Returns
     -------
     dict
-        ``model_name``, ``model_version``, ``alias``, ``artifact_uri``, ``sha256``,
-        ``feature_names``, ``run_id``, ``metrics``.
+        ``model_name``, ``model_version``, ``alias`` (None until promoted),
+        ``artifact_uri``, ``sha256``, ``feature_names``, ``run_id``, ``model``, ``metrics``.
     """
     from mlflow.exceptions import MlflowException
 
@@ -50,26 +48,42 @@ def register_and_promote(tracker, name: str, run_id: str, local_path: str | Path
         tracker.get_registered_model(name)
     except MlflowException:
         tracker.create_registered_model(name)
-    tags = {"sha256": sha, metric: f"{metrics[metric]:.6f}", "artifact_path": ARTIFACT_PATH}
+    tags = {"sha256": sha, metric: f"{metrics[metric]:.6f}", "artifact_path": ARTIFACT_PATH, "model": model}
     mv = tracker.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id, tags=tags)
     artifact_uri = f"runs:/{run_id}/{ARTIFACT_PATH}"
-    download_pipeline(tracker.tracking_uri, artifact_uri, sha)  # verify before promotion
-
-    champ = current_champion(tracker, name)
-    alias = "champion"
-    if champ is not None:
-        champ_score = float(champ.tags.get(metric, "-inf"))
-        if metrics[metric] < champ_score + margin:
-            alias = "challenger"
-    tracker.set_registered_model_alias(name, alias, mv.version)
-    logger.info("registered model=%s version=%s alias=%s %s=%.4f", name, mv.version, alias, metric, metrics[metric])
+    download_pipeline(tracker.tracking_uri, artifact_uri, sha)
     return {
         "model_name": name,
         "model_version": str(mv.version),
-        "alias": alias,
+        "alias": None,
         "artifact_uri": artifact_uri,
         "sha256": sha,
         "feature_names": feature_names,
         "run_id": run_id,
+        "model": model,
         "metrics": {k: float(v) for k, v in metrics.items()},
     }
+
+
+def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0) -> dict[str, Any]:
+    """Give ``candidate`` the ``champion`` alias if it beats the current one by ``margin``, else ``challenger``.
+
+    The current champion's score is its registered tag ``metric`` (hold-out value
+    from its own cycle, on the same fixed split).
+
+    Returns
+    -------
+    dict
+        ``candidate`` with ``alias`` set.
+    """
+    name = candidate["model_name"]
+    champ = current_champion(tracker, name)
+    alias = "champion"
+    if champ is not None and champ.version != candidate["model_version"]:
+        champ_score = float(champ.tags.get(metric, "-inf"))
+        if candidate["metrics"][metric] < champ_score + margin:
+            alias = "challenger"
+    tracker.set_registered_model_alias(name, alias, candidate["model_version"])
+    logger.info("promoted model=%s version=%s alias=%s %s=%.4f", name, candidate["model_version"], alias, metric,
+                candidate["metrics"][metric])
+    return dict(candidate, alias=alias)

@@ -10,9 +10,26 @@ from scratch_models.base import BaseModel
 #: (zoo name, class name, hyperparameters). Classes missing from this build are skipped.
 _CLASSIFIERS: list[tuple[str, str, dict]] = [
     ("logistic_regression", "LogisticRegression", {"C": 1.0}),
+    ("decision_tree", "DecisionTreeClassifier", {"max_depth": 5, "min_samples_leaf": 5, "random_state": 42}),
+    ("random_forest", "RandomForestClassifier", {"n_estimators": 100, "min_samples_leaf": 5, "random_state": 42}),
+    ("svm", "SVMClassifier", {"random_state": 42}),
+    ("kmeans", "KMeansClassifier", {"random_state": 42}),
+    ("agglomerative", "AgglomerativeClassifier", {"random_state": 42}),
+    ("perceptron", "Perceptron", {"random_state": 42}),
+    ("mlp", "MLPClassifier", {"random_state": 42}),
+    ("naive_bayes", "NaiveBayesClassifier", {}),
+    ("random_forest_pca", "RandomForestPCAClassifier", {"n_estimators": 100, "min_samples_leaf": 5,
+                                                         "random_state": 42}),
+    ("svm_pca", "SVMPCAClassifier", {"random_state": 42}),
+    ("gradient_boosting", "GradientBoostingClassifier", {"random_state": 42}),
 ]
 
-_REGRESSORS: list[tuple[str, str, dict]] = []
+_REGRESSORS: list[tuple[str, str, dict]] = [
+    ("linear_regression", "LinearRegression", {}),
+    ("multiple_regression", "MultipleRegression", {"alpha": 1.0}),
+    ("polynomial_regression", "PolynomialRegression", {"degree": 2, "alpha": 1.0}),
+    ("gradient_boosting_regressor", "GradientBoostingRegressor", {"random_state": 42}),
+]
 
 
 def _factories(spec: list[tuple[str, str, dict]], only: set[str] | None) -> dict[str, Callable[[], BaseModel]]:
@@ -23,7 +40,9 @@ def _factories(spec: list[tuple[str, str, dict]], only: set[str] | None) -> dict
         cls = MODEL_CLASSES.get(cls_name)
         if cls is None:
             continue
-        out[name] = (lambda c=cls, p=params: c(**p))
+        accepted = set(cls._param_names())
+        kwargs = {k: v for k, v in params.items() if k in accepted}
+        out[name] = (lambda c=cls, p=kwargs: c(**p))
     return out
 
 

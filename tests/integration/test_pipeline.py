@@ -15,13 +15,18 @@ from tests.integration.kafka_tools import kcat_read, parse_json_lines, wait_for_
 
 pytestmark = pytest.mark.integration
 
+#: A quick zoo for the streaming tests; the full zoo is exercised in test_batch_cycle.py.
+FAST_ZOO = {"logistic_regression", "multiple_regression"}
+
 
 @pytest.fixture(scope="module")
 def champion(stack_settings):
     from batch.cycle import run_cycle
     from churn_stream.clients import make_storage, make_tracker
 
-    result = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings))
+    # margin=-1: promote this cycle's model even if another module registered a better one.
+    result = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO,
+                       margin=-1.0)
     assert result.registered["alias"] == "champion"
     assert result.announced
     return result
@@ -150,7 +155,8 @@ def test_new_champion_is_hot_reloaded_and_names_its_version(stack_settings, cham
     from churn_stream.clients import csv_to_customer_events, make_storage, make_tracker, produce_records
 
     before = _health(stack_settings)["model_version"]
-    second = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), margin=-1.0)
+    second = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), margin=-1.0,
+                       only=FAST_ZOO)
     new_version = second.registered["model_version"]
     assert second.registered["alias"] == "champion" and new_version != before
     announced = time.monotonic()
