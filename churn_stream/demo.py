@@ -38,6 +38,7 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
         "CHURN_DATA_DIR": str(settings.data_dir),
         "CHURN_CONSUMER_GROUP": settings.consumer_group,
         "CHURN_WORKER_WEB_PORT": str(settings.worker_web_port),
+        "CHURN_TOPIC_SUFFIX": settings.topic_suffix,
     })
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "churn_stream.cli", "worker"], env=env,

@@ -45,6 +45,25 @@ class Settings:
         ``CHURN_CONSUMER_GROUP``: Kafka consumer group of the scoring workers.
     topic_partitions : int
         ``CHURN_TOPIC_PARTITIONS``: partitions of the ``customers`` topic when created.
+    worker_web_port : int
+        ``CHURN_WORKER_WEB_PORT``: the worker's ``/health`` port.
+    topic_suffix : str
+        ``CHURN_TOPIC_SUFFIX``: appended to the worker's input and output topic names
+        (default empty; ``churn bench stream`` gives each run its own topics).
+    batch_cron : str
+        ``CHURN_BATCH_CRON``: crontab (UTC) of ``churn batch serve``'s scheduled cycle (default ``0 2 * * *``).
+    batch_watch_interval_s : int
+        ``CHURN_BATCH_WATCH_S``: seconds between looks for new CSVs under the incoming prefix (default 30).
+    batch_incoming_prefix : str
+        ``CHURN_BATCH_INCOMING_PREFIX``: prefix in the ``raw-data`` bucket watched for new CSVs
+        (default ``incoming/``).
+    batch_lock_ttl_s : int
+        ``CHURN_BATCH_LOCK_TTL_S``: expiry of the cross-process cycle lock, renewed while a cycle
+        runs (default 600).
+    dq_max_source_age_h : int
+        ``CHURN_DQ_MAX_SOURCE_AGE_H``: data-quality freshness limit in hours; 0 disables (default 48).
+    dq_freshness_fail : bool
+        ``CHURN_DQ_FRESHNESS_FAIL``: a stale source fails the gate instead of warning (default false).
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -57,6 +76,13 @@ class Settings:
     consumer_group: str = "churn-scorer"
     topic_partitions: int = 4
     worker_web_port: int = 6066
+    topic_suffix: str = ""
+    batch_cron: str = "0 2 * * *"
+    batch_watch_interval_s: int = 30
+    batch_incoming_prefix: str = "incoming/"
+    batch_lock_ttl_s: int = 600
+    dq_max_source_age_h: int = 48
+    dq_freshness_fail: bool = False
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -69,6 +95,18 @@ class Settings:
         "consumer_group": "CHURN_CONSUMER_GROUP",
         "topic_partitions": "CHURN_TOPIC_PARTITIONS",
         "worker_web_port": "CHURN_WORKER_WEB_PORT",
+        "topic_suffix": "CHURN_TOPIC_SUFFIX",
+        "kafka_security_protocol": "KAFKA_SECURITY_PROTOCOL",
+        "kafka_sasl_mechanism": "KAFKA_SASL_MECHANISM",
+        "kafka_sasl_username": "KAFKA_SASL_USERNAME",
+        "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+        "kafka_ssl_cafile": "KAFKA_SSL_CAFILE",
+        "batch_cron": "CHURN_BATCH_CRON",
+        "batch_watch_interval_s": "CHURN_BATCH_WATCH_S",
+        "batch_incoming_prefix": "CHURN_BATCH_INCOMING_PREFIX",
+        "batch_lock_ttl_s": "CHURN_BATCH_LOCK_TTL_S",
+        "dq_max_source_age_h": "CHURN_DQ_MAX_SOURCE_AGE_H",
+        "dq_freshness_fail": "CHURN_DQ_FRESHNESS_FAIL",
     }
 
     @classmethod

@@ -1,0 +1,437 @@
+"""``churn bench stream``: three stream scorers, end to end on the configured broker, in one run.
+
+Contenders, each on its own fresh topics and consumer group, each in its own process
+(one core of its own at best, like the worker in production):
+
+naive
+    A Faust agent that validates, scores (``pipeline.predict_proba`` on one row) and
+    sends (``await topic.send``) one event at a time.
+relay
+    The reference: a hand-written aiokafka loop, ``getmany`` -> per-record pydantic
+    validation -> one matrix score per batch -> send every score and alert -> await
+    the acknowledgements -> commit.
+worker
+    ``churn worker`` (:mod:`stream_app.worker`), started like ``churn demo`` starts it.
+
+All three load the same champion from MLflow (a batch cycle trains one first if
+none is registered) and write the same score and alert documents. For each, a
+warm-up of :data:`WARMUP_EVENTS` events waits until the contender is consuming;
+then the bench produces every event and reads the scores back from the output topic:
+``events / (last score read - first event sent)``. A second, rate-limited phase
+(worker only) sends ``rate`` events/s for ``latency_s`` seconds and measures, per
+event, ``event_time`` -> the score record's timestamp (set when the worker's
+producer appends it) and -> the moment the bench reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from churn_stream.settings import Settings
+
+#: Events sent (and waited for) before timing, so group joins and model loads are not timed.
+WARMUP_EVENTS = 200
+#: Micro-batch bound of the reference relay (same as the worker's).
+RELAY_MAX_RECORDS = 2000
+CONTENDERS = ("naive", "relay", "worker")
+
+
+# ------------------------------------------------------------------ contenders
+def _score_doc(ev, p: float, threshold: float, model_name: str, model_version: str, scored_at: str) -> dict:
+    from schemas.events import SCHEMA_VERSION
+
+    return {"event_id": ev.event_id, "event_time": ev.event_time.isoformat(), "schema_version": SCHEMA_VERSION,
+            "customer_id": ev.customer_id, "churn_probability": p, "churn_label": p >= threshold,
+            "threshold": threshold, "model_name": model_name, "model_version": model_version,
+            "scored_at": scored_at}
+
+
+def _reasons(pipeline, X: np.ndarray, k: int = 3) -> list[list[dict]]:
+    fn = getattr(pipeline.model, "feature_contributions", None)
+    if fn is None or len(X) == 0:
+        return [[] for _ in range(len(X))]
+    contrib = fn(X)
+    names = pipeline.feature_names_out
+    top = np.argsort(-contrib, axis=1)[:, :k]
+    return [[{"feature": names[j], "contribution": float(contrib[i, j])} for j in top[i] if contrib[i, j] > 0]
+            for i in range(len(X))]
+
+
+def _faust_kwargs(bootstrap: str, partitions: int, data_dir: str) -> dict[str, Any]:
+    return dict(broker=[f"kafka://{hp.strip()}" for hp in bootstrap.split(",")], value_serializer="raw",
+                key_serializer="raw", topic_partitions=partitions, topic_allow_declare=True, producer_acks=-1,
+                consumer_auto_offset_reset="earliest", web_enabled=False, datadir=data_dir, store="memory://",
+                broker_rebalance_timeout=5.0, broker_session_timeout=10.0, broker_heartbeat_interval=1.0)
+
+
+def run_naive(args: argparse.Namespace) -> None:
+    """The naive contender: a Faust agent, one event scored and sent at a time (blocking)."""
+    from datetime import datetime, timezone
+
+    import faust
+
+    from schemas.events import CustomerEvent
+    from scratch_models.pipeline import ScoringPipeline
+    from stream_app.scoring import event_columns
+
+    pipeline = ScoringPipeline.load(args.pipeline)
+    names = pipeline.feature_names_in
+    app = faust.App(args.group, **_faust_kwargs(args.bootstrap, args.partitions, args.data_dir))
+    src = app.topic(args.input, value_serializer="raw", key_serializer="raw")
+    scores = app.topic(args.output, value_serializer="raw", key_serializer="raw")
+    alerts = app.topic(args.alerts, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(src)
+    async def score(stream) -> None:  # noqa: ANN001
+        async for event in stream.events():
+            ev = CustomerEvent.model_validate_json(event.value)
+            X = pipeline.transform(event_columns([ev], names))
+            p = float(pipeline.model.predict_proba(X)[0, 1])
+            doc = _score_doc(ev, p, pipeline.threshold, args.model_name, args.model_version,
+                             datetime.now(timezone.utc).isoformat())
+            key = ev.customer_id.encode()
+            await scores.send(key=key, value=orjson.dumps(doc))
+            if p >= pipeline.threshold:
+                doc["reasons"] = _reasons(pipeline, X)[0]
+                await alerts.send(key=key, value=orjson.dumps(doc))
+
+    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+async def _relay(args: argparse.Namespace) -> None:
+    from datetime import datetime, timezone
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from schemas.events import CustomerEvent
+    from scratch_models.pipeline import ScoringPipeline
+    from stream_app.scoring import event_columns
+
+    pipeline = ScoringPipeline.load(args.pipeline)
+    names = pipeline.feature_names_in
+    consumer = AIOKafkaConsumer(args.input, bootstrap_servers=args.bootstrap, group_id=args.group,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_poll_records=RELAY_MAX_RECORDS, rebalance_timeout_ms=5000,
+                                session_timeout_ms=10000, heartbeat_interval_ms=1000)
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=RELAY_MAX_RECORDS)
+            msgs = [m for ms in batch.values() for m in ms]
+            if not msgs:
+                continue
+            events = [CustomerEvent.model_validate_json(m.value) for m in msgs]
+            X = pipeline.transform(event_columns(events, names))
+            proba = pipeline.model.predict_proba(X)[:, 1]
+            scored_at = datetime.now(timezone.utc).isoformat()
+            docs = [_score_doc(ev, p, pipeline.threshold, args.model_name, args.model_version, scored_at)
+                    for ev, p in zip(events, proba.tolist())]
+            futures = [await producer.send(args.output, orjson.dumps(d), key=d["customer_id"].encode())
+                       for d in docs]
+            alert_rows = np.flatnonzero(proba >= pipeline.threshold)
+            for i, reasons in zip(alert_rows.tolist(), _reasons(pipeline, X[alert_rows])):
+                doc = dict(docs[i], reasons=reasons)
+                futures.append(await producer.send(args.alerts, orjson.dumps(doc), key=doc["customer_id"].encode()))
+            await asyncio.gather(*futures)
+            await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def run_relay(args: argparse.Namespace) -> None:
+    """The reference contender: a batching aiokafka consume -> score -> produce loop (blocking)."""
+    asyncio.run(_relay(args))
+
+
+# -------------------------------------------------------------- measurement
+async def _create_topics(settings: Settings, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from churn_stream.clients import kafka_kwargs
+
+    admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, settings.topic_partitions, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def _produce_and_collect(settings: Settings, in_topic: str, out_topic: str,
+                               records: list[tuple[bytes, bytes]], *, rate: float | None = None,
+                               stamp_times: bool = False, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Send ``records`` to ``in_topic`` and read ``out_topic`` until each event id has a score."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    from churn_stream.clients import kafka_kwargs
+    from stream_app.worker import BatchSender
+
+    ids = {orjson.loads(v)["event_id"] for _, v in records}
+    producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all", linger_ms=1,
+                                max_batch_size=512 * 1024, max_request_size=2 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
+                                fetch_max_wait_ms=20, max_partition_fetch_bytes=4 * 1024 * 1024)
+    await producer.start()
+    await consumer.start()
+    seen: set[str] = set()
+    duplicates = 0
+    lat_ts: list[float] = []
+    lat_read: list[float] = []
+    try:
+        tps = [TopicPartition(out_topic, p) for p in await producer.partitions_for(out_topic)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, ends[tp])
+        sender = BatchSender(producer)
+
+        async def produce() -> float:
+            t0 = time.time()
+            futures = []
+            if rate:
+                chunk = max(1, int(rate / 100))  # 10 ms worth of events per send
+                for i in range(0, len(records), chunk):
+                    delay = t0 + i / rate - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    part = records[i:i + chunk]
+                    if stamp_times:
+                        now = time.time()
+                        part = [(k, _restamp(v, now)) for k, v in part]
+                    futures += await sender.send(in_topic, part)
+            else:
+                for i in range(0, len(records), 5000):
+                    futures += await sender.send(in_topic, records[i:i + 5000])
+            await asyncio.gather(*futures)
+            return time.time() - t0
+
+        t_start = time.time()
+        producing = asyncio.ensure_future(produce())
+        t_last = t_start
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < len(ids) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=100, max_records=10000)
+            now = time.time()
+            for msgs in batch.values():
+                for m in msgs:
+                    doc = orjson.loads(m.value)
+                    eid = doc["event_id"]
+                    if eid not in ids:
+                        continue
+                    if eid in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(eid)
+                    t_last = now
+                    if stamp_times:
+                        from datetime import datetime
+
+                        et = datetime.fromisoformat(doc["event_time"]).timestamp()
+                        lat_ts.append(m.timestamp / 1000.0 - et)
+                        lat_read.append(now - et)
+        produce_s = await producing
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return {"events": len(ids), "scored": len(seen), "duplicates": duplicates, "seconds": t_last - t_start,
+            "produce_s": produce_s, "lat_ts": lat_ts, "lat_read": lat_read}
+
+
+def _restamp(value: bytes, now: float) -> bytes:
+    from datetime import datetime, timezone
+
+    doc = orjson.loads(value)
+    doc["event_time"] = datetime.fromtimestamp(now, timezone.utc).isoformat()
+    return orjson.dumps(doc)
+
+
+def _start_contender(kind: str, settings: Settings, topics: dict[str, str], group: str, pipeline_path: Path,
+                     model: dict[str, str], log_path: Path) -> subprocess.Popen:
+    if kind == "worker":
+        from churn_stream.demo import start_worker
+
+        return start_worker(settings.with_overrides(consumer_group=group), log_path)
+    args = [sys.executable, "-m", "churn_stream.bench_stream", kind, "--bootstrap", settings.kafka_bootstrap_servers,
+            "--input", topics["in"], "--output", topics["out"], "--alerts", topics["alerts"], "--group", group,
+            "--pipeline", str(pipeline_path), "--partitions", str(settings.topic_partitions),
+            "--data-dir", str(log_path.parent / f"faust-{group}"), "--model-name", model["name"],
+            "--model-version", model["version"]]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _champion(settings: Settings, dst: Path) -> tuple[Path, dict[str, str]]:
+    """Download the champion's pipeline (training one first if none is registered)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from batch.cycle import run_cycle
+    from churn_stream.artifacts import download_pipeline
+    from churn_stream.clients import make_storage, make_tracker
+    from stream_app.model_store import CLASSIFIER_NAME
+
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(CLASSIFIER_NAME, "champion")
+    except MlflowException:
+        print("no champion registered: running a batch cycle first", file=sys.stderr)
+        run_cycle(settings, make_storage(settings), make_tracker(settings), dataset="telco")
+        mv = client.get_model_version_by_alias(CLASSIFIER_NAME, "champion")
+    uri = f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}"
+    download_pipeline(settings.mlflow_tracking_uri, uri, mv.tags["sha256"], dst_dir=dst)
+    path = next(dst.rglob("*.npz"))
+    return path, {"name": CLASSIFIER_NAME, "version": str(mv.version)}
+
+
+def _percentile_ms(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.asarray(values), q)) * 1000, 1) if values else None
+
+
+def _broker_mode(settings: Settings) -> str:
+    mode_file = settings.data_dir / "run" / "kafka.mode"
+    return mode_file.read_text().strip() if mode_file.exists() else "unknown"
+
+
+def run_bench_stream(settings: Settings, events: int = 200_000, json_path: Path | None = None,
+                     rate: float = 2000.0, latency_s: float = 20.0) -> dict[str, Any]:
+    """Measure the three contenders in one run; print a table and return (and optionally save) the figures.
+
+    Parameters
+    ----------
+    settings : Settings
+        The broker and MLflow server to use (topics are created per run, nothing else is touched).
+    events : int, default 200000
+        Telco rows replicated (fresh event ids) to this many events per contender.
+    json_path : Path, optional
+        Where to write the result as JSON.
+    rate : float, default 2000.0
+        Events per second of the worker's latency phase.
+    latency_s : float, default 20.0
+        Duration of the latency phase (0 skips it).
+
+    Returns
+    -------
+    dict
+        ``naive_eps``, ``relay_eps``, ``worker_eps``, ``ratio_vs_naive``, ``ratio_vs_relay``,
+        ``p50_ms``, ``p99_ms`` and details per contender.
+    """
+    from churn_stream.clients import csv_to_customer_events, ensure_topics
+    from churn_stream.demo import TELCO_CSV, replicate_events, stop_worker, wait_worker_ready
+    from churn_stream.stack import LocalStack
+
+    run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    work = Path(tempfile.mkdtemp(prefix="churn-bench-stream-"))
+    ensure_topics(settings)
+    pipeline_path, model = _champion(settings, work / "model")
+    base = csv_to_customer_events(TELCO_CSV)
+    load_before = os.getloadavg()
+    result: dict[str, Any] = {"events": events, "broker_mode": _broker_mode(settings),
+                              "bootstrap": settings.kafka_bootstrap_servers, "model_version": model["version"],
+                              "load_avg_1m_start": round(load_before[0], 2), "cpus": os.cpu_count(),
+                              "contenders": {}}
+    for kind in CONTENDERS:
+        suffix = f".bench-{run}-{kind}"
+        topics = {"in": f"customers{suffix}", "out": f"churn-scores{suffix}", "alerts": f"churn-alerts{suffix}",
+                  "dlq": f"customers.dlq{suffix}"}
+        asyncio.run(_create_topics(settings, list(topics.values())))
+        group = f"bench-{run}-{kind}"
+        log_path = work / "logs" / f"{kind}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        csettings = settings.with_overrides(topic_suffix=suffix, worker_web_port=LocalStack.free_ports(1)[0])
+        proc = _start_contender(kind, csettings, topics, group, pipeline_path, model, log_path)
+        try:
+            if kind == "worker":
+                wait_worker_ready(csettings, proc, timeout_s=120)
+            warm = asyncio.run(_produce_and_collect(settings, topics["in"], topics["out"],
+                                                    replicate_events(base, WARMUP_EVENTS + len(base))[len(base):],
+                                                    timeout_s=120))
+            if warm["scored"] < warm["events"] or proc.poll() is not None:
+                raise RuntimeError(f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); "
+                                   f"see {log_path}")
+            records = replicate_events(base, len(base) + events)[len(base):]
+            load = os.getloadavg()[0]
+            got = asyncio.run(_produce_and_collect(settings, topics["in"], topics["out"], records))
+            figures = {"eps": round(got["scored"] / got["seconds"], 1) if got["seconds"] > 0 else None,
+                       "scored": got["scored"], "duplicates": got["duplicates"],
+                       "seconds": round(got["seconds"], 3), "produce_s": round(got["produce_s"], 3),
+                       "load_avg_1m": round(max(load, os.getloadavg()[0]), 2)}
+            if kind == "worker" and latency_s > 0:
+                n = int(rate * latency_s)
+                lat = asyncio.run(_produce_and_collect(
+                    settings, topics["in"], topics["out"], replicate_events(base, len(base) + n)[len(base):],
+                    rate=rate, stamp_times=True, timeout_s=latency_s + 120))
+                figures.update({"latency_events": n, "latency_scored": lat["scored"], "rate_eps": rate,
+                                "p50_ms": _percentile_ms(lat["lat_ts"], 50),
+                                "p99_ms": _percentile_ms(lat["lat_ts"], 99),
+                                "read_p50_ms": _percentile_ms(lat["lat_read"], 50),
+                                "read_p99_ms": _percentile_ms(lat["lat_read"], 99),
+                                "latency_load_avg_1m": round(os.getloadavg()[0], 2)})
+            result["contenders"][kind] = figures
+            print(f"{kind:>6}: {figures['eps']:>10,.0f} events/s  ({figures['scored']}/{events} scored, "
+                  f"{figures['seconds']:.2f} s, load avg {figures['load_avg_1m']})", file=sys.stderr)
+        finally:
+            if kind == "worker":
+                stop_worker(proc)
+            else:
+                _stop(proc)
+    c = result["contenders"]
+    result.update({
+        "naive_eps": c["naive"]["eps"], "relay_eps": c["relay"]["eps"], "worker_eps": c["worker"]["eps"],
+        "ratio_vs_naive": round(c["worker"]["eps"] / c["naive"]["eps"], 2),
+        "ratio_vs_relay": round(c["worker"]["eps"] / c["relay"]["eps"], 2),
+        "p50_ms": c["worker"].get("p50_ms"), "p99_ms": c["worker"].get("p99_ms"),
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
+    })
+    print(f"worker/naive = {result['ratio_vs_naive']}x, worker/relay = {result['ratio_vs_relay']}x; latency at "
+          f"{rate:.0f} events/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+          f"(broker {result['broker_mode']}, load avg {result['load_avg_1m_start']} -> {result['load_avg_1m_end']})",
+          file=sys.stderr)
+    line = orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode()
+    print(line)
+    if json_path is not None:
+        Path(json_path).write_text(line + "\n")
+    return result
+
+
+def _stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry of the naive and relay contender processes (started by :func:`run_bench_stream`)."""
+    parser = argparse.ArgumentParser(prog="python -m churn_stream.bench_stream")
+    parser.add_argument("kind", choices=("naive", "relay"))
+    for opt in ("--bootstrap", "--input", "--output", "--alerts", "--group", "--pipeline", "--data-dir",
+                "--model-name", "--model-version"):
+        parser.add_argument(opt, required=True)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args(argv)
+    sys.argv = sys.argv[:1]  # Faust's Worker looks at sys.argv; it has no options of its own here
+    (run_naive if args.kind == "naive" else run_relay)(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
