@@ -169,6 +169,20 @@ def api(settings: Settings, host: str, port: int) -> None:
     run_api(settings, host=host, port=port)
 
 
+# ----------------------------------------------------------------- dashboard
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8050, show_default=True)
+@click.option("--api-url", default="http://127.0.0.1:8000/api/predict", show_default=True,
+              help="Prediction endpoint the score-a-customer form posts to.")
+@click.pass_obj
+def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
+    """Serve the read-only Dash dashboard: live scores and alerts, models, data quality, scoring form."""
+    from dashboard.app import run_dashboard
+
+    run_dashboard(settings, host=host, port=port, api_url=api_url)
+
+
 # --------------------------------------------------------------------- bench
 @main.group()
 def bench() -> None:

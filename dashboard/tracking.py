@@ -1,0 +1,252 @@
+"""Read-only MLflow views for the dashboard: latest cycle leaderboard, champion curves, versions, DQ report.
+
+Every read goes through :class:`ModelsReader`, which caches each answer for a few
+seconds so a page refresh every 10 s by any number of browsers costs the tracking
+server a handful of calls. Nothing here writes to MLflow; artifacts are downloaded
+into a temporary directory and parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+#: Registered model names (the batch job's registry contract).
+REGISTERED_MODELS = ("churn-classifier", "sales-regressor")
+#: Aliases marked on the leaderboard.
+ALIASES = ("champion", "challenger")
+#: Metrics shown on the leaderboard, in this column order (absent ones stay blank).
+LEADERBOARD_METRICS = ("roc_auc", "f1", "f1_tuned", "accuracy", "precision", "recall", "threshold",
+                       "r2", "rmse", "mae", "mape", "fit_s")
+#: The data-quality gate's report, an artifact of the cycle run.
+DQ_REPORT = "dq_report.json"
+#: Optional evaluation artifacts of a classifier run (JSON); drawn when present, never computed here.
+CURVE_ARTIFACTS = {"roc": ("roc_curve.json", "eval/roc_curve.json"),
+                   "pr": ("pr_curve.json", "eval/pr_curve.json"),
+                   "confusion": ("confusion_matrix.json", "eval/confusion_matrix.json")}
+
+
+def _ms_to_iso(ms: int | None) -> str | None:
+    if not ms:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class _TTLCache:
+    """``key -> (expires, value)``; one lock, values recomputed on expiry."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._items: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._items[key] = (now + self.ttl_s, value)
+            if len(self._items) > 256:  # bounded: drop expired entries
+                self._items = {k: v for k, v in self._items.items() if v[0] > now}
+        return value
+
+
+class ModelsReader:
+    """Cached, read-only queries of the MLflow tracking server and registry.
+
+    Parameters
+    ----------
+    tracker : mlflow.MlflowClient
+    dataset : str, default "telco"
+        Experiment ``churn-<dataset>``.
+    ttl_s : float, default 5.0
+        Seconds an answer is reused.
+    """
+
+    def __init__(self, tracker, dataset: str = "telco", ttl_s: float = 5.0) -> None:
+        self.tracker = tracker
+        self.experiment = f"churn-{dataset}"
+        self._cache = _TTLCache(ttl_s)
+
+    # ------------------------------------------------------------- cycle
+    def latest_cycle(self) -> dict[str, Any] | None:
+        """The newest ``cycle-*`` parent run: ``run_id``, ``name``, ``status``, ``started``, ``ended``; None if none."""
+        return self._cache.get("latest_cycle", self._latest_cycle)
+
+    def _latest_cycle(self) -> dict[str, Any] | None:
+        exp = self.tracker.get_experiment_by_name(self.experiment)
+        if exp is None:
+            return None
+        runs = self.tracker.search_runs([exp.experiment_id], filter_string="attributes.run_name LIKE 'cycle-%'",
+                                        order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            return None
+        r = runs[0]
+        return {"run_id": r.info.run_id, "experiment_id": exp.experiment_id, "name": r.info.run_name,
+                "status": r.info.status, "started": _ms_to_iso(r.info.start_time),
+                "ended": _ms_to_iso(r.info.end_time)}
+
+    def aliases(self) -> dict[str, dict[str, str]]:
+        """``{registered name: {alias: version}}`` for every registered model that exists."""
+        return self._cache.get("aliases", self._aliases)
+
+    def _aliases(self) -> dict[str, dict[str, str]]:
+        from mlflow.exceptions import MlflowException
+
+        out = {}
+        for name in REGISTERED_MODELS:
+            try:
+                rm = self.tracker.get_registered_model(name)
+            except MlflowException:
+                continue
+            out[name] = {a: str(v) for a, v in (rm.aliases or {}).items()}
+        return out
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every registered version of every model, newest first, with its aliases and registration time."""
+        return self._cache.get("versions", self._versions)
+
+    def _versions(self) -> list[dict[str, Any]]:
+        aliases = self.aliases()
+        rows = []
+        for name in aliases:
+            by_version: dict[str, list[str]] = {}
+            for alias, v in aliases[name].items():
+                by_version.setdefault(v, []).append(alias)
+            for mv in self.tracker.search_model_versions(f"name='{name}'", max_results=1000):
+                tags = mv.tags or {}
+                metric = next(((k, tags[k]) for k in ("roc_auc", "r2") if k in tags), (None, None))
+                rows.append({
+                    "registered_model": name, "version": int(mv.version), "model": tags.get("model"),
+                    "aliases": ", ".join(sorted(by_version.get(str(mv.version), []))),
+                    "metric": metric[0], "value": float(metric[1]) if metric[1] is not None else None,
+                    "registered_at": _ms_to_iso(mv.creation_timestamp),
+                    "updated_at": _ms_to_iso(mv.last_updated_timestamp),
+                    "run_id": mv.run_id,
+                })
+        rows.sort(key=lambda r: (r["registered_at"] or "", r["version"]), reverse=True)
+        return rows
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """Every nested run (one model) of the latest cycle with its metrics and the alias its version holds."""
+        return self._cache.get("leaderboard", self._leaderboard)
+
+    def _leaderboard(self) -> list[dict[str, Any]]:
+        cycle = self.latest_cycle()
+        if cycle is None:
+            return []
+        runs = self.tracker.search_runs([cycle["experiment_id"]],
+                                        filter_string=f"tags.mlflow.parentRunId = '{cycle['run_id']}'",
+                                        max_results=500)
+        held = {}  # run_id -> "champion"/"challenger" of its registered version
+        for row in self.versions():
+            if row["aliases"]:
+                held[row["run_id"]] = (row["aliases"], row["version"])
+        rows = []
+        for r in runs:
+            tags = r.data.tags
+            alias, version = held.get(r.info.run_id, ("", None))
+            row = {"model": tags.get("model", r.info.run_name), "task": tags.get("task", ""),
+                   "alias": alias, "version": version, "run_id": r.info.run_id}
+            row.update({k: round(float(r.data.metrics[k]), 5) for k in LEADERBOARD_METRICS if k in r.data.metrics})
+            rows.append(row)
+        key = {"classification": "roc_auc", "regression": "r2"}
+        rows.sort(key=lambda x: (x["task"], -(x.get(key.get(x["task"], ""), float("-inf")) or 0)))
+        return rows
+
+    # --------------------------------------------------------- artifacts
+    def _read_json_artifact(self, run_id: str, candidates: tuple[str, ...]) -> Any | None:
+        """The first of ``candidates`` that the run logged, parsed; None when none is there."""
+        names = set()
+        for folder in {str(Path(c).parent) for c in candidates}:
+            try:
+                listed = self.tracker.list_artifacts(run_id, None if folder == "." else folder)
+            except Exception as exc:  # noqa: BLE001 - a missing folder or unreachable store reads as "not logged"
+                logger.debug("list_artifacts run_id=%s folder=%s error=%s", run_id, folder, exc)
+                continue
+            names.update(f.path for f in listed)
+        for path in candidates:
+            if path in names:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = self.tracker.download_artifacts(run_id, path, tmp)
+                    return json.loads(Path(local).read_text())
+        return None
+
+    def champion_evaluation(self) -> dict[str, Any]:
+        """The ``churn-classifier`` champion: version, model, metrics and any logged ROC/PR/confusion artifacts."""
+        return self._cache.get("champion_evaluation", self._champion_evaluation)
+
+    def _champion_evaluation(self) -> dict[str, Any]:
+        version = self.aliases().get("churn-classifier", {}).get("champion")
+        if version is None:
+            return {}
+        mv = self.tracker.get_model_version("churn-classifier", version)
+        run = self.tracker.get_run(mv.run_id)
+        out: dict[str, Any] = {"version": version, "model": (mv.tags or {}).get("model"), "run_id": mv.run_id,
+                               "metrics": dict(run.data.metrics)}
+        for kind, candidates in CURVE_ARTIFACTS.items():
+            out[kind] = self._read_json_artifact(mv.run_id, candidates)
+        return out
+
+    def dq_report(self) -> dict[str, Any] | None:
+        """The latest cycle's ``dq_report.json``, None when the cycle has none."""
+        return self._cache.get("dq_report", self._dq_report)
+
+    def _dq_report(self) -> dict[str, Any] | None:
+        cycle = self.latest_cycle()
+        if cycle is None:
+            return None
+        report = self._read_json_artifact(cycle["run_id"], (DQ_REPORT, f"dq/{DQ_REPORT}", f"data_quality/{DQ_REPORT}"))
+        return report if isinstance(report, dict) else None
+
+
+def psi_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-feature PSI rows ``{feature, psi, threshold, drifted}`` from a DQ report, whatever its nesting.
+
+    Accepted shapes (the gate's format is its owner's): ``{"psi": {feature: value}}``,
+    ``{"drift": {feature: {"psi": v, "threshold": t}}}``, ``{"drift": [{"feature": f, "psi": v, ...}]}``,
+    with an optional report-wide ``psi_threshold`` (or ``thresholds.psi``).
+    """
+    default = report.get("psi_threshold")
+    if default is None and isinstance(report.get("thresholds"), dict):
+        default = report["thresholds"].get("psi")
+    source = None
+    for key in ("psi", "drift", "feature_drift", "features"):
+        if isinstance(report.get(key), (dict, list)):
+            source = report[key]
+            break
+    if source is None:
+        return []
+    items: list[tuple[str, Any]]
+    if isinstance(source, dict):
+        items = list(source.items())
+    else:
+        items = [(x.get("feature", x.get("name", "?")), x) for x in source if isinstance(x, dict)]
+    rows = []
+    for feature, v in items:
+        if isinstance(v, dict):
+            psi = v.get("psi", v.get("value"))
+            threshold = v.get("threshold", v.get("psi_threshold", default))
+            drifted = v.get("drifted", v.get("failed"))
+        else:
+            psi, threshold, drifted = v, default, None
+        if not isinstance(psi, (int, float)):
+            continue
+        if drifted is None and isinstance(threshold, (int, float)):
+            drifted = psi >= threshold
+        rows.append({"feature": str(feature), "psi": round(float(psi), 4),
+                     "threshold": threshold if isinstance(threshold, (int, float)) else None,
+                     "drifted": "yes" if drifted else ("no" if drifted is not None else "")})
+    rows.sort(key=lambda r: -r["psi"])
+    return rows
