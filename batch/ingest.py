@@ -25,6 +25,8 @@ _ARROW_TYPES = {
     "bool": pa.bool_(),
     "yes_no": pa.bool_(),
     "yes_no_label": pa.bool_(),
+    # Dates stay ISO text end to end: JSON events, Parquet and the worker all carry the same string.
+    "date": pa.string(),
 }
 
 
@@ -77,6 +79,11 @@ def _parse_column(raw: pd.Series, kind: str, column: str) -> np.ndarray:
         if bad.any():
             raise _bad(column, raw, bad, "a finite number >= 0")
         return num
+    if kind == "date":
+        bad = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce").isna().to_numpy()
+        if bad.any():
+            raise _bad(column, raw, bad, "an ISO date YYYY-MM-DD")
+        return text.to_numpy(dtype=object)
     raise ValueError(f"unknown column kind {kind!r}")
 
 

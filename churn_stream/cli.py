@@ -115,6 +115,29 @@ def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
     click.echo(json.dumps(result.summary(), sort_keys=True))
 
 
+# ---------------------------------------------------------------------- data
+@main.group()
+def data() -> None:
+    """Data sets: generate synthetic source files."""
+
+
+@data.command("generate")
+@click.argument("dataset", type=click.Choice(["retail"]))
+@click.option("--rows", type=click.IntRange(min=1), default=100_000, show_default=True, help="Customers to generate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV to write.")
+def data_generate(dataset: str, rows: int, seed: int, out: Path) -> None:
+    """Write DATASET's synthetic source CSV (retail: see batch/retail.py for the generative process)."""
+    import time
+
+    from batch.retail import write_retail_csv
+
+    start = time.perf_counter()
+    write_retail_csv(out, rows=rows, seed=seed)
+    click.echo(json.dumps({"dataset": dataset, "rows": rows, "seed": seed, "path": str(out),
+                           "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - start, 3)}))
+
+
 # ------------------------------------------------------------------- stream
 @main.command()
 @click.option("--web-port", type=int, default=None, help="Faust web port (health, metrics).")
