@@ -61,9 +61,41 @@ def make_tracker(settings: Settings):
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
 
 
+#: Values of ``KAFKA_SECURITY_PROTOCOL`` that aiokafka understands.
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
 def kafka_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection keyword arguments shared by every aiokafka client."""
-    return {"bootstrap_servers": settings.kafka_bootstrap_servers}
+    """Connection keyword arguments shared by every aiokafka client.
+
+    With ``KAFKA_SECURITY_PROTOCOL=PLAINTEXT`` (the default) only ``bootstrap_servers``;
+    otherwise also ``security_protocol``, an ``ssl_context`` trusting ``KAFKA_SSL_CAFILE``
+    (or the system store) for ``SSL``/``SASL_SSL``, and the SASL mechanism and
+    credentials for ``SASL_*``. The result holds the SASL password: never log it.
+
+    Raises
+    ------
+    ValueError
+        If ``KAFKA_SECURITY_PROTOCOL`` is not one of :data:`KAFKA_SECURITY_PROTOCOLS`.
+    """
+    kwargs: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers}
+    protocol = settings.kafka_security_protocol.strip().upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ValueError(f"KAFKA_SECURITY_PROTOCOL: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+                         f"got {settings.kafka_security_protocol!r}")
+    if protocol == "PLAINTEXT":
+        return kwargs
+    kwargs["security_protocol"] = protocol
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        kwargs["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
+    if protocol.startswith("SASL_"):
+        # aiokafka takes SCRAM credentials through the same sasl_plain_* arguments.
+        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism.strip().upper() or "PLAIN"
+        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
+        kwargs["sasl_plain_password"] = settings.kafka_sasl_password
+    return kwargs
 
 
 #: Partitions per topic when this code creates them.

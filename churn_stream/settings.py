@@ -50,6 +50,15 @@ class Settings:
     topic_suffix : str
         ``CHURN_TOPIC_SUFFIX``: appended to the worker's input and output topic names
         (default empty; ``churn bench stream`` gives each run its own topics).
+    kafka_security_protocol : str
+        ``KAFKA_SECURITY_PROTOCOL``: ``PLAINTEXT`` (default), ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    kafka_sasl_mechanism : str
+        ``KAFKA_SASL_MECHANISM``: ``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``; empty when SASL is off.
+    kafka_sasl_username, kafka_sasl_password : str
+        ``KAFKA_SASL_USERNAME`` / ``KAFKA_SASL_PASSWORD``; the password is hidden from ``repr``.
+    kafka_ssl_cafile : str
+        ``KAFKA_SSL_CAFILE``: CA bundle that signed the brokers' certificates; empty means the
+        system's trust store (only read when the protocol is ``SSL`` or ``SASL_SSL``).
     batch_cron : str
         ``CHURN_BATCH_CRON``: crontab (UTC) of ``churn batch serve``'s scheduled cycle (default ``0 2 * * *``).
     batch_watch_interval_s : int
@@ -77,6 +86,11 @@ class Settings:
     topic_partitions: int = 4
     worker_web_port: int = 6066
     topic_suffix: str = ""
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
     batch_cron: str = "0 2 * * *"
     batch_watch_interval_s: int = 30
     batch_incoming_prefix: str = "incoming/"
