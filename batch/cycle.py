@@ -11,6 +11,8 @@ import json
 import logging
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,10 +22,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch import zoo
+from batch import quality, zoo
 from batch.announce import publish_model_updated
 from batch.features import classification_data, regression_data
-from batch.ingest import read_source_csv, to_arrow
+from batch.ingest import IngestError, read_source_csv, to_arrow
 from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME, promote, register_version
 from batch.training import TrainedModel, train_classifier, train_regressor
 from schemas.profiles import get_profile
@@ -33,6 +35,41 @@ logger = logging.getLogger(__name__)
 
 #: The shipped IBM Telco customer churn file.
 DEFAULT_SOURCES = {"telco": Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"}
+
+
+class CycleError(RuntimeError):
+    """A cycle failed because S3 or MLflow could not be reached; nothing of it was promoted.
+
+    Attributes
+    ----------
+    service : str
+        ``"S3"`` or ``"MLflow"``.
+    endpoint : str
+    stage : str
+        The stage that was running (``ingest``, ``features``, ``quality``, ``train_classification``, ...).
+    """
+
+    def __init__(self, service: str, endpoint: str, stage: str, cause: BaseException) -> None:
+        self.service, self.endpoint, self.stage = service, endpoint, stage
+        super().__init__(f"{service} unreachable at {endpoint} during {stage}: {type(cause).__name__}: {cause}")
+
+
+def unreachable_services(settings, timeout_s: float = 3.0) -> list[tuple[str, str]]:
+    """``(service, endpoint)`` of S3 and MLflow when they do not answer HTTP within ``timeout_s``.
+
+    Any HTTP answer, even an error status, counts as reachable: the question is whether the
+    server is there, not whether the request was right.
+    """
+    down = []
+    for service, url in (("S3", settings.s3_endpoint_url), ("MLflow", settings.mlflow_tracking_uri.rstrip("/")
+                                                               + "/health")):
+        try:
+            urllib.request.urlopen(url, timeout=timeout_s).close()
+        except urllib.error.HTTPError:
+            pass
+        except (OSError, ValueError):
+            down.append((service, url.removesuffix("/health")))
+    return down
 
 
 @dataclass
@@ -52,6 +89,8 @@ class CycleResult:
         Markdown comparison of every model's hold-out metrics.
     announced : bool
         Whether a model-updated event was published.
+    quality : batch.quality.DataQualityReport or None
+        The data-quality gate's report.
     timings_s : dict of str to float
         Seconds per stage.
     """
@@ -65,6 +104,7 @@ class CycleResult:
     report: str = ""
     announced: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
+    quality: quality.DataQualityReport | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-able summary for the CLI."""
@@ -77,6 +117,7 @@ class CycleResult:
             "promoted": {k: {kk: vv for kk, vv in v.items() if kk != "feature_names"}
                          for k, v in self.promoted.items()},
             "announced": self.announced,
+            "dq_status": self.quality.status if self.quality else None,
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
         }
 
@@ -91,7 +132,8 @@ def _put_parquet(storage, bucket: str, key: str, table: pa.Table) -> str:
 
 
 def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str | Path | None = None,
-              only: set[str] | None = None, announce: bool = True, margin: float = 0.0) -> CycleResult:
+              only: set[str] | None = None, announce: bool = True, margin: float = 0.0,
+              quality_config: quality.QualityConfig | None = None) -> CycleResult:
     """Run one batch cycle.
 
     Parameters
@@ -109,6 +151,8 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
         Publish a model-updated event when a new champion is promoted.
     margin : float, default 0.0
         ROC-AUC by which the best new model must beat the champion to replace it.
+    quality_config : batch.quality.QualityConfig, optional
+        Thresholds of the data-quality gate; default from ``settings``.
 
     Returns
     -------
@@ -116,24 +160,66 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
 
     Raises
     ------
-    batch.ingest.IngestError
-        If the source does not match the profile (nothing is trained or promoted).
+    batch.quality.DataQualityError
+        If the data-quality gate fails, including a source that does not match the
+        profile (its report is in S3 and MLflow; nothing is trained or promoted).
+    CycleError
+        If S3 or MLflow cannot be reached during a stage (no alias moves).
     """
+    progress = {"stage": "start"}
+    try:
+        return _run_cycle(settings, storage, tracker, dataset=dataset, source=source, only=only, announce=announce,
+                          margin=margin, quality_config=quality_config, progress=progress)
+    except (quality.DataQualityError, CycleError):
+        raise
+    except Exception as exc:
+        down = unreachable_services(settings)
+        if not down:
+            raise
+        logger.error("cycle failed stage=%s unreachable=%s", progress["stage"], down)
+        raise CycleError(down[0][0], down[0][1], progress["stage"], exc) from exc
+
+
+def _start_parent_run(tracker, dataset: str, cycle_id: str) -> tuple[str, str]:
+    experiment = f"churn-{dataset}"
+    exp = tracker.get_experiment_by_name(experiment)
+    experiment_id = exp.experiment_id if exp else tracker.create_experiment(experiment)
+    parent = tracker.create_run(experiment_id, run_name=f"cycle-{cycle_id}",
+                                tags={"cycle_id": cycle_id, "dataset": dataset})
+    return experiment_id, parent.info.run_id
+
+
+def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, margin, quality_config,
+               progress) -> CycleResult:
     from churn_stream.clients import ensure_buckets
 
     profile = get_profile(dataset)
     src = Path(source) if source is not None else DEFAULT_SOURCES[dataset]
     cycle_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     timings: dict[str, float] = {}
+    dq_config = quality_config or quality.QualityConfig.from_settings(settings)
+    source_time = datetime.fromtimestamp(src.stat().st_mtime, timezone.utc) if src.exists() else None
+    gate = dict(profile=profile, cycle_id=cycle_id, source=src.name, source_time=source_time, config=dq_config)
 
     t0 = time.perf_counter()
-    frame = read_source_csv(src, profile)
+    progress["stage"] = "ingest"
+    try:
+        frame = read_source_csv(src, profile)
+    except IngestError as exc:
+        # The schema check's verdict: the report goes to S3 and MLflow like any other gate failure.
+        ensure_buckets(storage)
+        _, parent_id = _start_parent_run(tracker, dataset, cycle_id)
+        try:
+            quality.gate(storage, tracker, parent_id, None, schema_error=exc, **gate)
+        finally:
+            tracker.set_terminated(parent_id, "FAILED")
     ensure_buckets(storage)
     raw_uri = _put_parquet(storage, "raw-data", f"{dataset}/{cycle_id}/customers.parquet", to_arrow(frame, profile))
     timings["ingest"] = time.perf_counter() - t0
     logger.info("ingested rows=%d to %s", len(frame), raw_uri)
 
     t0 = time.perf_counter()
+    progress["stage"] = "features"
     data = classification_data(frame, profile)
     processed = pa.table({name: data.X_train[:, j] for j, name in enumerate(data.feature_names)}
                          | {profile.classification_target: data.y_train})
@@ -145,12 +231,7 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
     reg_data = regression_data(frame, profile)
     timings["features"] += time.perf_counter() - t0
 
-    experiment = f"churn-{dataset}"
-    exp = tracker.get_experiment_by_name(experiment)
-    experiment_id = exp.experiment_id if exp else tracker.create_experiment(experiment)
-    parent = tracker.create_run(experiment_id, run_name=f"cycle-{cycle_id}",
-                                tags={"cycle_id": cycle_id, "dataset": dataset})
-    parent_id = parent.info.run_id
+    experiment_id, parent_id = _start_parent_run(tracker, dataset, cycle_id)
     result = CycleResult(cycle_id, dataset, len(frame))
     status = "FAILED"
     tasks = [
@@ -162,9 +243,14 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
         tracker.log_param(parent_id, "source", str(src.name))
         tracker.log_param(parent_id, "raw_uri", raw_uri)
         tracker.log_param(parent_id, "processed_uri", processed_uri)
+        t0 = time.perf_counter()
+        progress["stage"] = "quality"
+        result.quality = quality.gate(storage, tracker, parent_id, frame, raw_key=raw_uri.split("/", 3)[3], **gate)
+        timings["quality"] = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as tmp:
             for task, registered_name, metric, task_data, factories, train in tasks:
                 t0 = time.perf_counter()
+                progress["stage"] = f"train_{task}"
                 versions = []
                 for name, factory in factories.items():
                     trained = train(name, factory, task_data)
@@ -179,6 +265,7 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
                 if not versions:
                     continue
                 t0 = time.perf_counter()
+                progress["stage"] = f"promote_{task}"
                 best = max(versions, key=lambda v: v["metrics"][metric])
                 promoted = promote(tracker, best, metric, margin)
                 result.promoted[registered_name] = promoted
@@ -192,12 +279,15 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
         for promoted in result.promoted.values():
             if announce and promoted["alias"] == "champion":
                 t0 = time.perf_counter()
+                progress["stage"] = "announce"
                 publish_model_updated(settings, promoted)
                 result.announced = True
                 timings["announce"] = timings.get("announce", 0.0) + time.perf_counter() - t0
         status = "FINISHED"
     finally:
-        tracker.set_terminated(parent_id, status)
+        # With MLflow gone, marking the run would only wait out the client's retries.
+        if status == "FINISHED" or not any(s == "MLflow" for s, _ in unreachable_services(settings)):
+            tracker.set_terminated(parent_id, status)
     result.timings_s = timings
     logger.info("cycle done cycle_id=%s promoted=%s", cycle_id,
                 {k: (v["model"], v["model_version"], v["alias"]) for k, v in result.promoted.items()})

@@ -115,6 +115,33 @@ def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
     click.echo(json.dumps(result.summary(), sort_keys=True))
 
 
+@batch.command("serve")
+@click.option("--dataset", default="telco", show_default=True, type=click.Choice(["telco"]))
+@click.option("--source", type=click.Path(exists=True, path_type=Path), default=None,
+              help="CSV of the scheduled cycle (default: the shipped data set).")
+@click.option("--cron", default=None, help="Crontab in UTC (default: CHURN_BATCH_CRON, '0 2 * * *').")
+@click.option("--watch-interval", type=int, default=None,
+              help="Seconds between looks for new CSVs under s3://raw-data/incoming/ (default: CHURN_BATCH_WATCH_S).")
+@click.option("--run-now", is_flag=True, help="Also run one cycle at start-up.")
+@click.pass_obj
+def batch_serve(settings: Settings, dataset: str, source: Path | None, cron: str | None,
+                watch_interval: int | None, run_now: bool) -> None:
+    """Run cycles on a cron schedule and when new CSVs land in S3, one at a time across processes."""
+    from batch.service import BatchService
+    from churn_stream.clients import ensure_buckets, make_storage, make_tracker
+
+    if cron is not None:
+        settings = settings.with_overrides(batch_cron=cron)
+    if watch_interval is not None:
+        settings = settings.with_overrides(batch_watch_interval_s=watch_interval)
+    storage = make_storage(settings)
+    ensure_buckets(storage)
+    service = BatchService(settings, storage, make_tracker(settings), dataset=dataset, source=source)
+    if run_now:
+        service.trigger("startup")
+    service.serve()
+
+
 # ---------------------------------------------------------------------- data
 @main.group()
 def data() -> None:

@@ -1,0 +1,530 @@
+"""The data-quality gate: checks a cycle's typed frame before anything is trained.
+
+Checks, in order: freshness (source age), schema (ingestion's verdict), completeness
+(null or blank share per column), target health (regression target positive and
+sane; churn class balance) and drift against the previous training set (PSI per
+feature). Each check ends ``pass``, ``warn`` or ``fail``; any ``fail`` stops the
+cycle with :class:`DataQualityError` before training. The report goes to S3
+(``processed-data/<dataset>/<cycle_id>/dq_report.json|.md``) and to the cycle's
+MLflow run.
+
+PSI (population stability index) follows Yurdakul, B. (2018), *Statistical
+Properties of Population Stability Index*, Western Michigan University:
+``PSI = sum_i (q_i - p_i) * ln(q_i / p_i)`` over bins, ``p`` the reference shares and
+``q`` the current ones; the usual reading is < 0.1 stable, 0.1-0.25 moderate shift,
+> 0.25 major shift.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from schemas.profiles import DatasetProfile
+
+logger = logging.getLogger(__name__)
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+_RANK = {PASS: 0, WARN: 1, FAIL: 2}
+#: Pointer to the raw typed frame of the last cycle that passed the gate (the drift reference).
+REFERENCE_KEY = "{dataset}/dq_reference.json"
+REPORT_KEY = "{dataset}/{cycle_id}/dq_report"
+_NUMERIC_KINDS = ("int", "float")
+
+
+class DataQualityError(ValueError):
+    """The data-quality gate failed; nothing was trained.
+
+    Attributes
+    ----------
+    report : DataQualityReport
+    """
+
+    def __init__(self, report: "DataQualityReport") -> None:
+        self.report = report
+        super().__init__(report.failure_message())
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Thresholds of the gate.
+
+    Attributes
+    ----------
+    max_source_age_h : float or None, default 48.0
+        Freshness: a source older than this is stale; None skips the check.
+    freshness_fail : bool, default False
+        Whether a stale source fails the gate; by default it only warns (the shipped
+        Telco file is static and would otherwise never pass).
+    max_null_share : float, default 0.05
+        Completeness: largest share of null or blank values per column.
+    max_nonpositive_share : float, default 0.01
+        Regression target: largest share of values <= 0 (Telco: 11 of 7,043 are 0.0,
+        tenure-0 customers not billed yet).
+    max_median_multiple : float, default 20.0
+        Regression target: its maximum may be at most this multiple of its median.
+    min_minority_share : float, default 0.1
+        Class balance: a minority class share below this is a warning (one class only fails).
+    psi_bins : int, default 10
+        Quantile bins of a numeric feature, edges from the reference.
+    psi_eps : float, default 1e-4
+        Smallest bin share, so an empty bin gives a large but finite PSI.
+    psi_warn, psi_fail : float, default 0.1, 0.25
+    """
+
+    max_source_age_h: float | None = 48.0
+    freshness_fail: bool = False
+    max_null_share: float = 0.05
+    max_nonpositive_share: float = 0.01
+    max_median_multiple: float = 20.0
+    min_minority_share: float = 0.1
+    psi_bins: int = 10
+    psi_eps: float = 1e-4
+    psi_warn: float = 0.1
+    psi_fail: float = 0.25
+
+    @classmethod
+    def from_settings(cls, settings) -> "QualityConfig":
+        """The thresholds that settings carry (``CHURN_DQ_*``), defaults for the rest."""
+        age = getattr(settings, "dq_max_source_age_h", 48)
+        return cls(
+            max_source_age_h=None if age is None or int(age) <= 0 else float(age),
+            freshness_fail=bool(getattr(settings, "dq_freshness_fail", False)),
+        )
+
+
+@dataclass
+class CheckResult:
+    """One check's verdict: ``name``, ``status`` (pass/warn/fail), a one-line ``message`` and ``details``."""
+
+    name: str
+    status: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataQualityReport:
+    """Every check of one cycle's gate.
+
+    Attributes
+    ----------
+    dataset, cycle_id, source : str
+    rows : int
+    checks : list of CheckResult
+    reference_cycle : str or None
+        The cycle whose data the drift check compared against.
+    created_at : str
+        UTC ISO-8601.
+    duration_s : float
+    """
+
+    dataset: str
+    cycle_id: str
+    source: str
+    rows: int = 0
+    checks: list[CheckResult] = field(default_factory=list)
+    reference_cycle: str | None = None
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    duration_s: float = 0.0
+
+    @property
+    def status(self) -> str:
+        """The worst status of any check (``pass`` when there are none)."""
+        return max((c.status for c in self.checks), key=_RANK.__getitem__, default=PASS)
+
+    @property
+    def passed(self) -> bool:
+        """No check failed (warnings allowed)."""
+        return self.status != FAIL
+
+    def check(self, name: str) -> CheckResult:
+        """The check called ``name``."""
+        return next(c for c in self.checks if c.name == name)
+
+    def failure_message(self) -> str:
+        """Which checks failed, with their numbers."""
+        failed = [c for c in self.checks if c.status == FAIL]
+        body = "; ".join(f"{c.name}: {c.message}" for c in failed) or "no failed check"
+        return f"data-quality gate failed for {self.dataset} cycle {self.cycle_id}: {body}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (``status`` included)."""
+        out = asdict(self)
+        out["status"] = self.status
+        return out
+
+    def to_json(self) -> str:
+        """The report as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default)
+
+    def to_markdown(self) -> str:
+        """The report as Markdown: one table of checks, then PSI per feature."""
+        lines = [f"# Data-quality report: {self.dataset} cycle {self.cycle_id}", "",
+                 f"**Status: {self.status.upper()}**  ", f"source `{self.source}`, {self.rows} rows, "
+                 f"checked in {self.duration_s:.2f} s at {self.created_at}", "",
+                 "| check | status | finding |", "|---|---|---|"]
+        for c in self.checks:
+            lines.append(f"| {c.name} | {c.status.upper()} | {c.message.replace('|', '/')} |")
+        psi = self.checks and next((c for c in self.checks if c.name == "drift"), None)
+        if psi and psi.details.get("psi"):
+            lines += ["", f"## PSI per feature (reference cycle {self.reference_cycle})", "",
+                      "| feature | kind | PSI | status |", "|---|---|---|---|"]
+            for name, row in sorted(psi.details["psi"].items(), key=lambda kv: -kv[1]["psi"]):
+                lines.append(f"| {name} | {row['kind']} | {row['psi']:.4f} | {row['status'].upper()} |")
+        return "\n".join(lines) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+# ----------------------------------------------------------------------- PSI
+def psi_from_shares(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
+    """PSI of two share vectors over the same bins.
+
+    Shares below ``eps`` are raised to ``eps`` (an empty bin would make the log infinite).
+
+    Parameters
+    ----------
+    reference, current : ndarray of shape (n_bins,), float64
+        Shares summing to 1.
+
+    Returns
+    -------
+    float
+    """
+    p = np.maximum(np.asarray(reference, dtype=np.float64), eps)
+    q = np.maximum(np.asarray(current, dtype=np.float64), eps)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Inner bin edges at the reference's quantiles ``1/bins .. (bins-1)/bins``, duplicates dropped.
+
+    Heavily tied values (tenure 1 or 72 months) merge bins, so fewer than ``bins`` may remain.
+
+    Returns
+    -------
+    ndarray of shape (<= bins - 1,), float64
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    ref = ref[np.isfinite(ref)]
+    return np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+
+
+def numeric_psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
+    """PSI of a numeric feature over quantile bins of the reference.
+
+    Bin ``i`` holds values in ``[edge_{i-1}, edge_i)``; the outer bins are open-ended,
+    so current values outside the reference range land in the first or last bin.
+    Non-finite values are ignored (completeness counts them).
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
+    if len(ref) == 0 or len(cur) == 0:
+        return float("nan")
+    edges = quantile_edges(ref, bins)
+    n_bins = len(edges) + 1
+    p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=n_bins) / len(ref)
+    q = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=n_bins) / len(cur)
+    return psi_from_shares(p, q, eps)
+
+
+def categorical_psi(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
+    """PSI of a categorical feature, one bin per category seen in either sample."""
+    ref = pd.Series(np.asarray(reference)).astype(str)
+    cur = pd.Series(np.asarray(current)).astype(str)
+    if len(ref) == 0 or len(cur) == 0:
+        return float("nan")
+    cats = sorted(set(ref.unique()) | set(cur.unique()))
+    p = ref.value_counts(normalize=True).reindex(cats, fill_value=0.0).to_numpy()
+    q = cur.value_counts(normalize=True).reindex(cats, fill_value=0.0).to_numpy()
+    return psi_from_shares(p, q, eps)
+
+
+# -------------------------------------------------------------------- checks
+def check_freshness(source_time: datetime | None, config: QualityConfig, now: datetime | None = None) -> CheckResult:
+    """Age of the source (file mtime or newest object) against ``config.max_source_age_h``."""
+    if source_time is None or config.max_source_age_h is None:
+        return CheckResult("freshness", PASS, "not checked (no source time or no maximum age configured)")
+    now = now or datetime.now(timezone.utc)
+    age_h = (now - source_time).total_seconds() / 3600.0
+    details = {"source_time": source_time.isoformat(), "age_h": round(age_h, 3),
+               "max_age_h": config.max_source_age_h}
+    if age_h <= config.max_source_age_h:
+        return CheckResult("freshness", PASS, f"source is {age_h:.1f} h old (max {config.max_source_age_h:g} h)",
+                           details)
+    status = FAIL if config.freshness_fail else WARN
+    return CheckResult("freshness", status, f"source is {age_h:.1f} h old, older than max "
+                       f"{config.max_source_age_h:g} h", details)
+
+
+def check_completeness(frame: pd.DataFrame, config: QualityConfig) -> CheckResult:
+    """Null or blank share per column against ``config.max_null_share``."""
+    shares = {}
+    for name in frame.columns:
+        col = frame[name]
+        missing = col.isna()
+        if col.dtype == object:
+            missing |= col.astype(str).str.strip().eq("")
+        shares[name] = float(missing.mean()) if len(col) else 1.0
+    bad = {k: v for k, v in shares.items() if v > config.max_null_share}
+    worst = max(shares, key=shares.get) if shares else None
+    details = {"null_share": {k: round(v, 6) for k, v in shares.items()}, "max_null_share": config.max_null_share}
+    if bad:
+        listed = ", ".join(f"{k}={v:.3f}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
+        return CheckResult("completeness", FAIL, f"null/blank share above {config.max_null_share:g}: {listed}",
+                           details)
+    msg = "no nulls or blanks" if not worst or shares[worst] == 0 else \
+        f"largest null/blank share {worst}={shares[worst]:.4f} (max {config.max_null_share:g})"
+    return CheckResult("completeness", PASS, msg, details)
+
+
+def check_regression_target(frame: pd.DataFrame, profile: DatasetProfile, config: QualityConfig) -> CheckResult:
+    """Regression target positive and sane: share <= 0, negatives, max against a multiple of the median."""
+    name = profile.regression_target
+    y = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+    y = y[np.isfinite(y)]
+    if len(y) == 0:
+        return CheckResult("target_regression", FAIL, f"{name}: no finite values")
+    nonpos = float(np.mean(y <= 0))
+    negatives = int(np.sum(y < 0))
+    median, top = float(np.median(y)), float(np.max(y))
+    ratio = top / median if median > 0 else float("inf")
+    details = {"column": name, "nonpositive_share": round(nonpos, 6), "negatives": negatives,
+               "median": median, "max": top, "max_over_median": round(ratio, 3),
+               "max_nonpositive_share": config.max_nonpositive_share,
+               "max_median_multiple": config.max_median_multiple}
+    problems = []
+    if negatives:
+        problems.append(f"{negatives} negative value(s)")
+    if nonpos > config.max_nonpositive_share:
+        problems.append(f"share <= 0 is {nonpos:.4f} > {config.max_nonpositive_share:g}")
+    if ratio > config.max_median_multiple:
+        problems.append(f"max {top:.2f} is {ratio:.1f} x the median {median:.2f} > {config.max_median_multiple:g} x")
+    if problems:
+        return CheckResult("target_regression", FAIL, f"{name}: " + "; ".join(problems), details)
+    return CheckResult("target_regression", PASS, f"{name}: share <= 0 {nonpos:.4f}, max/median {ratio:.2f}", details)
+
+
+def check_class_balance(frame: pd.DataFrame, profile: DatasetProfile, config: QualityConfig) -> CheckResult:
+    """Churn label shares; a WARNING below ``config.min_minority_share``, a failure with one class only."""
+    name = profile.classification_target
+    y = frame[name].to_numpy().astype(np.int64)
+    positive = float(np.mean(y == 1)) if len(y) else 0.0
+    minority = min(positive, 1.0 - positive)
+    details = {"column": name, "positive_share": round(positive, 6), "minority_share": round(minority, 6),
+               "min_minority_share": config.min_minority_share}
+    if minority == 0.0:
+        return CheckResult("class_balance", FAIL, f"{name}: one class only (positive share {positive:.4f})", details)
+    if minority < config.min_minority_share:
+        return CheckResult("class_balance", WARN, f"{name}: minority share {minority:.4f} below "
+                           f"{config.min_minority_share:g}", details)
+    return CheckResult("class_balance", PASS, f"{name}: positive share {positive:.4f}", details)
+
+
+def check_drift(frame: pd.DataFrame, reference: pd.DataFrame | None, profile: DatasetProfile,
+                config: QualityConfig, reference_cycle: str | None = None) -> CheckResult:
+    """PSI per feature (and the churn label) against the previous training set."""
+    if reference is None:
+        return CheckResult("drift", PASS, "not checked (no previous training set)")
+    columns = [c for c in (*profile.features, profile.classification_target)
+               if c in frame.columns and c in reference.columns]
+    psi = {}
+    for name in columns:
+        kind = "numeric" if profile.source_types.get(name) in _NUMERIC_KINDS else "categorical"
+        if kind == "numeric":
+            value = numeric_psi(reference[name].to_numpy(), frame[name].to_numpy(), config.psi_bins, config.psi_eps)
+        else:
+            value = categorical_psi(reference[name].to_numpy(), frame[name].to_numpy(), config.psi_eps)
+        status = FAIL if value >= config.psi_fail else WARN if value >= config.psi_warn else PASS
+        psi[name] = {"psi": round(value, 6), "kind": kind, "status": status}
+    details = {"reference_cycle": reference_cycle, "reference_rows": len(reference), "psi": psi,
+               "psi_warn": config.psi_warn, "psi_fail": config.psi_fail}
+    failed = {k: v["psi"] for k, v in psi.items() if v["status"] == FAIL}
+    warned = {k: v["psi"] for k, v in psi.items() if v["status"] == WARN}
+    if failed:
+        listed = ", ".join(f"{k}={v:.3f}" for k, v in sorted(failed.items(), key=lambda kv: -kv[1]))
+        return CheckResult("drift", FAIL, f"PSI >= {config.psi_fail:g} vs cycle {reference_cycle}: {listed}", details)
+    if warned:
+        listed = ", ".join(f"{k}={v:.3f}" for k, v in sorted(warned.items(), key=lambda kv: -kv[1]))
+        return CheckResult("drift", WARN, f"PSI >= {config.psi_warn:g} vs cycle {reference_cycle}: {listed}", details)
+    top = max(psi, key=lambda k: psi[k]["psi"]) if psi else None
+    msg = f"largest PSI {top}={psi[top]['psi']:.4f} vs cycle {reference_cycle}" if top else "no common features"
+    return CheckResult("drift", PASS, msg, details)
+
+
+def run_gate(frame: pd.DataFrame | None, profile: DatasetProfile, *, cycle_id: str, source: str,
+             config: QualityConfig | None = None, source_time: datetime | None = None,
+             reference: pd.DataFrame | None = None, reference_cycle: str | None = None,
+             schema_error: Exception | None = None) -> DataQualityReport:
+    """Run every check on a cycle's typed frame (no I/O).
+
+    Parameters
+    ----------
+    frame : DataFrame or None
+        The typed frame from :func:`batch.ingest.read_source_csv`; None when ingestion failed.
+    profile : DatasetProfile
+    cycle_id, source : str
+    config : QualityConfig, optional
+    source_time : datetime, optional
+        UTC modification time of the source (file mtime, newest object).
+    reference : DataFrame, optional
+        The previous training set's typed frame (drift reference).
+    reference_cycle : str, optional
+    schema_error : Exception, optional
+        Ingestion's error; the schema check fails with its message and nothing else is checked.
+
+    Returns
+    -------
+    DataQualityReport
+    """
+    config = config or QualityConfig()
+    t0 = time.perf_counter()
+    report = DataQualityReport(profile.name, cycle_id, source, rows=0 if frame is None else len(frame),
+                               reference_cycle=reference_cycle)
+    report.checks.append(check_freshness(source_time, config))
+    if schema_error is not None or frame is None:
+        report.checks.append(CheckResult("schema", FAIL, str(schema_error or "no frame"),
+                                         {"error": type(schema_error).__name__}))
+    else:
+        report.checks.append(CheckResult("schema", PASS, f"{len(frame.columns)} columns typed as the "
+                                         f"{profile.name} profile", {"columns": list(frame.columns)}))
+        report.checks.append(check_completeness(frame, config))
+        report.checks.append(check_regression_target(frame, profile, config))
+        report.checks.append(check_class_balance(frame, profile, config))
+        report.checks.append(check_drift(frame, reference, profile, config, reference_cycle))
+    report.duration_s = time.perf_counter() - t0
+    return report
+
+
+# ------------------------------------------------------------------------ I/O
+def load_reference(storage, dataset: str) -> tuple[str | None, pd.DataFrame | None]:
+    """The previous training set: the raw typed frame of the last cycle that passed the gate.
+
+    Returns
+    -------
+    (cycle_id, frame), or (None, None) when no cycle has passed yet.
+    """
+    import pyarrow.parquet as pq
+    from minio.error import S3Error
+
+    try:
+        resp = storage.get_object("processed-data", REFERENCE_KEY.format(dataset=dataset))
+        try:
+            pointer = json.loads(resp.read())
+        finally:
+            resp.close()
+            resp.release_conn()
+    except S3Error as err:
+        if err.code == "NoSuchKey":
+            return None, None
+        raise
+    resp = storage.get_object(pointer["bucket"], pointer["key"])
+    try:
+        frame = pq.read_table(io.BytesIO(resp.read())).to_pandas()
+    finally:
+        resp.close()
+        resp.release_conn()
+    return pointer["cycle_id"], frame
+
+
+def save_reference(storage, dataset: str, cycle_id: str, bucket: str, key: str) -> None:
+    """Point the drift reference at this cycle's raw typed frame (after its gate passed)."""
+    body = json.dumps({"cycle_id": cycle_id, "bucket": bucket, "key": key}).encode()
+    storage.put_object("processed-data", REFERENCE_KEY.format(dataset=dataset), io.BytesIO(body), len(body),
+                       content_type="application/json")
+
+
+def write_report(storage, report: DataQualityReport) -> dict[str, str]:
+    """Put ``dq_report.json`` and ``dq_report.md`` under ``processed-data/<dataset>/<cycle_id>/``.
+
+    Returns
+    -------
+    dict
+        ``json`` and ``md`` S3 URIs.
+    """
+    base = REPORT_KEY.format(dataset=report.dataset, cycle_id=report.cycle_id)
+    uris = {}
+    for ext, text, ctype in (("json", report.to_json(), "application/json"),
+                             ("md", report.to_markdown(), "text/markdown")):
+        body = text.encode()
+        storage.put_object("processed-data", f"{base}.{ext}", io.BytesIO(body), len(body), content_type=ctype)
+        uris[ext] = f"s3://processed-data/{base}.{ext}"
+    return uris
+
+
+def log_report(tracker, run_id: str, report: DataQualityReport) -> None:
+    """Attach the report to the cycle's MLflow run (``dq_report.json``, ``dq_report.md``, ``dq_status`` tag)."""
+    tracker.log_dict(run_id, report.to_dict(), "dq_report.json")
+    tracker.log_text(run_id, report.to_markdown(), "dq_report.md")
+    tracker.set_tag(run_id, "dq_status", report.status)
+    drift = next((c for c in report.checks if c.name == "drift"), None)
+    if drift is not None and drift.details.get("psi"):
+        tracker.log_metric(run_id, "dq_max_psi", max(v["psi"] for v in drift.details["psi"].values()))
+
+
+def log_findings(report: DataQualityReport) -> None:
+    """One log line per check that did not pass, and a summary line."""
+    for c in report.checks:
+        if c.status == FAIL:
+            logger.error("dq check=%s status=fail cycle_id=%s %s", c.name, report.cycle_id, c.message)
+        elif c.status == WARN:
+            logger.warning("dq check=%s status=warn cycle_id=%s %s", c.name, report.cycle_id, c.message)
+    logger.info("dq gate status=%s cycle_id=%s rows=%d duration_s=%.3f", report.status, report.cycle_id,
+                report.rows, report.duration_s)
+
+
+def gate(storage, tracker, run_id: str, frame: pd.DataFrame | None, profile: DatasetProfile, *, cycle_id: str,
+         source: str, config: QualityConfig | None = None, source_time: datetime | None = None,
+         schema_error: Exception | None = None, raw_key: str | None = None) -> DataQualityReport:
+    """Run the gate for one cycle, publish its report, and stop the cycle on failure.
+
+    The drift reference is the last cycle that passed; when this one passes too and
+    ``raw_key`` (its typed frame in ``raw-data``) is given, it becomes the next reference.
+
+    Parameters
+    ----------
+    storage : minio.Minio
+    tracker : mlflow.MlflowClient
+    run_id : str
+        The cycle's parent MLflow run.
+    frame, profile, cycle_id, source, config, source_time, schema_error
+        As in :func:`run_gate`.
+    raw_key : str, optional
+        Key of this cycle's typed frame in the ``raw-data`` bucket.
+
+    Returns
+    -------
+    DataQualityReport
+        When no check failed.
+
+    Raises
+    ------
+    DataQualityError
+        When a check failed; the report is already in S3 and MLflow.
+    """
+    ref_cycle, reference = (None, None) if frame is None else load_reference(storage, profile.name)
+    report = run_gate(frame, profile, cycle_id=cycle_id, source=source, config=config, source_time=source_time,
+                      reference=reference, reference_cycle=ref_cycle, schema_error=schema_error)
+    log_findings(report)
+    uris = write_report(storage, report)
+    log_report(tracker, run_id, report)
+    logger.info("dq report cycle_id=%s json=%s md=%s", cycle_id, uris["json"], uris["md"])
+    if not report.passed:
+        raise DataQualityError(report) from schema_error
+    if raw_key is not None:
+        save_reference(storage, profile.name, cycle_id, "raw-data", raw_key)
+    return report

@@ -1,0 +1,110 @@
+"""The batch service without servers: job guards, misfire logging, the in-process guard, CSV concatenation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from batch.ingest import read_source_csv
+from batch.service import MISFIRE_GRACE_S, BatchService, concatenate_csvs, incoming_csv_keys
+from churn_stream.settings import Settings
+from schemas.profiles import TELCO
+
+
+@pytest.fixture
+def service():
+    # No request reaches a server in these tests: storage and tracker are never called.
+    svc = BatchService(Settings(batch_cron="*/5 * * * *", batch_watch_interval_s=7), storage=None, tracker=None)
+    yield svc
+    svc.shutdown(wait=False)
+
+
+def test_jobs_are_single_instance_coalesced_with_misfire_grace(service):
+    service.add_jobs()
+    service.scheduler.start(paused=True)
+    jobs = {j.id: j for j in service.scheduler.get_jobs()}
+    assert set(jobs) == {"cycle-cron", "incoming-watch"}
+    for job in jobs.values():
+        assert job.max_instances == 1 and job.coalesce and job.misfire_grace_time == MISFIRE_GRACE_S
+    cron = jobs["cycle-cron"].trigger
+    assert isinstance(cron, CronTrigger) and str(cron.timezone) == "UTC"
+    assert str(cron) == str(CronTrigger.from_crontab("*/5 * * * *", timezone=timezone.utc))
+    assert isinstance(jobs["incoming-watch"].trigger, IntervalTrigger)
+    assert jobs["incoming-watch"].trigger.interval.total_seconds() == 7
+    assert service.scheduler._executors["default"]._pool._max_workers == 1
+
+
+def test_default_schedule_is_daily_at_two_utc():
+    assert Settings().batch_cron == "0 2 * * *"
+    trigger = CronTrigger.from_crontab(Settings().batch_cron, timezone=timezone.utc)
+    nxt = trigger.get_next_fire_time(None, datetime(2026, 1, 1, 3, 0, tzinfo=timezone.utc))
+    assert nxt == datetime(2026, 1, 2, 2, 0, tzinfo=timezone.utc)
+
+
+def test_misfire_is_logged(service, caplog):
+    from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+
+    when = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
+    with caplog.at_level(logging.WARNING, logger="batch.service"):
+        service._on_event(JobExecutionEvent(EVENT_JOB_MISSED, "cycle-cron", "default", when))
+    assert "misfire job=cycle-cron" in caplog.text and "coalesced" in caplog.text
+
+
+def test_a_second_cycle_in_the_same_process_is_skipped(service):
+    service._local.acquire()
+    try:
+        outcome = service.run_scheduled()
+    finally:
+        service._local.release()
+    assert outcome.status == "skipped" and "this process" in outcome.detail
+
+
+def test_incoming_keys_are_csv_files_under_the_prefix():
+    names = ["incoming/a.csv", "incoming/sub/b.CSV", "incoming/", "incoming/notes.txt", "other/c.csv",
+             "incoming/sub/"]
+    assert incoming_csv_keys(names, "incoming/") == ["incoming/a.csv", "incoming/sub/b.CSV"]
+
+
+def test_concatenated_parts_ingest_like_the_whole_file(telco_csv, tmp_path):
+    raw = telco_csv.read_bytes()
+    lines = raw.splitlines(keepends=True)
+    parts = [b"\xef\xbb\xbf" + b"".join(lines[:2000]),            # BOM on the first part
+             lines[0] + b"".join(lines[2000:5000]).rstrip(b"\n"),  # no final newline
+             lines[0].replace(b"\n", b"\r\n") + b"".join(lines[5000:])]
+    path = tmp_path / "joined.csv"
+    path.write_bytes(concatenate_csvs(parts))
+    whole, joined = read_source_csv(telco_csv, TELCO), read_source_csv(path, TELCO)
+    pd.testing.assert_frame_equal(whole, joined)
+
+
+def test_a_part_with_another_header_is_kept_for_ingestion_to_reject(telco_csv, tmp_path):
+    from batch.ingest import IngestError
+
+    lines = telco_csv.read_bytes().splitlines(keepends=True)
+    other = lines[0].replace(b"tenure", b"tenure_months")
+    path = tmp_path / "joined.csv"
+    path.write_bytes(concatenate_csvs([b"".join(lines[:10]), other + b"".join(lines[10:20])]))
+    with pytest.raises(IngestError, match="got .SeniorCitizen. at data row 10"):
+        read_source_csv(path, TELCO)
+
+
+def test_shutdown_waits_for_the_running_job(service):
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def job():
+        started.set()
+        release.wait(5)
+        finished.set()
+
+    service.scheduler.start()
+    service.scheduler.add_job(job)
+    assert started.wait(5)
+    threading.Timer(0.3, release.set).start()
+    service.shutdown(wait=True)
+    assert finished.is_set()
