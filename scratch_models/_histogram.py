@@ -27,8 +27,8 @@ import numpy as np
 MAX_BINS = 255
 #: Rows used to estimate quantile bin edges; more rows barely move the edges.
 _EDGE_SAMPLE = 200_000
-#: Elements per chunk of the (rows x features) key matrix while building histograms.
-_CHUNK_ELEMENTS = 1 << 22
+#: Up to this many (row, feature) pairs a histogram is one bincount, above it one per feature.
+_SMALL_BUILD = 1 << 18
 #: Histogram cells (nodes x features x bins x stats) per node chunk.
 _HIST_CELLS = 1 << 24
 #: Ensembles up to this depth predict through the complete-tree form.
@@ -79,10 +79,18 @@ class BinMapper:
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Codes of ``X``: ndarray of shape (n_samples, n_features), uint8."""
-        codes = np.empty(X.shape, dtype=np.uint8)
-        for f, edges in enumerate(self.edges):
-            codes[:, f] = np.searchsorted(edges, X[:, f], side="left")
+        """Feature-major codes of ``X``: ndarray of shape (n_features, n_samples), uint8.
+
+        Feature-major so that one feature's codes of a set of rows are one
+        contiguous gather (histograms are built feature by feature).
+        """
+        n = X.shape[0]
+        codes = np.empty((X.shape[1], n), dtype=np.uint8)
+        step = 1 << 16  # row blocks: a transposed block is contiguous per feature and stays in cache
+        for a in range(0, n, step):
+            block = np.ascontiguousarray(X[a:a + step].T)
+            for f, edges in enumerate(self.edges):
+                codes[f, a:a + step] = np.searchsorted(edges, block[f], side="left")
         return codes
 
 
@@ -227,39 +235,55 @@ def _build_hist(
     per_node: bool,
     col_off: np.ndarray,
     width: int,
+    n_bins: np.ndarray,
+    usable: np.ndarray,
 ) -> np.ndarray:
-    """Histogram of ``stats`` over (node, packed bin).
+    """Histogram of ``stats`` over (node, packed bin), built feature by feature.
 
-    ``feats`` is (k,) when every node shares its candidate features, else
-    (n_nodes, k); candidate ``j``'s bins start at ``col_off[j]`` within a node's
-    ``width`` cells. Returns ndarray of shape (n_nodes, width, n_stats), float64.
+    ``codes`` is feature-major (n_features, n_samples). ``feats`` is (k,) when
+    every node shares its candidate features, else (n_nodes, k); candidate ``j``'s
+    bins start at ``col_off[j]`` within a node's ``width`` cells. Features not
+    ``usable`` (column subsampling) are left empty. Returns ndarray of shape
+    (n_nodes, width, n_stats), float64.
     """
-    k = feats.shape[-1]
     S = stats.shape[1]
-    size = n_nodes * width
-    out = np.zeros((S, size))
-    step = max(1, _CHUNK_ELEMENTS // k)
-    off = col_off.astype(np.int64)[None, :]
-    all_feats = (not per_node) and k == codes.shape[1] and np.all(feats == np.arange(k))
-    for start in range(0, rows.shape[0], step):
-        r = rows[start:start + step]
-        ln = local[start:start + step].astype(np.int64)
-        if per_node:
-            sub = codes[r[:, None], feats[ln]]
-        elif all_feats:
-            sub = codes[r]
-        else:
-            sub = codes[np.ix_(r, feats)]
-        key = sub.astype(np.int64)
-        key += off
+    out = np.zeros((n_nodes, width, S))
+    st = [np.ascontiguousarray(stats[rows, s_]) for s_ in range(S)]
+    ln = local.astype(np.intp)
+    if per_node:
+        B = int(width // feats.shape[1])
+        flat = out.reshape(n_nodes * width, S)
+        node_base = ln * width
+        fr = feats[ln]                                          # (r, k)
+        for j in range(feats.shape[1]):
+            key = codes[fr[:, j], rows].astype(np.intp)
+            key += node_base + j * B
+            for s_ in range(S):
+                flat[:, s_] += np.bincount(key, weights=st[s_], minlength=n_nodes * width)
+        return out
+    if rows.shape[0] * feats.shape[0] <= _SMALL_BUILD:
+        # Few rows: one bincount over all (feature, row) pairs beats a per-feature loop.
+        use = np.flatnonzero(usable[feats])
+        key = codes[feats[use]][:, rows].astype(np.intp)
+        key += col_off[use][:, None]
         if n_nodes > 1:
-            key += (ln * width)[:, None]
+            key += (ln * width)[None, :]
         key = key.ravel()
-        st = stats[r]
-        for s in range(S):
-            w = np.repeat(st[:, s], k)
-            out[s] += np.bincount(key, weights=w, minlength=size)
-    return out.reshape(S, n_nodes, width).transpose(1, 2, 0)
+        flat = np.empty((S, n_nodes * width))
+        for s_ in range(S):
+            flat[s_] = np.bincount(key, weights=np.tile(st[s_], use.shape[0]), minlength=n_nodes * width)
+        return flat.reshape(S, n_nodes, width).transpose(1, 2, 0)
+    for j, f in enumerate(feats):
+        if not usable[f]:
+            continue
+        nb = int(n_bins[f])
+        key = codes[f, rows].astype(np.intp)
+        if n_nodes > 1:
+            key += ln * nb
+        for s_ in range(S):
+            h = np.bincount(key, weights=st[s_], minlength=n_nodes * nb)
+            out[:, col_off[j]:col_off[j] + nb, s_] = h.reshape(n_nodes, nb)
+    return out
 
 
 def _best_splits_sparse(
@@ -274,6 +298,7 @@ def _best_splits_sparse(
     P: np.ndarray,
     criterion: Criterion,
     min_leaf: float,
+    usable: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Best split of every node from its occupied (feature, bin) cells only.
 
@@ -283,7 +308,7 @@ def _best_splits_sparse(
     ``bin (m,)`` and left statistics ``(m, n_stats)``.
     """
     k = feats.shape[-1]
-    sub = codes[rows[:, None], feats[local]] if per_node else codes[np.ix_(rows, feats)]
+    sub = codes[feats[local], rows[:, None]] if per_node else codes[feats[None, :], rows[:, None]]
     key = sub.astype(np.int64)
     key += (np.arange(k, dtype=np.int64) * B)[None, :]
     key += (local.astype(np.int64) * (k * B))[:, None]
@@ -310,6 +335,8 @@ def _best_splits_sparse(
     last[-1] = True
     last[:-1] = new_seg[1:]
     valid = ~last & (wL >= min_leaf) & (wR >= min_leaf) & (wL > 1e-12) & (wR > 1e-12)
+    if not per_node:
+        valid &= usable[feats[seg % k]]
     g = np.where(valid, g, -np.inf)
     # Per-node argmax: sort cells by (node, -gain) and take each node's first.
     order = np.lexsort((-g, node))
@@ -349,7 +376,8 @@ def grow_tree(
 
     Parameters
     ----------
-    codes : ndarray of shape (n_samples, n_features), uint8
+    codes : ndarray of shape (n_features, n_samples), uint8
+        Feature-major binned training matrix
         Binned training matrix (see :class:`BinMapper`).
     n_bins : ndarray of shape (n_features,), int64
         Bins used by each feature.
@@ -377,11 +405,17 @@ def grow_tree(
     -------
     GrownTree
     """
-    n_features = codes.shape[1]
+    n_features = codes.shape[0]
     B = int(n_bins.max())
     depth_limit = np.inf if max_depth is None else int(max_depth)
     allowed = np.arange(n_features) if features is None else np.asarray(features, dtype=np.int64)
     per_node = max_features is not None and int(max_features) < allowed.shape[0]
+    # Column subsampling without per-node draws: histogram every feature (a plain row
+    # gather is cheaper than a row x column gather) and mask the others out.
+    usable = np.zeros(n_features, dtype=bool)
+    usable[allowed] = True
+    if not per_node:
+        allowed = np.arange(n_features)
     k = int(max_features) if per_node else allowed.shape[0]
 
     rows = np.asarray(rows, dtype=np.int64)
@@ -422,7 +456,7 @@ def grow_tree(
         width = int(nb_shared.sum())
         pos_j = np.repeat(np.arange(k), nb_shared)
         pos_b = np.arange(width) - col_off[pos_j]
-        shared_valid = pos_b < nb_shared[pos_j] - 1
+        shared_valid = (pos_b < nb_shared[pos_j] - 1) & usable[pos_j]
     seg_start = col_off[pos_j]                 # first cell of each cell's feature
 
     frontier = add_nodes(total)      # global ids of the nodes being split
@@ -441,9 +475,9 @@ def grow_tree(
         else:
             feats = allowed
         n_elem = rows.shape[0] * k
-        if per_node and n_elem < m * width:
+        if n_elem < m * width:
             best_gain, f_best, b_best, Lbest = _best_splits_sparse(
-                codes, stats, rows, local, m, feats, per_node, B, P, criterion, min_samples_leaf,
+                codes, stats, rows, local, m, feats, per_node, B, P, criterion, min_samples_leaf, usable,
             )
             hist = None
         else:
@@ -457,7 +491,7 @@ def grow_tree(
                     a, b = bounds[c], bounds[c + 1]
                     hist[n0:n1] = _build_hist(
                         codes, stats, rows[a:b], local[a:b] - n0, n1 - n0,
-                        feats[n0:n1] if per_node else feats, per_node, col_off, width,
+                        feats[n0:n1] if per_node else feats, per_node, col_off, width, n_bins, usable,
                     )
             C = np.cumsum(hist, axis=1)                             # (m, width, S)
             # Left sums: cumulative sum restarted at each feature's first cell.
@@ -506,14 +540,14 @@ def grow_tree(
         if done.any():
             row_leaf[rows[done]] = frontier[local[done]]
         rows, local, row_new = rows[keep], local[keep], row_new[keep]
-        go_right = codes[rows, f_best[local]] > b_best[local]
+        go_right = codes[f_best[local], rows] > b_best[local]
         local = row_new + go_right
         order = np.argsort(local, kind="stable")
         rows, local = rows[order], local[order]
 
         # Children histograms: build the smaller child, subtract from the parent.
         counts = np.bincount(local, minlength=2 * n_split)
-        if per_node or depth + 1 >= depth_limit:
+        if per_node or depth + 1 >= depth_limit or hist is None:
             hist = None
         else:
             left_small = counts[0::2] <= counts[1::2]
@@ -523,7 +557,8 @@ def grow_tree(
             sel = is_small[local]
             small_local = np.cumsum(is_small) - 1               # child index -> small index
             h_small = _build_hist(
-                codes, stats, rows[sel], small_local[local[sel]], n_split, feats, False, col_off, width
+                codes, stats, rows[sel], small_local[local[sel]], n_split, feats, False, col_off, width,
+                n_bins, usable,
             )
             h_big = hist[sp] - h_small
             hist = np.empty((2 * n_split,) + h_small.shape[1:])
@@ -540,8 +575,8 @@ def grow_tree(
 
 
 def apply_binned(tree: GrownTree, codes: np.ndarray) -> np.ndarray:
-    """Leaf (node index within ``tree``) of every row of binned ``codes``, shape (n_samples,)."""
-    n = codes.shape[0]
+    """Leaf (node index within ``tree``) of every column of feature-major ``codes``, shape (n_samples,)."""
+    n = codes.shape[1]
     node = np.zeros(n, dtype=np.intp)
     active = np.arange(n)
     while active.shape[0]:
@@ -551,7 +586,7 @@ def apply_binned(tree: GrownTree, codes: np.ndarray) -> np.ndarray:
         if not active.shape[0]:
             break
         nd = node[active]
-        right = codes[active, f] > tree.bin[nd]
+        right = codes[f, active] > tree.bin[nd]
         node[active] = tree.left[nd] + right
     return node
 

@@ -84,7 +84,7 @@ class _BaseForest(_TreeStateMixin, BaseModel):
                     oob_sum = np.zeros((n, tree.value.shape[1]))
                     oob_n = np.zeros(n)
                 oob = np.flatnonzero(w == 0)
-                oob_sum[oob] += tree.value[H.apply_binned(tree, codes[oob])]
+                oob_sum[oob] += tree.value[H.apply_binned(tree, codes[:, oob])]
                 oob_n[oob] += 1
         self.trees_ = H.TreeArrays.from_grown(trees, mapper.edges)
         self.feature_importances_ = _importances(trees, d)

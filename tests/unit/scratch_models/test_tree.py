@@ -50,7 +50,7 @@ def test_bin_mapper_codes_match_thresholds():
     # code <= b exactly when x <= edges[b]: the binned split is the real-valued split.
     for f in range(2):
         for b in (0, 1, mapper.n_bins[f] // 2):
-            np.testing.assert_array_equal(codes[:, f] <= b, X[:, f] <= mapper.edges[f][b])
+            np.testing.assert_array_equal(codes[f] <= b, X[:, f] <= mapper.edges[f][b])
 
 
 def test_classifier_contract():
