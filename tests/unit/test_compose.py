@@ -200,6 +200,45 @@ def test_compose_file_matches_the_compose_specification(variant, compose):
     assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
 
 
+def _compose_v2() -> list[str] | None:
+    """argv of a Docker Compose v2 binary (``CHURN_COMPOSE_BIN``, ``docker compose``, ``docker-compose``)."""
+    import os
+    import shutil
+    import subprocess
+
+    candidates = [[os.environ["CHURN_COMPOSE_BIN"]]] if os.environ.get("CHURN_COMPOSE_BIN") else []
+    if shutil.which("docker"):
+        candidates.append([shutil.which("docker"), "compose"])
+    if shutil.which("docker-compose"):
+        candidates.append([shutil.which("docker-compose")])
+    for argv in candidates:
+        try:
+            out = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0 and out.stdout.strip().lstrip("v").startswith("2"):
+            return argv
+    return None
+
+
+def test_compose_v2_accepts_the_file_when_installed(tmp_path):
+    # `config` needs no engine; the machines here have the docker CLI without the compose plugin.
+    import subprocess
+
+    argv = _compose_v2()
+    if argv is None:
+        pytest.skip("no Docker Compose v2 binary (set CHURN_COMPOSE_BIN to run this check)")
+    # A clean environment: a developer's exported KAFKA_*/MINIO_* must not mask a missing .env entry.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    common = [*argv, "--project-directory", str(REPO), "-f", str(COMPOSE_FILE)]
+    ok = subprocess.run([*common, "--env-file", str(ENV_EXAMPLE), "config", "--quiet"],
+                        capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    missing = subprocess.run([*common, "--env-file", "/dev/null", "config", "--quiet"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode != 0 and "required variable" in missing.stderr
+
+
 def test_schema_check_catches_a_misspelt_key():
     schema = _compose_spec_schema()
     broken = _compose_raw()
