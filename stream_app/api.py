@@ -40,7 +40,7 @@ from starlette.routing import Route
 from churn_stream.artifacts import download_pipeline
 from schemas.events import CustomerEvent, Reason, format_validation_error, new_event_id, utc_now
 from schemas.profiles import TELCO
-from stream_app.model_store import CLASSIFIER_NAME, ModelStore, follow_model_updates
+from stream_app.model_store import ModelStore, follow_model_updates
 from stream_app.scoring import LoadedModel, event_columns
 # The stream's own reason-code logic (its alerts' ``reasons``), shared rather than copied; it is
 # package-private to stream_app and scoring.py is being optimised by its owner, so no edit there.
@@ -732,8 +732,12 @@ class _CountRequests:
         await self.app(scope, receive, counting_send)
 
 
-async def _supervise(name: str, make: Callable[[], Any], retry_s: float = 2.0) -> None:
-    """Run a background coroutine forever, restarting it after a failure (logged)."""
+async def _supervise(name: str, make: Callable[[], Any], retry_s: float = 2.0,
+                     on_failure: Callable[[], Any] | None = None) -> None:
+    """Run a background coroutine forever, restarting it after a failure (logged).
+
+    ``on_failure`` (a coroutine function) runs after each failure, before the retry.
+    """
     while True:
         try:
             await make()
@@ -743,6 +747,12 @@ async def _supervise(name: str, make: Callable[[], Any], retry_s: float = 2.0) -
         except Exception as exc:  # noqa: BLE001 - a lost broker or registry must not stop serving
             logger.error("background task %s failed, restarting in %.0fs error=%s", name, retry_s,
                          f"{type(exc).__name__}: {exc}"[:300])
+            if on_failure is not None:
+                try:
+                    await on_failure()
+                except Exception as exc2:  # noqa: BLE001
+                    logger.error("background task %s recovery failed error=%s", name,
+                                 f"{type(exc2).__name__}: {exc2}"[:300])
             await asyncio.sleep(retry_s)
 
 
@@ -794,8 +804,15 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
     async def lifespan(app: Starlette):
         tasks = []
         if follow_updates:
+            async def load_champion_directly() -> None:
+                # Without the broker there are no announcements, but the registry's
+                # champion can still be served; the follower swaps later ones in once it runs.
+                if store.current is None:
+                    await asyncio.to_thread(store.load_champion)
+
             tasks.append(asyncio.create_task(_supervise("model-updates",
-                                                        lambda: follow_model_updates(settings, store))))
+                                                        lambda: follow_model_updates(settings, store),
+                                                        on_failure=load_champion_directly)))
             tasks.append(asyncio.create_task(_supervise("value-model", poll_value_model)))
         try:
             yield
