@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError
 from aiokafka.partitioner import murmur2
 
+from churn_stream.clients import kafka_kwargs
 from churn_stream.settings import Settings
 from schemas.profiles import TELCO
 from schemas.topics import Topics
@@ -164,6 +165,22 @@ def _broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap_servers.split(",") if hp.strip()]
 
 
+def _broker_credentials(settings: Settings):
+    """Faust credentials for SSL / SASL brokers (None for PLAINTEXT). Never logged: holds the password."""
+    protocol = settings.kafka_security_protocol.strip().upper()
+    if protocol == "PLAINTEXT":
+        return None
+    ctx = None
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        ctx = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
+    if protocol == "SSL":
+        return faust.SSLCredentials(ctx)
+    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+                                 mechanism=settings.kafka_sasl_mechanism or "PLAIN", ssl_context=ctx)
+
+
 def create_app(settings: Settings, store: ModelStore | None = None, topics: WorkerTopics | None = None) -> faust.App:
     """Build the Faust app with the scoring agent, the model-update listener and health pages.
 
@@ -188,6 +205,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         # scoring group, whose members use aiokafka's assignor.
         f"{settings.consumer_group}.app",
         broker=_broker_urls(settings),
+        broker_credentials=_broker_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=settings.topic_partitions,
@@ -213,13 +231,13 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     @app.task
     async def score_customers() -> None:
         consumer = AIOKafkaConsumer(
-            topics.customers, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.consumer_group,
+            topics.customers, **kafka_kwargs(settings), group_id=settings.consumer_group,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=MAX_BATCH,
             fetch_max_wait_ms=int(BATCH_WINDOW_S * 1000), max_partition_fetch_bytes=4 * 1024 * 1024,
             # Tansu completes a join only after the rebalance timeout; a short one keeps
             # start-up and failover quick while still far above a micro-batch's duration.
             rebalance_timeout_ms=5000, session_timeout_ms=10000, heartbeat_interval_ms=1000)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+        producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all",
                                     linger_ms=0, max_batch_size=PRODUCE_BATCH_BYTES,
                                     max_request_size=4 * PRODUCE_BATCH_BYTES, compression_type=None)
         await producer.start()
