@@ -108,3 +108,20 @@ def test_shutdown_waits_for_the_running_job(service):
     threading.Timer(0.3, release.set).start()
     service.shutdown(wait=True)
     assert finished.is_set()
+
+
+def test_a_cycle_without_reachable_servers_fails_with_a_cycle_error(telco_csv):
+    """Nothing listens on these ports: the cycle names the service, its endpoint and the stage."""
+    from batch.cycle import CycleError, run_cycle, unreachable_services
+    from churn_stream.clients import make_storage, make_tracker
+    from churn_stream.stack import LocalStack
+
+    s3_port, mlflow_port = LocalStack.free_ports(2)
+    settings = Settings(minio_endpoint=f"127.0.0.1:{s3_port}", mlflow_tracking_uri=f"http://127.0.0.1:{mlflow_port}")
+    assert unreachable_services(settings) == [("S3", f"http://127.0.0.1:{s3_port}"),
+                                              ("MLflow", f"http://127.0.0.1:{mlflow_port}")]
+    with pytest.raises(CycleError) as info:
+        run_cycle(settings, make_storage(settings), make_tracker(settings), source=telco_csv,
+                  only={"logistic_regression"}, announce=False)
+    assert info.value.stage == "ingest" and info.value.service == "S3"
+    assert str(info.value).startswith(f"S3 unreachable at http://127.0.0.1:{s3_port} during ingest: ")
