@@ -308,12 +308,53 @@ def _log_model_run(tracker, experiment_id: str, parent_id: str, cycle_id: str, d
     pipeline = ScoringPipeline(
         data.preprocessor, trained.model, trained.threshold,
         metadata={"dataset": dataset, "model": trained.name, "task": task, "cycle_id": cycle_id,
-                  "metrics": trained.metrics},
+                  "metrics": trained.metrics,
+                  "reference_profile": reference_profile(data.preprocessor, data.X_train)},
     )
     path = pipeline.save(tmp / task / trained.name / "pipeline.npz")
     tracker.log_artifact(run_id, str(path), artifact_path="model")
     tracker.set_terminated(run_id, "FINISHED")
     return run_id, path
+
+
+def reference_profile(preprocessor, X_train) -> dict[str, Any]:
+    """Training distribution of each raw input feature, for the stream's PSI drift monitor.
+
+    Numeric columns: the distinct decile cut points (``edges``, at most 9) and the share of
+    training rows in each of the ``len(edges) + 1`` bins ``searchsorted(edges, x, "right")``.
+    Categorical columns: each training category's share. Recovered from the featurised
+    training matrix (numerics un-scaled and rounded to 1e-6, one-hot column means), so no
+    raw frame is needed.
+
+    Parameters
+    ----------
+    preprocessor : scratch_models.preprocessing.TabularPreprocessor
+        Fitted.
+    X_train : ndarray of shape (n_samples, n_features_out), float64
+        ``preprocessor``'s output on the training rows.
+
+    Returns
+    -------
+    dict
+        JSON-able ``{"n_rows", "numeric": {name: {"edges", "proportions"}},
+        "categorical": {name: {"categories", "proportions"}}}``.
+    """
+    import numpy as np
+
+    X = np.asarray(X_train, dtype=np.float64)
+    numeric: dict[str, Any] = {}
+    for j, name in enumerate(preprocessor.numeric_features):
+        x = np.round(X[:, j] * preprocessor.scale_[j] + preprocessor.mean_[j], 6)
+        edges = np.unique(np.quantile(x, np.linspace(0.1, 0.9, 9)))
+        counts = np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(edges) + 1)
+        numeric[name] = {"edges": edges.tolist(), "proportions": (counts / max(len(x), 1)).tolist()}
+    categorical: dict[str, Any] = {}
+    col = len(preprocessor.numeric_features)
+    for name, cats in zip(preprocessor.categorical_features, preprocessor.categories_):
+        block = X[:, col:col + len(cats)]
+        col += len(cats)
+        categorical[name] = {"categories": [str(c) for c in cats], "proportions": block.mean(axis=0).tolist()}
+    return {"n_rows": int(X.shape[0]), "numeric": numeric, "categorical": categorical}
 
 
 def comparison_report(models: list[TrainedModel]) -> str:

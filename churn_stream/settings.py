@@ -73,6 +73,18 @@ class Settings:
         ``CHURN_DQ_MAX_SOURCE_AGE_H``: data-quality freshness limit in hours; 0 disables (default 48).
     dq_freshness_fail : bool
         ``CHURN_DQ_FRESHNESS_FAIL``: a stale source fails the gate instead of warning (default false).
+    health_stall_s : float
+        ``CHURN_HEALTH_STALL_S``: the worker's ``/health`` reports ``stalled`` (503) when its consumer
+        lag is positive and no micro-batch has completed for this many seconds (default 15).
+    drift_window : int
+        ``CHURN_DRIFT_WINDOW``: most recent events the worker's PSI drift window holds (default 5000).
+    drift_interval_s : float
+        ``CHURN_DRIFT_INTERVAL_S``: seconds between drift records on ``churn-drift`` (default 60).
+    drift_psi_threshold : float
+        ``CHURN_DRIFT_PSI_THRESHOLD``: PSI above which a feature counts as drifted (default 0.25).
+    shadow : bool
+        ``CHURN_SHADOW``: also score each micro-batch with the registered ``challenger`` in shadow
+        (its scores only go to metrics; default false).
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -97,6 +109,11 @@ class Settings:
     batch_lock_ttl_s: int = 600
     dq_max_source_age_h: int = 48
     dq_freshness_fail: bool = False
+    health_stall_s: float = 15.0
+    drift_window: int = 5000
+    drift_interval_s: float = 60.0
+    drift_psi_threshold: float = 0.25
+    shadow: bool = False
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -121,6 +138,11 @@ class Settings:
         "batch_lock_ttl_s": "CHURN_BATCH_LOCK_TTL_S",
         "dq_max_source_age_h": "CHURN_DQ_MAX_SOURCE_AGE_H",
         "dq_freshness_fail": "CHURN_DQ_FRESHNESS_FAIL",
+        "health_stall_s": "CHURN_HEALTH_STALL_S",
+        "drift_window": "CHURN_DRIFT_WINDOW",
+        "drift_interval_s": "CHURN_DRIFT_INTERVAL_S",
+        "drift_psi_threshold": "CHURN_DRIFT_PSI_THRESHOLD",
+        "shadow": "CHURN_SHADOW",
     }
 
     @classmethod
@@ -143,6 +165,8 @@ class Settings:
             try:
                 if f.type in ("int", int):
                     kwargs[f.name] = int(raw)
+                elif f.type in ("float", float):
+                    kwargs[f.name] = float(raw)
                 elif f.type in ("bool", bool):
                     kwargs[f.name] = _bool(raw)
                 elif f.type in ("Path", Path):

@@ -101,6 +101,12 @@ class ChurnAlert(ScoreEvent):
     """A customer at or above the threshold, on ``churn-alerts``."""
 
     reasons: list[Reason] = Field(default_factory=list, description="Top features pushing the score up.")
+    predicted_value_usd: Annotated[float | None, Field(
+        ge=0, description="Customer value predicted by the sales-regressor champion (USD), when one is in service.",
+    )] = None
+    value_at_risk_usd: Annotated[float | None, Field(
+        ge=0, description="churn_probability x predicted_value_usd (USD), when a sales-regressor is in service.",
+    )] = None
 
 
 class ModelUpdatedEvent(_Event):
@@ -127,6 +133,23 @@ class DeadLetter(_Event):
     error_class: str
     error_message: str
     failed_at: AwareDatetime
+
+
+class DriftRecord(_Event):
+    """Per-feature PSI of the worker's recent input window against the champion's training data.
+
+    Published periodically on ``churn-drift``; ``alert`` is true when any feature's PSI
+    exceeds ``psi_threshold``.
+    """
+
+    model_name: str
+    model_version: str
+    window_size: Annotated[int, Field(ge=0, description="Events in the window the PSI was computed over.")]
+    window_capacity: Annotated[int, Field(ge=1, description="Most recent events the window holds.")]
+    psi: dict[str, float] = Field(description="Population stability index per raw input feature.")
+    psi_threshold: float
+    alert: bool
+    drifted_features: list[str] = Field(default_factory=list, description="Features with PSI above the threshold.")
 
 
 class EventValidationError(ValueError):

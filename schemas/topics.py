@@ -16,6 +16,9 @@ class Topics:
     MODEL_UPDATED = "model-updated"
     #: Dead letters: customer events that could not be decoded, validated or featurised.
     CUSTOMERS_DLQ = "customers.dlq"
+    #: Periodic input-drift records (per-feature PSI) of each scoring worker; not in :meth:`all`
+    #: (an operational stream, not part of the scoring contract's topic set).
+    DRIFT = "churn-drift"
 
     @classmethod
     def all(cls) -> list[str]:

@@ -78,6 +78,13 @@ class BatchResult:
     dead_letters : list of (key, value) bytes
         For ``customers.dlq``.
     probabilities : ndarray of shape (n_valid,), float64
+    event_times : list of str
+        UTC ISO 8601 ``event_time`` of each scored event, in the order of ``probabilities``.
+    columns : dict of str to ndarray of shape (n_valid,)
+        The scored events' raw input columns (what the featuriser was given), for drift
+        monitoring and shadow scoring without decoding the batch again.
+    alert_rows : ndarray of shape (n_alerts,), int64
+        Rows of ``probabilities`` that became alerts.
     """
 
     scores: list[tuple[bytes | None, bytes]] = field(default_factory=list)
@@ -85,6 +92,9 @@ class BatchResult:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     probabilities: np.ndarray = field(default_factory=lambda: np.empty(0))
     failures: list[Failure] = field(default_factory=list)
+    event_times: list[str] = field(default_factory=list)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    alert_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
 
 def _stage_of(exc: ValidationError) -> str:
@@ -362,7 +372,16 @@ def _row_columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[s
     return cols
 
 
-def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime | None = None) -> BatchResult:
+def _customer_value(value_model: LoadedModel, columns: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """Predicted customer value (USD, clipped at 0) of the given rows: one matrix operation."""
+    pipeline = value_model.pipeline
+    X = pipeline.transform({name: columns[name][rows] for name in pipeline.feature_names_in})
+    # A linear regressor can extrapolate below zero for new customers; value cannot be negative.
+    return np.maximum(pipeline.model.predict(X), 0.0)
+
+
+def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime | None = None,
+                value_model: LoadedModel | None = None) -> BatchResult:
     """Score one micro-batch with one matrix operation.
 
     Invalid records become dead letters; if featurisation fails for the batch, rows
@@ -372,11 +391,18 @@ def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime 
     ----------
     model : LoadedModel
     records : sequence of RawRecord
+    now : datetime, optional
+        ``scored_at`` of the batch (default: the current UTC time).
+    value_model : LoadedModel, optional
+        A ``sales-regressor`` pipeline; when given, alerts also carry
+        ``predicted_value_usd`` and ``value_at_risk_usd`` (churn probability x predicted
+        value), computed on the alert rows only with one matrix operation.
 
     Returns
     -------
     BatchResult
-        Scores in input order; each alert is its score document plus ``reasons``.
+        Scores in input order; each alert is its score document plus ``reasons``
+        (and the value fields with ``value_model``).
     """
     now = now or datetime.now(timezone.utc)
     decoded = _decode_fast(records)
@@ -385,9 +411,11 @@ def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime 
     pipeline = model.pipeline
     names = pipeline.feature_names_in
     X = None
+    columns: dict[str, np.ndarray] = {}
     if rows:
         try:
-            X = pipeline.transform(_row_columns(rows, names))
+            columns = _row_columns(rows, names)
+            X = pipeline.transform(columns)
         except (ValueError, TypeError):
             keep_r, keep_rows, keep_t, mats = [], [], [], []
             for rec, row, t in zip(ok_records, rows, times):
@@ -400,6 +428,7 @@ def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime 
                     failures.append(Failure(rec, "featurise", type(exc).__name__, str(exc)))
             ok_records, rows, times = keep_r, keep_rows, keep_t
             X = np.vstack(mats) if mats else None
+            columns = _row_columns(rows, names) if rows else {}
     if X is not None and rows:
         proba = pipeline.model.predict_proba(X)[:, 1]
         result.probabilities = proba
@@ -424,12 +453,24 @@ def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime 
                 "scored_at": scored_at,
             })))
         alert_rows = np.flatnonzero(proba >= threshold)
+        result.alert_rows = alert_rows
+        result.event_times = times
+        result.columns = columns
         if len(alert_rows):
             reasons = _reasons(model, X[alert_rows])
-            for i, r in zip(alert_rows.tolist(), reasons):
-                key, value = scores[i]
-                # Same bytes as dumping the score document with "reasons" appended.
-                result.alerts.append((key, value[:-1] + b',"reasons":' + dumps(r) + b"}"))
+            if value_model is None:
+                for i, r in zip(alert_rows.tolist(), reasons):
+                    key, value = scores[i]
+                    # Same bytes as dumping the score document with "reasons" appended.
+                    result.alerts.append((key, value[:-1] + b',"reasons":' + dumps(r) + b"}"))
+            else:
+                value_usd = _customer_value(value_model, columns, alert_rows)
+                at_risk = proba[alert_rows] * value_usd
+                for i, r, v, var in zip(alert_rows.tolist(), reasons, value_usd.tolist(), at_risk.tolist()):
+                    key, value = scores[i]
+                    result.alerts.append((key, value[:-1] + b',"reasons":' + dumps(r)
+                                          + b',"predicted_value_usd":' + dumps(v)
+                                          + b',"value_at_risk_usd":' + dumps(var) + b"}"))
     result.failures = failures
     result.dead_letters = [dead_letter(f, now) for f in failures]
     return result

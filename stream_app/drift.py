@@ -1,0 +1,213 @@
+"""Input drift: per-feature PSI of a sliding window of recent events against the training data.
+
+The reference comes from the champion's artifact: the batch job stores a
+``reference_profile`` in :attr:`ScoringPipeline.metadata` (decile cut points and bin
+proportions of each numeric training column, category proportions of each categorical
+one). The worker bins every micro-batch's raw input columns with those same cut points
+(one ``searchsorted`` per feature, no per-event Python), keeps the bin codes of the last
+``window`` events in a ring buffer, and computes PSI from ``bincount`` s of the ring when
+asked (every few seconds, off the hot path).
+
+PSI (population stability index; Siddiqi, *Credit Risk Scorecards*, Wiley 2006, ch. 8;
+Yurdakul, "Statistical properties of population stability index", 2018)::
+
+    PSI = sum_i (a_i - e_i) * ln(a_i / e_i)
+
+over bins ``i`` with expected (training) proportions ``e_i`` and actual (window)
+proportions ``a_i``, both floored at a small epsilon so empty bins stay finite. The usual
+reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from schemas.events import SCHEMA_VERSION, new_event_id
+
+logger = logging.getLogger(__name__)
+
+#: Floor of bin proportions in the PSI sum (an empty bin would make it infinite).
+PSI_EPSILON = 1e-4
+#: PSI above which a feature counts as drifted.
+DEFAULT_PSI_THRESHOLD = 0.25
+#: Default number of most recent events in the window.
+DEFAULT_WINDOW = 5000
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, eps: float = PSI_EPSILON) -> float:
+    """Population stability index of two binned distributions.
+
+    Parameters
+    ----------
+    expected, actual : ndarray of shape (n_bins,), float64
+        Bin proportions (or counts: each is normalised to sum to 1).
+    eps : float, default 1e-4
+        Floor of each proportion.
+
+    Returns
+    -------
+    float
+        ``sum((a - e) * ln(a / e))``; 0 for identical distributions, never negative.
+    """
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if e.shape != a.shape:
+        raise ValueError(f"expected and actual bins differ: {e.shape} vs {a.shape}")
+    e = np.maximum(e / max(e.sum(), 1e-300), eps)
+    a = np.maximum(a / max(a.sum(), 1e-300), eps)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+@dataclass(frozen=True)
+class _Bins:
+    name: str
+    numeric: bool
+    edges: np.ndarray  # numeric: increasing cut points; bin = searchsorted(edges, x, "right")
+    categories: np.ndarray  # categorical: sorted training categories; last bin = unseen
+    expected: np.ndarray  # reference proportions, one per bin
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.expected)
+
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        """Bin index of each value; -1 for a missing numeric value (not counted)."""
+        if self.numeric:
+            x = np.asarray(values, dtype=np.float64)
+            codes = np.searchsorted(self.edges, x, side="right")
+            return np.where(np.isnan(x), -1, codes)
+        x = np.asarray(values).astype(str)
+        idx = np.searchsorted(self.categories, x)
+        found = np.minimum(idx, len(self.categories) - 1)
+        return np.where(self.categories[found] == x, found, len(self.categories))
+
+
+def _bins_from_profile(profile: Mapping[str, Any]) -> list[_Bins]:
+    bins = []
+    for name, spec in (profile.get("numeric") or {}).items():
+        edges = np.asarray(spec["edges"], dtype=np.float64)
+        expected = np.asarray(spec["proportions"], dtype=np.float64)
+        if len(expected) != len(edges) + 1:
+            raise ValueError(f"reference profile {name}: {len(edges)} edges need {len(edges) + 1} proportions, "
+                             f"got {len(expected)}")
+        bins.append(_Bins(name, True, edges, np.empty(0, dtype=str), expected))
+    for name, spec in (profile.get("categorical") or {}).items():
+        cats = np.asarray(spec["categories"], dtype=str)
+        props = np.asarray(spec["proportions"], dtype=np.float64)
+        if len(cats) != len(props) or len(cats) == 0:
+            raise ValueError(f"reference profile {name}: {len(cats)} categories, {len(props)} proportions")
+        order = np.argsort(cats)
+        # One more bin for categories never seen in training (expected share 0).
+        bins.append(_Bins(name, False, np.empty(0), cats[order], np.append(props[order], 0.0)))
+    return bins
+
+
+class DriftMonitor:
+    """PSI of the last ``window`` events' raw features against a training reference profile.
+
+    Parameters
+    ----------
+    reference_profile : mapping
+        ``{"numeric": {name: {"edges": [...], "proportions": [...]}},
+        "categorical": {name: {"categories": [...], "proportions": [...]}}}`` as written by
+        the batch job into ``ScoringPipeline.metadata["reference_profile"]``.
+    window : int, default 5000
+        Most recent events kept; older ones fall out as new ones arrive.
+
+    Attributes
+    ----------
+    features : list of str
+        Features monitored, in profile order.
+    size : int
+        Events currently in the window (at most ``window``).
+    """
+
+    def __init__(self, reference_profile: Mapping[str, Any], window: int = DEFAULT_WINDOW) -> None:
+        if window < 1:
+            raise ValueError(f"window: expected an integer >= 1, got {window}")
+        self.window = int(window)
+        self._bins = _bins_from_profile(reference_profile)
+        if not self._bins:
+            raise ValueError("reference profile has no features")
+        self.features = [b.name for b in self._bins]
+        # int16: at most a few dozen bins per feature; -1 = missing value.
+        self._ring = np.full((self.window, len(self._bins)), -1, dtype=np.int16)
+        self._pos = 0
+        self.size = 0
+        self.events_seen = 0
+
+    @classmethod
+    def from_pipeline(cls, pipeline, window: int = DEFAULT_WINDOW) -> "DriftMonitor | None":
+        """A monitor for a scoring pipeline, or None when its artifact carries no reference profile."""
+        profile = (getattr(pipeline, "metadata", None) or {}).get("reference_profile")
+        if not profile:
+            return None
+        return cls(profile, window)
+
+    def update(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Add a micro-batch's raw input columns (all of equal length) to the window.
+
+        Features absent from ``columns`` count as missing for these events.
+        """
+        n = len(next(iter(columns.values()))) if columns else 0
+        if n == 0:
+            return
+        self.events_seen += n
+        take = min(n, self.window)
+        codes = np.full((take, len(self._bins)), -1, dtype=np.int16)
+        for j, b in enumerate(self._bins):
+            col = columns.get(b.name)
+            if col is not None:
+                codes[:, j] = b.codes(col[n - take:])
+        end = self._pos + take
+        if end <= self.window:
+            self._ring[self._pos:end] = codes
+        else:
+            first = self.window - self._pos
+            self._ring[self._pos:] = codes[:first]
+            self._ring[:take - first] = codes[first:]
+        self._pos = end % self.window
+        self.size = min(self.size + take, self.window)
+
+    def psi(self) -> dict[str, float]:
+        """PSI per feature over the current window (features without values in it are left out)."""
+        out: dict[str, float] = {}
+        window = self._ring[:self.size] if self.size < self.window else self._ring
+        for j, b in enumerate(self._bins):
+            codes = window[:, j]
+            codes = codes[codes >= 0]
+            if len(codes) == 0:
+                continue
+            out[b.name] = psi(b.expected, np.bincount(codes, minlength=b.n_bins)[:b.n_bins])
+        return out
+
+
+def drift_document(psi_by_feature: Mapping[str, float], *, window_size: int, window_capacity: int,
+                   model_name: str, model_version: str, threshold: float = DEFAULT_PSI_THRESHOLD,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """The ``churn-drift`` record (a :class:`schemas.events.DriftRecord` document).
+
+    ``alert`` is true when any feature's PSI exceeds ``threshold``.
+    """
+    now = now or datetime.now(timezone.utc)
+    values = {k: round(float(v), 6) for k, v in psi_by_feature.items()}
+    drifted = sorted((k for k, v in values.items() if v > threshold), key=lambda k: -values[k])
+    return {
+        "event_id": new_event_id(),
+        "event_time": now.isoformat(),
+        "schema_version": SCHEMA_VERSION,
+        "model_name": model_name,
+        "model_version": model_version,
+        "window_size": int(window_size),
+        "window_capacity": int(window_capacity),
+        "psi": values,
+        "psi_threshold": float(threshold),
+        "alert": bool(drifted),
+        "drifted_features": drifted,
+    }
