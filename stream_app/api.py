@@ -217,6 +217,16 @@ class ModelsResponse(BaseModel):
     models: list[RegisteredModelInfo]
 
 
+class _Envelope(BaseModel):
+    """:class:`PredictRequest` as parsed: ``customers`` is validated on its own so errors name
+    ``customers.0.tenure_months`` rather than pydantic's union branches."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customers: Any
+    model_name: ModelRef | None = None
+
+
 _CUSTOMER = TypeAdapter(CustomerInput)
 _CUSTOMER_LIST = TypeAdapter(Annotated[list[CustomerInput], Field(min_length=1,
                                                                   max_length=MAX_CUSTOMERS_PER_REQUEST)])
@@ -243,15 +253,16 @@ def _error_response(err: ApiError) -> Response:
     return _json({"error": err.error, "errors": err.errors, "fields": err.fields}, err.status)
 
 
-def _validation_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ApiError:
+def _validation_error(exc: ValidationError, prefix: str | None = None) -> ApiError:
     lines = format_validation_error(exc).errors
     fields = []
-    for e in exc.errors()[:10]:
-        loc = ".".join(str(p) for p in (*prefix, *e.get("loc", ())))
+    for e in exc.errors()[:100]:  # every failing field is named; the detail lines stop at 10
+        loc = ".".join(str(p) for p in (([prefix] if prefix else []) + list(e.get("loc", ()))))
         if loc and loc not in fields:
             fields.append(loc)
     if prefix:
-        lines = [".".join(prefix) + "." + line if not line.startswith("<") else line for line in lines]
+        lines = [f"{prefix}{line[len('<event>'):]}" if line.startswith("<event>") else f"{prefix}.{line}"
+                 for line in lines]
     return ApiError(422, "request body failed validation", lines, fields)
 
 
@@ -487,17 +498,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_customers(obj: Any) -> tuple[list[CustomerInput], str | None]:
+def _validate_customers(obj: Any, prefix: str | None = None) -> list[CustomerInput]:
     try:
         if isinstance(obj, list):
-            return _CUSTOMER_LIST.validate_python(obj), None
-        if isinstance(obj, dict) and "customers" in obj and "customer_id" not in obj:
-            req = PredictRequest.model_validate(obj)
-            customers = req.customers if isinstance(req.customers, list) else [req.customers]
-            return customers, req.model_name
-        return [_CUSTOMER.validate_python(obj)], None
+            return _CUSTOMER_LIST.validate_python(obj)
+        return [_CUSTOMER.validate_python(obj)]
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise _validation_error(exc, prefix) from None
+
+
+def _parse_customers(obj: Any) -> tuple[list[CustomerInput], str | None]:
+    if isinstance(obj, dict) and "customers" in obj and "customer_id" not in obj:
+        try:
+            envelope = _Envelope.model_validate(obj)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        return _validate_customers(envelope.customers, "customers"), envelope.model_name
+    return _validate_customers(obj), None
 
 
 async def predict(request: Request) -> Response:
