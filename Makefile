@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-unit kcat clean
+.PHONY: install demo test test-unit kcat browser clean
 
 install: $(VENV)/.installed
 
@@ -19,12 +19,18 @@ kcat:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq kcat >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq kcat >/dev/null; fi; }
 
+# Debian's Chromium and its driver: the real browser the dashboard test (Selenium, headless) opens pages in.
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; fi; }
+
 # The main job: local stack up, champion trained if missing, every Telco customer scored.
 demo: install
 	$(BIN)/churn demo --exit
 
 # The whole suite: unit tests and integration tests on a real stack the session starts itself.
-test: install kcat
+test: install kcat browser
 	$(BIN)/pytest
 
 test-unit: install

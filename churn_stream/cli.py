@@ -228,9 +228,10 @@ def api(settings: Settings, host: str, port: int) -> None:
 @click.pass_obj
 def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
     """Serve the read-only Dash dashboard: live scores and alerts, models, data quality, scoring form."""
+    from churn_stream.clients import kafka_kwargs
     from dashboard.app import run_dashboard
 
-    run_dashboard(settings, host=host, port=port, api_url=api_url)
+    run_dashboard(settings, host=host, port=port, api_url=api_url, kafka_options=kafka_kwargs(settings))
 
 
 # --------------------------------------------------------------------- bench

@@ -11,7 +11,7 @@ visible tab does any work.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import dash
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 LIVE_REFRESH_MS = 1000
 MODELS_REFRESH_MS = 10_000
 
+_GRAPH_CONFIG = {"displayModeBar": False}
 _CARD = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "8px 14px", "minWidth": "150px",
          "background": "#fafafa"}
 _ROW = {"display": "flex", "gap": "12px", "flexWrap": "wrap", "margin": "10px 0"}
@@ -51,7 +52,7 @@ def _small_figure(title: str, height: int = 260) -> go.Figure:
 
 
 def _times(ts: list[float]) -> list[datetime]:
-    return [datetime.fromtimestamp(t) for t in ts]
+    return [datetime.fromtimestamp(t, tz=timezone.utc) for t in ts]
 
 
 def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
@@ -72,10 +73,10 @@ def _live_tab() -> html.Div:
                   _card("events/s (5 s)", "kpi-rate"), _card("latency p50 / p95", "kpi-latency"),
                   _card("consumer lag (customers)", "kpi-lag"), _card("feed", "kpi-status")], style=_ROW),
         html.Div(id="lag-note", style={"color": "#a15c00", "fontSize": "13px"}),
-        html.Div([dcc.Graph(id="graph-rate", style={"flex": "1", "minWidth": "380px"}),
-                  dcc.Graph(id="graph-latency", style={"flex": "1", "minWidth": "380px"})], style=_ROW),
-        html.Div([dcc.Graph(id="graph-lag", style={"flex": "1", "minWidth": "380px"}),
-                  dcc.Graph(id="graph-distribution", style={"flex": "1", "minWidth": "380px"})], style=_ROW),
+        html.Div([dcc.Graph(id="graph-rate", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"}),
+                  dcc.Graph(id="graph-latency", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"})], style=_ROW),
+        html.Div([dcc.Graph(id="graph-lag", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"}),
+                  dcc.Graph(id="graph-distribution", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"})], style=_ROW),
         html.H3("Alerts (churn-alerts)"),
         dash_table.DataTable(id="alerts-table", columns=[{"id": c, "name": n, "type": t} for c, n, t in alert_cols],
                              data=[], sort_action="native", page_size=15, **_TABLE_STYLE),
@@ -240,7 +241,7 @@ def models_outputs(reader: ModelsReader) -> tuple:
 
 
 def quality_outputs(reader: ModelsReader) -> tuple:
-    """The latest cycle's data-quality gate report, or "no report yet"."""
+    """The latest cycle's data-quality gate report (status, checks, PSI per feature), or "no report yet"."""
     try:
         report = reader.dq_report()
     except Exception as exc:  # noqa: BLE001 - MLflow down
@@ -248,35 +249,38 @@ def quality_outputs(reader: ModelsReader) -> tuple:
     if report is None:
         return html.Div("No data-quality report yet: the latest cycle logged no dq_report.json.",
                         id="dq-none"), None, None
-    passed = report.get("passed", report.get("ok", report.get("status")))
-    label = {True: "PASSED", False: "FAILED"}.get(passed, str(passed).upper() if passed is not None else "?")
-    summary = html.Div([html.B(f"Gate: {label}"),
-                        *[html.Span(f" · {k}: {report[k]}") for k in ("dataset", "cycle_id", "rows", "created_at")
-                          if k in report]])
-    checks = report.get("checks")
+    status = str(report.get("status", "?")).upper()
+    color = {"PASS": "#1e7d32", "WARN": "#a15c00", "FAIL": "#b00"}.get(status, "#333")
+    summary = html.Div([html.B(f"Gate: {status}", style={"color": color}),
+                        *[html.Span(f" · {k} {report[k]}") for k in ("dataset", "cycle_id", "source", "rows",
+                                                                       "reference_cycle", "created_at")
+                          if report.get(k) is not None]])
+    checks = [c for c in report.get("checks") or [] if isinstance(c, dict)]
     check_view = None
-    if isinstance(checks, list) and checks:
-        rows = [{k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
-                 for k, v in c.items()} for c in checks if isinstance(c, dict)]
-        for r in rows:
-            for k, v in r.items():
-                if isinstance(v, bool):
-                    r[k] = "yes" if v else "no"
-        check_view = html.Div([html.H3("Checks"),
-                               dash_table.DataTable(id="dq-checks-table", data=rows, columns=_columns(rows, []),
-                                                    sort_action="native", **_TABLE_STYLE)])
+    if checks:
+        rows = [{"check": c.get("name"), "status": str(c.get("status", "")).upper(), "finding": c.get("message")}
+                for c in checks]
+        check_view = html.Div([html.H3("Checks"), dash_table.DataTable(
+            id="dq-checks-table", data=rows, columns=[{"id": k, "name": k} for k in ("check", "status", "finding")],
+            sort_action="native", **_TABLE_STYLE,
+            style_data_conditional=[{"if": {"filter_query": '{status} = "FAIL"'}, "color": "#b00"},
+                                    {"if": {"filter_query": '{status} = "WARN"'}, "color": "#a15c00"}])])
     psi = psi_rows(report)
-    psi_view = None
-    if psi:
-        fig = _small_figure("Per-feature drift (PSI)", 340)
-        fig.add_trace(go.Bar(x=[r["feature"] for r in psi], y=[r["psi"] for r in psi], name="PSI",
-                             marker_color=["#c0392b" if r["drifted"] == "yes" else "#2e86c1" for r in psi]))
-        thresholds = {r["threshold"] for r in psi if r["threshold"] is not None}
-        for t in thresholds:
-            fig.add_hline(y=t, line_dash="dash", annotation_text=f"threshold {t}")
-        psi_view = html.Div([dcc.Graph(id="graph-psi", figure=fig),
-                             dash_table.DataTable(id="dq-psi-table", data=psi, columns=_columns(psi, []),
-                                                  sort_action="native", **_TABLE_STYLE)])
+    if not psi:
+        return summary, check_view, html.Div("No per-feature drift in this report (first cycle: nothing to "
+                                             "compare with yet).", id="dq-no-psi")
+    fig = _small_figure("Per-feature drift vs the reference cycle (PSI)", 360)
+    colors = {"fail": "#c0392b", "warn": "#e67e22"}
+    fig.add_trace(go.Bar(x=[r["feature"] for r in psi], y=[r["psi"] for r in psi], name="PSI",
+                         marker_color=[colors.get(r["status"], "#2e86c1") for r in psi]))
+    for key, label in (("warn_at", "warn"), ("fail_at", "fail")):
+        t = psi[0][key]
+        if isinstance(t, (int, float)):
+            fig.add_hline(y=t, line_dash="dash", annotation_text=f"{label} at {t:g}",
+                          line_color=colors[label])
+    psi_view = html.Div([html.H3("Drift (PSI per feature)"), dcc.Graph(id="graph-psi", figure=fig),
+                         dash_table.DataTable(id="dq-psi-table", data=psi, columns=_columns(psi, []),
+                                              sort_action="native", page_size=25, **_TABLE_STYLE)])
     return summary, check_view, psi_view
 
 
@@ -309,7 +313,8 @@ def score_output(api_url: str, values: dict[str, Any]) -> html.Div:
 
 # ------------------------------------------------------------------ the app
 def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: LiveFeed | None = None,
-               start_feed: bool = True, dataset: str = "telco") -> dash.Dash:
+               start_feed: bool = True, dataset: str = "telco",
+               kafka_options: dict[str, Any] | None = None) -> dash.Dash:
     """Build the dashboard and start its background Kafka consumer.
 
     Parameters
@@ -326,6 +331,9 @@ def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: 
         Start the consumer thread now (``app.live_feed.stop()`` ends it).
     dataset : str, default "telco"
         Experiment ``churn-<dataset>``.
+    kafka_options : dict, optional
+        aiokafka connection arguments built by the entry point
+        (``churn_stream.clients.kafka_kwargs``: SSL/SASL); default ``bootstrap_servers`` only.
 
     Returns
     -------
@@ -336,7 +344,7 @@ def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: 
         from mlflow import MlflowClient
 
         tracker = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
-    feed = feed or LiveFeed(settings, LiveBuffers())
+    feed = feed or LiveFeed(settings, LiveBuffers(), kafka_options=kafka_options)
     reader = ModelsReader(tracker, dataset=dataset, ttl_s=5.0)
     app = dash.Dash(__name__, title="churn-stream dashboard", update_title=None)
     app.layout = html.Div([
@@ -393,7 +401,8 @@ def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: 
     return app
 
 
-def run_dashboard(settings, host: str = "127.0.0.1", port: int = 8050, api_url: str = DEFAULT_API_URL) -> None:
+def run_dashboard(settings, host: str = "127.0.0.1", port: int = 8050, api_url: str = DEFAULT_API_URL,
+                  kafka_options: dict[str, Any] | None = None) -> None:
     """Serve the dashboard until interrupted (blocking).
 
     Parameters
@@ -402,8 +411,10 @@ def run_dashboard(settings, host: str = "127.0.0.1", port: int = 8050, api_url: 
     host : str, default "127.0.0.1"
     port : int, default 8050
     api_url : str, default "http://127.0.0.1:8000/api/predict"
+    kafka_options : dict, optional
+        aiokafka connection arguments (see :func:`create_app`).
     """
-    app = create_app(settings, api_url=api_url)
+    app = create_app(settings, api_url=api_url, kafka_options=kafka_options)
     logger.info("dashboard on http://%s:%d api_url=%s", host, port, api_url)
     try:
         app.run(host=host, port=port, debug=False)

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds over which the headline events/s figure is averaged.
 RATE_WINDOW_S = 5
+#: Seconds before asking again for committed offsets after the broker failed to answer.
+LAG_RETRY_S = 30.0
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -301,10 +303,16 @@ class LiveFeed:
     buffers : LiveBuffers, optional
     lag_interval_s : float, default 2.0
         Seconds between consumer-lag samples.
+    kafka_options : dict, optional
+        Connection keyword arguments for the aiokafka clients (security protocol, SSL
+        context, SASL credentials), built by the entry point; default: only
+        ``bootstrap_servers``. Never logged: it may hold a password.
     """
 
-    def __init__(self, settings, buffers: LiveBuffers | None = None, *, lag_interval_s: float = 2.0) -> None:
+    def __init__(self, settings, buffers: LiveBuffers | None = None, *, lag_interval_s: float = 2.0,
+                 kafka_options: dict[str, Any] | None = None) -> None:
         self.settings = settings
+        self._kafka_options = dict(kafka_options or {"bootstrap_servers": settings.kafka_bootstrap_servers})
         self.buffers = buffers or LiveBuffers()
         self.lag_interval_s = lag_interval_s
         suffix = getattr(settings, "topic_suffix", "") or ""
@@ -312,7 +320,7 @@ class LiveFeed:
         self.customers_topic = Topics.CUSTOMERS + suffix
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lag_supported = True
+        self._lag_retry_at = 0.0
 
     def start(self) -> "LiveFeed":
         """Start the consumer thread (once); return self."""
@@ -355,10 +363,9 @@ class LiveFeed:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
 
-        servers = self.settings.kafka_bootstrap_servers
-        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=servers, group_id=None,
+        consumer = AIOKafkaConsumer(*self.topics, **self._kafka_options, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="latest")
-        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+        admin = AIOKafkaAdminClient(**self._kafka_options)
         await consumer.start()
         try:
             await admin.start()
@@ -378,30 +385,35 @@ class LiveFeed:
             await admin.close()
 
     async def _sample_lag(self, consumer, admin) -> None:
-        """End offsets of ``customers`` minus the scoring group's committed offsets, summed over partitions."""
+        """End offsets of ``customers`` minus the scoring group's committed offsets, summed over partitions.
+
+        The committed offsets are asked for explicit partitions: Tansu cannot answer an
+        OffsetFetch for "all partitions of the group" (the connection closes), Apache
+        Kafka answers both forms.
+        """
         from aiokafka import TopicPartition
 
-        if not self._lag_supported:
+        if time.monotonic() < self._lag_retry_at:
             return
         group = self.settings.consumer_group
-        try:
-            committed = await asyncio.wait_for(admin.list_consumer_group_offsets(group), timeout=5)
-        except Exception as exc:  # noqa: BLE001 - a broker without OffsetFetch: say so, stop asking
-            self._lag_supported = False
-            note = f"n/a: the broker does not answer committed offsets of {group!r} ({type(exc).__name__})"
-            logger.warning("consumer lag unavailable group=%s error=%s", group, f"{type(exc).__name__}: {exc}"[:200])
-            self.buffers.add_lag(None, note)
-            return
-        partitions = consumer.partitions_for_topic(self.customers_topic)
-        if not partitions:
-            await consumer.topics()  # refreshes metadata of every topic
-            partitions = consumer.partitions_for_topic(self.customers_topic)
+        partitions = set()
+        for topic in await admin.describe_topics([self.customers_topic]):
+            if topic.get("topic") == self.customers_topic and not topic.get("error_code"):
+                partitions = {p.get("partition", p.get("partition_index")) for p in topic.get("partitions", [])}
+        partitions.discard(None)
         if not partitions:
             self.buffers.add_lag(None, f"n/a: topic {self.customers_topic!r} does not exist yet")
             return
         tps = [TopicPartition(self.customers_topic, p) for p in sorted(partitions)]
-        ours = {tp: meta.offset for tp, meta in committed.items()
-                if tp.topic == self.customers_topic and meta.offset >= 0}
+        try:
+            committed = await asyncio.wait_for(admin.list_consumer_group_offsets(group, partitions=tps), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - a broker that cannot answer: say so, ask again later
+            self._lag_retry_at = time.monotonic() + LAG_RETRY_S
+            logger.warning("consumer lag unavailable group=%s error=%s", group, f"{type(exc).__name__}: {exc}"[:200])
+            self.buffers.add_lag(None, f"n/a: the broker did not answer the committed offsets of consumer group "
+                                       f"{group!r} ({type(exc).__name__}); asking again in {LAG_RETRY_S:.0f} s")
+            return
+        ours = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
         if not ours:
             self.buffers.add_lag(None, f"n/a: consumer group {group!r} has no committed offsets yet")
             return

@@ -212,41 +212,33 @@ class ModelsReader:
 
 
 def psi_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-feature PSI rows ``{feature, psi, threshold, drifted}`` from a DQ report, whatever its nesting.
+    """Per-feature PSI rows ``{feature, kind, psi, status, warn_at, fail_at}`` from a DQ report, highest PSI first.
 
-    Accepted shapes (the gate's format is its owner's): ``{"psi": {feature: value}}``,
-    ``{"drift": {feature: {"psi": v, "threshold": t}}}``, ``{"drift": [{"feature": f, "psi": v, ...}]}``,
-    with an optional report-wide ``psi_threshold`` (or ``thresholds.psi``).
+    The gate (``batch.quality``) puts them in its ``drift`` check:
+    ``checks[name="drift"].details = {"psi": {feature: {"psi", "kind", "status"}}, "psi_warn", "psi_fail"}``.
+    A top-level ``psi`` mapping (``{feature: value}`` or ``{feature: {"psi": ...}}``) is read the same way.
     """
-    default = report.get("psi_threshold")
-    if default is None and isinstance(report.get("thresholds"), dict):
-        default = report["thresholds"].get("psi")
-    source = None
-    for key in ("psi", "drift", "feature_drift", "features"):
-        if isinstance(report.get(key), (dict, list)):
-            source = report[key]
+    details: dict[str, Any] = {}
+    for check in report.get("checks") or []:
+        if isinstance(check, dict) and check.get("name") == "drift" and isinstance(check.get("details"), dict):
+            details = check["details"]
             break
-    if source is None:
+    if not isinstance(details.get("psi"), dict) and isinstance(report.get("psi"), dict):
+        details = report
+    psi = details.get("psi")
+    if not isinstance(psi, dict):
         return []
-    items: list[tuple[str, Any]]
-    if isinstance(source, dict):
-        items = list(source.items())
-    else:
-        items = [(x.get("feature", x.get("name", "?")), x) for x in source if isinstance(x, dict)]
+    warn_at, fail_at = details.get("psi_warn"), details.get("psi_fail")
     rows = []
-    for feature, v in items:
-        if isinstance(v, dict):
-            psi = v.get("psi", v.get("value"))
-            threshold = v.get("threshold", v.get("psi_threshold", default))
-            drifted = v.get("drifted", v.get("failed"))
-        else:
-            psi, threshold, drifted = v, default, None
-        if not isinstance(psi, (int, float)):
+    for feature, v in psi.items():
+        value = v.get("psi") if isinstance(v, dict) else v
+        if not isinstance(value, (int, float)):
             continue
-        if drifted is None and isinstance(threshold, (int, float)):
-            drifted = psi >= threshold
-        rows.append({"feature": str(feature), "psi": round(float(psi), 4),
-                     "threshold": threshold if isinstance(threshold, (int, float)) else None,
-                     "drifted": "yes" if drifted else ("no" if drifted is not None else "")})
+        status = v.get("status") if isinstance(v, dict) else None
+        if status is None and isinstance(fail_at, (int, float)) and isinstance(warn_at, (int, float)):
+            status = "fail" if value >= fail_at else "warn" if value >= warn_at else "pass"
+        rows.append({"feature": str(feature), "kind": v.get("kind", "") if isinstance(v, dict) else "",
+                     "psi": round(float(value), 4), "status": str(status or ""),
+                     "warn_at": warn_at, "fail_at": fail_at})
     rows.sort(key=lambda r: -r["psi"])
     return rows

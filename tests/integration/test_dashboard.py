@@ -1,0 +1,332 @@
+"""The dashboard in a real browser (headless Chromium via Selenium) on the real local stack.
+
+A quick cycle trains a champion, the Faust worker scores customer events produced at a
+steady rate in the background, the prediction API serves the same champion, and the
+dashboard (werkzeug in a thread) is opened tab by tab while events flow. Screenshots go
+to ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from schemas.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+#: Quick zoo: one classifier, one regressor.
+ONLY = {"logistic_regression", "linear_regression"}
+#: Customer events per second produced while the browser looks.
+RATE = 150
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,1800")
+
+
+def _free_port() -> int:
+    from churn_stream.stack import LocalStack
+
+    return LocalStack.free_ports(1)[0]
+
+
+def _wait_http(url: str, timeout_s: float, alive=lambda: True) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert alive(), f"server behind {url} died"
+        assert time.monotonic() < deadline, f"{url} not up within {timeout_s} s"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def tracker(stack_settings):
+    from churn_stream.clients import make_tracker
+
+    return make_tracker(stack_settings)
+
+
+@pytest.fixture(scope="module")
+def champion(stack_settings, tracker):
+    from batch.cycle import run_cycle
+    from churn_stream.clients import ensure_topics, make_storage
+
+    ensure_topics(stack_settings)
+    storage = make_storage(stack_settings)
+    # Two cycles: the second one's data-quality gate has a reference cycle to measure drift (PSI) against.
+    run_cycle(stack_settings, storage, tracker, only=ONLY, margin=-1.0)
+    result = run_cycle(stack_settings, storage, tracker, only=ONLY, margin=-1.0)
+    assert result.registered["alias"] == "champion"
+    return result
+
+
+@pytest.fixture(scope="module")
+def worker(stack_settings, champion):
+    from churn_stream.demo import start_worker, stop_worker, wait_worker_ready
+
+    proc = start_worker(stack_settings, stack_settings.data_dir / "logs" / "worker-dashboard-test.log")
+    try:
+        wait_worker_ready(stack_settings, proc, timeout_s=120)
+        yield proc
+    finally:
+        stop_worker(proc)
+
+
+@pytest.fixture(scope="module")
+def api_url(stack_settings, tracker, champion):
+    """The prediction API (uvicorn in a thread) when ``stream_app.api`` exists; None otherwise."""
+    try:
+        from stream_app.api import create_app as create_api
+    except ImportError:
+        yield None
+        return
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_api(stack_settings, tracker), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="api-for-dashboard-test", daemon=True)
+    thread.start()
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", 120, thread.is_alive)
+        yield f"http://127.0.0.1:{port}/api/predict"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def producing(stack_settings, worker, telco_csv):
+    """Customer events at :data:`RATE` per second until the module ends (one producer in its own loop)."""
+    from aiokafka import AIOKafkaProducer
+
+    from churn_stream.clients import csv_to_customer_events, kafka_kwargs
+    from schemas.events import new_event_id, utc_now
+
+    records = csv_to_customer_events(telco_csv, limit=3000)
+    stop = threading.Event()
+    sent = [0]
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(**kafka_kwargs(stack_settings), linger_ms=5)
+        await producer.start()
+        try:
+            start = time.monotonic()
+            while not stop.is_set():
+                key, value = records[sent[0] % len(records)]
+                delay = start + sent[0] / RATE - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                # A fresh event_time at send, so the page's latency is the system's, not this loop's.
+                event = orjson.loads(value) | {"event_id": new_event_id(), "event_time": utc_now().isoformat()}
+                await producer.send(Topics.CUSTOMERS, orjson.dumps(event), key=key)
+                sent[0] += 1
+        finally:
+            await producer.stop()
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()), name="customer-producer", daemon=True)
+    thread.start()
+    yield sent
+    stop.set()
+    thread.join(timeout=10)
+
+
+def _serve(app) -> tuple[str, object, threading.Thread]:
+    from werkzeug.serving import make_server
+
+    port = _free_port()
+    server = make_server("127.0.0.1", port, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=f"dashboard-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url + "/", 30, thread.is_alive)
+    return url, server, thread
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(stack_settings, tracker, api_url, producing):
+    from churn_stream.clients import kafka_kwargs
+    from dashboard.app import create_app
+
+    app = create_app(stack_settings, api_url=api_url or f"http://127.0.0.1:{_free_port()}/api/predict",
+                     tracker=tracker, kafka_options=kafka_kwargs(stack_settings))
+    url, server, thread = _serve(app)
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        app.live_feed.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.fail("Chromium and chromedriver are needed: `make browser` (apt-get install chromium chromium-driver)")
+    profile = tempfile.mkdtemp(prefix="dashboard-test-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(30)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _text(driver, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id).text
+
+
+def _wait(driver, condition, timeout_s: float = 20.0, message: str = ""):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.25).until(lambda d: condition(d), message)
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _open_tab(driver, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    tab = _wait(driver, lambda d: next((t for t in d.find_elements(By.CSS_SELECTOR, ".tab")
+                                        if t.text.strip() == label), None), message=f"tab {label!r}")
+    tab.click()
+
+
+def test_live_tab_counts_rise_and_alerts_sort(dashboard_url, browser, producing):
+    from selenium.webdriver.common.by import By
+
+    t0 = time.monotonic()
+    browser.get(dashboard_url)
+    _wait(browser, lambda d: re.fullmatch(r"[\d,]+", _text(d, "kpi-scores")) and _number(_text(d, "kpi-scores")) > 0,
+          30, "no scores counted on the live tab")
+    first = _number(_text(browser, "kpi-scores"))
+    _wait(browser, lambda d: _number(_text(d, "kpi-scores")) >= first + RATE, 15, "score count did not rise")
+    assert _number(_text(browser, "kpi-rate")) > 0
+    assert _number(_text(browser, "kpi-alerts")) > 0
+    assert re.match(r"[\d,]+ ms / [\d,]+ ms", _text(browser, "kpi-latency")), _text(browser, "kpi-latency")
+    assert _text(browser, "kpi-status") == "connected"
+    # The worker's group has committed offsets by now: the lag is a number (Tansu answers per-partition fetches).
+    lag = _wait(browser, lambda d: re.fullmatch(r"[\d,]+", t := _text(d, "kpi-lag")) and t, 15,
+                f"no consumer lag shown: {_text(browser, 'kpi-lag')!r} {_text(browser, 'lag-note')!r}")
+    assert _number(lag) >= 0 and _text(browser, "lag-note") == ""
+    # Latency is scored_at - event_time of events produced just now: seconds at most, not the run's age.
+    assert _number(_text(browser, "kpi-latency").split(" ms")[0]) < 10_000, _text(browser, "kpi-latency")
+
+    # Alert rows carry reason codes; sorting by probability (descending) reorders the table.
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts-table td[data-dash-column=reasons]")) > 3)
+    reasons = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#alerts-table td[data-dash-column=reasons]")]
+    assert any("(+" in r for r in reasons), reasons
+    sort = browser.find_element(By.CSS_SELECTOR, "#alerts-table th[data-dash-column=churn_probability] "
+                                                 ".column-header--sort")
+    sort.click()
+    sort.click()  # ascending, then descending
+
+    def sorted_desc(d) -> bool:
+        cells = d.find_elements(By.CSS_SELECTOR, "#alerts-table td[data-dash-column=churn_probability]")
+        values = [float(c.text) for c in cells if c.text]
+        return len(values) > 3 and values == sorted(values, reverse=True)
+
+    _wait(browser, sorted_desc, 10, "alerts not sorted by probability")
+    browser.save_screenshot(str(SCREENSHOTS / "live.png"))
+    assert time.monotonic() - t0 < 60
+
+
+def test_models_tab_shows_the_latest_cycle_with_the_champion_marked(dashboard_url, browser, champion):
+    from selenium.webdriver.common.by import By
+
+    _open_tab(browser, "Models")
+    _wait(browser, lambda d: champion.cycle_id in _text(d, "cycle-info"), 30, "latest cycle not shown")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard-table tbody tr")
+    text = _text(browser, "leaderboard-table")
+    assert "logistic_regression" in text and "linear_regression" in text and "champion" in text
+    assert len(rows) >= 3  # header + one row per model
+    assert "roc_auc" in text and "r2" in text
+    versions = _text(browser, "versions-table")
+    assert "churn-classifier" in versions and "sales-regressor" in versions
+    champ = _text(browser, "champion-info")
+    assert f"churn-classifier v{champion.registered['model_version']}" in champ
+    browser.save_screenshot(str(SCREENSHOTS / "models.png"))
+
+
+def test_data_quality_tab_shows_the_report_or_says_there_is_none(dashboard_url, browser, champion):
+    _open_tab(browser, "Data quality")
+    _wait(browser, lambda d: _text(d, "dq-summary") != "", 20, "data-quality tab stayed empty")
+    summary = _text(browser, "dq-summary")
+    if getattr(champion, "quality", None) is None:  # a cycle without the gate logs no report
+        assert "No data-quality report yet" in summary, summary
+    else:
+        assert summary.startswith(f"Gate: {champion.quality.status.upper()}"), summary
+        assert champion.cycle_id in summary
+        checks = _text(browser, "dq-checks-table")
+        assert "drift" in checks and "PASS" in checks
+        _wait(browser, lambda d: "tenure_months" in _text(d, "dq-psi-table"), 10, "no PSI per feature")
+    browser.save_screenshot(str(SCREENSHOTS / "data_quality.png"))
+
+
+def test_score_form_posts_to_the_api_and_shows_the_answer(dashboard_url, browser, api_url):
+    from selenium.webdriver.common.by import By
+
+    _open_tab(browser, "Score a customer")
+    tenure = _wait(browser, lambda d: d.find_element(By.ID, "form-tenure_months"))
+    tenure.clear()
+    tenure.send_keys("1")
+    browser.find_element(By.ID, "form-submit").click()
+    if api_url is None:
+        _wait(browser, lambda d: "unreachable" in _text(d, "score-result"), 15)
+    else:
+        _wait(browser, lambda d: d.find_elements(By.ID, "score-probability"), 15, "no answer from the API")
+        p = float(_text(browser, "score-probability"))
+        assert 0 <= p <= 1
+        assert _text(browser, "score-label") in ("CHURN (alert)", "stay")
+        assert "reasons:" in _text(browser, "score-reasons")
+    browser.save_screenshot(str(SCREENSHOTS / "score.png"))
+
+
+def test_score_form_says_clearly_when_the_api_is_down(stack_settings, tracker, browser):
+    from selenium.webdriver.common.by import By
+
+    from dashboard.app import create_app
+
+    down = f"http://127.0.0.1:{_free_port()}/api/predict"  # nothing listens there
+    app = create_app(stack_settings, api_url=down, tracker=tracker, start_feed=False)
+    url, server, thread = _serve(app)
+    try:
+        browser.get(url)
+        _open_tab(browser, "Score a customer")
+        _wait(browser, lambda d: d.find_element(By.ID, "form-submit")).click()
+        _wait(browser, lambda d: d.find_elements(By.ID, "score-unreachable"), 15, "no API-down message")
+        assert f"Prediction API unreachable at {down}" in _text(browser, "score-unreachable")
+        browser.save_screenshot(str(SCREENSHOTS / "score_api_down.png"))
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
