@@ -184,12 +184,14 @@ def newton_criterion(reg_lambda: float) -> Criterion:
     lam = float(reg_lambda)
 
     def score(S: np.ndarray) -> np.ndarray:
-        return S[..., 0] ** 2 / (S[..., 1] + lam)
+        # With lambda = 0 an empty child divides by zero; such splits are masked out anyway.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return S[..., 0] ** 2 / (S[..., 1] + lam)
 
     return Criterion(
         gain=lambda L, R, P: 0.5 * (score(L) + score(R) - score(P)),
         weight=lambda S: S[..., 1],
-        value=lambda S: (-S[..., 0] / (S[..., 1] + lam))[..., None],
+        value=lambda S: (-_safe_div(S[..., 0], S[..., 1] + lam))[..., None],
     )
 
 
@@ -659,6 +661,9 @@ class TreeArrays:
         # Children adjacent in every tree grown here; checked so stored trees may differ.
         self._adjacent = bool(np.all(self._right[~leaf] == self._left[~leaf] + 1))
         self._complete = self._compile_complete() if 1 <= self._depth <= _COMPLETE_MAX_DEPTH else None
+        if self._complete is not None:
+            leaf_node = self._complete[3]
+            self._leaf_vals = [np.ascontiguousarray(self.value[leaf_node, o]) for o in range(self.value.shape[1])]
 
     def _compile_complete(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Shallow ensembles as complete trees over a table of distinct splits.
@@ -725,7 +730,7 @@ class TreeArrays:
         for b in bits[1:]:
             leaf <<= 1
             leaf |= b
-        vals = self.value[leaf_node, output]                               # (T, 2^D)
+        vals = self._leaf_vals[output]                                     # (T, 2^D)
         return np.take_along_axis(vals, leaf, axis=1).sum(axis=0)
 
     def apply(self, X: np.ndarray, trees: slice | None = None) -> np.ndarray:
@@ -753,14 +758,23 @@ class TreeArrays:
                 else:
                     node = np.where(x > self._thr[node], self._right[node], self._left[node])
         else:
-            # Deep trees (forests): drop pairs that reached a leaf after each level.
-            act = np.flatnonzero(self._feat_is_split[node])
-            while act.shape[0]:
-                nd = node[act]
-                x = Xf[rowbase[act] + self._feat[nd]]
-                nd = np.where(x > self._thr[nd], self._right[nd], self._left[nd])
-                node[act] = nd
-                act = act[self._feat_is_split[nd]]
+            # Deep trees (forests): step only pairs still inside the tree, dropping the
+            # ones that reached a leaf every few levels (leaves loop on themselves).
+            pos = np.arange(node.shape[0])
+            nd, rb = node, rowbase
+            level = 0
+            while nd.shape[0]:
+                x = Xf[rb + self._feat[nd]]
+                if self._adjacent:
+                    nd = self._left[nd] + (x > self._thr[nd])
+                else:
+                    nd = np.where(x > self._thr[nd], self._right[nd], self._left[nd])
+                level += 1
+                if level % 3 == 0 or level >= self._depth:
+                    inside = self._feat_is_split[nd]
+                    out = ~inside
+                    node[pos[out]] = nd[out]
+                    nd, rb, pos = nd[inside], rb[inside], pos[inside]
         return node.reshape(roots.shape[0], n)
 
     def contributions(self, X: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
