@@ -1,7 +1,14 @@
-"""Session fixtures: a real local stack (SeaweedFS, Tansu, MLflow) on free ports.
+"""Session fixtures: real servers for the integration tests.
 
-The stack is started once per test session in its own data directory and stopped at
-the end, so tests can run while a demo stack is up on the default ports.
+Backend (``CHURN_TEST_BACKEND``):
+
+* ``local`` — the local stack (SeaweedFS, Tansu, MLflow as processes) on free ports
+  in its own data directory, so tests run while a demo stack is up on the default ports;
+* ``containers`` — Apache Kafka, MinIO and PostgreSQL in throw-away containers
+  (testcontainers) plus an MLflow server process on them; needs a Docker engine;
+* ``auto`` (default) — ``containers`` when a Docker engine answers, ``local`` otherwise.
+
+Tests that stop and start services (fault injection) use :func:`local_stack` directly.
 """
 
 from __future__ import annotations
@@ -39,10 +46,66 @@ def local_stack():
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def _backend() -> str:
+    choice = os.environ.get("CHURN_TEST_BACKEND", "auto")
+    if choice not in {"auto", "local", "containers"}:
+        raise ValueError(f"CHURN_TEST_BACKEND: expected auto, local or containers, got {choice!r}")
+    if choice == "auto":
+        from tests.integration.containers import docker_available
+
+        return "containers" if docker_available() else "local"
+    return choice
+
+
 @pytest.fixture(scope="session")
-def stack_settings(local_stack):
-    """Settings pointing at the session's stack."""
+def container_settings():
+    """Settings on testcontainers (Kafka, MinIO, PostgreSQL) plus a local MLflow server process on them."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from churn_stream.settings import Settings
+    from churn_stream.stack import LocalStack
+    from tests.integration.containers import start_container_stack
+
+    stack = start_container_stack()
+    data_dir = Path(tempfile.mkdtemp(prefix="churn-test-containers-"))
+    port = LocalStack.free_ports(1)[0]
+    mlflow_exe = str(Path(sys.executable).with_name("mlflow"))
+    log = open(data_dir / "mlflow.log", "ab")
+    proc = subprocess.Popen([mlflow_exe, *stack.mlflow_server_args(port=port)],
+                            env=stack.mlflow_server_env(os.environ), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"MLflow on the containers did not start; see {data_dir / 'mlflow.log'}")
+            time.sleep(1)
+        yield Settings().with_overrides(**stack.settings_overrides(), data_dir=data_dir,
+                                        mlflow_tracking_uri=f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+        stack.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack_settings(request):
+    """Settings pointing at the session's servers (backend chosen by ``CHURN_TEST_BACKEND``)."""
     from churn_stream.stack import LocalStack
 
-    port = LocalStack.free_ports(1)[0]
-    return local_stack.settings().with_overrides(worker_web_port=port)
+    if _backend() == "containers":
+        base = request.getfixturevalue("container_settings")
+    else:
+        base = request.getfixturevalue("local_stack").settings()
+    return base.with_overrides(worker_web_port=LocalStack.free_ports(1)[0])
