@@ -153,6 +153,16 @@ async def _fixed_rate(url: str, body: bytes, rate: float, duration_s: float,
             "statuses": statuses}
 
 
+def _run_loop(coro):
+    """Run ``coro`` on uvloop when installed (the client's own overhead is part of every latency)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def sklearn_reference(n_calls: int = 1000) -> dict[str, Any]:
     """Fit OneHotEncoder + StandardScaler + LogisticRegression on the Telco training split; time one-row calls.
 
@@ -232,6 +242,15 @@ def run_bench_api(settings: Settings, json_path: Path | None = None, rate: float
     doc.pop("event_time")
     body = orjson.dumps(doc)
 
+    from mlflow.exceptions import MlflowException
+
+    from churn_stream.clients import make_tracker
+
+    try:
+        make_tracker(settings).get_model_version_by_alias("churn-classifier", "champion")
+    except MlflowException:
+        raise RuntimeError("no churn-classifier@champion in the registry: run `churn batch run` first") from None
+
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = settings.data_dir / "logs" / "bench-api.log"
@@ -239,7 +258,7 @@ def run_bench_api(settings: Settings, json_path: Path | None = None, rate: float
     proc = start_api(settings, port, log)
     try:
         health = wait_api_ready(url, proc)
-        run = asyncio.run(_fixed_rate(url, body, rate, duration_s))
+        run = _run_loop(_fixed_rate(url, body, rate, duration_s))
         server = httpx.get(f"{url}/api/metrics", timeout=10).json()["live"]["latency"]
     finally:
         stop_api(proc)
