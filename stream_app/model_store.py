@@ -21,6 +21,8 @@ from stream_app.scoring import LoadedModel
 logger = logging.getLogger(__name__)
 
 CLASSIFIER_NAME = "churn-classifier"
+#: Registered name of the customer-value regressors (value at risk on alerts).
+REGRESSOR_NAME = "sales-regressor"
 
 
 class ModelStore:
@@ -35,14 +37,33 @@ class ModelStore:
     downloader : callable, optional
         ``(tracking_uri, artifact_uri, sha256) -> ScoringPipeline``; defaults to
         :func:`churn_stream.artifacts.download_pipeline`.
+    value_models : bool, default False
+        Also hold the ``sales-regressor`` champion in :attr:`value_model` (loaded,
+        verified and swapped like the classifier) for value at risk on alerts.
+    challengers : bool, default False
+        Also hold the ``churn-classifier`` challenger in :attr:`challenger` (shadow scoring).
+
+    Attributes
+    ----------
+    current : LoadedModel or None
+        The churn-classifier champion in service.
+    value_model : LoadedModel or None
+        The sales-regressor champion, when ``value_models`` and one is registered.
+    challenger : LoadedModel or None
+        The churn-classifier challenger, when ``challengers`` and one is registered.
     """
 
     def __init__(self, tracking_uri: str, expected_features: list[str] | None = None,
-                 downloader: Callable[[str, str, str], ScoringPipeline] | None = None) -> None:
+                 downloader: Callable[[str, str, str], ScoringPipeline] | None = None,
+                 value_models: bool = False, challengers: bool = False) -> None:
         self.tracking_uri = tracking_uri
         self.expected_features = set(expected_features) if expected_features else None
         self._download = downloader or download_pipeline
+        self.value_models = value_models
+        self.challengers = challengers
         self.current: LoadedModel | None = None
+        self.value_model: LoadedModel | None = None
+        self.challenger: LoadedModel | None = None
         self.ready = asyncio.Event()
         self.reloads_ok = 0
         self.reloads_failed = 0
@@ -61,6 +82,11 @@ class ModelStore:
             cols[name] = np.array([med])
         for name, cats in zip(pre.categorical_features, pre.categories_):
             cols[name] = np.array([cats[0]])
+        if getattr(pipeline.model, "task", "classifier") == "regressor":
+            p = pipeline.predict(cols)
+            if not (p.shape == (1,) and np.isfinite(p).all()):
+                raise ValueError("warm-up produced an invalid prediction")
+            return
         p = pipeline.predict_proba(cols)
         if not (p.shape == (1,) and np.isfinite(p).all()):
             raise ValueError("warm-up produced an invalid probability")
@@ -73,20 +99,60 @@ class ModelStore:
         logger.info("model in service model=%s model_version=%s threshold=%.3f",
                     model_name, model_version, pipeline.threshold)
 
-    def load_champion(self, model_name: str = CLASSIFIER_NAME) -> bool:
-        """Load the registry's ``champion`` (blocking). Returns False when there is none yet."""
+    def _slot(self, model_name: str, alias: str) -> str | None:
+        """Attribute that holds ``model_name@alias`` in this store, or None if not followed."""
+        if model_name == CLASSIFIER_NAME and alias == "champion":
+            return "current"
+        if model_name == REGRESSOR_NAME and alias == "champion" and self.value_models:
+            return "value_model"
+        if model_name == CLASSIFIER_NAME and alias == "challenger" and self.challengers:
+            return "challenger"
+        return None
+
+    def install_secondary(self, slot: str, pipeline: ScoringPipeline, model_name: str, model_version: str) -> None:
+        """Check, warm up and swap in a value model or challenger (raises and keeps the old one)."""
+        self._check_and_warm(pipeline)
+        setattr(self, slot, LoadedModel(pipeline, model_name, model_version))
+        logger.info("model in service role=%s model=%s model_version=%s", slot, model_name, model_version)
+
+    def _fetch_alias(self, model_name: str, alias: str) -> tuple[ScoringPipeline, str] | None:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         try:
-            mv = client.get_model_version_by_alias(model_name, "champion")
+            mv = client.get_model_version_by_alias(model_name, alias)
         except MlflowException:
-            return False
+            return None
         uri = f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}"
-        pipeline = self._download(self.tracking_uri, uri, mv.tags["sha256"])
-        self.install(pipeline, model_name, str(mv.version))
+        return self._download(self.tracking_uri, uri, mv.tags["sha256"]), str(mv.version)
+
+    def load_champion(self, model_name: str = CLASSIFIER_NAME) -> bool:
+        """Load the registry's ``champion`` (blocking). Returns False when there is none yet."""
+        found = self._fetch_alias(model_name, "champion")
+        if found is None:
+            return False
+        self.install(found[0], model_name, found[1])
         return True
+
+    def load_secondary(self) -> None:
+        """Load the followed value model and challenger from the registry, when registered (blocking).
+
+        A missing or broken one is logged and left out: alerts then carry no value at
+        risk, and no shadow scoring happens, until an announcement brings a good one.
+        """
+        for model_name, alias in ((REGRESSOR_NAME, "champion"), (CLASSIFIER_NAME, "challenger")):
+            slot = self._slot(model_name, alias)
+            if slot is None or slot == "current":
+                continue
+            try:
+                found = self._fetch_alias(model_name, alias)
+                if found is not None:
+                    self.install_secondary(slot, found[0], model_name, found[1])
+            except Exception as exc:  # noqa: BLE001 - optional models never block scoring
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.error("optional model not loaded model=%s alias=%s error=%s", model_name, alias,
+                             self.last_error)
 
     async def apply_update(self, event: ModelUpdatedEvent) -> bool:
         """Download, verify, warm up and swap in an announced champion.
@@ -94,9 +160,11 @@ class ModelStore:
         Returns True when swapped in; on any failure keeps the model in service,
         logs why, counts it in :attr:`reloads_failed` and returns False.
         """
-        if event.alias != "champion" or event.model_name != CLASSIFIER_NAME:
+        slot = self._slot(event.model_name, event.alias)
+        if slot is None:
             return False
-        if self.current is not None and self.current.model_version == event.model_version:
+        held = getattr(self, slot)
+        if held is not None and held.model_version == event.model_version:
             return False
         try:
             pipeline = await asyncio.to_thread(self._download, self.tracking_uri, event.artifact_uri, event.sha256)
@@ -107,7 +175,10 @@ class ModelStore:
             logger.error("model reload refused model=%s model_version=%s error=%s",
                          event.model_name, event.model_version, self.last_error)
             return False
-        self.install(pipeline, event.model_name, event.model_version)
+        if slot == "current":
+            self.install(pipeline, event.model_name, event.model_version)
+        else:
+            self.install_secondary(slot, pipeline, event.model_name, event.model_version)
         self.reloads_ok += 1
         return True
 
@@ -150,6 +221,8 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
             for msgs in batch.values():
                 for m in msgs:
                     await _handle_update(store, m)
+        if store.value_models or store.challengers:
+            await asyncio.to_thread(store.load_secondary)
         while True:
             batch = await consumer.getmany(timeout_ms=1000)
             for msgs in batch.values():

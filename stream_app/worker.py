@@ -15,6 +15,16 @@ micro-batches.
 Outputs go through the worker's own aiokafka producer, one record batch per
 partition per micro-batch (:class:`BatchSender`), rather than one Faust send per
 record: per-message sends were most of a micro-batch's time (``churn bench stream``).
+
+Operations, all recorded per micro-batch and never per event: ``/metrics``
+(Prometheus text: events, scores, alerts, dead letters by stage, batch-size, scoring
+and end-to-end latency histograms, lag, model versions, reloads, PSI, shadow agreement),
+``/health`` (ready only with a model and assigned partitions; 503 ``stalled`` when
+lag waits longer than ``health_stall_s`` with no batch completing), a lag refresher
+(end offsets at most once a second, off the hot loop), a PSI drift monitor published
+to ``churn-drift`` every ``drift_interval_s``, value at risk on alerts when a
+``sales-regressor`` champion is registered, and optional shadow scoring of the
+``challenger`` (``CHURN_SHADOW=1``).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import faust
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError
 from aiokafka.partitioner import murmur2
@@ -36,8 +47,10 @@ from churn_stream.clients import kafka_kwargs
 from churn_stream.settings import Settings
 from schemas.profiles import TELCO
 from schemas.topics import Topics
+from stream_app.drift import DriftMonitor, drift_document
+from stream_app.metrics import CONTENT_TYPE, StallDetector, WorkerMetrics
 from stream_app.model_store import ModelStore, follow_model_updates
-from stream_app.scoring import RawRecord, score_batch
+from stream_app.scoring import LoadedModel, RawRecord, score_batch
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +70,14 @@ class WorkerTopics:
     scores: str = Topics.SCORES
     alerts: str = Topics.ALERTS
     dead_letters: str = Topics.CUSTOMERS_DLQ
+    drift: str = Topics.DRIFT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "WorkerTopics":
         """The system's topics, each with ``settings.topic_suffix`` appended (benchmarks use one)."""
         suffix = settings.topic_suffix
         return cls(*(name + suffix for name in
-                     (Topics.CUSTOMERS, Topics.SCORES, Topics.ALERTS, Topics.CUSTOMERS_DLQ)))
+                     (Topics.CUSTOMERS, Topics.SCORES, Topics.ALERTS, Topics.CUSTOMERS_DLQ, Topics.DRIFT)))
 
 
 @lru_cache(maxsize=1 << 18)
@@ -112,15 +126,65 @@ class BatchSender:
 
 
 class WorkerStats:
-    """Counters exposed on ``/health`` and ``/metrics``."""
+    """Counters exposed on ``/health``, plus the worker's metrics, stall detector and drift monitor.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    stall_s : float, default 15
+        See :class:`stream_app.metrics.StallDetector`.
+    drift_window : int, default 5000
+        Events in the PSI window.
+    shadow : bool, default False
+        Score each micro-batch with the store's challenger too (metrics only).
+    """
+
+    def __init__(self, stall_s: float = 15.0, drift_window: int = 5000, shadow: bool = False) -> None:
         self.events_in = 0
         self.scored = 0
         self.alerts = 0
         self.dead_letters = 0
         self.batches = 0
         self.last_batch_at: float | None = None
+        self.metrics = WorkerMetrics()
+        self.stall = StallDetector(stall_s)
+        self.drift_window = drift_window
+        self.drift: DriftMonitor | None = None
+        self.drift_model: LoadedModel | None = None  # the model whose reference profile ``drift`` uses
+        self.shadow = shadow
+        self.committed: dict = {}  # TopicPartition -> next offset to read, as last committed by this worker
+
+    def drift_for(self, model: LoadedModel) -> DriftMonitor | None:
+        """The drift monitor for ``model``'s reference profile (a new, empty window when the profile changes)."""
+        if self.drift_model is None or self.drift_model.pipeline is not model.pipeline:
+            previous = self.drift_model.pipeline.metadata.get("reference_profile") if self.drift_model else None
+            profile = model.pipeline.metadata.get("reference_profile")
+            if self.drift is None or profile != previous:
+                self.drift = DriftMonitor.from_pipeline(model.pipeline, self.drift_window)
+            self.drift_model = model
+        return self.drift
+
+
+def _value_model_for(store: ModelStore, model: LoadedModel) -> LoadedModel | None:
+    value = store.value_model
+    if value is None or not set(value.pipeline.feature_names_in) <= set(model.pipeline.feature_names_in):
+        return None
+    return value
+
+
+def _after_batch(stats: WorkerStats, store: ModelStore, model: LoadedModel, n_in: int, result, scoring_s: float,
+                 acked_at: float) -> None:
+    """Per-batch bookkeeping after the commit: counters, histograms, drift window, shadow scores."""
+    stats.metrics.record_batch(n_in, result, scoring_s, acked_at)
+    if not result.columns:
+        return
+    monitor = stats.drift_for(model)
+    if monitor is not None:
+        monitor.update(result.columns)
+    challenger = store.challenger
+    if stats.shadow and challenger is not None and challenger.pipeline is not model.pipeline \
+            and set(challenger.pipeline.feature_names_in) <= set(result.columns):
+        shadow_proba = challenger.pipeline.predict_proba(result.columns)  # one matrix operation
+        stats.metrics.record_shadow(model, result.probabilities, challenger, shadow_proba)
 
 
 async def score_loop(consumer: AIOKafkaConsumer, sender: BatchSender, store: ModelStore, topics: WorkerTopics,
@@ -137,17 +201,21 @@ async def score_loop(consumer: AIOKafkaConsumer, sender: BatchSender, store: Mod
             continue
         model = store.current  # one model for the whole micro-batch
         records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for msgs in batch.values() for m in msgs]
-        result = score_batch(model, records)
+        t0 = time.perf_counter()
+        result = score_batch(model, records, value_model=_value_model_for(store, model))
+        scoring_s = time.perf_counter() - t0
         futures = await sender.send(topics.scores, result.scores)
         futures += await sender.send(topics.alerts, result.alerts)
         futures += await sender.send(topics.dead_letters, result.dead_letters)
         await asyncio.gather(*futures)
+        acked_at = time.time()
         for f in result.failures:
             logger.warning("dead letter %s[%d]@%d stage=%s error=%s", f.record.topic, f.record.partition,
                            f.record.offset, f.stage, f.error_message[:200])
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
         try:
             await consumer.commit(offsets)
+            stats.committed.update(offsets)
         except CommitFailedError as exc:
             # Partitions moved to another worker mid-batch: it re-reads from the last
             # commit, so these outputs may be duplicated (recognisable by event_id), never lost.
@@ -159,6 +227,27 @@ async def score_loop(consumer: AIOKafkaConsumer, sender: BatchSender, store: Mod
         stats.dead_letters += len(result.dead_letters)
         stats.batches += 1
         stats.last_batch_at = time.time()
+        stats.stall.progressed()
+        _after_batch(stats, store, model, len(records), result, scoring_s, acked_at)
+
+
+async def consumer_lag(consumer: AIOKafkaConsumer, committed: dict) -> dict[tuple[str, int], int]:
+    """Per assigned partition: end offset minus the last committed offset (one ListOffsets request).
+
+    ``committed`` holds this worker's own commits; a partition it has not committed yet
+    asks the group coordinator, and one never committed counts from its beginning.
+    """
+    tps = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+    if not tps:
+        return {}
+    ends = await consumer.end_offsets(tps)
+    unknown = [tp for tp in tps if tp not in committed]
+    if unknown:
+        starts = await consumer.beginning_offsets(unknown)
+        for tp in unknown:
+            c = await consumer.committed(tp)
+            committed[tp] = c if c is not None else starts[tp]
+    return {(tp.topic, tp.partition): max(0, ends[tp] - committed[tp]) for tp in tps}
 
 
 def _broker_urls(settings: Settings) -> list[str]:
@@ -197,9 +286,11 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     faust.App
     """
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features))
+    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features),
+                                value_models=True, challengers=settings.shadow)
     topics = topics or WorkerTopics.from_settings(settings)
-    stats = WorkerStats()
+    stats = WorkerStats(stall_s=settings.health_stall_s, drift_window=settings.drift_window,
+                        shadow=settings.shadow)
     app = faust.App(
         # Faust's own consumer only serves the app (no agents); it must not join the
         # scoring group, whose members use aiokafka's assignor.
@@ -243,10 +334,12 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         await producer.start()
         await consumer.start()
         state["consumer"] = consumer
+        state["producer"] = producer
         try:
             await score_loop(consumer, BatchSender(producer), store, topics, stats)
         finally:
             state.pop("consumer", None)
+            state.pop("producer", None)
             await consumer.stop()
             await producer.stop()
 
@@ -254,13 +347,55 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     async def watch_model_updates() -> None:
         await follow_model_updates(settings, store)
 
+    @app.timer(interval=1.0)
+    async def refresh_lag() -> None:
+        # Off the hot loop, at most once a second: one ListOffsets request for the assignment.
+        consumer = state.get("consumer")
+        if consumer is None:
+            return
+        try:
+            lag = await consumer_lag(consumer, stats.committed)
+        except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the last reading
+            logger.warning("consumer lag refresh failed error=%s: %s", type(exc).__name__, exc)
+            return
+        stats.stall.observe_lag(lag)
+        stats.metrics.set_lag(lag)
+
+    @app.timer(interval=max(0.5, settings.drift_interval_s))
+    async def publish_drift() -> None:
+        monitor, model, producer = stats.drift, stats.drift_model, state.get("producer")
+        if monitor is None or model is None or producer is None or monitor.size == 0:
+            return
+        values = monitor.psi()
+        stats.metrics.set_drift(values, monitor.size, settings.drift_psi_threshold)
+        doc = drift_document(values, window_size=monitor.size, window_capacity=monitor.window,
+                             model_name=model.model_name, model_version=model.model_version,
+                             threshold=settings.drift_psi_threshold)
+        await producer.send_and_wait(topics.drift, orjson.dumps(doc), key=model.model_name.encode())
+        if doc["alert"]:
+            logger.warning("input drift model_version=%s window=%d drifted=%s", model.model_version,
+                           monitor.size, ",".join(f"{f}={doc['psi'][f]:.3f}" for f in doc["drifted_features"]))
+
+    @app.page("/metrics")
+    async def metrics(web, request):  # noqa: ANN001
+        stats.metrics.sync_store(store)
+        if stats.drift is not None and stats.drift.size:
+            stats.metrics.set_drift(stats.drift.psi(), stats.drift.size, settings.drift_psi_threshold)
+        return web.bytes(stats.metrics.render(), content_type=CONTENT_TYPE)
+
     @app.page("/health")
     async def health(web, request):  # noqa: ANN001
         consumer = state.get("consumer")
         assigned = len(consumer.assignment()) if consumer is not None else 0
-        ready = store.current is not None and assigned > 0
+        verdict = stats.stall.evaluate(model_loaded=store.current is not None, assigned_partitions=assigned)
+        ready = verdict.ready
         body = {
             "ready": ready,
+            "status": verdict.status,
+            "reason": verdict.reason,
+            "lag": {f"{t}[{p}]": n for (t, p), n in sorted(stats.stall.lag.items())},
+            "last_batch_at": stats.last_batch_at,
+            "value_model_version": store.value_model.model_version if store.value_model else None,
             "model_name": store.current.model_name if store.current else None,
             "model_version": store.current.model_version if store.current else None,
             "assigned_partitions": assigned,
@@ -271,7 +406,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             "reloads_ok": store.reloads_ok,
             "reloads_failed": store.reloads_failed,
         }
-        return web.json(body, status=200 if ready else 503)
+        return web.json(body, status=verdict.status_code)
 
     return app
 
@@ -284,7 +419,8 @@ def _ensure_worker_topics(settings: Settings, topics: WorkerTopics) -> None:
 
     partitions = topic_partitions(settings)
     wanted = {topics.customers: partitions[Topics.CUSTOMERS], topics.scores: partitions[Topics.SCORES],
-              topics.alerts: partitions[Topics.ALERTS], topics.dead_letters: partitions[Topics.CUSTOMERS_DLQ]}
+              topics.alerts: partitions[Topics.ALERTS], topics.dead_letters: partitions[Topics.CUSTOMERS_DLQ],
+              topics.drift: 1}
 
     async def create() -> None:
         admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
@@ -306,8 +442,7 @@ def run_worker(settings: Settings) -> None:
 
     ensure_topics(settings)
     topics = WorkerTopics.from_settings(settings)
-    if topics != WorkerTopics():
-        _ensure_worker_topics(settings, topics)
+    _ensure_worker_topics(settings, topics)  # suffixed topics (benchmarks, tests) and churn-drift
     app = create_app(settings, topics=topics)
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
     worker.execute_from_commandline()
