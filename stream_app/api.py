@@ -58,8 +58,6 @@ MAX_CUSTOMERS_PER_REQUEST = 1000
 MODEL_CACHE_SIZE = 8
 #: Seconds an alias (``name@alias``) stays resolved before the registry is asked again.
 ALIAS_TTL_S = 5.0
-#: Seconds between registry checks for a new ``sales-regressor`` champion.
-VALUE_MODEL_POLL_S = 10.0
 #: Predict latencies kept for the live summary.
 LATENCY_WINDOW = 10_000
 
@@ -311,7 +309,7 @@ class ApiState:
     tracker : mlflow.MlflowClient
         Registry client (built by the entry point).
     store : ModelStore
-        The hot-reloaded churn champion.
+        The hot-reloaded churn champion (and ``sales-regressor`` champion, when it follows one).
     downloader : callable
         ``(tracking_uri, artifact_uri, sha256) -> ScoringPipeline``.
     """
@@ -322,12 +320,16 @@ class ApiState:
         self.tracker = tracker
         self.store = store
         self._download = downloader
-        self.value_model: LoadedModel | None = None
         self.stats = _Stats()
         self._versions: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
         self._run_metrics: dict[str, dict[str, float]] = {}
         self._load_lock = asyncio.Lock()
+
+    @property
+    def value_model(self) -> LoadedModel | None:
+        """The ``sales-regressor`` champion the store follows (None when not registered or not followed)."""
+        return getattr(self.store, "value_model", None)
 
     # -- registry access (blocking; called through asyncio.to_thread)
     def _model_version(self, name: str, version: str | None, alias: str | None):
@@ -423,26 +425,6 @@ class ApiState:
             raise ApiError(422, f"model {model.model_name}/{model.model_version} needs unknown features",
                            [f"model_name: needs features not in the customer contract: {sorted(missing)}"],
                            ["model_name"])
-
-    def refresh_value_model(self) -> bool:
-        """Load the ``sales-regressor`` champion if it changed (blocking). True when one is in service."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            mv = self.tracker.get_model_version_by_alias(REGRESSOR_NAME, "champion")
-        except MlflowException:
-            return self.value_model is not None
-        current = self.value_model
-        if current is not None and current.model_version == str(mv.version):
-            return True
-        model = self._load_version(mv)
-        needs = set(model.pipeline.feature_names_in) - set(CustomerEvent.model_fields)
-        if getattr(model.pipeline.model, "task", "") != "regressor" or needs:
-            logger.error("value model refused model=%s model_version=%s", mv.name, mv.version)
-            return current is not None
-        self.value_model = model
-        logger.info("value model in service model=%s model_version=%s", mv.name, mv.version)
-        return True
 
     # -- scoring (the hot path: one matrix, one predict_proba call)
     def predict(self, model: LoadedModel, events: list[CustomerInput]) -> dict[str, Any]:
@@ -774,8 +756,7 @@ async def _supervise(name: str, make: Callable[[], Any], retry_s: float = 2.0,
 
 
 def create_app(settings, tracker, store: ModelStore | None = None, *,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, follow_updates: bool = True,
-               value_model_poll_s: float = VALUE_MODEL_POLL_S) -> Starlette:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, follow_updates: bool = True) -> Starlette:
     """Build the Starlette prediction app.
 
     Parameters
@@ -784,20 +765,20 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
     tracker : mlflow.MlflowClient
         Registry client for model selection, metrics and listings.
     store : ModelStore, optional
-        The champion store; a new one on the configured MLflow server by default.
+        The champion store; by default a new one on the configured MLflow server that
+        also follows the ``sales-regressor`` champion (``value_models=True``).
     max_body_bytes : int, default 1 MiB
         Larger request bodies are answered with 413.
     follow_updates : bool, default True
         On startup, run :func:`~stream_app.model_store.follow_model_updates` (load the
-        champion, then swap in every announced one) and poll for the value model.
-    value_model_poll_s : float, default 10.0
-        Seconds between registry checks for a new ``sales-regressor`` champion.
+        champions, then swap in every announced one).
 
     Returns
     -------
     starlette.applications.Starlette
     """
-    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features))
+    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features),
+                                value_models=True)
     state = ApiState(settings, tracker, store)
     doc = openapi_document(max_body_bytes)
     doc_bytes = orjson.dumps(doc)
@@ -809,14 +790,6 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
     async def docs(request: Request) -> Response:
         return HTMLResponse(page)
 
-    async def poll_value_model() -> None:
-        while True:
-            try:
-                await asyncio.to_thread(state.refresh_value_model)
-            except Exception as exc:  # noqa: BLE001 - keep serving without (or with the old) value model
-                logger.error("value model refresh failed error=%s", f"{type(exc).__name__}: {exc}"[:300])
-            await asyncio.sleep(value_model_poll_s)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         tasks = []
@@ -824,13 +797,13 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
             async def load_champion_directly() -> None:
                 # Without the broker there are no announcements, but the registry's
                 # champion can still be served; the follower swaps later ones in once it runs.
-                if store.current is None:
-                    await asyncio.to_thread(store.load_champion)
+                if store.current is None and await asyncio.to_thread(store.load_champion):
+                    if getattr(store, "value_models", False):
+                        await asyncio.to_thread(store.load_secondary)
 
             tasks.append(asyncio.create_task(_supervise("model-updates",
                                                         lambda: follow_model_updates(settings, store),
                                                         on_failure=load_champion_directly)))
-            tasks.append(asyncio.create_task(_supervise("value-model", poll_value_model)))
         try:
             yield
         finally:

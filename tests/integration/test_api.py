@@ -46,7 +46,7 @@ def api_url(stack_settings, tracker, champion):
 
     from stream_app.api import create_app
 
-    app = create_app(stack_settings, tracker, max_body_bytes=64 * 1024, value_model_poll_s=1.0)
+    app = create_app(stack_settings, tracker, max_body_bytes=64 * 1024)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, lifespan="on"))
