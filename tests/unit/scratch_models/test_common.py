@@ -23,7 +23,7 @@ FAST_PARAMS: dict[str, dict] = {
     "DecisionTreeRegressor": {"max_depth": 4},
     "RandomForestClassifier": {"n_estimators": 5, "max_depth": 4},
     "RandomForestRegressor": {"n_estimators": 5, "max_depth": 4},
-    "GradientBoostingClassifier": {"n_estimators": 10, "max_depth": 3},
+    "GradientBoostingClassifier": {"n_estimators": 10, "max_depth": 3, "learning_rate": 0.3},
     "GradientBoostingRegressor": {"n_estimators": 10, "max_depth": 3},
     "SVMClassifier": {"max_iter": 20},
     "KMeansClassifier": {"k_candidates": [2, 3, 4], "n_init": 2},
