@@ -366,8 +366,8 @@ class LiveFeed:
         consumer = AIOKafkaConsumer(*self.topics, **self._kafka_options, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="latest")
         admin = AIOKafkaAdminClient(**self._kafka_options)
-        await consumer.start()
         try:
+            await consumer.start()
             await admin.start()
             self.buffers.set_status("connected")
             logger.info("dashboard feed connected topics=%s", ",".join(self.topics))
