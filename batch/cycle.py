@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import tempfile
 import time
 import urllib.error
@@ -21,9 +22,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from batch import quality, zoo
 from batch.announce import publish_model_updated
+from batch.evaluation_artifacts import log_classifier_artifacts, log_loss_curve, log_regressor_artifacts
 from batch.features import classification_data, regression_data
 from batch.ingest import IngestError, read_source_csv, to_arrow
 from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME, promote, register_version
@@ -248,11 +251,15 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
         result.quality = quality.gate(storage, tracker, parent_id, frame, raw_key=raw_uri.split("/", 3)[3], **gate)
         timings["quality"] = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as tmp:
+            candidates: list[tuple[str, str, list[dict[str, Any]]]] = []
             for task, registered_name, metric, task_data, factories, train in tasks:
                 t0 = time.perf_counter()
                 progress["stage"] = f"train_{task}"
                 versions = []
-                for name, factory in factories.items():
+                bar = tqdm(factories.items(), desc=f"{dataset} {task}", unit="model", file=sys.stderr,
+                           disable=not sys.stderr.isatty(), leave=False)
+                for name, factory in bar:
+                    bar.set_postfix_str(name)
                     trained = train(name, factory, task_data)
                     result.models.append(trained)
                     run_id, path = _log_model_run(tracker, experiment_id, parent_id, cycle_id, dataset, task,
@@ -262,14 +269,16 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
                         feature_names=list(task_data.preprocessor.feature_names_in_), model=name, metric=metric,
                     ))
                 timings[f"train_{task}"] = time.perf_counter() - t0
-                if not versions:
-                    continue
-                t0 = time.perf_counter()
-                progress["stage"] = f"promote_{task}"
+                if versions:
+                    candidates.append((registered_name, metric, versions))
+            # Aliases move only once every model of every task is trained, logged and
+            # verified: a failure anywhere above leaves every champion as it was.
+            t0 = time.perf_counter()
+            progress["stage"] = "promote"
+            for registered_name, metric, versions in candidates:
                 best = max(versions, key=lambda v: v["metrics"][metric])
-                promoted = promote(tracker, best, metric, margin)
-                result.promoted[registered_name] = promoted
-                timings[f"promote_{task}"] = time.perf_counter() - t0
+                result.promoted[registered_name] = promote(tracker, best, metric, margin)
+            timings["promote"] = time.perf_counter() - t0
             if not result.promoted:
                 raise ValueError(f"no model trained (only={only})")
             result.registered = result.promoted.get(CLASSIFIER_NAME, {})
@@ -313,6 +322,12 @@ def _log_model_run(tracker, experiment_id: str, parent_id: str, cycle_id: str, d
     )
     path = pipeline.save(tmp / task / trained.name / "pipeline.npz")
     tracker.log_artifact(run_id, str(path), artifact_path="model")
+    if task == "classification":
+        proba = trained.model.predict_proba(data.X_test)[:, 1]
+        log_classifier_artifacts(tracker, run_id, trained.name, data.y_test, proba, trained.threshold)
+    else:
+        log_regressor_artifacts(tracker, run_id, data.y_test, trained.model.predict(data.X_test))
+    log_loss_curve(tracker, run_id, trained.model)
     tracker.set_terminated(run_id, "FINISHED")
     return run_id, path
 

@@ -117,3 +117,53 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "r2": 1.0 - ss_res / ss_tot if ss_tot else 0.0,
         "mape": float(np.mean(np.abs(err[nz] / y[nz])) * 100.0) if nz.any() else float("nan"),
     }
+
+
+def _thin(*arrays: np.ndarray, max_points: int) -> list[np.ndarray]:
+    n = len(arrays[0])
+    if n <= max_points:
+        return list(arrays)
+    keep = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+    return [a[keep] for a in arrays]
+
+
+def roc_curve(y_true: np.ndarray, score: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
+    """ROC points (false/true positive rates at every distinct score), thinned to ``max_points``.
+
+    Returns
+    -------
+    dict with ``fpr``, ``tpr``, ``thresholds`` lists (descending thresholds).
+    """
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    ss, ys = s[order], y[order]
+    last = np.r_[ss[1:] != ss[:-1], True]
+    tps, fps = np.cumsum(ys)[last], np.cumsum(~ys)[last]
+    fpr = np.r_[0.0, fps / max(fps[-1], 1)]
+    tpr = np.r_[0.0, tps / max(tps[-1], 1)]
+    thr = np.r_[np.inf, ss[last]]
+    fpr, tpr, thr = _thin(fpr, tpr, thr, max_points=max_points)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [float(t) for t in thr]}
+
+
+def pr_curve(y_true: np.ndarray, score: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
+    """Precision-recall points at every distinct score, thinned to ``max_points``."""
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    ss, ys = s[order], y[order]
+    last = np.r_[ss[1:] != ss[:-1], True]
+    tps, fps = np.cumsum(ys)[last], np.cumsum(~ys)[last]
+    precision = tps / np.maximum(tps + fps, 1)
+    recall = tps / max(int(y.sum()), 1)
+    precision, recall, thr = _thin(precision, recall, ss[last], max_points=max_points)
+    return {"precision": precision.tolist(), "recall": recall.tolist(), "thresholds": thr.tolist()}
+
+
+def confusion_counts(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, int]:
+    """``tn``, ``fp``, ``fn``, ``tp`` at ``threshold`` (positive when ``proba >= threshold``)."""
+    y = np.asarray(y_true).astype(bool)
+    pred = np.asarray(proba) >= threshold
+    return {"tn": int(np.sum(~pred & ~y)), "fp": int(np.sum(pred & ~y)),
+            "fn": int(np.sum(~pred & y)), "tp": int(np.sum(pred & y))}

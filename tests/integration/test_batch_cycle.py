@@ -69,3 +69,16 @@ def test_raw_and_processed_parquet_in_s3(full_cycle):
     assert table.column("total_charges_usd").null_count == 0
     processed = storage.get_object("processed-data", f"telco/{result.cycle_id}/classification_train.parquet").read()
     assert pq.read_table(io.BytesIO(processed)).num_rows == 5634
+
+
+def test_evaluation_artifacts_logged_per_model(full_cycle):
+    result, _, tracker = full_cycle
+    champ = result.promoted["churn-classifier"]
+    files = {a.path for a in tracker.list_artifacts(champ["run_id"], "eval")}
+    assert {"eval/roc_curve.json", "eval/pr_curve.json", "eval/confusion_matrix.json", "eval/roc.png",
+            "eval/pr.png", "eval/confusion_matrix.png"} <= files
+    m = tracker.get_run(champ["run_id"]).data.metrics
+    assert m["tn"] + m["fp"] + m["fn"] + m["tp"] == 1409  # the hold-out
+    reg = result.promoted["sales-regressor"]
+    reg_files = {a.path for a in tracker.list_artifacts(reg["run_id"], "eval")}
+    assert {"eval/residuals.png", "eval/predicted_vs_actual.png"} <= reg_files
