@@ -101,15 +101,17 @@ def batch() -> None:
 
 
 @batch.command("run")
-@click.option("--dataset", default="telco", show_default=True, type=click.Choice(["telco"]))
+@click.option("--dataset", default="telco", show_default=True, type=click.Choice(["telco", "retail"]))
 @click.option("--source", type=click.Path(exists=True, path_type=Path), default=None,
-              help="CSV to ingest (default: the shipped data set).")
+              help="CSV to ingest (default: the shipped Telco file; required for retail).")
 @click.pass_obj
 def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
     """Run one cycle: ingest, featurise, train, evaluate, register, announce."""
     from batch.cycle import run_cycle
     from churn_stream.clients import make_storage, make_tracker
 
+    if dataset == "retail" and source is None:
+        raise click.UsageError("--source is required for --dataset retail (see `churn data generate retail`)")
     result = run_cycle(settings, make_storage(settings), make_tracker(settings),
                        dataset=dataset, source=source)
     click.echo(json.dumps(result.summary(), sort_keys=True))
@@ -205,6 +207,31 @@ def consume(settings: Settings, topic: str, from_beginning: bool, limit: int | N
 
     for record in consume_topic(settings, topic, from_beginning=from_beginning, limit=limit, idle_timeout_s=timeout):
         click.echo(json.dumps(record, sort_keys=True))
+
+
+# ----------------------------------------------------------------------- dlq
+@main.group()
+def dlq() -> None:
+    """Dead letters on customers.dlq."""
+
+
+@dlq.command("replay")
+@click.option("--since", default=None, help="Only dead letters that failed at or after this time: "
+                                              "ISO 8601 (UTC if no offset) or relative (30m, 2h, 1d).")
+@click.option("--dry-run", is_flag=True, help="Re-validate and report; send nothing.")
+@click.pass_obj
+def dlq_replay(settings: Settings, since: str | None, dry_run: bool) -> None:
+    """Re-validate each dead letter's original bytes; send the now-valid ones back to their topic.
+
+    Prints one JSON report: counts, and each invalid record's coordinates and first error.
+    """
+    from stream_app.dlq import parse_since, replay_dead_letters
+
+    try:
+        since_t = parse_since(since) if since else None
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--since") from None
+    click.echo(json.dumps(replay_dead_letters(settings, since=since_t, dry_run=dry_run), sort_keys=True))
 
 
 # ----------------------------------------------------------------------- api

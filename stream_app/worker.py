@@ -381,7 +381,8 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         stats.metrics.sync_store(store)
         if stats.drift is not None and stats.drift.size:
             stats.metrics.set_drift(stats.drift.psi(), stats.drift.size, settings.drift_psi_threshold)
-        return web.bytes(stats.metrics.render(), content_type=CONTENT_TYPE)
+        # As a header: aiohttp refuses a content_type argument that carries a charset.
+        return web.bytes(stats.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/health")
     async def health(web, request):  # noqa: ANN001
