@@ -19,7 +19,7 @@ public interface.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,7 +32,9 @@ _SMALL_BUILD = 1 << 18
 #: Histogram cells (nodes x features x bins x stats) per node chunk.
 _HIST_CELLS = 1 << 24
 #: Ensembles up to this depth predict through the complete-tree form.
-_COMPLETE_MAX_DEPTH = 4
+_COMPLETE_MAX_DEPTH = 6
+#: Cells (splits x rows) of the split table of one deep-traversal row chunk.
+_SPLIT_TABLE_CELLS = 1 << 24
 
 
 # --------------------------------------------------------------------------- binning
@@ -640,7 +642,12 @@ class TreeArrays:
         return self.offsets.shape[0] - 1
 
     def _compile(self) -> None:
-        """Global-index arrays for traversal: leaves loop on themselves with threshold +inf."""
+        """Global-index arrays for traversal: leaves loop on themselves with threshold +inf.
+
+        Derived once per fit or load (never saved): the distinct-split table, the
+        packed node words of the deep traversal and the complete-tree form of
+        shallow ensembles.
+        """
         n = self.feature.shape[0]
         tree_of = np.repeat(np.arange(self.n_trees), np.diff(self.offsets))
         base = self.offsets[:-1][tree_of]
@@ -660,34 +667,45 @@ class TreeArrays:
                 level = np.concatenate([self._left[level], self._right[level]])
         # Children adjacent in every tree grown here; checked so stored trees may differ.
         self._adjacent = bool(np.all(self._right[~leaf] == self._left[~leaf] + 1))
+
+        # Distinct splits ``x[f] > t``, sorted by (feature, threshold); id S is a
+        # never-true split that leaves use. Many nodes share a split (255 bins per
+        # feature), so one comparison per (split, row) serves every node using it.
+        internal = np.flatnonzero(~leaf)
+        pairs = np.stack([self.feature[internal].astype(np.float64), self.threshold[internal]], axis=1)
+        uniq, inv = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
+        S = uniq.shape[0]
+        self._split_id = np.full(n, S, dtype=np.intp)
+        self._split_id[internal] = inv.ravel()
+        self._split_feat = np.append(uniq[:, 0].astype(np.intp), 0)
+        self._split_thr = np.append(uniq[:, 1], np.inf)
+        feats, first = np.unique(self._split_feat[:S], return_index=True)
+        self._split_feats = feats                                   # features used by a split
+        self._split_bounds = np.append(first, S)                    # their runs in the split table
+        self._split_rank = np.append(np.arange(S) - np.repeat(first, np.diff(self._split_bounds)), 0)
+        # Deep traversal word per node: left child (global) << 32 | split id.
+        self._node_word = None
+        if self._adjacent and n < 2**31:
+            self._node_word = (self._left.astype(np.int64) << 32) | self._split_id
         self._complete = self._compile_complete() if 1 <= self._depth <= _COMPLETE_MAX_DEPTH else None
-        if self._complete is not None:
-            leaf_node = self._complete[3]
-            self._leaf_vals = [np.ascontiguousarray(self.value[leaf_node, o]) for o in range(self.value.shape[1])]
 
-    def _compile_complete(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Shallow ensembles as complete trees over a table of distinct splits.
+    def _compile_complete(self) -> dict[str, Any]:
+        """Shallow ensembles as complete trees over the distinct-split table.
 
-        Every tree is padded to depth ``D`` in heap order (node ``i`` has children
-        ``2i+1``, ``2i+2``); a padding node uses a split that is never true, so it
-        always goes left, and padding leaves repeat their ancestor leaf's value.
-        Prediction then evaluates each distinct ``x[f] > t`` once per row and picks
-        the path bits with bitwise selects, which vectorises better than per-node
-        traversal (boosted ensembles have hundreds of trees of depth 2-4).
+        Every tree is padded to depth ``D`` in heap order; a padding node uses the
+        never-true split, so it always goes left, and padding leaves repeat their
+        ancestor leaf's value. Prediction evaluates each distinct split once per
+        row, packs the comparisons 8 rows to a byte and picks each tree's path with
+        bitwise selects, so no per-(tree, row) index is needed until the final leaf
+        value lookup. Level ``L`` of the heap is stored bit-reversed, ``(2^L, T)``:
+        the most recent path bit then selects between contiguous halves.
         """
         D = self._depth
         T = self.n_trees
-        internal = np.flatnonzero(self.feature >= 0)
-        pairs = np.stack([self.feature[internal].astype(np.float64), self.threshold[internal]], axis=1)
-        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-        split_id = np.full(self.feature.shape[0], uniq.shape[0], dtype=np.intp)
-        split_id[internal] = inv.ravel()
-        split_feat = np.append(uniq[:, 0].astype(np.intp), 0)
-        split_thr = np.append(uniq[:, 1], np.inf)        # last split: never true
-        never = uniq.shape[0]
         n_heap = 2 ** D - 1
-        heap = np.full((T, n_heap), never, dtype=np.intp)
+        heap = np.full((T, n_heap), self._split_thr.shape[0] - 1, dtype=np.intp)   # never-true split
         leaf_node = np.zeros((T, 2 ** D), dtype=np.intp)
+        is_leaf = ~self._feat_is_split
         # Walk all trees level by level at once: (tree, heap position, node).
         t_idx = np.arange(T)
         pos = np.zeros(T, dtype=np.intp)
@@ -696,15 +714,60 @@ class TreeArrays:
             if level == D:
                 leaf_node[t_idx, pos - n_heap] = node
                 break
-            heap[t_idx, pos] = split_id[node]
-            is_leaf = self.feature[node] < 0
+            heap[t_idx, pos] = self._split_id[node]
             # A leaf above depth D keeps going left (never-true split) and stays itself.
-            lc = np.where(is_leaf, node, self._left[node])
-            rc = np.where(is_leaf, node, self._right[node])
+            lc = np.where(is_leaf[node], node, self._left[node])
+            rc = np.where(is_leaf[node], node, self._right[node])
             t_idx = np.concatenate([t_idx, t_idx])
             node = np.concatenate([lc, rc])
             pos = np.concatenate([2 * pos + 1, 2 * pos + 2])
-        return heap, split_feat, split_thr, leaf_node
+        levels = []
+        for L in range(D):
+            p = np.arange(2 ** L)
+            rev = np.zeros_like(p)
+            for i in range(L):
+                rev |= ((p >> i) & 1) << (L - 1 - i)
+            order = np.argsort(rev)                                  # slot q holds position p with rev(p) = q
+            levels.append(np.ascontiguousarray(heap[:, 2 ** L - 1 + order].T))
+        # Byte r of lut[k][v] is bit r (first row = most significant, np.packbits order)
+        # of byte v, shifted to path bit k of the leaf index.
+        unpacked = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)      # (256, 8)
+        lut = [np.ascontiguousarray(unpacked << (D - 1 - k)).view(np.uint64).ravel() for k in range(D)]
+        # Up to depth 4, two trees share one lookup: the pair's leaf index fits a byte.
+        pair = 2 * D <= 8 and T >= 2
+        half = T // 2 if pair else 0
+        values = []
+        for o in range(self.value.shape[1]):
+            v = self.value[leaf_node, o]                                  # (T, 2^D)
+            if pair:
+                w = (v[:half, :, None] + v[half:2 * half, None, :]).reshape(half, -1)
+                tail = v[2 * half:]
+                values.append((np.ascontiguousarray(w).ravel(), np.ascontiguousarray(tail).ravel()))
+            else:
+                values.append((np.ascontiguousarray(v).ravel(), None))
+        return {"levels": levels, "lut": lut, "pair": pair, "half": half, "values": values}
+
+    def _split_bits(self, X: np.ndarray) -> np.ndarray:
+        """Outcome of every distinct split on every row: ndarray of shape (n_splits + 1, n_samples), bool.
+
+        Few splits: gather the feature columns and compare. Many splits (deep trees
+        on continuous features): rank each value among its feature's thresholds once
+        (``searchsorted``) and compare uint8/int ranks, which moves 8x less memory.
+        """
+        n = X.shape[0]
+        S1 = self._split_thr.shape[0]
+        Xt = np.ascontiguousarray(X.T)
+        if S1 <= 8 * X.shape[1] + 1:
+            return Xt[self._split_feat] > self._split_thr[:, None]
+        dtype = np.uint8 if int(np.diff(self._split_bounds).max(initial=0)) < 255 else np.intp
+        ranks = np.zeros((X.shape[1], n), dtype=dtype)
+        for j, f in enumerate(self._split_feats):
+            a, b = self._split_bounds[j], self._split_bounds[j + 1]
+            # x > thr[k] exactly when k < rank (the number of thresholds below x).
+            ranks[f] = np.searchsorted(self._split_thr[a:b], Xt[f], side="left")
+        out = ranks[self._split_feat] > self._split_rank.astype(dtype)[:, None]
+        out[-1] = False
+        return out
 
     def leaf_values_complete(self, X: np.ndarray, output: int = 0) -> np.ndarray | None:
         """Sum over trees of the reached leaf's value, via the complete-tree form.
@@ -714,24 +777,61 @@ class TreeArrays:
         """
         if self._complete is None:
             return None
-        heap, split_feat, split_thr, leaf_node = self._complete
-        D = self._depth
-        Xt = np.ascontiguousarray(X.T)
-        C = (Xt[split_feat] > split_thr[:, None]).view(np.uint8)     # (n_splits, n_samples)
+        cf = self._complete
+        n = X.shape[0]
+        packed = np.packbits(self._split_bits(X), axis=1)             # (n_splits + 1, ceil(n / 8))
+        leaf64 = None
         bits: list[np.ndarray] = []
-        for level in range(D):
-            first = 2 ** level - 1
-            cand = [C[heap[:, first + k]] for k in range(2 ** level)]   # each (T, n)
-            # Select the candidate addressed by the bits so far (d_0 most significant).
+        for k, heap_level in enumerate(cf["levels"]):
+            cand = packed[heap_level]                                  # (2^k, T, n_bytes)
             for b in reversed(bits):
-                cand = [c0 ^ (b & (c0 ^ c1)) for c0, c1 in zip(cand[0::2], cand[1::2])]
-            bits.append(cand[0])
-        leaf = bits[0].astype(np.intp)
-        for b in bits[1:]:
-            leaf <<= 1
-            leaf |= b
-        vals = self._leaf_vals[output]                                     # (T, 2^D)
-        return np.take_along_axis(vals, leaf, axis=1).sum(axis=0)
+                h = cand.shape[0] // 2
+                c0 = cand[:h]
+                x = c0 ^ cand[h:]
+                x &= b
+                x ^= c0
+                cand = x
+            b = cand[0]
+            bits.append(b)
+            word = cf["lut"][k][b]                                     # (T, n_bytes) uint64: 8 rows' leaf bits
+            if leaf64 is None:
+                leaf64 = word
+            else:
+                leaf64 |= word
+        T = leaf64.shape[0]
+        table, tail = cf["values"][output]
+        width = 1 << self._depth
+        if cf["pair"]:
+            half = cf["half"]
+            key64 = leaf64[:half] << np.uint64(self._depth)
+            key64 |= leaf64[half:2 * half]
+            key = key64.view(np.uint8)[:, :n]
+            idx = np.add(key, (np.arange(half, dtype=np.intp) * (width * width))[:, None], dtype=np.intp)
+            total = np.take(table, idx).sum(axis=0)
+            if tail.shape[0]:
+                last = leaf64[2 * half:].view(np.uint8)[:, :n]
+                idx = np.add(last, (np.arange(tail.shape[0] // width, dtype=np.intp) * width)[:, None], dtype=np.intp)
+                total += np.take(tail, idx).sum(axis=0)
+            return total
+        key = leaf64.view(np.uint8)[:, :n]
+        idx = np.add(key, (np.arange(T, dtype=np.intp) * width)[:, None], dtype=np.intp)
+        return np.take(table, idx).sum(axis=0)
+
+    def leaf_sums(self, X: np.ndarray) -> np.ndarray:
+        """Sum over trees of the reached leaves' values.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), float64, C-contiguous
+
+        Returns
+        -------
+        ndarray of shape (n_outputs, n_samples), float64
+        """
+        if self._complete is not None:
+            return np.stack([self.leaf_values_complete(X, o) for o in range(self.value.shape[1])])
+        leaves = self.apply(X)
+        return np.stack([np.take(self.value[:, o], leaves).sum(axis=0) for o in range(self.value.shape[1])])
 
     def apply(self, X: np.ndarray, trees: slice | None = None) -> np.ndarray:
         """Leaf (global node index) of every row in every tree.
@@ -746,6 +846,17 @@ class TreeArrays:
         """
         roots = self.offsets[:-1] if trees is None else self.offsets[:-1][trees]
         n, d = X.shape
+        S1 = self._split_thr.shape[0]
+        if (self._depth > 8 and self._node_word is not None and n
+                and 2 * S1 <= roots.shape[0] * self._depth):
+            # (the table costs S1 comparisons per row; worth it when the trees share splits)
+            # Deep ensembles with shared splits: per step one node-word gather and one
+            # split-table gather. Row chunks keep the table small and its index < 2^32.
+            step = max(1, min(n, _SPLIT_TABLE_CELLS // S1))
+            if step >= n:
+                return self._apply_split_table(X, roots)
+            return np.concatenate([self._apply_split_table(X[a:a + step], roots) for a in range(0, n, step)],
+                                  axis=1)
         node = np.repeat(roots.astype(np.intp), n)
         rowbase = np.tile(np.arange(n, dtype=np.intp) * d, roots.shape[0])
         Xf = X.ravel()
@@ -776,6 +887,40 @@ class TreeArrays:
                     node[pos[out]] = nd[out]
                     nd, rb, pos = nd[inside], rb[inside], pos[inside]
         return node.reshape(roots.shape[0], n)
+
+    def _apply_split_table(self, X: np.ndarray, roots: np.ndarray) -> np.ndarray:
+        """:meth:`apply` through the split table ``C[split, row]`` (deep, adjacent-children trees).
+
+        A node word holds ``left << 32 | split``; the row's key into the flat table
+        is ``split * n + row``, so a step is: gather word, gather ``C``, add.
+        """
+        n = X.shape[0]
+        C = self._split_bits(X).view(np.uint8).ravel()
+        T = roots.shape[0]
+        node = np.repeat(roots.astype(np.intp), n)
+        words = self._node_word
+        if n != 1:
+            # Scale the split id by n once per call (cheaper than once per step).
+            words = ((words >> 32) << 32) | (words & 0xFFFFFFFF) * n
+        rows = np.tile(np.arange(n, dtype=np.int64), T)
+        pos = np.arange(node.shape[0])
+        nd = node.astype(np.int64)
+        is_split = self._feat_is_split
+        level = 0
+        while nd.shape[0]:
+            w = words[nd]
+            key = w & 0xFFFFFFFF
+            key += rows
+            w >>= 32
+            w += C[key]
+            nd = w
+            level += 1
+            if level % 3 == 0 or level >= self._depth:
+                inside = is_split[nd]
+                out = ~inside
+                node[pos[out]] = nd[out]
+                nd, rows, pos = nd[inside], rows[inside], pos[inside]
+        return node.reshape(T, n)
 
     def contributions(self, X: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Saabas path contributions summed over trees (Saabas, "Interpreting random

@@ -173,10 +173,7 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
             Log-odds of the positive class (classifier) or the prediction (regressor).
         """
         X = self._validate_X(X)
-        total = self.trees_.leaf_values_complete(X)
-        if total is None:
-            total = self.trees_.value[self.trees_.apply(X), 0].sum(axis=0)
-        return self.base_margin_ + total
+        return self.base_margin_ + self.trees_.leaf_sums(X)[0]
 
     def feature_contributions(self, X: Any) -> np.ndarray:
         """Per-feature contribution to the margin along each row's decision paths.

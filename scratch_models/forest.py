@@ -215,8 +215,8 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
             Rows sum to 1; columns follow ``classes_``.
         """
         X = self._validate_X(X)
-        leaves = self.trees_.apply(X)                   # (n_trees, n_samples)
-        return self.trees_.value[leaves].mean(axis=0)
+        # Per-class sums over trees, then / n_trees: the same arithmetic as a mean over trees.
+        return np.ascontiguousarray((self.trees_.leaf_sums(X) / self.trees_.n_trees).T)
 
     def apply(self, X: Any) -> np.ndarray:
         """Leaf (global node index into ``trees_``) of every row in every tree.
@@ -340,5 +340,4 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
     def predict(self, X: Any) -> np.ndarray:
         """Mean over trees of the leaf mean: ndarray of shape (n_samples,), float64."""
         X = self._validate_X(X)
-        leaves = self.trees_.apply(X)
-        return self.trees_.value[leaves, 0].mean(axis=0)
+        return self.trees_.leaf_sums(X)[0] / self.trees_.n_trees

@@ -183,3 +183,79 @@ def test_quality_against_sklearn_on_telco(telco):
     auc_ref = roc_auc(telco.y_test, ref.predict_proba(telco.X_test)[:, 1])
     assert auc >= 0.820
     assert auc >= auc_ref - 0.01
+
+
+# --------------------------------------------------------------------------- vectorised ensemble prediction
+def _reference_leaf_sums(trees, X):
+    """Per-tree, per-row walk over the stored arrays: the plainest reading of ``TreeArrays``."""
+    out = np.zeros((trees.value.shape[1], X.shape[0]))
+    for t in range(trees.n_trees):
+        base = int(trees.offsets[t])
+        for i, x in enumerate(X):
+            node = base
+            while trees.feature[node] >= 0:
+                child = trees.left[node] if x[trees.feature[node]] <= trees.threshold[node] else trees.right[node]
+                node = base + int(child)
+            out[:, i] += trees.value[node]
+    return out
+
+
+def _ensembles():
+    from scratch_models.boosting import GradientBoostingClassifier, GradientBoostingRegressor
+    from scratch_models.forest import RandomForestClassifier, RandomForestRegressor
+
+    X, y, t = synthetic(900, d=10, seed=3)
+    # Rounded columns make many nodes share a split (the split-table path of deep forests).
+    X[:, 3:5] = np.round(X[:, 3:5], 1)
+    return X, [
+        ("gbm depth 3 (pairs)", GradientBoostingClassifier(n_estimators=41, learning_rate=0.3, random_state=0).fit(X, y)),
+        ("gbm depth 1", GradientBoostingClassifier(n_estimators=7, max_depth=1, random_state=0).fit(X, y)),
+        ("gbm depth 6", GradientBoostingRegressor(n_estimators=20, max_depth=6, random_state=0).fit(X, t)),
+        ("gbm depth 8", GradientBoostingRegressor(n_estimators=5, max_depth=8, random_state=0).fit(X, t)),
+        ("forest deep", RandomForestClassifier(n_estimators=30, min_samples_leaf=2, random_state=0).fit(X, y)),
+        ("forest deep shared splits",
+         RandomForestClassifier(n_estimators=60, max_features=2, random_state=0).fit(X[:, 3:5], y)),
+        ("forest shallow", RandomForestRegressor(n_estimators=9, max_depth=4, random_state=0).fit(X, t)),
+        ("tree", DecisionTreeClassifier(random_state=0).fit(X, y)),
+    ]
+
+
+def test_vectorised_leaf_sums_match_per_tree_walk(tmp_path):
+    X, models = _ensembles()
+    rng = np.random.default_rng(7)
+    Xnew = np.vstack([X[:37], rng.normal(scale=2.0, size=(53, X.shape[1]))])
+    Xnew[40:45, 3:5] = np.round(Xnew[40:45, 3:5], 1)
+    paths = set()
+    for name, model in models:
+        Xm = Xnew[:, 3:5] if name == "forest deep shared splits" else Xnew
+        Xm = np.ascontiguousarray(Xm)
+        trees = model.trees_
+        paths.add("complete" if trees._complete is not None else
+                  "split table" if 2 * trees._split_thr.shape[0] <= trees.n_trees * trees._depth else "walk")
+        want = _reference_leaf_sums(trees, Xm)
+        np.testing.assert_allclose(trees.leaf_sums(Xm), want, rtol=0, atol=1e-12, err_msg=name)
+        for n in (1, 8, 9, 90):           # packed bytes: full, partial and single-row batches
+            np.testing.assert_allclose(trees.leaf_sums(Xm[:n]), want[:, :n], rtol=0, atol=1e-12, err_msg=name)
+        # Leaves from apply() are the leaves of the walk.
+        leaves = trees.apply(Xm)
+        np.testing.assert_array_equal(trees.feature[leaves], -1)
+        np.testing.assert_allclose(trees.value[leaves].sum(axis=0).T, want, rtol=0, atol=1e-12, err_msg=name)
+        # A saved artifact rebuilds the same traversal arrays and predicts bit-identically.
+        model.save(tmp_path / "m.npz")
+        loaded = load_model(tmp_path / "m.npz")
+        out = model.predict_proba(Xm) if hasattr(model, "predict_proba") else model.predict(Xm)
+        out2 = loaded.predict_proba(Xm) if hasattr(loaded, "predict_proba") else loaded.predict(Xm)
+        np.testing.assert_array_equal(out, out2, err_msg=name)
+    assert paths == {"complete", "split table", "walk"}
+
+
+def test_split_table_rank_route_matches_float_comparisons():
+    from scratch_models._histogram import TreeArrays
+
+    X, models = _ensembles()
+    trees = dict(models)["forest deep"].trees_
+    many = TreeArrays(trees.feature, trees.threshold, trees.left, trees.right, trees.value, trees.offsets)
+    assert many._split_thr.shape[0] > 8 * X.shape[1] + 1           # rank route
+    Xc = np.ascontiguousarray(X[:50])
+    want = Xc.T[many._split_feat] > many._split_thr[:, None]
+    np.testing.assert_array_equal(many._split_bits(Xc), want)
