@@ -82,7 +82,9 @@ class _Bins:
             x = np.asarray(values, dtype=np.float64)
             codes = np.searchsorted(self.edges, x, side="right")
             return np.where(np.isnan(x), -1, codes)
-        x = np.asarray(values).astype(str)
+        x = np.asarray(values)
+        if x.dtype.kind != "U":
+            x = x.astype(str)
         idx = np.searchsorted(self.categories, x)
         found = np.minimum(idx, len(self.categories) - 1)
         return np.where(self.categories[found] == x, found, len(self.categories))

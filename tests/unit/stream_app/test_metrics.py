@@ -209,3 +209,34 @@ def test_health_keeps_progressing_consumer_ready_under_constant_lag():
         clock.t += 10
         d.progressed()
         assert d.evaluate(model_loaded=True, assigned_partitions=1).ready
+
+
+def test_after_batch_feeds_drift_window_and_shadow_metrics(telco_csv, loaded, batch_result):
+    from batch.cycle import reference_profile
+    from batch.features import classification_data
+    from stream_app.worker import WorkerStats, _after_batch
+
+    frame = read_source_csv(telco_csv, TELCO)
+    data = classification_data(frame, TELCO)
+    champion = LoadedModel(ScoringPipeline(data.preprocessor, loaded.pipeline.model, threshold=0.3, metadata={
+        "reference_profile": reference_profile(data.preprocessor, data.X_train)}), "churn-classifier", "4")
+    challenger = LoadedModel(ScoringPipeline(data.preprocessor, LogisticRegression(C=0.01).fit(
+        data.X_train, data.y_train), threshold=0.5), "churn-classifier", "5")
+    records, _ = batch_result
+    result = score_batch(champion, records, now=NOW)
+
+    class Store:
+        value_model = None
+
+    Store.challenger = challenger
+    stats = WorkerStats(drift_window=1000, shadow=True)
+    _after_batch(stats, Store, champion, len(records), result, 0.002, NOW.timestamp())
+    assert stats.drift is not None and stats.drift.size == 100
+    got = samples(stats.metrics.render())
+    agreement = got[("churn_shadow_agreement", (("model_name", "churn-classifier"), ("model_version", "5")))]
+    assert 0.0 <= agreement <= 1.0
+    assert got[("churn_shadow_events_total", (("model_name", "churn-classifier"),))] == 100
+    # Shadow off: the challenger is not scored.
+    quiet = WorkerStats(shadow=False)
+    _after_batch(quiet, Store, champion, len(records), result, 0.002, NOW.timestamp())
+    assert ("churn_shadow_events_total", (("model_name", "churn-classifier"),)) not in samples(quiet.metrics.render())
