@@ -238,6 +238,9 @@ async def consumer_lag(consumer: AIOKafkaConsumer, committed: dict) -> dict[tupl
     asks the group coordinator, and one never committed counts from its beginning.
     """
     tps = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+    for tp in set(committed) - set(tps):
+        # Moved to another worker: if it comes back, its commits since then are the coordinator's.
+        del committed[tp]
     if not tps:
         return {}
     ends = await consumer.end_offsets(tps)
