@@ -218,6 +218,10 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
             tracker.set_terminated(parent_id, "FAILED")
     ensure_buckets(storage)
     raw_uri = _put_parquet(storage, "raw-data", f"{dataset}/{cycle_id}/customers.parquet", to_arrow(frame, profile))
+    if dataset == "retail":
+        from batch.retail import engineer_features
+
+        frame = engineer_features(frame)
     timings["ingest"] = time.perf_counter() - t0
     logger.info("ingested rows=%d to %s", len(frame), raw_uri)
 
@@ -237,9 +241,12 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
     experiment_id, parent_id = _start_parent_run(tracker, dataset, cycle_id)
     result = CycleResult(cycle_id, dataset, len(frame))
     status = "FAILED"
+    # Telco models serve the stream; other data sets register under their own names so
+    # their champions never compete with (or hot-reload over) the Telco ones.
+    prefix = "" if dataset == "telco" else f"{dataset}-"
     tasks = [
-        ("classification", CLASSIFIER_NAME, "roc_auc", data, zoo.classifiers(only), train_classifier),
-        ("regression", REGRESSOR_NAME, "r2", reg_data, zoo.regressors(only),
+        ("classification", prefix + CLASSIFIER_NAME, "roc_auc", data, zoo.classifiers(only), train_classifier),
+        ("regression", prefix + REGRESSOR_NAME, "r2", reg_data, zoo.regressors(only),
          lambda name, factory, d: train_regressor(name, factory, d)),
     ]
     try:
@@ -281,7 +288,7 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
             timings["promote"] = time.perf_counter() - t0
             if not result.promoted:
                 raise ValueError(f"no model trained (only={only})")
-            result.registered = result.promoted.get(CLASSIFIER_NAME, {})
+            result.registered = result.promoted.get(prefix + CLASSIFIER_NAME, {})
             result.report = comparison_report(result.models)
             tracker.log_dict(parent_id, result.summary(), "cycle_summary.json")
             tracker.log_text(parent_id, result.report, "comparison_report.md")
