@@ -108,6 +108,7 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
         Topics.ALERTS: n,
         Topics.MODEL_UPDATED: 1,
         Topics.CUSTOMERS_DLQ: 1,
+        Topics.DRIFT: 1,
     }
 
 

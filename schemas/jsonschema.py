@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.events import ChurnAlert, CustomerEvent, DeadLetter, ModelUpdatedEvent, ScoreEvent
+from schemas.events import ChurnAlert, CustomerEvent, DeadLetter, DriftRecord, ModelUpdatedEvent, ScoreEvent
 from schemas.topics import Topics
 
 #: The contract of each topic's record values.
@@ -17,6 +17,7 @@ TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     Topics.ALERTS: ChurnAlert,
     Topics.MODEL_UPDATED: ModelUpdatedEvent,
     Topics.CUSTOMERS_DLQ: DeadLetter,
+    Topics.DRIFT: DriftRecord,
 }
 
 

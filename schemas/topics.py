@@ -23,4 +23,4 @@ class Topics:
     @classmethod
     def all(cls) -> list[str]:
         """Every topic, in a stable order."""
-        return [cls.CUSTOMERS, cls.SCORES, cls.ALERTS, cls.MODEL_UPDATED, cls.CUSTOMERS_DLQ]
+        return [cls.CUSTOMERS, cls.SCORES, cls.ALERTS, cls.MODEL_UPDATED, cls.CUSTOMERS_DLQ, cls.DRIFT]

@@ -54,7 +54,7 @@ def test_export_writes_one_file_per_topic(exported):
     out, output = exported
     files = sorted(p.name for p in out.iterdir())
     assert files == sorted(f"{t}.schema.json" for t in Topics.all())
-    assert len(files) == len(Topics.all()) == 5
+    assert len(files) == len(Topics.all()) == 6
     # The command echoes each path it wrote.
     assert sorted(Path(line).name for line in output.split()) == files
 
