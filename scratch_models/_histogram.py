@@ -757,7 +757,7 @@ class TreeArrays:
         n = X.shape[0]
         S1 = self._split_thr.shape[0]
         Xt = np.ascontiguousarray(X.T)
-        if S1 <= 8 * X.shape[1] + 1:
+        if S1 <= 32 * X.shape[1]:
             return Xt[self._split_feat] > self._split_thr[:, None]
         dtype = np.uint8 if int(np.diff(self._split_bounds).max(initial=0)) < 255 else np.intp
         ranks = np.zeros((X.shape[1], n), dtype=dtype)
