@@ -1,7 +1,7 @@
 """``churn bench models``: every scratch model beside its scikit-learn / xgboost reference, in one run.
 
-Same data, same split, same featurisation, same threshold tuning (a validation split
-of the training part) for both sides; the hold-out is only used for the metrics.
+Same data, same split, same featurisation, same threshold tuning (5-fold
+out-of-fold predictions on the training part) for both sides; the hold-out is only used for the metrics.
 Both sides run with BLAS limited to one thread, as one worker process would.
 Requires the ``bench`` extra (scikit-learn, xgboost).
 """
