@@ -298,6 +298,21 @@ def bench_api(settings: Settings, json_path: Path | None) -> None:
     run_bench_api(settings, json_path=json_path)
 
 
+@bench.command("faults")
+@click.option("--events", type=int, default=10_000, show_default=True, help="Records per scenario.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--only", "only", multiple=True, help="Run only this scenario (repeatable).")
+@click.pass_obj
+def bench_faults(settings: Settings, events: int, json_path: Path | None, only: tuple[str, ...]) -> None:
+    """Inject faults (broker restart, worker kill/join/leave, bad input, corrupt model, S3/MLflow outages)
+    on stacks of its own and count lost, duplicated and dead-lettered events; exit 1 if any scenario fails."""
+    from churn_stream.bench_faults import run_bench_faults
+
+    results = run_bench_faults(settings, events=events, json_path=json_path, only=only or None)
+    if not all(r.passed for r in results):
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------------- demo
 @main.command()
 @click.option("--events", type=int, default=None, help="Produce N events (default: every Telco row).")
