@@ -399,6 +399,38 @@ def _wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: flo
 
 
 # --------------------------------------------------------------- collecting
+async def _input_duplicates(settings: Settings, topic: str) -> int:
+    """Event ids written more than once to the input ``topic`` (a resend whose first acknowledgement was lost)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from churn_stream.clients import kafka_kwargs
+
+    consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    seen: set[bytes] = set()
+    dup = 0
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of fresh topics
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            for msgs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                for m in msgs:
+                    try:
+                        eid = orjson.loads(m.value).get("event_id") if m.value else None
+                    except (orjson.JSONDecodeError, AttributeError):
+                        continue
+                    if eid is None or str(eid).startswith("malformed-"):
+                        continue
+                    dup += eid in seen
+                    seen.add(eid)
+    finally:
+        await consumer.stop()
+    return dup
+
+
 async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: set[str], want_dlq: int,
                    timeout_s: float = COLLECT_TIMEOUT_S, idle_s: float = COLLECT_IDLE_S) -> dict[str, Any]:
     """Read ``scores_topic`` and ``dlq_topic`` from the beginning until every wanted id has a score
@@ -482,7 +514,9 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
         result.checks = dict(outcome.get("checks", {}))
         result.checks["producer_acked_all"] = producer.n_acked == len(records)
         result.detail = dict(outcome.get("detail", {}))
+        input_dups = asyncio.run(_input_duplicates(run.settings, run.topics.customers))
         result.detail.update(producer_send_failures=producer.send_failures, malformed=want_dlq,
+                             input_duplicates=input_dups, worker_duplicates=result.duplicates - input_dups,
                              unscored_sample=sorted(want - counts.keys())[:5],
                              elapsed_s=round(time.monotonic() - t_start, 1))
         if producer.last_error:
@@ -518,12 +552,13 @@ def worker_kill(env: FaultEnv, events: int = 10_000) -> FaultResult:
     def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:
         producer.wait_acked(0.3)
         proc, _ = run.workers[0]
+        killed_at = producer.n_acked
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         fault_end = time.time()
         _, settings = run.start_worker()
         return {"fault_end": fault_end, "checks": {"replacement_ready": bool(health(settings).get("ready"))},
-                "detail": {"killed_pid": proc.pid, "killed_at_acked": producer.n_acked}}
+                "detail": {"killed_pid": proc.pid, "killed_at_acked": killed_at}}
 
     return _stream_scenario(env, "worker_kill", fault, events, rate=300.0)
 
