@@ -506,11 +506,8 @@ async def predict(request: Request) -> Response:
     try:
         body = await _read_body(request, request.app.state.max_body_bytes)
         customers, body_ref = _parse_customers(_decode_json(body))
+        # The query parameter, when given, wins over the body's model_name (documented in OpenAPI).
         query_ref = request.query_params.get("model_name")
-        if query_ref is not None and body_ref is not None and query_ref != body_ref:
-            raise ApiError(422, "model_name given twice with different values",
-                           [f"model_name: query {query_ref[:40]!r} differs from body {body_ref[:40]!r}"],
-                           ["model_name"])
         model = await state.resolve(query_ref if query_ref is not None else body_ref)
         response = _json(state.predict(model, customers))
     except ApiError as err:
@@ -632,7 +629,8 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
     model_param = {
         "name": "model_name", "in": "query", "required": False,
         "description": "Score with this registered version instead of the champion "
-                       "(`name/version`, `name@alias` or `name`).",
+                       "(`name/version`, `name@alias` or `name`). Takes precedence over a "
+                       "`model_name` in the body.",
         "schema": {"type": "string", "pattern": _MODEL_REF, "maxLength": 166},
     }
     return {

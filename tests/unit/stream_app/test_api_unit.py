@@ -95,11 +95,14 @@ def test_bad_bodies_are_422_with_fields(app, body, field):
     assert any(f == field or f.startswith(field + ".") for f in r.json()["fields"]) or field == "<body>"
 
 
-def test_model_name_bad_format_is_422_and_conflict_is_422(app, telco_docs):
+def test_model_name_bad_format_is_422_and_query_wins_over_body(app, telco_docs):
     r = _call(app, "POST", "/api/predict", params={"model_name": "bad name!"}, json=telco_docs[0])
     assert r.status_code == 422 and r.json()["fields"] == ["model_name"]
-    r = _call(app, "POST", "/api/predict", params={"model_name": "a/1"},
-              json={"customers": [telco_docs[0]], "model_name": "a/2"})
+    # A well-formed query model_name takes precedence: the body's malformed one is not even looked at.
+    r = _call(app, "POST", "/api/predict", params={"model_name": "bad name!"},
+              json={"customers": [telco_docs[0]], "model_name": "churn-classifier"})
+    assert r.status_code == 422 and r.json()["fields"] == ["model_name"]
+    r = _call(app, "POST", "/api/predict", json={"customers": [telco_docs[0]], "model_name": "bad name!"})
     assert r.status_code == 422 and r.json()["fields"] == ["model_name"]
 
 
