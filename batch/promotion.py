@@ -48,7 +48,7 @@ def register_version(tracker, name: str, run_id: str, local_path: str | Path, me
         tracker.get_registered_model(name)
     except MlflowException:
         tracker.create_registered_model(name)
-    tags = {"sha256": sha, metric: f"{metrics[metric]:.6f}", "artifact_path": ARTIFACT_PATH, "model": model}
+    tags = {"sha256": sha, metric: repr(float(metrics[metric])), "artifact_path": ARTIFACT_PATH, "model": model}
     mv = tracker.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id, tags=tags)
     artifact_uri = f"runs:/{run_id}/{ARTIFACT_PATH}"
     download_pipeline(tracker.tracking_uri, artifact_uri, sha)
@@ -66,7 +66,7 @@ def register_version(tracker, name: str, run_id: str, local_path: str | Path, me
 
 
 def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0) -> dict[str, Any]:
-    """Give ``candidate`` the ``champion`` alias if it beats the current one by ``margin``, else ``challenger``.
+    """Give ``candidate`` the ``champion`` alias if it beats the current one by more than ``margin``, else ``challenger``.
 
     The current champion's score is its registered tag ``metric`` (hold-out value
     from its own cycle, on the same fixed split).
@@ -81,7 +81,8 @@ def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0
     alias = "champion"
     if champ is not None and champ.version != candidate["model_version"]:
         champ_score = float(champ.tags.get(metric, "-inf"))
-        if candidate["metrics"][metric] < champ_score + margin:
+        # "Beats" is strict: an identical retrain keeps the champion in service.
+        if not candidate["metrics"][metric] > champ_score + margin:
             alias = "challenger"
     tracker.set_registered_model_alias(name, alias, candidate["model_version"])
     logger.info("promoted model=%s version=%s alias=%s %s=%.4f", name, candidate["model_version"], alias, metric,

@@ -26,7 +26,29 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-@click.group()
+#: Failures a user can act on: shown as one clear line instead of a traceback.
+_USER_ERRORS = {
+    "KafkaConnectionError", "KafkaTimeoutError", "NoBrokersAvailable", "CycleError", "DataQualityError",
+    "IngestError", "StackError", "ArtifactError", "ArtifactVerificationError", "MaxRetryError",
+    "ConnectionRefusedError", "ConnectionError", "MlflowException", "DemoError",
+}
+
+
+class _Group(click.Group):
+    """A click group that turns known operational errors into ``Error: ...`` and exit code 1."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a known operational error
+            if any(cls.__name__ in _USER_ERRORS for cls in type(exc).__mro__):
+                raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+
+@click.group(cls=_Group)
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 @click.pass_context
 def main(ctx: click.Context, log_level: str) -> None:

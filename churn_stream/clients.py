@@ -231,10 +231,15 @@ def consume_topic(settings: Settings, topic: str, *, from_beginning: bool = Fals
     """
     from aiokafka import AIOKafkaConsumer
 
+    async def make() -> AIOKafkaConsumer:
+        # aiokafka binds a consumer to the running loop: create it inside the loop.
+        consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest" if from_beginning else "latest")
+        await consumer.start()
+        return consumer
+
     loop = asyncio.new_event_loop()
-    consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest" if from_beginning else "latest")
-    loop.run_until_complete(consumer.start())
+    consumer = loop.run_until_complete(make())
     try:
         n = 0
         last = time.monotonic()

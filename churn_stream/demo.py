@@ -28,6 +28,18 @@ logger = logging.getLogger(__name__)
 TELCO_CSV = Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"
 
 
+class DemoError(RuntimeError):
+    """The demo cannot run as asked (a port taken, the worker not starting)."""
+
+
+def _port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
     """Start ``churn worker`` as a child process logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +62,7 @@ def wait_worker_ready(settings: Settings, proc: subprocess.Popen, timeout_s: flo
 
     Raises
     ------
-    RuntimeError
+    DemoError
         If the worker exits or is not ready within ``timeout_s``.
     """
     url = f"http://127.0.0.1:{settings.worker_web_port}/health"
@@ -58,7 +70,7 @@ def wait_worker_ready(settings: Settings, proc: subprocess.Popen, timeout_s: flo
     last: Any = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with code {proc.returncode}")
+            raise DemoError(f"worker exited with code {proc.returncode}; see its log")
         try:
             r = httpx.get(url, timeout=2.0)
             last = r.json()
@@ -67,7 +79,7 @@ def wait_worker_ready(settings: Settings, proc: subprocess.Popen, timeout_s: flo
         except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"worker not ready after {timeout_s:.0f} s (last health: {last})")
+    raise DemoError(f"worker not ready after {timeout_s:.0f} s (last health: {last})")
 
 
 def stop_worker(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
@@ -219,6 +231,10 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
         champion = champion_summary(settings)
 
     log_path = settings.data_dir / "logs" / "worker.log"
+    if _port_taken(settings.worker_web_port):
+        raise DemoError(
+            f"port {settings.worker_web_port} (the worker's health page) is already in use, probably by another "
+            "`churn worker`; stop it or set CHURN_WORKER_WEB_PORT to a free port")
     proc = start_worker(settings, log_path)
     try:
         health = wait_worker_ready(settings, proc)

@@ -307,6 +307,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",  # web_host is only the advertised name; web_bind is the listening address
         web_port=settings.worker_web_port,
         datadir=str(settings.data_dir / "faust"),
         store="memory://",
