@@ -177,3 +177,30 @@ def test_new_champion_is_hot_reloaded_and_names_its_version(stack_settings, cham
     produce_records(stack_settings, Topics.CUSTOMERS, records)
     scores = wait_for_count(stack_settings, Topics.SCORES, lambda r: r["value"]["event_id"] in ids, 50)
     assert {s["value"]["model_version"] for s in scores} == {new_version}
+
+
+def test_churn_consume_prints_json_lines(stack_settings, worker, telco_csv):
+    from click.testing import CliRunner
+
+    from churn_stream.cli import main
+    from churn_stream.clients import csv_to_customer_events, produce_records
+
+    records = csv_to_customer_events(telco_csv, limit=5)
+    produce_records(stack_settings, Topics.CUSTOMERS, records)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": stack_settings.kafka_bootstrap_servers}
+    result = CliRunner().invoke(main, ["consume", Topics.CUSTOMERS, "--from-beginning", "--limit", "3"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = [orjson.loads(line) for line in result.output.strip().splitlines()]
+    assert len(lines) == 3
+    assert all(rec["topic"] == Topics.CUSTOMERS and "customer_id" in rec["value"] for rec in lines)
+
+
+def test_cli_reports_unreachable_broker_in_one_line(telco_csv):
+    from click.testing import CliRunner
+
+    from churn_stream.cli import main
+
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = CliRunner().invoke(main, ["produce", str(telco_csv), "--limit", "1"], env=env)
+    assert result.exit_code == 1
+    assert "KafkaConnectionError" in result.output and "Traceback" not in result.output
