@@ -416,7 +416,7 @@ async def _input_duplicates(settings: Settings, topic: str) -> int:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for msgs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
                 for m in msgs:
                     try:
@@ -517,7 +517,7 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
         result.detail = dict(outcome.get("detail", {}))
         input_dups = asyncio.run(_input_duplicates(run.settings, run.topics.customers))
         result.detail.update(producer_send_failures=producer.send_failures, malformed=want_dlq,
-                             input_duplicates=input_dups, worker_duplicates=result.duplicates - input_dups,
+                             input_duplicates=input_dups, scoring_duplicates=result.duplicates - input_dups,
                              unscored_sample=sorted(want - counts.keys())[:5],
                              elapsed_s=round(time.monotonic() - t_start, 1))
         if producer.last_error:
