@@ -127,6 +127,16 @@ def _thin(*arrays: np.ndarray, max_points: int) -> list[np.ndarray]:
     return [a[keep] for a in arrays]
 
 
+def _cumulative_counts(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives when cutting at each distinct score (descending), and those scores."""
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    ss, ys = s[order], y[order]
+    last = np.r_[ss[1:] != ss[:-1], True]
+    return np.cumsum(ys)[last], np.cumsum(~ys)[last], ss[last]
+
+
 def roc_curve(y_true: np.ndarray, score: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
     """ROC points (false/true positive rates at every distinct score), thinned to ``max_points``.
 
@@ -134,30 +144,20 @@ def roc_curve(y_true: np.ndarray, score: np.ndarray, max_points: int = 200) -> d
     -------
     dict with ``fpr``, ``tpr``, ``thresholds`` lists (descending thresholds).
     """
-    y = np.asarray(y_true).astype(bool)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    ss, ys = s[order], y[order]
-    last = np.r_[ss[1:] != ss[:-1], True]
-    tps, fps = np.cumsum(ys)[last], np.cumsum(~ys)[last]
+    tps, fps, cuts = _cumulative_counts(y_true, score)
     fpr = np.r_[0.0, fps / max(fps[-1], 1)]
     tpr = np.r_[0.0, tps / max(tps[-1], 1)]
-    thr = np.r_[np.inf, ss[last]]
+    thr = np.r_[np.inf, cuts]
     fpr, tpr, thr = _thin(fpr, tpr, thr, max_points=max_points)
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": [float(t) for t in thr]}
 
 
 def pr_curve(y_true: np.ndarray, score: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:
     """Precision-recall points at every distinct score, thinned to ``max_points``."""
-    y = np.asarray(y_true).astype(bool)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    ss, ys = s[order], y[order]
-    last = np.r_[ss[1:] != ss[:-1], True]
-    tps, fps = np.cumsum(ys)[last], np.cumsum(~ys)[last]
+    tps, fps, cuts = _cumulative_counts(y_true, score)
     precision = tps / np.maximum(tps + fps, 1)
-    recall = tps / max(int(y.sum()), 1)
-    precision, recall, thr = _thin(precision, recall, ss[last], max_points=max_points)
+    recall = tps / max(int(tps[-1]), 1)
+    precision, recall, thr = _thin(precision, recall, cuts, max_points=max_points)
     return {"precision": precision.tolist(), "recall": recall.tolist(), "thresholds": thr.tolist()}
 
 
