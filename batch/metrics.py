@@ -88,16 +88,8 @@ def best_f1_threshold(y_true: np.ndarray, proba: np.ndarray) -> tuple[float, flo
     threshold : float
     f1 : float
     """
-    y = np.asarray(y_true).astype(bool)
-    p = np.asarray(proba, dtype=np.float64)
-    order = np.argsort(-p, kind="mergesort")
-    ps, ys = p[order], y[order]
-    tp = np.cumsum(ys)
-    fp = np.cumsum(~ys)
-    # Only the last index of each run of equal scores is a valid cut.
-    last = np.r_[ps[1:] != ps[:-1], True]
-    tp, fp, cuts = tp[last], fp[last], ps[last]
-    n_pos = y.sum()
+    tp, fp, cuts = _cumulative_counts(y_true, proba)
+    n_pos = tp[-1]
     f1 = 2 * tp / (tp + fp + n_pos)
     i = int(np.argmax(f1))
     return float(cuts[i]), float(f1[i])
