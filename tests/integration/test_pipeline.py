@@ -204,3 +204,60 @@ def test_cli_reports_unreachable_broker_in_one_line(telco_csv):
     result = CliRunner().invoke(main, ["produce", str(telco_csv), "--limit", "1"], env=env)
     assert result.exit_code == 1
     assert "KafkaConnectionError" in result.output and "Traceback" not in result.output
+
+
+def test_new_champion_under_load_scores_within_2s_and_nothing_is_lost(stack_settings, champion, worker, telco_csv):
+    """Events flow at ~2,000/s while a cycle promotes and announces a new champion."""
+    import threading
+    from datetime import datetime
+
+    from batch.cycle import run_cycle
+    from churn_stream.clients import csv_to_customer_events, make_storage, make_tracker, produce_records
+    from schemas.events import new_event_id
+
+    base = [(k, orjson.loads(v)) for k, v in csv_to_customer_events(telco_csv, limit=1000)]
+    produced_ids: set[str] = set()
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.is_set():
+            chunk = [(k, orjson.dumps({**doc, "event_id": new_event_id()})) for k, doc in base]
+            produce_records(stack_settings, Topics.CUSTOMERS, chunk, rate=2000)
+            produced_ids.update(orjson.loads(v)["event_id"] for _, v in chunk)
+
+    before = _health(stack_settings)["model_version"]
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        time.sleep(2)
+        cycle = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), margin=-1.0,
+                          only=FAST_ZOO)
+        new_version = cycle.registered["model_version"]
+        assert cycle.announced and new_version != before
+        time.sleep(4)  # keep the load on after the swap
+    finally:
+        stop.set()
+        producer.join(60)
+
+    announcements = wait_for_count(
+        stack_settings, Topics.MODEL_UPDATED,
+        lambda r: r["value"]["model_name"] == "churn-classifier" and r["value"]["model_version"] == new_version, 1)
+    announced_at = datetime.fromisoformat(announcements[0]["value"]["event_time"])
+    seen: set[str] = set()
+
+    def first_score(rec: dict) -> bool:
+        eid = rec["value"]["event_id"]
+        if eid in produced_ids and eid not in seen:
+            seen.add(eid)
+            return True
+        return False
+
+    scores = wait_for_count(stack_settings, Topics.SCORES, first_score, len(produced_ids), timeout_s=180)
+    assert seen == produced_ids  # nothing lost under the swap
+    versions = {s["value"]["model_version"] for s in scores}
+    assert versions <= {before, new_version} and new_version in versions  # never a half-loaded model
+    first_new = min(datetime.fromisoformat(s["value"]["scored_at"]) for s in scores
+                    if s["value"]["model_version"] == new_version)
+    swap_s = (first_new - announced_at).total_seconds()
+    print(f"events={len(produced_ids)} versions={sorted(versions)} announcement->first new score {swap_s:.3f} s")
+    assert swap_s <= 2.0
