@@ -16,7 +16,13 @@ import numpy as np
 
 from scratch_models import _histogram as H
 from scratch_models.base import BaseModel, ClassifierMixin, RegressorMixin
-from scratch_models.tree import _check_tree_params, _criterion, _importances, _TreeStateMixin
+from scratch_models.tree import (
+    _check_tree_params,
+    _classification_inputs,
+    _criterion,
+    _importances,
+    _TreeStateMixin,
+)
 from scratch_models.validation import check_X_y
 
 
@@ -186,12 +192,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         ValueError
             On bad shapes, non-finite values, a single class or invalid hyperparameters.
         """
-        if self.criterion not in ("gini", "entropy", "log_loss"):
-            raise ValueError(f"criterion: expected 'gini' or 'entropy', got {self.criterion!r}")
-        X, y = check_X_y(X, y)
-        y_idx = self._encode_y(y)
-        onehot = np.zeros((X.shape[0], self.classes_.shape[0]))
-        onehot[np.arange(X.shape[0]), y_idx] = 1.0
+        X, y_idx, onehot = _classification_inputs(self, X, y)
         oob_sum = self._grow_forest(X, onehot)
         if self.oob_score:
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -54,6 +54,26 @@ def _check_tree_params(model: Any) -> None:
         raise ValueError(f"min_impurity_decrease: expected >= 0, got {model.min_impurity_decrease!r}")
 
 
+def _classification_inputs(model: Any, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a classifier's criterion and data; set ``classes_``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), float64
+    y_idx : ndarray of shape (n_samples,), int
+        Index of each row's class in ``model.classes_``.
+    indicator : ndarray of shape (n_samples, n_classes), float64
+        One-hot class indicators: the per-row class statistics trees accumulate.
+    """
+    if model.criterion not in ("gini", "entropy", "log_loss"):
+        raise ValueError(f"criterion: expected 'gini' or 'entropy', got {model.criterion!r}")
+    X, y = check_X_y(X, y)
+    y_idx = model._encode_y(y)
+    indicator = np.zeros((X.shape[0], model.classes_.shape[0]))
+    indicator[np.arange(X.shape[0]), y_idx] = 1.0
+    return X, y_idx, indicator
+
+
 def _criterion(name: str) -> H.Criterion:
     if name == "gini":
         return H.gini_criterion()
@@ -224,12 +244,7 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
         ValueError
             On bad shapes, non-finite values, a single class or invalid hyperparameters.
         """
-        if self.criterion not in ("gini", "entropy", "log_loss"):
-            raise ValueError(f"criterion: expected 'gini' or 'entropy', got {self.criterion!r}")
-        X, y = check_X_y(X, y)
-        y_idx = self._encode_y(y)
-        stats = np.zeros((X.shape[0], self.classes_.shape[0]))
-        stats[np.arange(X.shape[0]), y_idx] = 1.0
+        X, _, stats = _classification_inputs(self, X, y)
         self._fit_stats(X, stats, sample_weight)
         return self
 
