@@ -320,6 +320,24 @@ def bench_api(settings: Settings, json_path: Path | None) -> None:
     run_bench_api(settings, json_path=json_path)
 
 
+@bench.command("dashboard")
+@click.option("--duration", "duration_s", type=float, default=3600.0, show_default=True, help="Seconds.")
+@click.option("--rate", type=float, default=2000.0, show_default=True, help="Score records per second.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_path: Path | None) -> None:
+    """Soak the dashboard: scores produced at --rate; its memory, callback durations vs refresh
+    intervals and live counts; exit 1 if memory grew, a callback overran its interval or the page stalled."""
+    from churn_stream.bench_dashboard import run_bench_dashboard
+
+    try:
+        result = run_bench_dashboard(settings, duration_s=duration_s, rate=rate, json_path=json_path)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    if not result["passed"]:
+        sys.exit(1)
+
+
 @bench.command("faults")
 @click.option("--events", type=int, default=10_000, show_default=True, help="Records per scenario.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
