@@ -31,6 +31,8 @@ _EDGE_SAMPLE = 200_000
 _SMALL_BUILD = 1 << 18
 #: Histogram cells (nodes x features x bins x stats) per node chunk.
 _HIST_CELLS = 1 << 24
+#: Histogram cells per block of nodes whose splits are evaluated together (~1 MB: stays in cache).
+_EVAL_CELLS = 1 << 17
 #: Ensembles up to this depth predict through the complete-tree form.
 _COMPLETE_MAX_DEPTH = 6
 #: Cells (splits x rows) of the split table of one deep-traversal row chunk.
@@ -241,6 +243,8 @@ def _build_hist(
     width: int,
     n_bins: np.ndarray,
     usable: np.ndarray,
+    labels: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Histogram of ``stats`` over (node, packed bin), built feature by feature.
 
@@ -248,23 +252,35 @@ def _build_hist(
     every node shares its candidate features, else (n_nodes, k); candidate ``j``'s
     bins start at ``col_off[j]`` within a node's ``width`` cells. Features not
     ``usable`` (column subsampling) are left empty. Returns ndarray of shape
-    (n_nodes, width, n_stats), float64.
+    (n_nodes, width, n_stats), float64. With ``labels`` and ``weights`` (n_samples,)
+    the statistics must be ``weights * one_hot(labels)`` (classification trees).
     """
     S = stats.shape[1]
-    out = np.zeros((n_nodes, width, S))
-    st = [np.ascontiguousarray(stats[rows, s_]) for s_ in range(S)]
     ln = local.astype(np.intp)
     if per_node:
-        B = int(width // feats.shape[1])
-        flat = out.reshape(n_nodes * width, S)
-        node_base = ln * width
-        fr = feats[ln]                                          # (r, k)
-        for j in range(feats.shape[1]):
-            key = codes[fr[:, j], rows].astype(np.intp)
-            key += node_base + j * B
-            for s_ in range(S):
-                flat[:, s_] += np.bincount(key, weights=st[s_], minlength=n_nodes * width)
+        # One gather of every (row, candidate) code and one key per pair: a bincount
+        # per statistic (per class label with one-hot statistics) instead of one per
+        # (candidate, statistic), whose node x width outputs dominate at deep levels.
+        k = feats.shape[1]
+        B = int(width // k)
+        key = codes[feats[ln], rows[:, None]].astype(np.intp)  # (r, k)
+        key += (ln * width)[:, None]
+        key += (np.arange(k, dtype=np.intp) * B)[None, :]
+        key = key.ravel()
+        if labels is not None:
+            # Statistics are weight x one-hot(label): the label is the fastest key axis,
+            # so one weighted bincount fills the (node, cell, class) histogram directly.
+            key *= S
+            key += np.repeat(labels[rows], k)
+            h = np.bincount(key, weights=np.repeat(weights[rows], k), minlength=n_nodes * width * S)
+            return h.reshape(n_nodes, width, S)
+        out = np.empty((n_nodes, width, S))
+        for s_ in range(S):
+            out[:, :, s_] = np.bincount(key, weights=np.repeat(stats[rows, s_], k),
+                                        minlength=n_nodes * width).reshape(n_nodes, width)
         return out
+    out = np.zeros((n_nodes, width, S))
+    st = [np.ascontiguousarray(stats[rows, s_]) for s_ in range(S)]
     if rows.shape[0] * feats.shape[0] <= _SMALL_BUILD:
         # Few rows: one bincount over all (feature, row) pairs beats a per-feature loop.
         use = np.flatnonzero(usable[feats])
@@ -361,6 +377,47 @@ def _best_splits_sparse(
     return best_gain, f_best, b_best, Lbest
 
 
+def _best_splits_dense(
+    hist: np.ndarray,
+    P: np.ndarray,
+    feats: np.ndarray,
+    per_node: bool,
+    seg_start: np.ndarray,
+    pos_j: np.ndarray,
+    pos_b: np.ndarray,
+    n_bins: np.ndarray,
+    shared_valid: np.ndarray | None,
+    criterion: Criterion,
+    min_leaf: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Best split of every node of a dense histogram block ``hist`` (m, width, n_stats).
+
+    Cell ``c`` of a node belongs to candidate ``pos_j[c]``, bin ``pos_b[c]``; a split
+    at cell ``c`` sends bins ``<= pos_b[c]`` left. Returns ``gain (m,)`` (-inf when no
+    valid split), ``feature (m,)``, ``bin (m,)`` and left statistics ``(m, n_stats)``.
+    """
+    m = hist.shape[0]
+    C = np.cumsum(hist, axis=1)                             # (m, width, S)
+    # Left sums: cumulative sum restarted at each feature's first cell.
+    before = np.concatenate([np.zeros((m, 1, C.shape[2])), C], axis=1)[:, seg_start]
+    Lcum = C - before
+    Rcum = P[:, None, :] - Lcum
+    g = criterion.gain(Lcum, Rcum, P[:, None, :])          # (m, width)
+    wL, wR = criterion.weight(Lcum), criterion.weight(Rcum)
+    # The 1e-12 guard keeps float round-off from making an empty child look non-empty.
+    valid = (wL >= min_leaf) & (wR >= min_leaf) & (wL > 1e-12) & (wR > 1e-12)
+    if per_node:
+        valid &= pos_b[None, :] < (n_bins[feats] - 1)[:, pos_j]
+    else:
+        valid &= shared_valid[None, :]
+    g = np.where(valid, g, -np.inf)
+    best = np.argmax(g, axis=1)
+    best_gain = g[np.arange(m), best]
+    j_best, b_best = pos_j[best], pos_b[best]
+    f_best = feats[np.arange(m), j_best] if per_node else feats[j_best]
+    return best_gain, f_best, b_best, Lcum[np.arange(m), best]
+
+
 def grow_tree(
     codes: np.ndarray,
     n_bins: np.ndarray,
@@ -375,6 +432,8 @@ def grow_tree(
     max_features: int | None = None,
     features: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
+    labels: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> GrownTree:
     """Grow one tree level by level on binned data.
 
@@ -404,6 +463,9 @@ def grow_tree(
         Features this tree may use (column subsampling); None means all.
     rng : numpy.random.Generator or None
         Needed when ``max_features`` is set.
+    labels, weights : ndarray of shape (n_samples,), intp and float64, optional
+        Only for classification statistics ``stats = weights[:, None] * one_hot(labels)``:
+        per-node histograms are then one weighted bincount (same sums, fewer passes).
 
     Returns
     -------
@@ -485,37 +547,42 @@ def grow_tree(
             )
             hist = None
         else:
-            if hist is None:
-                hist = np.empty((m, width, stats.shape[1]))
+            S_ = stats.shape[1]
+            if hist is None and not per_node:
+                hist = np.empty((m, width, S_))
                 # Chunk nodes so a level of a deep tree never allocates a huge histogram.
-                node_step = max(1, _HIST_CELLS // (width * stats.shape[1]))
+                node_step = max(1, _HIST_CELLS // (width * S_))
                 bounds = np.searchsorted(local, np.arange(0, m + node_step, node_step))
                 for c, n0 in enumerate(range(0, m, node_step)):
                     n1 = min(m, n0 + node_step)
                     a, b = bounds[c], bounds[c + 1]
                     hist[n0:n1] = _build_hist(
                         codes, stats, rows[a:b], local[a:b] - n0, n1 - n0,
-                        feats[n0:n1] if per_node else feats, per_node, col_off, width, n_bins, usable,
+                        feats, per_node, col_off, width, n_bins, usable,
                     )
-            C = np.cumsum(hist, axis=1)                             # (m, width, S)
-            # Left sums: cumulative sum restarted at each feature's first cell.
-            before = np.concatenate([np.zeros((m, 1, C.shape[2])), C], axis=1)[:, seg_start]
-            Lcum = C - before
-            Rcum = P[:, None, :] - Lcum
-            g = criterion.gain(Lcum, Rcum, P[:, None, :])          # (m, width)
-            wL, wR = criterion.weight(Lcum), criterion.weight(Rcum)
-            # The 1e-12 guard keeps float round-off from making an empty child look non-empty.
-            valid = (wL >= min_samples_leaf) & (wR >= min_samples_leaf) & (wL > 1e-12) & (wR > 1e-12)
-            if per_node:
-                valid &= pos_b[None, :] < (n_bins[feats] - 1)[:, pos_j]
-            else:
-                valid &= shared_valid[None, :]
-            g = np.where(valid, g, -np.inf)
-            best = np.argmax(g, axis=1)
-            best_gain = g[np.arange(m), best]
-            j_best, b_best = pos_j[best], pos_b[best]
-            f_best = feats[np.arange(m), j_best] if per_node else feats[j_best]
-            Lbest = Lcum[np.arange(m), best]
+            # Evaluate splits a cache-sized block of nodes at a time. Per-node candidates
+            # (forests) are never reused by subtraction, so their block is also built
+            # right here instead of scattering a level-sized histogram out of cache.
+            step = max(1, _EVAL_CELLS // (width * S_))
+            bounds = np.searchsorted(local, np.arange(0, m + step, step)) if per_node else None
+            best_gain = np.empty(m)
+            f_best = np.empty(m, dtype=np.int64)
+            b_best = np.empty(m, dtype=np.int64)
+            Lbest = np.empty((m, S_))
+            for c, n0 in enumerate(range(0, m, step)):
+                n1 = min(m, n0 + step)
+                if per_node:
+                    a, b = bounds[c], bounds[c + 1]
+                    h = _build_hist(
+                        codes, stats, rows[a:b], local[a:b] - n0, n1 - n0, feats[n0:n1], True,
+                        col_off, width, n_bins, usable, labels, weights,
+                    )
+                else:
+                    h = hist[n0:n1]
+                (best_gain[n0:n1], f_best[n0:n1], b_best[n0:n1], Lbest[n0:n1]) = _best_splits_dense(
+                    h, P[n0:n1], feats[n0:n1] if per_node else feats, per_node, seg_start, pos_j, pos_b,
+                    n_bins, None if per_node else shared_valid, criterion, min_samples_leaf,
+                )
         split = can & np.isfinite(best_gain) & (best_gain > min_gain)
         if not split.any():
             break
@@ -546,7 +613,8 @@ def grow_tree(
         rows, local, row_new = rows[keep], local[keep], row_new[keep]
         go_right = codes[f_best[local], rows] > b_best[local]
         local = row_new + go_right
-        order = np.argsort(local, kind="stable")
+        # Stable sort by child: a radix sort on 16-bit keys while the level is narrow enough.
+        order = np.argsort(local.astype(np.uint16) if 2 * n_split <= 0xFFFF else local, kind="stable")
         rows, local = rows[order], local[order]
 
         # Children histograms: build the smaller child, subtract from the parent.

@@ -199,8 +199,8 @@ class RandomForestPCAClassifier(_PCAComposite):
     Parameters
     ----------
     n_components : int, float or None, default 0.95
-    n_estimators, max_features, max_depth, min_samples_leaf, bootstrap
-        As in ``RandomForestClassifier`` (defaults 100, "sqrt", None, 5, True). Leaves of
+    n_estimators, max_features, max_depth, min_samples_leaf, bootstrap, max_samples, n_jobs
+        As in ``RandomForestClassifier`` (defaults 100, "sqrt", None, 5, True, None, None). Leaves of
         at least 5 rows, not 1: on Telco's PCA scores the hold-out AUC rises from
         0.811 to 0.828 and the trees are smaller to score.
     random_state : int or None, default None
@@ -226,6 +226,8 @@ class RandomForestPCAClassifier(_PCAComposite):
         max_depth: int | None = None,
         min_samples_leaf: int = 5,
         bootstrap: bool = True,
+        max_samples: int | float | None = None,
+        n_jobs: int | None = None,
         random_state: int | None = None,
     ) -> None:
         self.n_components = n_components
@@ -234,6 +236,8 @@ class RandomForestPCAClassifier(_PCAComposite):
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
         self.bootstrap = bootstrap
+        self.max_samples = max_samples
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _estimator_spec(self) -> tuple[str, dict[str, Any]]:
@@ -243,4 +247,6 @@ class RandomForestPCAClassifier(_PCAComposite):
             "max_depth": self.max_depth,
             "min_samples_leaf": self.min_samples_leaf,
             "bootstrap": self.bootstrap,
+            "max_samples": self.max_samples,
+            "n_jobs": self.n_jobs,
         }

@@ -10,6 +10,8 @@ integer row weights, so no row is copied.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -41,17 +43,28 @@ class _BaseForest(_TreeStateMixin, BaseModel):
             return max(1, int(round(ms * n)))
         raise ValueError(f"max_samples: expected an int, a fraction in (0, 1] or None, got {ms!r}")
 
-    def _grow_forest(self, X: np.ndarray, stats0: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _n_threads(self) -> int:
+        nj = self.n_jobs
+        if nj is None:
+            return 1
+        if isinstance(nj, bool) or not isinstance(nj, (int, np.integer)) or nj == 0 or nj < -1:
+            raise ValueError(f"n_jobs: expected None, -1 or an int >= 1, got {nj!r}")
+        return (os.cpu_count() or 1) if nj == -1 else int(nj)
+
+    def _grow_forest(self, X: np.ndarray, stats0: np.ndarray,
+                     labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """Grow ``trees_`` from per-row statistics ``stats0`` (one-hot classes or ``(1, y)``).
 
-        Returns the out-of-bag sums of tree outputs and OOB counts per row when
-        ``oob_score`` is set, else None.
+        ``labels`` (class index per row) marks one-hot statistics, whose histograms
+        are then one weighted bincount. Returns the out-of-bag sums of tree outputs
+        and OOB counts per row when ``oob_score`` is set, else None.
         """
         if not isinstance(self.n_estimators, (int, np.integer)) or self.n_estimators < 1:
             raise ValueError(f"n_estimators: expected an int >= 1, got {self.n_estimators!r}")
         if self.oob_score and not self.bootstrap:
             raise ValueError("oob_score=True needs bootstrap=True")
         _check_tree_params(self)
+        n_threads = self._n_threads()
         crit = _criterion(self.criterion)
         n, d = X.shape
         k = H.resolve_max_features(self.max_features, d)
@@ -60,11 +73,12 @@ class _BaseForest(_TreeStateMixin, BaseModel):
         rng = np.random.default_rng(self.random_state)
         mapper = H.BinMapper(self.max_bins, rng).fit(X)
         codes = mapper.transform(X)
-        # One independent generator per tree, all derived from random_state.
+        # One independent generator per tree, all derived from random_state: the
+        # forest is the same whatever the number of threads or their scheduling.
         seeds = rng.integers(0, 2**63 - 1, size=self.n_estimators)
-        trees: list[H.GrownTree] = []
-        oob_sum = oob_n = None
-        for seed in seeds:
+        labels = None if labels is None else np.asarray(labels, dtype=np.intp)
+
+        def grow(seed: np.integer) -> tuple[H.GrownTree, np.ndarray | None]:
             tree_rng = np.random.default_rng(seed)
             if self.bootstrap:
                 # Bootstrap counts as row weights: rows drawn twice weigh 2, undrawn rows 0.
@@ -72,6 +86,7 @@ class _BaseForest(_TreeStateMixin, BaseModel):
                 rows = np.flatnonzero(w)
                 stats = stats0 * w[:, None]
             else:
+                w = np.ones(n)
                 rows = np.arange(n)
                 stats = stats0
             min_gain = self.min_impurity_decrease * float(crit.weight(stats[rows].sum(axis=0)))
@@ -83,13 +98,24 @@ class _BaseForest(_TreeStateMixin, BaseModel):
                 min_gain=min_gain,
                 max_features=k,
                 rng=tree_rng,
+                labels=labels,
+                weights=None if labels is None else w,
             )
-            trees.append(tree)
-            if self.oob_score:
-                if oob_sum is None:
-                    oob_sum = np.zeros((n, tree.value.shape[1]))
-                    oob_n = np.zeros(n)
-                oob = np.flatnonzero(w == 0)
+            oob = np.flatnonzero(w == 0) if self.oob_score else None
+            return tree, oob
+
+        if n_threads > 1 and self.n_estimators > 1:
+            # numpy releases the GIL in the gathers, bincounts and sorts that grow a tree.
+            with ThreadPoolExecutor(min(n_threads, self.n_estimators)) as pool:
+                grown = list(pool.map(grow, seeds))
+        else:
+            grown = [grow(seed) for seed in seeds]
+        trees = [t for t, _ in grown]
+        oob_sum = oob_n = None
+        if self.oob_score:
+            oob_sum = np.zeros((n, trees[0].value.shape[1]))
+            oob_n = np.zeros(n)
+            for tree, oob in grown:
                 oob_sum[oob] += tree.value[H.apply_binned(tree, codes[:, oob])]
                 oob_n[oob] += 1
         self.trees_ = H.TreeArrays.from_grown(trees, mapper.edges)
@@ -123,6 +149,9 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         ``oob_decision_function_`` and ``oob_score_`` (accuracy). Needs ``bootstrap``.
     max_bins : int, default 255
         Quantile bins per feature.
+    n_jobs : int or None, default None
+        Threads growing trees at once (None: 1, -1: all cores). Each tree has its own
+        seeded generator, so the forest does not depend on ``n_jobs``.
     random_state : int or None, default None
         Seed of ``np.random.default_rng``; each tree gets its own generator seeded
         from it, so the forest is reproducible.
@@ -159,6 +188,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         max_samples: int | float | None = None,
         oob_score: bool = False,
         max_bins: int = 255,
+        n_jobs: int | None = None,
         random_state: int | None = None,
     ) -> None:
         self.n_estimators = n_estimators
@@ -172,6 +202,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         self.max_samples = max_samples
         self.oob_score = oob_score
         self.max_bins = max_bins
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any) -> "RandomForestClassifier":
@@ -193,7 +224,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
             On bad shapes, non-finite values, a single class or invalid hyperparameters.
         """
         X, y_idx, onehot = _classification_inputs(self, X, y)
-        oob_sum = self._grow_forest(X, onehot)
+        oob_sum = self._grow_forest(X, onehot, y_idx)
         if self.oob_score:
             with np.errstate(invalid="ignore", divide="ignore"):
                 dec = oob_sum[0] / oob_sum[1][:, None]
@@ -265,6 +296,8 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
     oob_score : bool, default False
         Sets ``oob_prediction_`` and ``oob_score_`` (R^2 over rows with an OOB prediction).
     max_bins : int, default 255
+    n_jobs : int or None, default None
+        Threads growing trees at once (None: 1, -1: all cores).
     random_state : int or None, default None
 
     Attributes
@@ -295,6 +328,7 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
         max_samples: int | float | None = None,
         oob_score: bool = False,
         max_bins: int = 255,
+        n_jobs: int | None = None,
         random_state: int | None = None,
     ) -> None:
         self.n_estimators = n_estimators
@@ -308,6 +342,7 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
         self.max_samples = max_samples
         self.oob_score = oob_score
         self.max_bins = max_bins
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any) -> "RandomForestRegressor":

@@ -56,6 +56,40 @@ def test_seeded_reproducibility():
     np.testing.assert_array_equal(r1, r2)
 
 
+def test_threads_grow_the_same_forest():
+    """Every tree has its own seeded generator: n_jobs changes the speed, never the forest."""
+    X, y, t = synthetic(n=3000)
+    one = RandomForestClassifier(n_estimators=8, max_depth=6, max_samples=0.5, random_state=3, n_jobs=1).fit(X, y)
+    two = RandomForestClassifier(n_estimators=8, max_depth=6, max_samples=0.5, random_state=3, n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(one.trees_.threshold, two.trees_.threshold)
+    np.testing.assert_array_equal(one.predict_proba(X), two.predict_proba(X))
+    r1 = RandomForestRegressor(n_estimators=4, max_depth=5, random_state=3).fit(X, t).predict(X)
+    r2 = RandomForestRegressor(n_estimators=4, max_depth=5, random_state=3, n_jobs=-1).fit(X, t).predict(X)
+    np.testing.assert_array_equal(r1, r2)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="n_jobs"):
+            RandomForestClassifier(n_estimators=2, n_jobs=bad).fit(X, y)
+
+
+def test_label_histograms_equal_statistic_histograms():
+    """The one-bincount class-label path sums exactly what the per-statistic path sums."""
+    from scratch_models import _histogram as H
+
+    X, y, _ = synthetic(n=5000)
+    rng = np.random.default_rng(0)
+    mapper = H.BinMapper(255, rng).fit(X)
+    codes = mapper.transform(X)
+    w = np.bincount(rng.integers(0, len(y), size=len(y)), minlength=len(y)).astype(float)
+    stats = np.eye(2)[y] * w[:, None]
+    rows = np.flatnonzero(w)
+    kw = dict(max_depth=8, min_samples_leaf=3, max_features=3)
+    a = H.grow_tree(codes, mapper.n_bins, stats, rows, H.gini_criterion(), rng=np.random.default_rng(1), **kw)
+    b = H.grow_tree(codes, mapper.n_bins, stats, rows, H.gini_criterion(), rng=np.random.default_rng(1),
+                    labels=y, weights=w, **kw)
+    for field in ("feature", "bin", "left", "value", "gain"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
 def test_oob_matches_sklearn_estimate():
     from sklearn.ensemble import RandomForestClassifier as SkForest
 
