@@ -299,6 +299,34 @@ def bench_models(dataset: str, json_path: Path | None) -> None:
     run_bench_models(dataset=dataset, json_path=json_path)
 
 
+@bench.command("fit")
+@click.option("--rows", type=click.IntRange(min=100), default=1_000_000, show_default=True)
+@click.option("--features", type=click.IntRange(min=8), default=80, show_default=True)
+@click.option("--model", "models", multiple=True,
+              type=click.Choice(["gradient_boosting", "random_forest", "random_forest_pca"]),
+              help="Repeatable; default all three.")
+@click.option("--reference-rows", type=click.IntRange(min=100), default=100_000, show_default=True,
+              help="Rows the scikit-learn forest references are fitted on (xgboost gets --rows).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows: int,
+              json_path: Path | None) -> None:
+    """Boosting and forests at scale: fit s, CPU s, peak RSS beside the target and a reference."""
+    from churn_stream.bench_models import SCALE_MODELS, run_bench_fit
+
+    run_bench_fit(rows, features, models or SCALE_MODELS, reference_rows, json_path)
+
+
+@bench.command("gbm-cv")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_gbm_cv(json_path: Path | None) -> None:
+    """Cross-validate the zoo's gradient-boosting hyperparameters on Telco's training part only."""
+    from churn_stream.bench_models import select_gbm_params
+
+    rows = select_gbm_params()
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
 @bench.command("stream")
 @click.option("--events", type=int, default=200_000, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
