@@ -387,3 +387,26 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url):
     assert not failures, "\n\n".join(failures)
     assert calls >= 100  # at least the predict operation's 50 valid + 50 invalid requests
     assert elapsed < 120
+
+
+def test_bench_api_runs_open_loop_at_the_target_rate_beside_the_sklearn_reference(stack_settings, champion,
+                                                                                   tmp_path):
+    """``churn bench api`` end to end (short): every request answered, the schedule kept, figures consistent."""
+    import json
+
+    from churn_stream.bench_api import run_bench_api
+
+    out = tmp_path / "bench-api.json"
+    result = run_bench_api(stack_settings, json_path=out, rate=200, duration_s=3)
+
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["requests"] == 600 and result["ok_200"] == 600 and result["statuses"] == {"200": 600}
+    assert result["rps"] == pytest.approx(200, rel=0.1)
+    # Latency from the due time includes the wait for the send, so it is never below latency from the send.
+    assert result["p50_ms"] >= result["service_p50_ms"] > 0
+    assert result["p99_ms"] >= result["p50_ms"]
+    assert result["client_send_lag_p50_ms"] >= 0
+    assert result["server_side_p50_ms"] > 0 and result["server_cpu_ms_per_request"] > 0
+    assert result["sklearn_predict_proba_ms"] > 0 and 0 < result["sklearn_probability"] < 1
+    assert result["model_name"] == "churn-classifier"
+    assert result["p50_target_met"] == (result["p50_ms"] < 2.0)
