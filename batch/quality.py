@@ -279,7 +279,7 @@ def check_completeness(frame: pd.DataFrame, config: QualityConfig) -> CheckResul
     for name in frame.columns:
         col = frame[name]
         missing = col.isna()
-        if col.dtype == object:
+        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
             missing |= col.astype(str).str.strip().eq("")
         shares[name] = float(missing.mean()) if len(col) else 1.0
     bad = {k: v for k, v in shares.items() if v > config.max_null_share}
