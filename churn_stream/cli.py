@@ -339,13 +339,16 @@ def bench_stream(settings: Settings, events: int, json_path: Path | None) -> Non
 
 
 @bench.command("api")
+@click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True, help="Requests per second.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="Seconds of the measured run.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_obj
-def bench_api(settings: Settings, json_path: Path | None) -> None:
+def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Path | None) -> None:
     """Single-customer prediction latency at a fixed request rate, beside a scikit-learn Pipeline call."""
     from churn_stream.bench_api import run_bench_api
 
-    run_bench_api(settings, json_path=json_path)
+    run_bench_api(settings, json_path=json_path, rate=rate, duration_s=duration_s)
 
 
 @bench.command("dashboard")
