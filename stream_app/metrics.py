@@ -129,6 +129,15 @@ class WorkerMetrics:
         self.shadow_mean_score = Gauge("churn_shadow_mean_score", "Mean churn probability of the last batch, by role.",
                                        ["model_name", "model_version", "role"], registry=r)
         self.shadow_events = Counter("churn_shadow_events", "Events scored in shadow.", ["model_name"], registry=r)
+        self.alerts_suppressed = Counter(
+            "churn_alerts_suppressed", "Alerts not emitted because their event was alerted on already "
+            "(re-scored after a crash, or a re-sent event).", registry=r)
+        self.alert_recoveries = Counter("churn_alert_ledger_recoveries",
+                                        "Alert ledger read-backs of churn-alerts at partition assignment.", registry=r)
+        self.alert_recovery_alerts = Gauge("churn_alert_ledger_recovery_alerts",
+                                           "Alerts read back by the last ledger recovery.", registry=r)
+        self.alert_recovery_seconds = Gauge("churn_alert_ledger_recovery_seconds",
+                                            "Seconds the last ledger recovery took.", registry=r)
         for output in ("scores", "alerts", "dead_letters"):
             self.events_out.labels(output)
         for result in ("ok", "failed"):
@@ -166,6 +175,12 @@ class WorkerMetrics:
         self.scoring_seconds.observe_many(scoring_s)
         if result.event_times:
             self.end_to_end_seconds.observe_many(acked_at - event_time_seconds(result.event_times))
+
+    def record_alert_recovery(self, alerts_read: int, seconds: float) -> None:
+        """One alert ledger recovery at partition assignment (see :mod:`stream_app.alert_ledger`)."""
+        self.alert_recoveries.inc()
+        self.alert_recovery_alerts.set(alerts_read)
+        self.alert_recovery_seconds.set(seconds)
 
     def set_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
         """Replace the per-partition lag gauges (partitions no longer assigned disappear)."""

@@ -85,6 +85,8 @@ class BatchResult:
         monitoring and shadow scoring without decoding the batch again.
     alert_rows : ndarray of shape (n_alerts,), int64
         Rows of ``probabilities`` that became alerts.
+    alert_event_ids : list of str
+        ``event_id`` of each alert, in the order of ``alerts``.
     """
 
     scores: list[tuple[bytes | None, bytes]] = field(default_factory=list)
@@ -95,6 +97,7 @@ class BatchResult:
     event_times: list[str] = field(default_factory=list)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     alert_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    alert_event_ids: list[str] = field(default_factory=list)
 
 
 def _stage_of(exc: ValidationError) -> str:
@@ -457,6 +460,7 @@ def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime 
         result.event_times = times
         result.columns = columns
         if len(alert_rows):
+            result.alert_event_ids = [rows[i]["event_id"] for i in alert_rows.tolist()]
             reasons = _reasons(model, X[alert_rows])
             if value_model is None:
                 for i, r in zip(alert_rows.tolist(), reasons):

@@ -8,6 +8,18 @@ service around it: the ``/health`` page, the model-update follower, signals.
 Faust's per-event stream machinery (``take_events``) capped the worker at a few
 thousand events/s on this path, mostly waiting, so the hot loop reads directly.
 
+The fetch loop does not wait for the broker: once a batch's outputs are queued on the
+producer it goes back to ``getmany``, and an :class:`OffsetCommitter` task awaits the
+acknowledgements and commits, in order (batches acknowledged meanwhile in one commit).
+Waiting in the loop for both round trips (acks, then commit) held every record that
+arrived meanwhile for their duration: most of the p99 latency at 2,000 events/s
+(``churn bench stream``). Fetches wait at most :data:`FETCH_MAX_WAIT_MS` on the broker.
+
+Alerts: at most one per event, also when a crashed worker's uncommitted batches are
+scored again: an :class:`~stream_app.alert_ledger.AlertLedger` drops alerts whose event
+was alerted on already, and is filled from ``churn-alerts`` when partitions are assigned,
+before any of them is scored. Guarantee and limits: :mod:`stream_app.alert_ledger`.
+
 Model-updated events are read by every worker outside the consumer group (each
 worker must see every announcement), and the champion is swapped between
 micro-batches.
@@ -16,9 +28,11 @@ Outputs go through the worker's own aiokafka producer, one record batch per
 partition per micro-batch (:class:`BatchSender`), rather than one Faust send per
 record: per-message sends were most of a micro-batch's time (``churn bench stream``).
 
-Operations, all recorded per micro-batch and never per event: ``/metrics``
-(Prometheus text: events, scores, alerts, dead letters by stage, batch-size, scoring
-and end-to-end latency histograms, lag, model versions, reloads, PSI, shadow agreement),
+Operations, all recorded per micro-batch and never per event (after its commit, off
+the fetch loop): ``/metrics``
+(Prometheus text: events, scores, alerts, suppressed duplicate alerts, dead letters by stage,
+batch-size, scoring and end-to-end latency histograms, lag, model versions, reloads, PSI,
+shadow agreement, alert ledger recoveries),
 ``/health`` (ready only with a model and assigned partitions; 503 ``stalled`` when
 lag waits longer than ``health_stall_s`` with no batch completing), a lag refresher
 (end offsets at most once a second, off the hot loop), a PSI drift monitor published
@@ -30,6 +44,7 @@ to ``churn-drift`` every ``drift_interval_s``, value at risk on alerts when a
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import time
@@ -39,7 +54,7 @@ from functools import lru_cache
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError
 from aiokafka.partitioner import murmur2
 
@@ -47,6 +62,7 @@ from churn_stream.clients import kafka_kwargs
 from churn_stream.settings import Settings
 from schemas.profiles import TELCO
 from schemas.topics import Topics
+from stream_app.alert_ledger import AlertLedger, recover_alerted_ids, recovery_start_ms
 from stream_app.drift import DriftMonitor, drift_document
 from stream_app.metrics import CONTENT_TYPE, StallDetector, WorkerMetrics
 from stream_app.model_store import ModelStore, follow_model_updates
@@ -54,9 +70,17 @@ from stream_app.scoring import LoadedModel, RawRecord, score_batch
 
 logger = logging.getLogger(__name__)
 
-#: Micro-batch bounds: at most this many events, or whatever arrived within the window.
+#: Micro-batch bound: at most this many events; otherwise whatever the fetcher holds.
 MAX_BATCH = 2000
-BATCH_WINDOW_S = 0.01
+#: ``getmany`` returns at once when records are buffered; this only bounds an idle wait.
+GETMANY_TIMEOUT_MS = 100
+#: Longest the broker may hold a fetch with nothing new. Measured on Tansu 0.6.0: a record's
+#: delivery delay grows with it (p50 1.4 / 3.3 / 14 ms at 1 / 10 / 50 ms), i.e. new records do
+#: not end the wait at once. Under load fetches return full anyway, so it costs nothing there;
+#: idle, a worker sends a few hundred empty fetches a second.
+FETCH_MAX_WAIT_MS = 2
+#: Micro-batches queued on the producer and not yet committed (see :class:`OffsetCommitter`).
+MAX_IN_FLIGHT = 8
 
 #: Producer record-batch size (bytes): a micro-batch's outputs to one partition fit in a few.
 PRODUCE_BATCH_BYTES = 512 * 1024
@@ -187,48 +211,248 @@ def _after_batch(stats: WorkerStats, store: ModelStore, model: LoadedModel, n_in
         stats.metrics.record_shadow(model, result.probabilities, challenger, shadow_proba)
 
 
-async def score_loop(consumer: AIOKafkaConsumer, sender: BatchSender, store: ModelStore, topics: WorkerTopics,
-                     stats: WorkerStats) -> None:
-    """Consume micro-batches, score each with one matrix operation, send outputs, commit; forever.
+@dataclass
+class InFlightBatch:
+    """A scored micro-batch whose outputs are on their way to the broker."""
 
-    A micro-batch's input offsets are committed only after the broker has acknowledged
-    all of its scores, alerts and dead letters (at-least-once).
+    offsets: dict  # TopicPartition -> next offset to read
+    acks: list  # futures resolved by the broker's acknowledgements
+    n_in: int
+    result: object  # stream_app.scoring.BatchResult
+    model: LoadedModel
+    scoring_s: float
+
+
+class OffsetCommitter:
+    """Await each micro-batch's acknowledgements, then commit its offsets: in order, off the fetch loop.
+
+    The fetch loop hands a batch over as soon as its outputs are queued on the producer
+    and goes back to fetching; waiting for the broker's acknowledgement (a few ms) and
+    the offset commit (another round trip) no longer delays the next batch's scores.
+    Offsets are still committed only after every output of that batch *and of every
+    earlier batch* is acknowledged (at-least-once); batches acknowledged meanwhile are
+    committed together, in one request.
+
+    Parameters
+    ----------
+    consumer : aiokafka.AIOKafkaConsumer
+    on_committed : callable (InFlightBatch, float, dict) -> None
+        Bookkeeping per batch after its commit: the batch, the Unix time its outputs were
+        acknowledged, and the offsets committed (empty when the commit was refused).
+    max_in_flight : int, default MAX_IN_FLIGHT
+        Batches handed over and not yet committed before :meth:`submit` waits (backpressure).
     """
-    await store.ready.wait()
-    while True:
-        batch = await consumer.getmany(timeout_ms=int(BATCH_WINDOW_S * 1000), max_records=MAX_BATCH)
-        if not batch:
-            continue
-        model = store.current  # one model for the whole micro-batch
-        records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for msgs in batch.values() for m in msgs]
+
+    def __init__(self, consumer: AIOKafkaConsumer, on_committed, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight: expected an integer >= 1, got {max_in_flight!r}")
+        self.consumer = consumer
+        self.on_committed = on_committed
+        self._queue: asyncio.Queue[InFlightBatch] = asyncio.Queue(max_in_flight)
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def begin(self) -> None:
+        """Count a fetched batch as in flight (before anything awaits), so :meth:`drain` waits for it."""
+        self._pending += 1
+        self._idle.clear()
+
+    def end(self, n: int = 1) -> None:
+        """``n`` in-flight batches are committed (or were dropped before scoring)."""
+        self._pending -= n
+        if self._pending <= 0:
+            self._pending = 0
+            self._idle.set()
+
+    async def submit(self, batch: InFlightBatch) -> None:
+        """Hand a batch over (counted by :meth:`begin` already); waits while ``max_in_flight`` are queued."""
+        await self._queue.put(batch)
+
+    async def drain(self) -> None:
+        """Wait until every batch counted by :meth:`begin` is acknowledged and committed."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Acknowledge and commit handed-over batches forever (raises what a send raised)."""
+        while True:
+            batches = [await self._queue.get()]
+            while not self._queue.empty():
+                batches.append(self._queue.get_nowait())
+            for b in batches:
+                await asyncio.gather(*b.acks)
+            acked_at = time.time()
+            offsets: dict = {}
+            for b in batches:
+                offsets.update(b.offsets)  # later batches hold higher offsets
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError as exc:
+                # Partitions moved to another worker: it re-reads from the last commit, so
+                # these scores may be duplicated (recognisable by event_id), never lost; its
+                # alert ledger recovery keeps the alerts single.
+                logger.warning("commit refused after rebalance partitions=%s error=%s",
+                               ",".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), exc)
+                offsets = {}
+            for b in batches:
+                self.on_committed(b, acked_at, offsets)
+            self.end(len(batches))
+
+
+class ScoringLoop:
+    """The worker's hot loop, its committer, alert ledger and rebalance handling.
+
+    Fetch a micro-batch (``getmany``), score it with one matrix operation, drop alerts
+    whose event was alerted on already (:class:`stream_app.alert_ledger.AlertLedger`),
+    queue its outputs on the producer and hand it to the :class:`OffsetCommitter`;
+    fetch the next one.
+
+    Rebalances: when partitions are revoked, new batches are dropped (unscored,
+    uncommitted: their next owner reads them) and the listener waits until every
+    in-flight batch is acknowledged and committed, so a worker leaving in an ordinary
+    rebalance leaves nothing to re-score. When partitions are assigned, no batch is
+    scored until the ledger has read ``churn-alerts`` back from the earliest time an
+    alert for an uncommitted record could carry (a crashed previous owner's alerts).
+
+    Parameters
+    ----------
+    consumer : aiokafka.AIOKafkaConsumer
+        Started and subscribed with :meth:`listener` as its rebalance listener.
+    sender : BatchSender
+    store : ModelStore
+    topics : WorkerTopics
+    stats : WorkerStats
+    reader : aiokafka.AIOKafkaConsumer, optional
+        Started, group-less; reads input record timestamps and alerts back at assignment.
+        Without it no recovery read-back is done (tests of the loop alone).
+    ledger : AlertLedger, optional
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, sender: BatchSender, store: ModelStore, topics: WorkerTopics,
+                 stats: WorkerStats, reader: AIOKafkaConsumer | None = None,
+                 ledger: AlertLedger | None = None) -> None:
+        self.consumer, self.sender, self.store, self.topics, self.stats = consumer, sender, store, topics, stats
+        self.reader = reader
+        self.ledger = ledger if ledger is not None else AlertLedger()
+        self.committer = OffsetCommitter(consumer, self._committed)
+        self._open = asyncio.Event()  # set while the current assignment is recovered and owned
+        self._recovery_error: BaseException | None = None
+
+    # ----------------------------------------------------------- rebalances
+    def listener(self) -> ConsumerRebalanceListener:
+        """The rebalance listener to subscribe the consumer with."""
+        loop = self
+
+        class _Listener(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked):  # noqa: ANN001
+                await loop.on_revoked(revoked)
+
+            async def on_partitions_assigned(self, assigned):  # noqa: ANN001
+                await loop.on_assigned(assigned)
+
+        return _Listener()
+
+    async def on_revoked(self, revoked) -> None:  # noqa: ANN001
+        """Stop scoring and wait until every in-flight batch is acknowledged and committed."""
+        self._open.clear()
         t0 = time.perf_counter()
-        result = score_batch(model, records, value_model=_value_model_for(store, model))
-        scoring_s = time.perf_counter() - t0
-        futures = await sender.send(topics.scores, result.scores)
-        futures += await sender.send(topics.alerts, result.alerts)
-        futures += await sender.send(topics.dead_letters, result.dead_letters)
-        await asyncio.gather(*futures)
-        acked_at = time.time()
-        for f in result.failures:
-            logger.warning("dead letter %s[%d]@%d stage=%s error=%s", f.record.topic, f.record.partition,
-                           f.record.offset, f.stage, f.error_message[:200])
-        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
-        try:
-            await consumer.commit(offsets)
-            stats.committed.update(offsets)
-        except CommitFailedError as exc:
-            # Partitions moved to another worker mid-batch: it re-reads from the last
-            # commit, so these outputs may be duplicated (recognisable by event_id), never lost.
-            logger.warning("commit refused after rebalance partitions=%s error=%s",
-                           ",".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), exc)
-        stats.events_in += len(records)
+        await self.committer.drain()
+        logger.info("partitions revoked partitions=%s drained_s=%.3f",
+                    ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)), time.perf_counter() - t0)
+
+    async def on_assigned(self, assigned) -> None:  # noqa: ANN001
+        """Recover the alert ledger for ``assigned``, then let scoring resume."""
+        if self.reader is not None and assigned:
+            for attempt in range(1, 4):
+                try:
+                    await self._recover(assigned)
+                    break
+                except Exception as exc:  # noqa: BLE001 - retried, then surfaced by the loop
+                    logger.warning("alert ledger recovery failed attempt=%d error=%s: %s", attempt,
+                                   type(exc).__name__, exc)
+                    if attempt == 3:
+                        # aiokafka swallows listener errors: the loop raises it instead of scoring
+                        # without the ledger (which could duplicate alerts).
+                        self._recovery_error = exc
+                    else:
+                        await asyncio.sleep(1.0)
+        self._open.set()
+
+    async def _recover(self, assigned) -> None:  # noqa: ANN001
+        t0 = time.perf_counter()
+        committed = {tp: await self.consumer.committed(tp) for tp in assigned}
+        since_ms = await recovery_start_ms(self.reader, committed)
+        n = 0
+        if since_ms is not None:
+            partitions = await self.sender.producer.partitions_for(self.topics.alerts)
+            n = await recover_alerted_ids(self.reader, self.topics.alerts, partitions, since_ms, self.ledger)
+        self.stats.metrics.record_alert_recovery(n, time.perf_counter() - t0)
+        logger.info("alert ledger recovered partitions=%s since_ms=%s alerts_read=%d ledger=%d seconds=%.3f",
+                    ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)), since_ms, n,
+                    len(self.ledger), time.perf_counter() - t0)
+
+    # ------------------------------------------------------------- the loop
+    async def run(self) -> None:
+        """Score forever (raises what the committer or a send raised)."""
+        await self.store.ready.wait()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.committer.run())
+            tg.create_task(self._fetch_loop())
+
+    async def _fetch_loop(self) -> None:
+        consumer, sender, topics, store, committer = self.consumer, self.sender, self.topics, self.store, \
+            self.committer
+        frozen = False
+        while True:
+            if not self._open.is_set():
+                await self._open.wait()
+            if self._recovery_error is not None:
+                raise RuntimeError("alert ledger recovery failed; not scoring without it") from self._recovery_error
+            batch = await consumer.getmany(timeout_ms=GETMANY_TIMEOUT_MS, max_records=MAX_BATCH)
+            if not batch:
+                continue
+            if not self._open.is_set():
+                continue  # fetched as partitions are revoked: their next owner reads them
+            committer.begin()
+            if not frozen:
+                # Model, clients and buffers are loaded: keep the collector from scanning them again.
+                gc.collect()
+                gc.freeze()
+                frozen = True
+            model = store.current  # one model for the whole micro-batch
+            records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
+                       for msgs in batch.values() for m in msgs]
+            t0 = time.perf_counter()
+            result = score_batch(model, records, value_model=_value_model_for(store, model))
+            scoring_s = time.perf_counter() - t0
+            if result.alerts:
+                keep = self.ledger.admit(result.alert_event_ids)
+                if len(keep) < len(result.alerts):
+                    logger.info("duplicate alerts suppressed count=%d", len(result.alerts) - len(keep))
+                    self.stats.metrics.alerts_suppressed.inc(len(result.alerts) - len(keep))
+                    result.alerts = [result.alerts[i] for i in keep]
+                    result.alert_event_ids = [result.alert_event_ids[i] for i in keep]
+            acks = await sender.send(topics.scores, result.scores)
+            acks += await sender.send(topics.alerts, result.alerts)
+            acks += await sender.send(topics.dead_letters, result.dead_letters)
+            for f in result.failures:
+                logger.warning("dead letter %s[%d]@%d stage=%s error=%s", f.record.topic, f.record.partition,
+                               f.record.offset, f.stage, f.error_message[:200])
+            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
+            await committer.submit(InFlightBatch(offsets, acks, len(records), result, model, scoring_s))
+
+    def _committed(self, b: InFlightBatch, acked_at: float, offsets: dict) -> None:
+        stats = self.stats
+        stats.committed.update(offsets)
+        result = b.result
+        stats.events_in += b.n_in
         stats.scored += len(result.scores)
         stats.alerts += len(result.alerts)
         stats.dead_letters += len(result.dead_letters)
         stats.batches += 1
         stats.last_batch_at = time.time()
         stats.stall.progressed()
-        _after_batch(stats, store, model, len(records), result, scoring_s, acked_at)
+        _after_batch(stats, self.store, b.model, b.n_in, result, b.scoring_s, acked_at)
 
 
 async def consumer_lag(consumer: AIOKafkaConsumer, committed: dict) -> dict[tuple[str, int], int]:
@@ -326,25 +550,32 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     @app.task
     async def score_customers() -> None:
         consumer = AIOKafkaConsumer(
-            topics.customers, **kafka_kwargs(settings), group_id=settings.consumer_group,
+            **kafka_kwargs(settings), group_id=settings.consumer_group,
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=MAX_BATCH,
-            fetch_max_wait_ms=int(BATCH_WINDOW_S * 1000), max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_partition_fetch_bytes=4 * 1024 * 1024,
             # Tansu completes a join only after the rebalance timeout; a short one keeps
             # start-up and failover quick while still far above a micro-batch's duration.
             rebalance_timeout_ms=5000, session_timeout_ms=10000, heartbeat_interval_ms=1000)
+        # Group-less: reads input timestamps and churn-alerts back when partitions are assigned.
+        reader = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
+                                  max_partition_fetch_bytes=4 * 1024 * 1024)
         producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all",
                                     linger_ms=0, max_batch_size=PRODUCE_BATCH_BYTES,
                                     max_request_size=4 * PRODUCE_BATCH_BYTES, compression_type=None)
         await producer.start()
+        await reader.start()
         await consumer.start()
+        loop = ScoringLoop(consumer, BatchSender(producer), store, topics, stats, reader=reader)
+        consumer.subscribe([topics.customers], listener=loop.listener())
         state["consumer"] = consumer
         state["producer"] = producer
         try:
-            await score_loop(consumer, BatchSender(producer), store, topics, stats)
+            await loop.run()
         finally:
             state.pop("consumer", None)
             state.pop("producer", None)
             await consumer.stop()
+            await reader.stop()
             await producer.stop()
 
     @app.task
