@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from batch.cycle import CycleError, CycleResult, run_cycle
+from batch.cycle import DEFAULT_SOURCES, CycleError, CycleResult, run_cycle
 from batch.lock import S3Lock
 from batch.quality import DataQualityError
+from schemas.profiles import get_profile
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class BatchService:
     tracker : mlflow.MlflowClient
     dataset : str, default "telco"
     source : path, optional
-        CSV of the scheduled (cron) cycle; default the shipped file.
+        CSV of the scheduled (cron) cycle; default the shipped file (Telco only: retail needs one).
     cycle_kwargs : dict, optional
         Extra keyword arguments of ``run_cycle`` (``only``, ``announce``, ``margin``, ``quality_config``).
     owner : str, optional
@@ -112,6 +113,9 @@ class BatchService:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
+        get_profile(dataset)  # an unknown data set fails here, not at the first scheduled cycle
+        if source is None and dataset not in DEFAULT_SOURCES:
+            raise ValueError(f"source: data set {dataset!r} has no shipped file; pass the CSV of its scheduled cycle")
         self.settings = settings
         self.storage = storage
         self.tracker = tracker

@@ -125,3 +125,27 @@ def test_a_cycle_without_reachable_servers_fails_with_a_cycle_error(telco_csv):
                   only={"logistic_regression"}, announce=False)
     assert info.value.stage == "ingest" and info.value.service == "S3"
     assert str(info.value).startswith(f"S3 unreachable at http://127.0.0.1:{s3_port} during ingest: ")
+
+
+def test_retail_service_needs_a_source_and_keeps_it(tmp_path):
+    with pytest.raises(ValueError, match="'retail' has no shipped file"):
+        BatchService(Settings(), storage=None, tracker=None, dataset="retail")
+    with pytest.raises(KeyError, match="unknown dataset 'shop'"):
+        BatchService(Settings(), storage=None, tracker=None, dataset="shop", source=tmp_path / "x.csv")
+    svc = BatchService(Settings(), storage=None, tracker=None, dataset="retail", source=tmp_path / "r.csv")
+    try:
+        assert (svc.dataset, svc.source) == ("retail", tmp_path / "r.csv")
+    finally:
+        svc.shutdown(wait=False)
+
+
+def test_cli_batch_serve_accepts_retail_only_with_a_source():
+    from click.testing import CliRunner
+
+    from churn_stream.cli import main
+
+    result = CliRunner().invoke(main, ["batch", "serve", "--dataset", "retail"])
+    assert result.exit_code == 2
+    assert "--source is required for --dataset retail" in result.output
+    result = CliRunner().invoke(main, ["batch", "serve", "--dataset", "shop"])
+    assert result.exit_code == 2 and "'shop' is not one of 'telco', 'retail'" in result.output
