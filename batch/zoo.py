@@ -25,7 +25,7 @@ _CLASSIFIERS: list[tuple[str, str, dict]] = [
                                                          "max_depth": 12, "max_samples": 0.5, "n_jobs": -1,
                                                          "random_state": 42}),
     ("svm_pca", "SVMPCAClassifier", {"random_state": 42}),
-    ("gradient_boosting", "GradientBoostingClassifier", {"random_state": 42}),
+    ("gradient_boosting", "GradientBoostingClassifier", {"n_jobs": -1, "random_state": 42}),
 ]
 
 _REGRESSORS: list[tuple[str, str, dict]] = [

@@ -18,6 +18,7 @@ public interface.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -245,6 +246,7 @@ def _build_hist(
     usable: np.ndarray,
     labels: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    pool: Executor | None = None,
 ) -> np.ndarray:
     """Histogram of ``stats`` over (node, packed bin), built feature by feature.
 
@@ -253,7 +255,8 @@ def _build_hist(
     bins start at ``col_off[j]`` within a node's ``width`` cells. Features not
     ``usable`` (column subsampling) are left empty. Returns ndarray of shape
     (n_nodes, width, n_stats), float64. With ``labels`` and ``weights`` (n_samples,)
-    the statistics must be ``weights * one_hot(labels)`` (classification trees).
+    the statistics must be ``weights * one_hot(labels)`` (classification trees). A
+    ``pool`` builds the features of a large shared-candidate histogram in parallel.
     """
     S = stats.shape[1]
     ln = local.astype(np.intp)
@@ -293,9 +296,9 @@ def _build_hist(
         for s_ in range(S):
             flat[s_] = np.bincount(key, weights=np.tile(st[s_], use.shape[0]), minlength=n_nodes * width)
         return flat.reshape(S, n_nodes, width).transpose(1, 2, 0)
-    for j, f in enumerate(feats):
-        if not usable[f]:
-            continue
+
+    def one_feature(j: int) -> None:
+        f = feats[j]
         nb = int(n_bins[f])
         key = codes[f, rows].astype(np.intp)
         if n_nodes > 1:
@@ -303,6 +306,14 @@ def _build_hist(
         for s_ in range(S):
             h = np.bincount(key, weights=st[s_], minlength=n_nodes * nb)
             out[:, col_off[j]:col_off[j] + nb, s_] = h.reshape(n_nodes, nb)
+
+    todo = [j for j, f in enumerate(feats) if usable[f]]
+    if pool is not None and len(todo) > 1:
+        # Features fill disjoint cells; numpy releases the GIL in the gathers and bincounts.
+        list(pool.map(one_feature, todo))
+    else:
+        for j in todo:
+            one_feature(j)
     return out
 
 
@@ -434,6 +445,7 @@ def grow_tree(
     rng: np.random.Generator | None = None,
     labels: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    pool: Executor | None = None,
 ) -> GrownTree:
     """Grow one tree level by level on binned data.
 
@@ -466,6 +478,8 @@ def grow_tree(
     labels, weights : ndarray of shape (n_samples,), intp and float64, optional
         Only for classification statistics ``stats = weights[:, None] * one_hot(labels)``:
         per-node histograms are then one weighted bincount (same sums, fewer passes).
+    pool : concurrent.futures.Executor or None
+        Threads sharing the per-feature histogram work of shared candidates (boosting).
 
     Returns
     -------
@@ -558,7 +572,7 @@ def grow_tree(
                     a, b = bounds[c], bounds[c + 1]
                     hist[n0:n1] = _build_hist(
                         codes, stats, rows[a:b], local[a:b] - n0, n1 - n0,
-                        feats, per_node, col_off, width, n_bins, usable,
+                        feats, per_node, col_off, width, n_bins, usable, pool=pool,
                     )
             # Evaluate splits a cache-sized block of nodes at a time. Per-node candidates
             # (forests) are never reused by subtraction, so their block is also built
@@ -630,7 +644,7 @@ def grow_tree(
             small_local = np.cumsum(is_small) - 1               # child index -> small index
             h_small = _build_hist(
                 codes, stats, rows[sel], small_local[local[sel]], n_split, feats, False, col_off, width,
-                n_bins, usable,
+                n_bins, usable, pool=pool,
             )
             h_big = hist[sp] - h_small
             hist = np.empty((2 * n_split,) + h_small.shape[1:])

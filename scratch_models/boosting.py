@@ -12,6 +12,8 @@ computed once before boosting (the paper's approximate algorithm, sec. 3.3).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
         base_score: float | None = None,
         n_iter_no_change: int | None = None,
         validation_fraction: float = 0.1,
+        n_jobs: int | None = None,
         random_state: int | None = None,
     ) -> None:
         self.n_estimators = n_estimators
@@ -54,6 +57,7 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
         self.base_score = base_score
         self.n_iter_no_change = n_iter_no_change
         self.validation_fraction = validation_fraction
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     # --- loss hooks
@@ -86,6 +90,9 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
                 raise ValueError(f"{name}: expected a fraction in (0, 1], got {v!r}")
+        nj = self.n_jobs
+        if nj is not None and (isinstance(nj, bool) or not isinstance(nj, (int, np.integer)) or nj == 0 or nj < -1):
+            raise ValueError(f"n_jobs: expected None, -1 or an int >= 1, got {nj!r}")
         if self.n_iter_no_change is not None:
             if self.n_iter_no_change < 1:
                 raise ValueError(f"n_iter_no_change: expected an int >= 1 or None, got {self.n_iter_no_change!r}")
@@ -95,6 +102,14 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
     def _boost(self, X: np.ndarray, y: np.ndarray) -> None:
         """Fit ``trees_`` on ``X`` (float64, validated) and float targets ``y`` (0/1 or real)."""
         self._check_params()
+        n_threads = 1 if self.n_jobs is None else (os.cpu_count() or 1) if self.n_jobs == -1 else int(self.n_jobs)
+        if n_threads > 1:
+            with ThreadPoolExecutor(n_threads) as pool:
+                self._boost_with(X, y, pool)
+        else:
+            self._boost_with(X, y, None)
+
+    def _boost_with(self, X: np.ndarray, y: np.ndarray, pool: ThreadPoolExecutor | None) -> None:
         n, d = X.shape
         rng = np.random.default_rng(self.random_state)
         mapper = H.BinMapper(self.max_bins, rng).fit(X)
@@ -131,6 +146,7 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
                 min_samples_leaf=self.min_child_weight,
                 min_gain=self.gamma,
                 features=feats,
+                pool=pool,
             )
             tree.value *= lr
             trees.append(tree)
@@ -138,7 +154,12 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
             if n_sub == n_tr:
                 leaf = tree.row_leaf
             else:
-                leaf = H.apply_binned(tree, codes_tr)
+                leaf = np.empty(n_tr, dtype=np.intp)
+                leaf[rows] = tree.row_leaf
+                out = np.ones(n_tr, dtype=bool)
+                out[rows] = False
+                out = np.flatnonzero(out)
+                leaf[out] = H.apply_binned(tree, codes_tr[:, out])
             margin += tree.value[leaf, 0]
             if va.shape[0]:
                 margin_va += tree.value[H.apply_binned(tree, codes_va), 0]
@@ -237,6 +258,9 @@ class GradientBoostingClassifier(ClassifierMixin, _BaseGradientBoosting):
         and stop after this many rounds without improvement of their log-loss,
         keeping the best number of trees.
     validation_fraction : float, default 0.1
+    n_jobs : int or None, default None
+        Threads sharing each tree's histogram work (None: 1, -1: all cores); the
+        model does not depend on it.
     random_state : int or None, default None
         Seed of ``np.random.default_rng`` (row/column subsampling, validation split).
 
@@ -275,6 +299,7 @@ class GradientBoostingClassifier(ClassifierMixin, _BaseGradientBoosting):
         base_score: float | None = None,
         n_iter_no_change: int | None = None,
         validation_fraction: float = 0.1,
+        n_jobs: int | None = None,
         random_state: int | None = None,
     ) -> None:
         super().__init__(
@@ -282,7 +307,7 @@ class GradientBoostingClassifier(ClassifierMixin, _BaseGradientBoosting):
             min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma,
             subsample=subsample, colsample_bytree=colsample_bytree, max_bins=max_bins,
             base_score=base_score, n_iter_no_change=n_iter_no_change,
-            validation_fraction=validation_fraction, random_state=random_state,
+            validation_fraction=validation_fraction, n_jobs=n_jobs, random_state=random_state,
         )
 
     def _base_margin(self, y: np.ndarray) -> float:
@@ -369,6 +394,8 @@ class GradientBoostingRegressor(RegressorMixin, _BaseGradientBoosting):
     n_iter_no_change : int or None, default None
         Early stopping on a random ``validation_fraction`` of the rows (squared error).
     validation_fraction : float, default 0.1
+    n_jobs : int or None, default None
+        Threads sharing each tree's histogram work (None: 1, -1: all cores).
     random_state : int or None, default None
 
     Attributes
@@ -400,6 +427,7 @@ class GradientBoostingRegressor(RegressorMixin, _BaseGradientBoosting):
         base_score: float | None = None,
         n_iter_no_change: int | None = None,
         validation_fraction: float = 0.1,
+        n_jobs: int | None = None,
         random_state: int | None = None,
     ) -> None:
         super().__init__(
@@ -407,7 +435,7 @@ class GradientBoostingRegressor(RegressorMixin, _BaseGradientBoosting):
             min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma,
             subsample=subsample, colsample_bytree=colsample_bytree, max_bins=max_bins,
             base_score=base_score, n_iter_no_change=n_iter_no_change,
-            validation_fraction=validation_fraction, random_state=random_state,
+            validation_fraction=validation_fraction, n_jobs=n_jobs, random_state=random_state,
         )
 
     def _base_margin(self, y: np.ndarray) -> float:

@@ -171,6 +171,19 @@ def test_errors():
             GradientBoostingClassifier(**params).fit(X, y)
 
 
+def test_threads_change_nothing():
+    """n_jobs shares each tree's histogram work between threads: the same trees either way."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(12_000, 30))
+    y = (X[:, 0] * X[:, 1] + X[:, 2] + rng.logistic(scale=0.5, size=12_000) > 0).astype(int)
+    a = GradientBoostingClassifier(n_estimators=15, subsample=0.7, random_state=0).fit(X, y)
+    b = GradientBoostingClassifier(n_estimators=15, subsample=0.7, random_state=0, n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(a.trees_.value, b.trees_.value)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    with pytest.raises(ValueError, match="n_jobs"):
+        GradientBoostingClassifier(n_jobs=0).fit(X, y)
+
+
 def test_classifier_quality_against_xgboost_on_telco(frame):
     """Hold-out AUC, and F1 at a threshold tuned on a validation split of the training rows."""
     from xgboost import XGBClassifier
