@@ -30,7 +30,8 @@ from batch.evaluation_artifacts import log_classifier_artifacts, log_loss_curve,
 from batch.features import classification_data, regression_data
 from batch.ingest import IngestError, read_source_csv, to_arrow
 from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME, promote, register_version
-from batch.training import TrainedModel, train_classifier, train_regressor
+from batch.training import (VALIDATION_SHARE, FitPlan, TrainedModel, plan_fit, predict_in_chunks, train_classifier,
+                            train_regressor)
 from schemas.profiles import get_profile
 from scratch_models.pipeline import ScoringPipeline
 
@@ -238,6 +239,13 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
     reg_data = regression_data(frame, profile)
     timings["features"] += time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    caps = zoo.sample_caps(settings)
+    cls_plan = plan_fit(data, oof_max_rows=settings.batch_oof_max_rows, sample_caps=caps)
+    # Regressors have no threshold to tune: they fit every training row (or their cap).
+    reg_plan = FitPlan(reg_data.X_train, reg_data.y_train, sample_caps=caps)
+    timings["features"] += time.perf_counter() - t0
+
     experiment_id, parent_id = _start_parent_run(tracker, dataset, cycle_id)
     result = CycleResult(cycle_id, dataset, len(frame))
     status = "FAILED"
@@ -245,18 +253,32 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
     # their champions never compete with (or hot-reload over) the Telco ones.
     prefix = "" if dataset == "telco" else f"{dataset}-"
     tasks = [
-        ("classification", prefix + CLASSIFIER_NAME, "roc_auc", data, zoo.classifiers(only), train_classifier),
+        ("classification", prefix + CLASSIFIER_NAME, "roc_auc", data, zoo.classifiers(only),
+         lambda name, factory, d: train_classifier(name, factory, d, plan=cls_plan)),
         ("regression", prefix + REGRESSOR_NAME, "r2", reg_data, zoo.regressors(only),
-         lambda name, factory, d: train_regressor(name, factory, d)),
+         lambda name, factory, d: train_regressor(name, factory, d, plan=reg_plan)),
     ]
     try:
         tracker.log_param(parent_id, "source", str(src.name))
         tracker.log_param(parent_id, "raw_uri", raw_uri)
         tracker.log_param(parent_id, "processed_uri", processed_uri)
+        # How this cycle scaled its training, so the run says what it did.
+        for key, value in {"rows": len(frame), "train_rows": int(data.y_train.shape[0]),
+                           "threshold_method": cls_plan.threshold_method,
+                           "validation_share": VALIDATION_SHARE if cls_plan.X_val is not None else 0.0,
+                           "batch_oof_max_rows": settings.batch_oof_max_rows,
+                           "batch_sample_max_rows": settings.batch_sample_max_rows,
+                           "batch_poly_max_rows": settings.batch_poly_max_rows,
+                           "batch_fit_max_rows": settings.batch_fit_max_rows}.items():
+            tracker.log_param(parent_id, key, value)
         t0 = time.perf_counter()
         progress["stage"] = "quality"
         result.quality = quality.gate(storage, tracker, parent_id, frame, raw_key=raw_uri.split("/", 3)[3], **gate)
         timings["quality"] = time.perf_counter() - t0
+        frame = None  # the featurised matrices are all training needs from here on
+        for key in ("fit", "tune_threshold", "evaluate", "log_models"):
+            timings[key] = 0.0
+        references: dict[str, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp:
             candidates: list[tuple[str, str, list[dict[str, Any]]]] = []
             for task, registered_name, metric, task_data, factories, train in tasks:
@@ -269,12 +291,20 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
                     bar.set_postfix_str(name)
                     trained = train(name, factory, task_data)
                     result.models.append(trained)
+                    timings["fit"] += trained.metrics["fit_s"]
+                    timings["tune_threshold"] += trained.metrics.get("tune_s", 0.0)
+                    timings["evaluate"] += trained.metrics["eval_s"]
+                    t1 = time.perf_counter()
+                    if task not in references:
+                        references[task] = reference_profile(task_data.preprocessor, task_data.X_train)
                     run_id, path = _log_model_run(tracker, experiment_id, parent_id, cycle_id, dataset, task,
-                                                  trained, task_data, Path(tmp))
+                                                  trained, task_data, Path(tmp), references[task])
                     versions.append(register_version(
                         tracker, registered_name, run_id, path, trained.metrics,
                         feature_names=list(task_data.preprocessor.feature_names_in_), model=name, metric=metric,
                     ))
+                    trained.holdout_pred = None  # logged; keep the result small
+                    timings["log_models"] += time.perf_counter() - t1
                 timings[f"train_{task}"] = time.perf_counter() - t0
                 if versions:
                     candidates.append((registered_name, metric, versions))
@@ -311,7 +341,7 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
 
 
 def _log_model_run(tracker, experiment_id: str, parent_id: str, cycle_id: str, dataset: str, task: str,
-                   trained: TrainedModel, data, tmp: Path) -> tuple[str, Path]:
+                   trained: TrainedModel, data, tmp: Path, reference: dict[str, Any]) -> tuple[str, Path]:
     """One nested MLflow run per model: params, hold-out metrics and the pipeline artifact."""
     run = tracker.create_run(experiment_id, run_name=trained.name,
                              tags={"mlflow.parentRunId": parent_id, "model": trained.name,
@@ -325,15 +355,20 @@ def _log_model_run(tracker, experiment_id: str, parent_id: str, cycle_id: str, d
         data.preprocessor, trained.model, trained.threshold,
         metadata={"dataset": dataset, "model": trained.name, "task": task, "cycle_id": cycle_id,
                   "metrics": trained.metrics,
-                  "reference_profile": reference_profile(data.preprocessor, data.X_train)},
+                  "reference_profile": reference},
     )
     path = pipeline.save(tmp / task / trained.name / "pipeline.npz")
     tracker.log_artifact(run_id, str(path), artifact_path="model")
+    # The hold-out predictions of training's evaluation: the hold-out is not scored twice.
+    pred = trained.holdout_pred
     if task == "classification":
-        proba = trained.model.predict_proba(data.X_test)[:, 1]
-        log_classifier_artifacts(tracker, run_id, trained.name, data.y_test, proba, trained.threshold)
+        if pred is None:
+            pred = predict_in_chunks(lambda X: trained.model.predict_proba(X)[:, 1], data.X_test)
+        log_classifier_artifacts(tracker, run_id, trained.name, data.y_test, pred, trained.threshold)
     else:
-        log_regressor_artifacts(tracker, run_id, data.y_test, trained.model.predict(data.X_test))
+        if pred is None:
+            pred = predict_in_chunks(trained.model.predict, data.X_test)
+        log_regressor_artifacts(tracker, run_id, data.y_test, pred)
     log_loss_curve(tracker, run_id, trained.model)
     tracker.set_terminated(run_id, "FINISHED")
     return run_id, path

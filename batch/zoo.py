@@ -36,6 +36,42 @@ _REGRESSORS: list[tuple[str, str, dict]] = [
 ]
 
 
+#: Models whose cost grows super-linearly or per row in Python (dual coordinate descent,
+#: per-row perceptron updates, many mini-batch epochs, clustering restarts): on large
+#: training sets they are fitted on a stratified sample of at most
+#: ``Settings.batch_sample_max_rows`` rows (see :class:`batch.training.FitPlan`).
+SAMPLED = frozenset({"svm", "svm_pca", "perceptron", "mlp", "kmeans", "agglomerative"})
+
+#: Models whose design matrix is much wider than the input (degree-2 expansion: ~3,900
+#: columns from 87); their fit rows are bounded by ``Settings.batch_poly_max_rows`` for memory.
+WIDE = frozenset({"polynomial_regression"})
+
+
+def sample_caps(settings) -> dict[str, int]:
+    """Zoo name -> most training rows the model is fitted on, from ``settings``.
+
+    ``batch_sample_max_rows`` bounds :data:`SAMPLED`, ``batch_poly_max_rows`` bounds
+    :data:`WIDE`, and ``batch_fit_max_rows`` (0 = no bound) every other model.
+
+    Parameters
+    ----------
+    settings : churn_stream.settings.Settings
+
+    Returns
+    -------
+    dict of str to int
+    """
+    caps = {}
+    for name, _, _ in _CLASSIFIERS + _REGRESSORS:
+        if name in SAMPLED:
+            caps[name] = int(settings.batch_sample_max_rows)
+        elif name in WIDE:
+            caps[name] = int(settings.batch_poly_max_rows)
+        elif settings.batch_fit_max_rows:
+            caps[name] = int(settings.batch_fit_max_rows)
+    return caps
+
+
 def _factories(spec: list[tuple[str, str, dict]], only: set[str] | None) -> dict[str, Callable[[], BaseModel]]:
     out = {}
     for name, cls_name, params in spec:

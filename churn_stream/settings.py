@@ -85,6 +85,19 @@ class Settings:
     shadow : bool
         ``CHURN_SHADOW``: also score each micro-batch with the registered ``challenger`` in shadow
         (its scores only go to metrics; default false).
+    batch_oof_max_rows : int
+        ``CHURN_BATCH_OOF_MAX_ROWS``: training rows up to which classifier thresholds are tuned on
+        5-fold out-of-fold probabilities; above, on one stratified 10 % validation split with a
+        single fit per model (default 50000).
+    batch_sample_max_rows : int
+        ``CHURN_BATCH_SAMPLE_MAX_ROWS``: most training rows of the per-row / many-epoch zoo models
+        (SVMs, perceptron, MLP, k-means, agglomerative), a stratified sample (default 50000).
+    batch_poly_max_rows : int
+        ``CHURN_BATCH_POLY_MAX_ROWS``: most training rows of the polynomial regression, whose
+        degree-2 design is ~45x wider than its input (default 20000).
+    batch_fit_max_rows : int
+        ``CHURN_BATCH_FIT_MAX_ROWS``: most training rows of every other zoo model; 0 means all
+        (default 0).
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -114,6 +127,10 @@ class Settings:
     drift_interval_s: float = 60.0
     drift_psi_threshold: float = 0.25
     shadow: bool = False
+    batch_oof_max_rows: int = 50_000
+    batch_sample_max_rows: int = 50_000
+    batch_poly_max_rows: int = 20_000
+    batch_fit_max_rows: int = 0
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -143,6 +160,10 @@ class Settings:
         "drift_interval_s": "CHURN_DRIFT_INTERVAL_S",
         "drift_psi_threshold": "CHURN_DRIFT_PSI_THRESHOLD",
         "shadow": "CHURN_SHADOW",
+        "batch_oof_max_rows": "CHURN_BATCH_OOF_MAX_ROWS",
+        "batch_sample_max_rows": "CHURN_BATCH_SAMPLE_MAX_ROWS",
+        "batch_poly_max_rows": "CHURN_BATCH_POLY_MAX_ROWS",
+        "batch_fit_max_rows": "CHURN_BATCH_FIT_MAX_ROWS",
     }
 
     @classmethod
