@@ -113,8 +113,8 @@ class Prediction(BaseModel):
     churn_label: bool = Field(description="`churn_probability >= threshold`.")
     threshold: Annotated[float, Field(ge=0, le=1)]
     predicted_customer_value_usd: float | None = Field(
-        description="Customer value (total charges, USD) from the `sales-regressor` champion; "
-                    "null when none is registered.")
+        description="Customer value (total charges, USD) from the `sales-regressor` champion, clipped at 0 "
+                    "as in the stream's alerts; null when none is registered.")
     reasons: list[Reason] = Field(description="Up to 3 features pushing the churn score up, largest first.")
     model_name: str
     model_version: str
@@ -442,7 +442,8 @@ class ApiState:
         values: list[float | None] = [None] * len(events)
         if value_model is not None:
             vp = value_model.pipeline
-            values = vp.predict(event_columns(events, vp.feature_names_in)).tolist()
+            # Clipped at 0 like the stream's alerts: a linear regressor extrapolates below zero for new customers.
+            values = np.maximum(vp.predict(event_columns(events, vp.feature_names_in)), 0.0).tolist()
         preds = [
             {
                 "event_id": ev.event_id,

@@ -147,18 +147,22 @@ def test_predicted_customer_value_from_regressor_champion_when_registered(client
         mv = tracker.get_model_version_by_alias("sales-regressor", "champion")
     except MlflowException:
         mv = None
+    # A brand-new customer (tenure 1): a linear value model extrapolates below zero there.
+    new = {**customers[0], "customer_id": "new-1", "tenure_months": 1, "monthly_charges_usd": 85.0,
+           "total_charges_usd": 170.0, "contract": "Month-to-month", "internet_service": "Fiber optic"}
     deadline = time.monotonic() + 10
     while True:
-        body = client.post("/api/predict", json=customers[:3]).json()
+        body = client.post("/api/predict", json=[*customers[:3], new]).json()
         if mv is None or body["value_model"] is not None or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     values = [p["predicted_customer_value_usd"] for p in body["predictions"]]
     if mv is None:
-        assert body["value_model"] is None and values == [None, None, None]
+        assert body["value_model"] is None and values == [None, None, None, None]
     else:
         assert body["value_model"]["model_name"] == "sales-regressor"
-        assert all(isinstance(v, float) and np.isfinite(v) for v in values)
+        # Clipped at 0, as the worker does for alerts' predicted_value_usd.
+        assert all(isinstance(v, float) and np.isfinite(v) and v >= 0 for v in values), values
 
 
 def test_envelope_body_and_query_model_name_select_a_version(client, customers, champion, stack_settings):
