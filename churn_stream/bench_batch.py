@@ -252,8 +252,8 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
     for m in result.models:
         task = "classification" if "roc_auc" in m.metrics else "regression"
         models[m.name] = {"task": task, "fit_rows": int(m.params.get("fit_rows", 0)),
-                          "fit_s": round(m.metrics["fit_s"], 3), "tune_s": round(m.metrics.get("tune_s", 0.0), 3),
-                          "eval_s": round(m.metrics.get("eval_s", 0.0), 3),
+                          "fit_s": round(m.metrics["fit_s"], 6), "tune_s": round(m.metrics.get("tune_s", 0.0), 6),
+                          "eval_s": round(m.metrics.get("eval_s", 0.0), 6),
                           "score": round(m.metrics["roc_auc"] if task == "classification" else m.metrics["r2"], 5)}
     caps = {k: getattr(settings, k) for k in ("batch_oof_max_rows", "batch_sample_max_rows", "batch_poly_max_rows",
                                               "batch_fit_max_rows")}
@@ -261,7 +261,7 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
         dataset=dataset, rows=result.rows, source=str(source) if generate_s is None else f"generated(seed={seed})",
         cycle_s=round(cycle_s, 3), cpu_s=round(cpu_s, 3), peak_rss_gb=round(peak_gb, 3),
         load_average=[round(x, 2) for x in os.getloadavg()],
-        stages_s={k: round(v, 3) for k, v in result.timings_s.items()}, models=models,
+        stages_s={k: round(v, 6) for k, v in result.timings_s.items()}, models=models,
         targets=_targets(dataset, result.rows, cycle_s, peak_gb), settings=caps,
         generate_s=None if generate_s is None else round(generate_s, 3), cycle_id=result.cycle_id,
         promoted={k: {kk: v.get(kk) for kk in ("model", "model_version", "alias")}
