@@ -12,8 +12,7 @@ The fetch loop does not wait for the broker: once a batch's outputs are queued o
 producer it goes back to ``getmany``, and an :class:`OffsetCommitter` task awaits the
 acknowledgements and commits, in order (batches acknowledged meanwhile in one commit).
 Waiting in the loop for both round trips (acks, then commit) held every record that
-arrived meanwhile for their duration: most of the p99 latency at 2,000 events/s
-(``churn bench stream``). Fetches wait at most :data:`FETCH_MAX_WAIT_MS` on the broker.
+arrived meanwhile for their duration (``churn bench stream`` at 2,000 events/s).
 
 Alerts: at most one per event, also when a crashed worker's uncommitted batches are
 scored again: an :class:`~stream_app.alert_ledger.AlertLedger` drops alerts whose event
@@ -44,6 +43,7 @@ to ``churn-drift`` every ``drift_interval_s``, value at risk on alerts when a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import random
@@ -74,11 +74,12 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 2000
 #: ``getmany`` returns at once when records are buffered; this only bounds an idle wait.
 GETMANY_TIMEOUT_MS = 100
-#: Longest the broker may hold a fetch with nothing new. Measured on Tansu 0.6.0: a record's
-#: delivery delay grows with it (p50 1.4 / 3.3 / 14 ms at 1 / 10 / 50 ms), i.e. new records do
-#: not end the wait at once. Under load fetches return full anyway, so it costs nothing there;
-#: idle, a worker sends a few hundred empty fetches a second.
-FETCH_MAX_WAIT_MS = 2
+#: Longest the broker may hold a fetch with nothing new. Measured on Tansu 0.6.0 in memory: a
+#: record's delivery delay grows with it (p50 1.4 / 3.3 / 14 ms at 1 / 10 / 50 ms), i.e. new
+#: records do not end the wait at once. It is not lower because the durable Tansu answers
+#: fetches shorter than its storage read empty: at 2 ms a worker on it starved completely
+#: (``churn bench faults``, worker_kill).
+FETCH_MAX_WAIT_MS = 10
 #: Micro-batches queued on the producer and not yet committed (see :class:`OffsetCommitter`).
 MAX_IN_FLIGHT = 8
 
@@ -574,6 +575,10 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         finally:
             state.pop("consumer", None)
             state.pop("producer", None)
+            # Outputs already queued reach the broker before the group learns this worker
+            # left, so the next owner's alert ledger read-back sees them.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.flush(), timeout=10)
             await consumer.stop()
             await reader.stop()
             await producer.stop()
