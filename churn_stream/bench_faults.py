@@ -13,6 +13,12 @@ from the beginning and counts:
     acknowledged *valid* events without a score (must be 0);
 ``duplicates``
     scores beyond the first per event id (at-least-once allows them);
+``alerts``
+    distinct event ids on ``churn-alerts``;
+``alert_duplicates``
+    alerts beyond the first per event id (must be 0: an alert is emitted at most once per
+    event, see :mod:`stream_app.alert_ledger`); ``detail.alerts_missing`` counts events
+    scored at or above the threshold without an alert (must be 0);
 ``dead_lettered``
     distinct input records (partition, offset) on the dead-letter topic;
 ``recovery_s``
@@ -74,7 +80,8 @@ READY_TIMEOUT_S = 180.0
 COLLECT_TIMEOUT_S = 420.0
 COLLECT_IDLE_S = 150.0
 
-_FIELDS = ("scenario", "produced", "scored", "lost", "duplicates", "dead_lettered", "recovery_s", "passed")
+_FIELDS = ("scenario", "produced", "scored", "lost", "duplicates", "alerts", "alert_duplicates", "dead_lettered",
+           "recovery_s", "passed")
 
 
 @dataclass
@@ -92,13 +99,18 @@ class FaultResult:
         Acknowledged valid events without a score.
     duplicates : int
         Scores beyond the first per event id.
+    alerts : int
+        Distinct event ids with an alert.
+    alert_duplicates : int
+        Alerts beyond the first per event id (must be 0).
     dead_lettered : int
         Distinct input records on the dead-letter topic.
     recovery_s : float or None
         Seconds from the fault's end until scoring resumed; ``None`` when the fault has no end
         (malformed input) or nothing was left to score after it.
     passed : bool
-        ``lost == 0``, dead letters exactly the malformed records, and every scenario check held.
+        ``lost == 0``, ``alert_duplicates == 0``, no alert missing, dead letters exactly the
+        malformed records, and every scenario check held.
     checks : dict of str to bool
         The scenario's own checks (champion unchanged, failure reported, partitions shared, ...).
     detail : dict
@@ -110,6 +122,8 @@ class FaultResult:
     scored: int = 0
     lost: int = 0
     duplicates: int = 0
+    alerts: int = 0
+    alert_duplicates: int = 0
     dead_lettered: int = 0
     recovery_s: float | None = None
     passed: bool = False
@@ -405,6 +419,7 @@ async def _input_duplicates(settings: Settings, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from churn_stream.clients import kafka_kwargs
+    from stream_app.alert_ledger import log_end_offsets
 
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -413,9 +428,8 @@ async def _input_duplicates(settings: Settings, topic: str) -> int:
     try:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of fresh topics
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(tps)
+        ends = await log_end_offsets(consumer, tps)  # Tansu's end_offsets stop short of the last batch
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for msgs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
                 for m in msgs:
@@ -433,22 +447,28 @@ async def _input_duplicates(settings: Settings, topic: str) -> int:
 
 
 async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: set[str], want_dlq: int,
-                   timeout_s: float = COLLECT_TIMEOUT_S, idle_s: float = COLLECT_IDLE_S) -> dict[str, Any]:
-    """Read ``scores_topic`` and ``dlq_topic`` from the beginning until every wanted id has a score
-    and ``want_dlq`` dead letters are in, or nothing new came for ``idle_s``."""
+                   timeout_s: float = COLLECT_TIMEOUT_S, idle_s: float = COLLECT_IDLE_S,
+                   alerts_topic: str | None = None) -> dict[str, Any]:
+    """Read ``scores_topic``, ``dlq_topic`` (and ``alerts_topic``) from the beginning until every wanted id
+    has a score and ``want_dlq`` dead letters are in, or nothing new came for ``idle_s``; then read
+    ``alerts_topic`` to its end."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from churn_stream.clients import kafka_kwargs
+    from stream_app.alert_ledger import log_end_offsets
 
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     counts: dict[str, int] = {}
+    alert_counts: dict[str, int] = {}
+    labelled: set[str] = set()  # event ids scored at or above the threshold
     scored_at: list[float] = []
     dead: set[tuple[int, int]] = set()
     try:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of fresh topics
-        tps = [TopicPartition(t, p) for t in (scores_topic, dlq_topic) for p in consumer.partitions_for_topic(t) or []]
+        topics = (scores_topic, dlq_topic) + ((alerts_topic,) if alerts_topic else ())
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s
@@ -465,11 +485,30 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
                         dead.add((doc["partition"], doc["offset"]))
                         continue
                     eid = doc["event_id"]
+                    if tp.topic == alerts_topic:
+                        alert_counts[eid] = alert_counts.get(eid, 0) + 1
+                        continue
                     counts[eid] = counts.get(eid, 0) + 1
+                    if doc["churn_label"]:
+                        labelled.add(eid)
                     scored_at.append(datetime.fromisoformat(doc["scored_at"]).timestamp())
+        if alerts_topic:
+            # Every output of a micro-batch is acknowledged before its commit: the alerts of
+            # the scores read are in already; read the alert partitions to their end.
+            alert_tps = [tp for tp in tps if tp.topic == alerts_topic]
+            positions = {tp: await consumer.position(tp) for tp in alert_tps}
+            ends = await log_end_offsets(consumer, alert_tps)
+            for tp in alert_tps:
+                consumer.seek(tp, positions[tp])
+            while [tp for tp in alert_tps if await consumer.position(tp) < ends[tp]]:
+                for tp, msgs in (await consumer.getmany(*alert_tps, timeout_ms=500, max_records=10_000)).items():
+                    for m in msgs:
+                        eid = orjson.loads(m.value)["event_id"]
+                        alert_counts[eid] = alert_counts.get(eid, 0) + 1
     finally:
         await consumer.stop()
-    return {"counts": counts, "scored_at": scored_at, "dead_letters": len(dead)}
+    return {"counts": counts, "scored_at": scored_at, "dead_letters": len(dead), "alert_counts": alert_counts,
+            "labelled": labelled}
 
 
 # ---------------------------------------------------------------- scenarios
@@ -501,12 +540,17 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
             producer.join(timeout=30)
         want = producer.acked_ids()
         want_dlq = producer.acked_malformed()
-        seen = asyncio.run(_collect(run.settings, run.topics.scores, run.topics.dead_letters, want, want_dlq))
+        seen = asyncio.run(_collect(run.settings, run.topics.scores, run.topics.dead_letters, want, want_dlq,
+                                    alerts_topic=run.topics.alerts))
         counts = seen["counts"]
+        alert_counts = seen["alert_counts"]
         result.produced = producer.n_acked
         result.scored = len(counts.keys() & want)
         result.lost = len(want - counts.keys())
         result.duplicates = sum(c - 1 for eid, c in counts.items() if eid in want)
+        result.alerts = len(alert_counts)
+        result.alert_duplicates = sum(c - 1 for c in alert_counts.values())
+        alerts_missing = len(seen["labelled"] - alert_counts.keys())
         result.dead_lettered = seen["dead_letters"]
         fault_end = outcome.get("fault_end")
         if fault_end is not None:
@@ -518,11 +562,13 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
         input_dups = asyncio.run(_input_duplicates(run.settings, run.topics.customers))
         result.detail.update(producer_send_failures=producer.send_failures, malformed=want_dlq,
                              input_duplicates=input_dups, scoring_duplicates=result.duplicates - input_dups,
+                             alerts_missing=alerts_missing,
                              unscored_sample=sorted(want - counts.keys())[:5],
                              elapsed_s=round(time.monotonic() - t_start, 1))
         if producer.last_error:
             result.detail["producer_last_error"] = producer.last_error[:200]
-        result.passed = result.lost == 0 and result.dead_lettered == want_dlq and all(result.checks.values())
+        result.passed = (result.lost == 0 and result.alert_duplicates == 0 and alerts_missing == 0
+                         and result.dead_lettered == want_dlq and all(result.checks.values()))
         return result
     finally:
         producer.cancel()
@@ -784,9 +830,9 @@ def format_table(results: list[FaultResult]) -> str:
     """The results as a fixed-width table, then each scenario's failed checks."""
     rows = [list(_FIELDS)]
     for r in results:
-        rows.append([r.scenario, str(r.produced), str(r.scored), str(r.lost), str(r.duplicates),
-                     str(r.dead_lettered), "-" if r.recovery_s is None else f"{r.recovery_s:.2f}",
-                     "yes" if r.passed else "NO"])
+        rows.append([r.scenario, str(r.produced), str(r.scored), str(r.lost), str(r.duplicates), str(r.alerts),
+                     str(r.alert_duplicates), str(r.dead_lettered),
+                     "-" if r.recovery_s is None else f"{r.recovery_s:.2f}", "yes" if r.passed else "NO"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(_FIELDS))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
     for r in results:

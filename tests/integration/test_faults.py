@@ -50,6 +50,8 @@ def check(result) -> None:
     assert result.lost == 0, result.as_dict()
     assert result.produced >= EVENTS, result.as_dict()
     assert result.scored + result.lost == result.produced - result.detail["malformed"], result.as_dict()
+    assert result.alert_duplicates == 0, result.as_dict()  # an alert at most once per event, whatever the fault
+    assert result.detail["alerts_missing"] == 0, result.as_dict()
     failed = [name for name, ok in result.checks.items() if not ok]
     assert not failed, result.as_dict()
     assert result.passed, result.as_dict()
@@ -66,7 +68,9 @@ def test_broker_stopped_for_30_s_mid_stream_loses_nothing(stream_env):
 def test_worker_killed_mid_stream_and_replaced_loses_nothing(stream_env):
     from churn_stream.bench_faults import worker_kill
 
-    check(worker_kill(stream_env, EVENTS))
+    result = worker_kill(stream_env, EVENTS)
+    check(result)
+    assert result.alerts > 1000  # many alerting events went through the kill, none alerted twice
 
 
 def test_second_worker_joins_shares_partitions_and_leaves(stream_env):
