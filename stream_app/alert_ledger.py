@@ -34,7 +34,8 @@ Remaining limits, honestly:
   holding a scored batch, which then wakes up and sends its alerts after the new owner
   has finished its read-back. Only broker-side producer fencing (transactions) closes this.
   A worker that leaves or loses partitions in an ordinary rebalance finishes and commits
-  its in-flight batches first (the rebalance listener waits for them), so it is not one.
+  its in-flight batches first (the rebalance listener waits for them, up to 30 s), so it is
+  not one; a worker whose outputs stay unacknowledged beyond that wait can become one.
 - The ledger is bounded (:data:`LEDGER_CAPACITY` event ids, oldest forgotten first); an
   event re-sent to ``customers`` after that many later alerts is alerted again.
 """

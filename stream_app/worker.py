@@ -82,6 +82,8 @@ GETMANY_TIMEOUT_MS = 100
 FETCH_MAX_WAIT_MS = 10
 #: Micro-batches queued on the producer and not yet committed (see :class:`OffsetCommitter`).
 MAX_IN_FLIGHT = 8
+#: Longest a revocation waits for in-flight batches to be acknowledged and committed.
+REVOKE_DRAIN_TIMEOUT_S = 30.0
 
 #: Producer record-batch size (bytes): a micro-batch's outputs to one partition fit in a few.
 PRODUCE_BATCH_BYTES = 512 * 1024
@@ -357,7 +359,13 @@ class ScoringLoop:
         """Stop scoring and wait until every in-flight batch is acknowledged and committed."""
         self._open.clear()
         t0 = time.perf_counter()
-        await self.committer.drain()
+        try:
+            await asyncio.wait_for(self.committer.drain(), timeout=REVOKE_DRAIN_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            # Acknowledgements stuck (broker down): rejoin anyway; the next owner re-scores and its
+            # alert ledger recovery reads back whatever of these outputs the broker did take.
+            logger.warning("in-flight batches not committed before revocation timeout_s=%.0f",
+                           REVOKE_DRAIN_TIMEOUT_S)
         logger.info("partitions revoked partitions=%s drained_s=%.3f",
                     ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)), time.perf_counter() - t0)
 
