@@ -43,6 +43,8 @@ from churn_stream.settings import Settings
 
 #: Events sent (and waited for) before timing, so group joins and model loads are not timed.
 WARMUP_EVENTS = 200
+#: Above this 1-minute load average per CPU the machine is too busy for the latency figures to mean much.
+BUSY_LOAD_PER_CPU = 1.5
 #: Micro-batch bound of the reference relay (same as the worker's).
 RELAY_MAX_RECORDS = 2000
 CONTENDERS = ("naive", "relay", "worker")
@@ -402,6 +404,13 @@ def run_bench_stream(settings: Settings, events: int = 200_000, json_path: Path 
           f"{rate:.0f} events/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
           f"(broker {result['broker_mode']}, load avg {result['load_avg_1m_start']} -> {result['load_avg_1m_end']})",
           file=sys.stderr)
+    loads = [result["load_avg_1m_start"], result["load_avg_1m_end"]] + [
+        c[kind].get(k) for kind in CONTENDERS for k in ("load_avg_1m", "latency_load_avg_1m") if c[kind].get(k)]
+    result["busy"] = max(loads) > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
+    if result["busy"]:
+        print(f"note: load average reached {max(loads)} on {os.cpu_count()} CPUs: other processes shared the "
+              "cores, so these figures (the latency ones above all) understate the contenders; re-run on a quiet "
+              "machine", file=sys.stderr)
     line = orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode()
     print(line)
     if json_path is not None:

@@ -20,7 +20,7 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
 
     saved = orjson.loads(out.read_text())
     for name in ("naive_eps", "relay_eps", "worker_eps", "ratio_vs_naive", "ratio_vs_relay", "p50_ms", "p99_ms",
-                 "events", "broker_mode", "load_avg_1m_start"):
+                 "events", "broker_mode", "load_avg_1m_start", "load_avg_1m_end"):
         assert name in saved, name
     assert saved["events"] == 5000 and saved["broker_mode"] == "ephemeral"
     for kind in ("naive", "relay", "worker"):
@@ -32,3 +32,4 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     assert saved["ratio_vs_relay"] == pytest.approx(saved["worker_eps"] / saved["relay_eps"], abs=0.01)
     assert 0 < saved["p50_ms"] <= saved["p99_ms"]
     assert result["worker_eps"] == saved["worker_eps"]
+    assert isinstance(saved["busy"], bool)  # flags a run on a loaded machine
