@@ -4,6 +4,10 @@ Same data, same split, same featurisation, same threshold tuning (5-fold
 out-of-fold predictions on the training part) for both sides; the hold-out is only used for the metrics.
 Both sides run with BLAS limited to one thread, as one worker process would.
 Requires the ``bench`` extra (scikit-learn, xgboost).
+
+Also here: ``churn bench fit`` (boosting and forests on a synthetic million-row table,
+each fit in a fresh process for its own peak RSS) and ``churn bench gbm-cv`` (the
+zoo booster's hyperparameters cross-validated on Telco's training part only).
 """
 
 from __future__ import annotations

@@ -218,3 +218,19 @@ def test_regressor_quality_on_total_charges(frame):
     r2_ref = regression_metrics(r.y_test, ref.predict(r.X_test))["r2"]
     assert r2 >= 0.998
     assert r2 >= r2_ref - 0.01
+
+
+def test_zoo_hyperparameters_are_the_cross_validated_winner():
+    """batch/zoo.py's booster is the best row of the committed `churn bench gbm-cv` output
+    (out-of-fold tuned F1 on Telco's training part; the hold-out is never used to choose)."""
+    import json
+    from pathlib import Path
+
+    from batch import zoo
+
+    rows = json.loads((Path(__file__).parent / "gbm_cv_telco.json").read_text())
+    best = max(rows, key=lambda r: r["cv_f1_tuned"])
+    params = zoo.classifiers({"gradient_boosting"})["gradient_boosting"]().get_params()
+    for key in ("max_depth", "min_child_weight", "learning_rate", "n_estimators", "colsample_bytree"):
+        assert params[key] == best[key], key
+    assert params["subsample"] == 0.8  # the value every candidate was cross-validated with
