@@ -2,7 +2,9 @@
 
 Same data, same split, same featurisation, same threshold tuning (5-fold
 out-of-fold predictions on the training part) for both sides; the hold-out is only used for the metrics.
-Both sides run with BLAS limited to one thread, as one worker process would.
+Both sides run with BLAS limited to one thread, as one worker process would (the zoo's
+forests and booster fit with n_jobs=-1 threads; their references here use one, so
+predict times compare single-threaded calls).
 Requires the ``bench`` extra (scikit-learn, xgboost).
 
 Also here: ``churn bench fit`` (boosting and forests on a synthetic million-row table,
