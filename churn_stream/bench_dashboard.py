@@ -390,9 +390,14 @@ def _rss_summary(rss: list[tuple[float, float]], warm_s: float) -> dict[str, Any
     tail = mb[t >= t[-1] - 60]
     end_mb = float(np.median(tail))
     slope = float(np.polyfit(t[after], mb[after], 1)[0] * 3600)
+    # A leak grows at a steady rate; allocator high-water marks level off. The last half's slope tells them apart.
+    late = t >= (warm_s + t[-1]) / 2
+    late_slope = float(np.polyfit(t[late], mb[late], 1)[0] * 3600) if late.sum() >= 2 else float("nan")
     return {"rss_start_mb": float(mb[0]), "rss_after_warmup_mb": warm_mb, "rss_end_mb": end_mb,
             "rss_max_mb": float(mb.max()), "rss_growth_after_warmup_mb": end_mb - warm_mb,
-            "rss_slope_mb_per_h": slope, "rss_samples": int(mb.size), "warmup_s": warm_s}
+            "rss_slope_mb_per_h": slope, "rss_slope_last_half_mb_per_h": late_slope,
+            "rss_samples": int(mb.size), "warmup_s": warm_s,
+            "rss_mb_by_s": [[round(float(a), 1), round(float(b), 2)] for a, b in zip(t, mb)]}
 
 
 def _callback_summary(cb: dict[str, Any], poll: dict[str, Any]) -> dict[str, Any]:
@@ -503,7 +508,7 @@ def run_bench_dashboard(settings: Settings, duration_s: float = DURATION_S, rate
     print(f"dashboard RSS MB: start {memory['rss_start_mb']:.1f}, after {warm:.0f} s warm-up "
           f"{memory['rss_after_warmup_mb']:.1f}, end {memory['rss_end_mb']:.1f}, max {memory['rss_max_mb']:.1f}; "
           f"growth after warm-up {memory['rss_growth_after_warmup_mb']:+.1f} MB (flat if <= {FLAT_TOLERANCE_MB:g}), "
-          f"slope {memory['rss_slope_mb_per_h']:+.1f} MB/h")
+          f"slope {memory['rss_slope_mb_per_h']:+.1f} MB/h (last half {memory['rss_slope_last_half_mb_per_h']:+.1f} MB/h)")
     print(f"{'callback':16}{'tab':>8}{'interval':>10}{'polls':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
           f"{'rt p99':>9}{'ok':>5}")
     for name, c in callbacks.items():
