@@ -533,6 +533,9 @@ class LocalStack:
             env["AWS_ALLOW_HTTP"] = "true"
         elif name == "mlflow":
             env["MLFLOW_S3_ENDPOINT_URL"] = self.s3_endpoint_url
+            # MLflow 3's server otherwise starts a huey job runner (six consumer
+            # processes) for GenAI evaluation jobs, which this product never submits.
+            env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         return env
 
     # ------------------------------------------------------------------ health

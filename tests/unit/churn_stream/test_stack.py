@@ -202,6 +202,7 @@ def test_environment_carries_credentials_and_endpoints(stack: LocalStack) -> Non
     assert kafka["AWS_DEFAULT_REGION"] == "us-east-1"
     mlflow = stack.environment("mlflow", base)
     assert mlflow["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:19100"
+    assert mlflow["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert "AWS_ENDPOINT" not in mlflow
     assert base == {"PATH": "/usr/bin", "STORAGE_ENGINE": "memory://evil/", "MLFLOW_TRACKING_URI": "http://x"}
 
