@@ -101,6 +101,7 @@ class _BaseForest(_TreeStateMixin, BaseModel):
                 labels=labels,
                 weights=None if labels is None else w,
             )
+            tree.row_leaf = np.empty(0, dtype=np.int32)  # a view would keep the per-row array alive
             oob = np.flatnonzero(w == 0) if self.oob_score else None
             return tree, oob
 
