@@ -629,6 +629,9 @@ def worker_join_leave(env: FaultEnv, events: int = 10_000) -> FaultResult:
 
         was_shared = _wait_until(shared, 120)
         split = [health(first).get("assigned_partitions"), health(second).get("assigned_partitions")]
+        # Being assigned is not yet scoring: the joiner first reads the alert ledger back
+        # for its partitions. Give it the time to score some of the still-flowing stream.
+        _wait_until(lambda: health(second).get("events_in", 0) > 0, 30)
         second_events = health(second).get("events_in", 0)
         flowing = not producer.done
         stop_worker(second_proc)
