@@ -16,9 +16,14 @@ from the beginning and counts:
 ``alerts``
     distinct event ids on ``churn-alerts``;
 ``alert_duplicates``
-    alerts beyond the first per event id (must be 0: an alert is emitted at most once per
-    event, see :mod:`stream_app.alert_ledger`); ``detail.alerts_missing`` counts events
-    scored at or above the threshold without an alert (must be 0);
+    alert *emissions* beyond the first per event id, i.e. distinct alert documents (each
+    carries its ``scored_at``) for one event (must be 0: the worker emits an alert at most
+    once per event, see :mod:`stream_app.alert_ledger`). Byte-identical copies are one
+    emission the broker appended twice because a produce was retried after its
+    acknowledgement was lost (a broker restart); they are counted in
+    ``detail.alert_retry_copies``, and only an idempotent producer removes them (Apache
+    Kafka has one; Tansu 0.6.0 refuses ``InitProducerId``). ``detail.alerts_missing``
+    counts events scored at or above the threshold without an alert (must be 0);
 ``dead_lettered``
     distinct input records (partition, offset) on the dead-letter topic;
 ``recovery_s``
@@ -462,6 +467,7 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
     await consumer.start()
     counts: dict[str, int] = {}
     alert_counts: dict[str, int] = {}
+    alert_docs: dict[str, set[bytes]] = {}  # distinct alert documents per event id
     labelled: set[str] = set()  # event ids scored at or above the threshold
     scored_at: list[float] = []
     dead: set[tuple[int, int]] = set()
@@ -487,6 +493,7 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
                     eid = doc["event_id"]
                     if tp.topic == alerts_topic:
                         alert_counts[eid] = alert_counts.get(eid, 0) + 1
+                        alert_docs.setdefault(eid, set()).add(m.value)
                         continue
                     counts[eid] = counts.get(eid, 0) + 1
                     if doc["churn_label"]:
@@ -505,10 +512,11 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
                     for m in msgs:
                         eid = orjson.loads(m.value)["event_id"]
                         alert_counts[eid] = alert_counts.get(eid, 0) + 1
+                        alert_docs.setdefault(eid, set()).add(m.value)
     finally:
         await consumer.stop()
     return {"counts": counts, "scored_at": scored_at, "dead_letters": len(dead), "alert_counts": alert_counts,
-            "labelled": labelled}
+            "alert_emissions": {eid: len(docs) for eid, docs in alert_docs.items()}, "labelled": labelled}
 
 
 # ---------------------------------------------------------------- scenarios
@@ -549,7 +557,13 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
         result.lost = len(want - counts.keys())
         result.duplicates = sum(c - 1 for eid, c in counts.items() if eid in want)
         result.alerts = len(alert_counts)
-        result.alert_duplicates = sum(c - 1 for c in alert_counts.values())
+        # An alert document carries its ``scored_at``: the worker emitting an event's alert
+        # twice gives two different documents. Byte-identical copies are one emission the
+        # broker appended twice (a produce retried after a lost acknowledgement); only an
+        # idempotent producer prevents those, and Tansu refuses InitProducerId.
+        emissions = seen["alert_emissions"]
+        result.alert_duplicates = sum(c - 1 for c in emissions.values())
+        alert_retry_copies = sum(alert_counts.values()) - sum(emissions.values())
         alerts_missing = len(seen["labelled"] - alert_counts.keys())
         result.dead_lettered = seen["dead_letters"]
         fault_end = outcome.get("fault_end")
@@ -562,7 +576,7 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
         input_dups = asyncio.run(_input_duplicates(run.settings, run.topics.customers))
         result.detail.update(producer_send_failures=producer.send_failures, malformed=want_dlq,
                              input_duplicates=input_dups, scoring_duplicates=result.duplicates - input_dups,
-                             alerts_missing=alerts_missing,
+                             alerts_missing=alerts_missing, alert_retry_copies=alert_retry_copies,
                              unscored_sample=sorted(want - counts.keys())[:5],
                              elapsed_s=round(time.monotonic() - t_start, 1))
         if producer.last_error:

@@ -28,6 +28,12 @@ several broker round trips to every batch's latency.
 
 Remaining limits, honestly:
 
+- The ledger stops the worker from *emitting* an alert twice; it cannot stop the broker
+  from *appending* one emission twice when a produce is retried after its acknowledgement
+  was lost (a broker crash mid-request). Those copies are byte-identical (same
+  ``scored_at``). An idempotent producer (``enable_idempotence``) removes them on Apache
+  Kafka; Tansu 0.6.0 answers ``InitProducerId`` with ``UnknownError``, so the worker does
+  not enable it. Consumers that must not act twice dedupe on ``event_id``.
 - Clock skew larger than :data:`CLOCK_SKEW_MARGIN_S` between an input producer and the
   previous worker can start the read-back too late (a duplicate alert is then possible).
 - A *zombie*: a worker frozen (not crashed) for longer than the session timeout while
