@@ -53,17 +53,9 @@ def _free_port() -> int:
 
 def start_api(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:
     """Start ``churn api`` on ``127.0.0.1:port`` as a child process logging to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "CHURN_DATA_DIR": str(settings.data_dir),
-    })
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "churn_stream.cli", "--log-level", "WARNING", "api",
-                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    from churn_stream.demo import start_cli
+
+    return start_cli(settings, ["--log-level", "WARNING", "api", "--port", str(port)], log_path)
 
 
 def wait_api_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> dict[str, Any]:

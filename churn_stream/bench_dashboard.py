@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -73,19 +72,10 @@ def warmup_s(duration_s: float) -> float:
 
 def start_dashboard(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:
     """Start ``churn dashboard`` on ``127.0.0.1:port`` as a child process logging to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "CHURN_DATA_DIR": str(settings.data_dir),
-    })
-    if settings.topic_suffix:
-        env["CHURN_TOPIC_SUFFIX"] = settings.topic_suffix
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "churn_stream.cli", "--log-level", "WARNING", "dashboard",
-                                 "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    from churn_stream.demo import start_cli
+
+    extra = {"CHURN_TOPIC_SUFFIX": settings.topic_suffix} if settings.topic_suffix else None
+    return start_cli(settings, ["--log-level", "WARNING", "dashboard", "--port", str(port)], log_path, extra)
 
 
 def wait_dashboard_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:

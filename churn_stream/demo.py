@@ -40,21 +40,33 @@ def _port_taken(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
-    """Start ``churn worker`` as a child process logging to ``log_path``."""
+def start_cli(settings: Settings, args: list[str], log_path: Path,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``churn <args>`` as a child process of this stack, logging to ``log_path``.
+
+    The child gets this process's environment with the stack's Kafka, MLflow and data
+    directory settings (plus ``extra_env``), in its own session so it can be signalled alone.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update({
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "CHURN_DATA_DIR": str(settings.data_dir),
+    })
+    env.update(extra_env or {})
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "churn_stream.cli", *args], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
+    """Start ``churn worker`` as a child process logging to ``log_path``."""
+    return start_cli(settings, ["worker"], log_path, {
         "CHURN_CONSUMER_GROUP": settings.consumer_group,
         "CHURN_WORKER_WEB_PORT": str(settings.worker_web_port),
         "CHURN_TOPIC_SUFFIX": settings.topic_suffix,
     })
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "churn_stream.cli", "worker"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_worker_ready(settings: Settings, proc: subprocess.Popen, timeout_s: float = 120.0) -> dict[str, Any]:
