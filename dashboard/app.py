@@ -458,8 +458,12 @@ def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: 
 
 
 def run_dashboard(settings, host: str = "127.0.0.1", port: int = 8050, api_url: str = DEFAULT_API_URL,
-                  kafka_options: dict[str, Any] | None = None) -> None:
-    """Serve the dashboard until interrupted (blocking).
+                  kafka_options: dict[str, Any] | None = None, threads: int = 4) -> None:
+    """Serve the dashboard until interrupted (blocking), on waitress.
+
+    waitress serves the Flask app behind Dash from a fixed pool of ``threads``
+    worker threads. Flask's development server starts a thread per request instead,
+    and over hours of 1 s polling that spreads the heap over many allocator arenas.
 
     Parameters
     ----------
@@ -469,10 +473,14 @@ def run_dashboard(settings, host: str = "127.0.0.1", port: int = 8050, api_url: 
     api_url : str, default "http://127.0.0.1:8000/api/predict"
     kafka_options : dict, optional
         aiokafka connection arguments (see :func:`create_app`).
+    threads : int, default 4
+        Request threads: browsers poll the live tab every second and the others every 10 s.
     """
+    from waitress import serve
+
     app = create_app(settings, api_url=api_url, kafka_options=kafka_options)
-    logger.info("dashboard on http://%s:%d api_url=%s", host, port, api_url)
+    logger.info("dashboard on http://%s:%d api_url=%s threads=%d", host, port, api_url, threads)
     try:
-        app.run(host=host, port=port, debug=False)
+        serve(app.server, host=host, port=port, threads=threads, ident="churn-dashboard")
     finally:
         app.live_feed.stop()

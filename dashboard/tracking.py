@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import threading
 import time
@@ -40,15 +41,25 @@ def _ms_to_iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class _TTLCache:
-    """``key -> (expires, value)``; one lock, values recomputed on expiry."""
+#: Run states after which a run's metrics and artifacts no longer change.
+TERMINAL_RUN_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
 
-    def __init__(self, ttl_s: float) -> None:
+
+class _TTLCache:
+    """``key -> (expires, value)`` under one lock; at most ``max_items`` entries, oldest dropped first.
+
+    An entry stored with ``ttl_s=math.inf`` never expires: it is for answers that cannot
+    change once read (a finished run's metrics, a registered version's artifacts), so
+    the dashboard downloads them once instead of on every refresh.
+    """
+
+    def __init__(self, ttl_s: float, max_items: int = 64) -> None:
         self.ttl_s = ttl_s
+        self.max_items = max_items
         self._lock = threading.Lock()
         self._items: dict[Any, tuple[float, Any]] = {}
 
-    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+    def get(self, key: Any, compute: Callable[[], Any], ttl_s: float | None = None) -> Any:
         now = time.monotonic()
         with self._lock:
             hit = self._items.get(key)
@@ -56,9 +67,10 @@ class _TTLCache:
                 return hit[1]
         value = compute()
         with self._lock:
-            self._items[key] = (now + self.ttl_s, value)
-            if len(self._items) > 256:  # bounded: drop expired entries
-                self._items = {k: v for k, v in self._items.items() if v[0] > now}
+            self._items.pop(key, None)
+            self._items[key] = (now + (self.ttl_s if ttl_s is None else ttl_s), value)
+            while len(self._items) > self.max_items:
+                del self._items[next(iter(self._items))]
         return value
 
 
@@ -139,13 +151,20 @@ class ModelsReader:
         return rows
 
     def leaderboard(self) -> list[dict[str, Any]]:
-        """Every nested run (one model) of the latest cycle with its metrics and the alias its version holds."""
-        return self._cache.get("leaderboard", self._leaderboard)
+        """Every nested run (one model) of the latest cycle with its metrics and the alias its version holds.
 
-    def _leaderboard(self) -> list[dict[str, Any]]:
+        A finished cycle's runs are read once and kept (keyed by cycle and aliases);
+        a running cycle's are read again after the cache's ``ttl_s``.
+        """
         cycle = self.latest_cycle()
         if cycle is None:
             return []
+        held = tuple(sorted((r["run_id"], r["aliases"], r["version"]) for r in self.versions() if r["aliases"]))
+        done = cycle["status"] in TERMINAL_RUN_STATES
+        return self._cache.get(("leaderboard", cycle["run_id"], cycle["status"], held),
+                               lambda: self._leaderboard(cycle), ttl_s=math.inf if done else None)
+
+    def _leaderboard(self, cycle: dict[str, Any]) -> list[dict[str, Any]]:
         runs = self.tracker.search_runs([cycle["experiment_id"]],
                                         filter_string=f"tags.mlflow.parentRunId = '{cycle['run_id']}'",
                                         max_results=500)
@@ -184,13 +203,17 @@ class ModelsReader:
         return None
 
     def champion_evaluation(self) -> dict[str, Any]:
-        """The ``churn-classifier`` champion: version, model, metrics and any logged ROC/PR/confusion artifacts."""
-        return self._cache.get("champion_evaluation", self._champion_evaluation)
+        """The ``churn-classifier`` champion: version, model, metrics and any logged ROC/PR/confusion artifacts.
 
-    def _champion_evaluation(self) -> dict[str, Any]:
+        Read once per champion version: a registered version's run and artifacts do not change.
+        """
         version = self.aliases().get("churn-classifier", {}).get("champion")
         if version is None:
             return {}
+        return self._cache.get(("champion_evaluation", version), lambda: self._champion_evaluation(version),
+                               ttl_s=math.inf)
+
+    def _champion_evaluation(self, version: str) -> dict[str, Any]:
         mv = self.tracker.get_model_version("churn-classifier", version)
         run = self.tracker.get_run(mv.run_id)
         out: dict[str, Any] = {"version": version, "model": (mv.tags or {}).get("model"), "run_id": mv.run_id,
@@ -200,13 +223,18 @@ class ModelsReader:
         return out
 
     def dq_report(self) -> dict[str, Any] | None:
-        """The latest cycle's ``dq_report.json``, None when the cycle has none."""
-        return self._cache.get("dq_report", self._dq_report)
+        """The latest cycle's ``dq_report.json``, None when the cycle has none.
 
-    def _dq_report(self) -> dict[str, Any] | None:
+        Read once per finished cycle; a running cycle's is read again after ``ttl_s``.
+        """
         cycle = self.latest_cycle()
         if cycle is None:
             return None
+        done = cycle["status"] in TERMINAL_RUN_STATES
+        return self._cache.get(("dq_report", cycle["run_id"], cycle["status"]), lambda: self._dq_report(cycle),
+                               ttl_s=math.inf if done else None)
+
+    def _dq_report(self, cycle: dict[str, Any]) -> dict[str, Any] | None:
         report = self._read_json_artifact(cycle["run_id"], (DQ_REPORT, f"dq/{DQ_REPORT}", f"data_quality/{DQ_REPORT}"))
         return report if isinstance(report, dict) else None
 

@@ -27,3 +27,40 @@ def test_psi_rows_from_a_flat_mapping_derive_the_status_from_thresholds():
 def test_no_psi_in_the_report_gives_no_rows():
     assert psi_rows({"status": "pass", "checks": [{"name": "drift", "status": "pass", "details": {}}]}) == []
     assert psi_rows({}) == []
+
+
+def test_ttl_cache_reuses_until_expiry_and_keeps_immutable_answers():
+    import math
+
+    from dashboard.tracking import _TTLCache
+
+    cache = _TTLCache(ttl_s=0.05, max_items=3)
+    calls = []
+
+    def compute(tag):
+        def f():
+            calls.append(tag)
+            return len(calls)
+        return f
+
+    assert cache.get("a", compute("a")) == 1
+    assert cache.get("a", compute("a")) == 1  # within ttl: no second read
+    assert cache.get("done", compute("done"), ttl_s=math.inf) == 2
+    import time
+
+    time.sleep(0.06)
+    assert cache.get("a", compute("a")) == 3  # expired: read again
+    assert cache.get("done", compute("done"), ttl_s=math.inf) == 2  # never expires
+    assert calls == ["a", "done", "a"]
+
+
+def test_ttl_cache_is_bounded_oldest_first():
+    import math
+
+    from dashboard.tracking import _TTLCache
+
+    cache = _TTLCache(ttl_s=60, max_items=3)
+    for k in range(5):
+        cache.get(k, lambda k=k: k * 10, ttl_s=math.inf)
+    assert list(cache._items) == [2, 3, 4]
+    assert cache.get(0, lambda: "recomputed") == "recomputed"  # evicted entries are read again
