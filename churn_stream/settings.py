@@ -76,6 +76,10 @@ class Settings:
     health_stall_s : float
         ``CHURN_HEALTH_STALL_S``: the worker's ``/health`` reports ``stalled`` (503) when its consumer
         lag is positive and no micro-batch has completed for this many seconds (default 15).
+    worker_commit_interval_s : float
+        ``CHURN_WORKER_COMMIT_INTERVAL_S``: least seconds between the worker's offset commits, in
+        (0, 60]; a crashed worker's successor re-scores up to about this much acknowledged input
+        (default 0.2). A worker stopped by SIGTERM commits everything acknowledged before it leaves.
     drift_window : int
         ``CHURN_DRIFT_WINDOW``: most recent events the worker's PSI drift window holds (default 5000).
     drift_interval_s : float
@@ -123,6 +127,7 @@ class Settings:
     dq_max_source_age_h: int = 48
     dq_freshness_fail: bool = False
     health_stall_s: float = 15.0
+    worker_commit_interval_s: float = 0.2
     drift_window: int = 5000
     drift_interval_s: float = 60.0
     drift_psi_threshold: float = 0.25
@@ -156,6 +161,7 @@ class Settings:
         "dq_max_source_age_h": "CHURN_DQ_MAX_SOURCE_AGE_H",
         "dq_freshness_fail": "CHURN_DQ_FRESHNESS_FAIL",
         "health_stall_s": "CHURN_HEALTH_STALL_S",
+        "worker_commit_interval_s": "CHURN_WORKER_COMMIT_INTERVAL_S",
         "drift_window": "CHURN_DRIFT_WINDOW",
         "drift_interval_s": "CHURN_DRIFT_INTERVAL_S",
         "drift_psi_threshold": "CHURN_DRIFT_PSI_THRESHOLD",

@@ -268,6 +268,8 @@ class OffsetCommitter:
         self._pending = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._taken: list[InFlightBatch] = []  # off the queue, acknowledgements awaited
+        self._acked: list[InFlightBatch] = []  # acknowledged, not yet committed
 
     def begin(self) -> None:
         """Count a fetched batch as in flight (before anything awaits), so :meth:`drain` waits for it."""
@@ -291,43 +293,77 @@ class OffsetCommitter:
 
     async def run(self) -> None:
         """Acknowledge and commit handed-over batches forever (raises what a send raised)."""
-        acked: list[InFlightBatch] = []
         last_commit = time.monotonic()
         while True:
-            timeout = None if not acked else max(0.0, last_commit + self.interval_s - time.monotonic())
-            batches: list[InFlightBatch] = []
+            timeout = None if not self._acked else max(0.0, last_commit + self.interval_s - time.monotonic())
             try:
-                batches.append(await asyncio.wait_for(self._queue.get(), timeout))
+                self._taken.append(await asyncio.wait_for(self._queue.get(), timeout))
             except asyncio.TimeoutError:
                 pass
             while not self._queue.empty():
-                batches.append(self._queue.get_nowait())
-            for b in batches:
+                self._taken.append(self._queue.get_nowait())
+            for b in self._taken:
                 await asyncio.gather(*b.acks)
-            if batches:
+            if self._taken:
                 acked_at = time.time()
-                for b in batches:
+                for b in self._taken:
                     b.acked_at = acked_at
-                acked += batches
-            if not acked or time.monotonic() - last_commit < self.interval_s:
+                self._acked += self._taken
+                self._taken = []
+            if not self._acked or time.monotonic() - last_commit < self.interval_s:
                 continue
-            offsets: dict = {}
-            for b in acked:
-                offsets.update(b.offsets)  # later batches hold higher offsets
-            try:
-                await self.consumer.commit(offsets)
-            except CommitFailedError as exc:
-                # Partitions moved to another worker: it re-reads from the last commit, so
-                # these scores may be duplicated (recognisable by event_id), never lost; its
-                # alert ledger recovery keeps the alerts single.
-                logger.warning("commit refused after rebalance partitions=%s error=%s",
-                               ",".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), exc)
-                offsets = {}
+            await self._commit()
             last_commit = time.monotonic()
-            for b in acked:
-                self.on_committed(b, b.acked_at, offsets)
-            self.end(len(acked))
-            acked = []
+
+    async def _commit(self) -> None:
+        """Commit the offsets of every acknowledged batch in one request, then book them."""
+        acked, self._acked = self._acked, []
+        offsets: dict = {}
+        for b in acked:
+            offsets.update(b.offsets)  # later batches hold higher offsets
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # Partitions moved to another worker: it re-reads from the last commit, so
+            # these scores may be duplicated (recognisable by event_id), never lost; its
+            # alert ledger recovery keeps the alerts single.
+            logger.warning("commit refused after rebalance partitions=%s error=%s",
+                           ",".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), exc)
+            offsets = {}
+        for b in acked:
+            self.on_committed(b, b.acked_at, offsets)
+        self.end(len(acked))
+
+    async def close(self, timeout_s: float = 10.0) -> int:
+        """On shutdown, after :meth:`run` is cancelled: commit every batch whose outputs the broker acknowledged.
+
+        Waits up to ``timeout_s`` for the acknowledgements of batches still in flight and
+        commits the acknowledged prefix (in order: never past a batch whose outputs were not
+        acknowledged), so a stopped worker's successor re-scores nothing it finished.
+
+        Returns
+        -------
+        int
+            Batches committed by this call.
+        """
+        pending = self._taken
+        self._taken = []
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        deadline = time.monotonic() + timeout_s
+        for b in pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*b.acks), max(0.0, deadline - time.monotonic()))
+            except Exception as exc:  # noqa: BLE001 - not acknowledged: its records are re-read by the next owner
+                logger.warning("shutdown: %d in-flight batches not acknowledged, left uncommitted error=%s",
+                               len(pending) - pending.index(b), f"{type(exc).__name__}: {exc}"[:200])
+                break
+            b.acked_at = time.time()
+            self._acked.append(b)
+        n = len(self._acked)
+        if n:
+            await self._commit()
+        return n
 
 
 class ScoringLoop:
@@ -357,15 +393,17 @@ class ScoringLoop:
         Started, group-less; reads input record timestamps and alerts back at assignment.
         Without it no recovery read-back is done (tests of the loop alone).
     ledger : AlertLedger, optional
+    commit_interval_s : float, optional
+        Least seconds between offset commits (default :data:`COMMIT_INTERVAL_S`).
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, sender: BatchSender, store: ModelStore, topics: WorkerTopics,
                  stats: WorkerStats, reader: AIOKafkaConsumer | None = None,
-                 ledger: AlertLedger | None = None) -> None:
+                 ledger: AlertLedger | None = None, commit_interval_s: float | None = None) -> None:
         self.consumer, self.sender, self.store, self.topics, self.stats = consumer, sender, store, topics, stats
         self.reader = reader
         self.ledger = ledger if ledger is not None else AlertLedger()
-        self.committer = OffsetCommitter(consumer, self._committed)
+        self.committer = OffsetCommitter(consumer, self._committed, interval_s=commit_interval_s)
         self._open = asyncio.Event()  # set while the current assignment is recovered and owned
         self._recovery_error: BaseException | None = None
 
@@ -602,7 +640,8 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         await producer.start()
         await reader.start()
         await consumer.start()
-        loop = ScoringLoop(consumer, BatchSender(producer), store, topics, stats, reader=reader)
+        loop = ScoringLoop(consumer, BatchSender(producer), store, topics, stats, reader=reader,
+                           commit_interval_s=settings.worker_commit_interval_s)
         consumer.subscribe([topics.customers], listener=loop.listener())
         state["consumer"] = consumer
         state["producer"] = producer
@@ -612,9 +651,15 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             state.pop("consumer", None)
             state.pop("producer", None)
             # Outputs already queued reach the broker before the group learns this worker
-            # left, so the next owner's alert ledger read-back sees them.
+            # left, so the next owner's alert ledger read-back sees them; then every batch
+            # whose outputs were acknowledged is committed, so the next owner re-scores none.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.flush(), timeout=10)
+            try:
+                committed = await loop.committer.close(timeout_s=10)
+                logger.info("shutdown: committed %d acknowledged batches", committed)
+            except Exception as exc:  # noqa: BLE001 - a failed last commit means re-scoring, never loss
+                logger.warning("shutdown: last offset commit failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
             await consumer.stop()
             await reader.stop()
             await producer.stop()

@@ -222,3 +222,57 @@ def test_shifted_batch_produces_a_drift_record(ops_settings, produced, telco_csv
     got = _metrics(ops_settings)
     assert got[("churn_feature_psi", (("feature", "tenure_months"),))] > 0.25
     assert got[("churn_drift_alert", ())] == 1
+
+
+def _committed_total(settings, topic: str, partitions: int) -> int:
+    """Sum of the consumer group's committed offsets on ``topic`` (asked per partition: Tansu's form)."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from churn_stream.clients import kafka_kwargs
+
+    async def ask() -> int:
+        admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
+        await admin.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            got = await admin.list_consumer_group_offsets(settings.consumer_group, partitions=tps)
+            return sum(max(0, meta.offset) for meta in got.values())
+        finally:
+            await admin.close()
+
+    return asyncio.run(ask())
+
+
+def test_sigterm_commits_every_acknowledged_batch(stack_settings, champions, telco_csv):
+    """A worker stopped by SIGTERM commits what it scored, so its successor re-scores nothing.
+
+    The periodic commit is pushed out to 60 s, so every offset the group holds after the
+    stop was committed by the shutdown path.
+    """
+    from churn_stream.clients import csv_to_customer_events, produce_records, topic_partitions
+    from churn_stream.demo import start_worker, stop_worker, wait_worker_ready
+    from churn_stream.stack import LocalStack
+
+    settings = stack_settings.with_overrides(topic_suffix="-stop", consumer_group="churn-scorer-stop",
+                                             worker_web_port=LocalStack.free_ports(1)[0])
+    customers = Topics.CUSTOMERS + settings.topic_suffix
+    records = csv_to_customer_events(telco_csv, limit=500)
+    ids = {orjson.loads(v)["event_id"] for _, v in records}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURN_WORKER_COMMIT_INTERVAL_S", "60")
+        proc = start_worker(settings, settings.data_dir / "logs" / "worker-stop-test.log")
+    try:
+        wait_worker_ready(settings, proc, timeout_s=180)
+        assert produce_records(settings, customers, records) == 500
+        scores = wait_for_count(settings, Topics.SCORES + settings.topic_suffix,
+                                lambda r: r["value"]["event_id"] in ids, 500)
+        assert len(scores) == 500
+        n_partitions = topic_partitions(settings)[Topics.CUSTOMERS]
+        assert _committed_total(settings, customers, n_partitions) == 0  # nothing committed while running
+    finally:
+        stop_worker(proc)
+    assert proc.returncode is not None
+    assert _committed_total(settings, customers, n_partitions) == 500
