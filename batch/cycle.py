@@ -250,8 +250,10 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
         # The plan's fit and validation rows are all the training rows: drop the original
         # matrix instead of holding every training row twice (600 MB at 1M retail rows).
         data.X_train = None
-    # Regressors have no threshold to tune: they fit every training row (or their cap).
-    reg_plan = FitPlan(reg_data.X_train, reg_data.y_train, sample_caps=caps)
+    # Regressors have no threshold to tune: they fit every training row (or their cap). Both
+    # tasks split the same rows (stratified on churn), so the regressors' samples keep the
+    # churn shares too: the sales target itself is continuous and cannot be stratified on.
+    reg_plan = FitPlan(reg_data.X_train, reg_data.y_train, sample_caps=caps, strata=data.y_train)
     timings["features"] += time.perf_counter() - t0
 
     experiment_id, parent_id = _start_parent_run(tracker, dataset, cycle_id)
@@ -277,7 +279,8 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
                            "batch_oof_max_rows": settings.batch_oof_max_rows,
                            "batch_sample_max_rows": settings.batch_sample_max_rows,
                            "batch_poly_max_rows": settings.batch_poly_max_rows,
-                           "batch_fit_max_rows": settings.batch_fit_max_rows}.items():
+                           "batch_fit_max_rows": settings.batch_fit_max_rows,
+                           "batch_ensemble_max_rows": settings.batch_ensemble_max_rows}.items():
             tracker.log_param(parent_id, key, value)
         t0 = time.perf_counter()
         progress["stage"] = "quality"

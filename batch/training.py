@@ -100,19 +100,43 @@ def oof_threshold(factory: Callable[[], BaseModel], X: np.ndarray, y: np.ndarray
     return threshold
 
 
+#: Most distinct labels :func:`stratified_sample` accepts: more means a continuous
+#: target was passed, whose per-value strata would round to empty samples.
+MAX_STRATA = 100
+
+
 def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Sorted row indices of a seeded sample of ``n`` rows keeping each class's share.
 
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Class labels (at most :data:`MAX_STRATA` distinct values).
+    n : int
+        Rows wanted.
+    seed : int
+
     Returns
     -------
-    ndarray of shape (min(n, n_samples),), int64
+    ndarray of shape (about min(n, n_samples),), int64
+
+    Raises
+    ------
+    ValueError
+        If ``y`` holds more than :data:`MAX_STRATA` distinct values (a regression target:
+        stratify on the churn label instead).
     """
     y = np.asarray(y)
     if n >= y.shape[0]:
         return np.arange(y.shape[0])
+    classes = np.unique(y)
+    if classes.shape[0] > MAX_STRATA:
+        raise ValueError(f"stratified_sample: expected class labels (at most {MAX_STRATA} distinct), got "
+                         f"{classes.shape[0]} distinct values in {y.shape[0]} rows; stratify a regression "
+                         "target's sample on the churn label")
     rng = np.random.default_rng(seed)
     picked = []
-    for cls in np.unique(y):
+    for cls in classes:
         idx = np.flatnonzero(y == cls)
         k = int(round(n * idx.shape[0] / y.shape[0]))
         picked.append(rng.choice(idx, size=min(k, idx.shape[0]), replace=False))
@@ -144,6 +168,10 @@ class FitPlan:
     sample_caps : dict of str to int
         Zoo name -> most rows that model is fitted on.
     seed : int
+    strata : ndarray of shape (n_fit,) or None
+        Class labels the samples keep the shares of; None means ``y_fit`` (classifiers).
+        A regression plan passes the churn label of the same rows: a continuous target
+        cannot be stratified on.
     """
 
     X_fit: np.ndarray
@@ -152,6 +180,7 @@ class FitPlan:
     y_val: np.ndarray | None = None
     sample_caps: dict[str, int] = field(default_factory=dict)
     seed: int = 42
+    strata: np.ndarray | None = field(default=None, repr=False)
     _samples: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -159,20 +188,30 @@ class FitPlan:
         """``"oof_5fold"`` or ``"validation_split"``."""
         return "oof_5fold" if self.X_val is None else "validation_split"
 
-    def rows_for(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(X, y)`` model ``name`` is fitted on; one sample per cap size, shared by the task's models."""
+    def _sample_index(self, name: str) -> np.ndarray | None:
+        """Fit-row indices of ``name``'s sample, or None when it fits every fit row."""
         cap = self.sample_caps.get(name)
         if cap is None or cap >= self.y_fit.shape[0]:
-            return self.X_fit, self.y_fit
+            return None
         if cap not in self._samples:
-            self._samples[cap] = stratified_sample(self.y_fit, cap, self.seed + 2)
-        idx = self._samples[cap]
+            strata = self.y_fit if self.strata is None else self.strata
+            if strata.shape[0] != self.y_fit.shape[0]:
+                raise ValueError(f"FitPlan.strata: expected {self.y_fit.shape[0]} labels (one per fit row), "
+                                 f"got {strata.shape[0]}")
+            self._samples[cap] = stratified_sample(strata, cap, self.seed + 2)
+        return self._samples[cap]
+
+    def rows_for(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` model ``name`` is fitted on; one sample per cap size, shared by the task's models."""
+        idx = self._sample_index(name)
+        if idx is None:
+            return self.X_fit, self.y_fit
         return self.X_fit[idx], self.y_fit[idx]
 
     def params_for(self, name: str) -> dict[str, Any]:
         """What was done for ``name``, as MLflow params."""
-        out: dict[str, Any] = {"fit_rows": int(min(self.sample_caps.get(name, self.y_fit.shape[0]),
-                                                   self.y_fit.shape[0])),
+        idx = self._sample_index(name)
+        out: dict[str, Any] = {"fit_rows": int(self.y_fit.shape[0] if idx is None else idx.shape[0]),
                                "threshold_method": self.threshold_method}
         if self.X_val is not None:
             out["validation_rows"] = int(self.y_val.shape[0])
@@ -191,7 +230,7 @@ def plan_fit(data: TaskData, *, oof_max_rows: int = OOF_MAX_ROWS, sample_caps: d
     sample_caps : dict of str to int, optional
         Zoo name -> most training rows that model is fitted on.
     stratify : ndarray of shape (n_train,), optional
-        Labels to stratify the validation split and samples on (default ``data.y_train``;
+        Class labels to stratify the validation split and samples on (default ``data.y_train``;
         regression passes the churn label).
     seed : int, default 42
 
@@ -209,13 +248,13 @@ def plan_fit(data: TaskData, *, oof_max_rows: int = OOF_MAX_ROWS, sample_caps: d
         raise ValueError(f"oof_max_rows and sample caps: expected >= 1, got {oof_max_rows!r}, {caps!r}")
     n = data.y_train.shape[0]
     if n <= oof_max_rows:
-        return FitPlan(data.X_train, data.y_train, sample_caps=caps, seed=seed)
+        return FitPlan(data.X_train, data.y_train, sample_caps=caps, seed=seed, strata=stratify)
     from batch.features import stratified_split
 
     strat = data.y_train if stratify is None else stratify
     fit_idx, val_idx = stratified_split(strat, VALIDATION_SHARE, seed + 1)
     return FitPlan(data.X_train[fit_idx], data.y_train[fit_idx], data.X_train[val_idx], data.y_train[val_idx],
-                   sample_caps=caps, seed=seed)
+                   sample_caps=caps, seed=seed, strata=None if stratify is None else strat[fit_idx])
 
 
 def predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray,

@@ -50,11 +50,20 @@ SAMPLED = frozenset({"svm", "svm_pca", "perceptron", "mlp", "kmeans", "agglomera
 WIDE = frozenset({"polynomial_regression"})
 
 
+#: Tree ensembles: their fit grows with rows x trees (x boosting rounds), minutes per
+#: model at 720k rows on 2 cores. On large training sets they are fitted on a stratified
+#: sample of at most ``Settings.batch_ensemble_max_rows`` rows; the learning curve behind
+#: the default is ``churn bench batch-curve`` (README, "Batch at scale").
+ENSEMBLES = frozenset({"random_forest", "random_forest_pca", "gradient_boosting", "gradient_boosting_regressor"})
+
+
 def sample_caps(settings) -> dict[str, int]:
     """Zoo name -> most training rows the model is fitted on, from ``settings``.
 
     ``batch_sample_max_rows`` bounds :data:`SAMPLED`, ``batch_poly_max_rows`` bounds
-    :data:`WIDE`, and ``batch_fit_max_rows`` (0 = no bound) every other model.
+    :data:`WIDE`, ``batch_ensemble_max_rows`` (0 = no bound) bounds :data:`ENSEMBLES`, and
+    ``batch_fit_max_rows`` (0 = no bound) every other model and the ensembles too (the
+    smaller bound wins).
 
     Parameters
     ----------
@@ -70,8 +79,13 @@ def sample_caps(settings) -> dict[str, int]:
             caps[name] = int(settings.batch_sample_max_rows)
         elif name in WIDE:
             caps[name] = int(settings.batch_poly_max_rows)
-        elif settings.batch_fit_max_rows:
-            caps[name] = int(settings.batch_fit_max_rows)
+        else:
+            bounds = [int(settings.batch_fit_max_rows)]
+            if name in ENSEMBLES:
+                bounds.append(int(settings.batch_ensemble_max_rows))
+            bounds = [b for b in bounds if b]
+            if bounds:
+                caps[name] = min(bounds)
     return caps
 
 

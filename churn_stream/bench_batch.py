@@ -257,7 +257,7 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
                           "eval_s": round(m.metrics.get("eval_s", 0.0), 6),
                           "score": round(m.metrics["roc_auc"] if task == "classification" else m.metrics["r2"], 5)}
     caps = {k: getattr(settings, k) for k in ("batch_oof_max_rows", "batch_sample_max_rows", "batch_poly_max_rows",
-                                              "batch_fit_max_rows")}
+                                              "batch_ensemble_max_rows", "batch_fit_max_rows")}
     bench = BatchBenchResult(
         dataset=dataset, rows=result.rows, source=str(source) if generate_s is None else f"generated(seed={seed})",
         cycle_s=round(cycle_s, 3), cpu_s=round(cpu_s, 3), peak_rss_gb=round(peak_gb, 3),
@@ -275,3 +275,117 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
         Path(json_path).write_text(json.dumps(bench.to_dict(), indent=2, sort_keys=True) + "\n")
     sys.stdout.flush()
     return bench
+
+
+#: Training-row sizes of ``churn bench batch-curve`` by default.
+CURVE_SIZES = (50_000, 100_000, 200_000, 400_000)
+
+
+def run_ensemble_curve(settings, *, rows: int = 600_000, sizes: tuple[int, ...] = CURVE_SIZES, seed: int = 0,
+                       models: tuple[str, ...] | None = None, json_path: str | Path | None = None,
+                       echo=print) -> dict[str, Any]:
+    """Learning curve of the zoo's tree ensembles: hold-out quality and fit seconds per training-row cap.
+
+    Generates ``rows`` retail customers, featurises them exactly as a cycle does (80/20
+    stratified split; classifiers hold out 10 % of the training part for the threshold
+    when it exceeds ``batch_oof_max_rows``), then fits each ensemble of
+    :data:`batch.zoo.ENSEMBLES` on a stratified sample of each size in ``sizes``
+    (:class:`batch.training.FitPlan`'s sampling, as ``batch_ensemble_max_rows`` does)
+    and scores it on the **whole** hold-out: ROC-AUC and tuned F1 for classifiers,
+    R^2 for the regressor. No stack is needed (nothing is logged to MLflow or S3).
+    The figures are the evidence behind the default of ``batch_ensemble_max_rows``.
+
+    Parameters
+    ----------
+    settings : churn_stream.settings.Settings
+        Only ``batch_oof_max_rows`` is read.
+    rows : int, default 600_000
+        Source rows; the largest size must fit in the training part (0.72 ``rows``
+        classifier fit rows, 0.8 ``rows`` regressor fit rows) or it is skipped.
+    sizes : tuple of int, default :data:`CURVE_SIZES`
+    seed : int, default 0
+        Seed of the generated file.
+    models : tuple of str, optional
+        Subset of the ensembles (default all four).
+    json_path : path, optional
+        Also write the figures here as JSON.
+    echo : callable, default print
+
+    Returns
+    -------
+    dict
+        ``rows``, ``holdout_rows``, ``load_average`` and ``points``: one dict per
+        (model, size) with ``model``, ``task``, ``fit_rows``, ``fit_s``, ``fit_cpu_s``
+        and ``roc_auc``/``f1_tuned`` or ``r2``.
+
+    Raises
+    ------
+    ValueError
+        On an unknown model name, ``rows`` below 1000 or a size below 1.
+    """
+    from batch import zoo
+    from batch.features import classification_data, regression_data
+    from batch.ingest import read_source_csv
+    from batch.retail import engineer_features, write_retail_csv
+    from batch.training import FitPlan, plan_fit, train_classifier, train_regressor
+    from schemas.profiles import get_profile
+
+    chosen = tuple(models or sorted(zoo.ENSEMBLES))
+    unknown = set(chosen) - zoo.ENSEMBLES
+    if unknown:
+        raise ValueError(f"models: expected some of {sorted(zoo.ENSEMBLES)}, got {sorted(unknown)}")
+    if rows < 1000 or any(s < 1 for s in sizes):
+        raise ValueError(f"rows >= 1000 and sizes >= 1 expected, got rows={rows!r} sizes={sizes!r}")
+    profile = get_profile("retail")
+    with tempfile.TemporaryDirectory(prefix="churn-bench-curve-") as tmp:
+        src = write_retail_csv(Path(tmp) / "retail.csv", rows=rows, seed=seed)
+        frame = engineer_features(read_source_csv(src, profile))
+    data = classification_data(frame, profile)
+    reg_data = regression_data(frame, profile)
+    del frame
+    cls_plan = plan_fit(data, oof_max_rows=settings.batch_oof_max_rows)
+    data.X_train = None
+    reg_plan = FitPlan(reg_data.X_train, reg_data.y_train, strata=data.y_train)
+    factories = zoo.classifiers(set(chosen)) | zoo.regressors(set(chosen))
+    points = []
+    for name in chosen:
+        is_cls = name in zoo.classifiers(set(chosen))
+        plan = cls_plan if is_cls else reg_plan
+        for size in sorted(sizes):
+            if size > plan.y_fit.shape[0]:
+                logger.warning("curve: %s size %d exceeds the %d fit rows; skipped", name, size, plan.y_fit.shape[0])
+                continue
+            plan.sample_caps = {name: size}
+            if is_cls:
+                trained = train_classifier(name, factories[name], data, plan=plan)
+                quality = {"roc_auc": trained.metrics["roc_auc"], "f1_tuned": trained.metrics["f1_tuned"]}
+            else:
+                trained = train_regressor(name, factories[name], reg_data, plan=plan)
+                quality = {"r2": trained.metrics["r2"]}
+            points.append({"model": name, "task": "classification" if is_cls else "regression",
+                           "fit_rows": int(trained.params["fit_rows"]), "fit_s": round(trained.metrics["fit_s"], 3),
+                           "fit_cpu_s": round(trained.metrics["fit_cpu_s"], 3)}
+                          | {k: round(v, 5) for k, v in quality.items()})
+            echo(_curve_line(points[-1]))
+    out = {"rows": rows, "seed": seed, "holdout_rows": int(data.y_test.shape[0]),
+           "load_average": [round(x, 2) for x in os.getloadavg()], "points": points}
+    echo(format_curve(out))
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def _curve_line(p: dict[str, Any]) -> str:
+    score = f"AUC {p['roc_auc']:.4f} F1 {p['f1_tuned']:.4f}" if "roc_auc" in p else f"R^2 {p['r2']:.4f}"
+    return (f"  {p['model']:<30}{p['fit_rows']:>10,}{p['fit_s']:>9.1f}{p['fit_cpu_s']:>11.1f}  {score}")
+
+
+def format_curve(out: dict[str, Any]) -> str:
+    """The table printed by ``churn bench batch-curve``."""
+    la = out["load_average"]
+    lines = [f"churn bench batch-curve: retail rows={out['rows']:,} seed={out['seed']} "
+             f"hold-out rows={out['holdout_rows']:,} (always scored in full)",
+             f"load average (1/5/15 min) at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} CPUs",
+             "", f"  {'model':<30}{'fit rows':>10}{'fit s':>9}{'fit CPU s':>11}  hold-out"]
+    lines += [_curve_line(p) for p in out["points"]]
+    return "\n".join(lines)

@@ -393,6 +393,29 @@ def bench_batch(settings: Settings, dataset: str, rows: int, seed: int, source: 
                     only=set(only) or None, echo=click.echo)
 
 
+@bench.command("batch-curve")
+@click.option("--rows", type=click.IntRange(min=1000), default=600_000, show_default=True,
+              help="Retail customers to generate (80 % train, 20 % hold-out).")
+@click.option("--sizes", default="50000,100000,200000,400000", show_default=True,
+              help="Comma-separated training-row caps to fit each ensemble on.")
+@click.option("--model", "models", multiple=True, help="Only this ensemble (repeatable; default all four).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def bench_batch_curve(settings: Settings, rows: int, sizes: str, models: tuple[str, ...], seed: int,
+                      json_path: Path | None) -> None:
+    """Learning curve of the tree ensembles on retail: hold-out AUC / R^2 and fit seconds per training-row
+    cap (the evidence for CHURN_BATCH_ENSEMBLE_MAX_ROWS). Needs no stack."""
+    from churn_stream.bench_batch import run_ensemble_curve
+
+    try:
+        caps = tuple(int(s) for s in sizes.split(",") if s.strip())
+        run_ensemble_curve(settings, rows=rows, sizes=caps, seed=seed, models=models or None,
+                           json_path=json_path, echo=click.echo)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
 @bench.command("faults")
 @click.option("--events", type=int, default=10_000, show_default=True, help="Records per scenario.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)

@@ -102,6 +102,10 @@ class Settings:
     batch_fit_max_rows : int
         ``CHURN_BATCH_FIT_MAX_ROWS``: most training rows of every other zoo model; 0 means all
         (default 0).
+    batch_ensemble_max_rows : int
+        ``CHURN_BATCH_ENSEMBLE_MAX_ROWS``: most training rows of the tree ensembles (both random
+        forests and both gradient boosting models), a sample stratified on the churn label; 0 means
+        all (default 200000, chosen from ``churn bench batch-curve``'s learning curve on retail).
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -136,6 +140,7 @@ class Settings:
     batch_sample_max_rows: int = 50_000
     batch_poly_max_rows: int = 20_000
     batch_fit_max_rows: int = 0
+    batch_ensemble_max_rows: int = 200_000
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -170,6 +175,7 @@ class Settings:
         "batch_sample_max_rows": "CHURN_BATCH_SAMPLE_MAX_ROWS",
         "batch_poly_max_rows": "CHURN_BATCH_POLY_MAX_ROWS",
         "batch_fit_max_rows": "CHURN_BATCH_FIT_MAX_ROWS",
+        "batch_ensemble_max_rows": "CHURN_BATCH_ENSEMBLE_MAX_ROWS",
     }
 
     @classmethod

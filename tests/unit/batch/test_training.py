@@ -135,3 +135,50 @@ def test_predict_in_chunks_equals_one_call():
     whole = model.predict_proba(X)[:, 1]
     chunked = predict_in_chunks(lambda x: model.predict_proba(x)[:, 1], X, chunk_rows=77)
     assert np.array_equal(whole, chunked)
+
+
+def test_stratified_sample_rejects_a_continuous_target():
+    from batch.training import stratified_sample
+
+    sales = np.random.default_rng(0).lognormal(size=5000)
+    with pytest.raises(ValueError, match="expected class labels.*5000 distinct values"):
+        stratified_sample(sales, 500, seed=1)
+
+
+def test_regression_plan_samples_on_the_churn_label_and_reports_the_rows_it_fitted():
+    from batch.training import FitPlan, train_regressor
+    from scratch_models.regression import LinearRegression
+
+    X, churn = _blobs(4000, seed=2)
+    sales = 100.0 + 30.0 * X[:, 1] + np.random.default_rng(3).normal(size=4000)   # continuous: 4000 values
+    X_test, sales_test = X[:300], sales[:300]
+    data = TaskData(None, X, X_test, sales, sales_test, np.arange(4000), np.arange(300))
+    plan = FitPlan(X, sales, sample_caps={"gradient_boosting_regressor": 1000}, strata=churn)
+    X_fit, y_fit = plan.rows_for("gradient_boosting_regressor")
+    assert X_fit.shape == (1000, 3) and y_fit.shape == (1000,)
+    idx = plan._sample_index("gradient_boosting_regressor")
+    assert abs(churn[idx].mean() - churn.mean()) < 1e-3          # churn shares kept
+    np.testing.assert_array_equal(y_fit, sales[idx])
+    trained = train_regressor("gradient_boosting_regressor", LinearRegression, data, plan=plan)
+    assert trained.params["fit_rows"] == 1000
+    assert trained.holdout_pred.shape == (300,)                  # the whole hold-out is scored
+    assert trained.metrics["r2"] > 0.99
+    # Without strata a continuous target cannot be sampled.
+    with pytest.raises(ValueError, match="expected class labels"):
+        FitPlan(X, sales, sample_caps={"m": 1000}).rows_for("m")
+    with pytest.raises(ValueError, match="expected 4000 labels"):
+        FitPlan(X, sales, sample_caps={"m": 1000}, strata=churn[:10]).rows_for("m")
+
+
+def test_large_plan_samples_stratified_on_given_labels_from_the_fit_rows_only():
+    from batch.training import plan_fit
+
+    X, churn = _blobs(3000, seed=4)
+    sales = X[:, 0] * 10.0 + 50.0
+    data = TaskData(None, X, X[:10], sales, sales[:10], np.arange(3000), np.arange(10))
+    plan = plan_fit(data, oof_max_rows=1000, sample_caps={"gradient_boosting_regressor": 800}, stratify=churn)
+    assert plan.strata.shape == plan.y_fit.shape
+    X_fit, _ = plan.rows_for("gradient_boosting_regressor")
+    assert X_fit.shape == (800, 3)
+    val_rows = {tuple(r) for r in plan.X_val}
+    assert not any(tuple(r) in val_rows for r in X_fit)
