@@ -32,6 +32,8 @@ LIVE_REFRESH_MS = 1000
 MODELS_REFRESH_MS = 10_000
 
 _GRAPH_CONFIG = {"displayModeBar": False}
+#: Models and data-quality figures keep zoom and PNG export, shown on hover only (over the title otherwise).
+_TOOL_CONFIG = {"displayModeBar": "hover", "displaylogo": False}
 _CARD = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "8px 14px", "minWidth": "150px",
          "background": "#fafafa"}
 _ROW = {"display": "flex", "gap": "12px", "flexWrap": "wrap", "margin": "10px 0"}
@@ -222,24 +224,24 @@ def _curve_figures(ev: dict[str, Any]) -> list:
         f.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot"}, name="chance"))
         f.update_xaxes(title="false positive rate")
         f.update_yaxes(title="true positive rate")
-        figs.append(dcc.Graph(id="graph-roc", figure=f, style={"flex": "1", "minWidth": "320px"}))
+        figs.append(dcc.Graph(id="graph-roc", figure=f, config=_TOOL_CONFIG, style={"flex": "1", "minWidth": "320px"}))
     pr = ev.get("pr")
     if isinstance(pr, dict) and pr.get("precision") and pr.get("recall"):
         f = _small_figure("Precision–recall curve", 320)
         f.add_trace(go.Scatter(x=pr["recall"], y=pr["precision"], mode="lines", name="PR"))
         f.update_xaxes(title="recall")
         f.update_yaxes(title="precision")
-        figs.append(dcc.Graph(id="graph-pr", figure=f, style={"flex": "1", "minWidth": "320px"}))
+        figs.append(dcc.Graph(id="graph-pr", figure=f, config=_TOOL_CONFIG, style={"flex": "1", "minWidth": "320px"}))
     cm = ev.get("confusion")
     matrix = cm.get("matrix") if isinstance(cm, dict) else cm
     m = ev.get("metrics", {})
     if matrix is None and all(k in m for k in ("tn", "fp", "fn", "tp")):
         matrix = [[m["tn"], m["fp"]], [m["fn"], m["tp"]]]
     if isinstance(matrix, list) and len(matrix) == 2:
-        f = _small_figure("Confusion matrix (hold-out, tuned threshold)", 320)
+        f = _small_figure("Confusion matrix, hold-out", 320)
         f.add_trace(go.Heatmap(z=matrix, x=["predicted stay", "predicted churn"], y=["stayed", "churned"],
                                text=matrix, texttemplate="%{text}", colorscale="Blues", showscale=False))
-        figs.append(dcc.Graph(id="graph-confusion", figure=f, style={"flex": "1", "minWidth": "320px"}))
+        figs.append(dcc.Graph(id="graph-confusion", figure=f, config=_TOOL_CONFIG, style={"flex": "1", "minWidth": "320px"}))
     return figs
 
 
@@ -313,7 +315,7 @@ def quality_outputs(reader: ModelsReader) -> tuple:
         if isinstance(t, (int, float)):
             fig.add_hline(y=t, line_dash="dash", annotation_text=f"{label} at {t:g}",
                           line_color=colors[label])
-    psi_view = html.Div([html.H3("Drift (PSI per feature)"), dcc.Graph(id="graph-psi", figure=fig),
+    psi_view = html.Div([html.H3("Drift (PSI per feature)"), dcc.Graph(id="graph-psi", figure=fig, config=_TOOL_CONFIG),
                          dash_table.DataTable(id="dq-psi-table", data=psi, columns=_columns(psi, []),
                                               sort_action="native", page_size=25, **_TABLE_STYLE)])
     return summary, check_view, psi_view
