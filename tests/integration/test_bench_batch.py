@@ -48,3 +48,38 @@ def test_bench_batch_small_retail_cycle_reports_real_figures(stack_settings, tmp
     assert "full cycle, wall s" in result.output and "< 900" in result.output and "< 6" in result.output
     assert f"{figures['peak_rss_gb']:.2f}" in result.output
     assert "logistic_regression" in result.output and "2,400" in result.output
+
+
+def test_bench_batch_caps_the_ensembles_and_logs_fit_rows(stack_settings, tmp_path, monkeypatch):
+    from churn_stream import cli
+    from churn_stream.clients import make_tracker
+
+    # 3,000 rows -> 2,400 training rows; caps below that so every bounded model samples.
+    capped = stack_settings.with_overrides(batch_ensemble_max_rows=1000, batch_poly_max_rows=600)
+    monkeypatch.setattr(cli.Settings, "from_env", classmethod(lambda cls, environ=None: capped))
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli.main, [
+        "--log-level", "WARNING", "bench", "batch", "--dataset", "retail", "--rows", "3000", "--seed", "8",
+        "--only", "random_forest", "--only", "gradient_boosting_regressor", "--only", "polynomial_regression",
+        "--only", "linear_regression", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(out.read_text())
+    assert figures["settings"]["batch_ensemble_max_rows"] == 1000
+    models = figures["models"]
+    # Stratified samples: each class's share rounded, so the total is within one row of the cap.
+    assert abs(models["random_forest"]["fit_rows"] - 1000) <= 1
+    assert abs(models["gradient_boosting_regressor"]["fit_rows"] - 1000) <= 1
+    assert abs(models["polynomial_regression"]["fit_rows"] - 600) <= 1
+    assert models["linear_regression"]["fit_rows"] == 2400
+    assert models["random_forest"]["score"] > 0.7
+    # The regressors' samples are stratified on churn, not on the continuous sales target, so a
+    # sampled regressor still learns (it fitted a few dozen rows when sales were the strata).
+    assert models["gradient_boosting_regressor"]["score"] > 0.4
+    tracker = make_tracker(stack_settings)
+    runs = tracker.search_runs([tracker.get_experiment_by_name("churn-retail").experiment_id],
+                               filter_string=f"tags.cycle_id = '{figures['cycle_id']}'")
+    logged = {r.data.tags.get("model"): r.data.params for r in runs if r.data.tags.get("model")}
+    assert int(logged["random_forest"]["fit_rows"]) == models["random_forest"]["fit_rows"]
+    assert int(logged["gradient_boosting_regressor"]["fit_rows"]) == models["gradient_boosting_regressor"]["fit_rows"]
+    parent = [r for r in runs if r.info.run_name == f"cycle-{figures['cycle_id']}"]
+    assert parent and parent[0].data.params["batch_ensemble_max_rows"] == "1000"
