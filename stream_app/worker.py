@@ -533,6 +533,9 @@ class ScoringLoop:
 async def consumer_lag(consumer: AIOKafkaConsumer, committed: dict) -> dict[tuple[str, int], int]:
     """Per assigned partition: end offset minus the last committed offset (one ListOffsets request).
 
+    The end offset is the larger of ListOffsets' answer and the high watermark of the
+    consumer's last fetch from that partition.
+
     ``committed`` holds this worker's own commits; a partition it has not committed yet
     asks the group coordinator, and one never committed counts from its beginning.
     """
@@ -543,6 +546,12 @@ async def consumer_lag(consumer: AIOKafkaConsumer, committed: dict) -> dict[tupl
     if not tps:
         return {}
     ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        # The high watermark of the last fetch response: Tansu's ListOffsets "latest" can
+        # answer short of the newest record batch, the fetch path does not.
+        hw = consumer.highwater(tp)
+        if hw is not None and hw > ends[tp]:
+            ends[tp] = hw
     unknown = [tp for tp in tps if tp not in committed]
     if unknown:
         starts = await consumer.beginning_offsets(unknown)
