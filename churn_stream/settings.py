@@ -106,6 +106,11 @@ class Settings:
         ``CHURN_BATCH_ENSEMBLE_MAX_ROWS``: most training rows of the tree ensembles (both random
         forests and both gradient boosting models), a sample stratified on the churn label; 0 means
         all (default 200000, chosen from ``churn bench batch-curve``'s learning curve on retail).
+    batch_blas_threads : int
+        ``CHURN_BATCH_BLAS_THREADS``: OpenBLAS threads while a cycle trains and evaluates its models;
+        0 leaves the library default (one per core). Default 1: the zoo's numpy models make many small
+        matrix products (Lloyd iterations, coordinate descent, mini-batches) whose thread hand-offs
+        cost more than they save on 2 shared cores, and the tree ensembles run their own threads.
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -141,6 +146,7 @@ class Settings:
     batch_poly_max_rows: int = 20_000
     batch_fit_max_rows: int = 0
     batch_ensemble_max_rows: int = 200_000
+    batch_blas_threads: int = 1
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -176,6 +182,7 @@ class Settings:
         "batch_poly_max_rows": "CHURN_BATCH_POLY_MAX_ROWS",
         "batch_fit_max_rows": "CHURN_BATCH_FIT_MAX_ROWS",
         "batch_ensemble_max_rows": "CHURN_BATCH_ENSEMBLE_MAX_ROWS",
+        "batch_blas_threads": "CHURN_BATCH_BLAS_THREADS",
     }
 
     @classmethod

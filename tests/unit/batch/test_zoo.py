@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from batch import zoo
 from batch.evaluation_artifacts import SCATTER_MAX_POINTS, scatter_sample
@@ -48,3 +49,24 @@ def test_scatter_sample_is_bounded_seeded_and_keeps_pairs():
     np.testing.assert_array_equal(a, scatter_sample(y, pred)[0])
     small = np.arange(10.0)
     assert scatter_sample(small, small)[0] is small
+
+
+def test_blas_threads_caps_openblas_inside_the_block_only():
+    from threadpoolctl import threadpool_info
+
+    from batch.cycle import blas_threads
+
+    def blas():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    before = blas()
+    assert before                                                # numpy's OpenBLAS is loaded
+    with blas_threads(1):
+        assert blas() == {1}
+    assert blas() == before
+    with blas_threads(0):                                         # 0: left alone
+        assert blas() == before
+    assert Settings().batch_blas_threads == 1
+    assert Settings.from_env({"CHURN_BATCH_BLAS_THREADS": "0"}).batch_blas_threads == 0
+    with pytest.raises(ValueError, match="batch_blas_threads: expected >= 0"):
+        blas_threads(-1)
