@@ -12,6 +12,7 @@ which copies under the lock; no callback talks to Kafka.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -366,23 +367,35 @@ class LiveFeed:
         consumer = AIOKafkaConsumer(*self.topics, **self._kafka_options, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="latest")
         admin = AIOKafkaAdminClient(**self._kafka_options)
+        lag_task: asyncio.Task | None = None
         try:
             await consumer.start()
             await admin.start()
             self.buffers.set_status("connected")
             logger.info("dashboard feed connected topics=%s", ",".join(self.topics))
-            next_lag = 0.0
+            # Lag sampling waits on the broker (up to 5 s for committed offsets): its own
+            # task, so the records keep flowing into the buffers meanwhile.
+            lag_task = asyncio.create_task(self._lag_loop(consumer, admin))
             while not self._stop.is_set():
+                if lag_task.done():
+                    lag_task.result()  # an error ends this connection: reconnect with backoff
                 batch = await consumer.getmany(timeout_ms=300, max_records=5000)
                 for messages in batch.values():
                     for m in messages:
                         self.buffers.add_record(m.topic, m.value)
-                if time.monotonic() >= next_lag:
-                    next_lag = time.monotonic() + self.lag_interval_s
-                    await self._sample_lag(consumer, admin)
         finally:
+            if lag_task is not None:
+                lag_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await lag_task
             await consumer.stop()
             await admin.close()
+
+    async def _lag_loop(self, consumer, admin) -> None:
+        """Sample the scoring group's lag every ``lag_interval_s`` until cancelled."""
+        while not self._stop.is_set():
+            await self._sample_lag(consumer, admin)
+            await asyncio.sleep(self.lag_interval_s)
 
     async def _sample_lag(self, consumer, admin) -> None:
         """End offsets of ``customers`` minus the scoring group's committed offsets, summed over partitions.
