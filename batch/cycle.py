@@ -30,7 +30,7 @@ from batch.evaluation_artifacts import log_classifier_artifacts, log_loss_curve,
 from batch.features import classification_data, regression_data
 from batch.ingest import IngestError, read_source_csv, to_arrow
 from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME, promote, register_version
-from batch.training import (VALIDATION_SHARE, FitPlan, TrainedModel, plan_fit, predict_in_chunks, train_classifier,
+from batch.training import (VALIDATION_SHARE, TrainedModel, plan_tasks, predict_in_chunks, train_classifier,
                             train_regressor)
 from schemas.profiles import get_profile
 from scratch_models.pipeline import ScoringPipeline
@@ -245,15 +245,7 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
     references = {"classification": reference_profile(data.preprocessor, data.X_train),
                   "regression": reference_profile(reg_data.preprocessor, reg_data.X_train)}
     caps = zoo.sample_caps(settings)
-    cls_plan = plan_fit(data, oof_max_rows=settings.batch_oof_max_rows, sample_caps=caps)
-    if cls_plan.X_val is not None:
-        # The plan's fit and validation rows are all the training rows: drop the original
-        # matrix instead of holding every training row twice (600 MB at 1M retail rows).
-        data.X_train = None
-    # Regressors have no threshold to tune: they fit every training row (or their cap). Both
-    # tasks split the same rows (stratified on churn), so the regressors' samples keep the
-    # churn shares too: the sales target itself is continuous and cannot be stratified on.
-    reg_plan = FitPlan(reg_data.X_train, reg_data.y_train, sample_caps=caps, strata=data.y_train)
+    cls_plan, reg_plan = plan_tasks(data, reg_data, oof_max_rows=settings.batch_oof_max_rows, sample_caps=caps)
     timings["features"] += time.perf_counter() - t0
 
     experiment_id, parent_id = _start_parent_run(tracker, dataset, cycle_id)

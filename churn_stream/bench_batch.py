@@ -328,7 +328,7 @@ def run_ensemble_curve(settings, *, rows: int = 600_000, sizes: tuple[int, ...] 
     from batch.features import classification_data, regression_data
     from batch.ingest import read_source_csv
     from batch.retail import engineer_features, write_retail_csv
-    from batch.training import FitPlan, plan_fit, train_classifier, train_regressor
+    from batch.training import plan_tasks, train_classifier, train_regressor
     from schemas.profiles import get_profile
 
     chosen = tuple(models or sorted(zoo.ENSEMBLES))
@@ -344,9 +344,7 @@ def run_ensemble_curve(settings, *, rows: int = 600_000, sizes: tuple[int, ...] 
     data = classification_data(frame, profile)
     reg_data = regression_data(frame, profile)
     del frame
-    cls_plan = plan_fit(data, oof_max_rows=settings.batch_oof_max_rows)
-    data.X_train = None
-    reg_plan = FitPlan(reg_data.X_train, reg_data.y_train, strata=data.y_train)
+    cls_plan, reg_plan = plan_tasks(data, reg_data, oof_max_rows=settings.batch_oof_max_rows)
     factories = zoo.classifiers(set(chosen)) | zoo.regressors(set(chosen))
     points = []
     for name in chosen:
