@@ -230,6 +230,44 @@ class InFlightBatch:
     acked_at: float = 0.0  # Unix time the broker had acknowledged every output
 
 
+async def wait_acknowledged(acks: Sequence[asyncio.Future], timeout_s: float | None = None) -> None:
+    """Wait until the broker acknowledged every send in ``acks``; raise the first send's error.
+
+    Unlike ``asyncio.gather``, cancelling this wait (a worker shutting down) leaves the
+    producer's futures alone, so :meth:`OffsetCommitter.close` can still wait for them.
+
+    Raises
+    ------
+    TimeoutError
+        Some sends were not acknowledged within ``timeout_s`` seconds.
+    RuntimeError
+        A send was cancelled.
+    Exception
+        What a failed send raised (``aiokafka.errors.KafkaError`` and subclasses).
+    """
+    if not acks:
+        return
+    _, pending = await asyncio.wait(acks, timeout=timeout_s)
+    if pending:
+        raise TimeoutError(f"{len(pending)} of {len(acks)} sends not acknowledged within {timeout_s} s")
+    for f in acks:
+        if f.cancelled():
+            raise RuntimeError("a send was cancelled before its acknowledgement")
+        if f.exception() is not None:
+            raise f.exception()
+
+
+def scoring_consumer_kwargs(settings: Settings) -> dict:
+    """Keyword arguments of the scoring group's ``AIOKafkaConsumer`` (holds credentials: never log it)."""
+    return dict(
+        **kafka_kwargs(settings), group_id=settings.consumer_group,
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=MAX_BATCH,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_partition_fetch_bytes=4 * 1024 * 1024,
+        # Tansu completes a join only after the rebalance timeout; a short one keeps
+        # start-up and failover quick while still far above a micro-batch's duration.
+        rebalance_timeout_ms=5000, session_timeout_ms=10000, heartbeat_interval_ms=1000)
+
+
 class OffsetCommitter:
     """Await each micro-batch's acknowledgements, then commit its offsets: in order, off the fetch loop.
 
@@ -303,7 +341,7 @@ class OffsetCommitter:
             while not self._queue.empty():
                 self._taken.append(self._queue.get_nowait())
             for b in self._taken:
-                await asyncio.gather(*b.acks)
+                await wait_acknowledged(b.acks)
             if self._taken:
                 acked_at = time.time()
                 for b in self._taken:
@@ -353,7 +391,7 @@ class OffsetCommitter:
         deadline = time.monotonic() + timeout_s
         for b in pending:
             try:
-                await asyncio.wait_for(asyncio.gather(*b.acks), max(0.0, deadline - time.monotonic()))
+                await wait_acknowledged(b.acks, max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - not acknowledged: its records are re-read by the next owner
                 logger.warning("shutdown: %d in-flight batches not acknowledged, left uncommitted error=%s",
                                len(pending) - pending.index(b), f"{type(exc).__name__}: {exc}"[:200])
@@ -374,12 +412,14 @@ class ScoringLoop:
     queue its outputs on the producer and hand it to the :class:`OffsetCommitter`;
     fetch the next one.
 
-    Rebalances: when partitions are revoked, new batches are dropped (unscored,
-    uncommitted: their next owner reads them) and the listener waits until every
-    in-flight batch is acknowledged and committed, so a worker leaving in an ordinary
-    rebalance leaves nothing to re-score. When partitions are assigned, no batch is
-    scored until the ledger has read ``churn-alerts`` back from the earliest time an
-    alert for an uncommitted record could carry (a crashed previous owner's alerts).
+    Rebalances: when partitions are revoked, the listener waits until every in-flight
+    batch is acknowledged and committed, so a worker leaving in an ordinary rebalance
+    leaves nothing to re-score. When partitions are assigned, no batch is scored until
+    the ledger has read ``churn-alerts`` back from the earliest time an alert for an
+    uncommitted record could carry (a crashed previous owner's alerts). A batch fetched
+    in between is not scored: its partitions still assigned are rewound to its first
+    record (see :meth:`_unread`), the others are read by their next owner from the
+    committed offset.
 
     Parameters
     ----------
@@ -487,7 +527,8 @@ class ScoringLoop:
             if not batch:
                 continue
             if not self._open.is_set():
-                continue  # fetched as partitions are revoked: their next owner reads them
+                self._unread(batch)
+                continue
             committer.begin()
             if not frozen:
                 # Model, clients and buffers are loaded: keep the collector from scanning them again.
@@ -515,6 +556,25 @@ class ScoringLoop:
                                f.record.offset, f.stage, f.error_message[:200])
             offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
             await committer.submit(InFlightBatch(offsets, acks, len(records), result, model, scoring_s))
+
+    def _unread(self, batch: dict) -> None:
+        """Rewind each still-assigned partition of ``batch`` to its first record: it is fetched again.
+
+        ``getmany`` waits out a rebalance and then returns records of the *new* assignment,
+        which may arrive while :meth:`on_assigned` still recovers the alert ledger. The
+        consumer's position has already moved past them: dropping them without a rewind
+        skipped them for good (the fault scenario ``worker_join_leave`` lost 63-84 events
+        this way). A partition no longer assigned needs nothing: its next owner starts at
+        the committed offset.
+        """
+        assigned = self.consumer.assignment()
+        rewound = []
+        for tp, msgs in batch.items():
+            if msgs and tp in assigned:
+                self.consumer.seek(tp, msgs[0].offset)
+                rewound.append(f"{tp.topic}[{tp.partition}]@{msgs[0].offset}")
+        logger.info("batch fetched during a rebalance not scored records=%d rewound=%s",
+                    sum(len(m) for m in batch.values()), ",".join(rewound) or "-")
 
     def _committed(self, b: InFlightBatch, acked_at: float, offsets: dict) -> None:
         stats = self.stats
@@ -633,13 +693,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
 
     @app.task
     async def score_customers() -> None:
-        consumer = AIOKafkaConsumer(
-            **kafka_kwargs(settings), group_id=settings.consumer_group,
-            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=MAX_BATCH,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_partition_fetch_bytes=4 * 1024 * 1024,
-            # Tansu completes a join only after the rebalance timeout; a short one keeps
-            # start-up and failover quick while still far above a micro-batch's duration.
-            rebalance_timeout_ms=5000, session_timeout_ms=10000, heartbeat_interval_ms=1000)
+        consumer = AIOKafkaConsumer(**scoring_consumer_kwargs(settings))
         # Group-less: reads input timestamps and churn-alerts back when partitions are assigned.
         reader = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
                                   max_partition_fetch_bytes=4 * 1024 * 1024)
@@ -662,16 +716,20 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             # Outputs already queued reach the broker before the group learns this worker
             # left, so the next owner's alert ledger read-back sees them; then every batch
             # whose outputs were acknowledged is committed, so the next owner re-scores none.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.flush(), timeout=10)
             try:
-                committed = await loop.committer.close(timeout_s=10)
-                logger.info("shutdown: committed %d acknowledged batches", committed)
-            except Exception as exc:  # noqa: BLE001 - a failed last commit means re-scoring, never loss
-                logger.warning("shutdown: last offset commit failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
-            await consumer.stop()
-            await reader.stop()
-            await producer.stop()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.flush(), timeout=10)
+                try:
+                    committed = await loop.committer.close(timeout_s=10)
+                    logger.info("shutdown: committed %d acknowledged batches", committed)
+                except Exception as exc:  # noqa: BLE001 - a failed last commit means re-scoring, never loss
+                    logger.warning("shutdown: last offset commit failed error=%s",
+                                   f"{type(exc).__name__}: {exc}"[:200])
+            finally:
+                # Leave the group (its next owner starts at once, not after the session timeout).
+                await consumer.stop()
+                await reader.stop()
+                await producer.stop()
 
     @app.task
     async def watch_model_updates() -> None:
