@@ -11,6 +11,7 @@ its topics in the S3 that scenario 6 stops). No timing is asserted.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,8 +46,17 @@ def batch_env(workdir):
         yield env
 
 
-def check(result) -> None:
+WORKER_EVENTS = re.compile(r"revoked|assigned|recovered|rebalance|shutdown|Signal received|WARNING|ERROR")
+
+
+def check(result, env) -> None:
     print(json.dumps(result.as_dict()))
+    if not result.passed:
+        # CI keeps no files: its report shows what the scenario's workers did.
+        for log in sorted((env.workdir / "logs").glob(f"worker-churn-fault-{result.scenario}-*.log")):
+            lines = [line for line in log.read_text(errors="replace").splitlines() if WORKER_EVENTS.search(line)]
+            print(f"--- {log.name}: {len(lines)} rebalance/shutdown/warning lines, last 60")
+            print("\n".join(line[:300] for line in lines[-60:]))
     assert result.lost == 0, result.as_dict()
     assert result.produced >= EVENTS, result.as_dict()
     assert result.scored + result.lost == result.produced - result.detail["malformed"], result.as_dict()
@@ -61,7 +71,7 @@ def test_broker_stopped_for_30_s_mid_stream_loses_nothing(stream_env):
     from churn_stream.bench_faults import broker_restart
 
     result = broker_restart(stream_env, EVENTS)
-    check(result)
+    check(result, stream_env)
     assert result.detail["producer_send_failures"] > 0  # the outage really hit the producer
 
 
@@ -69,7 +79,7 @@ def test_worker_killed_mid_stream_and_replaced_loses_nothing(stream_env):
     from churn_stream.bench_faults import worker_kill
 
     result = worker_kill(stream_env, EVENTS)
-    check(result)
+    check(result, stream_env)
     assert result.alerts > 1000  # many alerting events went through the kill, none alerted twice
 
 
@@ -77,7 +87,7 @@ def test_second_worker_joins_shares_partitions_and_leaves(stream_env):
     from churn_stream.bench_faults import worker_join_leave
 
     result = worker_join_leave(stream_env, EVENTS)
-    check(result)
+    check(result, stream_env)
     assert sorted(result.detail["assignment_while_shared"]) == [2, 2]
 
 
@@ -85,7 +95,7 @@ def test_malformed_records_of_ten_kinds_are_all_dead_lettered(stream_env):
     from churn_stream.bench_faults import MALFORMED_EVERY, malformed_events
 
     result = malformed_events(stream_env, EVENTS)
-    check(result)
+    check(result, stream_env)
     assert result.dead_lettered == result.detail["malformed"] == EVENTS // MALFORMED_EVERY
     assert result.duplicates == 0
 
@@ -94,7 +104,7 @@ def test_corrupt_artifacts_announced_keep_the_champion_and_scoring(stream_env):
     from churn_stream.bench_faults import corrupt_artifact
 
     result = corrupt_artifact(stream_env, EVENTS)
-    check(result)
+    check(result, stream_env)
     assert result.detail["model_version"] == stream_env.champion["model_version"]
     assert result.detail["reloads_failed"] >= 2
 
@@ -103,7 +113,7 @@ def test_s3_down_during_a_cycle_keeps_the_champion_and_the_stream(batch_env):
     from churn_stream.bench_faults import s3_down_cycle
 
     result = s3_down_cycle(batch_env, EVENTS)
-    check(result)
+    check(result, batch_env)
     assert result.detail["error"].startswith(f"S3 unreachable at {batch_env.stack.s3_endpoint_url}")
 
 
@@ -111,5 +121,5 @@ def test_mlflow_down_during_promotion_keeps_the_champion_and_the_stream(batch_en
     from churn_stream.bench_faults import mlflow_down_promotion
 
     result = mlflow_down_promotion(batch_env, EVENTS)
-    check(result)
+    check(result, batch_env)
     assert result.detail["error"].startswith(f"MLflow unreachable at {batch_env.stack.mlflow_tracking_uri}")
