@@ -359,8 +359,18 @@ class OffsetCommitter:
         offsets: dict = {}
         for b in acked:
             offsets.update(b.offsets)  # later batches hold higher offsets
+        assigned = self.consumer.assignment()
+        moved = [tp for tp in offsets if tp not in assigned]
+        if moved:
+            # Acknowledged after their partitions were revoked (the revocation's drain timed
+            # out): their next owner re-reads from the last commit (duplicates, never loss).
+            # aiokafka refuses to commit a partition it does not hold (IllegalStateError).
+            logger.warning("not committing partitions no longer assigned partitions=%s",
+                           ",".join(f"{tp.topic}[{tp.partition}]" for tp in moved))
+            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
         try:
-            await self.consumer.commit(offsets)
+            if offsets:
+                await self.consumer.commit(offsets)
         except CommitFailedError as exc:
             # Partitions moved to another worker: it re-reads from the last commit, so
             # these scores may be duplicated (recognisable by event_id), never lost; its

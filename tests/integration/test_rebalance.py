@@ -161,3 +161,39 @@ def test_batches_fetched_while_partitions_are_reassigned_are_scored_not_lost(sta
     # The race really happened: a batch came back from getmany during the slowed recovery.
     rewinds = [r.getMessage() for r in caplog.records if "fetched during a rebalance" in r.getMessage()]
     assert any("rewound=-" not in m for m in rewinds), rewinds
+
+
+def test_committer_skips_partitions_no_longer_assigned_and_commits_the_rest(stack_settings):
+    """A batch acknowledged after its partition was revoked (the revocation's drain timed out)
+    must not stop the committer: aiokafka raises IllegalStateError for a partition it does
+    not hold, which ended the scoring task. The held partitions are still committed."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from stream_app.worker import InFlightBatch, OffsetCommitter, WorkerTopics, scoring_consumer_kwargs
+
+    settings = stack_settings.with_overrides(topic_suffix="-moved", consumer_group="churn-scorer-moved")
+    topics = WorkerTopics.from_settings(settings)
+
+    async def run() -> tuple[dict, list]:
+        await _create_topics(settings, topics)
+        consumer = AIOKafkaConsumer(**scoring_consumer_kwargs(settings))
+        await consumer.start()
+        try:
+            consumer.subscribe([topics.customers])
+            while not consumer.assignment():
+                await asyncio.wait_for(consumer.getmany(timeout_ms=200), 60)
+            held = sorted(consumer.assignment())[0]
+            gone = TopicPartition(topics.scores, 0)  # never assigned to this member
+            booked: list = []
+            committer = OffsetCommitter(consumer, lambda b, at, offsets: booked.append(dict(offsets)))
+            committer.begin()
+            committer._acked.append(InFlightBatch({held: 7, gone: 3}, [], 10, None, None, 0.0))  # noqa: SLF001
+            await committer._commit()  # noqa: SLF001
+            return {tp: await consumer.committed(tp) for tp in (held, gone)}, booked, held, gone
+        finally:
+            await consumer.stop()
+
+    committed, booked, held, gone = asyncio.run(run())
+    assert committed[held] == 7
+    assert committed[gone] is None
+    assert booked == [{held: 7}]
