@@ -31,8 +31,8 @@ from the beginning and counts:
     the second worker, the corrupt announcements) to the first score computed after it
     (``scored_at``); start-up of the restarted process is part of it.
 
-Scenarios 1-5 share one stack with a **durable** broker (topics survive a broker restart);
-6-7 run on a second stack whose broker is in memory, because a durable Tansu keeps its
+Scenarios 1-6 share one stack with a **durable** broker (topics survive a broker restart);
+7-8 run on a second stack whose broker is in memory, because a durable Tansu keeps its
 topics in the very S3 that scenario 6 stops (in production Kafka does not depend on
 MinIO). The worker is restarted only in ``worker_kill``, where killing it is the fault.
 
@@ -70,7 +70,8 @@ logger = logging.getLogger(__name__)
 FAST_ZOO = {"logistic_regression", "multiple_regression"}
 
 #: Scenario names, in run order; the first five need the durable stack, the last two the batch stack.
-STREAM_SCENARIOS = ("broker_restart", "worker_kill", "worker_join_leave", "malformed_events", "corrupt_artifact")
+STREAM_SCENARIOS = ("broker_restart", "worker_kill", "worker_join_leave", "durable_backlog", "malformed_events",
+                    "corrupt_artifact")
 BATCH_SCENARIOS = ("s3_down_cycle", "mlflow_down_promotion")
 SCENARIOS = STREAM_SCENARIOS + BATCH_SCENARIOS
 
@@ -84,6 +85,8 @@ MALFORMED_EVERY = 100
 READY_TIMEOUT_S = 180.0
 COLLECT_TIMEOUT_S = 420.0
 COLLECT_IDLE_S = 150.0
+#: Longest ``durable_backlog`` waits for the worker to drain its backlog.
+DRAIN_TIMEOUT_S = 300.0
 
 _FIELDS = ("scenario", "produced", "scored", "lost", "duplicates", "alerts", "alert_duplicates", "dead_lettered",
            "recovery_s", "passed")
@@ -258,13 +261,19 @@ class RobustProducer(threading.Thread):
         ``(key, value, event_id)``; ``event_id`` is ``None`` for malformed records.
     rate : float
         Records per second for first attempts (retries go as fast as the broker takes them).
+    batch_bytes : int, optional
+        The producer's ``max_batch_size`` (aiokafka's default, 16 KiB, when None); about one
+        record's size sends one record per record batch, like a producer sending each event
+        on its own.
     """
 
     CHUNK = 50
 
-    def __init__(self, settings: Settings, topic: str, records: list, rate: float) -> None:
+    def __init__(self, settings: Settings, topic: str, records: list, rate: float,
+                 batch_bytes: int | None = None) -> None:
         super().__init__(name="fault-producer", daemon=True)
         self.settings, self.topic, self.records, self.rate = settings, topic, records, rate
+        self.batch_bytes = batch_bytes
         self.acked = [False] * len(records)
         self.n_acked = 0
         self.send_failures = 0
@@ -312,8 +321,9 @@ class RobustProducer(threading.Thread):
         self.started_at = time.time()
         t0 = time.monotonic()
         while pending and not self._cancel.is_set():
+            batching = {"max_batch_size": self.batch_bytes} if self.batch_bytes else {}
             producer = AIOKafkaProducer(**kafka_kwargs(self.settings), acks="all", linger_ms=5,
-                                        request_timeout_ms=15000, retry_backoff_ms=250)
+                                        request_timeout_ms=15000, retry_backoff_ms=250, **batching)
             try:
                 await producer.start()
                 while pending and not self._cancel.is_set():
@@ -521,11 +531,13 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
 
 # ---------------------------------------------------------------- scenarios
 def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, RobustProducer], dict[str, Any]],
-                     events: int, rate: float, malformed_every: int | None = None) -> FaultResult:
+                     events: int, rate: float, malformed_every: int | None = None, worker_first: bool = True,
+                     batch_bytes: int | None = None) -> FaultResult:
     """Stream ``events`` records through one worker while ``fault`` runs; count what came out.
 
     ``fault(run, producer)`` returns ``{"fault_end": epoch seconds or None, "checks": {...},
-    "detail": {...}}``.
+    "detail": {...}}``. With ``worker_first=False`` no worker is started before the
+    producer: ``fault`` starts it. ``batch_bytes``: see :class:`RobustProducer`.
     """
     t_start = time.monotonic()
     run = ScenarioRun(env, name)
@@ -535,11 +547,12 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
             records.append((b"malformed", malformed_value(i // malformed_every, value), None))
         else:
             records.append((key, value, eid))
-    producer = RobustProducer(run.settings, run.topics.customers, records, rate)
+    producer = RobustProducer(run.settings, run.topics.customers, records, rate, batch_bytes=batch_bytes)
     result = FaultResult(name)
     try:
-        run.start_worker()
-        logger.info("scenario=%s worker ready; producing %d records at %.0f/s", name, len(records), rate)
+        if worker_first:
+            run.start_worker()
+        logger.info("scenario=%s producing %d records at %.0f/s", name, len(records), rate)
         producer.start()
         outcome = fault(run, producer)
         producer.join(timeout=COLLECT_TIMEOUT_S)
@@ -661,8 +674,32 @@ def worker_join_leave(env: FaultEnv, events: int = 10_000) -> FaultResult:
     return _stream_scenario(env, "worker_join_leave", fault, events, rate=200.0)
 
 
+def durable_backlog(env: FaultEnv, events: int = 10_000) -> FaultResult:
+    """4. A backlog of one-record batches waits on the durable broker; then the worker starts.
+
+    The durable Tansu answers a fetch empty when reading the partition from S3 takes longer
+    than the fetch's wait: with the worker's 10 ms a backlog like this one was never read
+    (a user's ``churn produce`` on the default stack; ``/health`` "stalled"). The worker must
+    drain it on its own (:class:`stream_app.worker.AdaptiveFetchWait`).
+    """
+    def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:
+        producer.join()
+        t_start = time.time()
+        _, settings = run.start_worker()
+        drained = _wait_until(lambda: health(settings).get("events_in", 0) >= producer.n_acked, DRAIN_TIMEOUT_S)
+        after = health(settings)
+        return {"fault_end": t_start,
+                "checks": {"backlog_drained": drained, "worker_ready_after": bool(after.get("ready"))},
+                "detail": {"drain_s": round(time.time() - t_start, 1), "events_in": after.get("events_in"),
+                           "fetch_max_wait_ms": after.get("fetch_max_wait_ms")}}
+
+    # ~900-byte batches: one Telco event each. Produced as fast as the broker acknowledges.
+    return _stream_scenario(env, "durable_backlog", fault, events, rate=5000.0, worker_first=False,
+                            batch_bytes=900)
+
+
 def malformed_events(env: FaultEnv, events: int = 10_000) -> FaultResult:
-    """4. One record in :data:`MALFORMED_EVERY` is malformed, in ten different ways (see :func:`malformed_value`)."""
+    """5. One record in :data:`MALFORMED_EVERY` is malformed, in ten different ways (see :func:`malformed_value`)."""
     def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:
         producer.join()
         _, settings = run.workers[0]
@@ -672,7 +709,7 @@ def malformed_events(env: FaultEnv, events: int = 10_000) -> FaultResult:
 
 
 def corrupt_artifact(env: FaultEnv, events: int = 10_000) -> FaultResult:
-    """5. Two corrupt champions are announced on ``model-updated`` mid-stream.
+    """6. Two corrupt champions are announced on ``model-updated`` mid-stream.
 
     One names the real champion's artifact with a wrong SHA-256; the other points at a
     non-npz file uploaded as an artifact of the champion's real run, with its true
@@ -820,13 +857,13 @@ def _batch_fault(env: FaultEnv, service: str, expected_stage: str) -> Callable[[
 
 
 def s3_down_cycle(env: FaultEnv, events: int = 10_000) -> FaultResult:
-    """6. S3 stops during a batch cycle's training while the stream flows; then the next cycle succeeds."""
+    """7. S3 stops during a batch cycle's training while the stream flows; then the next cycle succeeds."""
     return _stream_scenario(env, "s3_down_cycle", _batch_fault(env, "S3", "train_classification"), events,
                             rate=200.0)
 
 
 def mlflow_down_promotion(env: FaultEnv, events: int = 10_000) -> FaultResult:
-    """7. MLflow stops as the cycle moves the champion alias, while the stream flows; then the next cycle succeeds."""
+    """8. MLflow stops as the cycle moves the champion alias, while the stream flows; then the next cycle succeeds."""
     return _stream_scenario(env, "mlflow_down_promotion", _batch_fault(env, "MLflow", "promote"), events,
                             rate=200.0)
 
@@ -835,6 +872,7 @@ SCENARIO_FUNCS: dict[str, Callable[..., FaultResult]] = {
     "broker_restart": broker_restart,
     "worker_kill": worker_kill,
     "worker_join_leave": worker_join_leave,
+    "durable_backlog": durable_backlog,
     "malformed_events": malformed_events,
     "corrupt_artifact": corrupt_artifact,
     "s3_down_cycle": s3_down_cycle,

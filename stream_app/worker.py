@@ -50,13 +50,14 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 from functools import lru_cache
 
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.partitioner import murmur2
 
 from churn_stream.clients import kafka_kwargs
@@ -81,6 +82,11 @@ GETMANY_TIMEOUT_MS = 100
 #: fetches shorter than its storage read empty: at 2 ms a worker on it starved completely
 #: (``churn bench faults``, worker_kill).
 FETCH_MAX_WAIT_MS = 10
+#: Ceiling of the fetch wait while the broker answers empty although records wait (see
+#: :class:`AdaptiveFetchWait`). Measured on the durable Tansu, 4,000 records sent one per
+#: batch, read from the start: 1 record in 15 s at 10 ms, all 4,000 in 6.7 / 4.2 / 2.9 s at
+#: 50 / 100 / 500 ms.
+FETCH_MAX_WAIT_CEILING_MS = 2000
 #: Micro-batches queued on the producer and not yet committed (see :class:`OffsetCommitter`).
 MAX_IN_FLIGHT = 8
 #: Least seconds between two offset commits (see :class:`OffsetCommitter`).
@@ -255,6 +261,118 @@ async def wait_acknowledged(acks: Sequence[asyncio.Future], timeout_s: float | N
             raise RuntimeError("a send was cancelled before its acknowledgement")
         if f.exception() is not None:
             raise f.exception()
+
+
+class AdaptiveFetchWait:
+    """The consumer's fetch wait, lengthened while the broker answers empty although records wait.
+
+    A broker may answer a fetch empty when reading the partition takes longer than the
+    request's ``fetch_max_wait_ms``: the durable Tansu (topics in S3) does once a backlog of
+    small record batches has built up, and a worker at 10 ms then never received another
+    record (``/health`` "stalled"; ``churn bench faults`` scenario ``durable_backlog``: 0 of
+    10,000 scored in 312 s). The short wait is kept for latency (Tansu holds a fetch with
+    nothing new for its whole wait). Polls (each longer than a whole fetch, see
+    :attr:`poll_timeout_ms`) are counted in windows of ``window_s``: when more than half of a
+    window's polls came back empty while some assigned partition's high
+    watermark was past the consumer's position, the wait goes to ``ceiling_ms`` (doubling
+    stopped short: at 80 ms most fetches brought a few records, and the backlog drained at
+    ~50 events/s); when a window saw the consumer caught up (an empty poll with nothing
+    waiting) and no starvation, and the wait last changed ``relax_s`` ago, it is halved
+    (down to ``floor_ms``). Apache Kafka answers as soon as records exist: there it does
+    not move, and a long wait would cost nothing if it did.
+
+    Parameters
+    ----------
+    consumer : aiokafka.AIOKafkaConsumer
+        Started. aiokafka reads its fetcher's ``_fetch_max_wait_ms`` for every Fetch
+        request; there is no public setter, so that attribute is set (aiokafka 0.10-0.14;
+        ``tests/integration/test_faults.py`` fails if it stops working).
+    floor_ms, ceiling_ms : int
+        Shortest and longest fetch wait, milliseconds.
+    window_s : float, default 1.0
+        Seconds per counting window.
+    relax_s : float, default 5.0
+        Least seconds between a change and a halving.
+
+    Attributes
+    ----------
+    current_ms : int
+        The fetch wait in use, milliseconds.
+    raised : int
+        How many times it was raised to the ceiling.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, floor_ms: int = FETCH_MAX_WAIT_MS,
+                 ceiling_ms: int = FETCH_MAX_WAIT_CEILING_MS, window_s: float = 1.0, relax_s: float = 5.0) -> None:
+        if not 1 <= floor_ms <= ceiling_ms:
+            raise ValueError(f"fetch wait: expected 1 <= floor_ms <= ceiling_ms, got {floor_ms}, {ceiling_ms}")
+        self.consumer = consumer
+        self.floor_ms, self.ceiling_ms = int(floor_ms), int(ceiling_ms)
+        self.window_s, self.relax_s = window_s, relax_s
+        self.current_ms = self.floor_ms
+        self.raised = 0
+        self._last_change = time.monotonic()
+        self.reset_clock()
+
+    @property
+    def poll_timeout_ms(self) -> int:
+        """``getmany``'s timeout: longer than a whole fetch, so an empty poll means an empty answer.
+
+        ``getmany`` returns as soon as records are fetched; the timeout only bounds a poll
+        that gets none. With a poll shorter than the fetch wait, polls would come back empty
+        while a fetch that will bring records is still on its way, and count as starved.
+        """
+        return max(GETMANY_TIMEOUT_MS, 2 * self.current_ms + 50)
+
+    def reset_clock(self) -> None:
+        """Start a new counting window (after a rebalance, when nothing could be fetched)."""
+        self._window_start = time.monotonic()
+        self._polls = self._starved = 0
+        self._caught_up = False
+        self._behind = 0
+
+    def got_records(self) -> None:
+        """``getmany`` returned records."""
+        self._polls += 1
+        self._maybe_adjust()
+
+    async def got_nothing(self) -> None:
+        """``getmany`` returned nothing: starved if records wait on an assigned partition, else caught up."""
+        self._polls += 1
+        behind = 0
+        for tp in self.consumer.assignment():
+            hw = self.consumer.highwater(tp)  # from the last fetch response, empty ones included
+            if hw is not None:
+                try:
+                    behind += max(0, hw - await self.consumer.position(tp))
+                except IllegalStateError:  # revoked meanwhile
+                    return
+        if behind:
+            self._starved += 1
+            self._behind = behind
+        else:
+            self._caught_up = True
+        self._maybe_adjust()
+
+    def _maybe_adjust(self) -> None:
+        now = time.monotonic()
+        if now - self._window_start < self.window_s:
+            return
+        polls, starved, caught_up, behind = self._polls, self._starved, self._caught_up, self._behind
+        self.reset_clock()
+        if 2 * starved > polls:
+            if self.current_ms < self.ceiling_ms:
+                self.raised += 1
+                self._set(self.ceiling_ms, now, "%d of %d polls empty while %d records waited" % (starved, polls, behind))
+        elif (caught_up and not starved and self.current_ms > self.floor_ms
+              and now - self._last_change >= self.relax_s):
+            self._set(max(self.floor_ms, self.current_ms // 2), now, "caught up")
+
+    def _set(self, ms: int, now: float, why: str) -> None:
+        logger.info("fetch wait %d -> %d ms: %s", self.current_ms, ms, why)
+        self.current_ms = ms
+        self._last_change = now
+        self.consumer._fetcher._fetch_max_wait_ms = ms  # noqa: SLF001 - see the class docstring
 
 
 def scoring_consumer_kwargs(settings: Settings) -> dict:
@@ -454,6 +572,7 @@ class ScoringLoop:
         self.reader = reader
         self.ledger = ledger if ledger is not None else AlertLedger()
         self.committer = OffsetCommitter(consumer, self._committed, interval_s=commit_interval_s)
+        self.fetch_wait = AdaptiveFetchWait(consumer)
         self._open = asyncio.Event()  # set while the current assignment is recovered and owned
         self._recovery_error: BaseException | None = None
 
@@ -501,6 +620,7 @@ class ScoringLoop:
                         self._recovery_error = exc
                     else:
                         await asyncio.sleep(1.0)
+        self.fetch_wait.reset_clock()
         self._open.set()
 
     async def _recover(self, assigned) -> None:  # noqa: ANN001
@@ -533,9 +653,12 @@ class ScoringLoop:
                 await self._open.wait()
             if self._recovery_error is not None:
                 raise RuntimeError("alert ledger recovery failed; not scoring without it") from self._recovery_error
-            batch = await consumer.getmany(timeout_ms=GETMANY_TIMEOUT_MS, max_records=MAX_BATCH)
+            batch = await consumer.getmany(timeout_ms=self.fetch_wait.poll_timeout_ms, max_records=MAX_BATCH)
             if not batch:
+                if self._open.is_set():
+                    await self.fetch_wait.got_nothing()
                 continue
+            self.fetch_wait.got_records()
             if not self._open.is_set():
                 self._unread(batch)
                 continue
@@ -699,7 +822,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     )
     app.churn_store = store  # type: ignore[attr-defined]
     app.churn_stats = stats  # type: ignore[attr-defined]
-    state: dict[str, AIOKafkaConsumer] = {}
+    state: dict[str, Any] = {}  # consumer, producer, loop while scoring
 
     @app.task
     async def score_customers() -> None:
@@ -717,11 +840,13 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
                            commit_interval_s=settings.worker_commit_interval_s)
         consumer.subscribe([topics.customers], listener=loop.listener())
         state["consumer"] = consumer
+        state["loop"] = loop
         state["producer"] = producer
         try:
             await loop.run()
         finally:
             state.pop("consumer", None)
+            state.pop("loop", None)
             state.pop("producer", None)
             # Outputs already queued reach the broker before the group learns this worker
             # left, so the next owner's alert ledger read-back sees them; then every batch
@@ -804,6 +929,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             "dead_letters": stats.dead_letters,
             "reloads_ok": store.reloads_ok,
             "reloads_failed": store.reloads_failed,
+            "fetch_max_wait_ms": loop.fetch_wait.current_ms if (loop := state.get("loop")) else None,
         }
         return web.json(body, status=verdict.status_code)
 

@@ -2,10 +2,11 @@
 
 The scenarios are the ones ``churn bench faults`` runs (churn_stream/bench_faults.py): at
 least 10,000 events in flight through a real worker while the broker restarts, the worker
-is killed, a second worker joins and leaves, malformed records arrive, corrupt champions
-are announced, and S3 or MLflow go down during a batch cycle. Scenarios 1-5 share one
-stack with a durable broker; 6-7 share one with an in-memory broker (a durable Tansu keeps
-its topics in the S3 that scenario 6 stops). No timing is asserted.
+is killed, a second worker joins and leaves, a worker starts on a backlog of one-record
+batches, malformed records arrive, corrupt champions are announced, and S3 or MLflow go
+down during a batch cycle. Scenarios 1-6 share one stack with a durable broker; 7-8 share
+one with an in-memory broker (a durable Tansu keeps its topics in the S3 that scenario 7
+stops). No timing is asserted.
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ def test_second_worker_joins_shares_partitions_and_leaves(stream_env):
     result = worker_join_leave(stream_env, EVENTS)
     check(result, stream_env)
     assert sorted(result.detail["assignment_while_shared"]) == [2, 2]
+
+
+def test_worker_drains_a_backlog_of_small_batches_on_the_durable_broker(stream_env):
+    """The durable Tansu answers a 10 ms fetch empty when reading S3 takes longer: a worker
+    started on this backlog never scored a record before its fetch wait adapted."""
+    from churn_stream.bench_faults import durable_backlog
+
+    result = durable_backlog(stream_env, EVENTS)
+    check(result, stream_env)
 
 
 def test_malformed_records_of_ten_kinds_are_all_dead_lettered(stream_env):
