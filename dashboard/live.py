@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 RATE_WINDOW_S = 5
 #: Seconds before asking again for committed offsets after the broker failed to answer.
 LAG_RETRY_S = 30.0
+#: Longest one lag sample may take before the feed reconnects (see :meth:`LiveFeed._lag_loop`).
+LAG_SAMPLE_TIMEOUT_S = 10.0
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -353,7 +355,9 @@ class LiveFeed:
             try:
                 await self._consume()
                 backoff = 1.0
-            except Exception as exc:  # noqa: BLE001 - keep the page up and retry; the error is shown and logged
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - keep the page up and retry
+                # Nothing cancels this loop but its own stop flag: a CancelledError here comes
+                # from aiokafka's tasks as a lost broker is torn down, and ended the thread for good.
                 msg = f"{type(exc).__name__}: {exc}"[:200]
                 logger.warning("dashboard feed error=%s retry_s=%.0f", msg, backoff)
                 self.buffers.set_status(f"Kafka unavailable ({msg}); retrying")
@@ -388,13 +392,21 @@ class LiveFeed:
                 lag_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await lag_task
-            await consumer.stop()
-            await admin.close()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a lost broker's teardown may raise
+                await consumer.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await admin.close()
 
     async def _lag_loop(self, consumer, admin) -> None:
-        """Sample the scoring group's lag every ``lag_interval_s`` until cancelled."""
+        """Sample the scoring group's lag every ``lag_interval_s`` until cancelled.
+
+        It is also the feed's check that the broker answers: aiokafka's consumer retries a
+        lost broker on its own and raises nothing, so without it the page said "connected"
+        through an outage. A sample that takes over :data:`LAG_SAMPLE_TIMEOUT_S` raises
+        ``TimeoutError``, which ends the connection and reconnects with backoff.
+        """
         while not self._stop.is_set():
-            await self._sample_lag(consumer, admin)
+            await asyncio.wait_for(self._sample_lag(consumer, admin), timeout=LAG_SAMPLE_TIMEOUT_S)
             await asyncio.sleep(self.lag_interval_s)
 
     async def _sample_lag(self, consumer, admin) -> None:
@@ -406,16 +418,17 @@ class LiveFeed:
         """
         from aiokafka import TopicPartition
 
-        if time.monotonic() < self._lag_retry_at:
-            return
         group = self.settings.consumer_group
         partitions = set()
+        # Asked on every sample, also while committed offsets are not asked for: the broker check.
         for topic in await admin.describe_topics([self.customers_topic]):
             if topic.get("topic") == self.customers_topic and not topic.get("error_code"):
                 partitions = {p.get("partition", p.get("partition_index")) for p in topic.get("partitions", [])}
         partitions.discard(None)
         if not partitions:
             self.buffers.add_lag(None, f"n/a: topic {self.customers_topic!r} does not exist yet")
+            return
+        if time.monotonic() < self._lag_retry_at:
             return
         tps = [TopicPartition(self.customers_topic, p) for p in sorted(partitions)]
         try:
