@@ -8,12 +8,15 @@ produced as a customer event -> wait until each one's score is on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +210,28 @@ def champion_summary(settings: Settings) -> dict[str, Any]:
             "roc_auc": m.get("roc_auc"), "f1": m.get("f1_tuned"), "threshold": m.get("threshold")}
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C, so ``finally`` clauses run.
+
+    Python's default SIGTERM ends the process at once: ``kill <pid of churn demo>`` left
+    its worker running, orphaned, holding its port and the consumer group. Outside the
+    main thread (where handlers cannot be set) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):  # noqa: ANN001, ARG001
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_demo(settings: Settings, events: int | None = None, keep_running: bool = False,
              rate: float | None = None, start_stack: bool = True, score_timeout_s: float = 300.0,
              on_summary=None) -> dict[str, Any]:
@@ -228,7 +253,7 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
         Called with the summary as soon as it is known (before waiting for Ctrl-C).
     """
     from batch.cycle import run_cycle
-    from churn_stream.clients import csv_to_customer_events, ensure_topics, make_storage, make_tracker, produce_records
+    from churn_stream.clients import ensure_topics, make_storage, make_tracker
 
     t_start = time.perf_counter()
     if start_stack:
@@ -247,6 +272,16 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
         raise DemoError(
             f"port {settings.worker_web_port} (the worker's health page) is already in use, probably by another "
             "`churn worker`; stop it or set CHURN_WORKER_WEB_PORT to a free port")
+    with sigterm_as_interrupt():
+        return _run_worker_part(settings, log_path, events, keep_running, rate, score_timeout_s, on_summary,
+                                champion, t_start)
+
+
+def _run_worker_part(settings: Settings, log_path: Path, events: int | None, keep_running: bool, rate: float | None,
+                     score_timeout_s: float, on_summary, champion: dict, t_start: float) -> dict[str, Any]:
+    """Start the worker, produce, collect and summarise; always stop the worker."""
+    from churn_stream.clients import csv_to_customer_events, produce_records
+
     proc = start_worker(settings, log_path)
     try:
         health = wait_worker_ready(settings, proc)
