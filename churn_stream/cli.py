@@ -30,7 +30,7 @@ def _configure_logging(level: str) -> None:
 _USER_ERRORS = {
     "KafkaConnectionError", "KafkaTimeoutError", "NoBrokersAvailable", "CycleError", "DataQualityError",
     "IngestError", "StackError", "ArtifactError", "ArtifactVerificationError", "MaxRetryError",
-    "ConnectionRefusedError", "ConnectionError", "MlflowException", "DemoError",
+    "ConnectionRefusedError", "ConnectionError", "MlflowException", "DemoError", "SettingsError",
 }
 
 

@@ -23,6 +23,10 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+class SettingsError(ValueError):
+    """An environment variable that cannot be read as its setting's type."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every endpoint, credential and tunable of the system.
@@ -191,9 +195,9 @@ class Settings:
 
         Raises
         ------
-        ValueError
-            If a numeric or boolean variable cannot be parsed; the message names the
-            variable, never its value when it is a credential.
+        SettingsError
+            (a ``ValueError``) If a numeric or boolean variable cannot be parsed; the
+            message names the variable and the value (credentials are never parsed).
         """
         env = os.environ if environ is None else environ
         kwargs: dict[str, object] = {}
@@ -214,7 +218,7 @@ class Settings:
                 else:
                     kwargs[f.name] = raw
             except ValueError:
-                raise ValueError(f"{var}: expected {f.type}, got {raw!r}") from None
+                raise SettingsError(f"{var}: expected {f.type}, got {raw!r}") from None
         return cls(**kwargs)  # type: ignore[arg-type]
 
     def with_overrides(self, **changes: object) -> "Settings":

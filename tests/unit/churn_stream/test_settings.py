@@ -111,3 +111,14 @@ def test_settings_are_frozen_and_with_overrides_copies():
 
 def test_every_field_has_an_environment_variable():
     assert sorted(Settings._ENV) == sorted(f.name for f in dataclasses.fields(Settings))
+
+
+def test_cli_reports_a_bad_variable_in_one_line_without_a_traceback():
+    from click.testing import CliRunner
+
+    from churn_stream.cli import main
+
+    result = CliRunner().invoke(main, ["stack", "status"], env={"CHURN_WORKER_WEB_PORT": "abc"})
+    assert result.exit_code == 1
+    assert "Error: SettingsError: CHURN_WORKER_WEB_PORT: expected int, got 'abc'" in result.output
+    assert "Traceback" not in result.output
