@@ -277,7 +277,8 @@ class AdaptiveFetchWait:
     watermark was past the consumer's position, the wait goes to ``ceiling_ms`` (doubling
     stopped short: at 80 ms most fetches brought a few records, and the backlog drained at
     ~50 events/s); when a window saw the consumer caught up (an empty poll with nothing
-    waiting) and no starvation, and the wait last changed ``relax_s`` ago, it is halved
+    waiting, or a poll after which nothing waits) and no starvation, and the wait last
+    changed ``relax_s`` ago, it is halved
     (down to ``floor_ms``). Apache Kafka answers as soon as records exist: there it does
     not move, and a long wait would cost nothing if it did.
 
@@ -293,6 +294,9 @@ class AdaptiveFetchWait:
         Seconds per counting window.
     relax_s : float, default 5.0
         Least seconds between a change and a halving.
+    learn_s : float, default 300.0
+        For this long after a starvation, the wait is not halved below twice the wait that
+        starved (a grown durable partition starved again at 31 ms after relaxing).
 
     Attributes
     ----------
@@ -303,14 +307,16 @@ class AdaptiveFetchWait:
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, floor_ms: int = FETCH_MAX_WAIT_MS,
-                 ceiling_ms: int = FETCH_MAX_WAIT_CEILING_MS, window_s: float = 1.0, relax_s: float = 5.0) -> None:
+                 ceiling_ms: int = FETCH_MAX_WAIT_CEILING_MS, window_s: float = 1.0, relax_s: float = 5.0,
+                 learn_s: float = 300.0) -> None:
         if not 1 <= floor_ms <= ceiling_ms:
             raise ValueError(f"fetch wait: expected 1 <= floor_ms <= ceiling_ms, got {floor_ms}, {ceiling_ms}")
         self.consumer = consumer
         self.floor_ms, self.ceiling_ms = int(floor_ms), int(ceiling_ms)
-        self.window_s, self.relax_s = window_s, relax_s
+        self.window_s, self.relax_s, self.learn_s = window_s, relax_s, learn_s
         self.current_ms = self.floor_ms
         self.raised = 0
+        self._learned_floor_ms, self._learned_at = self.floor_ms, float("-inf")
         self._last_change = time.monotonic()
         self.reset_clock()
 
@@ -331,14 +337,28 @@ class AdaptiveFetchWait:
         self._caught_up = False
         self._behind = 0
 
-    def got_records(self) -> None:
-        """``getmany`` returned records."""
+    async def got_records(self) -> None:
+        """``getmany`` returned records: caught up if nothing else waits (a stream flowing at the head)."""
         self._polls += 1
+        if await self._records_waiting() == 0:
+            self._caught_up = True
         self._maybe_adjust()
 
     async def got_nothing(self) -> None:
         """``getmany`` returned nothing: starved if records wait on an assigned partition, else caught up."""
         self._polls += 1
+        behind = await self._records_waiting()
+        if behind is None:
+            return
+        if behind:
+            self._starved += 1
+            self._behind = behind
+        else:
+            self._caught_up = True
+        self._maybe_adjust()
+
+    async def _records_waiting(self) -> int | None:
+        """Records between the consumer's positions and the last fetch responses' high watermarks."""
         behind = 0
         for tp in self.consumer.assignment():
             hw = self.consumer.highwater(tp)  # from the last fetch response, empty ones included
@@ -346,13 +366,8 @@ class AdaptiveFetchWait:
                 try:
                     behind += max(0, hw - await self.consumer.position(tp))
                 except IllegalStateError:  # revoked meanwhile
-                    return
-        if behind:
-            self._starved += 1
-            self._behind = behind
-        else:
-            self._caught_up = True
-        self._maybe_adjust()
+                    return None
+        return behind
 
     def _maybe_adjust(self) -> None:
         now = time.monotonic()
@@ -361,12 +376,16 @@ class AdaptiveFetchWait:
         polls, starved, caught_up, behind = self._polls, self._starved, self._caught_up, self._behind
         self.reset_clock()
         if 2 * starved > polls:
+            # Twice the starving wait becomes the floor for a while: halving back under it
+            # starved again (measured: 2000 -> ... -> 31 ms, starved, 2000 again, every ~35 s).
+            self._learned_floor_ms, self._learned_at = min(self.ceiling_ms, 2 * self.current_ms), now
             if self.current_ms < self.ceiling_ms:
                 self.raised += 1
                 self._set(self.ceiling_ms, now, "%d of %d polls empty while %d records waited" % (starved, polls, behind))
-        elif (caught_up and not starved and self.current_ms > self.floor_ms
-              and now - self._last_change >= self.relax_s):
-            self._set(max(self.floor_ms, self.current_ms // 2), now, "caught up")
+            return
+        floor = self.floor_ms if now - self._learned_at > self.learn_s else max(self.floor_ms, self._learned_floor_ms)
+        if caught_up and not starved and self.current_ms > floor and now - self._last_change >= self.relax_s:
+            self._set(max(floor, self.current_ms // 2), now, "caught up")
 
     def _set(self, ms: int, now: float, why: str) -> None:
         logger.info("fetch wait %d -> %d ms: %s", self.current_ms, ms, why)
@@ -658,7 +677,7 @@ class ScoringLoop:
                 if self._open.is_set():
                     await self.fetch_wait.got_nothing()
                 continue
-            self.fetch_wait.got_records()
+            await self.fetch_wait.got_records()
             if not self._open.is_set():
                 self._unread(batch)
                 continue
