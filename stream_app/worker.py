@@ -50,9 +50,9 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import faust
 import orjson
@@ -277,7 +277,7 @@ class AdaptiveFetchWait:
     watermark was past the consumer's position, the wait goes to ``ceiling_ms`` (doubling
     stopped short: at 80 ms most fetches brought a few records, and the backlog drained at
     ~50 events/s); when a window saw the consumer caught up (an empty poll with nothing
-    waiting, or a poll after which nothing waits) and no starvation, and the wait last
+    waiting, or a window's last poll after which nothing waits) and no starvation, and the wait last
     changed ``relax_s`` ago, it is halved
     (down to ``floor_ms``). Apache Kafka answers as soon as records exist: there it does
     not move, and a long wait would cost nothing if it did.
@@ -302,8 +302,6 @@ class AdaptiveFetchWait:
     ----------
     current_ms : int
         The fetch wait in use, milliseconds.
-    raised : int
-        How many times it was raised to the ceiling.
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, floor_ms: int = FETCH_MAX_WAIT_MS,
@@ -315,7 +313,6 @@ class AdaptiveFetchWait:
         self.floor_ms, self.ceiling_ms = int(floor_ms), int(ceiling_ms)
         self.window_s, self.relax_s, self.learn_s = window_s, relax_s, learn_s
         self.current_ms = self.floor_ms
-        self.raised = 0
         self._learned_floor_ms, self._learned_at = self.floor_ms, float("-inf")
         self._last_change = time.monotonic()
         self.reset_clock()
@@ -338,11 +335,12 @@ class AdaptiveFetchWait:
         self._behind = 0
 
     async def got_records(self) -> None:
-        """``getmany`` returned records: caught up if nothing else waits (a stream flowing at the head)."""
+        """``getmany`` returned records (the hot path: positions are looked at once per window only)."""
         self._polls += 1
-        if await self._records_waiting() == 0:
-            self._caught_up = True
-        self._maybe_adjust()
+        if time.monotonic() - self._window_start >= self.window_s:
+            if not self._caught_up and await self._records_waiting() == 0:
+                self._caught_up = True  # a stream flowing at the head
+            self._maybe_adjust()
 
     async def got_nothing(self) -> None:
         """``getmany`` returned nothing: starved if records wait on an assigned partition, else caught up."""
@@ -380,7 +378,6 @@ class AdaptiveFetchWait:
             # starved again (measured: 2000 -> ... -> 31 ms, starved, 2000 again, every ~35 s).
             self._learned_floor_ms, self._learned_at = min(self.ceiling_ms, 2 * self.current_ms), now
             if self.current_ms < self.ceiling_ms:
-                self.raised += 1
                 self._set(self.ceiling_ms, now, "%d of %d polls empty while %d records waited" % (starved, polls, behind))
             return
         floor = self.floor_ms if now - self._learned_at > self.learn_s else max(self.floor_ms, self._learned_floor_ms)
@@ -955,8 +952,8 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     return app
 
 
-def _ensure_worker_topics(settings: Settings, topics: WorkerTopics) -> None:
-    """Create non-default worker topics (benchmarks) with the partitions of their defaults."""
+def ensure_worker_topics(settings: Settings, topics: WorkerTopics) -> None:
+    """Create non-default worker topics (benchmarks, tests) with the partitions of their defaults (idempotent)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     from churn_stream.clients import kafka_kwargs, topic_partitions
@@ -986,7 +983,7 @@ def run_worker(settings: Settings) -> None:
 
     ensure_topics(settings)
     topics = WorkerTopics.from_settings(settings)
-    _ensure_worker_topics(settings, topics)  # suffixed topics (benchmarks, tests) and churn-drift
+    ensure_worker_topics(settings, topics)  # suffixed topics (benchmarks, tests) and churn-drift
     app = create_app(settings, topics=topics)
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
     worker.execute_from_commandline()

@@ -52,10 +52,10 @@ def _crashed_worker_outputs(settings, topics, champion, telco_csv) -> list[str]:
     from churn_stream.clients import csv_to_customer_events, ensure_topics
     from churn_stream.demo import replicate_events
     from stream_app.scoring import RawRecord, score_batch
-    from stream_app.worker import BatchSender, _ensure_worker_topics
+    from stream_app.worker import BatchSender, ensure_worker_topics
 
     ensure_topics(settings)
-    _ensure_worker_topics(settings, topics)
+    ensure_worker_topics(settings, topics)
     base = csv_to_customer_events(telco_csv)
     events = replicate_events(base, len(base) + EVENTS)[len(base):]
     records = [RawRecord(topics.customers, 0, i, k, v) for i, (k, v) in enumerate(events[:CRASHED_AFTER])]

@@ -32,21 +32,6 @@ def champions(stack_settings):
                      margin=-1.0)
 
 
-async def _create_topics(settings, topics) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    from churn_stream.clients import kafka_kwargs
-
-    n = settings.topic_partitions
-    admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topics.customers, n, 1), NewTopic(topics.scores, n, 1),
-                                   NewTopic(topics.alerts, n, 1), NewTopic(topics.dead_letters, 1, 1)])
-    finally:
-        await admin.close()
-
-
 async def _produce(settings, topic: str, records, rate: float) -> None:
     from aiokafka import AIOKafkaProducer
 
@@ -89,7 +74,8 @@ async def _scenario(settings, records) -> dict:
     from churn_stream.clients import kafka_kwargs
     from schemas.profiles import TELCO
     from stream_app.model_store import ModelStore
-    from stream_app.worker import BatchSender, ScoringLoop, WorkerStats, WorkerTopics, scoring_consumer_kwargs
+    from stream_app.worker import (BatchSender, ScoringLoop, WorkerStats, WorkerTopics, ensure_worker_topics,
+                                   scoring_consumer_kwargs)
 
     class LongPollConsumer(AIOKafkaConsumer):
         # A poll that outlasts a rebalance (Tansu's join takes ~5 s): aiokafka's getmany then
@@ -103,7 +89,7 @@ async def _scenario(settings, records) -> dict:
             await super()._recover(assigned)
 
     topics = WorkerTopics.from_settings(settings)
-    await _create_topics(settings, topics)
+    await asyncio.to_thread(ensure_worker_topics, settings, topics)
     store = ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features), value_models=True)
     assert await asyncio.to_thread(store.load_champion)
     consumer = LongPollConsumer(**scoring_consumer_kwargs(settings))  # the worker's settings
@@ -169,13 +155,14 @@ def test_committer_skips_partitions_no_longer_assigned_and_commits_the_rest(stac
     not hold, which ended the scoring task. The held partitions are still committed."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from stream_app.worker import InFlightBatch, OffsetCommitter, WorkerTopics, scoring_consumer_kwargs
+    from stream_app.worker import (InFlightBatch, OffsetCommitter, WorkerTopics, ensure_worker_topics,
+                                   scoring_consumer_kwargs)
 
     settings = stack_settings.with_overrides(topic_suffix="-moved", consumer_group="churn-scorer-moved")
     topics = WorkerTopics.from_settings(settings)
 
     async def run() -> tuple[dict, list]:
-        await _create_topics(settings, topics)
+        await asyncio.to_thread(ensure_worker_topics, settings, topics)
         consumer = AIOKafkaConsumer(**scoring_consumer_kwargs(settings))
         await consumer.start()
         try:
