@@ -253,7 +253,7 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
         Called with the summary as soon as it is known (before waiting for Ctrl-C).
     """
     from batch.cycle import run_cycle
-    from churn_stream.clients import ensure_topics, make_storage, make_tracker
+    from churn_stream.clients import csv_to_customer_events, ensure_topics, make_storage, make_tracker, produce_records
 
     t_start = time.perf_counter()
     if start_stack:
@@ -272,61 +272,52 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
         raise DemoError(
             f"port {settings.worker_web_port} (the worker's health page) is already in use, probably by another "
             "`churn worker`; stop it or set CHURN_WORKER_WEB_PORT to a free port")
-    with sigterm_as_interrupt():
-        return _run_worker_part(settings, log_path, events, keep_running, rate, score_timeout_s, on_summary,
-                                champion, t_start)
-
-
-def _run_worker_part(settings: Settings, log_path: Path, events: int | None, keep_running: bool, rate: float | None,
-                     score_timeout_s: float, on_summary, champion: dict, t_start: float) -> dict[str, Any]:
-    """Start the worker, produce, collect and summarise; always stop the worker."""
-    from churn_stream.clients import csv_to_customer_events, produce_records
-
-    proc = start_worker(settings, log_path)
-    try:
-        health = wait_worker_ready(settings, proc)
-        print(f"worker ready: model {health['model_name']} v{health['model_version']} (log: {log_path})",
-              file=sys.stderr)
-        records = csv_to_customer_events(TELCO_CSV)
-        records = replicate_events(records, events if events is not None else len(records))
-        event_ids = {orjson.loads(v)["event_id"] for _, v in records}
-        start_offsets = asyncio.run(_end_offsets(settings, (Topics.SCORES, Topics.ALERTS)))
-        t_produce = time.time()
-        produced = produce_records(settings, Topics.CUSTOMERS, records, rate)
-        print(f"produced {produced} events; waiting for their scores", file=sys.stderr)
-        seen = asyncio.run(_collect(settings, event_ids, start_offsets, score_timeout_s))
-        scoring_s = (seen["last_score_at"] or time.time()) - t_produce
-        summary = {
-            "produced": produced,
-            "scored": seen["scored"],
-            "alerts": seen["alerts"],
-            "duplicates": seen["duplicates"],
-            "events_per_s": round(seen["scored"] / scoring_s, 1) if scoring_s > 0 else None,
-            "scoring_s": round(scoring_s, 3),
-            "elapsed_s": round(time.perf_counter() - t_start, 3),
-            "model_name": health["model_name"],
-            "model_version": health["model_version"],
-            "champion_roc_auc": champion.get("roc_auc"),
-            "champion_f1": champion.get("f1"),
-            "champion_model": champion.get("model"),
-        }
-        print(
-            f"scored {summary['scored']}/{produced} events, {summary['alerts']} churn alerts, "
-            f"{summary['events_per_s']} events/s, {summary['elapsed_s']} s in all; champion "
-            f"{summary['champion_model']} v{summary['model_version']} AUC={summary['champion_roc_auc']:.3f} "
-            f"F1={summary['champion_f1']:.3f}",
-            file=sys.stderr,
-        )
-        if on_summary is not None:
-            on_summary(summary)
-        if keep_running:
-            print("worker keeps scoring; Ctrl-C to stop it (the stack stays up: `churn stack down`)",
+    with sigterm_as_interrupt():  # `kill <churn demo>` stops the worker too
+        proc = start_worker(settings, log_path)
+        try:
+            health = wait_worker_ready(settings, proc)
+            print(f"worker ready: model {health['model_name']} v{health['model_version']} (log: {log_path})",
                   file=sys.stderr)
-            try:
-                while proc.poll() is None:
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                pass
-        return summary
-    finally:
-        stop_worker(proc)
+            records = csv_to_customer_events(TELCO_CSV)
+            records = replicate_events(records, events if events is not None else len(records))
+            event_ids = {orjson.loads(v)["event_id"] for _, v in records}
+            start_offsets = asyncio.run(_end_offsets(settings, (Topics.SCORES, Topics.ALERTS)))
+            t_produce = time.time()
+            produced = produce_records(settings, Topics.CUSTOMERS, records, rate)
+            print(f"produced {produced} events; waiting for their scores", file=sys.stderr)
+            seen = asyncio.run(_collect(settings, event_ids, start_offsets, score_timeout_s))
+            scoring_s = (seen["last_score_at"] or time.time()) - t_produce
+            summary = {
+                "produced": produced,
+                "scored": seen["scored"],
+                "alerts": seen["alerts"],
+                "duplicates": seen["duplicates"],
+                "events_per_s": round(seen["scored"] / scoring_s, 1) if scoring_s > 0 else None,
+                "scoring_s": round(scoring_s, 3),
+                "elapsed_s": round(time.perf_counter() - t_start, 3),
+                "model_name": health["model_name"],
+                "model_version": health["model_version"],
+                "champion_roc_auc": champion.get("roc_auc"),
+                "champion_f1": champion.get("f1"),
+                "champion_model": champion.get("model"),
+            }
+            print(
+                f"scored {summary['scored']}/{produced} events, {summary['alerts']} churn alerts, "
+                f"{summary['events_per_s']} events/s, {summary['elapsed_s']} s in all; champion "
+                f"{summary['champion_model']} v{summary['model_version']} AUC={summary['champion_roc_auc']:.3f} "
+                f"F1={summary['champion_f1']:.3f}",
+                file=sys.stderr,
+            )
+            if on_summary is not None:
+                on_summary(summary)
+            if keep_running:
+                print("worker keeps scoring; Ctrl-C to stop it (the stack stays up: `churn stack down`)",
+                      file=sys.stderr)
+                try:
+                    while proc.poll() is None:
+                        time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
+            return summary
+        finally:
+            stop_worker(proc)
