@@ -16,6 +16,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 SCHEMA_VERSION = 1
 
 Category = Annotated[str, Field(min_length=1, max_length=64)]
+#: JSON ``true``/``false`` only: pydantic's lax mode would also take ``1``, ``"Yes"`` or
+#: ``"true"``, which the exported JSON Schema does not allow.
+Flag = Annotated[bool, Field(strict=True)]
 
 
 def utc_now() -> datetime:
@@ -44,19 +47,22 @@ class _Event(BaseModel):
 class CustomerEvent(_Event):
     """A customer record entering the system on the ``customers`` topic.
 
-    Fields follow the IBM Telco customer churn data set. Unknown extra fields are
-    ignored; categorical values not seen in training encode as all-zero indicators.
+    Fields follow the IBM Telco customer churn data set. Types are strict, as in the
+    exported JSON Schema: booleans are JSON ``true``/``false`` (not ``1`` or ``"Yes"``),
+    numbers are JSON numbers (not strings), and ``tenure_months`` is an integer (``12``,
+    not ``12.0``). Unknown extra fields are ignored; categorical values not seen in
+    training encode as all-zero indicators.
     ``total_charges_usd`` may be null: a customer not billed yet (tenure 0), which
     the featuriser imputes with the training median.
     """
 
     customer_id: Annotated[str, Field(min_length=1, max_length=64)]
     gender: Category
-    senior_citizen: bool
-    partner: bool
-    dependents: bool
-    tenure_months: Annotated[int, Field(ge=0, le=1200, description="Months as a customer.")]
-    phone_service: bool
+    senior_citizen: Flag
+    partner: Flag
+    dependents: Flag
+    tenure_months: Annotated[int, Field(ge=0, le=1200, strict=True, description="Months as a customer.")]
+    phone_service: Flag
     multiple_lines: Category
     internet_service: Category
     online_security: Category
@@ -66,11 +72,11 @@ class CustomerEvent(_Event):
     streaming_tv: Category
     streaming_movies: Category
     contract: Category
-    paperless_billing: bool
+    paperless_billing: Flag
     payment_method: Category
-    monthly_charges_usd: Annotated[float, Field(ge=0, le=100_000)]
-    total_charges_usd: Annotated[float | None, Field(ge=0, le=10_000_000)] = None
-    churned: Annotated[bool | None, Field(description="Known outcome, when the producer has it.")] = None
+    monthly_charges_usd: Annotated[float, Field(ge=0, le=100_000, strict=True)]
+    total_charges_usd: Annotated[float | None, Field(ge=0, le=10_000_000, strict=True)] = None
+    churned: Annotated[bool | None, Field(strict=True, description="Known outcome, when the producer has it.")] = None
 
 
 class Reason(BaseModel):

@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import ValidationError
+from pydantic.types import Strict
 
 from schemas.events import SCHEMA_VERSION, CustomerEvent, format_validation_error
 from scratch_models.pipeline import ScoringPipeline
@@ -219,7 +220,7 @@ def _field_checks() -> list[_FieldCheck] | None:
                 lo = m.ge if isinstance(m, Ge) else m.min_length
             elif isinstance(m, (Le, MaxLen)):
                 hi = m.le if isinstance(m, Le) else m.max_length
-            else:
+            elif not isinstance(m, Strict):  # the checks' exact types are pydantic's strict mode
                 return None
         if nullable:
             types.add(_NONE_T)

@@ -158,6 +158,13 @@ def _bad_records(events) -> dict[str, tuple[bytes | None, str]]:
         "negative_charges": (mutated(monthly_charges_usd=-12.5), "validate"),
         "null_categorical": (mutated(contract=None), "validate"),
         "naive_time": (mutated(event_time="2024-01-01T00:00:00"), "validate"),
+        # Types are strict, as in the exported JSON Schema: pydantic's lax mode took all of these.
+        "bool_as_string": (mutated(senior_citizen="Yes"), "validate"),
+        "bool_as_number": (mutated(partner=1), "validate"),
+        "number_as_string": (mutated(monthly_charges_usd="70.5"), "validate"),
+        "number_as_bool": (mutated(total_charges_usd=True), "validate"),
+        "integer_as_string": (mutated(tenure_months="12"), "validate"),
+        "integer_as_float": (mutated(tenure_months=12.0), "validate"),
     }
 
 
@@ -225,6 +232,18 @@ def test_dead_letter_messages_name_the_field(loaded, events):
     assert by_offset[3].error_message.startswith("contract: input should be a valid string")
     assert by_offset[4].error_class == "EmptyValue"
     assert by_offset[5].error_class == "EmptyValue"
+    lax = ["bool_as_string", "bool_as_number", "number_as_string", "number_as_bool", "integer_as_string",
+           "integer_as_float"]
+    lax_result = score_batch(loaded, [RawRecord(Topics.CUSTOMERS, 0, i, None, bad[n][0]) for i, n in enumerate(lax)],
+                             now=NOW)
+    assert [f.error_message for f in lax_result.failures] == [
+        "senior_citizen: input should be a valid boolean, got 'Yes'",
+        "partner: input should be a valid boolean, got 1",
+        "monthly_charges_usd: input should be a valid number, got '70.5'",
+        "total_charges_usd: input should be a valid number, got True",
+        "tenure_months: input should be a valid integer, got '12'",
+        "tenure_months: input should be a valid integer, got 12.0",
+    ]
     # Dead-letter key is null when the input key was.
     assert all(orjson.loads(v)["original_key_b64"] is None for _, v in result.dead_letters)
 
@@ -361,3 +380,11 @@ def test_apply_update_ignores_other_aliases_models_and_same_version(pipeline, ch
     assert asyncio.run(store.apply_update(_update("2", **changes))) is False
     assert store.current.model_version == "1"
     assert store.reloads_ok == 0 and store.reloads_failed == 0
+
+
+def test_fast_decoder_understands_the_contract():
+    # None would silently send every record through pydantic (correct, but several times slower).
+    from stream_app import scoring
+
+    assert scoring._CHECKS is not None
+    assert {c.name: c.types for c in scoring._CHECKS}["senior_citizen"] == frozenset({bool})
