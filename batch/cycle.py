@@ -279,6 +279,10 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
         progress["stage"] = "quality"
         result.quality = quality.gate(storage, tracker, parent_id, frame, raw_key=raw_uri.split("/", 3)[3], **gate)
         timings["quality"] = time.perf_counter() - t0
+        # The hold-out rows as read: the current champions are re-scored on them before promotion.
+        holdout_frame = frame.iloc[data.test_idx]
+        holdouts = {prefix + CLASSIFIER_NAME: (holdout_frame, data.y_test),
+                    prefix + REGRESSOR_NAME: (holdout_frame, reg_data.y_test)}
         frame = None  # the featurised matrices are all training needs from here on
         for key in ("fit", "tune_threshold", "evaluate", "log_models"):
             timings[key] = 0.0
@@ -315,7 +319,8 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
             progress["stage"] = "promote"
             for registered_name, metric, versions in candidates:
                 best = max(versions, key=lambda v: v["metrics"][metric])
-                result.promoted[registered_name] = promote(tracker, best, metric, margin)
+                result.promoted[registered_name] = promote(tracker, best, metric, margin,
+                                                          holdout=holdouts[registered_name])
             timings["promote"] = time.perf_counter() - t0
             if not result.promoted:
                 raise ValueError(f"no model trained (only={only})")

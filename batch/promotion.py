@@ -65,26 +65,99 @@ def register_version(tracker, name: str, run_id: str, local_path: str | Path, me
     }
 
 
-def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0) -> dict[str, Any]:
+def champion_on_holdout(tracker, champ, metric: str, holdout) -> float | None:
+    """The current champion's ``metric`` re-measured on this cycle's hold-out.
+
+    A champion's registered metric was measured on *its* cycle's hold-out. After a new
+    source (``churn batch run --source``) that is other data, and comparing a candidate
+    with it says nothing about which model is better on the data at hand; so the
+    champion's artifact is downloaded (SHA-256 verified, never unpickled) and scored
+    on the candidate's hold-out rows.
+
+    Parameters
+    ----------
+    tracker : mlflow.MlflowClient
+    champ : mlflow.entities.model_registry.ModelVersion
+        The version holding the ``champion`` alias; its tags name the artifact and digest.
+    metric : {"roc_auc", "r2"}
+    holdout : tuple of (pandas.DataFrame, ndarray of shape (n,))
+        The hold-out rows as read from the source (raw columns) and their targets.
+
+    Returns
+    -------
+    float or None
+        The champion's metric on ``holdout``; None when it cannot be scored there (its
+        artifact is unreadable or fails verification, or it needs columns this data
+        lacks). The caller then falls back to the registered tag and says so.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from batch.features import frame_columns
+    from batch.metrics import regression_metrics, roc_auc
+    from churn_stream.artifacts import ArtifactVerificationError
+    from scratch_models.persistence import ArtifactError
+
+    frame, y_true = holdout
+    try:
+        pipeline = download_pipeline(tracker.tracking_uri,
+                                     f"runs:/{champ.run_id}/{champ.tags.get('artifact_path', ARTIFACT_PATH)}",
+                                     champ.tags["sha256"])
+        missing = [c for c in pipeline.feature_names_in if c not in frame.columns]
+        if missing:
+            raise KeyError(f"columns missing from this data: {missing}")
+        columns = frame_columns(frame, pipeline.feature_names_in)
+        if metric == "roc_auc":
+            return roc_auc(y_true, pipeline.predict_proba(columns))
+        return regression_metrics(y_true, pipeline.predict(columns))[metric]
+    except (MlflowException, ArtifactError, ArtifactVerificationError, KeyError, ValueError, OSError) as exc:
+        logger.warning("champion version=%s of %s not re-scored on this hold-out (%s: %s); comparing with its "
+                       "registered %s", champ.version, champ.name, type(exc).__name__, exc, metric)
+        return None
+
+
+def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0,
+            holdout=None) -> dict[str, Any]:
     """Give ``candidate`` the ``champion`` alias if it beats the current one by more than ``margin``, else ``challenger``.
 
-    The current champion's score is its registered tag ``metric`` (hold-out value
-    from its own cycle, on the same fixed split).
+    Both are measured on the same rows: the current champion is re-scored on the
+    candidate's hold-out (:func:`champion_on_holdout`) when ``holdout`` is given; its
+    registered tag ``metric`` (the hold-out value of its own cycle) is used only when
+    that is impossible or ``holdout`` is None.
+
+    Parameters
+    ----------
+    tracker : mlflow.MlflowClient
+    candidate : dict
+        From :func:`register_version`.
+    metric : {"roc_auc", "r2"}
+        Higher is better.
+    margin : float, default 0.0
+        How much the candidate must beat the champion by (strictly).
+    holdout : tuple of (pandas.DataFrame, ndarray), optional
+        The candidate's hold-out rows (raw columns) and targets.
 
     Returns
     -------
     dict
-        ``candidate`` with ``alias`` set.
+        ``candidate`` with ``alias`` set and, when a champion existed, ``champion_version``,
+        ``champion_<metric>`` and ``champion_metric_source`` (``"this hold-out"`` or
+        ``"registered tag"``).
     """
     name = candidate["model_name"]
     champ = current_champion(tracker, name)
     alias = "champion"
+    compared: dict[str, Any] = {}
     if champ is not None and champ.version != candidate["model_version"]:
-        champ_score = float(champ.tags.get(metric, "-inf"))
+        rescored = champion_on_holdout(tracker, champ, metric, holdout) if holdout is not None else None
+        champ_score = rescored if rescored is not None else float(champ.tags.get(metric, "-inf"))
+        compared = {"champion_version": str(champ.version), f"champion_{metric}": champ_score,
+                    "champion_metric_source": "this hold-out" if rescored is not None else "registered tag"}
         # "Beats" is strict: an identical retrain keeps the champion in service.
         if not candidate["metrics"][metric] > champ_score + margin:
             alias = "challenger"
     tracker.set_registered_model_alias(name, alias, candidate["model_version"])
-    logger.info("promoted model=%s version=%s alias=%s %s=%.4f", name, candidate["model_version"], alias, metric,
-                candidate["metrics"][metric])
-    return dict(candidate, alias=alias)
+    logger.info("promoted model=%s version=%s alias=%s %s=%.4f%s", name, candidate["model_version"], alias, metric,
+                candidate["metrics"][metric],
+                "" if not compared else f" against champion version={compared['champion_version']} "
+                f"{metric}={compared[f'champion_{metric}']:.4f} ({compared['champion_metric_source']})")
+    return dict(candidate, alias=alias, **compared)

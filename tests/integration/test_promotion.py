@@ -1,0 +1,50 @@
+"""Promotion on real servers: a candidate is compared with the champion re-scored on the candidate's own
+hold-out, not with the metric the champion's cycle registered on other data."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_tag(stack_settings):
+    from batch.cycle import run_cycle
+    from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME
+    from churn_stream.clients import make_storage, make_tracker
+
+    storage, tracker = make_storage(stack_settings), make_tracker(stack_settings)
+    weak = run_cycle(stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, margin=-1.0,
+                     announce=False)
+    weak_cls, weak_reg = weak.promoted[CLASSIFIER_NAME], weak.promoted[REGRESSOR_NAME]
+    assert weak_cls["alias"] == weak_reg["alias"] == "champion"
+    # The champions' registered metrics as a cycle on easier data would have left them.
+    tracker.set_model_version_tag(CLASSIFIER_NAME, weak_cls["model_version"], "roc_auc", "0.99")
+    tracker.set_model_version_tag(REGRESSOR_NAME, weak_reg["model_version"], "r2", "0.99999")
+
+    strong = run_cycle(stack_settings, storage, tracker, only={"logistic_regression", "multiple_regression"},
+                       margin=0.0, announce=False)
+    cls, reg = strong.promoted[CLASSIFIER_NAME], strong.promoted[REGRESSOR_NAME]
+    # Against the tags (0.99) neither would have won; on the same hold-out both beat the weak models.
+    assert cls["metrics"]["roc_auc"] < 0.99 and reg["metrics"]["r2"] < 0.99999
+    assert cls["alias"] == reg["alias"] == "champion"
+    assert cls["champion_version"] == weak_cls["model_version"]
+    assert cls["champion_metric_source"] == reg["champion_metric_source"] == "this hold-out"
+    # Same source, same split: the re-scored champion reproduces its own cycle's hold-out metric.
+    assert cls["champion_roc_auc"] == pytest.approx(weak_cls["metrics"]["roc_auc"], abs=1e-9)
+    assert reg["champion_r2"] == pytest.approx(weak_reg["metrics"]["r2"], abs=1e-9)
+    assert cls["metrics"]["roc_auc"] > cls["champion_roc_auc"]
+
+    # A champion whose artifact cannot be verified is compared by its registered tag, and says so.
+    real_sha = cls["sha256"]
+    tracker.set_model_version_tag(CLASSIFIER_NAME, cls["model_version"], "sha256", "0" * 64)
+    try:
+        again = run_cycle(stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, margin=0.0,
+                          announce=False)
+    finally:
+        tracker.set_model_version_tag(CLASSIFIER_NAME, cls["model_version"], "sha256", real_sha)
+    fallback = again.promoted[CLASSIFIER_NAME]
+    assert fallback["champion_metric_source"] == "registered tag"
+    assert fallback["champion_roc_auc"] == pytest.approx(cls["metrics"]["roc_auc"], abs=1e-12)
+    assert fallback["alias"] == "challenger"
+    assert tracker.get_model_version_by_alias(CLASSIFIER_NAME, "champion").version == cls["model_version"]
