@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -326,6 +327,25 @@ def bench_gbm_cv(json_path: Path | None) -> None:
     from churn_stream.bench_models import select_gbm_params
 
     rows = select_gbm_params()
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+@bench.command("models-cv")
+@click.option("--model", "models", multiple=True, default=("gradient_boosting",), show_default=True,
+              help="Zoo classifier, repeatable.")
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Repetitions of the 5 outer folds.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | None) -> None:
+    """Scratch classifiers beside their references on repeated outer folds of Telco's training part
+    (thresholds tuned out of fold inside each), with the paired difference and its standard error."""
+    from churn_stream.bench_models import format_nested_cv, nested_cv
+
+    load = os.getloadavg()
+    rows = nested_cv(tuple(models), outer_seeds=tuple(range(7, 7 + repeats)))
+    click.echo(f"# churn bench models-cv: cores={os.cpu_count()} load_avg={load[0]:.2f} -> {os.getloadavg()[0]:.2f}")
+    click.echo(format_nested_cv(rows))
     if json_path is not None:
         json_path.write_text(json.dumps(rows, indent=1) + "\n")
 

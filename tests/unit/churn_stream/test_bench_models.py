@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from churn_stream.bench_models import _f1, tuned_f1_intervals
 
@@ -33,3 +34,35 @@ def test_a_clearly_better_model_has_a_difference_interval_above_zero():
     worse = np.where(rng.random(y.shape[0]) < 0.3, 1 - pred, pred)  # 30 % of its answers flipped
     ci = tuned_f1_intervals(y, pred, worse, resamples=500)
     assert ci["f1_tuned_minus_reference_ci95"][0] > 0.0
+
+
+def test_nested_cv_repeats_the_protocol_on_outer_folds_of_the_training_part(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from churn_stream.cli import main
+
+    out = CliRunner().invoke(main, ["bench", "models-cv", "--model", "logistic_regression", "--repeats", "1",
+                                    "--json", str(tmp_path / "cv.json")], env={})
+    assert out.exit_code == 0, out.output
+    row = json.loads((tmp_path / "cv.json").read_text())[0]
+    assert row["model"] == "logistic_regression" and row["splits"] == 5
+    assert len(row["f1_tuned"]) == len(row["reference_roc_auc"]) == 5
+    # Scratch IRLS and scikit-learn's lbfgs fit the same L2 model: the same ranking on every outer fold.
+    np.testing.assert_allclose(row["roc_auc"], row["reference_roc_auc"], atol=2e-3)
+    assert 0.80 < row["mean_roc_auc"] < 0.88 and 0.55 < row["mean_f1_tuned"] < 0.70
+    assert abs(row["f1_tuned_diff"]) < 0.01
+    d = np.subtract(row["f1_tuned"], row["reference_f1_tuned"])
+    assert row["f1_tuned_diff"] == np.mean(d)
+    assert row["f1_tuned_diff_se"] == np.std(d, ddof=1) / np.sqrt(5)
+    # Nadeau & Bengio: 1/J + n_test/n_train with J = 5 outer folds of the 5,634 training rows.
+    assert row["f1_tuned_diff_se_corrected"] == pytest.approx(np.sqrt((1 / 5 + 1 / 4) * np.var(d, ddof=1)))
+    assert "ours - reference" in out.output
+
+
+def test_nested_cv_refuses_a_name_outside_the_zoo():
+    from churn_stream.bench_models import nested_cv
+
+    with pytest.raises(ValueError, match="not zoo classifiers"):
+        nested_cv(("logistic_regression", "lasso"))
