@@ -267,8 +267,10 @@ def dlq_replay(settings: Settings, since: str | None, dry_run: bool) -> None:
 @click.pass_obj
 def api(settings: Settings, host: str, port: int) -> None:
     """Serve the prediction API (Starlette) with the hot-reloaded champion."""
+    from churn_stream.logs import limit_repeated_logs
     from stream_app.api import run_api
 
+    limit_repeated_logs(["aiokafka"])  # it follows model-updated; a broker outage must not flood the log
     run_api(settings, host=host, port=port)
 
 
@@ -282,8 +284,10 @@ def api(settings: Settings, host: str, port: int) -> None:
 def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
     """Serve the read-only Dash dashboard: live scores and alerts, models, data quality, scoring form."""
     from churn_stream.clients import kafka_kwargs
+    from churn_stream.logs import limit_repeated_logs
     from dashboard.app import run_dashboard
 
+    limit_repeated_logs(["aiokafka"])  # the live feed consumes scores; a broker outage must not flood the log
     run_dashboard(settings, host=host, port=port, api_url=api_url, kafka_options=kafka_kwargs(settings))
 
 

@@ -47,6 +47,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -61,6 +62,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.partitioner import murmur2
 
 from churn_stream.clients import kafka_kwargs
+from churn_stream.logs import limit_repeated_logs
 from churn_stream.settings import Settings
 from schemas.profiles import TELCO
 from schemas.topics import Topics
@@ -94,6 +96,10 @@ COMMIT_INTERVAL_S = 0.2
 #: Longest a revocation waits for in-flight batches to be acknowledged and committed.
 REVOKE_DRAIN_TIMEOUT_S = 30.0
 
+#: Longest each shutdown step (producer flush, last commit, each client's stop, Faust's own
+#: consumer thread) may take. With the broker up each takes milliseconds; with it gone,
+#: aiokafka retries the group coordinator for ever and Faust waited 60 s for its thread.
+SHUTDOWN_STEP_S = 5.0
 #: Producer record-batch size (bytes): a micro-batch's outputs to one partition fit in a few.
 PRODUCE_BATCH_BYTES = 512 * 1024
 
@@ -867,20 +873,25 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             # Outputs already queued reach the broker before the group learns this worker
             # left, so the next owner's alert ledger read-back sees them; then every batch
             # whose outputs were acknowledged is committed, so the next owner re-scores none.
+            # Each step is bounded (SHUTDOWN_STEP_S): with the broker gone the worker still exits.
             try:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.flush(), timeout=10)
+                    await asyncio.wait_for(producer.flush(), timeout=SHUTDOWN_STEP_S)
                 try:
-                    committed = await loop.committer.close(timeout_s=10)
+                    committed = await asyncio.wait_for(loop.committer.close(timeout_s=SHUTDOWN_STEP_S),
+                                                       timeout=2 * SHUTDOWN_STEP_S)
                     logger.info("shutdown: committed %d acknowledged batches", committed)
                 except Exception as exc:  # noqa: BLE001 - a failed last commit means re-scoring, never loss
                     logger.warning("shutdown: last offset commit failed error=%s",
                                    f"{type(exc).__name__}: {exc}"[:200])
             finally:
                 # Leave the group (its next owner starts at once, not after the session timeout).
-                await consumer.stop()
-                await reader.stop()
-                await producer.stop()
+                for role, client in (("consumer", consumer), ("reader", reader), ("producer", producer)):
+                    try:
+                        await asyncio.wait_for(client.stop(), timeout=SHUTDOWN_STEP_S)
+                    except Exception as exc:  # noqa: BLE001 - exiting anyway; the broker is likely gone
+                        logger.warning("shutdown: %s did not stop within %.0f s error=%s", role, SHUTDOWN_STEP_S,
+                                       f"{type(exc).__name__}: {exc}"[:200])
 
     @app.task
     async def watch_model_updates() -> None:
@@ -981,9 +992,15 @@ def run_worker(settings: Settings) -> None:
     """Run the worker until interrupted (blocking)."""
     from churn_stream.clients import ensure_topics
 
+    # Faust logs stderr as WARNING: MLflow's download progress bars became warnings on every reload.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     ensure_topics(settings)
     topics = WorkerTopics.from_settings(settings)
     ensure_worker_topics(settings, topics)  # suffixed topics (benchmarks, tests) and churn-drift
     app = create_app(settings, topics=topics)
+    # Faust's own consumer leaves its group when stopped; with the broker gone that never
+    # completes and mode waits its default 60 s for the thread.
+    app.consumer._thread.shutdown_timeout = SHUTDOWN_STEP_S  # noqa: SLF001 - no public setting
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
+    limit_repeated_logs(("aiokafka", "faust.transport"))
     worker.execute_from_commandline()
