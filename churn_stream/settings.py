@@ -90,6 +90,10 @@ class Settings:
         ``CHURN_DRIFT_INTERVAL_S``: seconds between drift records on ``churn-drift`` (default 60).
     drift_psi_threshold : float
         ``CHURN_DRIFT_PSI_THRESHOLD``: PSI above which a feature counts as drifted (default 0.25).
+    model_reconcile_s : float
+        ``CHURN_MODEL_RECONCILE_S``: seconds between the worker's and the API's checks of the
+        registry's aliases against the models they serve; a difference (an announcement they
+        missed, or an alias moved by hand to roll back) is loaded like an announcement (default 30).
     shadow : bool
         ``CHURN_SHADOW``: also score each micro-batch with the registered ``challenger`` in shadow
         (its scores only go to metrics; default false).
@@ -144,6 +148,7 @@ class Settings:
     drift_window: int = 5000
     drift_interval_s: float = 60.0
     drift_psi_threshold: float = 0.25
+    model_reconcile_s: float = 30.0
     shadow: bool = False
     batch_oof_max_rows: int = 50_000
     batch_sample_max_rows: int = 50_000
@@ -180,6 +185,7 @@ class Settings:
         "drift_window": "CHURN_DRIFT_WINDOW",
         "drift_interval_s": "CHURN_DRIFT_INTERVAL_S",
         "drift_psi_threshold": "CHURN_DRIFT_PSI_THRESHOLD",
+        "model_reconcile_s": "CHURN_MODEL_RECONCILE_S",
         "shadow": "CHURN_SHADOW",
         "batch_oof_max_rows": "CHURN_BATCH_OOF_MAX_ROWS",
         "batch_sample_max_rows": "CHURN_BATCH_SAMPLE_MAX_ROWS",

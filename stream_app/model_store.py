@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
 
 from churn_stream.artifacts import download_pipeline
-from schemas.events import ModelUpdatedEvent
+from schemas.events import ModelUpdatedEvent, new_event_id, utc_now
 from schemas.topics import Topics
 from scratch_models.pipeline import ScoringPipeline
 from stream_app.scoring import LoadedModel
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 CLASSIFIER_NAME = "churn-classifier"
 #: Registered name of the customer-value regressors (value at risk on alerts).
 REGRESSOR_NAME = "sales-regressor"
+#: Seconds before :meth:`ModelStore.reconcile` tries again a registry version it failed to load
+#: (an unverifiable artifact is not downloaded every few seconds).
+RECONCILE_RETRY_S = 300.0
 
 
 class ModelStore:
@@ -68,6 +72,7 @@ class ModelStore:
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_error: str | None = None
+        self._refused: dict[tuple[str, str, str], float] = {}  # (name, alias, version) -> when reconcile failed
 
     def _check_and_warm(self, pipeline: ScoringPipeline) -> None:
         if self.expected_features is not None:
@@ -115,17 +120,65 @@ class ModelStore:
         setattr(self, slot, LoadedModel(pipeline, model_name, model_version))
         logger.info("model in service role=%s model=%s model_version=%s", slot, model_name, model_version)
 
-    def _fetch_alias(self, model_name: str, alias: str) -> tuple[ScoringPipeline, str] | None:
+    def _alias_version(self, model_name: str, alias: str):  # noqa: ANN202 - mlflow ModelVersion or None
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
         client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         try:
-            mv = client.get_model_version_by_alias(model_name, alias)
+            return client.get_model_version_by_alias(model_name, alias)
         except MlflowException:
+            return None
+
+    def _fetch_alias(self, model_name: str, alias: str) -> tuple[ScoringPipeline, str] | None:
+        mv = self._alias_version(model_name, alias)
+        if mv is None:
             return None
         uri = f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}"
         return self._download(self.tracking_uri, uri, mv.tags["sha256"]), str(mv.version)
+
+    async def reconcile(self, now: float | None = None) -> list[str]:
+        """Load what the registry's aliases name where it differs from what this store holds.
+
+        Announcements on ``model-updated`` are the fast path; this is the safety net. It
+        catches an announcement this process did not read (a broker replaced or wiped, a
+        cycle that moved the alias but failed to announce) and an alias moved by hand in
+        MLflow, e.g. to roll the champion back. A difference is applied exactly like an
+        announcement (:meth:`apply_update`: downloaded, verified, warmed up, swapped in
+        between micro-batches). A version that failed to load is retried after
+        :data:`RECONCILE_RETRY_S`.
+
+        Returns
+        -------
+        list of str
+            ``"model_name@alias=version"`` of each swap made.
+        """
+        now = time.monotonic() if now is None else now
+        swapped = []
+        for model_name, alias in ((CLASSIFIER_NAME, "champion"), (REGRESSOR_NAME, "champion"),
+                                  (CLASSIFIER_NAME, "challenger")):
+            slot = self._slot(model_name, alias)
+            if slot is None:
+                continue
+            mv = await asyncio.to_thread(self._alias_version, model_name, alias)
+            held = getattr(self, slot)
+            if mv is None or (held is not None and held.model_version == str(mv.version)):
+                continue
+            key = (model_name, alias, str(mv.version))
+            if now - self._refused.get(key, -RECONCILE_RETRY_S) < RECONCILE_RETRY_S:
+                continue
+            logger.warning("registry names %s@%s version %s but version %s is in service here (announcement "
+                           "missed, or alias moved by hand); loading it", model_name, alias, mv.version,
+                           held.model_version if held is not None else None)
+            event = ModelUpdatedEvent(
+                event_id=new_event_id(), event_time=utc_now(), model_name=model_name, model_version=str(mv.version),
+                alias=alias, artifact_uri=f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}",
+                sha256=mv.tags.get("sha256", ""), run_id=mv.run_id)
+            if await self.apply_update(event):
+                swapped.append(f"{model_name}@{alias}={mv.version}")
+            else:
+                self._refused[key] = now
+        return swapped
 
     def load_champion(self, model_name: str = CLASSIFIER_NAME) -> bool:
         """Load the registry's ``champion`` (blocking). Returns False when there is none yet."""
@@ -200,7 +253,8 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
     Reads ``model-updated`` outside any consumer group, so every worker and API
     process sees every announcement. The read position is fixed at the end of the
     topic *before* the registry is asked for the champion, so an announcement made
-    in between is not missed.
+    in between is not missed. Every ``settings.model_reconcile_s`` seconds the
+    registry's aliases are compared with the models held (:meth:`ModelStore.reconcile`).
     """
     from aiokafka import AIOKafkaConsumer
 
@@ -223,10 +277,17 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
                     await _handle_update(store, m)
         if store.value_models or store.challengers:
             await asyncio.to_thread(store.load_secondary)
+        next_reconcile = time.monotonic() + settings.model_reconcile_s
         while True:
             batch = await consumer.getmany(timeout_ms=1000)
             for msgs in batch.values():
                 for m in msgs:
                     await _handle_update(store, m)
+            if time.monotonic() >= next_reconcile:
+                next_reconcile = time.monotonic() + settings.model_reconcile_s
+                try:
+                    await store.reconcile()
+                except Exception as exc:  # noqa: BLE001 - the registry unreachable: keep serving, try again later
+                    logger.warning("registry check failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
     finally:
         await consumer.stop()

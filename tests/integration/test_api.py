@@ -20,6 +20,8 @@ pytestmark = pytest.mark.integration
 
 #: Train only these zoo models: quick, and a classifier plus a regressor whenever the zoo has them.
 ONLY = {"logistic_regression", "linear_regression"}
+#: The API's registry check interval in these tests (default 30 s).
+RECONCILE_S = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,8 @@ def api_url(stack_settings, tracker, champion):
 
     from stream_app.api import create_app
 
-    app = create_app(stack_settings, tracker, max_body_bytes=64 * 1024)
+    # A short registry check, for the test of a champion that was never announced.
+    app = create_app(stack_settings.with_overrides(model_reconcile_s=RECONCILE_S), tracker, max_body_bytes=64 * 1024)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, lifespan="on"))
@@ -356,6 +359,51 @@ def test_new_champion_is_served_without_restart(client, stack_settings, tracker,
         assert time.monotonic() - announced < 5, "API did not serve the new champion within 5 s"
         time.sleep(0.05)
     assert _current_champion_version(client) == new_version
+
+
+def _wait_served(client: httpx.Client, customer: dict, version: str, within_s: float) -> float:
+    t0 = time.monotonic()
+    while client.post("/api/predict", json=customer).json()["predictions"][0]["model_version"] != version:
+        assert time.monotonic() - t0 < within_s, f"API did not serve version {version} within {within_s} s"
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def test_unannounced_champion_and_alias_moved_by_hand_are_served_after_the_registry_check(
+        client, stack_settings, tracker, customers):
+    """The registry is the source of truth: a champion whose announcement was never read (here: a
+    cycle run without announcing) and a rollback made by moving the alias in MLflow are both served
+    within the check interval, without restart."""
+    from batch.cycle import run_cycle
+    from batch.promotion import CLASSIFIER_NAME
+    from churn_stream.clients import make_storage
+
+    before = _current_champion_version(client)
+    quiet = run_cycle(stack_settings, make_storage(stack_settings), tracker, only=ONLY, margin=-1.0, announce=False)
+    new_version = quiet.registered["model_version"]
+    assert quiet.registered["alias"] == "champion" and not quiet.announced and new_version != before
+    _wait_served(client, customers[0], new_version, within_s=RECONCILE_S + 10)
+
+    tracker.set_registered_model_alias(CLASSIFIER_NAME, "champion", before)  # roll back by hand
+    _wait_served(client, customers[0], before, within_s=RECONCILE_S + 10)
+    assert _current_champion_version(client) == before
+    tracker.set_registered_model_alias(CLASSIFIER_NAME, "champion", new_version)
+    _wait_served(client, customers[0], new_version, within_s=RECONCILE_S + 10)
+
+    # An alias moved to a version whose artifact fails verification: refused once, not every check.
+    failed_before = client.get("/api/metrics").json()["live"]["reloads_failed"]
+    sha = tracker.get_model_version(CLASSIFIER_NAME, before).tags["sha256"]
+    tracker.set_model_version_tag(CLASSIFIER_NAME, before, "sha256", "0" * 64)
+    tracker.set_registered_model_alias(CLASSIFIER_NAME, "champion", before)
+    try:
+        time.sleep(4 * RECONCILE_S + 1)
+        live = client.get("/api/metrics").json()["live"]
+        assert live["model_version"] == new_version
+        assert live["reloads_failed"] == failed_before + 1
+        assert "ArtifactVerificationError" in live["last_reload_error"]
+    finally:
+        tracker.set_model_version_tag(CLASSIFIER_NAME, before, "sha256", sha)
+        tracker.set_registered_model_alias(CLASSIFIER_NAME, "champion", new_version)
 
 
 # -------------------------------------------------------------- schemathesis
