@@ -10,7 +10,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 #: Version of the event contracts in this module.
 SCHEMA_VERSION = 1
@@ -19,6 +20,22 @@ Category = Annotated[str, Field(min_length=1, max_length=64)]
 #: JSON ``true``/``false`` only: pydantic's lax mode would also take ``1``, ``"Yes"`` or
 #: ``"true"``, which the exported JSON Schema does not allow.
 Flag = Annotated[bool, Field(strict=True)]
+
+
+def json_integer(value: Any) -> Any:
+    """Refuse text and booleans for an integer field, as JSON Schema's ``integer`` does.
+
+    Pydantic's lax mode would take ``"12"`` and ``true``; strict mode would also refuse
+    ``12.0``, which JSON Schema counts as an integer (and which lax mode still accepts).
+
+    Raises
+    ------
+    pydantic_core.PydanticCustomError
+        ``int_type``, for a ``str`` or ``bool``.
+    """
+    if isinstance(value, (str, bool)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
 
 
 def utc_now() -> datetime:
@@ -49,9 +66,9 @@ class CustomerEvent(_Event):
 
     Fields follow the IBM Telco customer churn data set. Types are strict, as in the
     exported JSON Schema: booleans are JSON ``true``/``false`` (not ``1`` or ``"Yes"``),
-    numbers are JSON numbers (not strings), and ``tenure_months`` is an integer (``12``,
-    not ``12.0``). Unknown extra fields are ignored; categorical values not seen in
-    training encode as all-zero indicators.
+    numbers are JSON numbers (not strings), and ``tenure_months`` is an integer (``12``
+    or ``12.0``, not ``12.5`` or ``"12"``). Unknown extra fields are ignored; categorical
+    values not seen in training encode as all-zero indicators.
     ``total_charges_usd`` may be null: a customer not billed yet (tenure 0), which
     the featuriser imputes with the training median.
     """
@@ -61,7 +78,8 @@ class CustomerEvent(_Event):
     senior_citizen: Flag
     partner: Flag
     dependents: Flag
-    tenure_months: Annotated[int, Field(ge=0, le=1200, strict=True, description="Months as a customer.")]
+    tenure_months: Annotated[int, Field(ge=0, le=1200, description="Months as a customer."),
+                             BeforeValidator(json_integer)]
     phone_service: Flag
     multiple_lines: Category
     internet_service: Category

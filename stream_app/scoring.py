@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import orjson
 from annotated_types import Ge, Le, MaxLen, MinLen
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
 from pydantic.types import Strict
 
-from schemas.events import SCHEMA_VERSION, CustomerEvent, format_validation_error
+from schemas.events import SCHEMA_VERSION, CustomerEvent, format_validation_error, json_integer
 from scratch_models.pipeline import ScoringPipeline
 
 
@@ -220,7 +220,9 @@ def _field_checks() -> list[_FieldCheck] | None:
                 lo = m.ge if isinstance(m, Ge) else m.min_length
             elif isinstance(m, (Le, MaxLen)):
                 hi = m.le if isinstance(m, Le) else m.max_length
-            elif not isinstance(m, Strict):  # the checks' exact types are pydantic's strict mode
+            elif not (isinstance(m, Strict) or (isinstance(m, BeforeValidator) and m.func is json_integer)):
+                # The checks' exact types are pydantic's strict mode, and json_integer only narrows
+                # lax mode; a value of any other type goes to pydantic.
                 return None
         if nullable:
             types.add(_NONE_T)

@@ -164,7 +164,8 @@ def _bad_records(events) -> dict[str, tuple[bytes | None, str]]:
         "number_as_string": (mutated(monthly_charges_usd="70.5"), "validate"),
         "number_as_bool": (mutated(total_charges_usd=True), "validate"),
         "integer_as_string": (mutated(tenure_months="12"), "validate"),
-        "integer_as_float": (mutated(tenure_months=12.0), "validate"),
+        "integer_as_bool": (mutated(tenure_months=True), "validate"),
+        "integer_with_fraction": (mutated(tenure_months=12.5), "validate"),
     }
 
 
@@ -233,7 +234,7 @@ def test_dead_letter_messages_name_the_field(loaded, events):
     assert by_offset[4].error_class == "EmptyValue"
     assert by_offset[5].error_class == "EmptyValue"
     lax = ["bool_as_string", "bool_as_number", "number_as_string", "number_as_bool", "integer_as_string",
-           "integer_as_float"]
+           "integer_as_bool", "integer_with_fraction"]
     lax_result = score_batch(loaded, [RawRecord(Topics.CUSTOMERS, 0, i, None, bad[n][0]) for i, n in enumerate(lax)],
                              now=NOW)
     assert [f.error_message for f in lax_result.failures] == [
@@ -242,7 +243,8 @@ def test_dead_letter_messages_name_the_field(loaded, events):
         "monthly_charges_usd: input should be a valid number, got '70.5'",
         "total_charges_usd: input should be a valid number, got True",
         "tenure_months: input should be a valid integer, got '12'",
-        "tenure_months: input should be a valid integer, got 12.0",
+        "tenure_months: input should be a valid integer, got True",
+        "tenure_months: input should be a valid integer, got a number with a fractional part, got 12.5",
     ]
     # Dead-letter key is null when the input key was.
     assert all(orjson.loads(v)["original_key_b64"] is None for _, v in result.dead_letters)
@@ -380,6 +382,16 @@ def test_apply_update_ignores_other_aliases_models_and_same_version(pipeline, ch
     assert asyncio.run(store.apply_update(_update("2", **changes))) is False
     assert store.current.model_version == "1"
     assert store.reloads_ok == 0 and store.reloads_failed == 0
+
+
+def test_integral_float_tenure_is_an_integer_as_in_json_schema(loaded, events):
+    # JSON Schema's "integer" includes 12.0 (a pandas float column writes it so); 12.5 is refused above.
+    doc = orjson.loads(events[5][1])
+    as_int = score_batch(loaded, [RawRecord(Topics.CUSTOMERS, 0, 0, None, orjson.dumps(doc))], now=NOW)
+    doc["tenure_months"] = float(doc["tenure_months"])
+    as_float = score_batch(loaded, [RawRecord(Topics.CUSTOMERS, 0, 1, None, orjson.dumps(doc))], now=NOW)
+    assert as_float.failures == [] and len(as_float.scores) == 1
+    np.testing.assert_array_equal(as_float.probabilities, as_int.probabilities)
 
 
 def test_fast_decoder_understands_the_contract():
