@@ -166,8 +166,20 @@ def derive_weed_ports(s3_port: int) -> dict[str, int]:
     return {name: s3_port + i for i, name in enumerate(WEED_PORT_NAMES, start=1)}
 
 
-def _port_in_use(host: str, port: int) -> bool:
-    """True when something listens on ``host:port`` (TIME_WAIT leftovers do not count)."""
+def port_in_use(host: str, port: int) -> bool:
+    """True when something listens on ``host:port`` (TIME_WAIT leftovers do not count).
+
+    Parameters
+    ----------
+    host : str
+        Address to bind, e.g. ``"127.0.0.1"``.
+    port : int
+
+    Returns
+    -------
+    bool
+        False when a socket with ``SO_REUSEADDR`` can bind ``(host, port)``.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -377,7 +389,7 @@ class LocalStack:
                 break
             port = rng.randint(low, high)
             pair = port + paired_offset
-            if {port, pair} & taken or _port_in_use(host, port) or _port_in_use(host, pair):
+            if {port, pair} & taken or port_in_use(host, port) or port_in_use(host, pair):
                 continue
             ports.append(port)
             taken.update((port, pair))
@@ -713,7 +725,7 @@ class LocalStack:
                 self.ensure_buckets()
             return self._status_of(name)
 
-        busy = [port for port in self.ports(name) if _port_in_use(self.host, port)]
+        busy = [port for port in self.ports(name) if port_in_use(self.host, port)]
         if busy:
             port = busy[0]
             raise StackError(

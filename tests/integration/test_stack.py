@@ -7,7 +7,6 @@ mismatch, a durable topic surviving a broker restart, and finally ``down``.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from churn_stream.stack import BUCKETS, SERVICES, LocalStack, StackError
+from churn_stream.stack import BUCKETS, SERVICES, LocalStack, StackError, port_in_use
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +28,7 @@ def _listening_pids(port: int) -> set[int]:
 
 
 def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    return not port_in_use("127.0.0.1", port)
 
 
 def _family(pid: int) -> set[int]:
