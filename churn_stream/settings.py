@@ -91,7 +91,7 @@ class Settings:
     drift_psi_threshold : float
         ``CHURN_DRIFT_PSI_THRESHOLD``: PSI above which a feature counts as drifted (default 0.25).
     model_reconcile_s : float
-        ``CHURN_MODEL_RECONCILE_S``: seconds between the worker's and the API's checks of the
+        ``CHURN_MODEL_RECONCILE_S``: seconds (at least 1) between the worker's and the API's checks of the
         registry's aliases against the models they serve; a difference (an announcement they
         missed, or an alias moved by hand to roll back) is loaded like an announcement (default 30).
     shadow : bool

@@ -277,14 +277,15 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
                     await _handle_update(store, m)
         if store.value_models or store.challengers:
             await asyncio.to_thread(store.load_secondary)
-        next_reconcile = time.monotonic() + settings.model_reconcile_s
+        interval = max(1.0, settings.model_reconcile_s)  # at most one registry query a second
+        next_reconcile = time.monotonic() + interval
         while True:
             batch = await consumer.getmany(timeout_ms=1000)
             for msgs in batch.values():
                 for m in msgs:
                     await _handle_update(store, m)
             if time.monotonic() >= next_reconcile:
-                next_reconcile = time.monotonic() + settings.model_reconcile_s
+                next_reconcile = time.monotonic() + interval
                 try:
                     await store.reconcile()
                 except Exception as exc:  # noqa: BLE001 - the registry unreachable: keep serving, try again later
