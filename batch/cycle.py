@@ -7,7 +7,6 @@ scheduler call it the same way, and tests call it against real servers.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import sys
 import tempfile
@@ -319,8 +318,9 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
             progress["stage"] = "promote"
             for registered_name, metric, versions in candidates:
                 best = max(versions, key=lambda v: v["metrics"][metric])
-                result.promoted[registered_name] = promote(tracker, best, metric, margin,
-                                                          holdout=holdouts[registered_name])
+                result.promoted[registered_name] = promote(
+                    tracker, best, metric, margin, holdout=holdouts[registered_name],
+                    max_champion_drop=settings.promotion_max_champion_drop)
             timings["promote"] = time.perf_counter() - t0
             if not result.promoted:
                 raise ValueError(f"no model trained (only={only})")

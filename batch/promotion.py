@@ -15,6 +15,9 @@ logger = logging.getLogger(__name__)
 CLASSIFIER_NAME = "churn-classifier"
 REGRESSOR_NAME = "sales-regressor"
 ARTIFACT_PATH = "model/pipeline.npz"
+#: A champion that loses more than this (ROC-AUC or R^2) when re-scored on a cycle's data
+#: is reported: same model, other data, so the data changed.
+CHAMPION_DROP_WARN = 0.02
 
 
 def current_champion(tracker, name: str):
@@ -116,7 +119,7 @@ def champion_on_holdout(tracker, champ, metric: str, holdout) -> float | None:
 
 
 def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0,
-            holdout=None) -> dict[str, Any]:
+            holdout=None, max_champion_drop: float | None = None) -> dict[str, Any]:
     """Give ``candidate`` the ``champion`` alias if it beats the current one by more than ``margin``, else ``challenger``.
 
     Both are measured on the same rows: the current champion is re-scored on the
@@ -135,13 +138,22 @@ def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0
         How much the candidate must beat the champion by (strictly).
     holdout : tuple of (pandas.DataFrame, ndarray), optional
         The candidate's hold-out rows (raw columns) and targets.
+    max_champion_drop : float, optional
+        When the champion, re-scored on this hold-out, falls more than this below its
+        registered metric, the candidate is not promoted automatically (it becomes the
+        ``challenger``, ``promotion_held`` says why): the labels or their relation to the
+        features changed, which a corrupt source and real concept drift both do, and a
+        person should look before the stream's model changes (moving the alias by hand
+        in MLflow promotes it; workers and the API follow). None: never held.
 
     Returns
     -------
     dict
         ``candidate`` with ``alias`` set and, when a champion existed, ``champion_version``,
         ``champion_<metric>`` and ``champion_metric_source`` (``"this hold-out"`` or
-        ``"registered tag"``).
+        ``"registered tag"``); plus ``champion_registered_<metric>`` when the re-scored
+        champion fell more than :data:`CHAMPION_DROP_WARN` below it (logged as a warning),
+        and ``promotion_held`` when ``max_champion_drop`` kept the champion.
     """
     name = candidate["model_name"]
     champ = current_champion(tracker, name)
@@ -149,12 +161,26 @@ def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0
     compared: dict[str, Any] = {}
     if champ is not None and champ.version != candidate["model_version"]:
         rescored = champion_on_holdout(tracker, champ, metric, holdout) if holdout is not None else None
-        champ_score = rescored if rescored is not None else float(champ.tags.get(metric, "-inf"))
+        registered = float(champ.tags.get(metric, "-inf"))
+        champ_score = rescored if rescored is not None else registered
         compared = {"champion_version": str(champ.version), f"champion_{metric}": champ_score,
                     "champion_metric_source": "this hold-out" if rescored is not None else "registered tag"}
+        if rescored is not None and registered - rescored > CHAMPION_DROP_WARN:
+            compared[f"champion_registered_{metric}"] = registered
+            logger.warning("champion version=%s of %s scores %s=%.4f on this cycle's data against %.4f on its own: "
+                           "the labels or their relation to the features changed (concept drift, or a labelling "
+                           "error in the source); check the source before relying on the new champion",
+                           champ.version, name, metric, rescored, registered)
         # "Beats" is strict: an identical retrain keeps the champion in service.
         if not candidate["metrics"][metric] > champ_score + margin:
             alias = "challenger"
+        elif rescored is not None and max_champion_drop is not None and registered - rescored > max_champion_drop:
+            alias = "challenger"
+            compared["promotion_held"] = (
+                f"champion {metric} fell from {registered:.4f} to {rescored:.4f} on this data (more than "
+                f"{max_champion_drop}); not promoted automatically: check the source, then move the alias by hand")
+            logger.warning("promotion held model=%s version=%s: %s", name, candidate["model_version"],
+                           compared["promotion_held"])
     tracker.set_registered_model_alias(name, alias, candidate["model_version"])
     logger.info("promoted model=%s version=%s alias=%s %s=%.4f%s", name, candidate["model_version"], alias, metric,
                 candidate["metrics"][metric],

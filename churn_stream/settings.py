@@ -90,6 +90,10 @@ class Settings:
         ``CHURN_DRIFT_INTERVAL_S``: seconds between drift records on ``churn-drift`` (default 60).
     drift_psi_threshold : float
         ``CHURN_DRIFT_PSI_THRESHOLD``: PSI above which a feature counts as drifted (default 0.25).
+    promotion_max_champion_drop : float
+        ``CHURN_PROMOTION_MAX_CHAMPION_DROP``: a cycle whose data lowers the current champion's
+        ROC-AUC (or R^2) by more than this against its registered value registers its best
+        model as ``challenger`` instead of promoting it: labels changed (default 0.05; 1 disables).
     model_reconcile_s : float
         ``CHURN_MODEL_RECONCILE_S``: seconds (at least 1) between the worker's and the API's checks of the
         registry's aliases against the models they serve; a difference (an announcement they
@@ -149,6 +153,7 @@ class Settings:
     drift_interval_s: float = 60.0
     drift_psi_threshold: float = 0.25
     model_reconcile_s: float = 30.0
+    promotion_max_champion_drop: float = 0.05
     shadow: bool = False
     batch_oof_max_rows: int = 50_000
     batch_sample_max_rows: int = 50_000
@@ -186,6 +191,7 @@ class Settings:
         "drift_interval_s": "CHURN_DRIFT_INTERVAL_S",
         "drift_psi_threshold": "CHURN_DRIFT_PSI_THRESHOLD",
         "model_reconcile_s": "CHURN_MODEL_RECONCILE_S",
+        "promotion_max_champion_drop": "CHURN_PROMOTION_MAX_CHAMPION_DROP",
         "shadow": "CHURN_SHADOW",
         "batch_oof_max_rows": "CHURN_BATCH_OOF_MAX_ROWS",
         "batch_sample_max_rows": "CHURN_BATCH_SAMPLE_MAX_ROWS",

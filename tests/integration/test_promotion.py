@@ -8,7 +8,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_tag(stack_settings):
+def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_tag(stack_settings, tmp_path,
+                                                                                  telco_csv):
     from batch.cycle import run_cycle
     from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME
     from churn_stream.clients import make_storage, make_tracker
@@ -22,8 +23,9 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_ta
     tracker.set_model_version_tag(CLASSIFIER_NAME, weak_cls["model_version"], "roc_auc", "0.99")
     tracker.set_model_version_tag(REGRESSOR_NAME, weak_reg["model_version"], "r2", "0.99999")
 
-    strong = run_cycle(stack_settings, storage, tracker, only={"logistic_regression", "multiple_regression"},
-                       margin=0.0, announce=False)
+    # The hold for a champion that drops on new data is off here: the tags above fake exactly such a drop.
+    strong = run_cycle(stack_settings.with_overrides(promotion_max_champion_drop=1.0), storage, tracker,
+                       only={"logistic_regression", "multiple_regression"}, margin=0.0, announce=False)
     cls, reg = strong.promoted[CLASSIFIER_NAME], strong.promoted[REGRESSOR_NAME]
     # Against the tags (0.99) neither would have won; on the same hold-out both beat the weak models.
     assert cls["metrics"]["roc_auc"] < 0.99 and reg["metrics"]["r2"] < 0.99999
@@ -48,3 +50,28 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_ta
     assert fallback["champion_roc_auc"] == pytest.approx(cls["metrics"]["roc_auc"], abs=1e-12)
     assert fallback["alias"] == "challenger"
     assert tracker.get_model_version_by_alias(CLASSIFIER_NAME, "champion").version == cls["model_version"]
+
+    # Rule-based label corruption: every customer paying by mailed check on a term contract "churned".
+    import pandas as pd
+
+    raw = pd.read_csv(telco_csv, dtype=str, keep_default_na=False)
+    rule = (raw["PaymentMethod"] == "Mailed check") & (raw["Contract"] != "Month-to-month")
+    raw.loc[rule, "Churn"] = "Yes"
+    flipped = tmp_path / "telco_flipped.csv"
+    raw.to_csv(flipped, index=False)
+    corrupt = run_cycle(stack_settings, storage, tracker, only={"logistic_regression", "linear_regression"},
+                        source=flipped, margin=0.0, announce=False)
+    on_flipped = corrupt.promoted[CLASSIFIER_NAME]
+    assert on_flipped["champion_metric_source"] == "this hold-out"
+    # The same champion, other labels: a drop against its own registered metric (measured 0.842 -> 0.650).
+    assert on_flipped["champion_registered_roc_auc"] == pytest.approx(cls["metrics"]["roc_auc"], abs=1e-12)
+    assert on_flipped["champion_roc_auc"] < on_flipped["champion_registered_roc_auc"] - 0.05
+    # The candidate beats the champion on the corrupt hold-out (0.81), but is held back for review.
+    assert on_flipped["metrics"]["roc_auc"] > on_flipped["champion_roc_auc"]
+    assert on_flipped["alias"] == "challenger" and "not promoted automatically" in on_flipped["promotion_held"]
+    assert tracker.get_model_version_by_alias(CLASSIFIER_NAME, "champion").version == cls["model_version"]
+    # With the hold switched off the same data promotes (the old behaviour, e.g. for real concept drift).
+    loose = run_cycle(stack_settings.with_overrides(promotion_max_champion_drop=1.0), storage, tracker,
+                      only={"logistic_regression", "linear_regression"}, source=flipped, margin=0.0, announce=False)
+    assert loose.promoted[CLASSIFIER_NAME]["alias"] == "champion"
+    assert "promotion_held" not in loose.promoted[CLASSIFIER_NAME]
