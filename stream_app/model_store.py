@@ -73,6 +73,8 @@ class ModelStore:
         self.reloads_failed = 0
         self.last_error: str | None = None
         self._refused: dict[tuple[str, str, str], float] = {}  # (name, alias, version) -> when reconcile failed
+        self._swapped_at = float("-inf")  # time.monotonic() of the last swap, whatever its source
+        self._swap_lock = asyncio.Lock()  # announcements and registry checks swap one at a time
 
     def _check_and_warm(self, pipeline: ScoringPipeline) -> None:
         if self.expected_features is not None:
@@ -100,6 +102,7 @@ class ModelStore:
         """Check, warm up and swap in a pipeline (raises and keeps the old one on failure)."""
         self._check_and_warm(pipeline)
         self.current = LoadedModel(pipeline, model_name, model_version)
+        self._swapped_at = time.monotonic()
         self.ready.set()
         logger.info("model in service model=%s model_version=%s threshold=%.3f",
                     model_name, model_version, pipeline.threshold)
@@ -118,6 +121,7 @@ class ModelStore:
         """Check, warm up and swap in a value model or challenger (raises and keeps the old one)."""
         self._check_and_warm(pipeline)
         setattr(self, slot, LoadedModel(pipeline, model_name, model_version))
+        self._swapped_at = time.monotonic()
         logger.info("model in service role=%s model=%s model_version=%s", slot, model_name, model_version)
 
     def _alias_version(self, model_name: str, alias: str):  # noqa: ANN202 - mlflow ModelVersion or None
@@ -160,24 +164,31 @@ class ModelStore:
             slot = self._slot(model_name, alias)
             if slot is None:
                 continue
+            asked_at = time.monotonic()
             mv = await asyncio.to_thread(self._alias_version, model_name, alias)
-            held = getattr(self, slot)
-            if mv is None or (held is not None and held.model_version == str(mv.version)):
+            if mv is None:
                 continue
             key = (model_name, alias, str(mv.version))
             if now - self._refused.get(key, -RECONCILE_RETRY_S) < RECONCILE_RETRY_S:
                 continue
-            logger.warning("registry names %s@%s version %s but version %s is in service here (announcement "
-                           "missed, or alias moved by hand); loading it", model_name, alias, mv.version,
-                           held.model_version if held is not None else None)
-            event = ModelUpdatedEvent(
-                event_id=new_event_id(), event_time=utc_now(), model_name=model_name, model_version=str(mv.version),
-                alias=alias, artifact_uri=f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}",
-                sha256=mv.tags.get("sha256", ""), run_id=mv.run_id)
-            if await self.apply_update(event):
-                swapped.append(f"{model_name}@{alias}={mv.version}")
-            else:
-                self._refused[key] = now
+            async with self._swap_lock:
+                held = getattr(self, slot)
+                if held is not None and held.model_version == str(mv.version):
+                    continue
+                if self._swapped_at >= asked_at:
+                    continue  # an announcement swapped a model in since the registry was asked: ask next time
+                logger.warning("registry names %s@%s version %s but version %s is in service here (announcement "
+                               "missed, or alias moved by hand); loading it", model_name, alias, mv.version,
+                               held.model_version if held is not None else None)
+                event = ModelUpdatedEvent(
+                    event_id=new_event_id(), event_time=utc_now(), model_name=model_name,
+                    model_version=str(mv.version), alias=alias,
+                    artifact_uri=f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}",
+                    sha256=mv.tags.get("sha256", ""), run_id=mv.run_id)
+                if await self._apply(event):
+                    swapped.append(f"{model_name}@{alias}={mv.version}")
+                else:
+                    self._refused[key] = now
         return swapped
 
     def load_champion(self, model_name: str = CLASSIFIER_NAME) -> bool:
@@ -211,8 +222,13 @@ class ModelStore:
         """Download, verify, warm up and swap in an announced champion.
 
         Returns True when swapped in; on any failure keeps the model in service,
-        logs why, counts it in :attr:`reloads_failed` and returns False.
+        logs why, counts it in :attr:`reloads_failed` and returns False. Swaps are
+        serialised with :meth:`reconcile`'s.
         """
+        async with self._swap_lock:
+            return await self._apply(event)
+
+    async def _apply(self, event: ModelUpdatedEvent) -> bool:
         slot = self._slot(event.model_name, event.alias)
         if slot is None:
             return False
@@ -277,18 +293,26 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
                     await _handle_update(store, m)
         if store.value_models or store.challengers:
             await asyncio.to_thread(store.load_secondary)
-        interval = max(1.0, settings.model_reconcile_s)  # at most one registry query a second
-        next_reconcile = time.monotonic() + interval
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for msgs in batch.values():
-                for m in msgs:
-                    await _handle_update(store, m)
-            if time.monotonic() >= next_reconcile:
-                next_reconcile = time.monotonic() + interval
-                try:
-                    await store.reconcile()
-                except Exception as exc:  # noqa: BLE001 - the registry unreachable: keep serving, try again later
-                    logger.warning("registry check failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
+        # A task of its own: with MLflow down its client retries for minutes, and announcements
+        # must not wait for that.
+        checker = asyncio.create_task(_reconcile_forever(store, max(1.0, settings.model_reconcile_s)))
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for msgs in batch.values():
+                    for m in msgs:
+                        await _handle_update(store, m)
+        finally:
+            checker.cancel()
     finally:
         await consumer.stop()
+
+
+async def _reconcile_forever(store: ModelStore, interval_s: float) -> None:
+    """:meth:`ModelStore.reconcile` every ``interval_s`` seconds (at least 1), for ever."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await store.reconcile()
+        except Exception as exc:  # noqa: BLE001 - the registry unreachable: keep serving, try again later
+            logger.warning("registry check failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
