@@ -122,3 +122,12 @@ def test_cli_reports_a_bad_variable_in_one_line_without_a_traceback():
     assert result.exit_code == 1
     assert "Error: SettingsError: CHURN_WORKER_WEB_PORT: expected int, got 'abc'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_bounds_mlflow_client_retries_unless_the_environment_chooses():
+    from churn_stream.cli import MLFLOW_CLIENT_DEFAULTS, _bound_mlflow_retries
+
+    env: dict[str, str] = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    _bound_mlflow_retries(env)
+    assert env == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    assert MLFLOW_CLIENT_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
