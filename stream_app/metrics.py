@@ -231,7 +231,7 @@ class WorkerMetrics:
 # ------------------------------------------------------------------- health
 @dataclass
 class HealthVerdict:
-    """What ``/health`` answers: HTTP status, ``ok``/``starting``/``stalled`` and why."""
+    """What ``/health`` answers: HTTP status, ``ok``/``starting``/``stalled``/``broker_unreachable`` and why."""
 
     status_code: int
     status: str
@@ -251,6 +251,10 @@ class StallDetector:
     from when the lag appeared keeps a worker that was idle for an hour from looking
     stalled in the second between new events arriving and its next batch completing.
 
+    ``broker_unreachable`` means: every lag reading for more than ``stall_s`` seconds
+    failed. With the broker gone the lag cannot be measured at all, so without this a
+    worker kept answering ``ok`` on its last reading for the whole outage.
+
     Parameters
     ----------
     stall_s : float, default 15
@@ -263,9 +267,12 @@ class StallDetector:
     lag_since: float | None = None
     last_progress: float | None = None
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    lag_failing_since: float | None = None
+    lag_error: str | None = None
 
     def observe_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
         """Record a fresh per-partition lag reading."""
+        self.lag_failing_since = self.lag_error = None
         self.lag = dict(lag)
         if sum(lag.values()) > 0:
             if self.lag_since is None:
@@ -273,12 +280,23 @@ class StallDetector:
         else:
             self.lag_since = None
 
+    def lag_unreadable(self, error: str) -> None:
+        """A lag reading failed (broker unreachable or not answering); ``error`` says how."""
+        if self.lag_failing_since is None:
+            self.lag_failing_since = self.clock()  # type: ignore[operator]
+        self.lag_error = error
+
     def progressed(self) -> None:
         """A micro-batch completed (outputs acknowledged, offsets committed)."""
         self.last_progress = self.clock()  # type: ignore[operator]
 
     def evaluate(self, *, model_loaded: bool, assigned_partitions: int) -> HealthVerdict:
         """The health verdict now."""
+        if self.lag_failing_since is not None and assigned_partitions > 0:
+            failing = self.clock() - self.lag_failing_since  # type: ignore[operator]
+            if failing > self.stall_s:
+                return HealthVerdict(503, "broker_unreachable", f"consumer lag unreadable for {failing:.0f} s "
+                                                                f"(limit {self.stall_s:g} s): {self.lag_error}")
         if not model_loaded:
             return HealthVerdict(503, "starting", "no model loaded")
         if assigned_partitions <= 0:

@@ -100,6 +100,9 @@ REVOKE_DRAIN_TIMEOUT_S = 30.0
 #: consumer thread) may take. With the broker up each takes milliseconds; with it gone,
 #: aiokafka retries the group coordinator for ever and Faust waited 60 s for its thread.
 SHUTDOWN_STEP_S = 5.0
+#: Longest one consumer-lag reading (ListOffsets) may take; a failed or late one counts
+#: towards ``/health``'s ``broker_unreachable`` (see :class:`stream_app.metrics.StallDetector`).
+LAG_REFRESH_TIMEOUT_S = 5.0
 #: Producer record-batch size (bytes): a micro-batch's outputs to one partition fit in a few.
 PRODUCE_BATCH_BYTES = 512 * 1024
 
@@ -904,9 +907,12 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         if consumer is None:
             return
         try:
-            lag = await consumer_lag(consumer, stats.committed)
+            # Bounded: aiokafka would wait out its 40 s request timeout with the broker gone.
+            lag = await asyncio.wait_for(consumer_lag(consumer, stats.committed), timeout=LAG_REFRESH_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the last reading
-            logger.warning("consumer lag refresh failed error=%s: %s", type(exc).__name__, exc)
+            error = f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
+            logger.warning("consumer lag refresh failed error=%s", error)
+            stats.stall.lag_unreadable(error)
             return
         stats.stall.observe_lag(lag)
         stats.metrics.set_lag(lag)

@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-OUTAGE_S = 20.0
+OUTAGE_S = 25.0
 
 
 def _health(settings) -> dict:
@@ -49,13 +49,17 @@ def test_worker_with_broker_down_logs_little_and_stops_on_sigterm():
 
         assert stack.stop_service("kafka")
         before = len(log.read_text().splitlines())
-        time.sleep(OUTAGE_S)
+        time.sleep(OUTAGE_S)  # > CHURN_HEALTH_STALL_S (15 s) + one lag timeout (5 s)
         during = log.read_text().splitlines()[before:]
         reconnects = [line for line in during if "Unable connect to node" in line]
-        # A few kinds of aiokafka error, each at most once per 10 s (was ~3,000 lines in 20 s).
-        assert 1 <= len(reconnects) <= 4, during[:20]
-        assert len(during) < 60, during[:60]
+        # A few kinds of aiokafka error, each at most once per 10 s (was ~2,600 lines in 20 s).
+        assert 1 <= len(reconnects) <= 5, during[:20]
+        assert len(during) < 80, during[:80]
         assert any("more like this in the last 10 s not logged" in line for line in during), during[:20]
+        # /health says so (it answered "ok" on its last lag reading for the whole outage).
+        health = _health(settings)
+        assert health["status"] == "broker_unreachable", health
+        assert health["reason"].startswith("consumer lag unreadable for ")
 
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)

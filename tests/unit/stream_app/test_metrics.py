@@ -201,6 +201,25 @@ def test_health_turns_stalled_when_lag_waits_without_progress():
     assert d.evaluate(**ok).ready
 
 
+def test_health_turns_broker_unreachable_when_lag_stays_unreadable():
+    clock = FakeClock()
+    d = StallDetector(15.0, clock=clock)
+    ok = dict(model_loaded=True, assigned_partitions=4)
+    d.observe_lag({("customers", 0): 0})
+    for _ in range(3):  # failed readings for 15 s: within the limit, the last reading stands
+        d.lag_unreadable("TimeoutError")
+        clock.t += 5
+    assert d.evaluate(**ok).ready
+    clock.t += 1
+    v = d.evaluate(**ok)
+    assert (v.status_code, v.status) == (503, "broker_unreachable")
+    assert v.reason == "consumer lag unreadable for 16 s (limit 15 s): TimeoutError"
+    # Before the model is loaded too: the broker is the more basic problem.
+    assert d.evaluate(model_loaded=False, assigned_partitions=4).status == "broker_unreachable"
+    d.observe_lag({("customers", 0): 0})  # the broker answers again
+    assert d.evaluate(**ok).ready
+
+
 def test_health_keeps_progressing_consumer_ready_under_constant_lag():
     clock = FakeClock()
     d = StallDetector(15.0, clock=clock)
