@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -26,6 +27,17 @@ def _configure_logging(level: str) -> None:
     for noisy in ("httpx", "aiokafka", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
+
+def predict_url(api_url: str) -> str:
+    """The prediction endpoint of ``api_url``: a bare ``http://host:port`` (what ``churn api``
+    prints) gets ``/api/predict``; a URL with a path is kept as given."""
+    return api_url.rstrip("/") + "/api/predict" if urlsplit(api_url).path in ("", "/") else api_url
+
+
+#: A TCP port (click would pass 99999 through; uvicorn then listened on 99999 mod 65536).
+PORT = click.IntRange(1, 65535)
+#: Events per second: positive.
+RATE = click.FloatRange(min=0, min_open=True)
 
 #: MLflow client retries and per-request timeout (s) unless set in the environment. MLflow's own
 #: defaults (7 retries with exponential backoff, 120 s) made a worker or a batch run facing an
@@ -208,7 +220,7 @@ def data_generate(dataset: str, rows: int, seed: int, out: Path) -> None:
 
 # ------------------------------------------------------------------- stream
 @main.command()
-@click.option("--web-port", type=int, default=None, help="Faust web port (health, metrics).")
+@click.option("--web-port", type=PORT, default=None, help="Faust web port (health, metrics).")
 @click.pass_obj
 def worker(settings: Settings, web_port: int | None) -> None:
     """Run the Faust scoring worker."""
@@ -221,8 +233,8 @@ def worker(settings: Settings, web_port: int | None) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--rate", type=float, default=None, help="Events per second (default: as fast as possible).")
-@click.option("--limit", type=int, default=None, help="Produce at most N events.")
+@click.option("--rate", type=RATE, default=None, help="Events per second (default: as fast as possible).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Produce at most N events.")
 @click.option("--topic", default=None, help="Target topic (default: customers).")
 @click.pass_obj
 def produce(settings: Settings, path: Path, rate: float | None, limit: int | None, topic: str | None) -> None:
@@ -237,7 +249,7 @@ def produce(settings: Settings, path: Path, rate: float | None, limit: int | Non
 @main.command()
 @click.argument("topic")
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
-@click.option("--limit", type=int, default=None, help="Stop after N records.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Stop after N records.")
 @click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
 @click.pass_obj
 def consume(settings: Settings, topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
@@ -276,7 +288,7 @@ def dlq_replay(settings: Settings, since: str | None, dry_run: bool) -> None:
 # ----------------------------------------------------------------------- api
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=PORT, default=8000, show_default=True)
 @click.pass_obj
 def api(settings: Settings, host: str, port: int) -> None:
     """Serve the prediction API (Starlette) with the hot-reloaded champion."""
@@ -290,9 +302,10 @@ def api(settings: Settings, host: str, port: int) -> None:
 # ----------------------------------------------------------------- dashboard
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8050, show_default=True)
+@click.option("--port", type=PORT, default=8050, show_default=True)
 @click.option("--api-url", default="http://127.0.0.1:8000/api/predict", show_default=True,
-              help="Prediction endpoint the score-a-customer form posts to.")
+              help="Prediction endpoint the score-a-customer form posts to (a bare http://host:port gets "
+                   "/api/predict).")
 @click.pass_obj
 def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
     """Serve the read-only Dash dashboard: live scores and alerts, models, data quality, scoring form."""
@@ -301,6 +314,7 @@ def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
     from dashboard.app import run_dashboard
 
     limit_repeated_logs(["aiokafka"])  # the live feed consumes scores; a broker outage must not flood the log
+    api_url = predict_url(api_url)
     run_dashboard(settings, host=host, port=port, api_url=api_url, kafka_options=kafka_kwargs(settings))
 
 
@@ -360,7 +374,10 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
     from churn_stream.bench_models import format_nested_cv, nested_cv
 
     load = os.getloadavg()
-    rows = nested_cv(tuple(models), outer_seeds=tuple(range(7, 7 + repeats)))
+    try:
+        rows = nested_cv(tuple(models), outer_seeds=tuple(range(7, 7 + repeats)))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from None
     click.echo(f"# churn bench models-cv: cores={os.cpu_count()} load_avg={load[0]:.2f} -> {os.getloadavg()[0]:.2f}")
     click.echo(format_nested_cv(rows))
     if json_path is not None:
@@ -393,7 +410,7 @@ def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Pat
 
 @bench.command("dashboard")
 @click.option("--duration", "duration_s", type=float, default=3600.0, show_default=True, help="Seconds.")
-@click.option("--rate", type=float, default=2000.0, show_default=True, help="Score records per second.")
+@click.option("--rate", type=RATE, default=2000.0, show_default=True, help="Score records per second.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_obj
 def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_path: Path | None) -> None:
@@ -470,9 +487,9 @@ def bench_faults(settings: Settings, events: int, json_path: Path | None, only: 
 
 # ---------------------------------------------------------------------- demo
 @main.command()
-@click.option("--events", type=int, default=None, help="Produce N events (default: every Telco row).")
+@click.option("--events", type=click.IntRange(min=1), default=None, help="Produce N events (default: every Telco row).")
 @click.option("--exit", "exit_", is_flag=True, help="Stop the worker and exit after the summary.")
-@click.option("--rate", type=float, default=None, help="Events per second (default: as fast as possible).")
+@click.option("--rate", type=RATE, default=None, help="Events per second (default: as fast as possible).")
 @click.pass_obj
 def demo(settings: Settings, events: int | None, exit_: bool, rate: float | None) -> None:
     """The main job: stack, champion, worker, every Telco customer scored, summary."""

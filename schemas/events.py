@@ -38,6 +38,22 @@ def json_integer(value: Any) -> Any:
     return value
 
 
+def json_datetime(value: Any) -> Any:
+    """Refuse numbers and booleans for a date-time field, as JSON Schema's ``date-time`` does.
+
+    Pydantic's lax mode reads a JSON number as Unix seconds; the contract says an ISO 8601
+    string (``datetime`` objects from Python callers still pass).
+
+    Raises
+    ------
+    pydantic_core.PydanticCustomError
+        ``datetime_type``, for an ``int``, ``float`` or ``bool``.
+    """
+    if isinstance(value, (int, float)):  # bool is an int
+        raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date-time string")
+    return value
+
+
 def utc_now() -> datetime:
     """Current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
@@ -52,8 +68,10 @@ class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="ignore")
 
     event_id: Annotated[str, Field(min_length=1, max_length=64, description="Unique id of this event.")]
-    event_time: Annotated[AwareDatetime, Field(description="When the event happened, timezone-aware (UTC).")]
-    schema_version: Annotated[int, Field(ge=1, le=SCHEMA_VERSION, description="Contract version.")] = SCHEMA_VERSION
+    event_time: Annotated[AwareDatetime, Field(description="When the event happened, timezone-aware (UTC)."),
+                          BeforeValidator(json_datetime)]
+    schema_version: Annotated[int, Field(ge=1, le=SCHEMA_VERSION, description="Contract version."),
+                              BeforeValidator(json_integer)] = SCHEMA_VERSION
 
     @field_validator("event_time")
     @classmethod

@@ -27,7 +27,7 @@ from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import BeforeValidator, ValidationError
 from pydantic.types import Strict
 
-from schemas.events import SCHEMA_VERSION, CustomerEvent, format_validation_error, json_integer
+from schemas.events import SCHEMA_VERSION, CustomerEvent, format_validation_error, json_datetime, json_integer
 from scratch_models.pipeline import ScoringPipeline
 
 
@@ -220,9 +220,10 @@ def _field_checks() -> list[_FieldCheck] | None:
                 lo = m.ge if isinstance(m, Ge) else m.min_length
             elif isinstance(m, (Le, MaxLen)):
                 hi = m.le if isinstance(m, Le) else m.max_length
-            elif not (isinstance(m, Strict) or (isinstance(m, BeforeValidator) and m.func is json_integer)):
-                # The checks' exact types are pydantic's strict mode, and json_integer only narrows
-                # lax mode; a value of any other type goes to pydantic.
+            elif not (isinstance(m, Strict) or (isinstance(m, BeforeValidator)
+                                                 and m.func in (json_integer, json_datetime))):
+                # The checks' exact types are pydantic's strict mode, and these validators only
+                # narrow lax mode; a value of any other type goes to pydantic.
                 return None
         if nullable:
             types.add(_NONE_T)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from churn_stream.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings
+from churn_stream.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings, SettingsError
 
 SECRET = "s3cr3t-Production-Key-9f8e7d"
 ACCESS = "AKIA-prod-access-1234"
@@ -131,3 +131,22 @@ def test_cli_bounds_mlflow_client_retries_unless_the_environment_chooses():
     _bound_mlflow_retries(env)
     assert env == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     assert MLFLOW_CLIENT_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"MINIO_ENDPOINT": "http://127.0.0.1:9000"}, "MINIO_ENDPOINT: expected host:port without a scheme"),
+    ({"CHURN_WORKER_WEB_PORT": "99999"}, "CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got 99999"),
+    ({"CHURN_WORKER_WEB_PORT": "0"}, "CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got 0"),
+])
+def test_endpoint_and_port_mistakes_are_settings_errors(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_dashboard_api_url_accepts_the_base_url_churn_api_prints():
+    from churn_stream.cli import predict_url
+
+    assert predict_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000/api/predict"
+    assert predict_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/api/predict"
+    assert predict_url("https://churn.example/api/predict") == "https://churn.example/api/predict"
+    assert predict_url("http://proxy:80/churn/api/predict") == "http://proxy:80/churn/api/predict"

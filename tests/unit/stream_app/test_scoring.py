@@ -166,6 +166,8 @@ def _bad_records(events) -> dict[str, tuple[bytes | None, str]]:
         "integer_as_string": (mutated(tenure_months="12"), "validate"),
         "integer_as_bool": (mutated(tenure_months=True), "validate"),
         "integer_with_fraction": (mutated(tenure_months=12.5), "validate"),
+        "version_as_string": (mutated(schema_version="1"), "validate"),
+        "time_as_number": (mutated(event_time=1795987020), "validate"),
     }
 
 
@@ -234,7 +236,7 @@ def test_dead_letter_messages_name_the_field(loaded, events):
     assert by_offset[4].error_class == "EmptyValue"
     assert by_offset[5].error_class == "EmptyValue"
     lax = ["bool_as_string", "bool_as_number", "number_as_string", "number_as_bool", "integer_as_string",
-           "integer_as_bool", "integer_with_fraction"]
+           "integer_as_bool", "integer_with_fraction", "version_as_string", "time_as_number"]
     lax_result = score_batch(loaded, [RawRecord(Topics.CUSTOMERS, 0, i, None, bad[n][0]) for i, n in enumerate(lax)],
                              now=NOW)
     assert [f.error_message for f in lax_result.failures] == [
@@ -245,6 +247,8 @@ def test_dead_letter_messages_name_the_field(loaded, events):
         "tenure_months: input should be a valid integer, got '12'",
         "tenure_months: input should be a valid integer, got True",
         "tenure_months: input should be a valid integer, got a number with a fractional part, got 12.5",
+        "schema_version: input should be a valid integer, got '1'",
+        "event_time: input should be an iso 8601 date-time string, got 1795987020",
     ]
     # Dead-letter key is null when the input key was.
     assert all(orjson.loads(v)["original_key_b64"] is None for _, v in result.dead_letters)
