@@ -28,6 +28,8 @@ def _health(settings) -> dict:
 
 
 def test_worker_with_broker_down_logs_little_and_stops_on_sigterm():
+    from batch.cycle import run_cycle
+    from churn_stream.clients import make_storage, make_tracker
     from churn_stream.demo import start_worker
     from churn_stream.stack import LocalStack
 
@@ -42,6 +44,16 @@ def test_worker_with_broker_down_logs_little_and_stops_on_sigterm():
         log = data_dir / "logs" / "worker.log"
         proc = start_worker(settings, log)
         deadline = time.monotonic() + 120
+        while _health(settings).get("reason") != "no model loaded":
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "worker never answered /health"
+            time.sleep(1)
+        time.sleep(15)  # a join takes ~5-10 s here (Tansu completes it after the 5 s rebalance timeout)
+        # No champion registered yet: the worker does not join the group (it would hold partitions
+        # that workers with a model could score).
+        assert _health(settings)["assigned_partitions"] == 0
+        run_cycle(settings, make_storage(settings), make_tracker(settings),
+                  only={"logistic_regression", "multiple_regression"}, announce=False)
         while _health(settings).get("assigned_partitions", 0) < settings.topic_partitions:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "worker never got its partitions"
