@@ -851,6 +851,9 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
 
     @app.task
     async def score_customers() -> None:
+        # Join the group only with a model to score with: a worker started while MLflow is
+        # unreachable would otherwise take partitions from workers that can score them.
+        await store.ready.wait()
         consumer = AIOKafkaConsumer(**scoring_consumer_kwargs(settings))
         # Group-less: reads input timestamps and churn-alerts back when partitions are assigned.
         reader = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
@@ -863,9 +866,6 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         await consumer.start()
         loop = ScoringLoop(consumer, BatchSender(producer), store, topics, stats, reader=reader,
                            commit_interval_s=settings.worker_commit_interval_s)
-        # Join the group only with a model to score with: a worker started while MLflow is
-        # unreachable would otherwise take partitions from workers that can score them.
-        await store.ready.wait()
         consumer.subscribe([topics.customers], listener=loop.listener())
         state["consumer"] = consumer
         state["loop"] = loop
