@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from churn_stream.artifacts import download_pipeline
+from churn_stream.artifacts import ARTIFACT_PATH, download_pipeline, version_artifact_uri
 from scratch_models.persistence import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -14,7 +14,6 @@ logger = logging.getLogger(__name__)
 #: Registered model names.
 CLASSIFIER_NAME = "churn-classifier"
 REGRESSOR_NAME = "sales-regressor"
-ARTIFACT_PATH = "model/pipeline.npz"
 #: A champion that loses more than this (ROC-AUC or R^2) when re-scored on a cycle's data
 #: is reported: same model, other data, so the data changed.
 CHAMPION_DROP_WARN = 0.02
@@ -102,9 +101,7 @@ def champion_on_holdout(tracker, champ, metric: str, holdout) -> float | None:
 
     frame, y_true = holdout
     try:
-        pipeline = download_pipeline(tracker.tracking_uri,
-                                     f"runs:/{champ.run_id}/{champ.tags.get('artifact_path', ARTIFACT_PATH)}",
-                                     champ.tags["sha256"])
+        pipeline = download_pipeline(tracker.tracking_uri, version_artifact_uri(champ), champ.tags["sha256"])
         missing = [c for c in pipeline.feature_names_in if c not in frame.columns]
         if missing:
             raise KeyError(f"columns missing from this data: {missing}")

@@ -12,6 +12,25 @@ from scratch_models.pipeline import ScoringPipeline
 logger = logging.getLogger(__name__)
 
 
+#: Where a cycle logs a model's pipeline in its MLflow run (also a model version's ``artifact_path`` tag).
+ARTIFACT_PATH = "model/pipeline.npz"
+
+
+def version_artifact_uri(version) -> str:  # noqa: ANN001 - mlflow ModelVersion
+    """``runs:/<run_id>/<artifact_path>`` of a registered model version's pipeline.
+
+    Parameters
+    ----------
+    version : mlflow.entities.model_registry.ModelVersion
+        Its ``artifact_path`` tag names the file in the run (default :data:`ARTIFACT_PATH`).
+
+    Returns
+    -------
+    str
+    """
+    return f"runs:/{version.run_id}/{version.tags.get('artifact_path', ARTIFACT_PATH)}"
+
+
 class ArtifactVerificationError(RuntimeError):
     """A downloaded artifact's SHA-256 differs from the announced one."""
 

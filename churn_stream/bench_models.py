@@ -418,8 +418,8 @@ def nested_cv(models: tuple[str, ...] = ("gradient_boosting",), dataset: str = "
                         res[f"{prefix}f1_tuned"].append(m["f1"])
                         res[f"{prefix}roc_auc"].append(m["roc_auc"])
             row: dict[str, Any] = {"model": name, "reference": label, "splits": len(res["f1_tuned"]), **res}
-            n_test = float(np.mean(np.bincount(stratified_folds(y, n_folds, outer_seeds[0]))))
-            correction = 1.0 / row["splits"] + n_test / (y.shape[0] - n_test)
+            # n_test / n_train of an outer split is 1 / (n_folds - 1).
+            correction = 1.0 / row["splits"] + 1.0 / (n_folds - 1)
             for metric in ("f1_tuned", "roc_auc"):
                 d = np.subtract(res[metric], res[f"reference_{metric}"])
                 row[f"mean_{metric}"] = float(np.mean(res[metric]))

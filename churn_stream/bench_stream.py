@@ -284,7 +284,7 @@ def _champion(settings: Settings, dst: Path) -> tuple[Path, dict[str, str]]:
     from mlflow.exceptions import MlflowException
 
     from batch.cycle import run_cycle
-    from churn_stream.artifacts import download_pipeline
+    from churn_stream.artifacts import download_pipeline, version_artifact_uri
     from churn_stream.clients import make_storage, make_tracker
     from stream_app.model_store import CLASSIFIER_NAME
 
@@ -295,8 +295,7 @@ def _champion(settings: Settings, dst: Path) -> tuple[Path, dict[str, str]]:
         print("no champion registered: running a batch cycle first", file=sys.stderr)
         run_cycle(settings, make_storage(settings), make_tracker(settings), dataset="telco")
         mv = client.get_model_version_by_alias(CLASSIFIER_NAME, "champion")
-    uri = f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}"
-    download_pipeline(settings.mlflow_tracking_uri, uri, mv.tags["sha256"], dst_dir=dst)
+    download_pipeline(settings.mlflow_tracking_uri, version_artifact_uri(mv), mv.tags["sha256"], dst_dir=dst)
     path = next(dst.rglob("*.npz"))
     return path, {"name": CLASSIFIER_NAME, "version": str(mv.version)}
 

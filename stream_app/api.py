@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from churn_stream.artifacts import download_pipeline
+from churn_stream.artifacts import download_pipeline, version_artifact_uri
 from schemas.events import CustomerEvent, Reason, format_validation_error, new_event_id, utc_now
 from schemas.profiles import TELCO
 from stream_app.model_store import ModelStore, follow_model_updates
@@ -352,8 +352,7 @@ class ApiState:
         if not sha:
             raise ApiError(404, f"model {mv.name}/{mv.version} has no verifiable artifact",
                            ["model_name: the version carries no sha256 tag"], ["model_name"])
-        uri = f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}"
-        pipeline = self._download(self.tracker.tracking_uri, uri, sha)
+        pipeline = self._download(self.tracker.tracking_uri, version_artifact_uri(mv), sha)
         return LoadedModel(pipeline, mv.name, str(mv.version))
 
     def run_metrics(self, run_id: str | None) -> dict[str, float]:

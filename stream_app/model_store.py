@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from churn_stream.artifacts import download_pipeline
+from churn_stream.artifacts import download_pipeline, version_artifact_uri
 from schemas.events import ModelUpdatedEvent, new_event_id, utc_now
 from schemas.topics import Topics
 from scratch_models.pipeline import ScoringPipeline
@@ -138,8 +138,7 @@ class ModelStore:
         mv = self._alias_version(model_name, alias)
         if mv is None:
             return None
-        uri = f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}"
-        return self._download(self.tracking_uri, uri, mv.tags["sha256"]), str(mv.version)
+        return self._download(self.tracking_uri, version_artifact_uri(mv), mv.tags["sha256"]), str(mv.version)
 
     async def reconcile(self, now: float | None = None) -> list[str]:
         """Load what the registry's aliases name where it differs from what this store holds.
@@ -183,7 +182,7 @@ class ModelStore:
                 event = ModelUpdatedEvent(
                     event_id=new_event_id(), event_time=utc_now(), model_name=model_name,
                     model_version=str(mv.version), alias=alias,
-                    artifact_uri=f"runs:/{mv.run_id}/{mv.tags.get('artifact_path', 'model/pipeline.npz')}",
+                    artifact_uri=version_artifact_uri(mv),
                     sha256=mv.tags.get("sha256", ""), run_id=mv.run_id)
                 if await self._apply(event):
                     swapped.append(f"{model_name}@{alias}={mv.version}")

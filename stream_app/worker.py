@@ -1011,5 +1011,5 @@ def run_worker(settings: Settings) -> None:
     # completes and mode waits its default 60 s for the thread.
     app.consumer._thread.shutdown_timeout = SHUTDOWN_STEP_S  # noqa: SLF001 - no public setting
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
-    limit_repeated_logs(("aiokafka", "faust.transport"))
+    limit_repeated_logs(["aiokafka"])  # the reconnection errors are aiokafka's (Faust's consumer thread too)
     worker.execute_from_commandline()
