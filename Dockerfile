@@ -22,6 +22,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY schemas/ schemas/
 COPY scratch_models/ scratch_models/
+COPY plumbing/ plumbing/
 COPY batch/ batch/
 COPY stream_app/ stream_app/
 COPY dashboard/ dashboard/

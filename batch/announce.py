@@ -28,7 +28,7 @@ def model_updated_event(registered: dict[str, Any]) -> ModelUpdatedEvent:
 
 def publish_model_updated(settings, registered: dict[str, Any]) -> ModelUpdatedEvent:
     """Send the model-updated event and wait for the broker's acknowledgement."""
-    from churn_stream.clients import ensure_topics, produce_records
+    from plumbing.clients import ensure_topics, produce_records
 
     event = model_updated_event(registered)
     ensure_topics(settings)

@@ -141,7 +141,7 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
     storage : minio.Minio
         S3 client (buckets ``raw-data``, ``processed-data`` are created when missing).
     tracker : mlflow.MlflowClient
@@ -194,7 +194,7 @@ def _start_parent_run(tracker, dataset: str, cycle_id: str) -> tuple[str, str]:
 
 def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, margin, quality_config,
                progress) -> CycleResult:
-    from churn_stream.clients import ensure_buckets
+    from plumbing.clients import ensure_buckets
 
     profile = get_profile(dataset)
     src = Path(source) if source is not None else DEFAULT_SOURCES[dataset]

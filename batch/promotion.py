@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from churn_stream.artifacts import ARTIFACT_PATH, download_pipeline, version_artifact_uri
+from plumbing.artifacts import ARTIFACT_PATH, download_pipeline, version_artifact_uri
 from scratch_models.persistence import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def champion_on_holdout(tracker, champ, metric: str, holdout) -> float | None:
 
     from batch.features import frame_columns
     from batch.metrics import regression_metrics, roc_auc
-    from churn_stream.artifacts import ArtifactVerificationError
+    from plumbing.artifacts import ArtifactVerificationError
     from scratch_models.persistence import ArtifactError
 
     frame, y_true = holdout

@@ -93,7 +93,7 @@ class BatchService:
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
         ``batch_cron``, ``batch_watch_interval_s``, ``batch_incoming_prefix``, ``batch_lock_ttl_s``.
     storage : minio.Minio
     tracker : mlflow.MlflowClient

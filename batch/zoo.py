@@ -67,7 +67,7 @@ def sample_caps(settings) -> dict[str, int]:
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
 
     Returns
     -------

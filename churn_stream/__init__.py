@@ -1,1 +1,4 @@
-"""Shared plumbing: settings, S3/Kafka/MLflow clients, the local stack launcher and the CLI."""
+"""Tools above every layer: the ``churn`` CLI, the demo, the local stack launcher, the producer and the benchmarks.
+
+Nothing in the product imports this package.
+"""

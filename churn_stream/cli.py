@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 
 
 def _configure_logging(level: str) -> None:
@@ -156,7 +156,7 @@ def batch() -> None:
 def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
     """Run one cycle: ingest, featurise, train, evaluate, register, announce."""
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     if dataset == "retail" and source is None:
         raise click.UsageError("--source is required for --dataset retail (see `churn data generate retail`)")
@@ -178,7 +178,7 @@ def batch_serve(settings: Settings, dataset: str, source: Path | None, cron: str
                 watch_interval: int | None, run_now: bool) -> None:
     """Run cycles on a cron schedule and when new CSVs land in S3, one at a time across processes."""
     from batch.service import BatchService
-    from churn_stream.clients import ensure_buckets, make_storage, make_tracker
+    from plumbing.clients import ensure_buckets, make_storage, make_tracker
 
     if dataset == "retail" and source is None:
         raise click.UsageError("--source is required for --dataset retail (see `churn data generate retail`)")
@@ -239,7 +239,7 @@ def worker(settings: Settings, web_port: int | None) -> None:
 @click.pass_obj
 def produce(settings: Settings, path: Path, rate: float | None, limit: int | None, topic: str | None) -> None:
     """Turn CSV rows at PATH into customer events on Kafka."""
-    from churn_stream.clients import produce_csv
+    from churn_stream.produce import produce_csv
     from schemas.topics import Topics
 
     n = produce_csv(settings, path, topic or Topics.CUSTOMERS, rate=rate, limit=limit)
@@ -254,7 +254,7 @@ def produce(settings: Settings, path: Path, rate: float | None, limit: int | Non
 @click.pass_obj
 def consume(settings: Settings, topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
     """Print records of TOPIC, one JSON object per line."""
-    from churn_stream.clients import consume_topic
+    from plumbing.clients import consume_topic
 
     for record in consume_topic(settings, topic, from_beginning=from_beginning, limit=limit, idle_timeout_s=timeout):
         click.echo(json.dumps(record, sort_keys=True))
@@ -292,7 +292,7 @@ def dlq_replay(settings: Settings, since: str | None, dry_run: bool) -> None:
 @click.pass_obj
 def api(settings: Settings, host: str, port: int) -> None:
     """Serve the prediction API (Starlette) with the hot-reloaded champion."""
-    from churn_stream.logs import limit_repeated_logs
+    from plumbing.logs import limit_repeated_logs
     from stream_app.api import run_api
 
     limit_repeated_logs(["aiokafka"])  # it follows model-updated; a broker outage must not flood the log
@@ -309,8 +309,8 @@ def api(settings: Settings, host: str, port: int) -> None:
 @click.pass_obj
 def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
     """Serve the read-only Dash dashboard: live scores and alerts, models, data quality, scoring form."""
-    from churn_stream.clients import kafka_kwargs
-    from churn_stream.logs import limit_repeated_logs
+    from plumbing.clients import kafka_kwargs
+    from plumbing.logs import limit_repeated_logs
     from dashboard.app import run_dashboard
 
     limit_repeated_logs(["aiokafka"])  # the live feed consumes scores; a broker outage must not flood the log
@@ -329,7 +329,7 @@ def bench() -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_models(dataset: str, json_path: Path | None) -> None:
     """Scratch models vs scikit-learn/xgboost: quality, fit and predict time."""
-    from churn_stream.bench_models import run_bench_models
+    from churn_stream.bench.models import run_bench_models
 
     run_bench_models(dataset=dataset, json_path=json_path)
 
@@ -346,7 +346,7 @@ def bench_models(dataset: str, json_path: Path | None) -> None:
 def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows: int,
               json_path: Path | None) -> None:
     """Boosting and forests at scale: fit s, CPU s, peak RSS beside the target and a reference."""
-    from churn_stream.bench_models import SCALE_MODELS, run_bench_fit
+    from churn_stream.bench.models import SCALE_MODELS, run_bench_fit
 
     run_bench_fit(rows, features, models or SCALE_MODELS, reference_rows, json_path)
 
@@ -355,7 +355,7 @@ def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_gbm_cv(json_path: Path | None) -> None:
     """Cross-validate the zoo's gradient-boosting hyperparameters on Telco's training part only."""
-    from churn_stream.bench_models import select_gbm_params
+    from churn_stream.bench.models import select_gbm_params
 
     rows = select_gbm_params()
     if json_path is not None:
@@ -371,7 +371,7 @@ def bench_gbm_cv(json_path: Path | None) -> None:
 def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | None) -> None:
     """Scratch classifiers beside their references on repeated outer folds of Telco's training part
     (thresholds tuned out of fold inside each), with the paired difference and its standard error."""
-    from churn_stream.bench_models import format_nested_cv, nested_cv
+    from churn_stream.bench.models import format_nested_cv, nested_cv
 
     load = os.getloadavg()
     try:
@@ -390,7 +390,7 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
 @click.pass_obj
 def bench_stream(settings: Settings, events: int, json_path: Path | None) -> None:
     """Naive Faust agent vs aiokafka relay vs our worker, end to end on the configured broker."""
-    from churn_stream.bench_stream import run_bench_stream
+    from churn_stream.bench.stream import run_bench_stream
 
     run_bench_stream(settings, events=events, json_path=json_path)
 
@@ -403,7 +403,7 @@ def bench_stream(settings: Settings, events: int, json_path: Path | None) -> Non
 @click.pass_obj
 def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Path | None) -> None:
     """Single-customer prediction latency at a fixed request rate, beside a scikit-learn Pipeline call."""
-    from churn_stream.bench_api import run_bench_api
+    from churn_stream.bench.api import run_bench_api
 
     run_bench_api(settings, json_path=json_path, rate=rate, duration_s=duration_s)
 
@@ -416,7 +416,7 @@ def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Pat
 def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_path: Path | None) -> None:
     """Soak the dashboard: scores produced at --rate; its memory, callback durations vs refresh
     intervals and live counts; exit 1 if memory grew, a callback overran its interval or the page stalled."""
-    from churn_stream.bench_dashboard import run_bench_dashboard
+    from churn_stream.bench.dashboard import run_bench_dashboard
 
     try:
         result = run_bench_dashboard(settings, duration_s=duration_s, rate=rate, json_path=json_path)
@@ -441,7 +441,7 @@ def bench_batch(settings: Settings, dataset: str, rows: int, seed: int, source: 
                 json_path: Path | None, only: tuple[str, ...]) -> None:
     """One full batch cycle on the configured stack: seconds per stage and model, peak memory, beside the
     targets (retail 1M rows < 15 min and < 6 GB; Telco < 90 s)."""
-    from churn_stream.bench_batch import run_bench_batch
+    from churn_stream.bench.batch import run_bench_batch
 
     run_bench_batch(settings, dataset=dataset, rows=rows, seed=seed, source=source, json_path=json_path,
                     only=set(only) or None, echo=click.echo)
@@ -460,7 +460,7 @@ def bench_batch_curve(settings: Settings, rows: int, sizes: str, models: tuple[s
                       json_path: Path | None) -> None:
     """Learning curve of the tree ensembles on retail: hold-out AUC / R^2 and fit seconds per training-row
     cap (the evidence for CHURN_BATCH_ENSEMBLE_MAX_ROWS). Needs no stack."""
-    from churn_stream.bench_batch import run_ensemble_curve
+    from churn_stream.bench.batch import run_ensemble_curve
 
     try:
         caps = tuple(int(s) for s in sizes.split(",") if s.strip())
@@ -478,7 +478,7 @@ def bench_batch_curve(settings: Settings, rows: int, sizes: str, models: tuple[s
 def bench_faults(settings: Settings, events: int, json_path: Path | None, only: tuple[str, ...]) -> None:
     """Inject faults (broker restart, worker kill/join/leave, bad input, corrupt model, S3/MLflow outages)
     on stacks of its own and count lost, duplicated and dead-lettered events; exit 1 if any scenario fails."""
-    from churn_stream.bench_faults import run_bench_faults
+    from churn_stream.bench.faults import run_bench_faults
 
     results = run_bench_faults(settings, events=events, json_path=json_path, only=only or None)
     if not all(r.passed for r in results):

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ async def _collect(settings: Settings, event_ids: set[str], start_offsets: dict,
     """Read outputs from ``start_offsets`` until every event id has a score (or timeout)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
 
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False)
     await consumer.start()
@@ -163,7 +163,7 @@ async def _collect(settings: Settings, event_ids: set[str], start_offsets: dict,
 async def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
 
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None)
     await consumer.start()
@@ -253,7 +253,8 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
         Called with the summary as soon as it is known (before waiting for Ctrl-C).
     """
     from batch.cycle import run_cycle
-    from churn_stream.clients import csv_to_customer_events, ensure_topics, make_storage, make_tracker, produce_records
+    from plumbing.clients import ensure_topics, make_storage, make_tracker, produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     t_start = time.perf_counter()
     if start_stack:

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from churn_stream.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings
+from plumbing.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings
 
 logger = logging.getLogger(__name__)
 

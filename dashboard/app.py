@@ -376,7 +376,7 @@ def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: 
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
         Kafka and MLflow endpoints, the scoring consumer group.
     api_url : str, default "http://127.0.0.1:8000/api/predict"
         The prediction endpoint the form posts to.
@@ -390,7 +390,7 @@ def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: 
         Experiment ``churn-<dataset>``.
     kafka_options : dict, optional
         aiokafka connection arguments built by the entry point
-        (``churn_stream.clients.kafka_kwargs``: SSL/SASL); default ``bootstrap_servers`` only.
+        (``plumbing.clients.kafka_kwargs``: SSL/SASL); default ``bootstrap_servers`` only.
 
     Returns
     -------
@@ -470,7 +470,7 @@ def run_dashboard(settings, host: str = "127.0.0.1", port: int = 8050, api_url: 
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
     host : str, default "127.0.0.1"
     port : int, default 8050
     api_url : str, default "http://127.0.0.1:8000/api/predict"

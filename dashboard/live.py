@@ -300,7 +300,7 @@ class LiveFeed:
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
         ``kafka_bootstrap_servers``, ``consumer_group`` (whose lag is shown) and
         ``topic_suffix`` (when the worker's topics carry one).
     buffers : LiveBuffers, optional

@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from churn_stream.artifacts import download_pipeline, version_artifact_uri
+from plumbing.artifacts import download_pipeline, version_artifact_uri
 from schemas.events import CustomerEvent, Reason, format_validation_error, new_event_id, utc_now
 from schemas.profiles import TELCO
 from stream_app.model_store import ModelStore, follow_model_updates
@@ -306,7 +306,7 @@ class ApiState:
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
     tracker : mlflow.MlflowClient
         Registry client (built by the entry point).
     store : ModelStore
@@ -779,7 +779,7 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
     tracker : mlflow.MlflowClient
         Registry client for model selection, metrics and listings.
     store : ModelStore, optional
@@ -851,14 +851,14 @@ def run_api(settings, host: str = "127.0.0.1", port: int = 8000,
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
     host : str, default "127.0.0.1"
     port : int, default 8000
     max_body_bytes : int, default 1 MiB
     """
     import uvicorn
 
-    from churn_stream.clients import make_tracker
+    from plumbing.clients import make_tracker
 
     app = create_app(settings, make_tracker(settings), max_body_bytes=max_body_bytes)
     # No per-request access log: it would cost more than scoring a customer.

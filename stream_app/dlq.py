@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 from schemas.events import CustomerEvent, DeadLetter, format_validation_error
 from schemas.topics import Topics
 
@@ -91,7 +91,7 @@ async def replay_dead_letters_async(settings: Settings, *, since: datetime | Non
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
 
     topic = dlq_topic or Topics.CUSTOMERS_DLQ + settings.topic_suffix
     run_started = datetime.now(timezone.utc)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from churn_stream.artifacts import download_pipeline, version_artifact_uri
+from plumbing.artifacts import download_pipeline, version_artifact_uri
 from schemas.events import ModelUpdatedEvent, new_event_id, utc_now
 from schemas.topics import Topics
 from scratch_models.pipeline import ScoringPipeline
@@ -40,7 +40,7 @@ class ModelStore:
         Raw columns the stream provides; a model needing others is refused.
     downloader : callable, optional
         ``(tracking_uri, artifact_uri, sha256) -> ScoringPipeline``; defaults to
-        :func:`churn_stream.artifacts.download_pipeline`.
+        :func:`plumbing.artifacts.download_pipeline`.
     value_models : bool, default False
         Also hold the ``sales-regressor`` champion in :attr:`value_model` (loaded,
         verified and swapped like the classifier) for value at risk on alerts.
@@ -273,7 +273,7 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
     """
     from aiokafka import AIOKafkaConsumer
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
 
     consumer = AIOKafkaConsumer(Topics.MODEL_UPDATED, **kafka_kwargs(settings), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="latest")

@@ -61,9 +61,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.partitioner import murmur2
 
-from churn_stream.clients import kafka_kwargs
-from churn_stream.logs import limit_repeated_logs
-from churn_stream.settings import Settings
+from plumbing.clients import kafka_kwargs
+from plumbing.logs import limit_repeated_logs
+from plumbing.settings import Settings
 from schemas.profiles import TELCO
 from schemas.topics import Topics
 from stream_app.alert_ledger import AlertLedger, recover_alerted_ids, recovery_start_ms
@@ -976,7 +976,7 @@ def ensure_worker_topics(settings: Settings, topics: WorkerTopics) -> None:
     """Create non-default worker topics (benchmarks, tests) with the partitions of their defaults (idempotent)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from churn_stream.clients import kafka_kwargs, topic_partitions
+    from plumbing.clients import kafka_kwargs, topic_partitions
 
     partitions = topic_partitions(settings)
     wanted = {topics.customers: partitions[Topics.CUSTOMERS], topics.scores: partitions[Topics.SCORES],
@@ -999,7 +999,7 @@ def ensure_worker_topics(settings: Settings, topics: WorkerTopics) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Run the worker until interrupted (blocking)."""
-    from churn_stream.clients import ensure_topics
+    from plumbing.clients import ensure_topics
 
     # Faust logs stderr as WARNING: MLflow's download progress bars became warnings on every reload.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

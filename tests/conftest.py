@@ -66,7 +66,7 @@ def container_settings():
 
     import httpx
 
-    from churn_stream.settings import Settings
+    from plumbing.settings import Settings
     from churn_stream.stack import LocalStack
     from tests.integration.containers import start_container_stack
 

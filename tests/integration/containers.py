@@ -221,7 +221,7 @@ def start_container_stack(environ: Mapping[str, str] | None = None) -> Container
     env = os.environ if environ is None else environ
     if not docker_available(environ=env):
         raise RuntimeError("no Docker engine reachable: use the local stack (churn stack) instead")
-    from churn_stream.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY
+    from plumbing.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY
 
     KafkaContainer, MinioContainer, PostgresContainer = _import_containers()
     stack_containers: list[Any] = []
@@ -252,7 +252,7 @@ def start_container_stack(environ: Mapping[str, str] | None = None) -> Container
             postgres_url=postgres.get_connection_url(),
             containers=stack_containers,
         )
-        from churn_stream.clients import ensure_buckets
+        from plumbing.clients import ensure_buckets
 
         ensure_buckets(minio.get_client(), BUCKETS)
     except BaseException:

@@ -14,7 +14,7 @@ import orjson
 
 def read_topic(settings, topic: str, timeout_s: float = 5.0) -> list[dict]:
     """Every record of ``topic`` from the beginning (JSON values), stopping after ``timeout_s`` idle."""
-    from churn_stream.clients import consume_topic
+    from plumbing.clients import consume_topic
 
     return list(consume_topic(settings, topic, from_beginning=True, idle_timeout_s=timeout_s))
 
@@ -23,7 +23,7 @@ def wait_for_count(settings, topic: str, predicate, expected: int, timeout_s: fl
     """Read ``topic`` until ``expected`` records match ``predicate`` (or time out); return the matches."""
     from aiokafka import AIOKafkaConsumer
 
-    from churn_stream.clients import decode_record, kafka_kwargs
+    from plumbing.clients import decode_record, kafka_kwargs
 
     async def run() -> list[dict]:
         consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings), group_id=None,

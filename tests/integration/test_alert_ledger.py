@@ -37,7 +37,7 @@ def ledger_settings(stack_settings):
 @pytest.fixture(scope="module")
 def champion(stack_settings):
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
     from stream_app.model_store import ModelStore
 
     run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO, margin=-1.0)
@@ -49,7 +49,8 @@ def champion(stack_settings):
 
 def _crashed_worker_outputs(settings, topics, champion, telco_csv) -> list[str]:
     """Produce EVENTS input events; write the crashed worker's scores and alerts for the first CRASHED_AFTER."""
-    from churn_stream.clients import csv_to_customer_events, ensure_topics
+    from plumbing.clients import ensure_topics
+    from churn_stream.produce import csv_to_customer_events
     from churn_stream.demo import replicate_events
     from stream_app.scoring import RawRecord, score_batch
     from stream_app.worker import BatchSender, ensure_worker_topics
@@ -65,7 +66,7 @@ def _crashed_worker_outputs(settings, topics, champion, telco_csv) -> list[str]:
     async def produce() -> None:
         from aiokafka import AIOKafkaProducer
 
-        from churn_stream.clients import kafka_kwargs
+        from plumbing.clients import kafka_kwargs
 
         producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all")
         await producer.start()

@@ -26,7 +26,7 @@ RECONCILE_S = 2.0
 
 @pytest.fixture(scope="module")
 def tracker(stack_settings):
-    from churn_stream.clients import make_tracker
+    from plumbing.clients import make_tracker
 
     return make_tracker(stack_settings)
 
@@ -34,7 +34,7 @@ def tracker(stack_settings):
 @pytest.fixture(scope="module")
 def champion(stack_settings, tracker):
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage
+    from plumbing.clients import make_storage
 
     result = run_cycle(stack_settings, make_storage(stack_settings), tracker, only=ONLY, margin=-1.0)
     assert result.registered["alias"] == "champion"
@@ -88,14 +88,14 @@ def client(api_url):
 @pytest.fixture(scope="module")
 def customers(telco_csv) -> list[dict]:
     """The first 20 Telco rows as customer events (the stream's JSON documents)."""
-    from churn_stream.clients import csv_to_customer_events
+    from churn_stream.produce import csv_to_customer_events
 
     return [orjson.loads(v) for _, v in csv_to_customer_events(telco_csv, limit=20)]
 
 
 @pytest.fixture(scope="module")
 def champion_pipeline(stack_settings, champion):
-    from churn_stream.artifacts import download_pipeline
+    from plumbing.artifacts import download_pipeline
 
     return download_pipeline(stack_settings.mlflow_tracking_uri, champion["artifact_uri"], champion["sha256"])
 
@@ -175,7 +175,7 @@ def test_predicted_customer_value_from_regressor_champion_when_registered(client
 
 
 def test_envelope_body_and_query_model_name_select_a_version(client, customers, champion, stack_settings):
-    from churn_stream.artifacts import download_pipeline
+    from plumbing.artifacts import download_pipeline
 
     version = champion["model_version"]
     pipeline = download_pipeline(stack_settings.mlflow_tracking_uri, champion["artifact_uri"], champion["sha256"])
@@ -193,8 +193,8 @@ def test_envelope_body_and_query_model_name_select_a_version(client, customers, 
 def test_model_name_selects_challenger_by_alias_and_by_number(client, customers, stack_settings, tracker,
                                                              champion_pipeline):
     from batch.cycle import run_cycle
-    from churn_stream.artifacts import download_pipeline
-    from churn_stream.clients import make_storage
+    from plumbing.artifacts import download_pipeline
+    from plumbing.clients import make_storage
 
     # A margin no model can beat: the new version becomes the challenger, the champion stays.
     champion_version = _current_champion_version(client)
@@ -345,7 +345,7 @@ def test_openapi_document_is_valid_openapi_3(client):
 # --------------------------------------------------------------- hot reload
 def test_new_champion_is_served_without_restart(client, stack_settings, tracker, customers):
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage
+    from plumbing.clients import make_storage
 
     before = _current_champion_version(client)
     second = run_cycle(stack_settings, make_storage(stack_settings), tracker, only=ONLY, margin=-1.0)
@@ -376,7 +376,7 @@ def test_unannounced_champion_and_alias_moved_by_hand_are_served_after_the_regis
     within the check interval, without restart."""
     from batch.cycle import run_cycle
     from batch.promotion import CLASSIFIER_NAME
-    from churn_stream.clients import make_storage
+    from plumbing.clients import make_storage
 
     before = _current_champion_version(client)
     quiet = run_cycle(stack_settings, make_storage(stack_settings), tracker, only=ONLY, margin=-1.0, announce=False)
@@ -459,7 +459,7 @@ def test_bench_api_runs_open_loop_at_the_target_rate_beside_the_sklearn_referenc
     """``churn bench api`` end to end (short): every request answered, the schedule kept, figures consistent."""
     import json
 
-    from churn_stream.bench_api import run_bench_api
+    from churn_stream.bench.api import run_bench_api
 
     out = tmp_path / "bench-api.json"
     result = run_bench_api(stack_settings, json_path=out, rate=200, duration_s=3)

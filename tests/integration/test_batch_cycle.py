@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def full_cycle(stack_settings):
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     storage, tracker = make_storage(stack_settings), make_tracker(stack_settings)
     return run_cycle(stack_settings, storage, tracker), storage, tracker

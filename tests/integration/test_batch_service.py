@@ -44,7 +44,7 @@ def put_bytes(storage, bucket: str, key: str, body: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def clients(stack_settings):
-    from churn_stream.clients import ensure_buckets, make_storage, make_tracker
+    from plumbing.clients import ensure_buckets, make_storage, make_tracker
 
     storage, tracker = make_storage(stack_settings), make_tracker(stack_settings)
     ensure_buckets(storage)
@@ -261,7 +261,7 @@ class _StopS3OnFirstTrainedModel(logging.Handler):
 
 def test_s3_outage_mid_cycle_fails_clearly_and_the_next_cycle_succeeds(own_stack):
     from batch.cycle import CycleError, run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     settings = own_stack.settings()
     storage, tracker = make_storage(settings), make_tracker(settings)

@@ -52,7 +52,7 @@ def test_bench_batch_small_retail_cycle_reports_real_figures(stack_settings, tmp
 
 def test_bench_batch_caps_the_ensembles_and_logs_fit_rows(stack_settings, tmp_path, monkeypatch):
     from churn_stream import cli
-    from churn_stream.clients import make_tracker
+    from plumbing.clients import make_tracker
 
     # 3,000 rows -> 2,400 training rows; caps below that so every bounded model samples.
     capped = stack_settings.with_overrides(batch_ensemble_max_rows=1000, batch_poly_max_rows=600)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def test_one_minute_at_2000_events_per_s_keeps_memory_flat_and_callbacks_within_their_interval(
         stack_settings, tmp_path):
-    from churn_stream.bench_dashboard import FLAT_TOLERANCE_MB, run_bench_dashboard
+    from churn_stream.bench.dashboard import FLAT_TOLERANCE_MB, run_bench_dashboard
 
     out = tmp_path / "bench-dashboard.json"
     result = run_bench_dashboard(stack_settings, duration_s=60, rate=2000, json_path=out)

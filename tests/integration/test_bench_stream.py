@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_stream_small_run(stack_settings, tmp_path):
-    from churn_stream.bench_stream import run_bench_stream
+    from churn_stream.bench.stream import run_bench_stream
 
     out = tmp_path / "bench.json"
     result = run_bench_stream(stack_settings, events=5000, json_path=out, latency_s=3.0)

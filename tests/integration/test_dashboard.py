@@ -56,7 +56,7 @@ def _wait_http(url: str, timeout_s: float, alive=lambda: True) -> None:
 
 @pytest.fixture(scope="module")
 def tracker(stack_settings):
-    from churn_stream.clients import make_tracker
+    from plumbing.clients import make_tracker
 
     return make_tracker(stack_settings)
 
@@ -64,7 +64,7 @@ def tracker(stack_settings):
 @pytest.fixture(scope="module")
 def champion(stack_settings, tracker):
     from batch.cycle import run_cycle
-    from churn_stream.clients import ensure_topics, make_storage
+    from plumbing.clients import ensure_topics, make_storage
 
     ensure_topics(stack_settings)
     storage = make_storage(stack_settings)
@@ -115,7 +115,8 @@ def producing(stack_settings, worker, telco_csv):
     """Customer events at :data:`RATE` per second until the module ends (one producer in its own loop)."""
     from aiokafka import AIOKafkaProducer
 
-    from churn_stream.clients import csv_to_customer_events, kafka_kwargs
+    from plumbing.clients import kafka_kwargs
+    from churn_stream.produce import csv_to_customer_events
     from schemas.events import new_event_id, utc_now
 
     records = csv_to_customer_events(telco_csv, limit=3000)
@@ -160,7 +161,7 @@ def _serve(app) -> tuple[str, object, threading.Thread]:
 
 @pytest.fixture(scope="module")
 def dashboard_url(stack_settings, tracker, api_url, producing):
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
     from dashboard.app import create_app
 
     app = create_app(stack_settings, api_url=api_url or f"http://127.0.0.1:{_free_port()}/api/predict",

@@ -32,7 +32,7 @@ def _score(i: int) -> bytes:
 
 
 def test_live_feed_reconnects_and_counts_again_after_the_broker_restarts(tmp_path):
-    from churn_stream.clients import ensure_topics, produce_records
+    from plumbing.clients import ensure_topics, produce_records
     from churn_stream.stack import LocalStack
     from dashboard.live import LiveFeed
     from schemas.topics import Topics

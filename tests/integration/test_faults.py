@@ -1,6 +1,6 @@
 """Fault injection on stacks of their own: every fault loses nothing (``pytest -m faults``).
 
-The scenarios are the ones ``churn bench faults`` runs (churn_stream/bench_faults.py): at
+The scenarios are the ones ``churn bench faults`` runs (churn_stream/bench/faults.py): at
 least 10,000 events in flight through a real worker while the broker restarts, the worker
 is killed, a second worker joins and leaves, a worker starts on a backlog of one-record
 batches, malformed records arrive, corrupt champions are announced, and S3 or MLflow go
@@ -33,7 +33,7 @@ def workdir():
 
 @pytest.fixture(scope="module")
 def stream_env(workdir):
-    from churn_stream.bench_faults import fault_stack
+    from churn_stream.bench.faults import fault_stack
 
     with fault_stack(workdir / "stream", ephemeral=False) as env:
         yield env
@@ -41,7 +41,7 @@ def stream_env(workdir):
 
 @pytest.fixture(scope="module")
 def batch_env(workdir):
-    from churn_stream.bench_faults import fault_stack
+    from churn_stream.bench.faults import fault_stack
 
     with fault_stack(workdir / "batch", ephemeral=True) as env:
         yield env
@@ -69,7 +69,7 @@ def check(result, env) -> None:
 
 
 def test_broker_stopped_for_30_s_mid_stream_loses_nothing(stream_env):
-    from churn_stream.bench_faults import broker_restart
+    from churn_stream.bench.faults import broker_restart
 
     result = broker_restart(stream_env, EVENTS)
     check(result, stream_env)
@@ -77,7 +77,7 @@ def test_broker_stopped_for_30_s_mid_stream_loses_nothing(stream_env):
 
 
 def test_worker_killed_mid_stream_and_replaced_loses_nothing(stream_env):
-    from churn_stream.bench_faults import worker_kill
+    from churn_stream.bench.faults import worker_kill
 
     result = worker_kill(stream_env, EVENTS)
     check(result, stream_env)
@@ -85,7 +85,7 @@ def test_worker_killed_mid_stream_and_replaced_loses_nothing(stream_env):
 
 
 def test_second_worker_joins_shares_partitions_and_leaves(stream_env):
-    from churn_stream.bench_faults import worker_join_leave
+    from churn_stream.bench.faults import worker_join_leave
 
     result = worker_join_leave(stream_env, EVENTS)
     check(result, stream_env)
@@ -95,14 +95,14 @@ def test_second_worker_joins_shares_partitions_and_leaves(stream_env):
 def test_worker_drains_a_backlog_of_small_batches_on_the_durable_broker(stream_env):
     """The durable Tansu answers a 10 ms fetch empty when reading S3 takes longer: a worker
     started on this backlog never scored a record before its fetch wait adapted."""
-    from churn_stream.bench_faults import durable_backlog
+    from churn_stream.bench.faults import durable_backlog
 
     result = durable_backlog(stream_env, EVENTS)
     check(result, stream_env)
 
 
 def test_malformed_records_of_ten_kinds_are_all_dead_lettered(stream_env):
-    from churn_stream.bench_faults import MALFORMED_EVERY, malformed_events
+    from churn_stream.bench.faults import MALFORMED_EVERY, malformed_events
 
     result = malformed_events(stream_env, EVENTS)
     check(result, stream_env)
@@ -111,7 +111,7 @@ def test_malformed_records_of_ten_kinds_are_all_dead_lettered(stream_env):
 
 
 def test_corrupt_artifacts_announced_keep_the_champion_and_scoring(stream_env):
-    from churn_stream.bench_faults import corrupt_artifact
+    from churn_stream.bench.faults import corrupt_artifact
 
     result = corrupt_artifact(stream_env, EVENTS)
     check(result, stream_env)
@@ -120,7 +120,7 @@ def test_corrupt_artifacts_announced_keep_the_champion_and_scoring(stream_env):
 
 
 def test_s3_down_during_a_cycle_keeps_the_champion_and_the_stream(batch_env):
-    from churn_stream.bench_faults import s3_down_cycle
+    from churn_stream.bench.faults import s3_down_cycle
 
     result = s3_down_cycle(batch_env, EVENTS)
     check(result, batch_env)
@@ -128,7 +128,7 @@ def test_s3_down_during_a_cycle_keeps_the_champion_and_the_stream(batch_env):
 
 
 def test_mlflow_down_during_promotion_keeps_the_champion_and_the_stream(batch_env):
-    from churn_stream.bench_faults import mlflow_down_promotion
+    from churn_stream.bench.faults import mlflow_down_promotion
 
     result = mlflow_down_promotion(batch_env, EVENTS)
     check(result, batch_env)

@@ -22,7 +22,7 @@ FAST_ZOO = {"logistic_regression", "multiple_regression"}
 @pytest.fixture(scope="module")
 def champion(stack_settings):
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     # margin=-1: promote this cycle's model even if another module registered a better one.
     result = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO,
@@ -53,7 +53,7 @@ def _batch_probabilities(settings, registered: dict, telco_csv, n: int) -> tuple
     """Probabilities of the same model version computed the batch way (frame -> columns -> pipeline)."""
     from batch.features import frame_columns
     from batch.ingest import read_source_csv
-    from churn_stream.artifacts import download_pipeline
+    from plumbing.artifacts import download_pipeline
     from schemas import TELCO
 
     pipeline = download_pipeline(settings.mlflow_tracking_uri, registered["artifact_uri"], registered["sha256"])
@@ -63,7 +63,8 @@ def _batch_probabilities(settings, registered: dict, telco_csv, n: int) -> tuple
 
 
 def test_thousand_telco_rows_scored_exactly_once_and_match_batch(stack_settings, champion, worker, telco_csv):
-    from churn_stream.clients import csv_to_customer_events, produce_records
+    from plumbing.clients import produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     records = csv_to_customer_events(telco_csv, limit=1000)
     ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -97,7 +98,8 @@ def test_thousand_telco_rows_scored_exactly_once_and_match_batch(stack_settings,
 
 
 def test_kcat_reads_valid_json_scores(stack_settings, worker, telco_csv):
-    from churn_stream.clients import csv_to_customer_events, produce_records
+    from plumbing.clients import produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     records = csv_to_customer_events(telco_csv, limit=300)
     ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -111,7 +113,8 @@ def test_kcat_reads_valid_json_scores(stack_settings, worker, telco_csv):
 
 
 def test_bad_events_go_to_dead_letters_and_valid_ones_are_scored(stack_settings, worker, telco_csv):
-    from churn_stream.clients import csv_to_customer_events, produce_records
+    from plumbing.clients import produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     good = csv_to_customer_events(telco_csv, limit=20)
     base = orjson.loads(good[0][1])
@@ -158,7 +161,8 @@ def test_bad_events_go_to_dead_letters_and_valid_ones_are_scored(stack_settings,
 
 def test_new_champion_is_hot_reloaded_and_names_its_version(stack_settings, champion, worker, telco_csv):
     from batch.cycle import run_cycle
-    from churn_stream.clients import csv_to_customer_events, make_storage, make_tracker, produce_records
+    from plumbing.clients import make_storage, make_tracker, produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     before = _health(stack_settings)["model_version"]
     second = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), margin=-1.0,
@@ -183,7 +187,8 @@ def test_churn_consume_prints_json_lines(stack_settings, worker, telco_csv):
     from click.testing import CliRunner
 
     from churn_stream.cli import main
-    from churn_stream.clients import csv_to_customer_events, produce_records
+    from plumbing.clients import produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     records = csv_to_customer_events(telco_csv, limit=5)
     produce_records(stack_settings, Topics.CUSTOMERS, records)
@@ -212,7 +217,8 @@ def test_new_champion_under_load_scores_within_2s_and_nothing_is_lost(stack_sett
     from datetime import datetime
 
     from batch.cycle import run_cycle
-    from churn_stream.clients import csv_to_customer_events, make_storage, make_tracker, produce_records
+    from plumbing.clients import make_storage, make_tracker, produce_records
+    from churn_stream.produce import csv_to_customer_events
     from schemas.events import new_event_id
 
     base = [(k, orjson.loads(v)) for k, v in csv_to_customer_events(telco_csv, limit=1000)]

@@ -12,7 +12,7 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_ta
                                                                                   telco_csv):
     from batch.cycle import run_cycle
     from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     storage, tracker = make_storage(stack_settings), make_tracker(stack_settings)
     weak = run_cycle(stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, margin=-1.0,

@@ -26,7 +26,7 @@ RATE = 250.0  # events/s: the stream keeps flowing through both rebalances
 @pytest.fixture(scope="module")
 def champions(stack_settings):
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     return run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO,
                      margin=-1.0)
@@ -35,7 +35,7 @@ def champions(stack_settings):
 async def _produce(settings, topic: str, records, rate: float) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
 
     producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all")
     await producer.start()
@@ -52,7 +52,7 @@ async def _produce(settings, topic: str, records, rate: float) -> None:
 async def _scored_ids(settings, topic: str, want: set[str], timeout_s: float) -> set[str]:
     from aiokafka import AIOKafkaConsumer
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
 
     consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings), group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
@@ -71,7 +71,7 @@ async def _scored_ids(settings, topic: str, want: set[str], timeout_s: float) ->
 async def _scenario(settings, records) -> dict:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
     from schemas.profiles import TELCO
     from stream_app.model_store import ModelStore
     from stream_app.worker import (BatchSender, ScoringLoop, WorkerStats, WorkerTopics, ensure_worker_topics,
@@ -134,7 +134,7 @@ async def _scenario(settings, records) -> dict:
 
 def test_batches_fetched_while_partitions_are_reassigned_are_scored_not_lost(stack_settings, champions, telco_csv,
                                                                              caplog):
-    from churn_stream.clients import csv_to_customer_events
+    from churn_stream.produce import csv_to_customer_events
 
     settings = stack_settings.with_overrides(topic_suffix="-rebalance", consumer_group="churn-scorer-rebalance")
     records = csv_to_customer_events(telco_csv, limit=EVENTS)

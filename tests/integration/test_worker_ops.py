@@ -39,7 +39,7 @@ def ops_settings(stack_settings):
 @pytest.fixture(scope="module")
 def champions(stack_settings):
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     result = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO,
                        margin=-1.0)
@@ -89,7 +89,8 @@ def _wait_metric(settings, name: str, labels: tuple, at_least: float, timeout_s:
 @pytest.fixture(scope="module")
 def produced(ops_settings, worker, telco_csv):
     """200 Telco events on customers-ops, and their scores and alerts once all are scored."""
-    from churn_stream.clients import csv_to_customer_events, produce_records
+    from plumbing.clients import produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     records = csv_to_customer_events(telco_csv, limit=200)
     ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -162,7 +163,8 @@ def test_dlq_replay_resends_fixed_records_and_lists_invalid_ones(ops_settings, p
     from click.testing import CliRunner
 
     from churn_stream.cli import main
-    from churn_stream.clients import csv_to_customer_events, produce_records
+    from plumbing.clients import produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     key, good = csv_to_customer_events(telco_csv, limit=1)[0]
     good_id = orjson.loads(good)["event_id"]
@@ -198,7 +200,8 @@ def test_dlq_replay_resends_fixed_records_and_lists_invalid_ones(ops_settings, p
 
 
 def test_shifted_batch_produces_a_drift_record(ops_settings, produced, telco_csv):
-    from churn_stream.clients import csv_to_customer_events, produce_records
+    from plumbing.clients import produce_records
+    from churn_stream.produce import csv_to_customer_events
 
     shifted = []
     for key, value in csv_to_customer_events(telco_csv, limit=1000):
@@ -231,7 +234,7 @@ def _committed_total(settings, topic: str, partitions: int) -> int:
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
 
     async def ask() -> int:
         admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
@@ -252,7 +255,8 @@ def test_sigterm_commits_every_acknowledged_batch(stack_settings, champions, tel
     The periodic commit is pushed out to 60 s, so every offset the group holds after the
     stop was committed by the shutdown path.
     """
-    from churn_stream.clients import csv_to_customer_events, produce_records, topic_partitions
+    from plumbing.clients import produce_records, topic_partitions
+    from churn_stream.produce import csv_to_customer_events
     from churn_stream.demo import start_worker, stop_worker, wait_worker_ready
     from churn_stream.stack import LocalStack
 

@@ -29,7 +29,7 @@ def _health(settings) -> dict:
 
 def test_worker_with_broker_down_logs_little_and_stops_on_sigterm():
     from batch.cycle import run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
     from churn_stream.demo import start_worker
     from churn_stream.stack import LocalStack
 

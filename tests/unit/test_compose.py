@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from churn_stream.cli import main as churn_cli
-from churn_stream.clients import kafka_kwargs
-from churn_stream.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings
+from plumbing.clients import kafka_kwargs
+from plumbing.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings
 from schemas.topics import Topics
 
 REPO = Path(__file__).resolve().parents[2]

@@ -231,7 +231,7 @@ def test_gate_time_on_telco_is_small(frame):
 
 
 def test_quality_config_from_settings():
-    from churn_stream.settings import Settings
+    from plumbing.settings import Settings
 
     cfg = QualityConfig.from_settings(Settings.from_env({"CHURN_DQ_MAX_SOURCE_AGE_H": "0",
                                                           "CHURN_DQ_FRESHNESS_FAIL": "true"}))

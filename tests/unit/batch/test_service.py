@@ -13,7 +13,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from batch.ingest import read_source_csv
 from batch.service import MISFIRE_GRACE_S, BatchService, concatenate_csvs, incoming_csv_keys
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 from schemas.profiles import TELCO
 
 
@@ -113,7 +113,7 @@ def test_shutdown_waits_for_the_running_job(service):
 def test_a_cycle_without_reachable_servers_fails_with_a_cycle_error(telco_csv):
     """Nothing listens on these ports: the cycle names the service, its endpoint and the stage."""
     from batch.cycle import CycleError, run_cycle, unreachable_services
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
     from churn_stream.stack import LocalStack
 
     s3_port, mlflow_port = LocalStack.free_ports(2)

@@ -7,7 +7,7 @@ import pytest
 
 from batch import zoo
 from batch.evaluation_artifacts import SCATTER_MAX_POINTS, scatter_sample
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 
 
 def test_default_caps_bound_sampled_wide_and_ensemble_models_only():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from churn_stream.bench_dashboard import (_rss_summary, _updates_summary, interval_periods, timer_callbacks,
+from churn_stream.bench.dashboard import (_rss_summary, _updates_summary, interval_periods, timer_callbacks,
                                           warmup_s)
 
 LAYOUT = {"type": "Div", "namespace": "dash_html_components", "props": {"children": [

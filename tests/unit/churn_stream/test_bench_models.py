@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from churn_stream.bench_models import _f1, tuned_f1_intervals
+from churn_stream.bench.models import _f1, tuned_f1_intervals
 
 
 def _data(n: int = 1400, seed: int = 3):
@@ -62,7 +62,7 @@ def test_nested_cv_repeats_the_protocol_on_outer_folds_of_the_training_part(tmp_
 
 
 def test_nested_cv_refuses_a_name_outside_the_zoo():
-    from churn_stream.bench_models import nested_cv
+    from churn_stream.bench.models import nested_cv
 
     with pytest.raises(ValueError, match="not zoo classifiers"):
         nested_cv(("logistic_regression", "lasso"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 from churn_stream.stack import (
     GRPC_OFFSET,
     SERVICES,

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from churn_stream.clients import csv_to_customer_events
+from churn_stream.produce import csv_to_customer_events
 from schemas.events import (
     SCHEMA_VERSION,
     CustomerEvent,

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from batch.features import classification_data
 from batch.ingest import read_source_csv
 from churn_stream.cli import main
-from churn_stream.clients import csv_to_customer_events
+from churn_stream.produce import csv_to_customer_events
 from schemas.jsonschema import json_schema_for
 from schemas.profiles import TELCO
 from schemas.topics import Topics

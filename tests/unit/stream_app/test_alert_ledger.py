@@ -9,7 +9,7 @@ import pytest
 
 from batch.features import classification_data
 from batch.ingest import read_source_csv
-from churn_stream.clients import csv_to_customer_events
+from churn_stream.produce import csv_to_customer_events
 from schemas.profiles import TELCO
 from scratch_models import LogisticRegression, ScoringPipeline
 from stream_app.alert_ledger import AlertLedger

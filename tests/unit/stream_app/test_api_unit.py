@@ -14,13 +14,13 @@ import numpy as np
 import orjson
 import pytest
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 from schemas.profiles import TELCO
 
 
 @pytest.fixture(scope="module")
 def telco_docs(telco_csv) -> list[dict]:
-    from churn_stream.clients import csv_to_customer_events
+    from churn_stream.produce import csv_to_customer_events
 
     return [orjson.loads(v) for _, v in csv_to_customer_events(telco_csv, limit=400)]
 

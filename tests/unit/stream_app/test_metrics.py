@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from batch.features import classification_data
 from batch.ingest import read_source_csv
-from churn_stream.clients import csv_to_customer_events
+from churn_stream.produce import csv_to_customer_events
 from schemas.events import ChurnAlert
 from schemas.profiles import TELCO
 from schemas.topics import Topics

@@ -17,7 +17,7 @@ import pytest
 
 from batch.features import classification_data, frame_columns
 from batch.ingest import read_source_csv
-from churn_stream.clients import csv_to_customer_events
+from churn_stream.produce import csv_to_customer_events
 from schemas.events import DeadLetter, ModelUpdatedEvent, ScoreEvent, ChurnAlert
 from schemas.profiles import TELCO
 from schemas.topics import Topics

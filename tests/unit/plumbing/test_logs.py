@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from churn_stream.logs import RepeatedMessageFilter, limit_repeated_logs
+from plumbing.logs import RepeatedMessageFilter, limit_repeated_logs
 
 
 class _Clock:

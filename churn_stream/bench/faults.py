@@ -62,7 +62,7 @@ from typing import Any
 import httpx
 import orjson
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,8 @@ def fault_stack(workdir: Path, *, ephemeral: bool, base: Settings | None = None)
         Settings to point at the stack (partitions, thresholds); default ``Settings()``.
     """
     from batch.cycle import run_cycle
-    from churn_stream.clients import csv_to_customer_events, ensure_topics, make_storage, make_tracker
+    from plumbing.clients import ensure_topics, make_storage, make_tracker
+    from churn_stream.produce import csv_to_customer_events
     from churn_stream.demo import TELCO_CSV
     from churn_stream.stack import LocalStack
 
@@ -314,7 +315,7 @@ class RobustProducer(threading.Thread):
     async def _produce(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        from churn_stream.clients import kafka_kwargs
+        from plumbing.clients import kafka_kwargs
 
         pending = list(range(len(self.records)))
         first_sent = 0
@@ -378,7 +379,7 @@ class ScenarioRun:
     async def _create_topics(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-        from churn_stream.clients import kafka_kwargs
+        from plumbing.clients import kafka_kwargs
 
         t = self.topics
         n = self.settings.topic_partitions
@@ -433,7 +434,7 @@ async def _input_duplicates(settings: Settings, topic: str) -> int:
     """Event ids written more than once to the input ``topic`` (a resend whose first acknowledgement was lost)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
     from stream_app.alert_ledger import log_end_offsets
 
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False)
@@ -469,7 +470,7 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
     ``alerts_topic`` to its end."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
     from stream_app.alert_ledger import log_end_offsets
 
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
@@ -716,7 +717,7 @@ def corrupt_artifact(env: FaultEnv, events: int = 10_000) -> FaultResult:
     SHA-256. The worker must refuse both, report it, keep its champion and keep scoring.
     """
     from batch.announce import publish_model_updated
-    from churn_stream.clients import make_tracker
+    from plumbing.clients import make_tracker
 
     champion = env.champion
 
@@ -799,7 +800,7 @@ class _StopMlflowOnAliasMove:
 
 def _champion_version(settings: Settings) -> str | None:
     from batch.promotion import CLASSIFIER_NAME, current_champion
-    from churn_stream.clients import make_tracker
+    from plumbing.clients import make_tracker
 
     champ = current_champion(make_tracker(settings), CLASSIFIER_NAME)
     return None if champ is None else str(champ.version)
@@ -809,7 +810,7 @@ def _batch_fault(env: FaultEnv, service: str, expected_stage: str) -> Callable[[
                                                                                dict[str, Any]]:
     """The fault of scenarios 6 and 7: a cycle with ``service`` going down, then a restart and a good cycle."""
     from batch.cycle import CycleError, run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:
         settings = env.settings

@@ -1,4 +1,4 @@
-"""Clients built from :class:`~churn_stream.settings.Settings`: S3 (MinIO client), MLflow, Kafka.
+"""Clients built from :class:`~plumbing.settings.Settings`: S3 (MinIO client), MLflow, Kafka.
 
 Entry points build these once and pass them down; jobs never build their own.
 The same code talks to the local stack (SeaweedFS, Tansu) and to production
@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -175,40 +175,6 @@ def produce_records(settings: Settings, topic: str, records: list[tuple[bytes | 
         Records acknowledged by the broker.
     """
     return asyncio.run(_produce(settings, topic, records, rate))
-
-
-def csv_to_customer_events(path: str | Path, dataset: str = "telco", limit: int | None = None) -> list[tuple[bytes, bytes]]:
-    """Customer events (key = customer id) from a source CSV, with fresh ids and UTC times.
-
-    Raises
-    ------
-    batch.ingest.IngestError
-        If the file does not match the dataset profile.
-    """
-    from batch.ingest import read_source_csv
-    from schemas.events import SCHEMA_VERSION, new_event_id, utc_now
-    from schemas.profiles import get_profile
-
-    profile = get_profile(dataset)
-    frame = read_source_csv(path, profile)
-    if limit is not None:
-        frame = frame.iloc[:limit]
-    out = []
-    for row in frame.to_dict(orient="records"):
-        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        row["event_id"] = new_event_id()
-        row["event_time"] = utc_now().isoformat()
-        row["schema_version"] = SCHEMA_VERSION
-        out.append((str(row[profile.id_column]).encode(), orjson.dumps(row)))
-    return out
-
-
-def produce_csv(settings: Settings, path: str | Path, topic: str = Topics.CUSTOMERS,
-                rate: float | None = None, limit: int | None = None, dataset: str = "telco") -> int:
-    """Produce a CSV's rows as customer events; return the count acknowledged."""
-    ensure_topics(settings)
-    records = csv_to_customer_events(path, dataset, limit)
-    return produce_records(settings, topic, records, rate)
 
 
 def decode_record(value: bytes | None) -> Any:

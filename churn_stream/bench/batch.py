@@ -197,7 +197,7 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
         Endpoints of S3, MLflow and Kafka, and the batch scaling settings.
     dataset : {"retail", "telco"}, default "retail"
     rows : int, default 1_000_000
@@ -223,7 +223,7 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
         On an unknown ``dataset`` or ``rows`` below 1.
     """
     from batch.cycle import DEFAULT_SOURCES, run_cycle
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.clients import make_storage, make_tracker
 
     if dataset not in TARGETS:
         raise ValueError(f"dataset: expected one of {sorted(TARGETS)}, got {dataset!r}")
@@ -298,7 +298,7 @@ def run_ensemble_curve(settings, *, rows: int = 600_000, sizes: tuple[int, ...] 
 
     Parameters
     ----------
-    settings : churn_stream.settings.Settings
+    settings : plumbing.settings.Settings
         Only ``batch_oof_max_rows`` is read.
     rows : int, default 600_000
         Source rows; the largest size must fit in the training part (0.72 ``rows``

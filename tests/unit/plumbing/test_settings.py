@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from churn_stream.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings, SettingsError
+from plumbing.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings, SettingsError
 
 SECRET = "s3cr3t-Production-Key-9f8e7d"
 ACCESS = "AKIA-prod-access-1234"

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def _count(text: Any) -> int | None:
 def _score_templates(settings: Settings) -> tuple[str, str, float]:
     """The champion's name, version and threshold when the registry has one (else placeholders)."""
     try:
-        from churn_stream.clients import make_tracker
+        from plumbing.clients import make_tracker
 
         mv = make_tracker(settings).get_model_version_by_alias("churn-classifier", "champion")
         return "churn-classifier", str(mv.version), 0.5
@@ -209,7 +209,7 @@ async def _feed(settings: Settings, rate: float, stop_at: float, counts: dict[st
 
     from aiokafka import AIOKafkaProducer
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
     from schemas.events import SCHEMA_VERSION
 
     suffix = settings.topic_suffix or ""
@@ -465,8 +465,8 @@ def run_bench_dashboard(settings: Settings, duration_s: float = DURATION_S, rate
         raise ValueError(f"rate: expected > 0 events/s, got {rate}")
     if not sample_s > 0:
         raise ValueError(f"sample_s: expected > 0 s, got {sample_s}")
-    from churn_stream.bench_api import _free_port, stop_api
-    from churn_stream.clients import ensure_topics
+    from churn_stream.bench.api import _free_port, stop_api
+    from plumbing.clients import ensure_topics
 
     ensure_topics(settings)
     # Tansu's memory:// storage keeps every record (no retention, no DeleteRecords): an hour at 2,000/s

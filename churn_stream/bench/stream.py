@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 
 #: Events sent (and waited for) before timing, so group joins and model loads are not timed.
 WARMUP_EVENTS = 200
@@ -165,7 +165,7 @@ def run_relay(args: argparse.Namespace) -> None:
 async def _create_topics(settings: Settings, names: list[str]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
 
     admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
     await admin.start()
@@ -181,7 +181,7 @@ async def _produce_and_collect(settings: Settings, in_topic: str, out_topic: str
     """Send ``records`` to ``in_topic`` and read ``out_topic`` until each event id has a score."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from churn_stream.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs
     from stream_app.worker import BatchSender
 
     ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -269,7 +269,7 @@ def _start_contender(kind: str, settings: Settings, topics: dict[str, str], grou
         from churn_stream.demo import start_worker
 
         return start_worker(settings.with_overrides(consumer_group=group), log_path)
-    args = [sys.executable, "-m", "churn_stream.bench_stream", kind, "--bootstrap", settings.kafka_bootstrap_servers,
+    args = [sys.executable, "-m", "churn_stream.bench.stream", kind, "--bootstrap", settings.kafka_bootstrap_servers,
             "--input", topics["in"], "--output", topics["out"], "--alerts", topics["alerts"], "--group", group,
             "--pipeline", str(pipeline_path), "--partitions", str(settings.topic_partitions),
             "--data-dir", str(log_path.parent / f"faust-{group}"), "--model-name", model["name"],
@@ -284,8 +284,8 @@ def _champion(settings: Settings, dst: Path) -> tuple[Path, dict[str, str]]:
     from mlflow.exceptions import MlflowException
 
     from batch.cycle import run_cycle
-    from churn_stream.artifacts import download_pipeline, version_artifact_uri
-    from churn_stream.clients import make_storage, make_tracker
+    from plumbing.artifacts import download_pipeline, version_artifact_uri
+    from plumbing.clients import make_storage, make_tracker
     from stream_app.model_store import CLASSIFIER_NAME
 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
@@ -332,7 +332,8 @@ def run_bench_stream(settings: Settings, events: int = 200_000, json_path: Path 
         ``naive_eps``, ``relay_eps``, ``worker_eps``, ``ratio_vs_naive``, ``ratio_vs_relay``,
         ``p50_ms``, ``p99_ms`` and details per contender.
     """
-    from churn_stream.clients import csv_to_customer_events, ensure_topics
+    from plumbing.clients import ensure_topics
+    from churn_stream.produce import csv_to_customer_events
     from churn_stream.demo import TELCO_CSV, replicate_events, stop_worker, wait_worker_ready
     from churn_stream.stack import LocalStack
 
@@ -430,7 +431,7 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry of the naive and relay contender processes (started by :func:`run_bench_stream`)."""
-    parser = argparse.ArgumentParser(prog="python -m churn_stream.bench_stream")
+    parser = argparse.ArgumentParser(prog="python -m churn_stream.bench.stream")
     parser.add_argument("kind", choices=("naive", "relay"))
     for opt in ("--bootstrap", "--input", "--output", "--alerts", "--group", "--pipeline", "--data-dir",
                 "--model-name", "--model-version"):

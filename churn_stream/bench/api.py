@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from churn_stream.settings import Settings
+from plumbing.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -351,7 +351,7 @@ def run_bench_api(settings: Settings, json_path: Path | None = None, rate: float
     """
     import httpx
 
-    from churn_stream.clients import csv_to_customer_events
+    from churn_stream.produce import csv_to_customer_events
     from batch.cycle import DEFAULT_SOURCES
 
     doc = orjson.loads(csv_to_customer_events(DEFAULT_SOURCES["telco"], limit=1)[0][1])
@@ -361,7 +361,7 @@ def run_bench_api(settings: Settings, json_path: Path | None = None, rate: float
 
     from mlflow.exceptions import MlflowException
 
-    from churn_stream.clients import make_tracker
+    from plumbing.clients import make_tracker
 
     try:
         make_tracker(settings).get_model_version_by_alias("churn-classifier", "champion")
