@@ -12,7 +12,10 @@ logger = logging.getLogger(__name__)
 
 
 def model_updated_event(registered: dict[str, Any]) -> ModelUpdatedEvent:
-    """The event announcing a registered version (see :func:`batch.promotion.register_version` and :func:`batch.promotion.promote`)."""
+    """The event announcing a registered version.
+
+    See :func:`batch.promotion.register_version` and :func:`batch.promotion.promote`.
+    """
     return ModelUpdatedEvent(
         event_id=new_event_id(),
         event_time=utc_now(),
@@ -32,7 +35,6 @@ def publish_model_updated(settings, registered: dict[str, Any]) -> ModelUpdatedE
 
     event = model_updated_event(registered)
     ensure_topics(settings)
-    produce_records(settings, Topics.MODEL_UPDATED,
-                    [(event.model_name.encode(), event.model_dump_json().encode())])
+    produce_records(settings, Topics.MODEL_UPDATED, [(event.model_name.encode(), event.model_dump_json().encode())])
     logger.info("announced model=%s version=%s alias=%s", event.model_name, event.model_version, event.alias)
     return event

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,14 @@ from batch.evaluation_artifacts import log_classifier_artifacts, log_loss_curve,
 from batch.features import classification_data, regression_data
 from batch.ingest import IngestError, read_source_csv, to_arrow
 from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME, promote, register_version
-from batch.training import (VALIDATION_SHARE, TrainedModel, plan_tasks, predict_in_chunks, train_classifier,
-                            train_regressor)
+from batch.training import (
+    VALIDATION_SHARE,
+    TrainedModel,
+    plan_tasks,
+    predict_in_chunks,
+    train_classifier,
+    train_regressor,
+)
 from schemas.profiles import get_profile
 from scratch_models.pipeline import ScoringPipeline
 
@@ -64,8 +70,10 @@ def unreachable_services(settings, timeout_s: float = 3.0) -> list[tuple[str, st
     server is there, not whether the request was right.
     """
     down = []
-    for service, url in (("S3", settings.s3_endpoint_url), ("MLflow", settings.mlflow_tracking_uri.rstrip("/")
-                                                               + "/health")):
+    for service, url in (
+        ("S3", settings.s3_endpoint_url),
+        ("MLflow", settings.mlflow_tracking_uri.rstrip("/") + "/health"),
+    ):
         try:
             urllib.request.urlopen(url, timeout=timeout_s).close()
         except urllib.error.HTTPError:
@@ -117,8 +125,9 @@ class CycleResult:
             "rows": self.rows,
             "models": {m.name: {k: round(v, 6) for k, v in m.metrics.items()} for m in self.models},
             "registered": self.registered,
-            "promoted": {k: {kk: vv for kk, vv in v.items() if kk != "feature_names"}
-                         for k, v in self.promoted.items()},
+            "promoted": {
+                k: {kk: vv for kk, vv in v.items() if kk != "feature_names"} for k, v in self.promoted.items()
+            },
             "announced": self.announced,
             "dq_status": self.quality.status if self.quality else None,
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
@@ -134,9 +143,18 @@ def _put_parquet(storage, bucket: str, key: str, table: pa.Table) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str | Path | None = None,
-              only: set[str] | None = None, announce: bool = True, margin: float = 0.0,
-              quality_config: quality.QualityConfig | None = None) -> CycleResult:
+def run_cycle(
+    settings,
+    storage,
+    tracker,
+    *,
+    dataset: str = "telco",
+    source: str | Path | None = None,
+    only: set[str] | None = None,
+    announce: bool = True,
+    margin: float = 0.0,
+    quality_config: quality.QualityConfig | None = None,
+) -> CycleResult:
     """Run one batch cycle.
 
     Parameters
@@ -171,8 +189,18 @@ def run_cycle(settings, storage, tracker, *, dataset: str = "telco", source: str
     """
     progress = {"stage": "start"}
     try:
-        return _run_cycle(settings, storage, tracker, dataset=dataset, source=source, only=only, announce=announce,
-                          margin=margin, quality_config=quality_config, progress=progress)
+        return _run_cycle(
+            settings,
+            storage,
+            tracker,
+            dataset=dataset,
+            source=source,
+            only=only,
+            announce=announce,
+            margin=margin,
+            quality_config=quality_config,
+            progress=progress,
+        )
     except (quality.DataQualityError, CycleError):
         raise
     except Exception as exc:
@@ -187,21 +215,23 @@ def _start_parent_run(tracker, dataset: str, cycle_id: str) -> tuple[str, str]:
     experiment = f"churn-{dataset}"
     exp = tracker.get_experiment_by_name(experiment)
     experiment_id = exp.experiment_id if exp else tracker.create_experiment(experiment)
-    parent = tracker.create_run(experiment_id, run_name=f"cycle-{cycle_id}",
-                                tags={"cycle_id": cycle_id, "dataset": dataset})
+    parent = tracker.create_run(
+        experiment_id, run_name=f"cycle-{cycle_id}", tags={"cycle_id": cycle_id, "dataset": dataset}
+    )
     return experiment_id, parent.info.run_id
 
 
-def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, margin, quality_config,
-               progress) -> CycleResult:
+def _run_cycle(
+    settings, storage, tracker, *, dataset, source, only, announce, margin, quality_config, progress
+) -> CycleResult:
     from plumbing.clients import ensure_buckets
 
     profile = get_profile(dataset)
     src = Path(source) if source is not None else DEFAULT_SOURCES[dataset]
-    cycle_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    cycle_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     timings: dict[str, float] = {}
     dq_config = quality_config or quality.QualityConfig.from_settings(settings)
-    source_time = datetime.fromtimestamp(src.stat().st_mtime, timezone.utc) if src.exists() else None
+    source_time = datetime.fromtimestamp(src.stat().st_mtime, UTC) if src.exists() else None
     gate = dict(profile=profile, cycle_id=cycle_id, source=src.name, source_time=source_time, config=dq_config)
 
     t0 = time.perf_counter()
@@ -228,10 +258,13 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
     t0 = time.perf_counter()
     progress["stage"] = "features"
     data = classification_data(frame, profile)
-    processed = pa.table({name: data.X_train[:, j] for j, name in enumerate(data.feature_names)}
-                         | {profile.classification_target: data.y_train})
-    processed_uri = _put_parquet(storage, "processed-data", f"{dataset}/{cycle_id}/classification_train.parquet",
-                                 processed)
+    processed = pa.table(
+        {name: data.X_train[:, j] for j, name in enumerate(data.feature_names)}
+        | {profile.classification_target: data.y_train}
+    )
+    processed_uri = _put_parquet(
+        storage, "processed-data", f"{dataset}/{cycle_id}/classification_train.parquet", processed
+    )
     del processed
     timings["features"] = time.perf_counter() - t0
 
@@ -241,8 +274,10 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
 
     t0 = time.perf_counter()
     # The stream's drift reference: computed once per task from the whole training part.
-    references = {"classification": reference_profile(data.preprocessor, data.X_train),
-                  "regression": reference_profile(reg_data.preprocessor, reg_data.X_train)}
+    references = {
+        "classification": reference_profile(data.preprocessor, data.X_train),
+        "regression": reference_profile(reg_data.preprocessor, reg_data.X_train),
+    }
     caps = zoo.sample_caps(settings)
     cls_plan, reg_plan = plan_tasks(data, reg_data, oof_max_rows=settings.batch_oof_max_rows, sample_caps=caps)
     timings["features"] += time.perf_counter() - t0
@@ -254,25 +289,40 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
     # their champions never compete with (or hot-reload over) the Telco ones.
     prefix = "" if dataset == "telco" else f"{dataset}-"
     tasks = [
-        ("classification", prefix + CLASSIFIER_NAME, "roc_auc", data, zoo.classifiers(only),
-         lambda name, factory, d: train_classifier(name, factory, d, plan=cls_plan)),
-        ("regression", prefix + REGRESSOR_NAME, "r2", reg_data, zoo.regressors(only),
-         lambda name, factory, d: train_regressor(name, factory, d, plan=reg_plan)),
+        (
+            "classification",
+            prefix + CLASSIFIER_NAME,
+            "roc_auc",
+            data,
+            zoo.classifiers(only),
+            lambda name, factory, d: train_classifier(name, factory, d, plan=cls_plan),
+        ),
+        (
+            "regression",
+            prefix + REGRESSOR_NAME,
+            "r2",
+            reg_data,
+            zoo.regressors(only),
+            lambda name, factory, d: train_regressor(name, factory, d, plan=reg_plan),
+        ),
     ]
     try:
         tracker.log_param(parent_id, "source", str(src.name))
         tracker.log_param(parent_id, "raw_uri", raw_uri)
         tracker.log_param(parent_id, "processed_uri", processed_uri)
         # How this cycle scaled its training, so the run says what it did.
-        for key, value in {"rows": len(frame), "train_rows": int(data.y_train.shape[0]),
-                           "threshold_method": cls_plan.threshold_method,
-                           "validation_share": VALIDATION_SHARE if cls_plan.X_val is not None else 0.0,
-                           "batch_oof_max_rows": settings.batch_oof_max_rows,
-                           "batch_sample_max_rows": settings.batch_sample_max_rows,
-                           "batch_poly_max_rows": settings.batch_poly_max_rows,
-                           "batch_fit_max_rows": settings.batch_fit_max_rows,
-                           "batch_ensemble_max_rows": settings.batch_ensemble_max_rows,
-                           "batch_blas_threads": settings.batch_blas_threads}.items():
+        for key, value in {
+            "rows": len(frame),
+            "train_rows": int(data.y_train.shape[0]),
+            "threshold_method": cls_plan.threshold_method,
+            "validation_share": VALIDATION_SHARE if cls_plan.X_val is not None else 0.0,
+            "batch_oof_max_rows": settings.batch_oof_max_rows,
+            "batch_sample_max_rows": settings.batch_sample_max_rows,
+            "batch_poly_max_rows": settings.batch_poly_max_rows,
+            "batch_fit_max_rows": settings.batch_fit_max_rows,
+            "batch_ensemble_max_rows": settings.batch_ensemble_max_rows,
+            "batch_blas_threads": settings.batch_blas_threads,
+        }.items():
             tracker.log_param(parent_id, key, value)
         t0 = time.perf_counter()
         progress["stage"] = "quality"
@@ -280,8 +330,10 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
         timings["quality"] = time.perf_counter() - t0
         # The hold-out rows as read: the current champions are re-scored on them before promotion.
         holdout_frame = frame.iloc[data.test_idx]
-        holdouts = {prefix + CLASSIFIER_NAME: (holdout_frame, data.y_test),
-                    prefix + REGRESSOR_NAME: (holdout_frame, reg_data.y_test)}
+        holdouts = {
+            prefix + CLASSIFIER_NAME: (holdout_frame, data.y_test),
+            prefix + REGRESSOR_NAME: (holdout_frame, reg_data.y_test),
+        }
         frame = None  # the featurised matrices are all training needs from here on
         for key in ("fit", "tune_threshold", "evaluate", "log_models"):
             timings[key] = 0.0
@@ -291,8 +343,14 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
                 t0 = time.perf_counter()
                 progress["stage"] = f"train_{task}"
                 versions = []
-                bar = tqdm(factories.items(), desc=f"{dataset} {task}", unit="model", file=sys.stderr,
-                           disable=not sys.stderr.isatty(), leave=False)
+                bar = tqdm(
+                    factories.items(),
+                    desc=f"{dataset} {task}",
+                    unit="model",
+                    file=sys.stderr,
+                    disable=not sys.stderr.isatty(),
+                    leave=False,
+                )
                 for name, factory in bar:
                     bar.set_postfix_str(name)
                     trained = train(name, factory, task_data)
@@ -301,12 +359,30 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
                     timings["tune_threshold"] += trained.metrics.get("tune_s", 0.0)
                     timings["evaluate"] += trained.metrics["eval_s"]
                     t1 = time.perf_counter()
-                    run_id, path = _log_model_run(tracker, experiment_id, parent_id, cycle_id, dataset, task,
-                                                  trained, task_data, Path(tmp), references[task])
-                    versions.append(register_version(
-                        tracker, registered_name, run_id, path, trained.metrics,
-                        feature_names=list(task_data.preprocessor.feature_names_in_), model=name, metric=metric,
-                    ))
+                    run_id, path = _log_model_run(
+                        tracker,
+                        experiment_id,
+                        parent_id,
+                        cycle_id,
+                        dataset,
+                        task,
+                        trained,
+                        task_data,
+                        Path(tmp),
+                        references[task],
+                    )
+                    versions.append(
+                        register_version(
+                            tracker,
+                            registered_name,
+                            run_id,
+                            path,
+                            trained.metrics,
+                            feature_names=list(task_data.preprocessor.feature_names_in_),
+                            model=name,
+                            metric=metric,
+                        )
+                    )
                     trained.holdout_pred = None  # logged; keep the result small
                     timings["log_models"] += time.perf_counter() - t1
                 timings[f"train_{task}"] = time.perf_counter() - t0
@@ -319,8 +395,13 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
             for registered_name, metric, versions in candidates:
                 best = max(versions, key=lambda v: v["metrics"][metric])
                 result.promoted[registered_name] = promote(
-                    tracker, best, metric, margin, holdout=holdouts[registered_name],
-                    max_champion_drop=settings.promotion_max_champion_drop)
+                    tracker,
+                    best,
+                    metric,
+                    margin,
+                    holdout=holdouts[registered_name],
+                    max_champion_drop=settings.promotion_max_champion_drop,
+                )
             timings["promote"] = time.perf_counter() - t0
             if not result.promoted:
                 raise ValueError(f"no model trained (only={only})")
@@ -341,8 +422,11 @@ def _run_cycle(settings, storage, tracker, *, dataset, source, only, announce, m
         if status == "FINISHED" or not any(s == "MLflow" for s, _ in unreachable_services(settings)):
             tracker.set_terminated(parent_id, status)
     result.timings_s = timings
-    logger.info("cycle done cycle_id=%s promoted=%s", cycle_id,
-                {k: (v["model"], v["model_version"], v["alias"]) for k, v in result.promoted.items()})
+    logger.info(
+        "cycle done cycle_id=%s promoted=%s",
+        cycle_id,
+        {k: (v["model"], v["model_version"], v["alias"]) for k, v in result.promoted.items()},
+    )
     return result
 
 
@@ -374,22 +458,41 @@ def blas_threads(n: int):
     return threadpool_limits(limits=n, user_api="blas") if n else contextlib.nullcontext()
 
 
-def _log_model_run(tracker, experiment_id: str, parent_id: str, cycle_id: str, dataset: str, task: str,
-                   trained: TrainedModel, data, tmp: Path, reference: dict[str, Any]) -> tuple[str, Path]:
+def _log_model_run(
+    tracker,
+    experiment_id: str,
+    parent_id: str,
+    cycle_id: str,
+    dataset: str,
+    task: str,
+    trained: TrainedModel,
+    data,
+    tmp: Path,
+    reference: dict[str, Any],
+) -> tuple[str, Path]:
     """One nested MLflow run per model: params, hold-out metrics and the pipeline artifact."""
-    run = tracker.create_run(experiment_id, run_name=trained.name,
-                             tags={"mlflow.parentRunId": parent_id, "model": trained.name,
-                                   "task": task, "cycle_id": cycle_id})
+    run = tracker.create_run(
+        experiment_id,
+        run_name=trained.name,
+        tags={"mlflow.parentRunId": parent_id, "model": trained.name, "task": task, "cycle_id": cycle_id},
+    )
     run_id = run.info.run_id
     for k, v in trained.params.items():
         tracker.log_param(run_id, k, v)
     for k, v in trained.metrics.items():
         tracker.log_metric(run_id, k, v)
     pipeline = ScoringPipeline(
-        data.preprocessor, trained.model, trained.threshold,
-        metadata={"dataset": dataset, "model": trained.name, "task": task, "cycle_id": cycle_id,
-                  "metrics": trained.metrics,
-                  "reference_profile": reference},
+        data.preprocessor,
+        trained.model,
+        trained.threshold,
+        metadata={
+            "dataset": dataset,
+            "model": trained.name,
+            "task": task,
+            "cycle_id": cycle_id,
+            "metrics": trained.metrics,
+            "reference_profile": reference,
+        },
     )
     path = pipeline.save(tmp / task / trained.name / "pipeline.npz")
     tracker.log_artifact(run_id, str(path), artifact_path="model")
@@ -442,7 +545,7 @@ def reference_profile(preprocessor, X_train) -> dict[str, Any]:
     categorical: dict[str, Any] = {}
     col = len(preprocessor.numeric_features)
     for name, cats in zip(preprocessor.categorical_features, preprocessor.categories_):
-        block = X[:, col:col + len(cats)]
+        block = X[:, col : col + len(cats)]
         col += len(cats)
         categorical[name] = {"categories": [str(c) for c in cats], "proportions": block.mean(axis=0).tolist()}
     return {"n_rows": int(X.shape[0]), "numeric": numeric, "categorical": categorical}
@@ -452,18 +555,30 @@ def comparison_report(models: list[TrainedModel]) -> str:
     """Markdown table of every model's hold-out metrics, best per task first."""
     cls = sorted((m for m in models if "roc_auc" in m.metrics), key=lambda m: -m.metrics["roc_auc"])
     reg = sorted((m for m in models if "r2" in m.metrics), key=lambda m: -m.metrics["r2"])
-    lines = ["## Classifiers (hold-out)", "", "| model | ROC-AUC | F1 @0.5 | F1 tuned | threshold | fit s |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "## Classifiers (hold-out)",
+        "",
+        "| model | ROC-AUC | F1 @0.5 | F1 tuned | threshold | fit s |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in cls:
         x = m.metrics
-        lines.append(f"| {m.name} | {x['roc_auc']:.4f} | {x['f1']:.4f} | {x['f1_tuned']:.4f} | "
-                     f"{x['threshold']:.3f} | {x['fit_s']:.2f} |")
-    lines += ["", "## Regressors of TotalCharges (hold-out)", "", "| model | R^2 | RMSE | MAE | MAPE % | fit s |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {m.name} | {x['roc_auc']:.4f} | {x['f1']:.4f} | {x['f1_tuned']:.4f} | "
+            f"{x['threshold']:.3f} | {x['fit_s']:.2f} |"
+        )
+    lines += [
+        "",
+        "## Regressors of TotalCharges (hold-out)",
+        "",
+        "| model | R^2 | RMSE | MAE | MAPE % | fit s |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in reg:
         x = m.metrics
-        lines.append(f"| {m.name} | {x['r2']:.5f} | {x['rmse']:.2f} | {x['mae']:.2f} | {x['mape']:.2f} | "
-                     f"{x['fit_s']:.2f} |")
+        lines.append(
+            f"| {m.name} | {x['r2']:.5f} | {x['rmse']:.2f} | {x['mae']:.2f} | {x['mape']:.2f} | {x['fit_s']:.2f} |"
+        )
     if cls:
         lines += ["", f"Best classifier: **{cls[0].name}**."]
     if reg:

@@ -22,8 +22,9 @@ def _figure():
     return plt.subplots(figsize=(4.5, 4.0), dpi=100)
 
 
-def log_classifier_artifacts(tracker, run_id: str, name: str, y_test: np.ndarray, proba: np.ndarray,
-                             threshold: float) -> dict[str, Any]:
+def log_classifier_artifacts(
+    tracker, run_id: str, name: str, y_test: np.ndarray, proba: np.ndarray, threshold: float
+) -> dict[str, Any]:
     """Log ``roc_curve.json``, ``pr_curve.json``, ``confusion_matrix.json`` and their PNG plots.
 
     Also logs ``tn``, ``fp``, ``fn``, ``tp`` as metrics. Returns the confusion counts.
@@ -57,8 +58,15 @@ def log_classifier_artifacts(tracker, run_id: str, name: str, y_test: np.ndarray
     ax.imshow(grid, cmap="Blues")
     for (i, j), v in np.ndenumerate(grid):
         ax.text(j, i, str(v), ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["stay", "churn"], yticklabels=["stay", "churn"],
-           xlabel="predicted", ylabel="actual", title=f"Confusion matrix @ {threshold:.3f}")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["stay", "churn"],
+        yticklabels=["stay", "churn"],
+        xlabel="predicted",
+        ylabel="actual",
+        title=f"Confusion matrix @ {threshold:.3f}",
+    )
     tracker.log_figure(run_id, fig, "eval/confusion_matrix.png")
     plt.close(fig)
     return cm
@@ -69,8 +77,9 @@ def log_classifier_artifacts(tracker, run_id: str, name: str, y_test: np.ndarray
 SCATTER_MAX_POINTS = 5_000
 
 
-def scatter_sample(y_test: np.ndarray, y_pred: np.ndarray, max_points: int = SCATTER_MAX_POINTS,
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def scatter_sample(
+    y_test: np.ndarray, y_pred: np.ndarray, max_points: int = SCATTER_MAX_POINTS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """At most ``max_points`` ``(actual, predicted)`` pairs, a seeded uniform sample in row order.
 
     Parameters

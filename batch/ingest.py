@@ -41,8 +41,10 @@ class IngestError(ValueError):
 def arrow_schema(profile: DatasetProfile) -> pa.Schema:
     """The explicit Arrow schema of a profile's typed frame (event field names)."""
     return pa.schema(
-        [pa.field(name, _ARROW_TYPES[profile.source_types[name]], nullable=False)
-         for name in profile.source_columns.values()]
+        [
+            pa.field(name, _ARROW_TYPES[profile.source_types[name]], nullable=False)
+            for name in profile.source_columns.values()
+        ]
     )
 
 
@@ -50,8 +52,7 @@ def _bad(column: str, raw, mask: np.ndarray, expected: str) -> IngestError:
     idx = int(np.flatnonzero(mask)[0])
     value = raw[idx].as_py() if isinstance(raw, (pa.Array, pa.ChunkedArray)) else raw.iloc[idx]
     return IngestError(
-        f"{column}: expected {expected}, got {value!r} at data row {idx + 1} "
-        f"({int(mask.sum())} bad value(s) in all)"
+        f"{column}: expected {expected}, got {value!r} at data row {idx + 1} ({int(mask.sum())} bad value(s) in all)"
     )
 
 
@@ -70,8 +71,9 @@ def _to_number(text: pa.ChunkedArray) -> np.ndarray:
     try:
         return pc.cast(blank_as_null, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False)).replace("", np.nan),
-                             errors="coerce").to_numpy(dtype=np.float64)
+        return pd.to_numeric(
+            pd.Series(text.to_numpy(zero_copy_only=False)).replace("", np.nan), errors="coerce"
+        ).to_numpy(dtype=np.float64)
 
 
 def _parse_column(raw: pa.ChunkedArray, kind: str, column: str):
@@ -181,8 +183,11 @@ def read_source_csv(path: str | Path, profile: DatasetProfile) -> pd.DataFrame:
             path,
             read_options=pa_csv.ReadOptions(skip_rows=1, column_names=raw_names),
             convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in raw_names}, include_columns=wanted,
-                strings_can_be_null=False, quoted_strings_can_be_null=False),
+                column_types={name: pa.string() for name in raw_names},
+                include_columns=wanted,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
     except pa.ArrowInvalid as exc:
         if "UTF8" in str(exc) or "UTF-8" in str(exc):
@@ -199,8 +204,12 @@ def read_source_csv(path: str | Path, profile: DatasetProfile) -> pd.DataFrame:
         if blank.any():
             with_tenure = blank & (frame["tenure_months"].to_numpy() > 0)
             if with_tenure.any():
-                raise _bad("TotalCharges", table.column(by_field["TotalCharges"]), with_tenure,
-                           "a number (blank is only valid for tenure 0)")
+                raise _bad(
+                    "TotalCharges",
+                    table.column(by_field["TotalCharges"]),
+                    with_tenure,
+                    "a number (blank is only valid for tenure 0)",
+                )
             frame.loc[blank, "total_charges_usd"] = 0.0
             logger.info("blank TotalCharges read as 0.0 for tenure-0 customers count=%d", int(blank.sum()))
     del table

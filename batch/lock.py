@@ -10,7 +10,6 @@ after the expiry and a live one never is. Every write is read back to verify the
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -41,8 +40,9 @@ class S3Lock:
         Default: ``<host>:<pid>:<random>``, unique per instance.
     """
 
-    def __init__(self, storage, bucket: str = LOCK_BUCKET, key: str = LOCK_KEY, ttl_s: float = 600.0,
-                 owner: str | None = None) -> None:
+    def __init__(
+        self, storage, bucket: str = LOCK_BUCKET, key: str = LOCK_KEY, ttl_s: float = 600.0, owner: str | None = None
+    ) -> None:
         self.storage = storage
         self.bucket = bucket
         self.key = key
@@ -66,8 +66,9 @@ class S3Lock:
         try:
             # minio's public put_object turns unknown headers into x-amz-meta-*; the
             # conditional headers must reach the server as they are.
-            result = self.storage._put_object(self.bucket, self.key, body,
-                                              headers={"Content-Type": "application/json", **condition})
+            result = self.storage._put_object(
+                self.bucket, self.key, body, headers={"Content-Type": "application/json", **condition}
+            )
         except S3Error as err:
             if err.code in _LOST:
                 return None
@@ -126,8 +127,13 @@ class S3Lock:
             return False
         # Expired: replace exactly the record we read; of several contenders one wins.
         if self._verified(self._put({"If-Match": f'"{etag}"'})):
-            logger.warning("lock taken over key=%s owner=%s expired_holder=%s expired_s_ago=%.0f",
-                           self.key, self.owner, record.get("owner"), -left)
+            logger.warning(
+                "lock taken over key=%s owner=%s expired_holder=%s expired_s_ago=%.0f",
+                self.key,
+                self.owner,
+                record.get("owner"),
+                -left,
+            )
             return True
         return False
 
@@ -153,7 +159,7 @@ class S3Lock:
         """Whether this instance believes it holds the lock (last write verified)."""
         return self._etag is not None
 
-    def held(self) -> "_Lease":
+    def held(self) -> _Lease:
         """Context manager: renew every ``ttl_s / 3`` s in a thread while the body runs, release after.
 
         Use only after :meth:`acquire` returned True.
@@ -185,5 +191,10 @@ class _Lease:
         try:
             self.lock.release()
         except Exception:  # S3 down: the lease expires on its own
-            logger.warning("lock release failed key=%s owner=%s; it expires after %g s", self.lock.key,
-                           self.lock.owner, self.lock.ttl_s, exc_info=True)
+            logger.warning(
+                "lock release failed key=%s owner=%s; it expires after %g s",
+                self.lock.key,
+                self.lock.owner,
+                self.lock.ttl_s,
+                exc_info=True,
+            )

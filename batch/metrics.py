@@ -157,5 +157,9 @@ def confusion_counts(y_true: np.ndarray, proba: np.ndarray, threshold: float) ->
     """``tn``, ``fp``, ``fn``, ``tp`` at ``threshold`` (positive when ``proba >= threshold``)."""
     y = np.asarray(y_true).astype(bool)
     pred = np.asarray(proba) >= threshold
-    return {"tn": int(np.sum(~pred & ~y)), "fp": int(np.sum(pred & ~y)),
-            "fn": int(np.sum(~pred & y)), "tp": int(np.sum(pred & y))}
+    return {
+        "tn": int(np.sum(~pred & ~y)),
+        "fp": int(np.sum(pred & ~y)),
+        "fn": int(np.sum(~pred & y)),
+        "tp": int(np.sum(pred & y)),
+    }

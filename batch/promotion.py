@@ -29,8 +29,16 @@ def current_champion(tracker, name: str):
         return None
 
 
-def register_version(tracker, name: str, run_id: str, local_path: str | Path, metrics: dict[str, float],
-                     feature_names: list[str], model: str, metric: str) -> dict[str, Any]:
+def register_version(
+    tracker,
+    name: str,
+    run_id: str,
+    local_path: str | Path,
+    metrics: dict[str, float],
+    feature_names: list[str],
+    model: str,
+    metric: str,
+) -> dict[str, Any]:
     """Register the run's artifact as a new version of ``name`` and verify it.
 
     The artifact is downloaded back through the tracking server and checked
@@ -110,14 +118,28 @@ def champion_on_holdout(tracker, champ, metric: str, holdout) -> float | None:
             return roc_auc(y_true, pipeline.predict_proba(columns))
         return regression_metrics(y_true, pipeline.predict(columns))[metric]
     except (MlflowException, ArtifactError, ArtifactVerificationError, KeyError, ValueError, OSError) as exc:
-        logger.warning("champion version=%s of %s not re-scored on this hold-out (%s: %s); comparing with its "
-                       "registered %s", champ.version, champ.name, type(exc).__name__, exc, metric)
+        logger.warning(
+            "champion version=%s of %s not re-scored on this hold-out (%s: %s); comparing with its registered %s",
+            champ.version,
+            champ.name,
+            type(exc).__name__,
+            exc,
+            metric,
+        )
         return None
 
 
-def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0,
-            holdout=None, max_champion_drop: float | None = None) -> dict[str, Any]:
-    """Give ``candidate`` the ``champion`` alias if it beats the current one by more than ``margin``, else ``challenger``.
+def promote(
+    tracker,
+    candidate: dict[str, Any],
+    metric: str,
+    margin: float = 0.0,
+    holdout=None,
+    max_champion_drop: float | None = None,
+) -> dict[str, Any]:
+    """Give ``candidate`` the ``champion`` alias if it beats the current one by more than ``margin``.
+
+    Otherwise it gets ``challenger``.
 
     Both are measured on the same rows: the current champion is re-scored on the
     candidate's hold-out (:func:`champion_on_holdout`) when ``holdout`` is given; its
@@ -160,14 +182,23 @@ def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0
         rescored = champion_on_holdout(tracker, champ, metric, holdout) if holdout is not None else None
         registered = float(champ.tags.get(metric, "-inf"))
         champ_score = rescored if rescored is not None else registered
-        compared = {"champion_version": str(champ.version), f"champion_{metric}": champ_score,
-                    "champion_metric_source": "this hold-out" if rescored is not None else "registered tag"}
+        compared = {
+            "champion_version": str(champ.version),
+            f"champion_{metric}": champ_score,
+            "champion_metric_source": "this hold-out" if rescored is not None else "registered tag",
+        }
         if rescored is not None and registered - rescored > CHAMPION_DROP_WARN:
             compared[f"champion_registered_{metric}"] = registered
-            logger.warning("champion version=%s of %s scores %s=%.4f on this cycle's data against %.4f on its own: "
-                           "the labels or their relation to the features changed (concept drift, or a labelling "
-                           "error in the source); check the source before relying on the new champion",
-                           champ.version, name, metric, rescored, registered)
+            logger.warning(
+                "champion version=%s of %s scores %s=%.4f on this cycle's data against %.4f on its own: "
+                "the labels or their relation to the features changed (concept drift, or a labelling "
+                "error in the source); check the source before relying on the new champion",
+                champ.version,
+                name,
+                metric,
+                rescored,
+                registered,
+            )
         # "Beats" is strict: an identical retrain keeps the champion in service.
         if not candidate["metrics"][metric] > champ_score + margin:
             alias = "challenger"
@@ -175,12 +206,22 @@ def promote(tracker, candidate: dict[str, Any], metric: str, margin: float = 0.0
             alias = "challenger"
             compared["promotion_held"] = (
                 f"champion {metric} fell from {registered:.4f} to {rescored:.4f} on this data (more than "
-                f"{max_champion_drop}); not promoted automatically: check the source, then move the alias by hand")
-            logger.warning("promotion held model=%s version=%s: %s", name, candidate["model_version"],
-                           compared["promotion_held"])
+                f"{max_champion_drop}); not promoted automatically: check the source, then move the alias by hand"
+            )
+            logger.warning(
+                "promotion held model=%s version=%s: %s", name, candidate["model_version"], compared["promotion_held"]
+            )
     tracker.set_registered_model_alias(name, alias, candidate["model_version"])
-    logger.info("promoted model=%s version=%s alias=%s %s=%.4f%s", name, candidate["model_version"], alias, metric,
-                candidate["metrics"][metric],
-                "" if not compared else f" against champion version={compared['champion_version']} "
-                f"{metric}={compared[f'champion_{metric}']:.4f} ({compared['champion_metric_source']})")
+    logger.info(
+        "promoted model=%s version=%s alias=%s %s=%.4f%s",
+        name,
+        candidate["model_version"],
+        alias,
+        metric,
+        candidate["metrics"][metric],
+        ""
+        if not compared
+        else f" against champion version={compared['champion_version']} "
+        f"{metric}={compared[f'champion_{metric}']:.4f} ({compared['champion_metric_source']})",
+    )
     return dict(candidate, alias=alias, **compared)

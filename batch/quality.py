@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ class DataQualityError(ValueError):
     report : DataQualityReport
     """
 
-    def __init__(self, report: "DataQualityReport") -> None:
+    def __init__(self, report: DataQualityReport) -> None:
         self.report = report
         super().__init__(report.failure_message())
 
@@ -94,7 +94,7 @@ class QualityConfig:
     psi_fail: float = 0.25
 
     @classmethod
-    def from_settings(cls, settings) -> "QualityConfig":
+    def from_settings(cls, settings) -> QualityConfig:
         """The thresholds that settings carry (``CHURN_DQ_*``), defaults for the rest."""
         age = getattr(settings, "dq_max_source_age_h", 48)
         return cls(
@@ -135,7 +135,7 @@ class DataQualityReport:
     rows: int = 0
     checks: list[CheckResult] = field(default_factory=list)
     reference_cycle: str | None = None
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     duration_s: float = 0.0
 
     @property
@@ -170,16 +170,26 @@ class DataQualityReport:
 
     def to_markdown(self) -> str:
         """The report as Markdown: one table of checks, then PSI per feature."""
-        lines = [f"# Data-quality report: {self.dataset} cycle {self.cycle_id}", "",
-                 f"**Status: {self.status.upper()}**  ", f"source `{self.source}`, {self.rows} rows, "
-                 f"checked in {self.duration_s:.2f} s at {self.created_at}", "",
-                 "| check | status | finding |", "|---|---|---|"]
+        lines = [
+            f"# Data-quality report: {self.dataset} cycle {self.cycle_id}",
+            "",
+            f"**Status: {self.status.upper()}**  ",
+            f"source `{self.source}`, {self.rows} rows, checked in {self.duration_s:.2f} s at {self.created_at}",
+            "",
+            "| check | status | finding |",
+            "|---|---|---|",
+        ]
         for c in self.checks:
             lines.append(f"| {c.name} | {c.status.upper()} | {c.message.replace('|', '/')} |")
         psi = self.checks and next((c for c in self.checks if c.name == "drift"), None)
         if psi and psi.details.get("psi"):
-            lines += ["", f"## PSI per feature (reference cycle {self.reference_cycle})", "",
-                      "| feature | kind | PSI | status |", "|---|---|---|---|"]
+            lines += [
+                "",
+                f"## PSI per feature (reference cycle {self.reference_cycle})",
+                "",
+                "| feature | kind | PSI | status |",
+                "|---|---|---|---|",
+            ]
             for name, row in sorted(psi.details["psi"].items(), key=lambda kv: -kv[1]["psi"]):
                 lines.append(f"| {name} | {row['kind']} | {row['psi']:.4f} | {row['status'].upper()} |")
         return "\n".join(lines) + "\n"
@@ -261,16 +271,17 @@ def check_freshness(source_time: datetime | None, config: QualityConfig, now: da
     """Age of the source (file mtime or newest object) against ``config.max_source_age_h``."""
     if source_time is None or config.max_source_age_h is None:
         return CheckResult("freshness", PASS, "not checked (no source time or no maximum age configured)")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     age_h = (now - source_time).total_seconds() / 3600.0
-    details = {"source_time": source_time.isoformat(), "age_h": round(age_h, 3),
-               "max_age_h": config.max_source_age_h}
+    details = {"source_time": source_time.isoformat(), "age_h": round(age_h, 3), "max_age_h": config.max_source_age_h}
     if age_h <= config.max_source_age_h:
-        return CheckResult("freshness", PASS, f"source is {age_h:.1f} h old (max {config.max_source_age_h:g} h)",
-                           details)
+        return CheckResult(
+            "freshness", PASS, f"source is {age_h:.1f} h old (max {config.max_source_age_h:g} h)", details
+        )
     status = FAIL if config.freshness_fail else WARN
-    return CheckResult("freshness", status, f"source is {age_h:.1f} h old, older than max "
-                       f"{config.max_source_age_h:g} h", details)
+    return CheckResult(
+        "freshness", status, f"source is {age_h:.1f} h old, older than max {config.max_source_age_h:g} h", details
+    )
 
 
 def check_completeness(frame: pd.DataFrame, config: QualityConfig) -> CheckResult:
@@ -287,10 +298,12 @@ def check_completeness(frame: pd.DataFrame, config: QualityConfig) -> CheckResul
     details = {"null_share": {k: round(v, 6) for k, v in shares.items()}, "max_null_share": config.max_null_share}
     if bad:
         listed = ", ".join(f"{k}={v:.3f}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
-        return CheckResult("completeness", FAIL, f"null/blank share above {config.max_null_share:g}: {listed}",
-                           details)
-    msg = "no nulls or blanks" if not worst or shares[worst] == 0 else \
-        f"largest null/blank share {worst}={shares[worst]:.4f} (max {config.max_null_share:g})"
+        return CheckResult("completeness", FAIL, f"null/blank share above {config.max_null_share:g}: {listed}", details)
+    msg = (
+        "no nulls or blanks"
+        if not worst or shares[worst] == 0
+        else f"largest null/blank share {worst}={shares[worst]:.4f} (max {config.max_null_share:g})"
+    )
     return CheckResult("completeness", PASS, msg, details)
 
 
@@ -305,10 +318,16 @@ def check_regression_target(frame: pd.DataFrame, profile: DatasetProfile, config
     negatives = int(np.sum(y < 0))
     median, top = float(np.median(y)), float(np.max(y))
     ratio = top / median if median > 0 else float("inf")
-    details = {"column": name, "nonpositive_share": round(nonpos, 6), "negatives": negatives,
-               "median": median, "max": top, "max_over_median": round(ratio, 3),
-               "max_nonpositive_share": config.max_nonpositive_share,
-               "max_median_multiple": config.max_median_multiple}
+    details = {
+        "column": name,
+        "nonpositive_share": round(nonpos, 6),
+        "negatives": negatives,
+        "median": median,
+        "max": top,
+        "max_over_median": round(ratio, 3),
+        "max_nonpositive_share": config.max_nonpositive_share,
+        "max_median_multiple": config.max_median_multiple,
+    }
     problems = []
     if negatives:
         problems.append(f"{negatives} negative value(s)")
@@ -327,23 +346,34 @@ def check_class_balance(frame: pd.DataFrame, profile: DatasetProfile, config: Qu
     y = frame[name].to_numpy().astype(np.int64)
     positive = float(np.mean(y == 1)) if len(y) else 0.0
     minority = min(positive, 1.0 - positive)
-    details = {"column": name, "positive_share": round(positive, 6), "minority_share": round(minority, 6),
-               "min_minority_share": config.min_minority_share}
+    details = {
+        "column": name,
+        "positive_share": round(positive, 6),
+        "minority_share": round(minority, 6),
+        "min_minority_share": config.min_minority_share,
+    }
     if minority == 0.0:
         return CheckResult("class_balance", FAIL, f"{name}: one class only (positive share {positive:.4f})", details)
     if minority < config.min_minority_share:
-        return CheckResult("class_balance", WARN, f"{name}: minority share {minority:.4f} below "
-                           f"{config.min_minority_share:g}", details)
+        return CheckResult(
+            "class_balance", WARN, f"{name}: minority share {minority:.4f} below {config.min_minority_share:g}", details
+        )
     return CheckResult("class_balance", PASS, f"{name}: positive share {positive:.4f}", details)
 
 
-def check_drift(frame: pd.DataFrame, reference: pd.DataFrame | None, profile: DatasetProfile,
-                config: QualityConfig, reference_cycle: str | None = None) -> CheckResult:
+def check_drift(
+    frame: pd.DataFrame,
+    reference: pd.DataFrame | None,
+    profile: DatasetProfile,
+    config: QualityConfig,
+    reference_cycle: str | None = None,
+) -> CheckResult:
     """PSI per feature (and the churn label) against the previous training set."""
     if reference is None:
         return CheckResult("drift", PASS, "not checked (no previous training set)")
-    columns = [c for c in (*profile.features, profile.classification_target)
-               if c in frame.columns and c in reference.columns]
+    columns = [
+        c for c in (*profile.features, profile.classification_target) if c in frame.columns and c in reference.columns
+    ]
     psi = {}
     for name in columns:
         kind = "numeric" if profile.source_types.get(name) in _NUMERIC_KINDS else "categorical"
@@ -353,8 +383,13 @@ def check_drift(frame: pd.DataFrame, reference: pd.DataFrame | None, profile: Da
             value = categorical_psi(reference[name].to_numpy(), frame[name].to_numpy(), config.psi_eps)
         status = FAIL if value >= config.psi_fail else WARN if value >= config.psi_warn else PASS
         psi[name] = {"psi": round(value, 6), "kind": kind, "status": status}
-    details = {"reference_cycle": reference_cycle, "reference_rows": len(reference), "psi": psi,
-               "psi_warn": config.psi_warn, "psi_fail": config.psi_fail}
+    details = {
+        "reference_cycle": reference_cycle,
+        "reference_rows": len(reference),
+        "psi": psi,
+        "psi_warn": config.psi_warn,
+        "psi_fail": config.psi_fail,
+    }
     failed = {k: v["psi"] for k, v in psi.items() if v["status"] == FAIL}
     warned = {k: v["psi"] for k, v in psi.items() if v["status"] == WARN}
     if failed:
@@ -368,10 +403,18 @@ def check_drift(frame: pd.DataFrame, reference: pd.DataFrame | None, profile: Da
     return CheckResult("drift", PASS, msg, details)
 
 
-def run_gate(frame: pd.DataFrame | None, profile: DatasetProfile, *, cycle_id: str, source: str,
-             config: QualityConfig | None = None, source_time: datetime | None = None,
-             reference: pd.DataFrame | None = None, reference_cycle: str | None = None,
-             schema_error: Exception | None = None) -> DataQualityReport:
+def run_gate(
+    frame: pd.DataFrame | None,
+    profile: DatasetProfile,
+    *,
+    cycle_id: str,
+    source: str,
+    config: QualityConfig | None = None,
+    source_time: datetime | None = None,
+    reference: pd.DataFrame | None = None,
+    reference_cycle: str | None = None,
+    schema_error: Exception | None = None,
+) -> DataQualityReport:
     """Run every check on a cycle's typed frame (no I/O).
 
     Parameters
@@ -395,15 +438,23 @@ def run_gate(frame: pd.DataFrame | None, profile: DatasetProfile, *, cycle_id: s
     """
     config = config or QualityConfig()
     t0 = time.perf_counter()
-    report = DataQualityReport(profile.name, cycle_id, source, rows=0 if frame is None else len(frame),
-                               reference_cycle=reference_cycle)
+    report = DataQualityReport(
+        profile.name, cycle_id, source, rows=0 if frame is None else len(frame), reference_cycle=reference_cycle
+    )
     report.checks.append(check_freshness(source_time, config))
     if schema_error is not None or frame is None:
-        report.checks.append(CheckResult("schema", FAIL, str(schema_error or "no frame"),
-                                         {"error": type(schema_error).__name__}))
+        report.checks.append(
+            CheckResult("schema", FAIL, str(schema_error or "no frame"), {"error": type(schema_error).__name__})
+        )
     else:
-        report.checks.append(CheckResult("schema", PASS, f"{len(frame.columns)} columns typed as the "
-                                         f"{profile.name} profile", {"columns": list(frame.columns)}))
+        report.checks.append(
+            CheckResult(
+                "schema",
+                PASS,
+                f"{len(frame.columns)} columns typed as the {profile.name} profile",
+                {"columns": list(frame.columns)},
+            )
+        )
         report.checks.append(check_completeness(frame, config))
         report.checks.append(check_regression_target(frame, profile, config))
         report.checks.append(check_class_balance(frame, profile, config))
@@ -446,8 +497,13 @@ def load_reference(storage, dataset: str) -> tuple[str | None, pd.DataFrame | No
 def save_reference(storage, dataset: str, cycle_id: str, bucket: str, key: str) -> None:
     """Point the drift reference at this cycle's raw typed frame (after its gate passed)."""
     body = json.dumps({"cycle_id": cycle_id, "bucket": bucket, "key": key}).encode()
-    storage.put_object("processed-data", REFERENCE_KEY.format(dataset=dataset), io.BytesIO(body), len(body),
-                       content_type="application/json")
+    storage.put_object(
+        "processed-data",
+        REFERENCE_KEY.format(dataset=dataset),
+        io.BytesIO(body),
+        len(body),
+        content_type="application/json",
+    )
 
 
 def write_report(storage, report: DataQualityReport) -> dict[str, str]:
@@ -460,8 +516,10 @@ def write_report(storage, report: DataQualityReport) -> dict[str, str]:
     """
     base = REPORT_KEY.format(dataset=report.dataset, cycle_id=report.cycle_id)
     uris = {}
-    for ext, text, ctype in (("json", report.to_json(), "application/json"),
-                             ("md", report.to_markdown(), "text/markdown")):
+    for ext, text, ctype in (
+        ("json", report.to_json(), "application/json"),
+        ("md", report.to_markdown(), "text/markdown"),
+    ):
         body = text.encode()
         storage.put_object("processed-data", f"{base}.{ext}", io.BytesIO(body), len(body), content_type=ctype)
         uris[ext] = f"s3://processed-data/{base}.{ext}"
@@ -485,13 +543,29 @@ def log_findings(report: DataQualityReport) -> None:
             logger.error("dq check=%s status=fail cycle_id=%s %s", c.name, report.cycle_id, c.message)
         elif c.status == WARN:
             logger.warning("dq check=%s status=warn cycle_id=%s %s", c.name, report.cycle_id, c.message)
-    logger.info("dq gate status=%s cycle_id=%s rows=%d duration_s=%.3f", report.status, report.cycle_id,
-                report.rows, report.duration_s)
+    logger.info(
+        "dq gate status=%s cycle_id=%s rows=%d duration_s=%.3f",
+        report.status,
+        report.cycle_id,
+        report.rows,
+        report.duration_s,
+    )
 
 
-def gate(storage, tracker, run_id: str, frame: pd.DataFrame | None, profile: DatasetProfile, *, cycle_id: str,
-         source: str, config: QualityConfig | None = None, source_time: datetime | None = None,
-         schema_error: Exception | None = None, raw_key: str | None = None) -> DataQualityReport:
+def gate(
+    storage,
+    tracker,
+    run_id: str,
+    frame: pd.DataFrame | None,
+    profile: DatasetProfile,
+    *,
+    cycle_id: str,
+    source: str,
+    config: QualityConfig | None = None,
+    source_time: datetime | None = None,
+    schema_error: Exception | None = None,
+    raw_key: str | None = None,
+) -> DataQualityReport:
     """Run the gate for one cycle, publish its report, and stop the cycle on failure.
 
     The drift reference is the last cycle that passed; when this one passes too and
@@ -519,8 +593,17 @@ def gate(storage, tracker, run_id: str, frame: pd.DataFrame | None, profile: Dat
         When a check failed; the report is already in S3 and MLflow.
     """
     ref_cycle, reference = (None, None) if frame is None else load_reference(storage, profile.name)
-    report = run_gate(frame, profile, cycle_id=cycle_id, source=source, config=config, source_time=source_time,
-                      reference=reference, reference_cycle=ref_cycle, schema_error=schema_error)
+    report = run_gate(
+        frame,
+        profile,
+        cycle_id=cycle_id,
+        source=source,
+        config=config,
+        source_time=source_time,
+        reference=reference,
+        reference_cycle=ref_cycle,
+        schema_error=schema_error,
+    )
     log_findings(report)
     uris = write_report(storage, report)
     log_report(tracker, run_id, report)

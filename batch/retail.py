@@ -70,28 +70,47 @@ logger = logging.getLogger(__name__)
 AS_OF = np.datetime64("2024-12-31", "D")
 
 _CITIES = (  # city, state, zip prefix (3 digits), store location type, population weight
-    ("New York", "NY", "100", "Urban", 8.3), ("Buffalo", "NY", "142", "Suburban", 0.3),
-    ("Los Angeles", "CA", "900", "Urban", 3.9), ("Fresno", "CA", "937", "Suburban", 0.5),
-    ("San Diego", "CA", "921", "Urban", 1.4), ("Chicago", "IL", "606", "Urban", 2.7),
-    ("Springfield", "IL", "627", "Rural", 0.1), ("Houston", "TX", "770", "Urban", 2.3),
-    ("Austin", "TX", "787", "Urban", 1.0), ("Amarillo", "TX", "791", "Rural", 0.2),
-    ("Phoenix", "AZ", "850", "Urban", 1.6), ("Tucson", "AZ", "857", "Suburban", 0.5),
-    ("Philadelphia", "PA", "191", "Urban", 1.6), ("Erie", "PA", "165", "Rural", 0.1),
-    ("Miami", "FL", "331", "Urban", 0.5), ("Orlando", "FL", "328", "Suburban", 0.3),
-    ("Seattle", "WA", "981", "Urban", 0.7), ("Spokane", "WA", "992", "Suburban", 0.2),
-    ("Denver", "CO", "802", "Urban", 0.7), ("Boulder", "CO", "803", "Suburban", 0.1),
-    ("Atlanta", "GA", "303", "Urban", 0.5), ("Savannah", "GA", "314", "Rural", 0.1),
-    ("Boston", "MA", "021", "Urban", 0.7), ("Worcester", "MA", "016", "Suburban", 0.2),
-    ("Columbus", "OH", "432", "Suburban", 0.9), ("Dayton", "OH", "454", "Rural", 0.1),
-    ("Nashville", "TN", "372", "Suburban", 0.7), ("Knoxville", "TN", "379", "Rural", 0.2),
-    ("Portland", "OR", "972", "Suburban", 0.6), ("Bend", "OR", "977", "Rural", 0.1),
+    ("New York", "NY", "100", "Urban", 8.3),
+    ("Buffalo", "NY", "142", "Suburban", 0.3),
+    ("Los Angeles", "CA", "900", "Urban", 3.9),
+    ("Fresno", "CA", "937", "Suburban", 0.5),
+    ("San Diego", "CA", "921", "Urban", 1.4),
+    ("Chicago", "IL", "606", "Urban", 2.7),
+    ("Springfield", "IL", "627", "Rural", 0.1),
+    ("Houston", "TX", "770", "Urban", 2.3),
+    ("Austin", "TX", "787", "Urban", 1.0),
+    ("Amarillo", "TX", "791", "Rural", 0.2),
+    ("Phoenix", "AZ", "850", "Urban", 1.6),
+    ("Tucson", "AZ", "857", "Suburban", 0.5),
+    ("Philadelphia", "PA", "191", "Urban", 1.6),
+    ("Erie", "PA", "165", "Rural", 0.1),
+    ("Miami", "FL", "331", "Urban", 0.5),
+    ("Orlando", "FL", "328", "Suburban", 0.3),
+    ("Seattle", "WA", "981", "Urban", 0.7),
+    ("Spokane", "WA", "992", "Suburban", 0.2),
+    ("Denver", "CO", "802", "Urban", 0.7),
+    ("Boulder", "CO", "803", "Suburban", 0.1),
+    ("Atlanta", "GA", "303", "Urban", 0.5),
+    ("Savannah", "GA", "314", "Rural", 0.1),
+    ("Boston", "MA", "021", "Urban", 0.7),
+    ("Worcester", "MA", "016", "Suburban", 0.2),
+    ("Columbus", "OH", "432", "Suburban", 0.9),
+    ("Dayton", "OH", "454", "Rural", 0.1),
+    ("Nashville", "TN", "372", "Suburban", 0.7),
+    ("Knoxville", "TN", "379", "Rural", 0.2),
+    ("Portland", "OR", "972", "Suburban", 0.6),
+    ("Bend", "OR", "977", "Rural", 0.1),
 )
 _STORES_PER_CITY = 3
 _CATEGORIES = (  # category, weight, shelf life range (days), base price multiplier
-    ("Groceries", 0.30, (7, 365), 0.35), ("Clothing", 0.18, (365, 1825), 1.6),
-    ("Electronics", 0.10, (730, 3650), 4.0), ("Home", 0.12, (730, 3650), 1.8),
-    ("Beauty", 0.10, (180, 1095), 0.9), ("Toys", 0.07, (365, 3650), 1.2),
-    ("Sports", 0.07, (365, 3650), 1.7), ("Books", 0.06, (1825, 3650), 0.8),
+    ("Groceries", 0.30, (7, 365), 0.35),
+    ("Clothing", 0.18, (365, 1825), 1.6),
+    ("Electronics", 0.10, (730, 3650), 4.0),
+    ("Home", 0.12, (730, 3650), 1.8),
+    ("Beauty", 0.10, (180, 1095), 0.9),
+    ("Toys", 0.07, (365, 3650), 1.2),
+    ("Sports", 0.07, (365, 3650), 1.7),
+    ("Books", 0.06, (1825, 3650), 0.8),
 )
 _BRANDS = ("Acme", "Northwind", "Contoso", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay")
 _PRODUCTS_PER_CATEGORY = 250
@@ -101,11 +120,49 @@ _PROMO_CHANNELS = ("Online", "In-store", "Email", "Social Media", "Mobile App")
 _PROMO_AUDIENCES = ("All", "New Customers", "Returning Customers", "Loyalty Members", "Young Adults")
 _LOW_MED_HIGH = ("Low", "Medium", "High")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_SEASONS = ("Winter", "Winter", "Spring", "Spring", "Spring", "Summer", "Summer", "Summer",
-            "Fall", "Fall", "Fall", "Winter")  # by month 1..12
+_SEASONS = (
+    "Winter",
+    "Winter",
+    "Spring",
+    "Spring",
+    "Spring",
+    "Summer",
+    "Summer",
+    "Summer",
+    "Fall",
+    "Fall",
+    "Fall",
+    "Winter",
+)  # by month 1..12
 #: Relative shopping activity by hour of day (0..23): closed-ish at night, lunch and evening peaks.
-_HOUR_WEIGHTS = np.array([0.2, 0.1, 0.1, 0.1, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0,
-                          6.0, 5.5, 4.5, 4.5, 5.0, 6.0, 6.5, 5.5, 4.0, 2.5, 1.2, 0.5])
+_HOUR_WEIGHTS = np.array(
+    [
+        0.2,
+        0.1,
+        0.1,
+        0.1,
+        0.1,
+        0.2,
+        0.5,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+        5.0,
+        6.0,
+        5.5,
+        4.5,
+        4.5,
+        5.0,
+        6.0,
+        6.5,
+        5.5,
+        4.0,
+        2.5,
+        1.2,
+        0.5,
+    ]
+)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -222,17 +279,25 @@ def generate_table(rows: int, seed: int) -> pa.Table:
     p_married = np.clip(0.02 + 0.018 * (age - 18.0), 0.0, 0.62)
     p_divorced = np.clip(0.004 * (age - 25.0), 0.0, 0.15)
     p_widowed = np.clip(0.006 * (age - 55.0), 0.0, 0.2)
-    marital = _draw(rng, np.column_stack([1.0 - p_married - p_divorced - p_widowed,
-                                          p_married, p_divorced, p_widowed]))
+    marital = _draw(rng, np.column_stack([1.0 - p_married - p_divorced - p_widowed, p_married, p_divorced, p_widowed]))
     married = marital == 1
     children = np.minimum(rng.poisson(np.where(age < 22, 0.05, 0.35 + 1.1 * married)), 6)
     p_retired = np.where(age >= 65, 0.75, np.where(age >= 55, 0.1, 0.0))
     p_student = np.where(age < 25, 0.5, np.where(age < 30, 0.1, 0.0))
     p_unemployed = 0.07 * _sigmoid(-aff)
     p_self = np.full(n, 0.12)
-    occupation = _draw(rng, np.column_stack([
-        np.clip(1.0 - p_retired - p_student - p_unemployed - p_self, 0.0, 1.0),
-        p_self, p_unemployed, p_retired, p_student]))
+    occupation = _draw(
+        rng,
+        np.column_stack(
+            [
+                np.clip(1.0 - p_retired - p_student - p_unemployed - p_self, 0.0, 1.0),
+                p_self,
+                p_unemployed,
+                p_retired,
+                p_student,
+            ]
+        ),
+    )
     city_w = np.array([c[4] for c in _CITIES])
     city = rng.choice(len(_CITIES), size=n, p=city_w / city_w.sum())
     zip_suffix = rng.integers(0, 100, n)
@@ -273,14 +338,16 @@ def generate_table(rows: int, seed: int) -> pa.Table:
     returned_value = np.minimum(returned_items * price * np.exp(0.2 * rng.standard_normal(n)), 0.4 * gross)
     total_sales = np.maximum(gross - discounts - returned_value, 0.01)
     engagement_score = (app + social + 2.0 * email) / 6.0
-    z = (-1.55
-         + 1.0 * (np.log1p(days_since) - np.log(15.0))
-         - 0.55 * (np.log1p(transactions) - np.log(20.0))
-         - 1.2 * (engagement_score - 0.5)
-         + 0.3 * (support_calls - 1.0)
-         - 0.4 * np.log(basket / 40.0)
-         - 0.45 * loyalty
-         - 0.5 * sat)
+    z = (
+        -1.55
+        + 1.0 * (np.log1p(days_since) - np.log(15.0))
+        - 0.55 * (np.log1p(transactions) - np.log(20.0))
+        - 1.2 * (engagement_score - 0.5)
+        + 0.3 * (support_calls - 1.0)
+        - 0.4 * np.log(basket / 40.0)
+        - 0.45 * loyalty
+        - 0.5 * sat
+    )
     churned = rng.random(n) < _sigmoid(z)
     avg_tx = total_sales / transactions
     spread = 0.35 * np.sqrt(2.0 * np.log(transactions))  # ~ extreme of n lognormal baskets
@@ -306,8 +373,17 @@ def generate_table(rows: int, seed: int) -> pa.Table:
     product = product_category * _PRODUCTS_PER_CATEGORY + rng.integers(0, _PRODUCTS_PER_CATEGORY, n)
     promotion = rng.integers(0, _PROMOTIONS, n)
     young = np.clip((45.0 - age) / 25.0, 0.0, 1.0)
-    payment = _draw(rng, np.column_stack([0.15 + 0.25 * (1 - young), np.full(n, 0.35),
-                                          np.full(n, 0.25), 0.05 + 0.4 * young * (0.5 + 0.5 * _sigmoid(eng))]))
+    payment = _draw(
+        rng,
+        np.column_stack(
+            [
+                0.15 + 0.25 * (1 - young),
+                np.full(n, 0.35),
+                np.full(n, 0.25),
+                0.05 + 0.4 * young * (0.5 + 0.5 * _sigmoid(eng)),
+            ]
+        ),
+    )
 
     prods, promos, stores = cat["products"], cat["promotions"], cat["stores"]
     city_names = [c[0] for c in _CITIES]
@@ -361,8 +437,11 @@ def generate_table(rows: int, seed: int) -> pa.Table:
         "max_single_purchase_value": _money(max_single),
         "min_single_purchase_value": _money(min_single),
         "product_name": pc.binary_join_element_wise(
-            _text(_BRANDS, p_idx["brand"]), _text([c[0] for c in _CATEGORIES], p_idx["category"]),
-            _ids("#", product + 1, 5), " "),
+            _text(_BRANDS, p_idx["brand"]),
+            _text([c[0] for c in _CATEGORIES], p_idx["category"]),
+            _ids("#", product + 1, 5),
+            " ",
+        ),
         "product_brand": _text(_BRANDS, p_idx["brand"]),
         "product_rating": pa.array(p_idx["rating"]),
         "product_review_count": pa.array(p_idx["reviews"]),
@@ -370,8 +449,7 @@ def generate_table(rows: int, seed: int) -> pa.Table:
         "product_return_rate": pa.array(p_idx["return_rate"]),
         "product_size": _text(("Small", "Medium", "Large"), p_idx["size"]),
         "product_weight": pa.array(p_idx["weight"]),
-        "product_color": _text(("Black", "White", "Red", "Blue", "Green", "Grey", "Yellow", "Brown"),
-                               p_idx["color"]),
+        "product_color": _text(("Black", "White", "Red", "Blue", "Green", "Grey", "Yellow", "Brown"), p_idx["color"]),
         "product_material": _text(("Cotton", "Plastic", "Metal", "Wood", "Glass", "Paper"), p_idx["material"]),
         "product_manufacture_date": pa.array(p_idx["made"]),
         "product_expiry_date": pa.array(p_idx["expiry"]),

@@ -19,10 +19,11 @@ import os
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from batch.cycle import DEFAULT_SOURCES, CycleError, CycleResult, run_cycle
 from batch.lock import S3Lock
@@ -57,7 +58,7 @@ class CycleOutcome:
     cycle_id: str | None = None
     detail: str = ""
     sources: list[str] = field(default_factory=list)
-    at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
 def incoming_csv_keys(names: list[str], prefix: str) -> list[str]:
@@ -107,9 +108,18 @@ class BatchService:
     run : callable, default :func:`batch.cycle.run_cycle`
     """
 
-    def __init__(self, settings, storage, tracker, *, dataset: str = "telco", source: str | Path | None = None,
-                 cycle_kwargs: dict[str, Any] | None = None, owner: str | None = None,
-                 run: Callable[..., CycleResult] = run_cycle) -> None:
+    def __init__(
+        self,
+        settings,
+        storage,
+        tracker,
+        *,
+        dataset: str = "telco",
+        source: str | Path | None = None,
+        cycle_kwargs: dict[str, Any] | None = None,
+        owner: str | None = None,
+        run: Callable[..., CycleResult] = run_cycle,
+    ) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -128,7 +138,7 @@ class BatchService:
         self._local = threading.Lock()  # also covers direct calls that bypass the scheduler
         self.outcomes: list[CycleOutcome] = []
         self.scheduler = BackgroundScheduler(
-            timezone=timezone.utc,
+            timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S},
         )
@@ -140,12 +150,20 @@ class BatchService:
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
-        self.scheduler.add_job(self.run_scheduled, CronTrigger.from_crontab(self.settings.batch_cron,
-                                                                            timezone=timezone.utc),
-                               id="cycle-cron", name="scheduled cycle", replace_existing=True)
-        self.scheduler.add_job(self.poll_incoming, IntervalTrigger(seconds=self.settings.batch_watch_interval_s,
-                                                                   timezone=timezone.utc),
-                               id="incoming-watch", name="incoming watcher", replace_existing=True)
+        self.scheduler.add_job(
+            self.run_scheduled,
+            CronTrigger.from_crontab(self.settings.batch_cron, timezone=UTC),
+            id="cycle-cron",
+            name="scheduled cycle",
+            replace_existing=True,
+        )
+        self.scheduler.add_job(
+            self.poll_incoming,
+            IntervalTrigger(seconds=self.settings.batch_watch_interval_s, timezone=UTC),
+            id="incoming-watch",
+            name="incoming watcher",
+            replace_existing=True,
+        )
         from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 
         self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
@@ -154,11 +172,18 @@ class BatchService:
         from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 
         if event.code == EVENT_JOB_MISSED:
-            logger.warning("misfire job=%s scheduled_at=%s missed by more than %d s; coalesced into the next run",
-                           event.job_id, event.scheduled_run_time, MISFIRE_GRACE_S)
+            logger.warning(
+                "misfire job=%s scheduled_at=%s missed by more than %d s; coalesced into the next run",
+                event.job_id,
+                event.scheduled_run_time,
+                MISFIRE_GRACE_S,
+            )
         elif event.code == EVENT_JOB_MAX_INSTANCES:
-            logger.warning("skipped job=%s scheduled_at=%s: its previous run is still going",
-                           event.job_id, event.scheduled_run_time)
+            logger.warning(
+                "skipped job=%s scheduled_at=%s: its previous run is still going",
+                event.job_id,
+                event.scheduled_run_time,
+            )
         elif event.code == EVENT_JOB_ERROR:
             logger.error("job=%s failed: %r", event.job_id, event.exception)
 
@@ -171,8 +196,9 @@ class BatchService:
 
     def trigger(self, reason: str = "manual") -> None:
         """Queue one cycle on the default source now, through the scheduler (same guards as cron)."""
-        self.scheduler.add_job(self.run_scheduled, kwargs={"reason": reason}, id=f"cycle-{reason}",
-                               replace_existing=True)
+        self.scheduler.add_job(
+            self.run_scheduled, kwargs={"reason": reason}, id=f"cycle-{reason}", replace_existing=True
+        )
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with ``wait`` a running cycle finishes first."""
@@ -183,6 +209,7 @@ class BatchService:
 
     def serve(self) -> None:
         """Run until SIGTERM or SIGINT, then stop after the running cycle (if any) finishes."""
+
         def _signal(signum, _frame) -> None:
             logger.info("signal=%s received: finishing the running cycle, then exiting", signal.Signals(signum).name)
             self._stop.set()
@@ -209,8 +236,7 @@ class BatchService:
         return self._exclusive("incoming", self._incoming_cycle)
 
     def _incoming(self) -> list[Any]:
-        objects = {o.object_name: o for o in self.storage.list_objects("raw-data", prefix=self.prefix,
-                                                                       recursive=True)}
+        objects = {o.object_name: o for o in self.storage.list_objects("raw-data", prefix=self.prefix, recursive=True)}
         return [objects[k] for k in incoming_csv_keys(list(objects), self.prefix)]
 
     def _exclusive(self, reason: str, body: Callable[[], CycleOutcome]) -> CycleOutcome:
@@ -229,14 +255,20 @@ class BatchService:
     def _record(self, outcome: CycleOutcome) -> CycleOutcome:
         self.outcomes.append(outcome)
         log = logger.info if outcome.status in ("finished", "skipped") else logger.error
-        log("cycle outcome reason=%s status=%s cycle_id=%s %s", outcome.reason, outcome.status, outcome.cycle_id,
-            outcome.detail)
+        log(
+            "cycle outcome reason=%s status=%s cycle_id=%s %s",
+            outcome.reason,
+            outcome.status,
+            outcome.cycle_id,
+            outcome.detail,
+        )
         return outcome
 
     def _cycle(self, reason: str, source: str | Path | None, keys: list[str]) -> CycleOutcome:
         try:
-            result = self._run(self.settings, self.storage, self.tracker, dataset=self.dataset, source=source,
-                               **self.cycle_kwargs)
+            result = self._run(
+                self.settings, self.storage, self.tracker, dataset=self.dataset, source=source, **self.cycle_kwargs
+            )
         except DataQualityError as err:
             return CycleOutcome(reason, "rejected", err.report.cycle_id, str(err), keys)
         except CycleError as err:
@@ -266,15 +298,18 @@ class BatchService:
             os.utime(path, (newest.timestamp(), newest.timestamp()))
             outcome = self._cycle("incoming", path, keys)
         if outcome.status in ("finished", "rejected"):
-            self._archive(keys, "incoming-done" if outcome.status == "finished" else "incoming-rejected",
-                          outcome.cycle_id or "unknown")
+            self._archive(
+                keys,
+                "incoming-done" if outcome.status == "finished" else "incoming-rejected",
+                outcome.cycle_id or "unknown",
+            )
         return outcome
 
     def _archive(self, keys: list[str], folder: str, cycle_id: str) -> None:
         from minio.commonconfig import CopySource
 
         for key in keys:
-            dest = f"{folder}/{cycle_id}/{key[len(self.prefix):]}"
+            dest = f"{folder}/{cycle_id}/{key[len(self.prefix) :]}"
             self.storage.copy_object("raw-data", dest, CopySource("raw-data", key))
             self.storage.remove_object("raw-data", key)
             logger.info("moved s3://raw-data/%s to s3://raw-data/%s", key, dest)

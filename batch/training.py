@@ -82,8 +82,9 @@ def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def oof_threshold(factory: Callable[[], BaseModel], X: np.ndarray, y: np.ndarray,
-                  n_folds: int = THRESHOLD_FOLDS, seed: int = 43) -> float:
+def oof_threshold(
+    factory: Callable[[], BaseModel], X: np.ndarray, y: np.ndarray, n_folds: int = THRESHOLD_FOLDS, seed: int = 43
+) -> float:
     """F1-optimal threshold on stratified out-of-fold probabilities of ``(X, y)``.
 
     Every training row is scored once by a model that did not see it, so the
@@ -131,9 +132,11 @@ def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
         return np.arange(y.shape[0])
     classes = np.unique(y)
     if classes.shape[0] > MAX_STRATA:
-        raise ValueError(f"stratified_sample: expected class labels (at most {MAX_STRATA} distinct), got "
-                         f"{classes.shape[0]} distinct values in {y.shape[0]} rows; stratify a regression "
-                         "target's sample on the churn label")
+        raise ValueError(
+            f"stratified_sample: expected class labels (at most {MAX_STRATA} distinct), got "
+            f"{classes.shape[0]} distinct values in {y.shape[0]} rows; stratify a regression "
+            "target's sample on the churn label"
+        )
     rng = np.random.default_rng(seed)
     picked = []
     for cls in classes:
@@ -196,8 +199,9 @@ class FitPlan:
         if cap not in self._samples:
             strata = self.y_fit if self.strata is None else self.strata
             if strata.shape[0] != self.y_fit.shape[0]:
-                raise ValueError(f"FitPlan.strata: expected {self.y_fit.shape[0]} labels (one per fit row), "
-                                 f"got {strata.shape[0]}")
+                raise ValueError(
+                    f"FitPlan.strata: expected {self.y_fit.shape[0]} labels (one per fit row), got {strata.shape[0]}"
+                )
             self._samples[cap] = stratified_sample(strata, cap, self.seed + 2)
         return self._samples[cap]
 
@@ -211,15 +215,23 @@ class FitPlan:
     def params_for(self, name: str) -> dict[str, Any]:
         """What was done for ``name``, as MLflow params."""
         idx = self._sample_index(name)
-        out: dict[str, Any] = {"fit_rows": int(self.y_fit.shape[0] if idx is None else idx.shape[0]),
-                               "threshold_method": self.threshold_method}
+        out: dict[str, Any] = {
+            "fit_rows": int(self.y_fit.shape[0] if idx is None else idx.shape[0]),
+            "threshold_method": self.threshold_method,
+        }
         if self.X_val is not None:
             out["validation_rows"] = int(self.y_val.shape[0])
         return out
 
 
-def plan_fit(data: TaskData, *, oof_max_rows: int = OOF_MAX_ROWS, sample_caps: dict[str, int] | None = None,
-             stratify: np.ndarray | None = None, seed: int = 42) -> FitPlan:
+def plan_fit(
+    data: TaskData,
+    *,
+    oof_max_rows: int = OOF_MAX_ROWS,
+    sample_caps: dict[str, int] | None = None,
+    stratify: np.ndarray | None = None,
+    seed: int = 42,
+) -> FitPlan:
     """Decide how ``data``'s models are fitted (see :class:`FitPlan`).
 
     Parameters
@@ -253,12 +265,20 @@ def plan_fit(data: TaskData, *, oof_max_rows: int = OOF_MAX_ROWS, sample_caps: d
 
     strat = data.y_train if stratify is None else stratify
     fit_idx, val_idx = stratified_split(strat, VALIDATION_SHARE, seed + 1)
-    return FitPlan(data.X_train[fit_idx], data.y_train[fit_idx], data.X_train[val_idx], data.y_train[val_idx],
-                   sample_caps=caps, seed=seed, strata=None if stratify is None else strat[fit_idx])
+    return FitPlan(
+        data.X_train[fit_idx],
+        data.y_train[fit_idx],
+        data.X_train[val_idx],
+        data.y_train[val_idx],
+        sample_caps=caps,
+        seed=seed,
+        strata=None if stratify is None else strat[fit_idx],
+    )
 
 
-def plan_tasks(data: TaskData, reg_data: TaskData, *, oof_max_rows: int = OOF_MAX_ROWS,
-               sample_caps: dict[str, int] | None = None) -> tuple[FitPlan, FitPlan]:
+def plan_tasks(
+    data: TaskData, reg_data: TaskData, *, oof_max_rows: int = OOF_MAX_ROWS, sample_caps: dict[str, int] | None = None
+) -> tuple[FitPlan, FitPlan]:
     """The classification and regression plans of one cycle, from the same training rows.
 
     The classification plan is :func:`plan_fit`'s; when it splits off validation rows,
@@ -285,16 +305,18 @@ def plan_tasks(data: TaskData, reg_data: TaskData, *, oof_max_rows: int = OOF_MA
     return cls_plan, FitPlan(reg_data.X_train, reg_data.y_train, sample_caps=caps, strata=data.y_train)
 
 
-def predict_in_chunks(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray,
-                      chunk_rows: int = PREDICT_CHUNK_ROWS) -> np.ndarray:
+def predict_in_chunks(
+    predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, chunk_rows: int = PREDICT_CHUNK_ROWS
+) -> np.ndarray:
     """``predict(X)`` evaluated on at most ``chunk_rows`` rows at a time and concatenated."""
     if X.shape[0] <= chunk_rows:
         return predict(X)
-    return np.concatenate([predict(X[i:i + chunk_rows]) for i in range(0, X.shape[0], chunk_rows)])
+    return np.concatenate([predict(X[i : i + chunk_rows]) for i in range(0, X.shape[0], chunk_rows)])
 
 
-def train_classifier(name: str, factory: Callable[[], BaseModel], data: TaskData,
-                     seed: int = 42, plan: FitPlan | None = None) -> TrainedModel:
+def train_classifier(
+    name: str, factory: Callable[[], BaseModel], data: TaskData, seed: int = 42, plan: FitPlan | None = None
+) -> TrainedModel:
     """Fit a classifier, tune its F1 threshold on rows it did not fit, evaluate on the hold-out.
 
     Without ``plan`` (or with a small-data plan) the threshold is chosen on
@@ -342,13 +364,20 @@ def train_classifier(name: str, factory: Callable[[], BaseModel], data: TaskData
         "tune_s": tune_s,
         "eval_s": time.perf_counter() - t0,
     }
-    logger.info("trained model=%s roc_auc=%.4f f1_tuned=%.4f threshold=%.3f fit_s=%.2f",
-                name, metrics["roc_auc"], metrics["f1_tuned"], threshold, fit_s)
+    logger.info(
+        "trained model=%s roc_auc=%.4f f1_tuned=%.4f threshold=%.3f fit_s=%.2f",
+        name,
+        metrics["roc_auc"],
+        metrics["f1_tuned"],
+        threshold,
+        fit_s,
+    )
     return TrainedModel(name, model, threshold, metrics, model.get_params() | plan.params_for(name), proba)
 
 
-def train_regressor(name: str, factory: Callable[[], BaseModel], data: TaskData,
-                    plan: FitPlan | None = None) -> TrainedModel:
+def train_regressor(
+    name: str, factory: Callable[[], BaseModel], data: TaskData, plan: FitPlan | None = None
+) -> TrainedModel:
     """Fit a regressor on the training part (or the plan's rows for it) and evaluate it on the hold-out.
 
     A regressor has no threshold, so a large-data plan's validation rows are simply not

@@ -13,22 +13,40 @@ _CLASSIFIERS: list[tuple[str, str, dict]] = [
     ("decision_tree", "DecisionTreeClassifier", {"max_depth": 5, "min_samples_leaf": 5, "random_state": 42}),
     # Forests: depth 12 and half-size bootstrap samples keep a 1M-row fit within minutes
     # (`churn bench fit`); on Telco both stay within 0.01 AUC of scikit-learn's unbounded forest.
-    ("random_forest", "RandomForestClassifier", {"n_estimators": 100, "min_samples_leaf": 5, "max_depth": 12,
-                                                 "max_samples": 0.5, "n_jobs": -1, "random_state": 42}),
+    (
+        "random_forest",
+        "RandomForestClassifier",
+        {
+            "n_estimators": 100,
+            "min_samples_leaf": 5,
+            "max_depth": 12,
+            "max_samples": 0.5,
+            "n_jobs": -1,
+            "random_state": 42,
+        },
+    ),
     ("svm", "SVMClassifier", {"random_state": 42}),
     ("kmeans", "KMeansClassifier", {"random_state": 42}),
     ("agglomerative", "AgglomerativeClassifier", {"random_state": 42}),
     ("perceptron", "Perceptron", {"random_state": 42}),
     ("mlp", "MLPClassifier", {"random_state": 42}),
     ("naive_bayes", "NaiveBayesClassifier", {}),
-    ("random_forest_pca", "RandomForestPCAClassifier", {"n_estimators": 100, "min_samples_leaf": 5,
-                                                         "max_depth": 12, "max_samples": 0.5, "n_jobs": -1,
-                                                         "random_state": 42}),
+    (
+        "random_forest_pca",
+        "RandomForestPCAClassifier",
+        {
+            "n_estimators": 100,
+            "min_samples_leaf": 5,
+            "max_depth": 12,
+            "max_samples": 0.5,
+            "n_jobs": -1,
+            "random_state": 42,
+        },
+    ),
     ("svm_pca", "SVMPCAClassifier", {"random_state": 42}),
     # min_child_weight 60 (class default 10): best out-of-fold tuned F1 of `churn bench gbm-cv`
     # on Telco's training part only (tests/unit/scratch_models/gbm_cv_telco.json).
-    ("gradient_boosting", "GradientBoostingClassifier", {"min_child_weight": 60.0, "n_jobs": -1,
-                                                         "random_state": 42}),
+    ("gradient_boosting", "GradientBoostingClassifier", {"min_child_weight": 60.0, "n_jobs": -1, "random_state": 42}),
 ]
 
 _REGRESSORS: list[tuple[str, str, dict]] = [
@@ -99,7 +117,7 @@ def _factories(spec: list[tuple[str, str, dict]], only: set[str] | None) -> dict
             continue
         accepted = set(cls._param_names())
         kwargs = {k: v for k, v in params.items() if k in accepted}
-        out[name] = (lambda c=cls, p=kwargs: c(**p))
+        out[name] = lambda c=cls, p=kwargs: c(**p)
     return out
 
 

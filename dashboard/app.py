@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dash
@@ -21,8 +21,14 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dash_table, dcc, html
 
 from dashboard.live import LiveBuffers, LiveFeed, LiveSnapshot
-from dashboard.score_form import (BOOLEAN_FIELDS, CATEGORICAL_FIELDS, DEFAULT_API_URL, NUMERIC_FIELDS,
-                                  build_customer, post_customer)
+from dashboard.score_form import (
+    BOOLEAN_FIELDS,
+    CATEGORICAL_FIELDS,
+    DEFAULT_API_URL,
+    NUMERIC_FIELDS,
+    build_customer,
+    post_customer,
+)
 from dashboard.tracking import LEADERBOARD_METRICS, ModelsReader, psi_rows
 from schemas.events import EventValidationError
 
@@ -34,24 +40,47 @@ MODELS_REFRESH_MS = 10_000
 _GRAPH_CONFIG = {"displayModeBar": False}
 #: Models and data-quality figures keep zoom and PNG export, shown on hover only (over the title otherwise).
 _TOOL_CONFIG = {"displayModeBar": "hover", "displaylogo": False}
-_CARD = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "8px 14px", "minWidth": "150px",
-         "background": "#fafafa"}
+_CARD = {
+    "border": "1px solid #ddd",
+    "borderRadius": "6px",
+    "padding": "8px 14px",
+    "minWidth": "150px",
+    "background": "#fafafa",
+}
 _ROW = {"display": "flex", "gap": "12px", "flexWrap": "wrap", "margin": "10px 0"}
-_TABLE_STYLE = {"style_table": {"overflowX": "auto"},
-                "style_cell": {"fontFamily": "sans-serif", "fontSize": "13px", "padding": "4px 8px",
-                               "textAlign": "left", "maxWidth": "420px", "whiteSpace": "normal"},
-                "style_header": {"fontWeight": "bold", "background": "#f0f0f0"}}
+_TABLE_STYLE = {
+    "style_table": {"overflowX": "auto"},
+    "style_cell": {
+        "fontFamily": "sans-serif",
+        "fontSize": "13px",
+        "padding": "4px 8px",
+        "textAlign": "left",
+        "maxWidth": "420px",
+        "whiteSpace": "normal",
+    },
+    "style_header": {"fontWeight": "bold", "background": "#f0f0f0"},
+}
 
 
 def _card(label: str, value_id: str) -> html.Div:
-    return html.Div([html.Div(label, style={"fontSize": "12px", "color": "#666"}),
-                     html.Div("–", id=value_id, style={"fontSize": "22px", "fontWeight": "bold"})], style=_CARD)
+    return html.Div(
+        [
+            html.Div(label, style={"fontSize": "12px", "color": "#666"}),
+            html.Div("–", id=value_id, style={"fontSize": "22px", "fontWeight": "bold"}),
+        ],
+        style=_CARD,
+    )
 
 
 def _small_figure(title: str, height: int = 260) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(title=title, height=height, margin={"l": 50, "r": 20, "t": 40, "b": 40},
-                      uirevision="keep", template="plotly_white")
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin={"l": 50, "r": 20, "t": 40, "b": 40},
+        uirevision="keep",
+        template="plotly_white",
+    )
     return fig
 
 
@@ -61,80 +90,148 @@ def _fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 # ------------------------------------------------------------------ layout
 def _live_tab() -> html.Div:
-    score_cols = [("customer_id", "customer", "text"), ("churn_probability", "probability", "numeric"),
-                  ("churn_label", "label", "any"), ("model_version", "model version", "text"),
-                  ("scored_at", "scored at (UTC)", "text"), ("latency_ms", "latency ms", "numeric")]
-    alert_cols = [("customer_id", "customer", "text"), ("churn_probability", "probability", "numeric"),
-                  ("threshold", "threshold", "numeric"), ("reasons", "reasons", "text"),
-                  ("value_at_risk_usd", "value at risk (USD)", "numeric"),
-                  ("model_version", "model version", "text"), ("scored_at", "scored at (UTC)", "text")]
-    return html.Div([
-        html.Div([_card("scores received", "kpi-scores"), _card("alerts received", "kpi-alerts"),
-                  _card("events/s (5 s)", "kpi-rate"), _card("latency p50 / p95", "kpi-latency"),
-                  _card("consumer lag (customers)", "kpi-lag"), _card("feed", "kpi-status")], style=_ROW),
-        html.Div(id="lag-note", style={"color": "#a15c00", "fontSize": "13px"}),
-        html.Div([dcc.Graph(id="graph-rate", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"}),
-                  dcc.Graph(id="graph-latency", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"})], style=_ROW),
-        html.Div([dcc.Graph(id="graph-lag", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"}),
-                  dcc.Graph(id="graph-distribution", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"})], style=_ROW),
-        html.H3("Alerts (churn-alerts)"),
-        dash_table.DataTable(id="alerts-table", columns=[{"id": c, "name": n, "type": t} for c, n, t in alert_cols],
-                             data=[], sort_action="native", page_size=15, **_TABLE_STYLE),
-        html.H3("Latest scores (churn-scores)"),
-        dash_table.DataTable(id="scores-table", columns=[{"id": c, "name": n, "type": t} for c, n, t in score_cols],
-                             data=[], page_size=15, **_TABLE_STYLE),
-    ])
+    score_cols = [
+        ("customer_id", "customer", "text"),
+        ("churn_probability", "probability", "numeric"),
+        ("churn_label", "label", "any"),
+        ("model_version", "model version", "text"),
+        ("scored_at", "scored at (UTC)", "text"),
+        ("latency_ms", "latency ms", "numeric"),
+    ]
+    alert_cols = [
+        ("customer_id", "customer", "text"),
+        ("churn_probability", "probability", "numeric"),
+        ("threshold", "threshold", "numeric"),
+        ("reasons", "reasons", "text"),
+        ("value_at_risk_usd", "value at risk (USD)", "numeric"),
+        ("model_version", "model version", "text"),
+        ("scored_at", "scored at (UTC)", "text"),
+    ]
+    return html.Div(
+        [
+            html.Div(
+                [
+                    _card("scores received", "kpi-scores"),
+                    _card("alerts received", "kpi-alerts"),
+                    _card("events/s (5 s)", "kpi-rate"),
+                    _card("latency p50 / p95", "kpi-latency"),
+                    _card("consumer lag (customers)", "kpi-lag"),
+                    _card("feed", "kpi-status"),
+                ],
+                style=_ROW,
+            ),
+            html.Div(id="lag-note", style={"color": "#a15c00", "fontSize": "13px"}),
+            html.Div(
+                [
+                    dcc.Graph(id="graph-rate", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"}),
+                    dcc.Graph(id="graph-latency", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"}),
+                ],
+                style=_ROW,
+            ),
+            html.Div(
+                [
+                    dcc.Graph(id="graph-lag", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"}),
+                    dcc.Graph(id="graph-distribution", config=_GRAPH_CONFIG, style={"flex": "1", "minWidth": "380px"}),
+                ],
+                style=_ROW,
+            ),
+            html.H3("Alerts (churn-alerts)"),
+            dash_table.DataTable(
+                id="alerts-table",
+                columns=[{"id": c, "name": n, "type": t} for c, n, t in alert_cols],
+                data=[],
+                sort_action="native",
+                page_size=15,
+                **_TABLE_STYLE,
+            ),
+            html.H3("Latest scores (churn-scores)"),
+            dash_table.DataTable(
+                id="scores-table",
+                columns=[{"id": c, "name": n, "type": t} for c, n, t in score_cols],
+                data=[],
+                page_size=15,
+                **_TABLE_STYLE,
+            ),
+        ]
+    )
 
 
 def _models_tab() -> html.Div:
-    return html.Div([
-        html.Div(id="cycle-info", style={"margin": "10px 0"}),
-        html.H3("Leaderboard of the latest cycle"),
-        dash_table.DataTable(id="leaderboard-table", data=[], sort_action="native", **_TABLE_STYLE,
-                             style_data_conditional=[
-                                 {"if": {"filter_query": '{alias} contains "champion"'},
-                                  "backgroundColor": "#e3f4e1", "fontWeight": "bold"},
-                                 {"if": {"filter_query": '{alias} contains "challenger"'},
-                                  "backgroundColor": "#fff4d6"}]),
-        html.H3("Champion evaluation (churn-classifier)"),
-        html.Div(id="champion-info"),
-        html.Div(id="champion-curves", style=_ROW),
-        html.H3("Version history"),
-        html.Div("Registration times come from the registry; MLflow keeps no history of alias moves, so the "
-                 "aliases shown are the current ones.", style={"fontSize": "12px", "color": "#666"}),
-        dash_table.DataTable(id="versions-table", data=[], sort_action="native", page_size=20, **_TABLE_STYLE),
-    ])
+    return html.Div(
+        [
+            html.Div(id="cycle-info", style={"margin": "10px 0"}),
+            html.H3("Leaderboard of the latest cycle"),
+            dash_table.DataTable(
+                id="leaderboard-table",
+                data=[],
+                sort_action="native",
+                **_TABLE_STYLE,
+                style_data_conditional=[
+                    {
+                        "if": {"filter_query": '{alias} contains "champion"'},
+                        "backgroundColor": "#e3f4e1",
+                        "fontWeight": "bold",
+                    },
+                    {"if": {"filter_query": '{alias} contains "challenger"'}, "backgroundColor": "#fff4d6"},
+                ],
+            ),
+            html.H3("Champion evaluation (churn-classifier)"),
+            html.Div(id="champion-info"),
+            html.Div(id="champion-curves", style=_ROW),
+            html.H3("Version history"),
+            html.Div(
+                "Registration times come from the registry; MLflow keeps no history of alias moves, so the "
+                "aliases shown are the current ones.",
+                style={"fontSize": "12px", "color": "#666"},
+            ),
+            dash_table.DataTable(id="versions-table", data=[], sort_action="native", page_size=20, **_TABLE_STYLE),
+        ]
+    )
 
 
 def _quality_tab() -> html.Div:
-    return html.Div([html.Div(id="dq-summary", style={"margin": "10px 0"}),
-                     html.Div(id="dq-checks"),
-                     html.Div(id="dq-psi")])
+    return html.Div(
+        [html.Div(id="dq-summary", style={"margin": "10px 0"}), html.Div(id="dq-checks"), html.Div(id="dq-psi")]
+    )
 
 
 def _form_field(name: str, control) -> html.Div:
-    return html.Div([html.Label(name, htmlFor=f"form-{name}", style={"fontSize": "12px", "color": "#444"}),
-                     control], style={"display": "flex", "flexDirection": "column", "width": "220px"})
+    return html.Div(
+        [html.Label(name, htmlFor=f"form-{name}", style={"fontSize": "12px", "color": "#444"}), control],
+        style={"display": "flex", "flexDirection": "column", "width": "220px"},
+    )
 
 
 def _score_tab(api_url: str) -> html.Div:
     fields = [_form_field("customer_id", dcc.Input(id="form-customer_id", type="text", value="dashboard-form"))]
     for name, (default, lo, step) in NUMERIC_FIELDS.items():
-        fields.append(_form_field(name, dcc.Input(id=f"form-{name}", type="number", value=default, min=lo,
-                                                  step=step)))
+        fields.append(_form_field(name, dcc.Input(id=f"form-{name}", type="number", value=default, min=lo, step=step)))
     for name, default in BOOLEAN_FIELDS.items():
-        fields.append(_form_field(name, dcc.Dropdown(id=f"form-{name}", options=["Yes", "No"],
-                                                     value="Yes" if default else "No", clearable=False)))
+        fields.append(
+            _form_field(
+                name,
+                dcc.Dropdown(
+                    id=f"form-{name}", options=["Yes", "No"], value="Yes" if default else "No", clearable=False
+                ),
+            )
+        )
     for name, values in CATEGORICAL_FIELDS.items():
-        fields.append(_form_field(name, dcc.Dropdown(id=f"form-{name}", options=list(values), value=values[0],
-                                                     clearable=False)))
-    return html.Div([
-        html.P(["Posts the customer to ", html.Code(api_url), " and shows the champion's answer."]),
-        html.Div(fields, style={**_ROW, "gap": "14px"}),
-        html.Button("Score customer", id="form-submit", n_clicks=0,
-                    style={"padding": "8px 18px", "fontSize": "15px", "marginTop": "8px"}),
-        dcc.Loading(html.Div(id="score-result", style={"marginTop": "14px"})),
-    ])
+        fields.append(
+            _form_field(name, dcc.Dropdown(id=f"form-{name}", options=list(values), value=values[0], clearable=False))
+        )
+    return html.Div(
+        [
+            html.P(["Posts the customer to ", html.Code(api_url), " and shows the champion's answer."]),
+            html.Div(fields, style={**_ROW, "gap": "14px"}),
+            html.Button(
+                "Score customer",
+                id="form-submit",
+                n_clicks=0,
+                style={"padding": "8px 18px", "fontSize": "15px", "marginTop": "8px"},
+            ),
+            dcc.Loading(html.Div(id="score-result", style={"marginTop": "14px"})),
+        ]
+    )
 
 
 FORM_FIELDS = ["customer_id", *NUMERIC_FIELDS, *BOOLEAN_FIELDS, *CATEGORICAL_FIELDS]
@@ -160,13 +257,21 @@ def _template() -> dict[str, Any]:
 
 def _live_figure(title: str, traces: list[dict[str, Any]], height: int = 260, **layout: Any) -> dict[str, Any]:
     """A figure as a plain dict (no plotly validation): the live tab's hot path."""
-    return {"data": traces,
-            "layout": {"title": {"text": title}, "height": height, "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
-                       "uirevision": "keep", "template": _template(), **layout}}
+    return {
+        "data": traces,
+        "layout": {
+            "title": {"text": title},
+            "height": height,
+            "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
+            "uirevision": "keep",
+            "template": _template(),
+            **layout,
+        },
+    }
 
 
 def _iso_times(ts: list[float]) -> list[str]:
-    return [datetime.fromtimestamp(t, tz=timezone.utc).isoformat() for t in ts]
+    return [datetime.fromtimestamp(t, tz=UTC).isoformat() for t in ts]
 
 
 def live_outputs(snap: LiveSnapshot) -> tuple:
@@ -177,30 +282,92 @@ def live_outputs(snap: LiveSnapshot) -> tuple:
     lag_text = "n/a" if snap.lag is None else f"{snap.lag:,}"
     times = _iso_times(snap.times)
 
-    rate = _live_figure("Scores per second", [
-        {"type": "scatter", "x": times, "y": snap.events_per_s, "mode": "lines", "name": "events/s",
-         "line": {"shape": "hv"}}])
-    latency = _live_figure("End-to-end latency, ms (scored_at − event_time)", [
-        {"type": "scatter", "x": times, "y": snap.latency_mean_ms, "mode": "lines+markers", "name": "mean",
-         "connectgaps": False, "marker": {"size": 3}},
-        {"type": "scatter", "x": times, "y": snap.latency_max_ms, "mode": "lines", "name": "max",
-         "connectgaps": False, "line": {"dash": "dot"}}])
+    rate = _live_figure(
+        "Scores per second",
+        [
+            {
+                "type": "scatter",
+                "x": times,
+                "y": snap.events_per_s,
+                "mode": "lines",
+                "name": "events/s",
+                "line": {"shape": "hv"},
+            }
+        ],
+    )
+    latency = _live_figure(
+        "End-to-end latency, ms (scored_at − event_time)",
+        [
+            {
+                "type": "scatter",
+                "x": times,
+                "y": snap.latency_mean_ms,
+                "mode": "lines+markers",
+                "name": "mean",
+                "connectgaps": False,
+                "marker": {"size": 3},
+            },
+            {
+                "type": "scatter",
+                "x": times,
+                "y": snap.latency_max_ms,
+                "mode": "lines",
+                "name": "max",
+                "connectgaps": False,
+                "line": {"dash": "dot"},
+            },
+        ],
+    )
     lag_layout: dict[str, Any] = {}
     if snap.lag_note and snap.lag is None:
-        lag_layout["annotations"] = [{"text": snap.lag_note, "showarrow": False, "xref": "paper", "yref": "paper",
-                                      "x": 0.5, "y": 0.5}]
-    lag = _live_figure("Consumer lag on customers (end offsets − committed offsets)", [
-        {"type": "scatter", "x": _iso_times(snap.lag_times), "y": snap.lag_values, "mode": "lines+markers",
-         "name": "lag", "marker": {"size": 3}}], **lag_layout)
+        lag_layout["annotations"] = [
+            {"text": snap.lag_note, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}
+        ]
+    lag = _live_figure(
+        "Consumer lag on customers (end offsets − committed offsets)",
+        [
+            {
+                "type": "scatter",
+                "x": _iso_times(snap.lag_times),
+                "y": snap.lag_values,
+                "mode": "lines+markers",
+                "name": "lag",
+                "marker": {"size": 3},
+            }
+        ],
+        **lag_layout,
+    )
     # Binned here: 20 counts travel to the browser every second instead of the last 2,000 scores.
     counts, edges = np.histogram(np.asarray(snap.probabilities, dtype=np.float64), bins=20, range=(0.0, 1.0))
-    dist = _live_figure(f"Score distribution (last {len(snap.probabilities):,} scores)", [
-        {"type": "bar", "x": ((edges[:-1] + edges[1:]) / 2).round(3).tolist(), "y": counts.tolist(),
-         "width": 0.05, "name": "scores"}],
-        xaxis={"range": [0, 1], "title": {"text": "churn probability"}}, bargap=0.02)
-    return (f"{snap.scores_total:,}", f"{snap.alerts_total:,}", f"{snap.rate_per_s:,.1f}",
-            f"{_fmt(snap.latency_p50_ms, ' ms', 0)} / {_fmt(snap.latency_p95_ms, ' ms', 0)}", lag_text, snap.status,
-            (snap.lag_note or "") if snap.lag is None else "", rate, latency, lag, dist, snap.alerts, snap.scores)
+    dist = _live_figure(
+        f"Score distribution (last {len(snap.probabilities):,} scores)",
+        [
+            {
+                "type": "bar",
+                "x": ((edges[:-1] + edges[1:]) / 2).round(3).tolist(),
+                "y": counts.tolist(),
+                "width": 0.05,
+                "name": "scores",
+            }
+        ],
+        xaxis={"range": [0, 1], "title": {"text": "churn probability"}},
+        bargap=0.02,
+    )
+    return (
+        f"{snap.scores_total:,}",
+        f"{snap.alerts_total:,}",
+        f"{snap.rate_per_s:,.1f}",
+        f"{_fmt(snap.latency_p50_ms, ' ms', 0)} / {_fmt(snap.latency_p95_ms, ' ms', 0)}",
+        lag_text,
+        snap.status,
+        (snap.lag_note or "") if snap.lag is None else "",
+        rate,
+        latency,
+        lag,
+        dist,
+        snap.alerts,
+        snap.scores,
+    )
 
 
 def _columns(rows: list[dict[str, Any]], first: list[str]) -> list[dict[str, Any]]:
@@ -239,9 +406,20 @@ def _curve_figures(ev: dict[str, Any]) -> list:
         matrix = [[m["tn"], m["fp"]], [m["fn"], m["tp"]]]
     if isinstance(matrix, list) and len(matrix) == 2:
         f = _small_figure("Confusion matrix, hold-out", 320)
-        f.add_trace(go.Heatmap(z=matrix, x=["predicted stay", "predicted churn"], y=["stayed", "churned"],
-                               text=matrix, texttemplate="%{text}", colorscale="Blues", showscale=False))
-        figs.append(dcc.Graph(id="graph-confusion", figure=f, config=_TOOL_CONFIG, style={"flex": "1", "minWidth": "320px"}))
+        f.add_trace(
+            go.Heatmap(
+                z=matrix,
+                x=["predicted stay", "predicted churn"],
+                y=["stayed", "churned"],
+                text=matrix,
+                texttemplate="%{text}",
+                colorscale="Blues",
+                showscale=False,
+            )
+        )
+        figs.append(
+            dcc.Graph(id="graph-confusion", figure=f, config=_TOOL_CONFIG, style={"flex": "1", "minWidth": "320px"})
+        )
     return figs
 
 
@@ -259,8 +437,14 @@ def models_outputs(reader: ModelsReader) -> tuple:
     if cycle is None:
         info = html.Div("No cycle yet: run `churn batch run`.")
     else:
-        info = html.Div([html.B(cycle["name"]), f" — status {cycle['status']}, started {cycle['started']}",
-                         f", ended {cycle['ended']}" if cycle["ended"] else "", f" — {len(board)} models"])
+        info = html.Div(
+            [
+                html.B(cycle["name"]),
+                f" — status {cycle['status']}, started {cycle['started']}",
+                f", ended {cycle['ended']}" if cycle["ended"] else "",
+                f" — {len(board)} models",
+            ]
+        )
     board_cols = _columns(board, ["model", "task", "alias", "version", *LEADERBOARD_METRICS])
     if not ev:
         champ = html.Div("No churn-classifier champion yet.")
@@ -268,12 +452,22 @@ def models_outputs(reader: ModelsReader) -> tuple:
     else:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(ev["metrics"].items()))
         curves = _curve_figures(ev)
-        champ = html.Div([html.Div([html.B(f"churn-classifier v{ev['version']}"), f" ({ev['model']}): {metrics}"]),
-                          html.Div("" if curves else "This champion's run logged no ROC/PR curve or confusion-matrix "
-                                   "artifacts; showing its metrics only.",
-                                   id="curves-note", style={"fontSize": "13px", "color": "#666"})])
-    version_cols = _columns(versions, ["registered_model", "version", "model", "aliases", "metric", "value",
-                                       "registered_at", "updated_at"])
+        champ = html.Div(
+            [
+                html.Div([html.B(f"churn-classifier v{ev['version']}"), f" ({ev['model']}): {metrics}"]),
+                html.Div(
+                    ""
+                    if curves
+                    else "This champion's run logged no ROC/PR curve or confusion-matrix "
+                    "artifacts; showing its metrics only.",
+                    id="curves-note",
+                    style={"fontSize": "13px", "color": "#666"},
+                ),
+            ]
+        )
+    version_cols = _columns(
+        versions, ["registered_model", "version", "model", "aliases", "metric", "value", "registered_at", "updated_at"]
+    )
     return info, board_cols, board, champ, curves, version_cols, versions
 
 
@@ -284,40 +478,81 @@ def quality_outputs(reader: ModelsReader) -> tuple:
     except Exception as exc:  # noqa: BLE001 - MLflow down
         return html.Div(f"MLflow unavailable ({type(exc).__name__}).", style={"color": "#b00"}), None, None
     if report is None:
-        return html.Div("No data-quality report yet: the latest cycle logged no dq_report.json.",
-                        id="dq-none"), None, None
+        return (
+            html.Div("No data-quality report yet: the latest cycle logged no dq_report.json.", id="dq-none"),
+            None,
+            None,
+        )
     status = str(report.get("status", "?")).upper()
     color = {"PASS": "#1e7d32", "WARN": "#a15c00", "FAIL": "#b00"}.get(status, "#333")
-    summary = html.Div([html.B(f"Gate: {status}", style={"color": color}),
-                        *[html.Span(f" · {k} {report[k]}") for k in ("dataset", "cycle_id", "source", "rows",
-                                                                       "reference_cycle", "created_at")
-                          if report.get(k) is not None]])
+    summary = html.Div(
+        [
+            html.B(f"Gate: {status}", style={"color": color}),
+            *[
+                html.Span(f" · {k} {report[k]}")
+                for k in ("dataset", "cycle_id", "source", "rows", "reference_cycle", "created_at")
+                if report.get(k) is not None
+            ],
+        ]
+    )
     checks = [c for c in report.get("checks") or [] if isinstance(c, dict)]
     check_view = None
     if checks:
-        rows = [{"check": c.get("name"), "status": str(c.get("status", "")).upper(), "finding": c.get("message")}
-                for c in checks]
-        check_view = html.Div([html.H3("Checks"), dash_table.DataTable(
-            id="dq-checks-table", data=rows, columns=[{"id": k, "name": k} for k in ("check", "status", "finding")],
-            sort_action="native", **_TABLE_STYLE,
-            style_data_conditional=[{"if": {"filter_query": '{status} = "FAIL"'}, "color": "#b00"},
-                                    {"if": {"filter_query": '{status} = "WARN"'}, "color": "#a15c00"}])])
+        rows = [
+            {"check": c.get("name"), "status": str(c.get("status", "")).upper(), "finding": c.get("message")}
+            for c in checks
+        ]
+        check_view = html.Div(
+            [
+                html.H3("Checks"),
+                dash_table.DataTable(
+                    id="dq-checks-table",
+                    data=rows,
+                    columns=[{"id": k, "name": k} for k in ("check", "status", "finding")],
+                    sort_action="native",
+                    **_TABLE_STYLE,
+                    style_data_conditional=[
+                        {"if": {"filter_query": '{status} = "FAIL"'}, "color": "#b00"},
+                        {"if": {"filter_query": '{status} = "WARN"'}, "color": "#a15c00"},
+                    ],
+                ),
+            ]
+        )
     psi = psi_rows(report)
     if not psi:
-        return summary, check_view, html.Div("No per-feature drift in this report (first cycle: nothing to "
-                                             "compare with yet).", id="dq-no-psi")
+        return (
+            summary,
+            check_view,
+            html.Div("No per-feature drift in this report (first cycle: nothing to compare with yet).", id="dq-no-psi"),
+        )
     fig = _small_figure("Per-feature drift vs the reference cycle (PSI)", 360)
     colors = {"fail": "#c0392b", "warn": "#e67e22"}
-    fig.add_trace(go.Bar(x=[r["feature"] for r in psi], y=[r["psi"] for r in psi], name="PSI",
-                         marker_color=[colors.get(r["status"], "#2e86c1") for r in psi]))
+    fig.add_trace(
+        go.Bar(
+            x=[r["feature"] for r in psi],
+            y=[r["psi"] for r in psi],
+            name="PSI",
+            marker_color=[colors.get(r["status"], "#2e86c1") for r in psi],
+        )
+    )
     for key, label in (("warn_at", "warn"), ("fail_at", "fail")):
         t = psi[0][key]
         if isinstance(t, (int, float)):
-            fig.add_hline(y=t, line_dash="dash", annotation_text=f"{label} at {t:g}",
-                          line_color=colors[label])
-    psi_view = html.Div([html.H3("Drift (PSI per feature)"), dcc.Graph(id="graph-psi", figure=fig, config=_TOOL_CONFIG),
-                         dash_table.DataTable(id="dq-psi-table", data=psi, columns=_columns(psi, []),
-                                              sort_action="native", page_size=25, **_TABLE_STYLE)])
+            fig.add_hline(y=t, line_dash="dash", annotation_text=f"{label} at {t:g}", line_color=colors[label])
+    psi_view = html.Div(
+        [
+            html.H3("Drift (PSI per feature)"),
+            dcc.Graph(id="graph-psi", figure=fig, config=_TOOL_CONFIG),
+            dash_table.DataTable(
+                id="dq-psi-table",
+                data=psi,
+                columns=_columns(psi, []),
+                sort_action="native",
+                page_size=25,
+                **_TABLE_STYLE,
+            ),
+        ]
+    )
     return summary, check_view, psi_view
 
 
@@ -326,26 +561,50 @@ def score_output(api_url: str, values: dict[str, Any]) -> html.Div:
     try:
         customer = build_customer(values)
     except EventValidationError as err:
-        return html.Div([html.B("Not a valid customer:"), html.Ul([html.Li(e) for e in err.errors])],
-                        id="score-error", style={"color": "#b00"})
+        return html.Div(
+            [html.B("Not a valid customer:"), html.Ul([html.Li(e) for e in err.errors])],
+            id="score-error",
+            style={"color": "#b00"},
+        )
     answer = post_customer(api_url, customer)
     if not answer["ok"]:
-        return html.Div([html.B(answer["message"]), html.Ul([html.Li(e) for e in answer["errors"]])],
-                        id="score-unreachable" if answer["unreachable"] else "score-error", style={"color": "#b00"})
+        return html.Div(
+            [html.B(answer["message"]), html.Ul([html.Li(e) for e in answer["errors"]])],
+            id="score-unreachable" if answer["unreachable"] else "score-error",
+            style={"color": "#b00"},
+        )
     p = answer["prediction"]
     reasons = p.get("reasons") or []
     value = p.get("predicted_customer_value_usd")
-    return html.Div([
-        html.Div([html.Span("churn probability ", style={"color": "#666"}),
-                  html.B(f"{p['churn_probability']:.3f}", id="score-probability")], style={"fontSize": "22px"}),
-        html.Div([html.Span("label ", style={"color": "#666"}),
-                  html.B("CHURN (alert)" if p["churn_label"] else "stay", id="score-label"),
-                  f" — threshold {p['threshold']:.3f}, {p['model_name']} v{p['model_version']}"]),
-        html.Div(f"predicted customer value: {value:,.2f} USD") if isinstance(value, (int, float)) else None,
-        html.Div([html.Span("reasons: ", style={"color": "#666"}),
-                  html.Ul([html.Li(f"{r['feature']} (+{r['contribution']:.3f})") for r in reasons])
-                  if reasons else html.Span("none pushing the score up")], id="score-reasons"),
-    ], id="score-answer")
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.Span("churn probability ", style={"color": "#666"}),
+                    html.B(f"{p['churn_probability']:.3f}", id="score-probability"),
+                ],
+                style={"fontSize": "22px"},
+            ),
+            html.Div(
+                [
+                    html.Span("label ", style={"color": "#666"}),
+                    html.B("CHURN (alert)" if p["churn_label"] else "stay", id="score-label"),
+                    f" — threshold {p['threshold']:.3f}, {p['model_name']} v{p['model_version']}",
+                ]
+            ),
+            html.Div(f"predicted customer value: {value:,.2f} USD") if isinstance(value, (int, float)) else None,
+            html.Div(
+                [
+                    html.Span("reasons: ", style={"color": "#666"}),
+                    html.Ul([html.Li(f"{r['feature']} (+{r['contribution']:.3f})") for r in reasons])
+                    if reasons
+                    else html.Span("none pushing the score up"),
+                ],
+                id="score-reasons",
+            ),
+        ],
+        id="score-answer",
+    )
 
 
 # ------------------------------------------------------------------ the app
@@ -362,16 +621,23 @@ def _time_callbacks(server) -> None:
         flask.g.churn_t0 = time.perf_counter()
 
     @server.after_request
-    def _stop(response):  # noqa: ANN001, ANN202 - flask's hook signature
+    def _stop(response):  # flask's hook signature
         t0 = flask.g.get("churn_t0")
         if t0 is not None and flask.request.path.endswith("_dash-update-component"):
             response.headers["Server-Timing"] = f"callback;dur={(time.perf_counter() - t0) * 1e3:.3f}"
         return response
 
 
-def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: LiveFeed | None = None,
-               start_feed: bool = True, dataset: str = "telco",
-               kafka_options: dict[str, Any] | None = None) -> dash.Dash:
+def create_app(
+    settings,
+    api_url: str = DEFAULT_API_URL,
+    *,
+    tracker=None,
+    feed: LiveFeed | None = None,
+    start_feed: bool = True,
+    dataset: str = "telco",
+    kafka_options: dict[str, Any] | None = None,
+) -> dash.Dash:
     """Build the dashboard and start its background Kafka consumer.
 
     Parameters
@@ -404,50 +670,83 @@ def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: 
     feed = feed or LiveFeed(settings, LiveBuffers(), kafka_options=kafka_options)
     reader = ModelsReader(tracker, dataset=dataset, ttl_s=5.0)
     app = dash.Dash(__name__, title="churn-stream dashboard", update_title=None)
-    app.layout = html.Div([
-        html.H2("churn-stream dashboard", style={"margin": "6px 0"}),
-        dcc.Interval(id="tick-live", interval=LIVE_REFRESH_MS),
-        dcc.Interval(id="tick-models", interval=MODELS_REFRESH_MS),
-        dcc.Tabs(id="tabs", value="live", children=[
-            dcc.Tab(label="Live", value="live", id="tab-live", children=_live_tab()),
-            dcc.Tab(label="Models", value="models", id="tab-models", children=_models_tab()),
-            dcc.Tab(label="Data quality", value="quality", id="tab-quality", children=_quality_tab()),
-            dcc.Tab(label="Score a customer", value="score", id="tab-score", children=_score_tab(api_url)),
-        ]),
-    ], style={"fontFamily": "sans-serif", "margin": "0 18px"})
+    app.layout = html.Div(
+        [
+            html.H2("churn-stream dashboard", style={"margin": "6px 0"}),
+            dcc.Interval(id="tick-live", interval=LIVE_REFRESH_MS),
+            dcc.Interval(id="tick-models", interval=MODELS_REFRESH_MS),
+            dcc.Tabs(
+                id="tabs",
+                value="live",
+                children=[
+                    dcc.Tab(label="Live", value="live", id="tab-live", children=_live_tab()),
+                    dcc.Tab(label="Models", value="models", id="tab-models", children=_models_tab()),
+                    dcc.Tab(label="Data quality", value="quality", id="tab-quality", children=_quality_tab()),
+                    dcc.Tab(label="Score a customer", value="score", id="tab-score", children=_score_tab(api_url)),
+                ],
+            ),
+        ],
+        style={"fontFamily": "sans-serif", "margin": "0 18px"},
+    )
 
     @app.callback(
-        [Output("kpi-scores", "children"), Output("kpi-alerts", "children"), Output("kpi-rate", "children"),
-         Output("kpi-latency", "children"), Output("kpi-lag", "children"), Output("kpi-status", "children"),
-         Output("lag-note", "children"), Output("graph-rate", "figure"), Output("graph-latency", "figure"),
-         Output("graph-lag", "figure"), Output("graph-distribution", "figure"), Output("alerts-table", "data"),
-         Output("scores-table", "data")],
-        Input("tick-live", "n_intervals"), Input("tabs", "value"))
+        [
+            Output("kpi-scores", "children"),
+            Output("kpi-alerts", "children"),
+            Output("kpi-rate", "children"),
+            Output("kpi-latency", "children"),
+            Output("kpi-lag", "children"),
+            Output("kpi-status", "children"),
+            Output("lag-note", "children"),
+            Output("graph-rate", "figure"),
+            Output("graph-latency", "figure"),
+            Output("graph-lag", "figure"),
+            Output("graph-distribution", "figure"),
+            Output("alerts-table", "data"),
+            Output("scores-table", "data"),
+        ],
+        Input("tick-live", "n_intervals"),
+        Input("tabs", "value"),
+    )
     def _live(_n, tab):
         if tab != "live":
             raise dash.exceptions.PreventUpdate
         return live_outputs(feed.buffers.snapshot())
 
     @app.callback(
-        [Output("cycle-info", "children"), Output("leaderboard-table", "columns"),
-         Output("leaderboard-table", "data"), Output("champion-info", "children"),
-         Output("champion-curves", "children"), Output("versions-table", "columns"),
-         Output("versions-table", "data")],
-        Input("tick-models", "n_intervals"), Input("tabs", "value"))
+        [
+            Output("cycle-info", "children"),
+            Output("leaderboard-table", "columns"),
+            Output("leaderboard-table", "data"),
+            Output("champion-info", "children"),
+            Output("champion-curves", "children"),
+            Output("versions-table", "columns"),
+            Output("versions-table", "data"),
+        ],
+        Input("tick-models", "n_intervals"),
+        Input("tabs", "value"),
+    )
     def _models(_n, tab):
         if tab != "models":
             raise dash.exceptions.PreventUpdate
         return models_outputs(reader)
 
-    @app.callback([Output("dq-summary", "children"), Output("dq-checks", "children"), Output("dq-psi", "children")],
-                  Input("tick-models", "n_intervals"), Input("tabs", "value"))
+    @app.callback(
+        [Output("dq-summary", "children"), Output("dq-checks", "children"), Output("dq-psi", "children")],
+        Input("tick-models", "n_intervals"),
+        Input("tabs", "value"),
+    )
     def _quality(_n, tab):
         if tab != "quality":
             raise dash.exceptions.PreventUpdate
         return quality_outputs(reader)
 
-    @app.callback(Output("score-result", "children"), Input("form-submit", "n_clicks"),
-                  [State(f"form-{name}", "value") for name in FORM_FIELDS], prevent_initial_call=True)
+    @app.callback(
+        Output("score-result", "children"),
+        Input("form-submit", "n_clicks"),
+        [State(f"form-{name}", "value") for name in FORM_FIELDS],
+        prevent_initial_call=True,
+    )
     def _score(_clicks, *values):
         return score_output(api_url, dict(zip(FORM_FIELDS, values)))
 
@@ -459,8 +758,14 @@ def create_app(settings, api_url: str = DEFAULT_API_URL, *, tracker=None, feed: 
     return app
 
 
-def run_dashboard(settings, host: str = "127.0.0.1", port: int = 8050, api_url: str = DEFAULT_API_URL,
-                  kafka_options: dict[str, Any] | None = None, threads: int = 4) -> None:
+def run_dashboard(
+    settings,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    api_url: str = DEFAULT_API_URL,
+    kafka_options: dict[str, Any] | None = None,
+    threads: int = 4,
+) -> None:
     """Serve the dashboard until interrupted (blocking), on waitress.
 
     waitress serves the Flask app behind Dash from a fixed pool of ``threads``

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -44,7 +44,7 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
@@ -163,8 +163,15 @@ class LiveBuffers:
         UNIX seconds; injectable for tests.
     """
 
-    def __init__(self, *, max_scores: int = 50, max_alerts: int = 200, max_recent: int = 2000,
-                 window_s: int = 300, clock=time.time) -> None:
+    def __init__(
+        self,
+        *,
+        max_scores: int = 50,
+        max_alerts: int = 200,
+        max_recent: int = 2000,
+        window_s: int = 300,
+        clock=time.time,
+    ) -> None:
         self.window_s = window_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -236,7 +243,8 @@ class LiveBuffers:
         row = {
             "customer_id": record.get("customer_id"),
             "churn_probability": round(float(p), 4) if isinstance(p, (int, float)) else None,
-            "threshold": round(float(record["threshold"]), 4) if isinstance(record.get("threshold"), (int, float))
+            "threshold": round(float(record["threshold"]), 4)
+            if isinstance(record.get("threshold"), (int, float))
             else None,
             "reasons": format_reasons(record.get("reasons")),
             "value_at_risk_usd": round(float(var), 2) if isinstance(var, (int, float)) else None,
@@ -286,12 +294,23 @@ class LiveBuffers:
         span = max(1, min(RATE_WINDOW_S, cur - self._started))
         recent = sum(by_sec[s][1] for s in range(cur - span, cur) if s in by_sec)
         return LiveSnapshot(
-            scores=scores, alerts=alerts, probabilities=probabilities,
-            times=times, events_per_s=counts, latency_mean_ms=means, latency_max_ms=maxes,
-            lag_times=[t for t, _ in lag], lag_values=[v for _, v in lag], lag_note=lag_note,
+            scores=scores,
+            alerts=alerts,
+            probabilities=probabilities,
+            times=times,
+            events_per_s=counts,
+            latency_mean_ms=means,
+            latency_max_ms=maxes,
+            lag_times=[t for t, _ in lag],
+            lag_values=[v for _, v in lag],
+            lag_note=lag_note,
             rate_per_s=recent / span,
-            latency_p50_ms=_percentile(latencies, 0.5), latency_p95_ms=_percentile(latencies, 0.95),
-            scores_total=totals[0], alerts_total=totals[1], bad_records=totals[2], status=status,
+            latency_p50_ms=_percentile(latencies, 0.5),
+            latency_p95_ms=_percentile(latencies, 0.95),
+            scores_total=totals[0],
+            alerts_total=totals[1],
+            bad_records=totals[2],
+            status=status,
         )
 
 
@@ -312,8 +331,14 @@ class LiveFeed:
         ``bootstrap_servers``. Never logged: it may hold a password.
     """
 
-    def __init__(self, settings, buffers: LiveBuffers | None = None, *, lag_interval_s: float = 2.0,
-                 kafka_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings,
+        buffers: LiveBuffers | None = None,
+        *,
+        lag_interval_s: float = 2.0,
+        kafka_options: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self._kafka_options = dict(kafka_options or {"bootstrap_servers": settings.kafka_bootstrap_servers})
         self.buffers = buffers or LiveBuffers()
@@ -325,7 +350,7 @@ class LiveFeed:
         self._thread: threading.Thread | None = None
         self._lag_retry_at = 0.0
 
-    def start(self) -> "LiveFeed":
+    def start(self) -> LiveFeed:
         """Start the consumer thread (once); return self."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="dashboard-kafka-feed", daemon=True)
@@ -368,8 +393,9 @@ class LiveFeed:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
 
-        consumer = AIOKafkaConsumer(*self.topics, **self._kafka_options, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="latest")
+        consumer = AIOKafkaConsumer(
+            *self.topics, **self._kafka_options, group_id=None, enable_auto_commit=False, auto_offset_reset="latest"
+        )
         admin = AIOKafkaAdminClient(**self._kafka_options)
         lag_task: asyncio.Task | None = None
         try:
@@ -436,8 +462,11 @@ class LiveFeed:
         except Exception as exc:  # noqa: BLE001 - a broker that cannot answer: say so, ask again later
             self._lag_retry_at = time.monotonic() + LAG_RETRY_S
             logger.warning("consumer lag unavailable group=%s error=%s", group, f"{type(exc).__name__}: {exc}"[:200])
-            self.buffers.add_lag(None, f"n/a: the broker did not answer the committed offsets of consumer group "
-                                       f"{group!r} ({type(exc).__name__}); asking again in {LAG_RETRY_S:.0f} s")
+            self.buffers.add_lag(
+                None,
+                f"n/a: the broker did not answer the committed offsets of consumer group "
+                f"{group!r} ({type(exc).__name__}); asking again in {LAG_RETRY_S:.0f} s",
+            )
             return
         ours = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
         if not ours:

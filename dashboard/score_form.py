@@ -33,8 +33,7 @@ CATEGORICAL_FIELDS: dict[str, tuple[str, ...]] = {
     "streaming_tv": _INTERNET_ADDON,
     "streaming_movies": _INTERNET_ADDON,
     "contract": ("Month-to-month", "One year", "Two year"),
-    "payment_method": ("Electronic check", "Mailed check", "Bank transfer (automatic)",
-                       "Credit card (automatic)"),
+    "payment_method": ("Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)"),
 }
 #: Boolean fields, shown as Yes/No dropdowns, with their defaults.
 BOOLEAN_FIELDS: dict[str, bool] = {
@@ -70,8 +69,11 @@ def build_customer(values: dict[str, Any]) -> dict[str, Any]:
     schemas.events.EventValidationError
         With ``"field: expected ..., got ..."`` lines.
     """
-    doc: dict[str, Any] = {"event_id": new_event_id(), "event_time": utc_now().isoformat(),
-                           "customer_id": (values.get("customer_id") or "dashboard-form").strip()}
+    doc: dict[str, Any] = {
+        "event_id": new_event_id(),
+        "event_time": utc_now().isoformat(),
+        "customer_id": (values.get("customer_id") or "dashboard-form").strip(),
+    }
     for name in CATEGORICAL_FIELDS:
         doc[name] = values.get(name)
     for name in BOOLEAN_FIELDS:
@@ -103,9 +105,13 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
         response = httpx.post(api_url, json=customer, timeout=timeout_s)
     except httpx.TransportError as exc:
         logger.info("prediction API unreachable url=%s error=%s", api_url, type(exc).__name__)
-        return {"ok": False, "unreachable": True, "errors": [],
-                "message": f"Prediction API unreachable at {api_url} ({type(exc).__name__}). "
-                           "Start it with `churn api`, then submit again."}
+        return {
+            "ok": False,
+            "unreachable": True,
+            "errors": [],
+            "message": f"Prediction API unreachable at {api_url} ({type(exc).__name__}). "
+            "Start it with `churn api`, then submit again.",
+        }
     try:
         body = response.json()
     except ValueError:
@@ -113,6 +119,10 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
     if response.status_code != 200 or not isinstance(body, dict) or not body.get("predictions"):
         errors = body.get("errors", []) if isinstance(body, dict) else []
         summary = body.get("error") if isinstance(body, dict) else response.text[:200]
-        return {"ok": False, "unreachable": False, "errors": [str(e) for e in errors][:10],
-                "message": f"The API answered {response.status_code}: {summary}"}
+        return {
+            "ok": False,
+            "unreachable": False,
+            "errors": [str(e) for e in errors][:10],
+            "message": f"The API answered {response.status_code}: {summary}",
+        }
     return {"ok": True, "prediction": body["predictions"][0]}

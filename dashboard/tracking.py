@@ -14,9 +14,10 @@ import math
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -25,20 +26,34 @@ REGISTERED_MODELS = ("churn-classifier", "sales-regressor")
 #: Aliases marked on the leaderboard.
 ALIASES = ("champion", "challenger")
 #: Metrics shown on the leaderboard, in this column order (absent ones stay blank).
-LEADERBOARD_METRICS = ("roc_auc", "f1", "f1_tuned", "accuracy", "precision", "recall", "threshold",
-                       "r2", "rmse", "mae", "mape", "fit_s")
+LEADERBOARD_METRICS = (
+    "roc_auc",
+    "f1",
+    "f1_tuned",
+    "accuracy",
+    "precision",
+    "recall",
+    "threshold",
+    "r2",
+    "rmse",
+    "mae",
+    "mape",
+    "fit_s",
+)
 #: The data-quality gate's report, an artifact of the cycle run.
 DQ_REPORT = "dq_report.json"
 #: Optional evaluation artifacts of a classifier run (JSON); drawn when present, never computed here.
-CURVE_ARTIFACTS = {"roc": ("roc_curve.json", "eval/roc_curve.json"),
-                   "pr": ("pr_curve.json", "eval/pr_curve.json"),
-                   "confusion": ("confusion_matrix.json", "eval/confusion_matrix.json")}
+CURVE_ARTIFACTS = {
+    "roc": ("roc_curve.json", "eval/roc_curve.json"),
+    "pr": ("pr_curve.json", "eval/pr_curve.json"),
+    "confusion": ("confusion_matrix.json", "eval/confusion_matrix.json"),
+}
 
 
 def _ms_to_iso(ms: int | None) -> str | None:
     if not ms:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 #: Run states after which a run's metrics and artifacts no longer change.
@@ -100,14 +115,23 @@ class ModelsReader:
         exp = self.tracker.get_experiment_by_name(self.experiment)
         if exp is None:
             return None
-        runs = self.tracker.search_runs([exp.experiment_id], filter_string="attributes.run_name LIKE 'cycle-%'",
-                                        order_by=["attributes.start_time DESC"], max_results=1)
+        runs = self.tracker.search_runs(
+            [exp.experiment_id],
+            filter_string="attributes.run_name LIKE 'cycle-%'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
         if not runs:
             return None
         r = runs[0]
-        return {"run_id": r.info.run_id, "experiment_id": exp.experiment_id, "name": r.info.run_name,
-                "status": r.info.status, "started": _ms_to_iso(r.info.start_time),
-                "ended": _ms_to_iso(r.info.end_time)}
+        return {
+            "run_id": r.info.run_id,
+            "experiment_id": exp.experiment_id,
+            "name": r.info.run_name,
+            "status": r.info.status,
+            "started": _ms_to_iso(r.info.start_time),
+            "ended": _ms_to_iso(r.info.end_time),
+        }
 
     def aliases(self) -> dict[str, dict[str, str]]:
         """``{registered name: {alias: version}}`` for every registered model that exists."""
@@ -139,14 +163,19 @@ class ModelsReader:
             for mv in self.tracker.search_model_versions(f"name='{name}'", max_results=1000):
                 tags = mv.tags or {}
                 metric = next(((k, tags[k]) for k in ("roc_auc", "r2") if k in tags), (None, None))
-                rows.append({
-                    "registered_model": name, "version": int(mv.version), "model": tags.get("model"),
-                    "aliases": ", ".join(sorted(by_version.get(str(mv.version), []))),
-                    "metric": metric[0], "value": float(metric[1]) if metric[1] is not None else None,
-                    "registered_at": _ms_to_iso(mv.creation_timestamp),
-                    "updated_at": _ms_to_iso(mv.last_updated_timestamp),
-                    "run_id": mv.run_id,
-                })
+                rows.append(
+                    {
+                        "registered_model": name,
+                        "version": int(mv.version),
+                        "model": tags.get("model"),
+                        "aliases": ", ".join(sorted(by_version.get(str(mv.version), []))),
+                        "metric": metric[0],
+                        "value": float(metric[1]) if metric[1] is not None else None,
+                        "registered_at": _ms_to_iso(mv.creation_timestamp),
+                        "updated_at": _ms_to_iso(mv.last_updated_timestamp),
+                        "run_id": mv.run_id,
+                    }
+                )
         rows.sort(key=lambda r: (r["registered_at"] or "", r["version"]), reverse=True)
         return rows
 
@@ -161,13 +190,16 @@ class ModelsReader:
             return []
         held = tuple(sorted((r["run_id"], r["aliases"], r["version"]) for r in self.versions() if r["aliases"]))
         done = cycle["status"] in TERMINAL_RUN_STATES
-        return self._cache.get(("leaderboard", cycle["run_id"], cycle["status"], held),
-                               lambda: self._leaderboard(cycle), ttl_s=math.inf if done else None)
+        return self._cache.get(
+            ("leaderboard", cycle["run_id"], cycle["status"], held),
+            lambda: self._leaderboard(cycle),
+            ttl_s=math.inf if done else None,
+        )
 
     def _leaderboard(self, cycle: dict[str, Any]) -> list[dict[str, Any]]:
-        runs = self.tracker.search_runs([cycle["experiment_id"]],
-                                        filter_string=f"tags.mlflow.parentRunId = '{cycle['run_id']}'",
-                                        max_results=500)
+        runs = self.tracker.search_runs(
+            [cycle["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{cycle['run_id']}'", max_results=500
+        )
         held = {}  # run_id -> "champion"/"challenger" of its registered version
         for row in self.versions():
             if row["aliases"]:
@@ -176,8 +208,13 @@ class ModelsReader:
         for r in runs:
             tags = r.data.tags
             alias, version = held.get(r.info.run_id, ("", None))
-            row = {"model": tags.get("model", r.info.run_name), "task": tags.get("task", ""),
-                   "alias": alias, "version": version, "run_id": r.info.run_id}
+            row = {
+                "model": tags.get("model", r.info.run_name),
+                "task": tags.get("task", ""),
+                "alias": alias,
+                "version": version,
+                "run_id": r.info.run_id,
+            }
             row.update({k: round(float(r.data.metrics[k]), 5) for k in LEADERBOARD_METRICS if k in r.data.metrics})
             rows.append(row)
         key = {"classification": "roc_auc", "regression": "r2"}
@@ -210,14 +247,19 @@ class ModelsReader:
         version = self.aliases().get("churn-classifier", {}).get("champion")
         if version is None:
             return {}
-        return self._cache.get(("champion_evaluation", version), lambda: self._champion_evaluation(version),
-                               ttl_s=math.inf)
+        return self._cache.get(
+            ("champion_evaluation", version), lambda: self._champion_evaluation(version), ttl_s=math.inf
+        )
 
     def _champion_evaluation(self, version: str) -> dict[str, Any]:
         mv = self.tracker.get_model_version("churn-classifier", version)
         run = self.tracker.get_run(mv.run_id)
-        out: dict[str, Any] = {"version": version, "model": (mv.tags or {}).get("model"), "run_id": mv.run_id,
-                               "metrics": dict(run.data.metrics)}
+        out: dict[str, Any] = {
+            "version": version,
+            "model": (mv.tags or {}).get("model"),
+            "run_id": mv.run_id,
+            "metrics": dict(run.data.metrics),
+        }
         for kind, candidates in CURVE_ARTIFACTS.items():
             out[kind] = self._read_json_artifact(mv.run_id, candidates)
         return out
@@ -231,8 +273,11 @@ class ModelsReader:
         if cycle is None:
             return None
         done = cycle["status"] in TERMINAL_RUN_STATES
-        return self._cache.get(("dq_report", cycle["run_id"], cycle["status"]), lambda: self._dq_report(cycle),
-                               ttl_s=math.inf if done else None)
+        return self._cache.get(
+            ("dq_report", cycle["run_id"], cycle["status"]),
+            lambda: self._dq_report(cycle),
+            ttl_s=math.inf if done else None,
+        )
 
     def _dq_report(self, cycle: dict[str, Any]) -> dict[str, Any] | None:
         report = self._read_json_artifact(cycle["run_id"], (DQ_REPORT, f"dq/{DQ_REPORT}", f"data_quality/{DQ_REPORT}"))
@@ -265,8 +310,15 @@ def psi_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         status = v.get("status") if isinstance(v, dict) else None
         if status is None and isinstance(fail_at, (int, float)) and isinstance(warn_at, (int, float)):
             status = "fail" if value >= fail_at else "warn" if value >= warn_at else "pass"
-        rows.append({"feature": str(feature), "kind": v.get("kind", "") if isinstance(v, dict) else "",
-                     "psi": round(float(value), 4), "status": str(status or ""),
-                     "warn_at": warn_at, "fail_at": fail_at})
+        rows.append(
+            {
+                "feature": str(feature),
+                "kind": v.get("kind", "") if isinstance(v, dict) else "",
+                "psi": round(float(value), 4),
+                "status": str(status or ""),
+                "warn_at": warn_at,
+                "fail_at": fail_at,
+            }
+        )
     rows.sort(key=lambda r: -r["psi"])
     return rows

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 ARTIFACT_PATH = "model/pipeline.npz"
 
 
-def version_artifact_uri(version) -> str:  # noqa: ANN001 - mlflow ModelVersion
+def version_artifact_uri(version) -> str:  # mlflow ModelVersion
     """``runs:/<run_id>/<artifact_path>`` of a registered model version's pipeline.
 
     Parameters
@@ -35,8 +35,9 @@ class ArtifactVerificationError(RuntimeError):
     """A downloaded artifact's SHA-256 differs from the announced one."""
 
 
-def download_pipeline(tracking_uri: str, artifact_uri: str, sha256: str,
-                      dst_dir: str | Path | None = None) -> ScoringPipeline:
+def download_pipeline(
+    tracking_uri: str, artifact_uri: str, sha256: str, dst_dir: str | Path | None = None
+) -> ScoringPipeline:
     """Download a scoring pipeline, verify its SHA-256, and load it (never unpickled).
 
     Parameters
@@ -64,8 +65,9 @@ def download_pipeline(tracking_uri: str, artifact_uri: str, sha256: str,
     import mlflow.artifacts
 
     dst = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="churn-artifact-"))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst),
-                                                      tracking_uri=tracking_uri))
+    local = Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst), tracking_uri=tracking_uri)
+    )
     digest = sha256_file(local)
     if digest != sha256:
         raise ArtifactVerificationError(

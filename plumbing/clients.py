@@ -12,7 +12,6 @@ import base64
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -81,8 +80,10 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers}
     protocol = settings.kafka_security_protocol.strip().upper()
     if protocol not in KAFKA_SECURITY_PROTOCOLS:
-        raise ValueError(f"KAFKA_SECURITY_PROTOCOL: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
-                         f"got {settings.kafka_security_protocol!r}")
+        raise ValueError(
+            f"KAFKA_SECURITY_PROTOCOL: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+            f"got {settings.kafka_security_protocol!r}"
+        )
     if protocol == "PLAINTEXT":
         return kwargs
     kwargs["security_protocol"] = protocol
@@ -137,12 +138,12 @@ def ensure_topics(settings: Settings) -> None:
     asyncio.run(ensure_topics_async(settings))
 
 
-async def _produce(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]],
-                   rate: float | None) -> int:
+async def _produce(
+    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]], rate: float | None
+) -> int:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all", linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
         start = time.perf_counter()
@@ -160,8 +161,9 @@ async def _produce(settings: Settings, topic: str, records: list[tuple[bytes | N
     return len(records)
 
 
-def produce_records(settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]],
-                    rate: float | None = None) -> int:
+def produce_records(
+    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]], rate: float | None = None
+) -> int:
     """Send ``(key, value)`` byte pairs to ``topic``; return once every one is acknowledged.
 
     Parameters
@@ -187,8 +189,14 @@ def decode_record(value: bytes | None) -> Any:
         return {"value_b64": base64.b64encode(value).decode()}
 
 
-def consume_topic(settings: Settings, topic: str, *, from_beginning: bool = False, limit: int | None = None,
-                  idle_timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
+def consume_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool = False,
+    limit: int | None = None,
+    idle_timeout_s: float | None = None,
+) -> Iterator[dict[str, Any]]:
     """Yield records of ``topic`` as dicts (``topic``, ``partition``, ``offset``, ``key``, ``value``).
 
     Reads without a consumer group (nothing is committed). Stops after ``limit``
@@ -199,8 +207,13 @@ def consume_topic(settings: Settings, topic: str, *, from_beginning: bool = Fals
 
     async def make() -> AIOKafkaConsumer:
         # aiokafka binds a consumer to the running loop: create it inside the loop.
-        consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest" if from_beginning else "latest")
+        consumer = AIOKafkaConsumer(
+            topic,
+            **kafka_kwargs(settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+        )
         await consumer.start()
         return consumer
 
@@ -218,7 +231,9 @@ def consume_topic(settings: Settings, topic: str, *, from_beginning: bool = Fals
                 return
             for m in records:
                 yield {
-                    "topic": m.topic, "partition": m.partition, "offset": m.offset,
+                    "topic": m.topic,
+                    "partition": m.partition,
+                    "offset": m.offset,
                     "key": m.key.decode(errors="replace") if m.key is not None else None,
                     "value": decode_record(m.value),
                 }

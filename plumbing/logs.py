@@ -37,8 +37,9 @@ class RepeatedMessageFilter(logging.Filter):
     Thread-safe: Faust runs its consumer in a thread of its own.
     """
 
-    def __init__(self, interval_s: float = REPEAT_INTERVAL_S, clock: Callable[[], float] = time.monotonic,
-                 max_kinds: int = 1024) -> None:
+    def __init__(
+        self, interval_s: float = REPEAT_INTERVAL_S, clock: Callable[[], float] = time.monotonic, max_kinds: int = 1024
+    ) -> None:
         super().__init__()
         self.interval_s, self._clock, self._max_kinds = interval_s, clock, max_kinds
         self._lock = threading.Lock()
@@ -84,8 +85,9 @@ def limit_repeated_logs(prefixes: Iterable[str], interval_s: float = REPEAT_INTE
             with contextlib.suppress(Exception):
                 importlib.import_module(module.name)
     flt = RepeatedMessageFilter(interval_s)
-    names = set(prefixes) | {n for n in logging.Logger.manager.loggerDict
-                             if any(n.startswith(p + ".") for p in prefixes)}
+    names = set(prefixes) | {
+        n for n in logging.Logger.manager.loggerDict if any(n.startswith(p + ".") for p in prefixes)
+    }
     for name in sorted(names):
         logging.getLogger(name).addFilter(flt)
     return flt

@@ -202,7 +202,7 @@ class Settings:
     }
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``), falling back to defaults.
 
         Raises
@@ -235,12 +235,14 @@ class Settings:
 
     def __post_init__(self) -> None:
         if "://" in self.minio_endpoint:
-            raise SettingsError(f"MINIO_ENDPOINT: expected host:port without a scheme (MINIO_SECURE=true for "
-                                f"https), got {self.minio_endpoint!r}")
+            raise SettingsError(
+                f"MINIO_ENDPOINT: expected host:port without a scheme (MINIO_SECURE=true for "
+                f"https), got {self.minio_endpoint!r}"
+            )
         if not 0 < self.worker_web_port <= 65535:
             raise SettingsError(f"CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got {self.worker_web_port}")
 
-    def with_overrides(self, **changes: object) -> "Settings":
+    def with_overrides(self, **changes: object) -> Settings:
         """Copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
 

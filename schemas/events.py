@@ -7,7 +7,7 @@ Money is in US dollars (``_usd``), durations carry their unit (``_months``).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -56,7 +56,7 @@ def json_datetime(value: Any) -> Any:
 
 def utc_now() -> datetime:
     """Current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_event_id() -> str:
@@ -68,15 +68,19 @@ class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="ignore")
 
     event_id: Annotated[str, Field(min_length=1, max_length=64, description="Unique id of this event.")]
-    event_time: Annotated[AwareDatetime, Field(description="When the event happened, timezone-aware (UTC)."),
-                          BeforeValidator(json_datetime)]
-    schema_version: Annotated[int, Field(ge=1, le=SCHEMA_VERSION, description="Contract version."),
-                              BeforeValidator(json_integer)] = SCHEMA_VERSION
+    event_time: Annotated[
+        AwareDatetime,
+        Field(description="When the event happened, timezone-aware (UTC)."),
+        BeforeValidator(json_datetime),
+    ]
+    schema_version: Annotated[
+        int, Field(ge=1, le=SCHEMA_VERSION, description="Contract version."), BeforeValidator(json_integer)
+    ] = SCHEMA_VERSION
 
     @field_validator("event_time")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
 
 class CustomerEvent(_Event):
@@ -96,8 +100,9 @@ class CustomerEvent(_Event):
     senior_citizen: Flag
     partner: Flag
     dependents: Flag
-    tenure_months: Annotated[int, Field(ge=0, le=1200, description="Months as a customer."),
-                             BeforeValidator(json_integer)]
+    tenure_months: Annotated[
+        int, Field(ge=0, le=1200, description="Months as a customer."), BeforeValidator(json_integer)
+    ]
     phone_service: Flag
     multiple_lines: Category
     internet_service: Category
@@ -143,12 +148,20 @@ class ChurnAlert(ScoreEvent):
     """A customer at or above the threshold, on ``churn-alerts``."""
 
     reasons: list[Reason] = Field(default_factory=list, description="Top features pushing the score up.")
-    predicted_value_usd: Annotated[float | None, Field(
-        ge=0, description="Customer value predicted by the sales-regressor champion (USD), when one is in service.",
-    )] = None
-    value_at_risk_usd: Annotated[float | None, Field(
-        ge=0, description="churn_probability x predicted_value_usd (USD), when a sales-regressor is in service.",
-    )] = None
+    predicted_value_usd: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            description="Customer value predicted by the sales-regressor champion (USD), when one is in service.",
+        ),
+    ] = None
+    value_at_risk_usd: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            description="churn_probability x predicted_value_usd (USD), when a sales-regressor is in service.",
+        ),
+    ] = None
 
 
 class ModelUpdatedEvent(_Event):

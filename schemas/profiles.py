@@ -139,6 +139,7 @@ TELCO = DatasetProfile(
     ),
 )
 
+
 def get_profile(name: str) -> DatasetProfile:
     """Profile by name.
 
@@ -243,22 +244,51 @@ _RETAIL_COLUMNS = {
 }
 
 _RETAIL_INT = (
-    "age", "number_of_children", "quantity", "transaction_hour", "week_of_year", "month_of_year",
-    "online_purchases", "in_store_purchases", "total_returned_items", "total_transactions",
-    "total_items_purchased", "product_review_count", "product_stock", "product_shelf_life_days",
-    "customer_support_calls", "website_visits", "days_since_last_purchase",
+    "age",
+    "number_of_children",
+    "quantity",
+    "transaction_hour",
+    "week_of_year",
+    "month_of_year",
+    "online_purchases",
+    "in_store_purchases",
+    "total_returned_items",
+    "total_transactions",
+    "total_items_purchased",
+    "product_review_count",
+    "product_stock",
+    "product_shelf_life_days",
+    "customer_support_calls",
+    "website_visits",
+    "days_since_last_purchase",
 )
 _RETAIL_FLOAT = (
-    "membership_years", "unit_price_usd", "discount_rate", "avg_purchase_value_usd", "avg_discount_rate",
-    "avg_items_per_transaction", "avg_transaction_value_usd", "total_returned_value_usd", "total_sales_usd",
-    "total_discounts_received_usd", "avg_spent_per_category_usd", "max_single_purchase_value_usd",
-    "min_single_purchase_value_usd", "product_rating", "product_return_rate", "product_weight_kg",
+    "membership_years",
+    "unit_price_usd",
+    "discount_rate",
+    "avg_purchase_value_usd",
+    "avg_discount_rate",
+    "avg_items_per_transaction",
+    "avg_transaction_value_usd",
+    "total_returned_value_usd",
+    "total_sales_usd",
+    "total_discounts_received_usd",
+    "avg_spent_per_category_usd",
+    "max_single_purchase_value_usd",
+    "min_single_purchase_value_usd",
+    "product_rating",
+    "product_return_rate",
+    "product_weight_kg",
     "distance_to_store_km",
 )
 _RETAIL_YES_NO = ("loyalty_program", "holiday_season", "weekend", "email_subscriptions")
 _RETAIL_DATE = (
-    "transaction_date", "last_purchase_date", "product_manufacture_date", "product_expiry_date",
-    "promotion_start_date", "promotion_end_date",
+    "transaction_date",
+    "last_purchase_date",
+    "product_manufacture_date",
+    "product_expiry_date",
+    "promotion_start_date",
+    "promotion_end_date",
 )
 
 
@@ -388,6 +418,7 @@ def retail_engineered_features(columns: Mapping[str, Any]) -> dict[str, np.ndarr
     dict of str to ndarray of shape (n_samples,), float64
         Keyed by :data:`RETAIL_ENGINEERED`.
     """
+
     def num(name: str) -> np.ndarray:
         return np.asarray(columns[name], dtype=np.float64)
 
@@ -405,8 +436,8 @@ def retail_engineered_features(columns: Mapping[str, Any]) -> dict[str, np.ndarr
         online_share = np.where(total > 0, online / total, np.nan)
     return {
         "line_value_usd": num("quantity") * num("unit_price_usd"),
-        "engagement_score": (level("app_usage") + level("social_media_engagement")
-                             + 2.0 * num("email_subscriptions")) / 6.0,
+        "engagement_score": (level("app_usage") + level("social_media_engagement") + 2.0 * num("email_subscriptions"))
+        / 6.0,
         "recency_ratio": num("days_since_last_purchase") / membership_days,
         "online_share": online_share,
     }

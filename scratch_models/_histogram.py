@@ -18,9 +18,10 @@ public interface.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class BinMapper:
         self.max_bins = int(max_bins)
         self.rng = rng
 
-    def fit(self, X: np.ndarray) -> "BinMapper":
+    def fit(self, X: np.ndarray) -> BinMapper:
         """Compute edges from ``X`` of shape (n_samples, n_features), float64."""
         n = X.shape[0]
         if n > _EDGE_SAMPLE:
@@ -93,9 +94,9 @@ class BinMapper:
         codes = np.empty((X.shape[1], n), dtype=np.uint8)
         step = 1 << 16  # row blocks: a transposed block is contiguous per feature and stays in cache
         for a in range(0, n, step):
-            block = np.ascontiguousarray(X[a:a + step].T)
+            block = np.ascontiguousarray(X[a : a + step].T)
             for f, edges in enumerate(self.edges):
-                codes[f, a:a + step] = np.searchsorted(edges, block[f], side="left")
+                codes[f, a : a + step] = np.searchsorted(edges, block[f], side="left")
         return codes
 
 
@@ -279,8 +280,9 @@ def _build_hist(
             return h.reshape(n_nodes, width, S)
         out = np.empty((n_nodes, width, S))
         for s_ in range(S):
-            out[:, :, s_] = np.bincount(key, weights=np.repeat(stats[rows, s_], k),
-                                        minlength=n_nodes * width).reshape(n_nodes, width)
+            out[:, :, s_] = np.bincount(key, weights=np.repeat(stats[rows, s_], k), minlength=n_nodes * width).reshape(
+                n_nodes, width
+            )
         return out
     out = np.zeros((n_nodes, width, S))
     st = [np.ascontiguousarray(stats[rows, s_]) for s_ in range(S)]
@@ -305,7 +307,7 @@ def _build_hist(
             key += ln * nb
         for s_ in range(S):
             h = np.bincount(key, weights=st[s_], minlength=n_nodes * nb)
-            out[:, col_off[j]:col_off[j] + nb, s_] = h.reshape(n_nodes, nb)
+            out[:, col_off[j] : col_off[j] + nb, s_] = h.reshape(n_nodes, nb)
 
     todo = [j for j, f in enumerate(feats) if usable[f]]
     if pool is not None and len(todo) > 1:
@@ -349,7 +351,7 @@ def _best_splits_sparse(
     cs = np.empty((U, stats.shape[1]))
     for s_ in range(stats.shape[1]):
         cs[:, s_] = np.bincount(inv, weights=np.repeat(st[:, s_], k), minlength=U)
-    seg = cells // B                                   # node * k + j
+    seg = cells // B  # node * k + j
     node = seg // k
     new_seg = np.empty(U, dtype=bool)
     new_seg[0] = True
@@ -408,12 +410,12 @@ def _best_splits_dense(
     valid split), ``feature (m,)``, ``bin (m,)`` and left statistics ``(m, n_stats)``.
     """
     m = hist.shape[0]
-    C = np.cumsum(hist, axis=1)                             # (m, width, S)
+    C = np.cumsum(hist, axis=1)  # (m, width, S)
     # Left sums: cumulative sum restarted at each feature's first cell.
     before = np.concatenate([np.zeros((m, 1, C.shape[2])), C], axis=1)[:, seg_start]
     Lcum = C - before
     Rcum = P[:, None, :] - Lcum
-    g = criterion.gain(Lcum, Rcum, P[:, None, :])          # (m, width)
+    g = criterion.gain(Lcum, Rcum, P[:, None, :])  # (m, width)
     wL, wR = criterion.weight(Lcum), criterion.weight(Rcum)
     # The 1e-12 guard keeps float round-off from making an empty child look non-empty.
     valid = (wL >= min_leaf) & (wR >= min_leaf) & (wL > 1e-12) & (wR > 1e-12)
@@ -511,14 +513,16 @@ def grow_tree(
     def add_nodes(S: np.ndarray) -> np.ndarray:
         nonlocal n_stored
         m = S.shape[0]
-        levels.append({
-            "feature": np.full(m, -1, dtype=np.int32),
-            "bin": np.zeros(m, dtype=np.int32),
-            "left": np.full(m, -1, dtype=np.int32),
-            "value": np.asarray(criterion.value(S), dtype=np.float64).reshape(m, -1),
-            "weight": np.asarray(criterion.weight(S), dtype=np.float64),
-            "gain": np.zeros(m),
-        })
+        levels.append(
+            {
+                "feature": np.full(m, -1, dtype=np.int32),
+                "bin": np.zeros(m, dtype=np.int32),
+                "left": np.full(m, -1, dtype=np.int32),
+                "value": np.asarray(criterion.value(S), dtype=np.float64).reshape(m, -1),
+                "weight": np.asarray(criterion.weight(S), dtype=np.float64),
+                "gain": np.zeros(m),
+            }
+        )
         n_stored += m
         return np.arange(n_stored - m, n_stored)
 
@@ -537,11 +541,11 @@ def grow_tree(
         pos_j = np.repeat(np.arange(k), nb_shared)
         pos_b = np.arange(width) - col_off[pos_j]
         shared_valid = (pos_b < nb_shared[pos_j] - 1) & usable[pos_j]
-    seg_start = col_off[pos_j]                 # first cell of each cell's feature
+    seg_start = col_off[pos_j]  # first cell of each cell's feature
 
-    frontier = add_nodes(total)      # global ids of the nodes being split
-    P = total                        # their statistics, (m, S)
-    hist = None                      # their histograms when reusable, (m, width, S)
+    frontier = add_nodes(total)  # global ids of the nodes being split
+    P = total  # their statistics, (m, S)
+    hist = None  # their histograms when reusable, (m, width, S)
     depth = 0
     while frontier.shape[0] and rows.shape[0]:
         m = frontier.shape[0]
@@ -557,7 +561,18 @@ def grow_tree(
         n_elem = rows.shape[0] * k
         if n_elem < m * width:
             best_gain, f_best, b_best, Lbest = _best_splits_sparse(
-                codes, stats, rows, local, m, feats, per_node, B, P, criterion, min_samples_leaf, usable,
+                codes,
+                stats,
+                rows,
+                local,
+                m,
+                feats,
+                per_node,
+                B,
+                P,
+                criterion,
+                min_samples_leaf,
+                usable,
             )
             hist = None
         else:
@@ -571,8 +586,18 @@ def grow_tree(
                     n1 = min(m, n0 + node_step)
                     a, b = bounds[c], bounds[c + 1]
                     hist[n0:n1] = _build_hist(
-                        codes, stats, rows[a:b], local[a:b] - n0, n1 - n0,
-                        feats, per_node, col_off, width, n_bins, usable, pool=pool,
+                        codes,
+                        stats,
+                        rows[a:b],
+                        local[a:b] - n0,
+                        n1 - n0,
+                        feats,
+                        per_node,
+                        col_off,
+                        width,
+                        n_bins,
+                        usable,
+                        pool=pool,
                     )
             # Evaluate splits a cache-sized block of nodes at a time. Per-node candidates
             # (forests) are never reused by subtraction, so their block is also built
@@ -588,14 +613,34 @@ def grow_tree(
                 if per_node:
                     a, b = bounds[c], bounds[c + 1]
                     h = _build_hist(
-                        codes, stats, rows[a:b], local[a:b] - n0, n1 - n0, feats[n0:n1], True,
-                        col_off, width, n_bins, usable, labels, weights,
+                        codes,
+                        stats,
+                        rows[a:b],
+                        local[a:b] - n0,
+                        n1 - n0,
+                        feats[n0:n1],
+                        True,
+                        col_off,
+                        width,
+                        n_bins,
+                        usable,
+                        labels,
+                        weights,
                     )
                 else:
                     h = hist[n0:n1]
                 (best_gain[n0:n1], f_best[n0:n1], b_best[n0:n1], Lbest[n0:n1]) = _best_splits_dense(
-                    h, P[n0:n1], feats[n0:n1] if per_node else feats, per_node, seg_start, pos_j, pos_b,
-                    n_bins, None if per_node else shared_valid, criterion, min_samples_leaf,
+                    h,
+                    P[n0:n1],
+                    feats[n0:n1] if per_node else feats,
+                    per_node,
+                    seg_start,
+                    pos_j,
+                    pos_b,
+                    n_bins,
+                    None if per_node else shared_valid,
+                    criterion,
+                    min_samples_leaf,
                 )
         split = can & np.isfinite(best_gain) & (best_gain > min_gain)
         if not split.any():
@@ -641,10 +686,20 @@ def grow_tree(
             is_small = np.zeros(2 * n_split, dtype=bool)
             is_small[small] = True
             sel = is_small[local]
-            small_local = np.cumsum(is_small) - 1               # child index -> small index
+            small_local = np.cumsum(is_small) - 1  # child index -> small index
             h_small = _build_hist(
-                codes, stats, rows[sel], small_local[local[sel]], n_split, feats, False, col_off, width,
-                n_bins, usable, pool=pool,
+                codes,
+                stats,
+                rows[sel],
+                small_local[local[sel]],
+                n_split,
+                feats,
+                False,
+                col_off,
+                width,
+                n_bins,
+                usable,
+                pool=pool,
             )
             h_big = hist[sp] - h_small
             hist = np.empty((2 * n_split,) + h_small.shape[1:])
@@ -700,7 +755,7 @@ class TreeArrays:
         self._compile()
 
     @classmethod
-    def from_grown(cls, trees: list[GrownTree], edges: list[np.ndarray]) -> "TreeArrays":
+    def from_grown(cls, trees: list[GrownTree], edges: list[np.ndarray]) -> TreeArrays:
         """Concatenate grown trees, turning split bins into real thresholds."""
         feats, thr, lefts, rights, vals, offsets = [], [], [], [], [], [0]
         for t in trees:
@@ -715,8 +770,12 @@ class TreeArrays:
             vals.append(t.value)
             offsets.append(offsets[-1] + t.feature.shape[0])
         return cls(
-            np.concatenate(feats), np.concatenate(thr), np.concatenate(lefts),
-            np.concatenate(rights), np.concatenate(vals), np.asarray(offsets),
+            np.concatenate(feats),
+            np.concatenate(thr),
+            np.concatenate(lefts),
+            np.concatenate(rights),
+            np.concatenate(vals),
+            np.asarray(offsets),
         )
 
     @property
@@ -762,8 +821,8 @@ class TreeArrays:
         self._split_feat = np.append(uniq[:, 0].astype(np.intp), 0)
         self._split_thr = np.append(uniq[:, 1], np.inf)
         feats, first = np.unique(self._split_feat[:S], return_index=True)
-        self._split_feats = feats                                   # features used by a split
-        self._split_bounds = np.append(first, S)                    # their runs in the split table
+        self._split_feats = feats  # features used by a split
+        self._split_bounds = np.append(first, S)  # their runs in the split table
         self._split_rank = np.append(np.arange(S) - np.repeat(first, np.diff(self._split_bounds)), 0)
         # Deep traversal word per node: left child (global) << 32 | split id.
         self._node_word = None
@@ -784,9 +843,9 @@ class TreeArrays:
         """
         D = self._depth
         T = self.n_trees
-        n_heap = 2 ** D - 1
-        heap = np.full((T, n_heap), self._split_thr.shape[0] - 1, dtype=np.intp)   # never-true split
-        leaf_node = np.zeros((T, 2 ** D), dtype=np.intp)
+        n_heap = 2**D - 1
+        heap = np.full((T, n_heap), self._split_thr.shape[0] - 1, dtype=np.intp)  # never-true split
+        leaf_node = np.zeros((T, 2**D), dtype=np.intp)
         is_leaf = ~self._feat_is_split
         # Walk all trees level by level at once: (tree, heap position, node).
         t_idx = np.arange(T)
@@ -805,25 +864,25 @@ class TreeArrays:
             pos = np.concatenate([2 * pos + 1, 2 * pos + 2])
         levels = []
         for L in range(D):
-            p = np.arange(2 ** L)
+            p = np.arange(2**L)
             rev = np.zeros_like(p)
             for i in range(L):
                 rev |= ((p >> i) & 1) << (L - 1 - i)
-            order = np.argsort(rev)                                  # slot q holds position p with rev(p) = q
-            levels.append(np.ascontiguousarray(heap[:, 2 ** L - 1 + order].T))
+            order = np.argsort(rev)  # slot q holds position p with rev(p) = q
+            levels.append(np.ascontiguousarray(heap[:, 2**L - 1 + order].T))
         # Byte r of lut[k][v] is bit r (first row = most significant, np.packbits order)
         # of byte v, shifted to path bit k of the leaf index.
-        unpacked = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)      # (256, 8)
+        unpacked = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)  # (256, 8)
         lut = [np.ascontiguousarray(unpacked << (D - 1 - k)).view(np.uint64).ravel() for k in range(D)]
         # Up to depth 4, two trees share one lookup: the pair's leaf index fits a byte.
         pair = 2 * D <= 8 and T >= 2
         half = T // 2 if pair else 0
         values = []
         for o in range(self.value.shape[1]):
-            v = self.value[leaf_node, o]                                  # (T, 2^D)
+            v = self.value[leaf_node, o]  # (T, 2^D)
             if pair:
-                w = (v[:half, :, None] + v[half:2 * half, None, :]).reshape(half, -1)
-                tail = v[2 * half:]
+                w = (v[:half, :, None] + v[half : 2 * half, None, :]).reshape(half, -1)
+                tail = v[2 * half :]
                 values.append((np.ascontiguousarray(w).ravel(), np.ascontiguousarray(tail).ravel()))
             else:
                 values.append((np.ascontiguousarray(v).ravel(), None))
@@ -861,11 +920,11 @@ class TreeArrays:
             return None
         cf = self._complete
         n = X.shape[0]
-        packed = np.packbits(self._split_bits(X), axis=1)             # (n_splits + 1, ceil(n / 8))
+        packed = np.packbits(self._split_bits(X), axis=1)  # (n_splits + 1, ceil(n / 8))
         leaf64 = None
         bits: list[np.ndarray] = []
         for k, heap_level in enumerate(cf["levels"]):
-            cand = packed[heap_level]                                  # (2^k, T, n_bytes)
+            cand = packed[heap_level]  # (2^k, T, n_bytes)
             for b in reversed(bits):
                 h = cand.shape[0] // 2
                 c0 = cand[:h]
@@ -875,7 +934,7 @@ class TreeArrays:
                 cand = x
             b = cand[0]
             bits.append(b)
-            word = cf["lut"][k][b]                                     # (T, n_bytes) uint64: 8 rows' leaf bits
+            word = cf["lut"][k][b]  # (T, n_bytes) uint64: 8 rows' leaf bits
             if leaf64 is None:
                 leaf64 = word
             else:
@@ -886,12 +945,12 @@ class TreeArrays:
         if cf["pair"]:
             half = cf["half"]
             key64 = leaf64[:half] << np.uint64(self._depth)
-            key64 |= leaf64[half:2 * half]
+            key64 |= leaf64[half : 2 * half]
             key = key64.view(np.uint8)[:, :n]
             idx = np.add(key, (np.arange(half, dtype=np.intp) * (width * width))[:, None], dtype=np.intp)
             total = np.take(table, idx).sum(axis=0)
             if tail.shape[0]:
-                last = leaf64[2 * half:].view(np.uint8)[:, :n]
+                last = leaf64[2 * half :].view(np.uint8)[:, :n]
                 idx = np.add(last, (np.arange(tail.shape[0] // width, dtype=np.intp) * width)[:, None], dtype=np.intp)
                 total += np.take(tail, idx).sum(axis=0)
             return total
@@ -929,16 +988,14 @@ class TreeArrays:
         roots = self.offsets[:-1] if trees is None else self.offsets[:-1][trees]
         n, d = X.shape
         S1 = self._split_thr.shape[0]
-        if (self._depth > 8 and self._node_word is not None and n
-                and 2 * S1 <= roots.shape[0] * self._depth):
+        if self._depth > 8 and self._node_word is not None and n and 2 * S1 <= roots.shape[0] * self._depth:
             # (the table costs S1 comparisons per row; worth it when the trees share splits)
             # Deep ensembles with shared splits: per step one node-word gather and one
             # split-table gather. Row chunks keep the table small and its index < 2^32.
             step = max(1, min(n, _SPLIT_TABLE_CELLS // S1))
             if step >= n:
                 return self._apply_split_table(X, roots)
-            return np.concatenate([self._apply_split_table(X[a:a + step], roots) for a in range(0, n, step)],
-                                  axis=1)
+            return np.concatenate([self._apply_split_table(X[a : a + step], roots) for a in range(0, n, step)], axis=1)
         node = np.repeat(roots.astype(np.intp), n)
         rowbase = np.tile(np.arange(n, dtype=np.intp) * d, roots.shape[0])
         Xf = X.ravel()
@@ -1044,7 +1101,7 @@ class TreeArrays:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> "TreeArrays":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> TreeArrays:
         return cls(*(arrays[f"{prefix}{k}"] for k in ("feature", "threshold", "left", "right", "value", "offsets")))
 
 

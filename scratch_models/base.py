@@ -34,7 +34,7 @@ class BaseModel:
     #: ``"classifier"`` or ``"regressor"``.
     task: ClassVar[str] = ""
     #: Every concrete model class by class name; artifacts can only name these.
-    registry: ClassVar[dict[str, type["BaseModel"]]] = {}
+    registry: ClassVar[dict[str, type[BaseModel]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -65,7 +65,7 @@ class BaseModel:
         """
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params: Any) -> "BaseModel":
+    def set_params(self, **params: Any) -> BaseModel:
         """Set hyperparameters; unknown names raise ``ValueError``."""
         valid = set(self._param_names())
         for key, value in params.items():
@@ -80,15 +80,11 @@ class BaseModel:
 
     # ------------------------------------------------------------------ state
     def _fitted_attributes(self) -> list[str]:
-        return [
-            k for k in vars(self) if k.endswith("_") and not k.startswith("_")
-        ]
+        return [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
 
     def _check_is_fitted(self) -> None:
         if not self._fitted_attributes():
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit(X, y) first."
-            )
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit(X, y) first.")
 
     def _validate_X(self, X: Any) -> np.ndarray:
         """Check a prediction input against the width seen in ``fit``."""
@@ -149,7 +145,7 @@ class BaseModel:
         return persistence.save_npz(path, header, arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> "BaseModel":
+    def load(cls, path: str | Path) -> BaseModel:
         """Read a model written by :meth:`save`.
 
         Raises
@@ -162,11 +158,9 @@ class BaseModel:
         return cls._from_parts(header, arrays)
 
     @classmethod
-    def _from_parts(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> "BaseModel":
+    def _from_parts(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> BaseModel:
         if header.get("class") != cls.__name__:
-            raise persistence.ArtifactError(
-                f"artifact holds a {header.get('class')!r}, expected {cls.__name__!r}"
-            )
+            raise persistence.ArtifactError(f"artifact holds a {header.get('class')!r}, expected {cls.__name__!r}")
         model = cls(**header["params"])
         model._set_state(header["state"], arrays)
         return model
@@ -181,9 +175,7 @@ class ClassifierMixin:
         """Store ``classes_`` and return ``y`` as indices into it."""
         classes, y_idx = np.unique(y, return_inverse=True)
         if classes.shape[0] < 2:
-            raise ValueError(
-                f"y has a single class ({classes[0]!r}); a classifier needs at least 2."
-            )
+            raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least 2.")
         self.classes_ = classes
         return y_idx
 

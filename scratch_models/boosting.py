@@ -84,8 +84,10 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
         if not isinstance(self.max_depth, (int, np.integer)) or self.max_depth < 1:
             raise ValueError(f"max_depth: expected an int >= 1, got {self.max_depth!r}")
         if self.min_child_weight < 0 or self.reg_lambda < 0 or self.gamma < 0:
-            raise ValueError("min_child_weight, reg_lambda and gamma: expected >= 0, got "
-                             f"{self.min_child_weight!r}, {self.reg_lambda!r}, {self.gamma!r}")
+            raise ValueError(
+                "min_child_weight, reg_lambda and gamma: expected >= 0, got "
+                f"{self.min_child_weight!r}, {self.reg_lambda!r}, {self.gamma!r}"
+            )
         for name in ("subsample", "colsample_bytree"):
             v = getattr(self, name)
             if not 0.0 < v <= 1.0:
@@ -97,7 +99,9 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
             if self.n_iter_no_change < 1:
                 raise ValueError(f"n_iter_no_change: expected an int >= 1 or None, got {self.n_iter_no_change!r}")
             if not 0.0 < self.validation_fraction < 1.0:
-                raise ValueError(f"validation_fraction: expected a fraction in (0, 1), got {self.validation_fraction!r}")
+                raise ValueError(
+                    f"validation_fraction: expected a fraction in (0, 1), got {self.validation_fraction!r}"
+                )
 
     def _boost(self, X: np.ndarray, y: np.ndarray) -> None:
         """Fit ``trees_`` on ``X`` (float64, validated) and float targets ``y`` (0/1 or real)."""
@@ -146,7 +150,11 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
                 rows = np.flatnonzero(drawn)
             feats = None if n_col == d else np.sort(rng.choice(d, n_col, replace=False))
             tree = H.grow_tree(
-                codes_tr, mapper.n_bins, stats, rows, crit,
+                codes_tr,
+                mapper.n_bins,
+                stats,
+                rows,
+                crit,
                 max_depth=self.max_depth,
                 min_samples_split=0.0,
                 min_samples_leaf=self.min_child_weight,
@@ -309,11 +317,20 @@ class GradientBoostingClassifier(ClassifierMixin, _BaseGradientBoosting):
         random_state: int | None = None,
     ) -> None:
         super().__init__(
-            n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
-            min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma,
-            subsample=subsample, colsample_bytree=colsample_bytree, max_bins=max_bins,
-            base_score=base_score, n_iter_no_change=n_iter_no_change,
-            validation_fraction=validation_fraction, n_jobs=n_jobs, random_state=random_state,
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            max_depth=max_depth,
+            min_child_weight=min_child_weight,
+            reg_lambda=reg_lambda,
+            gamma=gamma,
+            subsample=subsample,
+            colsample_bytree=colsample_bytree,
+            max_bins=max_bins,
+            base_score=base_score,
+            n_iter_no_change=n_iter_no_change,
+            validation_fraction=validation_fraction,
+            n_jobs=n_jobs,
+            random_state=random_state,
         )
 
     def _base_margin(self, y: np.ndarray) -> float:
@@ -342,7 +359,7 @@ class GradientBoostingClassifier(ClassifierMixin, _BaseGradientBoosting):
             tr.append(idx[k:])
         return np.sort(np.concatenate(tr)), np.sort(np.concatenate(va))
 
-    def fit(self, X: Any, y: Any) -> "GradientBoostingClassifier":
+    def fit(self, X: Any, y: Any) -> GradientBoostingClassifier:
         """Boost trees on ``X`` of shape (n_samples, n_features) and binary ``y`` of shape (n_samples,).
 
         Returns
@@ -437,11 +454,20 @@ class GradientBoostingRegressor(RegressorMixin, _BaseGradientBoosting):
         random_state: int | None = None,
     ) -> None:
         super().__init__(
-            n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
-            min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma,
-            subsample=subsample, colsample_bytree=colsample_bytree, max_bins=max_bins,
-            base_score=base_score, n_iter_no_change=n_iter_no_change,
-            validation_fraction=validation_fraction, n_jobs=n_jobs, random_state=random_state,
+            n_estimators=n_estimators,
+            learning_rate=learning_rate,
+            max_depth=max_depth,
+            min_child_weight=min_child_weight,
+            reg_lambda=reg_lambda,
+            gamma=gamma,
+            subsample=subsample,
+            colsample_bytree=colsample_bytree,
+            max_bins=max_bins,
+            base_score=base_score,
+            n_iter_no_change=n_iter_no_change,
+            validation_fraction=validation_fraction,
+            n_jobs=n_jobs,
+            random_state=random_state,
         )
 
     def _base_margin(self, y: np.ndarray) -> float:
@@ -453,7 +479,7 @@ class GradientBoostingRegressor(RegressorMixin, _BaseGradientBoosting):
     def _loss(self, y: np.ndarray, margin: np.ndarray) -> float:
         return float(0.5 * np.mean((margin - y) ** 2))
 
-    def fit(self, X: Any, y: Any) -> "GradientBoostingRegressor":
+    def fit(self, X: Any, y: Any) -> GradientBoostingRegressor:
         """Boost trees on ``X`` of shape (n_samples, n_features) and real ``y`` of shape (n_samples,).
 
         Returns

@@ -214,7 +214,7 @@ class _ClusterClassifier(ClassifierMixin, BaseModel):
             return _auc(y_idx, proba[:, 1])
         return float(np.mean(np.log(np.maximum(proba[np.arange(y_idx.shape[0]), y_idx], 1e-15))))
 
-    def fit(self, X: Any, y: Any) -> "_ClusterClassifier":
+    def fit(self, X: Any, y: Any) -> _ClusterClassifier:
         """Choose ``k`` on a validation split, then cluster all of ``X`` and score the clusters.
 
         Parameters
@@ -244,7 +244,7 @@ class _ClusterClassifier(ClassifierMixin, BaseModel):
         self.validation_scores_ = []
         if len(ks) > 1 and val_rows.shape[0] > 0:
             Xf, yf = X[fit_rows], y_idx[fit_rows]
-            for k, centres in self._candidate_centres(Xf, ks, rng).items():
+            for centres in self._candidate_centres(Xf, ks, rng).values():
                 table = self._cluster_proba(Xf, yf, centres)
                 val_labels = np.argmin(_sq_dist(X[val_rows], centres), axis=1)
                 self.validation_scores_.append(self._score(y_idx[val_rows], table[val_labels]))

@@ -38,7 +38,7 @@ class _PCAComposite(ClassifierMixin, BaseModel):
     def _estimator_spec(self) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
 
-    def fit(self, X: Any, y: Any) -> "_PCAComposite":
+    def fit(self, X: Any, y: Any) -> _PCAComposite:
         """Fit PCA on ``X`` of shape (n_samples, n_features), then the classifier on the projection.
 
         Raises

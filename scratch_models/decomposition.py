@@ -52,7 +52,7 @@ class PCA(BaseModel):
         self.n_components = n_components
         self.whiten = whiten
 
-    def fit(self, X: Any, y: Any = None) -> "PCA":
+    def fit(self, X: Any, y: Any = None) -> PCA:
         """Fit the axes on ``X`` of shape (n_samples, n_features), float64; ``y`` is ignored.
 
         Raises

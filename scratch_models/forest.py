@@ -51,8 +51,9 @@ class _BaseForest(_TreeStateMixin, BaseModel):
             raise ValueError(f"n_jobs: expected None, -1 or an int >= 1, got {nj!r}")
         return (os.cpu_count() or 1) if nj == -1 else int(nj)
 
-    def _grow_forest(self, X: np.ndarray, stats0: np.ndarray,
-                     labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _grow_forest(
+        self, X: np.ndarray, stats0: np.ndarray, labels: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """Grow ``trees_`` from per-row statistics ``stats0`` (one-hot classes or ``(1, y)``).
 
         ``labels`` (class index per row) marks one-hot statistics, whose histograms
@@ -91,7 +92,11 @@ class _BaseForest(_TreeStateMixin, BaseModel):
                 stats = stats0
             min_gain = self.min_impurity_decrease * float(crit.weight(stats[rows].sum(axis=0)))
             tree = H.grow_tree(
-                codes, mapper.n_bins, stats, rows, crit,
+                codes,
+                mapper.n_bins,
+                stats,
+                rows,
+                crit,
                 max_depth=self.max_depth,
                 min_samples_split=self.min_samples_split,
                 min_samples_leaf=self.min_samples_leaf,
@@ -206,7 +211,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> "RandomForestClassifier":
+    def fit(self, X: Any, y: Any) -> RandomForestClassifier:
         """Grow the forest.
 
         Parameters
@@ -232,7 +237,9 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
             seen = oob_sum[1] > 0
             dec[~seen] = np.nan
             self.oob_decision_function_ = dec
-            self.oob_score_ = float(np.mean(np.argmax(dec[seen], axis=1) == y_idx[seen])) if seen.any() else float("nan")
+            self.oob_score_ = (
+                float(np.mean(np.argmax(dec[seen], axis=1) == y_idx[seen])) if seen.any() else float("nan")
+            )
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -275,7 +282,6 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         X = self._validate_X(X)
         contrib, _ = self.trees_.contributions(X, output=self.classes_.shape[0] - 1)
         return contrib / self.trees_.n_trees
-
 
 
 class RandomForestRegressor(RegressorMixin, _BaseForest):
@@ -346,7 +352,7 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(self, X: Any, y: Any) -> "RandomForestRegressor":
+    def fit(self, X: Any, y: Any) -> RandomForestRegressor:
         """Grow the forest on ``X`` of shape (n_samples, n_features) and real ``y`` of shape (n_samples,).
 
         Returns

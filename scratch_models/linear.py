@@ -70,7 +70,7 @@ class LogisticRegression(ClassifierMixin, BaseModel):
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, X: Any, y: Any) -> "LogisticRegression":
+    def fit(self, X: Any, y: Any) -> LogisticRegression:
         """Fit on ``X`` of shape (n_samples, n_features) and binary ``y``.
 
         Raises
@@ -157,9 +157,7 @@ def stratified_folds(y_idx: np.ndarray, n_folds: int, rng: np.random.Generator) 
     return fold
 
 
-def stratified_holdout(
-    y_idx: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_holdout(y_idx: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Split row indices into (fit, validation) with ``fraction`` of each class held out.
 
     Parameters
@@ -325,7 +323,7 @@ class Perceptron(ClassifierMixin, BaseModel):
         avg = w - u / c
         return avg[:-1].copy(), float(avg[-1])
 
-    def fit(self, X: Any, y: Any) -> "Perceptron":
+    def fit(self, X: Any, y: Any) -> Perceptron:
         """Fit on ``X`` of shape (n_samples, n_features), float64, and binary ``y``.
 
         Raises

@@ -56,12 +56,14 @@ class NaiveBayesClassifier(ClassifierMixin, BaseModel):
     ``var_smoothing``).
     """
 
-    def __init__(self, binary_features: str | list[int] = "auto", var_smoothing: float = 1e-9, alpha: float = 1.0) -> None:
+    def __init__(
+        self, binary_features: str | list[int] = "auto", var_smoothing: float = 1e-9, alpha: float = 1.0
+    ) -> None:
         self.binary_features = binary_features
         self.var_smoothing = var_smoothing
         self.alpha = alpha
 
-    def fit(self, X: Any, y: Any) -> "NaiveBayesClassifier":
+    def fit(self, X: Any, y: Any) -> NaiveBayesClassifier:
         """Fit on ``X`` of shape (n_samples, n_features), float64, and labels ``y``.
 
         Raises

@@ -110,7 +110,7 @@ class MLPClassifier(ClassifierMixin, BaseModel):
     def _log_loss(proba: np.ndarray, y_idx: np.ndarray) -> float:
         return float(-np.mean(np.log(np.maximum(proba[np.arange(y_idx.shape[0]), y_idx], 1e-15))))
 
-    def fit(self, X: Any, y: Any) -> "MLPClassifier":
+    def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Fit on ``X`` of shape (n_samples, n_features), float64, and labels ``y``.
 
         Raises
@@ -181,9 +181,7 @@ class MLPClassifier(ClassifierMixin, BaseModel):
                     v[j] += (1.0 - beta2) * (g * g)
                     params[j] -= lr * (m[j] / corr1) / (np.sqrt(v[j] / corr2) + eps)
             self.loss_curve_.append(total / n + 0.5 * reg * sum(float(np.sum(w * w)) for w in W))
-            monitored = (
-                self._log_loss(self._forward(Xv, W, b)[-1], yv) if val_rows.shape[0] else self.loss_curve_[-1]
-            )
+            monitored = self._log_loss(self._forward(Xv, W, b)[-1], yv) if val_rows.shape[0] else self.loss_curve_[-1]
             if val_rows.shape[0]:
                 self.validation_scores_.append(monitored)
             if monitored < best_loss - float(self.tol):

@@ -86,7 +86,7 @@ class ScoringPipeline:
         return persistence.save_npz(path, header, arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ScoringPipeline":
+    def load(cls, path: str | Path) -> ScoringPipeline:
         """Read a pipeline written by :meth:`save`.
 
         Raises
@@ -101,7 +101,5 @@ class ScoringPipeline:
             header["preprocessor"],
             {k[4:]: v for k, v in arrays.items() if k.startswith("pre/")},
         )
-        model = model_from_parts(
-            header["model"], {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-        )
+        model = model_from_parts(header["model"], {k[6:]: v for k, v in arrays.items() if k.startswith("model/")})
         return cls(pre, model, header["threshold"], header.get("metadata"))

@@ -58,13 +58,11 @@ class TabularPreprocessor:
             n = len(next(iter(columns.values()))) if columns else 0
             return np.empty((n, 0))
         try:
-            return np.column_stack(
-                [np.asarray(columns[c], dtype=np.float64) for c in self.numeric_features]
-            )
+            return np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in self.numeric_features])
         except KeyError as exc:
             raise ValueError(f"missing numeric column {exc.args[0]!r}") from None
 
-    def fit(self, columns: Mapping[str, Any]) -> "TabularPreprocessor":
+    def fit(self, columns: Mapping[str, Any]) -> TabularPreprocessor:
         """Learn medians, means, scales and category lists.
 
         Parameters
@@ -159,7 +157,7 @@ class TabularPreprocessor:
         return meta, arrays
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "TabularPreprocessor":
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> TabularPreprocessor:
         """Inverse of :meth:`get_state`."""
         pre = cls(meta["numeric_features"], meta["categorical_features"], meta["scale"])
         pre.median_ = arrays["median_"]

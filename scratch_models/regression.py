@@ -78,7 +78,7 @@ class LinearRegression(_LeastSquares):
     def __init__(self, feature: int | str | None = None) -> None:
         self.feature = feature
 
-    def fit(self, X: Any, y: Any) -> "LinearRegression":
+    def fit(self, X: Any, y: Any) -> LinearRegression:
         """Fit on ``X`` of shape (n_samples, n_features) and float ``y`` of shape (n_samples,).
 
         Raises
@@ -137,7 +137,7 @@ class MultipleRegression(_LeastSquares):
     def __init__(self, alpha: float = 0.0) -> None:
         self.alpha = alpha
 
-    def fit(self, X: Any, y: Any) -> "MultipleRegression":
+    def fit(self, X: Any, y: Any) -> MultipleRegression:
         """Fit on ``X`` of shape (n_samples, n_features) and float ``y`` of shape (n_samples,).
 
         Raises
@@ -191,7 +191,7 @@ class PolynomialRegression(_LeastSquares):
             out *= Xp[:, self.powers_[:, slot]]
         return out
 
-    def fit(self, X: Any, y: Any) -> "PolynomialRegression":
+    def fit(self, X: Any, y: Any) -> PolynomialRegression:
         """Fit on ``X`` of shape (n_samples, n_features) and float ``y`` of shape (n_samples,).
 
         Raises
@@ -208,9 +208,7 @@ class PolynomialRegression(_LeastSquares):
             raise ValueError(f"alpha: expected >= 0, got {self.alpha!r}")
         d = X.shape[1]
         terms = [
-            list(c) + [-1] * (deg - k)
-            for k in range(1, deg + 1)
-            for c in combinations_with_replacement(range(d), k)
+            list(c) + [-1] * (deg - k) for k in range(1, deg + 1) for c in combinations_with_replacement(range(d), k)
         ]
         self.powers_ = np.array(terms, dtype=np.int64)
         self.n_features_in_ = d

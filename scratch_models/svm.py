@@ -35,7 +35,7 @@ def _dual_cd(
     q = qii.tolist()
     a = alpha.tolist()
     epoch = 0
-    for epoch in range(1, max_iter + 1):
+    for epoch in range(1, max_iter + 1):  # noqa: B007 - returned: the epochs run
         pg_max, pg_min = -np.inf, np.inf
         for i in rng.permutation(n).tolist():
             if q[i] <= 0.0:
@@ -141,7 +141,7 @@ class SVMClassifier(ClassifierMixin, BaseModel):
             Z = X
         return np.hstack([Z, np.ones((Z.shape[0], 1))])
 
-    def fit(self, X: Any, y: Any) -> "SVMClassifier":
+    def fit(self, X: Any, y: Any) -> SVMClassifier:
         """Fit on ``X`` of shape (n_samples, n_features), float64, and binary ``y``.
 
         Raises

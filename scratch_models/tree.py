@@ -135,7 +135,11 @@ class _BaseDecisionTree(_TreeStateMixin, BaseModel):
             rows = np.flatnonzero(sample_weight > 0)
         total_w = crit.weight(stats[rows].sum(axis=0))
         tree = H.grow_tree(
-            codes, mapper.n_bins, stats, rows, crit,
+            codes,
+            mapper.n_bins,
+            stats,
+            rows,
+            crit,
             max_depth=self.max_depth,
             min_samples_split=self.min_samples_split,
             min_samples_leaf=self.min_samples_leaf,
@@ -219,12 +223,17 @@ class DecisionTreeClassifier(ClassifierMixin, _BaseDecisionTree):
         random_state: int | None = None,
     ) -> None:
         super().__init__(
-            criterion=criterion, max_depth=max_depth, min_samples_split=min_samples_split,
-            min_samples_leaf=min_samples_leaf, min_impurity_decrease=min_impurity_decrease,
-            max_features=max_features, max_bins=max_bins, random_state=random_state,
+            criterion=criterion,
+            max_depth=max_depth,
+            min_samples_split=min_samples_split,
+            min_samples_leaf=min_samples_leaf,
+            min_impurity_decrease=min_impurity_decrease,
+            max_features=max_features,
+            max_bins=max_bins,
+            random_state=random_state,
         )
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "DecisionTreeClassifier":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> DecisionTreeClassifier:
         """Grow the tree.
 
         Parameters
@@ -299,12 +308,17 @@ class DecisionTreeRegressor(RegressorMixin, _BaseDecisionTree):
         random_state: int | None = None,
     ) -> None:
         super().__init__(
-            criterion=criterion, max_depth=max_depth, min_samples_split=min_samples_split,
-            min_samples_leaf=min_samples_leaf, min_impurity_decrease=min_impurity_decrease,
-            max_features=max_features, max_bins=max_bins, random_state=random_state,
+            criterion=criterion,
+            max_depth=max_depth,
+            min_samples_split=min_samples_split,
+            min_samples_leaf=min_samples_leaf,
+            min_impurity_decrease=min_impurity_decrease,
+            max_features=max_features,
+            max_bins=max_bins,
+            random_state=random_state,
         )
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "DecisionTreeRegressor":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> DecisionTreeRegressor:
         """Grow the tree on ``X`` of shape (n_samples, n_features) and real ``y`` of shape (n_samples,).
 
         Returns

@@ -41,9 +41,7 @@ def check_array(X: Any, *, name: str = "X") -> np.ndarray:
         raise ValueError(f"{name}: expected at least 1 sample and 1 feature, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(
-            f"{name}: expected finite values, got {arr[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}"
-        )
+        raise ValueError(f"{name}: expected finite values, got {arr[bad[0], bad[1]]} at row {bad[0]}, column {bad[1]}")
     return np.ascontiguousarray(arr)
 
 

@@ -161,8 +161,9 @@ async def log_end_offsets(reader: AIOKafkaConsumer, tps: Sequence[TopicPartition
     return {tp: max(listed[tp], reader.highwater(tp)) for tp in tps}
 
 
-async def recovery_start_ms(reader: AIOKafkaConsumer, committed: dict[TopicPartition, int | None],
-                            margin_s: float = CLOCK_SKEW_MARGIN_S) -> int | None:
+async def recovery_start_ms(
+    reader: AIOKafkaConsumer, committed: dict[TopicPartition, int | None], margin_s: float = CLOCK_SKEW_MARGIN_S
+) -> int | None:
     """Earliest alert timestamp (ms) an uncommitted record of these partitions can have produced.
 
     Parameters
@@ -204,8 +205,9 @@ async def recovery_start_ms(reader: AIOKafkaConsumer, committed: dict[TopicParti
     return int(earliest - margin_s * 1000)
 
 
-async def recover_alerted_ids(reader: AIOKafkaConsumer, alerts_topic: str, partitions: Iterable[int],
-                              since_ms: int, ledger: AlertLedger) -> int:
+async def recover_alerted_ids(
+    reader: AIOKafkaConsumer, alerts_topic: str, partitions: Iterable[int], since_ms: int, ledger: AlertLedger
+) -> int:
     """Read ``alerts_topic`` from ``since_ms`` to its current end and add every alert's event id to ``ledger``.
 
     Parameters
@@ -251,8 +253,9 @@ async def recover_alerted_ids(reader: AIOKafkaConsumer, alerts_topic: str, parti
                 try:
                     eid = orjson.loads(m.value)["event_id"]
                 except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
-                    logger.warning("unreadable alert %s[%d]@%d error=%s", tp.topic, tp.partition, m.offset,
-                                   type(exc).__name__)
+                    logger.warning(
+                        "unreadable alert %s[%d]@%d error=%s", tp.topic, tp.partition, m.offset, type(exc).__name__
+                    )
                     continue
                 ids.append(eid)
         ledger.add(ids)

@@ -26,7 +26,7 @@ import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
@@ -43,6 +43,7 @@ from schemas.events import CustomerEvent, Reason, format_validation_error, new_e
 from schemas.profiles import TELCO
 from stream_app.model_store import ModelStore, follow_model_updates
 from stream_app.scoring import LoadedModel, event_columns
+
 # The stream's own reason-code logic (its alerts' ``reasons``), shared rather than copied; it is
 # package-private to stream_app and scoring.py is being optimised by its owner, so no edit there.
 from stream_app.scoring import _reasons as reason_codes
@@ -63,28 +64,39 @@ ALIAS_TTL_S = 5.0
 LATENCY_WINDOW = 10_000
 
 #: Run metrics shown as a version's key metrics (classifiers and regressors).
-KEY_METRICS = ("roc_auc", "f1", "f1_tuned", "accuracy", "precision", "recall", "threshold",
-               "rmse", "mae", "r2", "mape")
+KEY_METRICS = ("roc_auc", "f1", "f1_tuned", "accuracy", "precision", "recall", "threshold", "rmse", "mae", "r2", "mape")
 
 _MODEL_REF = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}(/[1-9][0-9]{0,8}|@[A-Za-z0-9_\-]{1,64})?$"
 _MODEL_REF_RE = re.compile(_MODEL_REF)
 
-ModelRef = Annotated[str, Field(
-    pattern=_MODEL_REF, max_length=166,
-    description="A registered model version: `name/version` (e.g. `churn-classifier/3`), `name@alias` "
-                "(e.g. `churn-classifier@challenger`) or `name` (its champion).",
-    examples=["churn-classifier/1", "churn-classifier@challenger"],
-)]
+ModelRef = Annotated[
+    str,
+    Field(
+        pattern=_MODEL_REF,
+        max_length=166,
+        description="A registered model version: `name/version` (e.g. `churn-classifier/3`), `name@alias` "
+        "(e.g. `churn-classifier@challenger`) or `name` (its champion).",
+        examples=["churn-classifier/1", "churn-classifier@challenger"],
+    ),
+]
 
 
 # ------------------------------------------------------------------ contracts
 class CustomerInput(CustomerEvent):
     """A customer to score: the ``customers`` topic contract; ``event_id``/``event_time`` may be omitted."""
 
-    event_id: Annotated[str, Field(min_length=1, max_length=64, default_factory=new_event_id,
-                                   description="Unique id of this event (generated when omitted).")]
-    event_time: Annotated[AwareDatetime, Field(default_factory=utc_now,
-                                               description="When the event happened, UTC (now when omitted).")]
+    event_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            default_factory=new_event_id,
+            description="Unique id of this event (generated when omitted).",
+        ),
+    ]
+    event_time: Annotated[
+        AwareDatetime, Field(default_factory=utc_now, description="When the event happened, UTC (now when omitted).")
+    ]
 
 
 class PredictRequest(BaseModel):
@@ -92,8 +104,7 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, allow_inf_nan=False, extra="forbid")
 
-    customers: CustomerInput | Annotated[list[CustomerInput], Field(min_length=1,
-                                                                    max_length=MAX_CUSTOMERS_PER_REQUEST)]
+    customers: CustomerInput | Annotated[list[CustomerInput], Field(min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST)]
     model_name: ModelRef | None = None
 
 
@@ -114,7 +125,8 @@ class Prediction(BaseModel):
     threshold: Annotated[float, Field(ge=0, le=1)]
     predicted_customer_value_usd: float | None = Field(
         description="Customer value (total charges, USD) from the `sales-regressor` champion, clipped at 0 "
-                    "as in the stream's alerts; null when none is registered.")
+        "as in the stream's alerts; null when none is registered."
+    )
     reasons: list[Reason] = Field(description="Up to 3 features pushing the churn score up, largest first.")
     model_name: str
     model_version: str
@@ -227,16 +239,16 @@ class _Envelope(BaseModel):
 
 
 _CUSTOMER = TypeAdapter(CustomerInput)
-_CUSTOMER_LIST = TypeAdapter(Annotated[list[CustomerInput], Field(min_length=1,
-                                                                  max_length=MAX_CUSTOMERS_PER_REQUEST)])
+_CUSTOMER_LIST = TypeAdapter(Annotated[list[CustomerInput], Field(min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST)])
 
 
 # --------------------------------------------------------------------- errors
 class ApiError(Exception):
     """An error answered with ``status`` and an :class:`ErrorResponse` body."""
 
-    def __init__(self, status: int, error: str, errors: list[str] | None = None,
-                 fields: list[str] | None = None) -> None:
+    def __init__(
+        self, status: int, error: str, errors: list[str] | None = None, fields: list[str] | None = None
+    ) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
@@ -260,16 +272,18 @@ def _validation_error(exc: ValidationError, prefix: str | None = None) -> ApiErr
         if loc and loc not in fields:
             fields.append(loc)
     if prefix:
-        lines = [f"{prefix}{line[len('<event>'):]}" if line.startswith("<event>") else f"{prefix}.{line}"
-                 for line in lines]
+        lines = [
+            f"{prefix}{line[len('<event>') :]}" if line.startswith("<event>") else f"{prefix}.{line}" for line in lines
+        ]
     return ApiError(422, "request body failed validation", lines, fields)
 
 
 def _decode_json(body: bytes) -> Any:
     """Parse a body; NaN/Infinity parse (then fail validation naming their field), anything else non-JSON is 422."""
     if not body:
-        raise ApiError(422, "request body is empty; expected JSON", ["<body>: expected a JSON object or array"],
-                       ["<body>"])
+        raise ApiError(
+            422, "request body is empty; expected JSON", ["<body>: expected a JSON object or array"], ["<body>"]
+        )
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -297,8 +311,14 @@ class _Stats:
             return {"count": 0, "mean_ms": None, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
         ms = np.fromiter(self.latencies_s, dtype=np.float64) * 1e3
         p50, p90, p99 = np.percentile(ms, [50, 90, 99]).tolist()
-        return {"count": int(ms.size), "mean_ms": float(ms.mean()), "p50_ms": p50, "p90_ms": p90,
-                "p99_ms": p99, "max_ms": float(ms.max())}
+        return {
+            "count": int(ms.size),
+            "mean_ms": float(ms.mean()),
+            "p50_ms": p50,
+            "p90_ms": p90,
+            "p99_ms": p99,
+            "max_ms": float(ms.max()),
+        }
 
 
 class ApiState:
@@ -315,8 +335,9 @@ class ApiState:
         ``(tracking_uri, artifact_uri, sha256) -> ScoringPipeline``.
     """
 
-    def __init__(self, settings, tracker, store: ModelStore,
-                 downloader: Callable[..., Any] = download_pipeline) -> None:
+    def __init__(
+        self, settings, tracker, store: ModelStore, downloader: Callable[..., Any] = download_pipeline
+    ) -> None:
         self.settings = settings
         self.tracker = tracker
         self.store = store
@@ -343,15 +364,20 @@ class ApiState:
         except MlflowException as exc:
             if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
                 what = f"{name}/{version}" if version is not None else f"{name}@{alias}"
-                raise ApiError(404, f"unknown model {what}", [f"model_name: no registered model version {what}"],
-                               ["model_name"]) from None
+                raise ApiError(
+                    404, f"unknown model {what}", [f"model_name: no registered model version {what}"], ["model_name"]
+                ) from None
             raise ApiError(503, "model registry unavailable", [f"{type(exc).__name__}: {exc}"[:300]]) from None
 
     def _load_version(self, mv) -> LoadedModel:
         sha = mv.tags.get("sha256")
         if not sha:
-            raise ApiError(404, f"model {mv.name}/{mv.version} has no verifiable artifact",
-                           ["model_name: the version carries no sha256 tag"], ["model_name"])
+            raise ApiError(
+                404,
+                f"model {mv.name}/{mv.version} has no verifiable artifact",
+                ["model_name: the version carries no sha256 tag"],
+                ["model_name"],
+            )
         pipeline = self._download(self.tracker.tracking_uri, version_artifact_uri(mv), sha)
         return LoadedModel(pipeline, mv.name, str(mv.version))
 
@@ -380,9 +406,12 @@ class ApiState:
                 raise ApiError(503, "no champion model loaded yet")
             return model
         if not _MODEL_REF_RE.match(ref):
-            raise ApiError(422, "invalid model_name",
-                           [f"model_name: expected name, name/version or name@alias, got {ref[:40]!r}"],
-                           ["model_name"])
+            raise ApiError(
+                422,
+                "invalid model_name",
+                [f"model_name: expected name, name/version or name@alias, got {ref[:40]!r}"],
+                ["model_name"],
+            )
         if "/" in ref:
             name, version = ref.split("/", 1)
         else:
@@ -418,13 +447,20 @@ class ApiState:
     def _check_classifier(model: LoadedModel) -> None:
         task = getattr(model.pipeline.model, "task", "")
         if task != "classifier":
-            raise ApiError(422, f"model {model.model_name}/{model.model_version} is not a churn classifier",
-                           [f"model_name: expected a classifier, got a {task or 'unknown'} model"], ["model_name"])
+            raise ApiError(
+                422,
+                f"model {model.model_name}/{model.model_version} is not a churn classifier",
+                [f"model_name: expected a classifier, got a {task or 'unknown'} model"],
+                ["model_name"],
+            )
         missing = set(model.pipeline.feature_names_in) - set(CustomerEvent.model_fields)
         if missing:
-            raise ApiError(422, f"model {model.model_name}/{model.model_version} needs unknown features",
-                           [f"model_name: needs features not in the customer contract: {sorted(missing)}"],
-                           ["model_name"])
+            raise ApiError(
+                422,
+                f"model {model.model_name}/{model.model_version} needs unknown features",
+                [f"model_name: needs features not in the customer contract: {sorted(missing)}"],
+                ["model_name"],
+            )
 
     # -- scoring (the hot path: one matrix, one predict_proba call)
     def predict(self, model: LoadedModel, events: list[CustomerInput]) -> dict[str, Any]:
@@ -461,8 +497,11 @@ class ApiState:
         return {
             "predictions": preds,
             "classifier": {"model_name": model.model_name, "model_version": model.model_version},
-            "value_model": (None if value_model is None else
-                            {"model_name": value_model.model_name, "model_version": value_model.model_version}),
+            "value_model": (
+                None
+                if value_model is None
+                else {"model_name": value_model.model_name, "model_version": value_model.model_version}
+            ),
         }
 
 
@@ -538,8 +577,13 @@ async def metrics(request: Request) -> Response:
     champion = None
     evaluation_error = None
     if current is not None:
-        champion = {"model_name": current.model_name, "model_version": current.model_version,
-                    "threshold": current.threshold, "run_id": None, "metrics": {}}
+        champion = {
+            "model_name": current.model_name,
+            "model_version": current.model_version,
+            "threshold": current.threshold,
+            "run_id": None,
+            "metrics": {},
+        }
         try:
             mv = await asyncio.to_thread(state._model_version, current.model_name, current.model_version, None)
             champion["run_id"] = mv.run_id
@@ -580,17 +624,24 @@ def _list_models(state: ApiState) -> dict[str, Any]:
         versions = []
         for mv in tracker.search_model_versions(f"name='{escaped}'"):
             run_metrics = state.run_metrics(mv.run_id)
-            created = (datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc).isoformat()
-                       if mv.creation_timestamp else None)
-            versions.append({
-                "version": str(mv.version),
-                "aliases": sorted(set(aliases_of.get(str(mv.version), [])) | set(getattr(mv, "aliases", None) or [])),
-                "run_id": mv.run_id,
-                "status": str(mv.status) if mv.status is not None else None,
-                "created_at": created,
-                "sha256": (mv.tags or {}).get("sha256"),
-                "metrics": {k: run_metrics[k] for k in KEY_METRICS if k in run_metrics},
-            })
+            created = (
+                datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC).isoformat()
+                if mv.creation_timestamp
+                else None
+            )
+            versions.append(
+                {
+                    "version": str(mv.version),
+                    "aliases": sorted(
+                        set(aliases_of.get(str(mv.version), [])) | set(getattr(mv, "aliases", None) or [])
+                    ),
+                    "run_id": mv.run_id,
+                    "status": str(mv.status) if mv.status is not None else None,
+                    "created_at": created,
+                    "sha256": (mv.tags or {}).get("sha256"),
+                    "metrics": {k: run_metrics[k] for k in KEY_METRICS if k in run_metrics},
+                }
+            )
         versions.sort(key=lambda v: int(v["version"]), reverse=True)
         out.append({"name": name, "aliases": aliases, "versions": versions})
     out.sort(key=lambda m: m["name"])
@@ -610,32 +661,50 @@ async def models(request: Request) -> Response:
 
 # ------------------------------------------------------------------- OpenAPI
 def _error_responses(*codes: int) -> dict[str, Any]:
-    text = {404: "Unknown model.", 413: "Request body too large.",
-            422: "Invalid body or parameter; `errors` names each failing field.",
-            503: "No champion loaded yet, or the model registry is unreachable."}
-    return {str(c): {"description": text[c], "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}} for c in codes}
+    text = {
+        404: "Unknown model.",
+        413: "Request body too large.",
+        422: "Invalid body or parameter; `errors` names each failing field.",
+        503: "No champion loaded yet, or the model registry is unreachable.",
+    }
+    return {
+        str(c): {
+            "description": text[c],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        }
+        for c in codes
+    }
 
 
 def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, Any]:
     """The OpenAPI 3.1 document, its schemas generated from the pydantic models."""
     _, defs = models_json_schema(
-        [(CustomerInput, "validation"), (PredictRequest, "validation"), (PredictResponse, "serialization"),
-         (ErrorResponse, "serialization"), (HealthResponse, "serialization"),
-         (MetricsResponse, "serialization"), (ModelsResponse, "serialization")],
+        [
+            (CustomerInput, "validation"),
+            (PredictRequest, "validation"),
+            (PredictResponse, "serialization"),
+            (ErrorResponse, "serialization"),
+            (HealthResponse, "serialization"),
+            (MetricsResponse, "serialization"),
+            (ModelsResponse, "serialization"),
+        ],
         ref_template="#/components/schemas/{model}",
     )
     schemas = defs["$defs"]
 
     def ok(name: str, description: str) -> dict[str, Any]:
-        return {"description": description,
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+        }
 
     model_param = {
-        "name": "model_name", "in": "query", "required": False,
+        "name": "model_name",
+        "in": "query",
+        "required": False,
         "description": "Score with this registered version instead of the champion "
-                       "(`name/version`, `name@alias` or `name`). Takes precedence over a "
-                       "`model_name` in the body.",
+        "(`name/version`, `name@alias` or `name`). Takes precedence over a "
+        "`model_name` in the body.",
         "schema": {"type": "string", "pattern": _MODEL_REF, "maxLength": 166},
     }
     return {
@@ -644,42 +713,67 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
             "title": "churn-stream prediction API",
             "version": "1",
             "description": "Churn probability, label, reason codes and customer value per customer, scored with "
-                           "the same featurisation and model versions as the stream.",
+            "the same featurisation and model versions as the stream.",
         },
         "paths": {
-            "/api/predict": {"post": {
-                "operationId": "predict",
-                "summary": "Score one customer or a list",
-                "description": "Body: one customer, a list of customers, or `{\"customers\": ..., "
-                               "\"model_name\": ...}`. "
-                               f"At most {MAX_CUSTOMERS_PER_REQUEST} customers and "
-                               f"{max_body_bytes} bytes. `event_id` and `event_time` may be omitted.",
-                "parameters": [model_param],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": [
-                    {"$ref": "#/components/schemas/CustomerInput"},
-                    {"type": "array", "items": {"$ref": "#/components/schemas/CustomerInput"},
-                     "minItems": 1, "maxItems": MAX_CUSTOMERS_PER_REQUEST},
-                    {"$ref": "#/components/schemas/PredictRequest"},
-                ]}}}},
-                "responses": {"200": ok("PredictResponse", "Scores in request order."),
-                              **_error_responses(404, 413, 422, 503)},
-            }},
-            "/api/metrics": {"get": {
-                "operationId": "metrics",
-                "summary": "Champion evaluation metrics (MLflow) and live figures",
-                "responses": {"200": ok("MetricsResponse", "Metrics.")},
-            }},
-            "/api/models": {"get": {
-                "operationId": "models",
-                "summary": "Registered models, versions, aliases and key metrics",
-                "responses": {"200": ok("ModelsResponse", "The registry."), **_error_responses(503)},
-            }},
-            "/health": {"get": {
-                "operationId": "health",
-                "summary": "200 when a champion is in service",
-                "responses": {"200": ok("HealthResponse", "A champion is in service."),
-                              "503": ok("HealthResponse", "No champion loaded yet.")},
-            }},
+            "/api/predict": {
+                "post": {
+                    "operationId": "predict",
+                    "summary": "Score one customer or a list",
+                    "description": 'Body: one customer, a list of customers, or `{"customers": ..., '
+                    '"model_name": ...}`. '
+                    f"At most {MAX_CUSTOMERS_PER_REQUEST} customers and "
+                    f"{max_body_bytes} bytes. `event_id` and `event_time` may be omitted.",
+                    "parameters": [model_param],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "anyOf": [
+                                        {"$ref": "#/components/schemas/CustomerInput"},
+                                        {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/CustomerInput"},
+                                            "minItems": 1,
+                                            "maxItems": MAX_CUSTOMERS_PER_REQUEST,
+                                        },
+                                        {"$ref": "#/components/schemas/PredictRequest"},
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": ok("PredictResponse", "Scores in request order."),
+                        **_error_responses(404, 413, 422, 503),
+                    },
+                }
+            },
+            "/api/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Champion evaluation metrics (MLflow) and live figures",
+                    "responses": {"200": ok("MetricsResponse", "Metrics.")},
+                }
+            },
+            "/api/models": {
+                "get": {
+                    "operationId": "models",
+                    "summary": "Registered models, versions, aliases and key metrics",
+                    "responses": {"200": ok("ModelsResponse", "The registry."), **_error_responses(503)},
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "200 when a champion is in service",
+                    "responses": {
+                        "200": ok("HealthResponse", "A champion is in service."),
+                        "503": ok("HealthResponse", "No champion loaded yet."),
+                    },
+                }
+            },
         },
         "components": {"schemas": schemas},
     }
@@ -687,12 +781,14 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
 
 def docs_html(doc: dict[str, Any]) -> str:
     """A self-contained HTML page describing ``doc`` (no scripts, no external assets)."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(doc['info']['title'])}</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-             "pre{background:#f4f4f4;padding:.8em;overflow:auto}code{background:#f4f4f4}"
-             "h2{border-bottom:1px solid #ccc}</style></head><body>",
-             f"<h1>{html.escape(doc['info']['title'])}</h1><p>{html.escape(doc['info']['description'])}</p>",
-             "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p><h2>Endpoints</h2>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(doc['info']['title'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "pre{background:#f4f4f4;padding:.8em;overflow:auto}code{background:#f4f4f4}"
+        "h2{border-bottom:1px solid #ccc}</style></head><body>",
+        f"<h1>{html.escape(doc['info']['title'])}</h1><p>{html.escape(doc['info']['description'])}</p>",
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p><h2>Endpoints</h2>",
+    ]
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             parts.append(f"<h3><code>{method.upper()} {html.escape(path)}</code> — {html.escape(op['summary'])}</h3>")
@@ -704,8 +800,10 @@ def docs_html(doc: dict[str, Any]) -> str:
             parts.append(f"<p>Responses: {codes}</p>")
     parts.append("<h2>Schemas</h2>")
     for name, schema in doc["components"]["schemas"].items():
-        parts.append(f"<h3 id='{html.escape(name)}'>{html.escape(name)}</h3>"
-                     f"<pre>{html.escape(json.dumps(schema, indent=2))}</pre>")
+        parts.append(
+            f"<h3 id='{html.escape(name)}'>{html.escape(name)}</h3>"
+            f"<pre>{html.escape(json.dumps(schema, indent=2))}</pre>"
+        )
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -714,18 +812,18 @@ def docs_html(doc: dict[str, Any]) -> str:
 class _CountRequests:
     """ASGI middleware counting requests and response statuses (cheap: no body handling)."""
 
-    def __init__(self, app, stats: _Stats) -> None:  # noqa: ANN001 - ASGI app
+    def __init__(self, app, stats: _Stats) -> None:  # ASGI app
         self.app = app
         self.stats = stats
 
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI
+    async def __call__(self, scope, receive, send) -> None:  # ASGI
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         stats = self.stats
         stats.requests_total += 1
 
-        async def counting_send(message) -> None:  # noqa: ANN001
+        async def counting_send(message) -> None:
             if message["type"] == "http.response.start":
                 key = str(message["status"])
                 stats.by_status[key] = stats.by_status.get(key, 0) + 1
@@ -734,8 +832,9 @@ class _CountRequests:
         await self.app(scope, receive, counting_send)
 
 
-async def _supervise(name: str, make: Callable[[], Any], retry_s: float = 2.0,
-                     on_failure: Callable[[], Any] | None = None) -> None:
+async def _supervise(
+    name: str, make: Callable[[], Any], retry_s: float = 2.0, on_failure: Callable[[], Any] | None = None
+) -> None:
     """Run a background coroutine forever, restarting it after a failure (logged).
 
     ``on_failure`` (a coroutine function) runs after each failure, before the retry.
@@ -747,14 +846,19 @@ async def _supervise(name: str, make: Callable[[], Any], retry_s: float = 2.0,
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a lost broker or registry must not stop serving
-            logger.error("background task %s failed, restarting in %.0fs error=%s", name, retry_s,
-                         f"{type(exc).__name__}: {exc}"[:300])
+            logger.error(
+                "background task %s failed, restarting in %.0fs error=%s",
+                name,
+                retry_s,
+                f"{type(exc).__name__}: {exc}"[:300],
+            )
             if on_failure is not None:
                 try:
                     await on_failure()
                 except Exception as exc2:  # noqa: BLE001
-                    logger.error("background task %s recovery failed error=%s", name,
-                                 f"{type(exc2).__name__}: {exc2}"[:300])
+                    logger.error(
+                        "background task %s recovery failed error=%s", name, f"{type(exc2).__name__}: {exc2}"[:300]
+                    )
             await asyncio.sleep(retry_s)
 
 
@@ -773,8 +877,14 @@ async def _freeze_heap_when_serving(store: ModelStore, poll_s: float = 0.2) -> N
     logger.info("heap frozen after champion load objects=%d", gc.get_freeze_count())
 
 
-def create_app(settings, tracker, store: ModelStore | None = None, *,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, follow_updates: bool = True) -> Starlette:
+def create_app(
+    settings,
+    tracker,
+    store: ModelStore | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    follow_updates: bool = True,
+) -> Starlette:
     """Build the Starlette prediction app.
 
     Parameters
@@ -795,8 +905,7 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
     -------
     starlette.applications.Starlette
     """
-    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features),
-                                value_models=True)
+    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features), value_models=True)
     state = ApiState(settings, tracker, store)
     doc = openapi_document(max_body_bytes)
     doc_bytes = orjson.dumps(doc)
@@ -812,6 +921,7 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
     async def lifespan(app: Starlette):
         tasks = []
         if follow_updates:
+
             async def load_champion_directly() -> None:
                 # Without the broker there are no announcements, but the registry's
                 # champion can still be served; the follower swaps later ones in once it runs.
@@ -819,9 +929,15 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
                     if getattr(store, "value_models", False):
                         await asyncio.to_thread(store.load_secondary)
 
-            tasks.append(asyncio.create_task(_supervise("model-updates",
-                                                        lambda: follow_model_updates(settings, store),
-                                                        on_failure=load_champion_directly)))
+            tasks.append(
+                asyncio.create_task(
+                    _supervise(
+                        "model-updates",
+                        lambda: follow_model_updates(settings, store),
+                        on_failure=load_champion_directly,
+                    )
+                )
+            )
         tasks.append(asyncio.create_task(_freeze_heap_when_serving(store)))
         try:
             yield
@@ -845,8 +961,7 @@ def create_app(settings, tracker, store: ModelStore | None = None, *,
     return app
 
 
-def run_api(settings, host: str = "127.0.0.1", port: int = 8000,
-            max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+def run_api(settings, host: str = "127.0.0.1", port: int = 8000, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
     """Serve the API with uvicorn until interrupted (blocking).
 
     Parameters

@@ -17,7 +17,7 @@ import asyncio
 import base64
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -43,7 +43,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     ValueError
         ``"since: expected ISO 8601 time or <n>[smhd], got '...'"``.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     m = _RELATIVE.match(value)
     if m:
         return now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
@@ -51,7 +51,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
         t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"since: expected ISO 8601 time or <n>[smhd], got {value!r}") from None
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _first_error(value: bytes | None) -> str | None:
@@ -65,8 +65,14 @@ def _first_error(value: bytes | None) -> str | None:
     return None
 
 
-async def replay_dead_letters_async(settings: Settings, *, since: datetime | None = None, dry_run: bool = False,
-                                    dlq_topic: str | None = None, idle_timeout_s: float = 10.0) -> dict[str, Any]:
+async def replay_dead_letters_async(
+    settings: Settings,
+    *,
+    since: datetime | None = None,
+    dry_run: bool = False,
+    dlq_topic: str | None = None,
+    idle_timeout_s: float = 10.0,
+) -> dict[str, Any]:
     """Replay ``dlq_topic`` (default ``customers.dlq`` + ``settings.topic_suffix``); see the module doc.
 
     Parameters
@@ -94,11 +100,21 @@ async def replay_dead_letters_async(settings: Settings, *, since: datetime | Non
     from plumbing.clients import kafka_kwargs
 
     topic = dlq_topic or Topics.CUSTOMERS_DLQ + settings.topic_suffix
-    run_started = datetime.now(timezone.utc)
+    run_started = datetime.now(UTC)
     report: dict[str, Any] = {
-        "dlq_topic": topic, "dry_run": dry_run, "since": since.isoformat() if since else None,
-        "read": 0, "skipped_since": 0, "skipped_new": 0, "duplicates": 0, "unreadable": 0, "valid": 0, "replayed": 0,
-        "invalid": 0, "valid_by_topic": {}, "invalid_records": [],
+        "dlq_topic": topic,
+        "dry_run": dry_run,
+        "since": since.isoformat() if since else None,
+        "read": 0,
+        "skipped_since": 0,
+        "skipped_new": 0,
+        "duplicates": 0,
+        "unreadable": 0,
+        "valid": 0,
+        "replayed": 0,
+        "invalid": 0,
+        "valid_by_topic": {},
+        "invalid_records": [],
     }
     consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False)
     producer = None if dry_run else AIOKafkaProducer(**kafka_kwargs(settings), acks="all", linger_ms=5)
@@ -108,7 +124,7 @@ async def replay_dead_letters_async(settings: Settings, *, since: datetime | Non
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of a topic just created
+            await consumer._client.force_metadata_update()  # metadata of a topic just created
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
@@ -131,8 +147,7 @@ async def replay_dead_letters_async(settings: Settings, *, since: datetime | Non
                 if all(position[tp] >= ends[tp] for tp in tps):
                     break
                 if loop.time() - last > idle_timeout_s:
-                    logger.warning("dlq replay stopped early: no record for %.0f s before end offsets",
-                                   idle_timeout_s)
+                    logger.warning("dlq replay stopped early: no record for %.0f s before end offsets", idle_timeout_s)
                     break
                 continue
             last = loop.time()
@@ -164,11 +179,17 @@ async def replay_dead_letters_async(settings: Settings, *, since: datetime | Non
                     if error is not None:
                         report["invalid"] += 1
                         if len(report["invalid_records"]) < MAX_LISTED:
-                            report["invalid_records"].append({
-                                "dlq_partition": tp.partition, "dlq_offset": m.offset, "topic": letter.topic,
-                                "partition": letter.partition, "offset": letter.offset, "stage": letter.stage,
-                                "error": error[:300],
-                            })
+                            report["invalid_records"].append(
+                                {
+                                    "dlq_partition": tp.partition,
+                                    "dlq_offset": m.offset,
+                                    "topic": letter.topic,
+                                    "partition": letter.partition,
+                                    "offset": letter.offset,
+                                    "stage": letter.stage,
+                                    "error": error[:300],
+                                }
+                            )
                         continue
                     replayed.add(origin)
                     report["valid"] += 1
@@ -183,12 +204,20 @@ async def replay_dead_letters_async(settings: Settings, *, since: datetime | Non
         await consumer.stop()
         if producer is not None:
             await producer.stop()
-    logger.info("dlq replay topic=%s read=%d valid=%d replayed=%d invalid=%d dry_run=%s", topic, report["read"],
-                report["valid"], report["replayed"], report["invalid"], dry_run)
+    logger.info(
+        "dlq replay topic=%s read=%d valid=%d replayed=%d invalid=%d dry_run=%s",
+        topic,
+        report["read"],
+        report["valid"],
+        report["replayed"],
+        report["invalid"],
+        dry_run,
+    )
     return report
 
 
-def replay_dead_letters(settings: Settings, *, since: datetime | None = None, dry_run: bool = False,
-                        dlq_topic: str | None = None) -> dict[str, Any]:
+def replay_dead_letters(
+    settings: Settings, *, since: datetime | None = None, dry_run: bool = False, dlq_topic: str | None = None
+) -> dict[str, Any]:
     """Blocking wrapper of :func:`replay_dead_letters_async`."""
     return asyncio.run(replay_dead_letters_async(settings, since=since, dry_run=dry_run, dlq_topic=dlq_topic))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -96,8 +96,9 @@ def _bins_from_profile(profile: Mapping[str, Any]) -> list[_Bins]:
         edges = np.asarray(spec["edges"], dtype=np.float64)
         expected = np.asarray(spec["proportions"], dtype=np.float64)
         if len(expected) != len(edges) + 1:
-            raise ValueError(f"reference profile {name}: {len(edges)} edges need {len(edges) + 1} proportions, "
-                             f"got {len(expected)}")
+            raise ValueError(
+                f"reference profile {name}: {len(edges)} edges need {len(edges) + 1} proportions, got {len(expected)}"
+            )
         bins.append(_Bins(name, True, edges, np.empty(0, dtype=str), expected))
     for name, spec in (profile.get("categorical") or {}).items():
         cats = np.asarray(spec["categories"], dtype=str)
@@ -145,7 +146,7 @@ class DriftMonitor:
         self.events_seen = 0
 
     @classmethod
-    def from_pipeline(cls, pipeline, window: int = DEFAULT_WINDOW) -> "DriftMonitor | None":
+    def from_pipeline(cls, pipeline, window: int = DEFAULT_WINDOW) -> DriftMonitor | None:
         """A monitor for a scoring pipeline, or None when its artifact carries no reference profile."""
         profile = (getattr(pipeline, "metadata", None) or {}).get("reference_profile")
         if not profile:
@@ -166,38 +167,45 @@ class DriftMonitor:
         for j, b in enumerate(self._bins):
             col = columns.get(b.name)
             if col is not None:
-                codes[:, j] = b.codes(col[n - take:])
+                codes[:, j] = b.codes(col[n - take :])
         end = self._pos + take
         if end <= self.window:
-            self._ring[self._pos:end] = codes
+            self._ring[self._pos : end] = codes
         else:
             first = self.window - self._pos
-            self._ring[self._pos:] = codes[:first]
-            self._ring[:take - first] = codes[first:]
+            self._ring[self._pos :] = codes[:first]
+            self._ring[: take - first] = codes[first:]
         self._pos = end % self.window
         self.size = min(self.size + take, self.window)
 
     def psi(self) -> dict[str, float]:
         """PSI per feature over the current window (features without values in it are left out)."""
         out: dict[str, float] = {}
-        window = self._ring[:self.size] if self.size < self.window else self._ring
+        window = self._ring[: self.size] if self.size < self.window else self._ring
         for j, b in enumerate(self._bins):
             codes = window[:, j]
             codes = codes[codes >= 0]
             if len(codes) == 0:
                 continue
-            out[b.name] = psi(b.expected, np.bincount(codes, minlength=b.n_bins)[:b.n_bins])
+            out[b.name] = psi(b.expected, np.bincount(codes, minlength=b.n_bins)[: b.n_bins])
         return out
 
 
-def drift_document(psi_by_feature: Mapping[str, float], *, window_size: int, window_capacity: int,
-                   model_name: str, model_version: str, threshold: float = DEFAULT_PSI_THRESHOLD,
-                   now: datetime | None = None) -> dict[str, Any]:
+def drift_document(
+    psi_by_feature: Mapping[str, float],
+    *,
+    window_size: int,
+    window_capacity: int,
+    model_name: str,
+    model_version: str,
+    threshold: float = DEFAULT_PSI_THRESHOLD,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """The ``churn-drift`` record (a :class:`schemas.events.DriftRecord` document).
 
     ``alert`` is true when any feature's PSI exceeds ``threshold``.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     values = {k: round(float(v), 6) for k, v in psi_by_feature.items()}
     drifted = sorted((k for k, v in values.items() if v > threshold), key=lambda k: -values[k])
     return {

@@ -80,8 +80,7 @@ def event_time_seconds(event_times: Sequence[str]) -> np.ndarray:
     """Unix seconds of UTC ISO 8601 timestamps as written by the scorer (``...+00:00``), float64."""
     if not event_times:
         return np.empty(0)
-    stamps = np.array([t[:-6] if t.endswith("+00:00") else t.rstrip("Z") for t in event_times],
-                      dtype="datetime64[us]")
+    stamps = np.array([t[:-6] if t.endswith("+00:00") else t.rstrip("Z") for t in event_times], dtype="datetime64[us]")
     return stamps.astype(np.int64) / 1e6
 
 
@@ -96,48 +95,75 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.events_in = Counter("churn_events_in", "Customer events consumed.", registry=r)
-        self.events_out = Counter("churn_events_out", "Records produced and acknowledged, by output.",
-                                  ["output"], registry=r)
+        self.events_out = Counter(
+            "churn_events_out", "Records produced and acknowledged, by output.", ["output"], registry=r
+        )
         self.scores = Counter("churn_scores", "Customer events scored.", registry=r)
         self.alerts = Counter("churn_alerts", "Churn alerts produced.", registry=r)
-        self.dead_letters = Counter("churn_dead_letters", "Dead letters produced, by failing stage.",
-                                    ["stage"], registry=r)
-        self.batches = Counter("churn_batches", "Micro-batches completed (outputs acknowledged, offsets committed).",
-                               registry=r)
+        self.dead_letters = Counter(
+            "churn_dead_letters", "Dead letters produced, by failing stage.", ["stage"], registry=r
+        )
+        self.batches = Counter(
+            "churn_batches", "Micro-batches completed (outputs acknowledged, offsets committed).", registry=r
+        )
         self.batch_size = BulkHistogram("churn_batch_size_events", "Events per micro-batch.", BATCH_SIZE_BUCKETS)
-        self.scoring_seconds = BulkHistogram("churn_scoring_seconds", "Seconds score_batch took per micro-batch.",
-                                             SCORING_SECONDS_BUCKETS)
+        self.scoring_seconds = BulkHistogram(
+            "churn_scoring_seconds", "Seconds score_batch took per micro-batch.", SCORING_SECONDS_BUCKETS
+        )
         self.end_to_end_seconds = BulkHistogram(
             "churn_end_to_end_latency_seconds",
             "Seconds from a scored event's event_time to the broker's acknowledgement of its score.",
-            END_TO_END_SECONDS_BUCKETS)
+            END_TO_END_SECONDS_BUCKETS,
+        )
         for h in (self.batch_size, self.scoring_seconds, self.end_to_end_seconds):
             r.register(h)
-        self.consumer_lag = Gauge("churn_consumer_lag", "Events not yet committed, per input partition.",
-                                  ["topic", "partition"], registry=r)
-        self.model_version = Gauge("churn_model_version", "Version of the model in service, per model name and role.",
-                                   ["model_name", "role"], registry=r)
-        self.reloads = Counter("churn_model_reloads", "Hot reloads of announced models, by result.",
-                               ["result"], registry=r)
-        self.feature_psi = Gauge("churn_feature_psi", "PSI of each input feature over the drift window.",
-                                 ["feature"], registry=r)
+        self.consumer_lag = Gauge(
+            "churn_consumer_lag", "Events not yet committed, per input partition.", ["topic", "partition"], registry=r
+        )
+        self.model_version = Gauge(
+            "churn_model_version",
+            "Version of the model in service, per model name and role.",
+            ["model_name", "role"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "churn_model_reloads", "Hot reloads of announced models, by result.", ["result"], registry=r
+        )
+        self.feature_psi = Gauge(
+            "churn_feature_psi", "PSI of each input feature over the drift window.", ["feature"], registry=r
+        )
         self.drift_window = Gauge("churn_drift_window_events", "Events in the drift window.", registry=r)
         self.drift_alert = Gauge("churn_drift_alert", "1 when any feature's PSI exceeds the threshold.", registry=r)
-        self.shadow_agreement = Gauge("churn_shadow_agreement",
-                                      "Share of events a shadow model labels like the champion (last batch).",
-                                      ["model_name", "model_version"], registry=r)
-        self.shadow_mean_score = Gauge("churn_shadow_mean_score", "Mean churn probability of the last batch, by role.",
-                                       ["model_name", "model_version", "role"], registry=r)
+        self.shadow_agreement = Gauge(
+            "churn_shadow_agreement",
+            "Share of events a shadow model labels like the champion (last batch).",
+            ["model_name", "model_version"],
+            registry=r,
+        )
+        self.shadow_mean_score = Gauge(
+            "churn_shadow_mean_score",
+            "Mean churn probability of the last batch, by role.",
+            ["model_name", "model_version", "role"],
+            registry=r,
+        )
         self.shadow_events = Counter("churn_shadow_events", "Events scored in shadow.", ["model_name"], registry=r)
         self.alerts_suppressed = Counter(
-            "churn_alerts_suppressed", "Alerts not emitted because their event was alerted on already "
-            "(re-scored after a crash, or a re-sent event).", registry=r)
-        self.alert_recoveries = Counter("churn_alert_ledger_recoveries",
-                                        "Alert ledger read-backs of churn-alerts at partition assignment.", registry=r)
-        self.alert_recovery_alerts = Gauge("churn_alert_ledger_recovery_alerts",
-                                           "Alerts read back by the last ledger recovery.", registry=r)
-        self.alert_recovery_seconds = Gauge("churn_alert_ledger_recovery_seconds",
-                                            "Seconds the last ledger recovery took.", registry=r)
+            "churn_alerts_suppressed",
+            "Alerts not emitted because their event was alerted on already "
+            "(re-scored after a crash, or a re-sent event).",
+            registry=r,
+        )
+        self.alert_recoveries = Counter(
+            "churn_alert_ledger_recoveries",
+            "Alert ledger read-backs of churn-alerts at partition assignment.",
+            registry=r,
+        )
+        self.alert_recovery_alerts = Gauge(
+            "churn_alert_ledger_recovery_alerts", "Alerts read back by the last ledger recovery.", registry=r
+        )
+        self.alert_recovery_seconds = Gauge(
+            "churn_alert_ledger_recovery_seconds", "Seconds the last ledger recovery took.", registry=r
+        )
         for output in ("scores", "alerts", "dead_letters"):
             self.events_out.labels(output)
         for result in ("ok", "failed"):
@@ -190,8 +216,11 @@ class WorkerMetrics:
 
     def sync_store(self, store) -> None:
         """Model versions in service and the store's reload counters (deltas since the last call)."""
-        for role, model in (("champion", store.current), ("value", getattr(store, "value_model", None)),
-                            ("challenger", getattr(store, "challenger", None))):
+        for role, model in (
+            ("champion", store.current),
+            ("value", getattr(store, "value_model", None)),
+            ("challenger", getattr(store, "challenger", None)),
+        ):
             if model is not None:
                 try:
                     version = float(model.model_version)
@@ -218,9 +247,11 @@ class WorkerMetrics:
         same = (champion_proba >= champion.threshold) == (shadow_proba >= shadow.threshold)
         self.shadow_agreement.labels(shadow.model_name, shadow.model_version).set(float(same.mean()))
         self.shadow_mean_score.labels(champion.model_name, champion.model_version, "champion").set(
-            float(champion_proba.mean()))
+            float(champion_proba.mean())
+        )
         self.shadow_mean_score.labels(shadow.model_name, shadow.model_version, "challenger").set(
-            float(shadow_proba.mean()))
+            float(shadow_proba.mean())
+        )
         self.shadow_events.labels(shadow.model_name).inc(len(shadow_proba))
 
     def render(self) -> bytes:
@@ -295,8 +326,11 @@ class StallDetector:
         if self.lag_failing_since is not None and assigned_partitions > 0:
             failing = self.clock() - self.lag_failing_since  # type: ignore[operator]
             if failing > self.stall_s:
-                return HealthVerdict(503, "broker_unreachable", f"consumer lag unreadable for {failing:.0f} s "
-                                                                f"(limit {self.stall_s:g} s): {self.lag_error}")
+                return HealthVerdict(
+                    503,
+                    "broker_unreachable",
+                    f"consumer lag unreadable for {failing:.0f} s (limit {self.stall_s:g} s): {self.lag_error}",
+                )
         if not model_loaded:
             return HealthVerdict(503, "starting", "no model loaded")
         if assigned_partitions <= 0:
@@ -306,6 +340,9 @@ class StallDetector:
             now = self.clock()  # type: ignore[operator]
             waiting = now - max(self.lag_since, self.last_progress if self.last_progress is not None else -np.inf)
             if waiting > self.stall_s:
-                return HealthVerdict(503, "stalled", f"lag {total} events and no micro-batch completed for "
-                                                     f"{waiting:.0f} s (limit {self.stall_s:g} s)")
+                return HealthVerdict(
+                    503,
+                    "stalled",
+                    f"lag {total} events and no micro-batch completed for {waiting:.0f} s (limit {self.stall_s:g} s)",
+                )
         return HealthVerdict(200, "ok")

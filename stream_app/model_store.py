@@ -57,9 +57,14 @@ class ModelStore:
         The churn-classifier challenger, when ``challengers`` and one is registered.
     """
 
-    def __init__(self, tracking_uri: str, expected_features: list[str] | None = None,
-                 downloader: Callable[[str, str, str], ScoringPipeline] | None = None,
-                 value_models: bool = False, challengers: bool = False) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        expected_features: list[str] | None = None,
+        downloader: Callable[[str, str, str], ScoringPipeline] | None = None,
+        value_models: bool = False,
+        challengers: bool = False,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.expected_features = set(expected_features) if expected_features else None
         self._download = downloader or download_pipeline
@@ -104,8 +109,9 @@ class ModelStore:
         self.current = LoadedModel(pipeline, model_name, model_version)
         self._swapped_at = time.monotonic()
         self.ready.set()
-        logger.info("model in service model=%s model_version=%s threshold=%.3f",
-                    model_name, model_version, pipeline.threshold)
+        logger.info(
+            "model in service model=%s model_version=%s threshold=%.3f", model_name, model_version, pipeline.threshold
+        )
 
     def _slot(self, model_name: str, alias: str) -> str | None:
         """Attribute that holds ``model_name@alias`` in this store, or None if not followed."""
@@ -124,7 +130,7 @@ class ModelStore:
         self._swapped_at = time.monotonic()
         logger.info("model in service role=%s model=%s model_version=%s", slot, model_name, model_version)
 
-    def _alias_version(self, model_name: str, alias: str):  # noqa: ANN202 - mlflow ModelVersion or None
+    def _alias_version(self, model_name: str, alias: str):  # mlflow ModelVersion or None
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
@@ -158,8 +164,11 @@ class ModelStore:
         """
         now = time.monotonic() if now is None else now
         swapped = []
-        for model_name, alias in ((CLASSIFIER_NAME, "champion"), (REGRESSOR_NAME, "champion"),
-                                  (CLASSIFIER_NAME, "challenger")):
+        for model_name, alias in (
+            (CLASSIFIER_NAME, "champion"),
+            (REGRESSOR_NAME, "champion"),
+            (CLASSIFIER_NAME, "challenger"),
+        ):
             slot = self._slot(model_name, alias)
             if slot is None:
                 continue
@@ -176,14 +185,24 @@ class ModelStore:
                     continue
                 if self._swapped_at >= asked_at:
                     continue  # an announcement swapped a model in since the registry was asked: ask next time
-                logger.warning("registry names %s@%s version %s but version %s is in service here (announcement "
-                               "missed, or alias moved by hand); loading it", model_name, alias, mv.version,
-                               held.model_version if held is not None else None)
+                logger.warning(
+                    "registry names %s@%s version %s but version %s is in service here (announcement "
+                    "missed, or alias moved by hand); loading it",
+                    model_name,
+                    alias,
+                    mv.version,
+                    held.model_version if held is not None else None,
+                )
                 event = ModelUpdatedEvent(
-                    event_id=new_event_id(), event_time=utc_now(), model_name=model_name,
-                    model_version=str(mv.version), alias=alias,
+                    event_id=new_event_id(),
+                    event_time=utc_now(),
+                    model_name=model_name,
+                    model_version=str(mv.version),
+                    alias=alias,
                     artifact_uri=version_artifact_uri(mv),
-                    sha256=mv.tags.get("sha256", ""), run_id=mv.run_id)
+                    sha256=mv.tags.get("sha256", ""),
+                    run_id=mv.run_id,
+                )
                 if await self._apply(event):
                     swapped.append(f"{model_name}@{alias}={mv.version}")
                 else:
@@ -214,8 +233,7 @@ class ModelStore:
                     self.install_secondary(slot, found[0], model_name, found[1])
             except Exception as exc:  # noqa: BLE001 - optional models never block scoring
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.error("optional model not loaded model=%s alias=%s error=%s", model_name, alias,
-                             self.last_error)
+                logger.error("optional model not loaded model=%s alias=%s error=%s", model_name, alias, self.last_error)
 
     async def apply_update(self, event: ModelUpdatedEvent) -> bool:
         """Download, verify, warm up and swap in an announced champion.
@@ -240,8 +258,12 @@ class ModelStore:
         except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
             self.reloads_failed += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
-            logger.error("model reload refused model=%s model_version=%s error=%s",
-                         event.model_name, event.model_version, self.last_error)
+            logger.error(
+                "model reload refused model=%s model_version=%s error=%s",
+                event.model_name,
+                event.model_version,
+                self.last_error,
+            )
             return False
         if slot == "current":
             self.install(pipeline, event.model_name, event.model_version)
@@ -251,7 +273,7 @@ class ModelStore:
         return True
 
 
-async def _handle_update(store: ModelStore, message) -> None:  # noqa: ANN001 - aiokafka ConsumerRecord
+async def _handle_update(store: ModelStore, message) -> None:  # aiokafka ConsumerRecord
     try:
         event = ModelUpdatedEvent.model_validate_json(message.value)
     except Exception as exc:  # noqa: BLE001 - a bad announcement must not stop the service
@@ -275,8 +297,13 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
 
     from plumbing.clients import kafka_kwargs
 
-    consumer = AIOKafkaConsumer(Topics.MODEL_UPDATED, **kafka_kwargs(settings), group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(
+        Topics.MODEL_UPDATED,
+        **kafka_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="latest",
+    )
     await consumer.start()
     try:
         await consumer.seek_to_end()

@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
@@ -140,7 +140,7 @@ def event_columns(events: Sequence[CustomerEvent], names: Sequence[str]) -> dict
 def dead_letter(failure: Failure, now: datetime | None = None) -> tuple[bytes | None, bytes]:
     """The ``customers.dlq`` record of a failure: original bytes (base64), coordinates, stage, error."""
     rec = failure.record
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     doc = {
         "event_id": f"dlq-{rec.topic}-{rec.partition}-{rec.offset}",
         "event_time": now.isoformat(),
@@ -195,8 +195,11 @@ def _field_checks() -> list[_FieldCheck] | None:
     """Checks equivalent to ``CustomerEvent`` for canonical JSON values, or None if the
     contract uses something this fast path does not understand (then pydantic does all)."""
     decorators = CustomerEvent.__pydantic_decorators__
-    if set(decorators.field_validators) != {"_to_utc"} or decorators.model_validators \
-            or CustomerEvent.model_config.get("extra") != "ignore":
+    if (
+        set(decorators.field_validators) != {"_to_utc"}
+        or decorators.model_validators
+        or CustomerEvent.model_config.get("extra") != "ignore"
+    ):
         return None
     checks = []
     base = {bool: ("bool", {bool}), int: ("int", {int}), float: ("float", {int, float}), str: ("str", {str})}
@@ -220,8 +223,9 @@ def _field_checks() -> list[_FieldCheck] | None:
                 lo = m.ge if isinstance(m, Ge) else m.min_length
             elif isinstance(m, (Le, MaxLen)):
                 hi = m.le if isinstance(m, Le) else m.max_length
-            elif not (isinstance(m, Strict) or (isinstance(m, BeforeValidator)
-                                                 and m.func in (json_integer, json_datetime))):
+            elif not (
+                isinstance(m, Strict) or (isinstance(m, BeforeValidator) and m.func in (json_integer, json_datetime))
+            ):
                 # The checks' exact types are pydantic's strict mode, and these validators only
                 # narrow lax mode; a value of any other type goes to pydantic.
                 return None
@@ -264,8 +268,12 @@ def _column_ok(check: _FieldCheck, values: list[Any]) -> bool:
         return (check.lo is None or min(lengths) >= check.lo) and (check.hi is None or max(lengths) <= check.hi)
     if check.kind in ("int", "float"):
         lo, hi = min(values), max(values)
-        return math.isfinite(lo) and math.isfinite(hi) and (check.lo is None or lo >= check.lo) \
+        return (
+            math.isfinite(lo)
+            and math.isfinite(hi)
+            and (check.lo is None or lo >= check.lo)
             and (check.hi is None or hi <= check.hi)
+        )
     return True
 
 
@@ -274,7 +282,7 @@ def _utc_iso(value: str) -> str | None:
     if not _UTC_TIME.fullmatch(value):
         return None
     try:
-        return datetime.fromisoformat(value).astimezone(timezone.utc).isoformat()
+        return datetime.fromisoformat(value).astimezone(UTC).isoformat()
     except ValueError:
         return None
 
@@ -387,8 +395,12 @@ def _customer_value(value_model: LoadedModel, columns: dict[str, np.ndarray], ro
     return np.maximum(pipeline.model.predict(X), 0.0)
 
 
-def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime | None = None,
-                value_model: LoadedModel | None = None) -> BatchResult:
+def score_batch(
+    model: LoadedModel,
+    records: Sequence[RawRecord],
+    now: datetime | None = None,
+    value_model: LoadedModel | None = None,
+) -> BatchResult:
     """Score one micro-batch with one matrix operation.
 
     Invalid records become dead letters; if featurisation fails for the batch, rows
@@ -411,7 +423,7 @@ def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime 
         Scores in input order; each alert is its score document plus ``reasons``
         (and the value fields with ``value_model``).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     decoded = _decode_fast(records)
     ok_records, rows, times, failures = decoded.records, decoded.rows, decoded.event_times, decoded.failures
     result = BatchResult()
@@ -447,18 +459,25 @@ def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime 
         scores = result.scores
         for row, t, p, label in zip(rows, times, proba.tolist(), labels):
             cid = row["customer_id"]
-            scores.append((cid.encode(), dumps({
-                "event_id": row["event_id"],
-                "event_time": t,
-                "schema_version": SCHEMA_VERSION,
-                "customer_id": cid,
-                "churn_probability": p,
-                "churn_label": label,
-                "threshold": threshold,
-                "model_name": model_name,
-                "model_version": model_version,
-                "scored_at": scored_at,
-            })))
+            scores.append(
+                (
+                    cid.encode(),
+                    dumps(
+                        {
+                            "event_id": row["event_id"],
+                            "event_time": t,
+                            "schema_version": SCHEMA_VERSION,
+                            "customer_id": cid,
+                            "churn_probability": p,
+                            "churn_label": label,
+                            "threshold": threshold,
+                            "model_name": model_name,
+                            "model_version": model_version,
+                            "scored_at": scored_at,
+                        }
+                    ),
+                )
+            )
         alert_rows = np.flatnonzero(proba >= threshold)
         result.alert_rows = alert_rows
         result.event_times = times
@@ -476,9 +495,19 @@ def score_batch(model: LoadedModel, records: Sequence[RawRecord], now: datetime 
                 at_risk = proba[alert_rows] * value_usd
                 for i, r, v, var in zip(alert_rows.tolist(), reasons, value_usd.tolist(), at_risk.tolist()):
                     key, value = scores[i]
-                    result.alerts.append((key, value[:-1] + b',"reasons":' + dumps(r)
-                                          + b',"predicted_value_usd":' + dumps(v)
-                                          + b',"value_at_risk_usd":' + dumps(var) + b"}"))
+                    result.alerts.append(
+                        (
+                            key,
+                            value[:-1]
+                            + b',"reasons":'
+                            + dumps(r)
+                            + b',"predicted_value_usd":'
+                            + dumps(v)
+                            + b',"value_at_risk_usd":'
+                            + dumps(var)
+                            + b"}",
+                        )
+                    )
     result.failures = failures
     result.dead_letters = [dead_letter(f, now) for f in failures]
     return result

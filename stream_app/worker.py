@@ -118,11 +118,15 @@ class WorkerTopics:
     drift: str = Topics.DRIFT
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "WorkerTopics":
+    def from_settings(cls, settings: Settings) -> WorkerTopics:
         """The system's topics, each with ``settings.topic_suffix`` appended (benchmarks use one)."""
         suffix = settings.topic_suffix
-        return cls(*(name + suffix for name in
-                     (Topics.CUSTOMERS, Topics.SCORES, Topics.ALERTS, Topics.CUSTOMERS_DLQ, Topics.DRIFT)))
+        return cls(
+            *(
+                name + suffix
+                for name in (Topics.CUSTOMERS, Topics.SCORES, Topics.ALERTS, Topics.CUSTOMERS_DLQ, Topics.DRIFT)
+            )
+        )
 
 
 @lru_cache(maxsize=1 << 18)
@@ -216,8 +220,9 @@ def _value_model_for(store: ModelStore, model: LoadedModel) -> LoadedModel | Non
     return value
 
 
-def _after_batch(stats: WorkerStats, store: ModelStore, model: LoadedModel, n_in: int, result, scoring_s: float,
-                 acked_at: float) -> None:
+def _after_batch(
+    stats: WorkerStats, store: ModelStore, model: LoadedModel, n_in: int, result, scoring_s: float, acked_at: float
+) -> None:
     """Per-batch bookkeeping after the commit: counters, histograms, drift window, shadow scores."""
     stats.metrics.record_batch(n_in, result, scoring_s, acked_at)
     if not result.columns:
@@ -226,8 +231,12 @@ def _after_batch(stats: WorkerStats, store: ModelStore, model: LoadedModel, n_in
     if monitor is not None:
         monitor.update(result.columns)
     challenger = store.challenger
-    if stats.shadow and challenger is not None and challenger.pipeline is not model.pipeline \
-            and set(challenger.pipeline.feature_names_in) <= set(result.columns):
+    if (
+        stats.shadow
+        and challenger is not None
+        and challenger.pipeline is not model.pipeline
+        and set(challenger.pipeline.feature_names_in) <= set(result.columns)
+    ):
         shadow_proba = challenger.pipeline.predict_proba(result.columns)  # one matrix operation
         stats.metrics.record_shadow(model, result.probabilities, challenger, shadow_proba)
 
@@ -313,9 +322,15 @@ class AdaptiveFetchWait:
         The fetch wait in use, milliseconds.
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer, floor_ms: int = FETCH_MAX_WAIT_MS,
-                 ceiling_ms: int = FETCH_MAX_WAIT_CEILING_MS, window_s: float = 1.0, relax_s: float = 5.0,
-                 learn_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        floor_ms: int = FETCH_MAX_WAIT_MS,
+        ceiling_ms: int = FETCH_MAX_WAIT_CEILING_MS,
+        window_s: float = 1.0,
+        relax_s: float = 5.0,
+        learn_s: float = 300.0,
+    ) -> None:
         if not 1 <= floor_ms <= ceiling_ms:
             raise ValueError(f"fetch wait: expected 1 <= floor_ms <= ceiling_ms, got {floor_ms}, {ceiling_ms}")
         self.consumer = consumer
@@ -387,7 +402,7 @@ class AdaptiveFetchWait:
             # starved again (measured: 2000 -> ... -> 31 ms, starved, 2000 again, every ~35 s).
             self._learned_floor_ms, self._learned_at = min(self.ceiling_ms, 2 * self.current_ms), now
             if self.current_ms < self.ceiling_ms:
-                self._set(self.ceiling_ms, now, "%d of %d polls empty while %d records waited" % (starved, polls, behind))
+                self._set(self.ceiling_ms, now, f"{starved} of {polls} polls empty while {behind} records waited")
             return
         floor = self.floor_ms if now - self._learned_at > self.learn_s else max(self.floor_ms, self._learned_floor_ms)
         if caught_up and not starved and self.current_ms > floor and now - self._last_change >= self.relax_s:
@@ -397,18 +412,25 @@ class AdaptiveFetchWait:
         logger.info("fetch wait %d -> %d ms: %s", self.current_ms, ms, why)
         self.current_ms = ms
         self._last_change = now
-        self.consumer._fetcher._fetch_max_wait_ms = ms  # noqa: SLF001 - see the class docstring
+        self.consumer._fetcher._fetch_max_wait_ms = ms  # see the class docstring
 
 
 def scoring_consumer_kwargs(settings: Settings) -> dict:
     """Keyword arguments of the scoring group's ``AIOKafkaConsumer`` (holds credentials: never log it)."""
     return dict(
-        **kafka_kwargs(settings), group_id=settings.consumer_group,
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=MAX_BATCH,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_partition_fetch_bytes=4 * 1024 * 1024,
+        **kafka_kwargs(settings),
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=MAX_BATCH,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
         # Tansu completes a join only after the rebalance timeout; a short one keeps
         # start-up and failover quick while still far above a micro-batch's duration.
-        rebalance_timeout_ms=5000, session_timeout_ms=10000, heartbeat_interval_ms=1000)
+        rebalance_timeout_ms=5000,
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+    )
 
 
 class OffsetCommitter:
@@ -435,8 +457,13 @@ class OffsetCommitter:
         Least seconds between two offset commits (default :data:`COMMIT_INTERVAL_S`).
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer, on_committed, max_in_flight: int = MAX_IN_FLIGHT,
-                 interval_s: float | None = None) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        on_committed,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        interval_s: float | None = None,
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight: expected an integer >= 1, got {max_in_flight!r}")
         interval_s = COMMIT_INTERVAL_S if interval_s is None else interval_s
@@ -479,7 +506,7 @@ class OffsetCommitter:
             timeout = None if not self._acked else max(0.0, last_commit + self.interval_s - time.monotonic())
             try:
                 self._taken.append(await asyncio.wait_for(self._queue.get(), timeout))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             while not self._queue.empty():
                 self._taken.append(self._queue.get_nowait())
@@ -508,8 +535,10 @@ class OffsetCommitter:
             # Acknowledged after their partitions were revoked (the revocation's drain timed
             # out): their next owner re-reads from the last commit (duplicates, never loss).
             # aiokafka refuses to commit a partition it does not hold (IllegalStateError).
-            logger.warning("not committing partitions no longer assigned partitions=%s",
-                           ",".join(f"{tp.topic}[{tp.partition}]" for tp in moved))
+            logger.warning(
+                "not committing partitions no longer assigned partitions=%s",
+                ",".join(f"{tp.topic}[{tp.partition}]" for tp in moved),
+            )
             offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
         try:
             if offsets:
@@ -518,8 +547,11 @@ class OffsetCommitter:
             # Partitions moved to another worker: it re-reads from the last commit, so
             # these scores may be duplicated (recognisable by event_id), never lost; its
             # alert ledger recovery keeps the alerts single.
-            logger.warning("commit refused after rebalance partitions=%s error=%s",
-                           ",".join(f"{tp.topic}[{tp.partition}]" for tp in offsets), exc)
+            logger.warning(
+                "commit refused after rebalance partitions=%s error=%s",
+                ",".join(f"{tp.topic}[{tp.partition}]" for tp in offsets),
+                exc,
+            )
             offsets = {}
         for b in acked:
             self.on_committed(b, b.acked_at, offsets)
@@ -546,8 +578,11 @@ class OffsetCommitter:
             try:
                 await wait_acknowledged(b.acks, max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - not acknowledged: its records are re-read by the next owner
-                logger.warning("shutdown: %d in-flight batches not acknowledged, left uncommitted error=%s",
-                               len(pending) - pending.index(b), f"{type(exc).__name__}: {exc}"[:200])
+                logger.warning(
+                    "shutdown: %d in-flight batches not acknowledged, left uncommitted error=%s",
+                    len(pending) - pending.index(b),
+                    f"{type(exc).__name__}: {exc}"[:200],
+                )
                 break
             b.acked_at = time.time()
             self._acked.append(b)
@@ -590,9 +625,17 @@ class ScoringLoop:
         Least seconds between offset commits (default :data:`COMMIT_INTERVAL_S`).
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer, sender: BatchSender, store: ModelStore, topics: WorkerTopics,
-                 stats: WorkerStats, reader: AIOKafkaConsumer | None = None,
-                 ledger: AlertLedger | None = None, commit_interval_s: float | None = None) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        sender: BatchSender,
+        store: ModelStore,
+        topics: WorkerTopics,
+        stats: WorkerStats,
+        reader: AIOKafkaConsumer | None = None,
+        ledger: AlertLedger | None = None,
+        commit_interval_s: float | None = None,
+    ) -> None:
         self.consumer, self.sender, self.store, self.topics, self.stats = consumer, sender, store, topics, stats
         self.reader = reader
         self.ledger = ledger if ledger is not None else AlertLedger()
@@ -607,29 +650,31 @@ class ScoringLoop:
         loop = self
 
         class _Listener(ConsumerRebalanceListener):
-            async def on_partitions_revoked(self, revoked):  # noqa: ANN001
+            async def on_partitions_revoked(self, revoked):
                 await loop.on_revoked(revoked)
 
-            async def on_partitions_assigned(self, assigned):  # noqa: ANN001
+            async def on_partitions_assigned(self, assigned):
                 await loop.on_assigned(assigned)
 
         return _Listener()
 
-    async def on_revoked(self, revoked) -> None:  # noqa: ANN001
+    async def on_revoked(self, revoked) -> None:
         """Stop scoring and wait until every in-flight batch is acknowledged and committed."""
         self._open.clear()
         t0 = time.perf_counter()
         try:
             await asyncio.wait_for(self.committer.drain(), timeout=REVOKE_DRAIN_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # Acknowledgements stuck (broker down): rejoin anyway; the next owner re-scores and its
             # alert ledger recovery reads back whatever of these outputs the broker did take.
-            logger.warning("in-flight batches not committed before revocation timeout_s=%.0f",
-                           REVOKE_DRAIN_TIMEOUT_S)
-        logger.info("partitions revoked partitions=%s drained_s=%.3f",
-                    ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)), time.perf_counter() - t0)
+            logger.warning("in-flight batches not committed before revocation timeout_s=%.0f", REVOKE_DRAIN_TIMEOUT_S)
+        logger.info(
+            "partitions revoked partitions=%s drained_s=%.3f",
+            ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)),
+            time.perf_counter() - t0,
+        )
 
-    async def on_assigned(self, assigned) -> None:  # noqa: ANN001
+    async def on_assigned(self, assigned) -> None:
         """Recover the alert ledger for ``assigned``, then let scoring resume."""
         if self.reader is not None and assigned:
             for attempt in range(1, 4):
@@ -637,8 +682,9 @@ class ScoringLoop:
                     await self._recover(assigned)
                     break
                 except Exception as exc:  # noqa: BLE001 - retried, then surfaced by the loop
-                    logger.warning("alert ledger recovery failed attempt=%d error=%s: %s", attempt,
-                                   type(exc).__name__, exc)
+                    logger.warning(
+                        "alert ledger recovery failed attempt=%d error=%s: %s", attempt, type(exc).__name__, exc
+                    )
                     if attempt == 3:
                         # aiokafka swallows listener errors: the loop raises it instead of scoring
                         # without the ledger (which could duplicate alerts).
@@ -648,7 +694,7 @@ class ScoringLoop:
         self.fetch_wait.reset_clock()
         self._open.set()
 
-    async def _recover(self, assigned) -> None:  # noqa: ANN001
+    async def _recover(self, assigned) -> None:
         t0 = time.perf_counter()
         committed = {tp: await self.consumer.committed(tp) for tp in assigned}
         since_ms = await recovery_start_ms(self.reader, committed)
@@ -657,9 +703,14 @@ class ScoringLoop:
             partitions = await self.sender.producer.partitions_for(self.topics.alerts)
             n = await recover_alerted_ids(self.reader, self.topics.alerts, partitions, since_ms, self.ledger)
         self.stats.metrics.record_alert_recovery(n, time.perf_counter() - t0)
-        logger.info("alert ledger recovered partitions=%s since_ms=%s alerts_read=%d ledger=%d seconds=%.3f",
-                    ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)), since_ms, n,
-                    len(self.ledger), time.perf_counter() - t0)
+        logger.info(
+            "alert ledger recovered partitions=%s since_ms=%s alerts_read=%d ledger=%d seconds=%.3f",
+            ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)),
+            since_ms,
+            n,
+            len(self.ledger),
+            time.perf_counter() - t0,
+        )
 
     # ------------------------------------------------------------- the loop
     async def run(self) -> None:
@@ -670,8 +721,7 @@ class ScoringLoop:
             tg.create_task(self._fetch_loop())
 
     async def _fetch_loop(self) -> None:
-        consumer, sender, topics, store, committer = self.consumer, self.sender, self.topics, self.store, \
-            self.committer
+        consumer, sender, topics, store, committer = self.consumer, self.sender, self.topics, self.store, self.committer
         frozen = False
         while True:
             if not self._open.is_set():
@@ -694,8 +744,9 @@ class ScoringLoop:
                 gc.freeze()
                 frozen = True
             model = store.current  # one model for the whole micro-batch
-            records = [RawRecord(m.topic, m.partition, m.offset, m.key, m.value)
-                       for msgs in batch.values() for m in msgs]
+            records = [
+                RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for msgs in batch.values() for m in msgs
+            ]
             t0 = time.perf_counter()
             result = score_batch(model, records, value_model=_value_model_for(store, model))
             scoring_s = time.perf_counter() - t0
@@ -710,8 +761,14 @@ class ScoringLoop:
             acks += await sender.send(topics.alerts, result.alerts)
             acks += await sender.send(topics.dead_letters, result.dead_letters)
             for f in result.failures:
-                logger.warning("dead letter %s[%d]@%d stage=%s error=%s", f.record.topic, f.record.partition,
-                               f.record.offset, f.stage, f.error_message[:200])
+                logger.warning(
+                    "dead letter %s[%d]@%d stage=%s error=%s",
+                    f.record.topic,
+                    f.record.partition,
+                    f.record.offset,
+                    f.stage,
+                    f.error_message[:200],
+                )
             offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
             await committer.submit(InFlightBatch(offsets, acks, len(records), result, model, scoring_s))
 
@@ -731,8 +788,11 @@ class ScoringLoop:
             if msgs and tp in assigned:
                 self.consumer.seek(tp, msgs[0].offset)
                 rewound.append(f"{tp.topic}[{tp.partition}]@{msgs[0].offset}")
-        logger.info("batch fetched during a rebalance not scored records=%d rewound=%s",
-                    sum(len(m) for m in batch.values()), ",".join(rewound) or "-")
+        logger.info(
+            "batch fetched during a rebalance not scored records=%d rewound=%s",
+            sum(len(m) for m in batch.values()),
+            ",".join(rewound) or "-",
+        )
 
     def _committed(self, b: InFlightBatch, acked_at: float, offsets: dict) -> None:
         stats = self.stats
@@ -795,8 +855,12 @@ def _broker_credentials(settings: Settings):
         ctx = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
     if protocol == "SSL":
         return faust.SSLCredentials(ctx)
-    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
-                                 mechanism=settings.kafka_sasl_mechanism or "PLAIN", ssl_context=ctx)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password,
+        mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+        ssl_context=ctx,
+    )
 
 
 def create_app(settings: Settings, store: ModelStore | None = None, topics: WorkerTopics | None = None) -> faust.App:
@@ -815,11 +879,14 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     faust.App
     """
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features),
-                                value_models=True, challengers=settings.shadow)
+    store = store or ModelStore(
+        settings.mlflow_tracking_uri,
+        expected_features=list(TELCO.features),
+        value_models=True,
+        challengers=settings.shadow,
+    )
     topics = topics or WorkerTopics.from_settings(settings)
-    stats = WorkerStats(stall_s=settings.health_stall_s, drift_window=settings.drift_window,
-                        shadow=settings.shadow)
+    stats = WorkerStats(stall_s=settings.health_stall_s, drift_window=settings.drift_window, shadow=settings.shadow)
     app = faust.App(
         # Faust's own consumer only serves the app (no agents); it must not join the
         # scoring group, whose members use aiokafka's assignor.
@@ -856,16 +923,29 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         await store.ready.wait()
         consumer = AIOKafkaConsumer(**scoring_consumer_kwargs(settings))
         # Group-less: reads input timestamps and churn-alerts back when partitions are assigned.
-        reader = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                  max_partition_fetch_bytes=4 * 1024 * 1024)
-        producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all",
-                                    linger_ms=0, max_batch_size=PRODUCE_BATCH_BYTES,
-                                    max_request_size=4 * PRODUCE_BATCH_BYTES, compression_type=None)
+        reader = AIOKafkaConsumer(
+            **kafka_kwargs(settings), group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024
+        )
+        producer = AIOKafkaProducer(
+            **kafka_kwargs(settings),
+            acks="all",
+            linger_ms=0,
+            max_batch_size=PRODUCE_BATCH_BYTES,
+            max_request_size=4 * PRODUCE_BATCH_BYTES,
+            compression_type=None,
+        )
         await producer.start()
         await reader.start()
         await consumer.start()
-        loop = ScoringLoop(consumer, BatchSender(producer), store, topics, stats, reader=reader,
-                           commit_interval_s=settings.worker_commit_interval_s)
+        loop = ScoringLoop(
+            consumer,
+            BatchSender(producer),
+            store,
+            topics,
+            stats,
+            reader=reader,
+            commit_interval_s=settings.worker_commit_interval_s,
+        )
         consumer.subscribe([topics.customers], listener=loop.listener())
         state["consumer"] = consumer
         state["loop"] = loop
@@ -884,20 +964,24 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.flush(), timeout=SHUTDOWN_STEP_S)
                 try:
-                    committed = await asyncio.wait_for(loop.committer.close(timeout_s=SHUTDOWN_STEP_S),
-                                                       timeout=2 * SHUTDOWN_STEP_S)
+                    committed = await asyncio.wait_for(
+                        loop.committer.close(timeout_s=SHUTDOWN_STEP_S), timeout=2 * SHUTDOWN_STEP_S
+                    )
                     logger.info("shutdown: committed %d acknowledged batches", committed)
                 except Exception as exc:  # noqa: BLE001 - a failed last commit means re-scoring, never loss
-                    logger.warning("shutdown: last offset commit failed error=%s",
-                                   f"{type(exc).__name__}: {exc}"[:200])
+                    logger.warning("shutdown: last offset commit failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
             finally:
                 # Leave the group (its next owner starts at once, not after the session timeout).
                 for role, client in (("consumer", consumer), ("reader", reader), ("producer", producer)):
                     try:
                         await asyncio.wait_for(client.stop(), timeout=SHUTDOWN_STEP_S)
                     except Exception as exc:  # noqa: BLE001 - exiting anyway; the broker is likely gone
-                        logger.warning("shutdown: %s did not stop within %.0f s error=%s", role, SHUTDOWN_STEP_S,
-                                       f"{type(exc).__name__}: {exc}"[:200])
+                        logger.warning(
+                            "shutdown: %s did not stop within %.0f s error=%s",
+                            role,
+                            SHUTDOWN_STEP_S,
+                            f"{type(exc).__name__}: {exc}"[:200],
+                        )
 
     @app.task
     async def watch_model_updates() -> None:
@@ -927,16 +1011,25 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             return
         values = monitor.psi()
         stats.metrics.set_drift(values, monitor.size, settings.drift_psi_threshold)
-        doc = drift_document(values, window_size=monitor.size, window_capacity=monitor.window,
-                             model_name=model.model_name, model_version=model.model_version,
-                             threshold=settings.drift_psi_threshold)
+        doc = drift_document(
+            values,
+            window_size=monitor.size,
+            window_capacity=monitor.window,
+            model_name=model.model_name,
+            model_version=model.model_version,
+            threshold=settings.drift_psi_threshold,
+        )
         await producer.send_and_wait(topics.drift, orjson.dumps(doc), key=model.model_name.encode())
         if doc["alert"]:
-            logger.warning("input drift model_version=%s window=%d drifted=%s", model.model_version,
-                           monitor.size, ",".join(f"{f}={doc['psi'][f]:.3f}" for f in doc["drifted_features"]))
+            logger.warning(
+                "input drift model_version=%s window=%d drifted=%s",
+                model.model_version,
+                monitor.size,
+                ",".join(f"{f}={doc['psi'][f]:.3f}" for f in doc["drifted_features"]),
+            )
 
     @app.page("/metrics")
-    async def metrics(web, request):  # noqa: ANN001
+    async def metrics(web, request):
         stats.metrics.sync_store(store)
         if stats.drift is not None and stats.drift.size:
             stats.metrics.set_drift(stats.drift.psi(), stats.drift.size, settings.drift_psi_threshold)
@@ -944,7 +1037,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         return web.bytes(stats.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/health")
-    async def health(web, request):  # noqa: ANN001
+    async def health(web, request):
         consumer = state.get("consumer")
         assigned = len(consumer.assignment()) if consumer is not None else 0
         verdict = stats.stall.evaluate(model_loaded=store.current is not None, assigned_partitions=assigned)
@@ -979,9 +1072,13 @@ def ensure_worker_topics(settings: Settings, topics: WorkerTopics) -> None:
     from plumbing.clients import kafka_kwargs, topic_partitions
 
     partitions = topic_partitions(settings)
-    wanted = {topics.customers: partitions[Topics.CUSTOMERS], topics.scores: partitions[Topics.SCORES],
-              topics.alerts: partitions[Topics.ALERTS], topics.dead_letters: partitions[Topics.CUSTOMERS_DLQ],
-              topics.drift: 1}
+    wanted = {
+        topics.customers: partitions[Topics.CUSTOMERS],
+        topics.scores: partitions[Topics.SCORES],
+        topics.alerts: partitions[Topics.ALERTS],
+        topics.dead_letters: partitions[Topics.CUSTOMERS_DLQ],
+        topics.drift: 1,
+    }
 
     async def create() -> None:
         admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
@@ -1009,7 +1106,7 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings, topics=topics)
     # Faust's own consumer leaves its group when stopped; with the broker gone that never
     # completes and mode waits its default 60 s for the thread.
-    app.consumer._thread.shutdown_timeout = SHUTDOWN_STEP_S  # noqa: SLF001 - no public setting
+    app.consumer._thread.shutdown_timeout = SHUTDOWN_STEP_S  # no public setting
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
     limit_repeated_logs(["aiokafka"])  # the reconnection errors are aiokafka's (Faust's consumer thread too)
     worker.execute_from_commandline()

@@ -66,8 +66,8 @@ def container_settings():
 
     import httpx
 
-    from plumbing.settings import Settings
     from churn_stream.stack import LocalStack
+    from plumbing.settings import Settings
     from tests.integration.containers import start_container_stack
 
     stack = start_container_stack()
@@ -75,9 +75,13 @@ def container_settings():
     port = LocalStack.free_ports(1)[0]
     mlflow_exe = str(Path(sys.executable).with_name("mlflow"))
     log = open(data_dir / "mlflow.log", "ab")
-    proc = subprocess.Popen([mlflow_exe, *stack.mlflow_server_args(port=port)],
-                            env=stack.mlflow_server_env(os.environ), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [mlflow_exe, *stack.mlflow_server_args(port=port)],
+        env=stack.mlflow_server_env(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -89,8 +93,9 @@ def container_settings():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"MLflow on the containers did not start; see {data_dir / 'mlflow.log'}")
             time.sleep(1)
-        yield Settings().with_overrides(**stack.settings_overrides(), data_dir=data_dir,
-                                        mlflow_tracking_uri=f"http://127.0.0.1:{port}")
+        yield Settings().with_overrides(
+            **stack.settings_overrides(), data_dir=data_dir, mlflow_tracking_uri=f"http://127.0.0.1:{port}"
+        )
     finally:
         proc.terminate()
         proc.wait(30)

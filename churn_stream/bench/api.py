@@ -100,7 +100,7 @@ class _Connection(asyncio.Protocol):
     parsing messages; on a loaded 2-core machine that CPU, not the server, set the tail.
     """
 
-    def __init__(self, generator: "_OpenLoop") -> None:
+    def __init__(self, generator: _OpenLoop) -> None:
         import httptools
 
         self.generator = generator
@@ -108,7 +108,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.request_index = -1
 
-    def connection_made(self, transport) -> None:  # noqa: ANN001 - asyncio signature
+    def connection_made(self, transport) -> None:  # asyncio signature
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -212,12 +212,15 @@ class _OpenLoop:
 
 
 def _predict_request(port: int, body: bytes) -> bytes:
-    return (f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
-async def _fixed_rate(port: int, body: bytes, rate: float, duration_s: float,
-                      connections: int = CONNECTIONS) -> dict[str, Any]:
+async def _fixed_rate(
+    port: int, body: bytes, rate: float, duration_s: float, connections: int = CONNECTIONS
+) -> dict[str, Any]:
     """Send ``rate * duration_s`` one-customer requests open-loop; latencies from each due time.
 
     ``connections`` keep-alive connections are opened and warmed up first
@@ -261,9 +264,15 @@ async def _fixed_rate(port: int, body: bytes, rate: float, duration_s: float,
     statuses: dict[int, int] = {}
     for code, count in zip(*np.unique(gen.status, return_counts=True)):
         statuses[int(code)] = int(count)
-    return {"n": n, "elapsed_s": elapsed, "due_latency_s": gen.done - gen.due,
-            "service_latency_s": gen.done - gen.sent, "send_lag_s": gen.sent - gen.due,
-            "statuses": statuses, "max_backlog": gen.max_backlog}
+    return {
+        "n": n,
+        "elapsed_s": elapsed,
+        "due_latency_s": gen.done - gen.due,
+        "service_latency_s": gen.done - gen.sent,
+        "send_lag_s": gen.sent - gen.due,
+        "statuses": statuses,
+        "max_backlog": gen.max_backlog,
+    }
 
 
 def _run_loop(coro):
@@ -276,7 +285,7 @@ def _run_loop(coro):
         return runner.run(coro)
 
 
-def _cpu_s(after, before) -> float:  # noqa: ANN001 - psutil cpu_times
+def _cpu_s(after, before) -> float:  # psutil cpu_times
     return (after.user - before.user) + (after.system - before.system)
 
 
@@ -304,13 +313,20 @@ def sklearn_reference(n_calls: int = 1000) -> dict[str, Any]:
     X = frame[list(TELCO.features)].copy()
     for c in TELCO.numeric_features:
         X[c] = X[c].astype(np.float64)
-    pipe = Pipeline([
-        ("features", ColumnTransformer([
-            ("num", StandardScaler(), list(TELCO.numeric_features)),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), list(TELCO.categorical_features)),
-        ])),
-        ("model", LogisticRegression(max_iter=1000)),
-    ])
+    pipe = Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [
+                        ("num", StandardScaler(), list(TELCO.numeric_features)),
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), list(TELCO.categorical_features)),
+                    ]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=1000)),
+        ]
+    )
     pipe.fit(X.iloc[train_idx], y[train_idx])
     row = X.iloc[[0]]
     for _ in range(50):
@@ -327,8 +343,9 @@ def sklearn_reference(n_calls: int = 1000) -> dict[str, Any]:
     }
 
 
-def run_bench_api(settings: Settings, json_path: Path | None = None, rate: float = RATE_PER_S,
-                  duration_s: float = DURATION_S) -> dict[str, Any]:
+def run_bench_api(
+    settings: Settings, json_path: Path | None = None, rate: float = RATE_PER_S, duration_s: float = DURATION_S
+) -> dict[str, Any]:
     """Run the benchmark and print its figures (one JSON object on the last line).
 
     Parameters
@@ -351,8 +368,8 @@ def run_bench_api(settings: Settings, json_path: Path | None = None, rate: float
     """
     import httpx
 
-    from churn_stream.produce import csv_to_customer_events
     from batch.cycle import DEFAULT_SOURCES
+    from churn_stream.produce import csv_to_customer_events
 
     doc = orjson.loads(csv_to_customer_events(DEFAULT_SOURCES["telco"], limit=1)[0][1])
     doc.pop("event_id")
@@ -425,15 +442,23 @@ def run_bench_api(settings: Settings, json_path: Path | None = None, rate: float
     print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'API, from due time':24}{result['p50_ms']:>10.3f}{result['p99_ms']:>10.3f}")
     print(f"{'API, from send':24}{result['service_p50_ms']:>10.3f}{result['service_p99_ms']:>10.3f}")
-    print(f"{'client: due -> send':24}{result['client_send_lag_p50_ms']:>10.3f}{result['client_send_lag_p99_ms']:>10.3f}")
+    print(
+        f"{'client: due -> send':24}{result['client_send_lag_p50_ms']:>10.3f}{result['client_send_lag_p99_ms']:>10.3f}"
+    )
     print(f"{'API, server side':24}{server['p50_ms']:>10.3f}{server['p99_ms']:>10.3f}")
-    print(f"{'sklearn predict_proba':24}{reference['sklearn_predict_proba_ms']:>10.3f}"
-          f"{reference['sklearn_predict_proba_p99_ms']:>10.3f}")
-    print(f"rps {result['rps']:.1f} (target {rate}), {ok}/{run['n']} ok, most requests waiting for a free "
-          f"connection {run['max_backlog']} (of {CONNECTIONS}), load avg {result['load_avg_after']} "
-          f"on {result['cpu_count']} CPUs")
-    print(f"CPU per request: server {server_cpu_ms:.3f} ms, load generator {client_cpu_ms:.3f} ms "
-          f"(at {rate:g}/s the server needs {server_cpu_ms * rate / 10:.0f} % of a core)")
+    print(
+        f"{'sklearn predict_proba':24}{reference['sklearn_predict_proba_ms']:>10.3f}"
+        f"{reference['sklearn_predict_proba_p99_ms']:>10.3f}"
+    )
+    print(
+        f"rps {result['rps']:.1f} (target {rate}), {ok}/{run['n']} ok, most requests waiting for a free "
+        f"connection {run['max_backlog']} (of {CONNECTIONS}), load avg {result['load_avg_after']} "
+        f"on {result['cpu_count']} CPUs"
+    )
+    print(
+        f"CPU per request: server {server_cpu_ms:.3f} ms, load generator {client_cpu_ms:.3f} ms "
+        f"(at {rate:g}/s the server needs {server_cpu_ms * rate / 10:.0f} % of a core)"
+    )
     line = json.dumps(result, sort_keys=True)
     print(line)
     if json_path is not None:

@@ -75,7 +75,7 @@ class PeakRss:
             self.peak_bytes = max(self.peak_bytes, self._sample())
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -144,8 +144,7 @@ class BatchBenchResult:
 def _targets(dataset: str, rows: int, cycle_s: float, peak_gb: float) -> dict[str, Any]:
     for_rows, max_s, max_gb = TARGETS[dataset]
     applies = for_rows is None or rows == for_rows
-    out: dict[str, Any] = {"stated_for_rows": for_rows, "applies": applies,
-                           "cycle_s": max_s, "peak_rss_gb": max_gb}
+    out: dict[str, Any] = {"stated_for_rows": for_rows, "applies": applies, "cycle_s": max_s, "peak_rss_gb": max_gb}
     out["cycle_met"] = (cycle_s < max_s) if applies else None
     out["peak_met"] = (peak_gb < max_gb) if applies and max_gb is not None else None
     return out
@@ -181,18 +180,31 @@ def format_report(r: BatchBenchResult) -> str:
     for part in TRAINING_PARTS:
         if part in r.stages_s:
             lines.append(f"    {part:<24}{r.stages_s[part]:>10.1f}")
-    lines += ["", f"  {'model':<30}{'task':<16}{'fit rows':>10}{'fit s':>9}{'fit CPU s':>11}{'tune s':>9}"
-                  f"{'eval s':>9}{'AUC / R^2':>11}"]
+    lines += [
+        "",
+        f"  {'model':<30}{'task':<16}{'fit rows':>10}{'fit s':>9}{'fit CPU s':>11}{'tune s':>9}"
+        f"{'eval s':>9}{'AUC / R^2':>11}",
+    ]
     for name, m in sorted(r.models.items(), key=lambda kv: -kv[1]["fit_s"]):
-        lines.append(f"  {name:<30}{m['task']:<16}{m['fit_rows']:>10,}{m['fit_s']:>9.1f}{m['fit_cpu_s']:>11.1f}"
-                     f"{m['tune_s']:>9.1f}{m['eval_s']:>9.1f}{m['score']:>11.4f}")
+        lines.append(
+            f"  {name:<30}{m['task']:<16}{m['fit_rows']:>10,}{m['fit_s']:>9.1f}{m['fit_cpu_s']:>11.1f}"
+            f"{m['tune_s']:>9.1f}{m['eval_s']:>9.1f}{m['score']:>11.4f}"
+        )
     lines += ["", "scaling settings: " + " ".join(f"{k}={v}" for k, v in r.settings.items())]
     return "\n".join(lines)
 
 
-def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000, source: str | Path | None = None,
-                    seed: int = 0, json_path: str | Path | None = None, only: set[str] | None = None,
-                    echo=print) -> BatchBenchResult:
+def run_bench_batch(
+    settings,
+    *,
+    dataset: str = "retail",
+    rows: int = 1_000_000,
+    source: str | Path | None = None,
+    seed: int = 0,
+    json_path: str | Path | None = None,
+    only: set[str] | None = None,
+    echo=print,
+) -> BatchBenchResult:
     """Benchmark one full batch cycle on the configured stack.
 
     Parameters
@@ -251,23 +263,41 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
     models = {}
     for m in result.models:
         task = "classification" if "roc_auc" in m.metrics else "regression"
-        models[m.name] = {"task": task, "fit_rows": int(m.params.get("fit_rows", 0)),
-                          "fit_s": round(m.metrics["fit_s"], 6),
-                          "fit_cpu_s": round(m.metrics.get("fit_cpu_s", 0.0), 6), "tune_s": round(m.metrics.get("tune_s", 0.0), 6),
-                          "eval_s": round(m.metrics.get("eval_s", 0.0), 6),
-                          "score": round(m.metrics["roc_auc"] if task == "classification" else m.metrics["r2"], 5)}
-    caps = {k: getattr(settings, k) for k in ("batch_oof_max_rows", "batch_sample_max_rows", "batch_poly_max_rows",
-                                              "batch_ensemble_max_rows", "batch_fit_max_rows",
-                                              "batch_blas_threads")}
+        models[m.name] = {
+            "task": task,
+            "fit_rows": int(m.params.get("fit_rows", 0)),
+            "fit_s": round(m.metrics["fit_s"], 6),
+            "fit_cpu_s": round(m.metrics.get("fit_cpu_s", 0.0), 6),
+            "tune_s": round(m.metrics.get("tune_s", 0.0), 6),
+            "eval_s": round(m.metrics.get("eval_s", 0.0), 6),
+            "score": round(m.metrics["roc_auc"] if task == "classification" else m.metrics["r2"], 5),
+        }
+    caps = {
+        k: getattr(settings, k)
+        for k in (
+            "batch_oof_max_rows",
+            "batch_sample_max_rows",
+            "batch_poly_max_rows",
+            "batch_ensemble_max_rows",
+            "batch_fit_max_rows",
+            "batch_blas_threads",
+        )
+    }
     bench = BatchBenchResult(
-        dataset=dataset, rows=result.rows, source=str(source) if generate_s is None else f"generated(seed={seed})",
-        cycle_s=round(cycle_s, 3), cpu_s=round(cpu_s, 3), peak_rss_gb=round(peak_gb, 3),
+        dataset=dataset,
+        rows=result.rows,
+        source=str(source) if generate_s is None else f"generated(seed={seed})",
+        cycle_s=round(cycle_s, 3),
+        cpu_s=round(cpu_s, 3),
+        peak_rss_gb=round(peak_gb, 3),
         load_average=[round(x, 2) for x in os.getloadavg()],
-        stages_s={k: round(v, 6) for k, v in result.timings_s.items()}, models=models,
-        targets=_targets(dataset, result.rows, cycle_s, peak_gb), settings=caps,
-        generate_s=None if generate_s is None else round(generate_s, 3), cycle_id=result.cycle_id,
-        promoted={k: {kk: v.get(kk) for kk in ("model", "model_version", "alias")}
-                  for k, v in result.promoted.items()},
+        stages_s={k: round(v, 6) for k, v in result.timings_s.items()},
+        models=models,
+        targets=_targets(dataset, result.rows, cycle_s, peak_gb),
+        settings=caps,
+        generate_s=None if generate_s is None else round(generate_s, 3),
+        cycle_id=result.cycle_id,
+        promoted={k: {kk: v.get(kk) for kk in ("model", "model_version", "alias")} for k, v in result.promoted.items()},
     )
     if only is not None:
         logger.warning("bench batch trained only %s of the zoo: not a full-cycle figure", sorted(only))
@@ -282,9 +312,16 @@ def run_bench_batch(settings, *, dataset: str = "retail", rows: int = 1_000_000,
 CURVE_SIZES = (50_000, 100_000, 200_000, 400_000)
 
 
-def run_ensemble_curve(settings, *, rows: int = 600_000, sizes: tuple[int, ...] = CURVE_SIZES, seed: int = 0,
-                       models: tuple[str, ...] | None = None, json_path: str | Path | None = None,
-                       echo=print) -> dict[str, Any]:
+def run_ensemble_curve(
+    settings,
+    *,
+    rows: int = 600_000,
+    sizes: tuple[int, ...] = CURVE_SIZES,
+    seed: int = 0,
+    models: tuple[str, ...] | None = None,
+    json_path: str | Path | None = None,
+    echo=print,
+) -> dict[str, Any]:
     """Learning curve of the zoo's tree ensembles: hold-out quality and fit seconds per training-row cap.
 
     Generates ``rows`` retail customers, featurises them exactly as a cycle does (80/20
@@ -361,13 +398,24 @@ def run_ensemble_curve(settings, *, rows: int = 600_000, sizes: tuple[int, ...] 
             else:
                 trained = train_regressor(name, factories[name], reg_data, plan=plan)
                 quality = {"r2": trained.metrics["r2"]}
-            points.append({"model": name, "task": "classification" if is_cls else "regression",
-                           "fit_rows": int(trained.params["fit_rows"]), "fit_s": round(trained.metrics["fit_s"], 3),
-                           "fit_cpu_s": round(trained.metrics["fit_cpu_s"], 3)}
-                          | {k: round(v, 5) for k, v in quality.items()})
+            points.append(
+                {
+                    "model": name,
+                    "task": "classification" if is_cls else "regression",
+                    "fit_rows": int(trained.params["fit_rows"]),
+                    "fit_s": round(trained.metrics["fit_s"], 3),
+                    "fit_cpu_s": round(trained.metrics["fit_cpu_s"], 3),
+                }
+                | {k: round(v, 5) for k, v in quality.items()}
+            )
             echo(_curve_line(points[-1]))
-    out = {"rows": rows, "seed": seed, "holdout_rows": int(data.y_test.shape[0]),
-           "load_average": [round(x, 2) for x in os.getloadavg()], "points": points}
+    out = {
+        "rows": rows,
+        "seed": seed,
+        "holdout_rows": int(data.y_test.shape[0]),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "points": points,
+    }
     echo(format_curve(out))
     if json_path is not None:
         Path(json_path).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
@@ -376,15 +424,18 @@ def run_ensemble_curve(settings, *, rows: int = 600_000, sizes: tuple[int, ...] 
 
 def _curve_line(p: dict[str, Any]) -> str:
     score = f"AUC {p['roc_auc']:.4f} F1 {p['f1_tuned']:.4f}" if "roc_auc" in p else f"R^2 {p['r2']:.4f}"
-    return (f"  {p['model']:<30}{p['fit_rows']:>10,}{p['fit_s']:>9.1f}{p['fit_cpu_s']:>11.1f}  {score}")
+    return f"  {p['model']:<30}{p['fit_rows']:>10,}{p['fit_s']:>9.1f}{p['fit_cpu_s']:>11.1f}  {score}"
 
 
 def format_curve(out: dict[str, Any]) -> str:
     """The table printed by ``churn bench batch-curve``."""
     la = out["load_average"]
-    lines = [f"churn bench batch-curve: retail rows={out['rows']:,} seed={out['seed']} "
-             f"hold-out rows={out['holdout_rows']:,} (always scored in full)",
-             f"load average (1/5/15 min) at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} CPUs",
-             "", f"  {'model':<30}{'fit rows':>10}{'fit s':>9}{'fit CPU s':>11}  hold-out"]
+    lines = [
+        f"churn bench batch-curve: retail rows={out['rows']:,} seed={out['seed']} "
+        f"hold-out rows={out['holdout_rows']:,} (always scored in full)",
+        f"load average (1/5/15 min) at the end: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} CPUs",
+        "",
+        f"  {'model':<30}{'fit rows':>10}{'fit s':>9}{'fit CPU s':>11}  hold-out",
+    ]
     lines += [_curve_line(p) for p in out["points"]]
     return "\n".join(lines)

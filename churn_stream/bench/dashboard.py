@@ -34,6 +34,7 @@ import os
 import re
 import subprocess
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,7 @@ def interval_periods(layout: Any) -> dict[str, int]:
 
 def _outputs(output: str) -> list[dict[str, str]] | dict[str, str]:
     """``"..a.children...b.figure.."`` (several outputs) or ``"a.children"`` as the renderer sends them."""
+
     def one(s: str) -> dict[str, str]:
         cid, prop = s.rsplit(".", 1)
         return {"id": cid, "property": prop}
@@ -151,26 +153,31 @@ def timer_callbacks(dependencies: list[dict[str, Any]], periods: dict[str, int])
     found = []
     for dep in dependencies:
         inputs = dep.get("inputs") or []
-        trigger = next((i["id"] for i in inputs if i.get("id") in periods and i.get("property") == "n_intervals"),
-                       None)
+        trigger = next((i["id"] for i in inputs if i.get("id") in periods and i.get("property") == "n_intervals"), None)
         if trigger is None or dep.get("clientside_function"):
             continue
         outputs = _outputs(dep["output"])
         first = outputs[0] if isinstance(outputs, list) else outputs
-        found.append({
-            "name": first["id"],
-            "interval_ms": periods[trigger],
-            "trigger": trigger,
-            "body": {"output": dep["output"], "outputs": outputs,
-                     "inputs": [{"id": i["id"], "property": i["property"], "value": None} for i in inputs],
-                     "changedPropIds": [f"{trigger}.n_intervals"],
-                     "state": [{"id": s["id"], "property": s["property"], "value": None}
-                               for s in dep.get("state") or []]},
-        })
+        found.append(
+            {
+                "name": first["id"],
+                "interval_ms": periods[trigger],
+                "trigger": trigger,
+                "body": {
+                    "output": dep["output"],
+                    "outputs": outputs,
+                    "inputs": [{"id": i["id"], "property": i["property"], "value": None} for i in inputs],
+                    "changedPropIds": [f"{trigger}.n_intervals"],
+                    "state": [
+                        {"id": s["id"], "property": s["property"], "value": None} for s in dep.get("state") or []
+                    ],
+                },
+            }
+        )
     return found
 
 
-def _server_ms(headers) -> float | None:  # noqa: ANN001 - httpx.Headers
+def _server_ms(headers) -> float | None:  # httpx.Headers
     m = re.search(r"callback;dur=([0-9.]+)", headers.get("server-timing", ""))
     return float(m.group(1)) if m else None
 
@@ -205,7 +212,7 @@ def _count_failures(results: list[Any], counts: dict[str, Any]) -> None:
 
 async def _feed(settings: Settings, rate: float, stop_at: float, counts: dict[str, int]) -> None:
     """Produce ``rate`` score records per second (and their alerts) until ``stop_at`` (perf_counter)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from aiokafka import AIOKafkaProducer
 
@@ -216,8 +223,11 @@ async def _feed(settings: Settings, rate: float, stop_at: float, counts: dict[st
     scores_topic, alerts_topic = Topics.SCORES + suffix, Topics.ALERTS + suffix
     model_name, model_version, threshold = _score_templates(settings)
     rng = np.random.default_rng(7)
-    reasons = [{"feature": "contract", "contribution": 0.41}, {"feature": "tenure_months", "contribution": 0.22},
-               {"feature": "monthly_charges_usd", "contribution": 0.08}]
+    reasons = [
+        {"feature": "contract", "contribution": 0.41},
+        {"feature": "tenure_months", "contribution": 0.22},
+        {"feature": "monthly_charges_usd", "contribution": 0.08},
+    ]
     producer = AIOKafkaProducer(**kafka_kwargs(settings), acks=1, linger_ms=20, max_batch_size=512 * 1024)
     await producer.start()
     run = f"bench-{os.getpid()}-{int(time.time())}"
@@ -230,7 +240,7 @@ async def _feed(settings: Settings, rate: float, stop_at: float, counts: dict[st
         parts = partitions[topic]
         for j, p in enumerate(parts):
             batch = producer.create_batch()
-            for key, value in docs[j::len(parts)]:
+            for key, value in docs[j :: len(parts)]:
                 if batch.append(key=key, value=value, timestamp=None) is None:  # full: ship it, start another
                     pending.append(await producer.send_batch(batch, topic, partition=p))
                     batch = producer.create_batch()
@@ -243,7 +253,7 @@ async def _feed(settings: Settings, rate: float, stop_at: float, counts: dict[st
         while (now := time.perf_counter()) < stop_at:
             due = int((now - t0) * rate) - sent
             if due > 0:
-                wall = datetime.now(timezone.utc)
+                wall = datetime.now(UTC)
                 scored_at = wall.isoformat()
                 proba = rng.beta(1.2, 3.0, due)
                 latency_ms = rng.uniform(5, 60, due)
@@ -251,11 +261,18 @@ async def _feed(settings: Settings, rate: float, stop_at: float, counts: dict[st
                 for k in range(due):
                     i = sent + k
                     p = float(proba[k])
-                    doc = {"event_id": f"{run}-{i}",
-                           "event_time": (wall - timedelta(milliseconds=float(latency_ms[k]))).isoformat(),
-                           "schema_version": SCHEMA_VERSION, "customer_id": f"C{i % 50_000:05d}",
-                           "churn_probability": p, "churn_label": p >= threshold, "threshold": threshold,
-                           "model_name": model_name, "model_version": model_version, "scored_at": scored_at}
+                    doc = {
+                        "event_id": f"{run}-{i}",
+                        "event_time": (wall - timedelta(milliseconds=float(latency_ms[k]))).isoformat(),
+                        "schema_version": SCHEMA_VERSION,
+                        "customer_id": f"C{i % 50_000:05d}",
+                        "churn_probability": p,
+                        "churn_label": p >= threshold,
+                        "threshold": threshold,
+                        "model_name": model_name,
+                        "model_version": model_version,
+                        "scored_at": scored_at,
+                    }
                     key = doc["customer_id"].encode()
                     scores.append((key, orjson.dumps(doc)))
                     if p >= threshold:
@@ -342,8 +359,9 @@ async def _sample_rss(pid: int, every_s: float, stop_at: float, samples: list[tu
     samples.append((time.perf_counter() - t0, proc.memory_info().rss / 2**20))
 
 
-async def _run(settings: Settings, url: str, pid: int, rate: float, duration_s: float,
-               sample_s: float) -> dict[str, Any]:
+async def _run(
+    settings: Settings, url: str, pid: int, rate: float, duration_s: float, sample_s: float
+) -> dict[str, Any]:
     import httpx
 
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -364,21 +382,33 @@ async def _run(settings: Settings, url: str, pid: int, rate: float, duration_s: 
         while time.perf_counter() < stop_at - 1:
             await asyncio.sleep(min(progress_every, max(0.1, stop_at - time.perf_counter())))
             live = polls.get("kpi-scores", {}).get("counts") or [(0, None)]
-            logger.warning("bench dashboard t=%.0fs fed=%d rss_mb=%.1f live_count=%s",
-                           time.perf_counter() - start, feed_counts["scores"], rss[-1][1] if rss else float("nan"),
-                           live[-1][1])
+            logger.warning(
+                "bench dashboard t=%.0fs fed=%d rss_mb=%.1f live_count=%s",
+                time.perf_counter() - start,
+                feed_counts["scores"],
+                rss[-1][1] if rss else float("nan"),
+                live[-1][1],
+            )
 
-    tasks = [asyncio.create_task(_sample_rss(pid, sample_s, stop_at, rss)),
-             asyncio.create_task(_feed(settings, rate, stop_at, feed_counts)),
-             asyncio.create_task(progress()),
-             *[asyncio.create_task(_poll(url, cb, tabs[cb["name"]], stop_at, polls[cb["name"]])) for cb in callbacks]]
+    tasks = [
+        asyncio.create_task(_sample_rss(pid, sample_s, stop_at, rss)),
+        asyncio.create_task(_feed(settings, rate, stop_at, feed_counts)),
+        asyncio.create_task(progress()),
+        *[asyncio.create_task(_poll(url, cb, tabs[cb["name"]], stop_at, polls[cb["name"]])) for cb in callbacks],
+    ]
     try:
         await asyncio.gather(*tasks)
     finally:
         for t in tasks:
             t.cancel()
-    return {"callbacks": callbacks, "tabs": tabs, "rss": rss, "feed": feed_counts, "polls": polls,
-            "elapsed_s": time.perf_counter() - start}
+    return {
+        "callbacks": callbacks,
+        "tabs": tabs,
+        "rss": rss,
+        "feed": feed_counts,
+        "polls": polls,
+        "elapsed_s": time.perf_counter() - start,
+    }
 
 
 def _rss_summary(rss: list[tuple[float, float]], warm_s: float) -> dict[str, Any]:
@@ -395,21 +425,34 @@ def _rss_summary(rss: list[tuple[float, float]], warm_s: float) -> dict[str, Any
     # A leak grows at a steady rate; allocator high-water marks level off. The last half's slope tells them apart.
     late = t >= (warm_s + t[-1]) / 2
     late_slope = float(np.polyfit(t[late], mb[late], 1)[0] * 3600) if late.sum() >= 2 else float("nan")
-    return {"rss_start_mb": float(mb[0]), "rss_after_warmup_mb": warm_mb, "rss_end_mb": end_mb,
-            "rss_max_mb": float(mb.max()), "rss_growth_after_warmup_mb": end_mb - warm_mb,
-            "rss_slope_mb_per_h": slope, "rss_slope_last_half_mb_per_h": late_slope,
-            "rss_samples": int(mb.size), "warmup_s": warm_s,
-            "rss_mb_by_s": [[round(float(a), 1), round(float(b), 2)] for a, b in zip(t, mb)]}
+    return {
+        "rss_start_mb": float(mb[0]),
+        "rss_after_warmup_mb": warm_mb,
+        "rss_end_mb": end_mb,
+        "rss_max_mb": float(mb.max()),
+        "rss_growth_after_warmup_mb": end_mb - warm_mb,
+        "rss_slope_mb_per_h": slope,
+        "rss_slope_last_half_mb_per_h": late_slope,
+        "rss_samples": int(mb.size),
+        "warmup_s": warm_s,
+        "rss_mb_by_s": [[round(float(a), 1), round(float(b), 2)] for a, b in zip(t, mb)],
+    }
 
 
 def _callback_summary(cb: dict[str, Any], poll: dict[str, Any]) -> dict[str, Any]:
     server = np.array(poll["server_ms"]) if poll["server_ms"] else np.array([np.nan])
     rt = np.array(poll["round_trip_ms"]) if poll["round_trip_ms"] else np.array([np.nan])
-    return {"interval_ms": cb["interval_ms"], "polls": len(poll["round_trip_ms"]), "statuses": poll["statuses"],
-            "server_p50_ms": float(np.percentile(server, 50)), "server_p99_ms": float(np.percentile(server, 99)),
-            "server_max_ms": float(server.max()), "round_trip_p99_ms": float(np.percentile(rt, 99)),
-            "round_trip_max_ms": float(rt.max()),
-            "within_interval": bool(poll["server_ms"]) and float(server.max()) < cb["interval_ms"]}
+    return {
+        "interval_ms": cb["interval_ms"],
+        "polls": len(poll["round_trip_ms"]),
+        "statuses": poll["statuses"],
+        "server_p50_ms": float(np.percentile(server, 50)),
+        "server_p99_ms": float(np.percentile(server, 99)),
+        "server_max_ms": float(server.max()),
+        "round_trip_p99_ms": float(np.percentile(rt, 99)),
+        "round_trip_max_ms": float(rt.max()),
+        "within_interval": bool(poll["server_ms"]) and float(server.max()) < cb["interval_ms"],
+    }
 
 
 def _updates_summary(counts: list[tuple[float, int | None]]) -> dict[str, Any]:
@@ -423,14 +466,23 @@ def _updates_summary(counts: list[tuple[float, int | None]]) -> dict[str, Any]:
             last_rise = t
         longest = max(longest, t - last_rise)
         prev = c if c is not None else prev
-    return {"live_polls": len(counts), "live_count_first": values[0] if values else None,
-            "live_count_last": values[-1] if values else None, "live_count_rises": rises,
-            "live_longest_without_rise_s": longest,
-            "kept_updating": len(values) >= 2 and longest <= STALL_LIMIT_S}
+    return {
+        "live_polls": len(counts),
+        "live_count_first": values[0] if values else None,
+        "live_count_last": values[-1] if values else None,
+        "live_count_rises": rises,
+        "live_longest_without_rise_s": longest,
+        "kept_updating": len(values) >= 2 and longest <= STALL_LIMIT_S,
+    }
 
 
-def run_bench_dashboard(settings: Settings, duration_s: float = DURATION_S, rate: float = RATE_PER_S,
-                        json_path: Path | None = None, sample_s: float = SAMPLE_S) -> dict[str, Any]:
+def run_bench_dashboard(
+    settings: Settings,
+    duration_s: float = DURATION_S,
+    rate: float = RATE_PER_S,
+    json_path: Path | None = None,
+    sample_s: float = SAMPLE_S,
+) -> dict[str, Any]:
     """Run the soak and print its figures (one JSON object on the last line).
 
     Parameters
@@ -472,8 +524,13 @@ def run_bench_dashboard(settings: Settings, duration_s: float = DURATION_S, rate
     # Tansu's memory:// storage keeps every record (no retention, no DeleteRecords): an hour at 2,000/s
     # is ~5 GB of broker memory, measured. Say so before starting.
     broker_gb = rate * duration_s * BROKER_BYTES_PER_SCORE / 1e9
-    logger.warning("bench dashboard: %.0f s at %.0f scores/s adds ~%.1f GB to the topics (all of it in memory "
-                   "on an ephemeral local broker)", duration_s, rate, broker_gb)
+    logger.warning(
+        "bench dashboard: %.0f s at %.0f scores/s adds ~%.1f GB to the topics (all of it in memory "
+        "on an ephemeral local broker)",
+        duration_s,
+        rate,
+        broker_gb,
+    )
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = settings.data_dir / "logs" / "bench-dashboard.log"
@@ -496,12 +553,18 @@ def run_bench_dashboard(settings: Settings, duration_s: float = DURATION_S, rate
         callbacks[name]["tab"] = tab
     updates = _updates_summary(run["polls"].get("kpi-scores", {}).get("counts", []))
     result: dict[str, Any] = {
-        "duration_s": duration_s, "elapsed_s": run["elapsed_s"], "target_rate_per_s": rate,
-        "scores_produced": run["feed"]["scores"], "alerts_produced": run["feed"]["alerts"],
+        "duration_s": duration_s,
+        "elapsed_s": run["elapsed_s"],
+        "target_rate_per_s": rate,
+        "scores_produced": run["feed"]["scores"],
+        "alerts_produced": run["feed"]["alerts"],
         "failed_produce_batches": run["feed"]["send_errors"],
         # Over the feeder's own time (its producer connects during the first second or two).
-        "feed_s": run["feed"]["feed_s"], "rate_per_s": run["feed"]["scores"] / run["feed"]["feed_s"],
-        **memory, "callbacks": callbacks, **updates,
+        "feed_s": run["feed"]["feed_s"],
+        "rate_per_s": run["feed"]["scores"] / run["feed"]["feed_s"],
+        **memory,
+        "callbacks": callbacks,
+        **updates,
         "cpu_count": os.cpu_count(),
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in load_after],
@@ -510,25 +573,37 @@ def run_bench_dashboard(settings: Settings, duration_s: float = DURATION_S, rate
     result["callbacks_within_interval"] = all(c["within_interval"] for c in callbacks.values())
     result["passed"] = result["memory_flat"] and result["callbacks_within_interval"] and updates["kept_updating"]
 
-    print(f"fed {result['scores_produced']:,} scores + {result['alerts_produced']:,} alerts in "
-          f"{result['feed_s']:.0f} s ({result['rate_per_s']:,.0f}/s, target {rate:,.0f}/s) straight to "
-          f"{Topics.SCORES}/{Topics.ALERTS}; {result['failed_produce_batches']} produce batches failed")
-    print(f"dashboard RSS MB: start {memory['rss_start_mb']:.1f}, after {warm:.0f} s warm-up "
-          f"{memory['rss_after_warmup_mb']:.1f}, end {memory['rss_end_mb']:.1f}, max {memory['rss_max_mb']:.1f}; "
-          f"growth after warm-up {memory['rss_growth_after_warmup_mb']:+.1f} MB (flat if <= {FLAT_TOLERANCE_MB:g}), "
-          f"slope {memory['rss_slope_mb_per_h']:+.1f} MB/h (last half {memory['rss_slope_last_half_mb_per_h']:+.1f} MB/h)")
-    print(f"{'callback':16}{'tab':>8}{'interval':>10}{'polls':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-          f"{'rt p99':>9}{'ok':>5}")
+    print(
+        f"fed {result['scores_produced']:,} scores + {result['alerts_produced']:,} alerts in "
+        f"{result['feed_s']:.0f} s ({result['rate_per_s']:,.0f}/s, target {rate:,.0f}/s) straight to "
+        f"{Topics.SCORES}/{Topics.ALERTS}; {result['failed_produce_batches']} produce batches failed"
+    )
+    print(
+        f"dashboard RSS MB: start {memory['rss_start_mb']:.1f}, after {warm:.0f} s warm-up "
+        f"{memory['rss_after_warmup_mb']:.1f}, end {memory['rss_end_mb']:.1f}, max {memory['rss_max_mb']:.1f}; "
+        f"growth after warm-up {memory['rss_growth_after_warmup_mb']:+.1f} MB (flat if <= {FLAT_TOLERANCE_MB:g}), "
+        f"slope {memory['rss_slope_mb_per_h']:+.1f} MB/h (last half {memory['rss_slope_last_half_mb_per_h']:+.1f} MB/h)"
+    )
+    print(
+        f"{'callback':16}{'tab':>8}{'interval':>10}{'polls':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'rt p99':>9}{'ok':>5}"
+    )
     for name, c in callbacks.items():
-        print(f"{name:16}{c['tab'] or '':>8}{c['interval_ms']:>10}{c['polls']:>7}{c['server_p50_ms']:>9.1f}"
-              f"{c['server_p99_ms']:>9.1f}{c['server_max_ms']:>9.1f}{c['round_trip_p99_ms']:>9.1f}"
-              f"{'yes' if c['within_interval'] else 'NO':>5}")
-    print(f"live count {updates['live_count_first']} -> {updates['live_count_last']}, rose at "
-          f"{updates['live_count_rises']}/{max(0, updates['live_polls'] - 1)} polls, longest without a rise "
-          f"{updates['live_longest_without_rise_s']:.1f} s")
-    print(f"memory flat: {result['memory_flat']}, callbacks within interval: {result['callbacks_within_interval']}, "
-          f"kept updating: {updates['kept_updating']}; load avg {result['load_avg_after']} on "
-          f"{result['cpu_count']} CPUs")
+        print(
+            f"{name:16}{c['tab'] or '':>8}{c['interval_ms']:>10}{c['polls']:>7}{c['server_p50_ms']:>9.1f}"
+            f"{c['server_p99_ms']:>9.1f}{c['server_max_ms']:>9.1f}{c['round_trip_p99_ms']:>9.1f}"
+            f"{'yes' if c['within_interval'] else 'NO':>5}"
+        )
+    print(
+        f"live count {updates['live_count_first']} -> {updates['live_count_last']}, rose at "
+        f"{updates['live_count_rises']}/{max(0, updates['live_polls'] - 1)} polls, longest without a rise "
+        f"{updates['live_longest_without_rise_s']:.1f} s"
+    )
+    print(
+        f"memory flat: {result['memory_flat']}, callbacks within interval: {result['callbacks_within_interval']}, "
+        f"kept updating: {updates['kept_updating']}; load avg {result['load_avg_after']} on "
+        f"{result['cpu_count']} CPUs"
+    )
     line = json.dumps(result, sort_keys=True)
     print(line)
     if json_path is not None:

@@ -70,8 +70,14 @@ logger = logging.getLogger(__name__)
 FAST_ZOO = {"logistic_regression", "multiple_regression"}
 
 #: Scenario names, in run order; the first five need the durable stack, the last two the batch stack.
-STREAM_SCENARIOS = ("broker_restart", "worker_kill", "worker_join_leave", "durable_backlog", "malformed_events",
-                    "corrupt_artifact")
+STREAM_SCENARIOS = (
+    "broker_restart",
+    "worker_kill",
+    "worker_join_leave",
+    "durable_backlog",
+    "malformed_events",
+    "corrupt_artifact",
+)
 BATCH_SCENARIOS = ("s3_down_cycle", "mlflow_down_promotion")
 SCENARIOS = STREAM_SCENARIOS + BATCH_SCENARIOS
 
@@ -88,8 +94,18 @@ COLLECT_IDLE_S = 150.0
 #: Longest ``durable_backlog`` waits for the worker to drain its backlog.
 DRAIN_TIMEOUT_S = 300.0
 
-_FIELDS = ("scenario", "produced", "scored", "lost", "duplicates", "alerts", "alert_duplicates", "dead_lettered",
-           "recovery_s", "passed")
+_FIELDS = (
+    "scenario",
+    "produced",
+    "scored",
+    "lost",
+    "duplicates",
+    "alerts",
+    "alert_duplicates",
+    "dead_lettered",
+    "recovery_s",
+    "passed",
+)
 
 
 @dataclass
@@ -183,10 +199,10 @@ def fault_stack(workdir: Path, *, ephemeral: bool, base: Settings | None = None)
         Settings to point at the stack (partitions, thresholds); default ``Settings()``.
     """
     from batch.cycle import run_cycle
-    from plumbing.clients import ensure_topics, make_storage, make_tracker
-    from churn_stream.produce import csv_to_customer_events
     from churn_stream.demo import TELCO_CSV
+    from churn_stream.produce import csv_to_customer_events
     from churn_stream.stack import LocalStack
+    from plumbing.clients import ensure_topics, make_storage, make_tracker
 
     workdir.mkdir(parents=True, exist_ok=True)
     stack = LocalStack.for_tests(workdir / "stack")
@@ -195,8 +211,9 @@ def fault_stack(workdir: Path, *, ephemeral: bool, base: Settings | None = None)
         stack.up(ephemeral=ephemeral)
         settings = stack.settings(base)
         ensure_topics(settings)
-        logger.info("fault stack up mode=%s after_s=%.1f", "ephemeral" if ephemeral else "durable",
-                    time.monotonic() - t0)
+        logger.info(
+            "fault stack up mode=%s after_s=%.1f", "ephemeral" if ephemeral else "durable", time.monotonic() - t0
+        )
         cycle = run_cycle(settings, make_storage(settings), make_tracker(settings), only=FAST_ZOO, margin=-1.0)
         yield FaultEnv(stack, settings, cycle.registered, workdir, csv_to_customer_events(TELCO_CSV))
     finally:
@@ -270,8 +287,9 @@ class RobustProducer(threading.Thread):
 
     CHUNK = 50
 
-    def __init__(self, settings: Settings, topic: str, records: list, rate: float,
-                 batch_bytes: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, records: list, rate: float, batch_bytes: int | None = None
+    ) -> None:
         super().__init__(name="fault-producer", daemon=True)
         self.settings, self.topic, self.records, self.rate = settings, topic, records, rate
         self.batch_bytes = batch_bytes
@@ -302,8 +320,10 @@ class RobustProducer(threading.Thread):
         deadline = time.monotonic() + timeout_s
         while self.n_acked < fraction * len(self.records) and not self.done:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"producer acknowledged only {self.n_acked}/{len(self.records)} "
-                                   f"in {timeout_s:.0f} s (last error: {self.last_error})")
+                raise TimeoutError(
+                    f"producer acknowledged only {self.n_acked}/{len(self.records)} "
+                    f"in {timeout_s:.0f} s (last error: {self.last_error})"
+                )
             time.sleep(0.05)
 
     def run(self) -> None:
@@ -323,12 +343,18 @@ class RobustProducer(threading.Thread):
         t0 = time.monotonic()
         while pending and not self._cancel.is_set():
             batching = {"max_batch_size": self.batch_bytes} if self.batch_bytes else {}
-            producer = AIOKafkaProducer(**kafka_kwargs(self.settings), acks="all", linger_ms=5,
-                                        request_timeout_ms=15000, retry_backoff_ms=250, **batching)
+            producer = AIOKafkaProducer(
+                **kafka_kwargs(self.settings),
+                acks="all",
+                linger_ms=5,
+                request_timeout_ms=15000,
+                retry_backoff_ms=250,
+                **batching,
+            )
             try:
                 await producer.start()
                 while pending and not self._cancel.is_set():
-                    chunk, rest = pending[:self.CHUNK], pending[self.CHUNK:]
+                    chunk, rest = pending[: self.CHUNK], pending[self.CHUNK :]
                     fresh = sum(1 for i in chunk if i >= first_sent)
                     delay = t0 + first_sent / self.rate - time.monotonic()
                     if fresh and delay > 0:
@@ -386,9 +412,15 @@ class ScenarioRun:
         admin = AIOKafkaAdminClient(**kafka_kwargs(self.settings))
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(t.customers, n, 1), NewTopic(t.scores, n, 1),
-                                       NewTopic(t.alerts, n, 1), NewTopic(t.dead_letters, 1, 1),
-                                       NewTopic(t.drift, 1, 1)])
+            await admin.create_topics(
+                [
+                    NewTopic(t.customers, n, 1),
+                    NewTopic(t.scores, n, 1),
+                    NewTopic(t.alerts, n, 1),
+                    NewTopic(t.dead_letters, 1, 1),
+                    NewTopic(t.drift, 1, 1),
+                ]
+            )
         finally:
             await admin.close()
 
@@ -442,7 +474,7 @@ async def _input_duplicates(settings: Settings, topic: str) -> int:
     seen: set[bytes] = set()
     dup = 0
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of fresh topics
+        await consumer._client.force_metadata_update()  # metadata of fresh topics
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         ends = await log_end_offsets(consumer, tps)  # Tansu's end_offsets stop short of the last batch
         await consumer.seek_to_beginning(*tps)
@@ -462,9 +494,16 @@ async def _input_duplicates(settings: Settings, topic: str) -> int:
     return dup
 
 
-async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: set[str], want_dlq: int,
-                   timeout_s: float = COLLECT_TIMEOUT_S, idle_s: float = COLLECT_IDLE_S,
-                   alerts_topic: str | None = None) -> dict[str, Any]:
+async def _collect(
+    settings: Settings,
+    scores_topic: str,
+    dlq_topic: str,
+    want: set[str],
+    want_dlq: int,
+    timeout_s: float = COLLECT_TIMEOUT_S,
+    idle_s: float = COLLECT_IDLE_S,
+    alerts_topic: str | None = None,
+) -> dict[str, Any]:
     """Read ``scores_topic``, ``dlq_topic`` (and ``alerts_topic``) from the beginning until every wanted id
     has a score and ``want_dlq`` dead letters are in, or nothing new came for ``idle_s``; then read
     ``alerts_topic`` to its end."""
@@ -473,8 +512,9 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
     from plumbing.clients import kafka_kwargs
     from stream_app.alert_ledger import log_end_offsets
 
-    consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        **kafka_kwargs(settings), group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024
+    )
     await consumer.start()
     counts: dict[str, int] = {}
     alert_counts: dict[str, int] = {}
@@ -483,7 +523,7 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
     scored_at: list[float] = []
     dead: set[tuple[int, int]] = set()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of fresh topics
+        await consumer._client.force_metadata_update()  # metadata of fresh topics
         topics = (scores_topic, dlq_topic) + ((alerts_topic,) if alerts_topic else ())
         tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
         consumer.assign(tps)
@@ -519,21 +559,34 @@ async def _collect(settings: Settings, scores_topic: str, dlq_topic: str, want: 
             for tp in alert_tps:
                 consumer.seek(tp, positions[tp])
             while [tp for tp in alert_tps if await consumer.position(tp) < ends[tp]]:
-                for tp, msgs in (await consumer.getmany(*alert_tps, timeout_ms=500, max_records=10_000)).items():
+                for msgs in (await consumer.getmany(*alert_tps, timeout_ms=500, max_records=10_000)).values():
                     for m in msgs:
                         eid = orjson.loads(m.value)["event_id"]
                         alert_counts[eid] = alert_counts.get(eid, 0) + 1
                         alert_docs.setdefault(eid, set()).add(m.value)
     finally:
         await consumer.stop()
-    return {"counts": counts, "scored_at": scored_at, "dead_letters": len(dead), "alert_counts": alert_counts,
-            "alert_emissions": {eid: len(docs) for eid, docs in alert_docs.items()}, "labelled": labelled}
+    return {
+        "counts": counts,
+        "scored_at": scored_at,
+        "dead_letters": len(dead),
+        "alert_counts": alert_counts,
+        "alert_emissions": {eid: len(docs) for eid, docs in alert_docs.items()},
+        "labelled": labelled,
+    }
 
 
 # ---------------------------------------------------------------- scenarios
-def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, RobustProducer], dict[str, Any]],
-                     events: int, rate: float, malformed_every: int | None = None, worker_first: bool = True,
-                     batch_bytes: int | None = None) -> FaultResult:
+def _stream_scenario(
+    env: FaultEnv,
+    name: str,
+    fault: Callable[[ScenarioRun, RobustProducer], dict[str, Any]],
+    events: int,
+    rate: float,
+    malformed_every: int | None = None,
+    worker_first: bool = True,
+    batch_bytes: int | None = None,
+) -> FaultResult:
     """Stream ``events`` records through one worker while ``fault`` runs; count what came out.
 
     ``fault(run, producer)`` returns ``{"fault_end": epoch seconds or None, "checks": {...},
@@ -562,8 +615,11 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
             producer.join(timeout=30)
         want = producer.acked_ids()
         want_dlq = producer.acked_malformed()
-        seen = asyncio.run(_collect(run.settings, run.topics.scores, run.topics.dead_letters, want, want_dlq,
-                                    alerts_topic=run.topics.alerts))
+        seen = asyncio.run(
+            _collect(
+                run.settings, run.topics.scores, run.topics.dead_letters, want, want_dlq, alerts_topic=run.topics.alerts
+            )
+        )
         counts = seen["counts"]
         alert_counts = seen["alert_counts"]
         result.produced = producer.n_acked
@@ -588,15 +644,25 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
         result.checks["producer_acked_all"] = producer.n_acked == len(records)
         result.detail = dict(outcome.get("detail", {}))
         input_dups = asyncio.run(_input_duplicates(run.settings, run.topics.customers))
-        result.detail.update(producer_send_failures=producer.send_failures, malformed=want_dlq,
-                             input_duplicates=input_dups, scoring_duplicates=result.duplicates - input_dups,
-                             alerts_missing=alerts_missing, alert_retry_copies=alert_retry_copies,
-                             unscored_sample=sorted(want - counts.keys())[:5],
-                             elapsed_s=round(time.monotonic() - t_start, 1))
+        result.detail.update(
+            producer_send_failures=producer.send_failures,
+            malformed=want_dlq,
+            input_duplicates=input_dups,
+            scoring_duplicates=result.duplicates - input_dups,
+            alerts_missing=alerts_missing,
+            alert_retry_copies=alert_retry_copies,
+            unscored_sample=sorted(want - counts.keys())[:5],
+            elapsed_s=round(time.monotonic() - t_start, 1),
+        )
         if producer.last_error:
             result.detail["producer_last_error"] = producer.last_error[:200]
-        result.passed = (result.lost == 0 and result.alert_duplicates == 0 and alerts_missing == 0
-                         and result.dead_lettered == want_dlq and all(result.checks.values()))
+        result.passed = (
+            result.lost == 0
+            and result.alert_duplicates == 0
+            and alerts_missing == 0
+            and result.dead_lettered == want_dlq
+            and all(result.checks.values())
+        )
         return result
     finally:
         producer.cancel()
@@ -605,6 +671,7 @@ def _stream_scenario(env: FaultEnv, name: str, fault: Callable[[ScenarioRun, Rob
 
 def broker_restart(env: FaultEnv, events: int = 10_000, outage_s: float = BROKER_OUTAGE_S) -> FaultResult:
     """1. The (durable) broker is stopped for ``outage_s`` mid-stream and restarted."""
+
     def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:
         producer.wait_acked(0.3)
         acked_before = producer.n_acked
@@ -617,16 +684,22 @@ def broker_restart(env: FaultEnv, events: int = 10_000, outage_s: float = BROKER
         env.stack.start_service("kafka")
         broker_start_s = time.time() - fault_end
         proc, settings = run.workers[0]
-        return {"fault_end": fault_end,
-                "checks": {"worker_alive": proc.poll() is None},
-                "detail": {"outage_s": round(fault_end - t_stop, 1), "broker_start_s": round(broker_start_s, 2),
-                           "acked_before_stop": acked_before}}
+        return {
+            "fault_end": fault_end,
+            "checks": {"worker_alive": proc.poll() is None},
+            "detail": {
+                "outage_s": round(fault_end - t_stop, 1),
+                "broker_start_s": round(broker_start_s, 2),
+                "acked_before_stop": acked_before,
+            },
+        }
 
     return _stream_scenario(env, "broker_restart", fault, events, rate=300.0)
 
 
 def worker_kill(env: FaultEnv, events: int = 10_000) -> FaultResult:
     """2. The worker is killed with SIGKILL mid-stream and a new one is started in its place."""
+
     def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:
         producer.wait_acked(0.3)
         proc, _ = run.workers[0]
@@ -635,8 +708,11 @@ def worker_kill(env: FaultEnv, events: int = 10_000) -> FaultResult:
         proc.wait()
         fault_end = time.time()
         _, settings = run.start_worker()
-        return {"fault_end": fault_end, "checks": {"replacement_ready": bool(health(settings).get("ready"))},
-                "detail": {"killed_pid": proc.pid, "killed_at_acked": killed_at}}
+        return {
+            "fault_end": fault_end,
+            "checks": {"replacement_ready": bool(health(settings).get("ready"))},
+            "detail": {"killed_pid": proc.pid, "killed_at_acked": killed_at},
+        }
 
     return _stream_scenario(env, "worker_kill", fault, events, rate=300.0)
 
@@ -665,12 +741,20 @@ def worker_join_leave(env: FaultEnv, events: int = 10_000) -> FaultResult:
         stop_worker(second_proc)
         fault_end = time.time()
         took_back = _wait_until(lambda: health(first).get("assigned_partitions") == n, 120)
-        return {"fault_end": fault_end,
-                "checks": {"partitions_shared": was_shared, "second_worker_scored": second_events > 0,
-                           "first_worker_took_all_back": took_back,
-                           "second_exited_cleanly": second_proc.returncode == 0},
-                "detail": {"assignment_while_shared": split, "second_worker_events_in": second_events,
-                           "stream_still_flowing_at_leave": flowing}}
+        return {
+            "fault_end": fault_end,
+            "checks": {
+                "partitions_shared": was_shared,
+                "second_worker_scored": second_events > 0,
+                "first_worker_took_all_back": took_back,
+                "second_exited_cleanly": second_proc.returncode == 0,
+            },
+            "detail": {
+                "assignment_while_shared": split,
+                "second_worker_events_in": second_events,
+                "stream_still_flowing_at_leave": flowing,
+            },
+        }
 
     return _stream_scenario(env, "worker_join_leave", fault, events, rate=200.0)
 
@@ -683,24 +767,30 @@ def durable_backlog(env: FaultEnv, events: int = 10_000) -> FaultResult:
     (a user's ``churn produce`` on the default stack; ``/health`` "stalled"). The worker must
     drain it on its own (:class:`stream_app.worker.AdaptiveFetchWait`).
     """
+
     def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:
         producer.join()
         t_start = time.time()
         _, settings = run.start_worker()
         drained = _wait_until(lambda: health(settings).get("events_in", 0) >= producer.n_acked, DRAIN_TIMEOUT_S)
         after = health(settings)
-        return {"fault_end": t_start,
-                "checks": {"backlog_drained": drained, "worker_ready_after": bool(after.get("ready"))},
-                "detail": {"drain_s": round(time.time() - t_start, 1), "events_in": after.get("events_in"),
-                           "fetch_max_wait_ms": after.get("fetch_max_wait_ms")}}
+        return {
+            "fault_end": t_start,
+            "checks": {"backlog_drained": drained, "worker_ready_after": bool(after.get("ready"))},
+            "detail": {
+                "drain_s": round(time.time() - t_start, 1),
+                "events_in": after.get("events_in"),
+                "fetch_max_wait_ms": after.get("fetch_max_wait_ms"),
+            },
+        }
 
     # ~900-byte batches: one Telco event each. Produced as fast as the broker acknowledges.
-    return _stream_scenario(env, "durable_backlog", fault, events, rate=5000.0, worker_first=False,
-                            batch_bytes=900)
+    return _stream_scenario(env, "durable_backlog", fault, events, rate=5000.0, worker_first=False, batch_bytes=900)
 
 
 def malformed_events(env: FaultEnv, events: int = 10_000) -> FaultResult:
     """5. One record in :data:`MALFORMED_EVERY` is malformed, in ten different ways (see :func:`malformed_value`)."""
+
     def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:
         producer.join()
         _, settings = run.workers[0]
@@ -731,21 +821,33 @@ def corrupt_artifact(env: FaultEnv, events: int = 10_000) -> FaultResult:
             path.write_bytes(bad)
             make_tracker(env.settings).log_artifact(champion["run_id"], str(path), artifact_path="corrupt")
         wrong_sha = dict(champion, alias="champion", model_version="9001", sha256="0" * 64)
-        not_npz = dict(champion, alias="champion", model_version="9002",
-                       artifact_uri=f"runs:/{champion['run_id']}/corrupt/pipeline.npz",
-                       sha256=hashlib.sha256(bad).hexdigest())
+        not_npz = dict(
+            champion,
+            alias="champion",
+            model_version="9002",
+            artifact_uri=f"runs:/{champion['run_id']}/corrupt/pipeline.npz",
+            sha256=hashlib.sha256(bad).hexdigest(),
+        )
         publish_model_updated(env.settings, wrong_sha)
         publish_model_updated(env.settings, not_npz)
         fault_end = time.time()
-        reported = _wait_until(lambda: health(settings).get("reloads_failed", 0) >= before.get("reloads_failed", 0) + 2,
-                               120)
+        reported = _wait_until(
+            lambda: health(settings).get("reloads_failed", 0) >= before.get("reloads_failed", 0) + 2, 120
+        )
         producer.join()
         after = health(settings)
-        return {"fault_end": fault_end,
-                "checks": {"champion_unchanged": after.get("model_version") == champion["model_version"],
-                           "failure_reported": reported},
-                "detail": {"model_version": after.get("model_version"), "reloads_failed": after.get("reloads_failed"),
-                           "reloads_ok": after.get("reloads_ok")}}
+        return {
+            "fault_end": fault_end,
+            "checks": {
+                "champion_unchanged": after.get("model_version") == champion["model_version"],
+                "failure_reported": reported,
+            },
+            "detail": {
+                "model_version": after.get("model_version"),
+                "reloads_failed": after.get("reloads_failed"),
+                "reloads_ok": after.get("reloads_ok"),
+            },
+        }
 
     return _stream_scenario(env, "corrupt_artifact", fault, events, rate=400.0)
 
@@ -769,7 +871,7 @@ def _mlflow_fails_fast() -> Iterator[None]:
 class _StopS3OnFirstTrainedModel(logging.Handler):
     """Stops S3 once the cycle logs its first trained model (mid-training: artifacts still to upload)."""
 
-    def __init__(self, stack) -> None:  # noqa: ANN001
+    def __init__(self, stack) -> None:
         super().__init__(logging.INFO)
         self.stack, self.stopped = stack, False
 
@@ -782,7 +884,7 @@ class _StopS3OnFirstTrainedModel(logging.Handler):
 class _StopMlflowOnAliasMove:
     """An MLflow client that stops the tracking server just before the first alias moves (promotion)."""
 
-    def __init__(self, tracker, stack) -> None:  # noqa: ANN001
+    def __init__(self, tracker, stack) -> None:
         self._tracker, self._stack, self.stopped = tracker, stack, False
 
     def __getattr__(self, name: str) -> Any:
@@ -806,8 +908,9 @@ def _champion_version(settings: Settings) -> str | None:
     return None if champ is None else str(champ.version)
 
 
-def _batch_fault(env: FaultEnv, service: str, expected_stage: str) -> Callable[[ScenarioRun, RobustProducer],
-                                                                               dict[str, Any]]:
+def _batch_fault(
+    env: FaultEnv, service: str, expected_stage: str
+) -> Callable[[ScenarioRun, RobustProducer], dict[str, Any]]:
     """The fault of scenarios 6 and 7: a cycle with ``service`` going down, then a restart and a good cycle."""
     from batch.cycle import CycleError, run_cycle
     from plumbing.clients import make_storage, make_tracker
@@ -845,28 +948,34 @@ def _batch_fault(env: FaultEnv, service: str, expected_stage: str) -> Callable[[
         _, wsettings = run.workers[0]
         swapped = _wait_until(lambda: health(wsettings).get("model_version") == after, 60)
         producer.join()
-        return {"fault_end": fault_end,
-                "checks": {"cycle_failed_with_cycle_error": error is not None and error.service == service,
-                           f"failed_during_{expected_stage}": error is not None and error.stage == expected_stage,
-                           "champion_unchanged_after_failure": unchanged,
-                           "next_cycle_promoted": after == nxt.registered.get("model_version") != before,
-                           "worker_swapped_to_next_champion": swapped},
-                "detail": {"error": str(error)[:200] if error else None, "failed_after_s": round(failed_after_s, 1),
-                           "champion_before": before, "champion_after_next_cycle": after}}
+        return {
+            "fault_end": fault_end,
+            "checks": {
+                "cycle_failed_with_cycle_error": error is not None and error.service == service,
+                f"failed_during_{expected_stage}": error is not None and error.stage == expected_stage,
+                "champion_unchanged_after_failure": unchanged,
+                "next_cycle_promoted": after == nxt.registered.get("model_version") != before,
+                "worker_swapped_to_next_champion": swapped,
+            },
+            "detail": {
+                "error": str(error)[:200] if error else None,
+                "failed_after_s": round(failed_after_s, 1),
+                "champion_before": before,
+                "champion_after_next_cycle": after,
+            },
+        }
 
     return fault
 
 
 def s3_down_cycle(env: FaultEnv, events: int = 10_000) -> FaultResult:
     """7. S3 stops during a batch cycle's training while the stream flows; then the next cycle succeeds."""
-    return _stream_scenario(env, "s3_down_cycle", _batch_fault(env, "S3", "train_classification"), events,
-                            rate=200.0)
+    return _stream_scenario(env, "s3_down_cycle", _batch_fault(env, "S3", "train_classification"), events, rate=200.0)
 
 
 def mlflow_down_promotion(env: FaultEnv, events: int = 10_000) -> FaultResult:
     """8. MLflow stops as the cycle moves the champion alias, while the stream flows; then the next cycle succeeds."""
-    return _stream_scenario(env, "mlflow_down_promotion", _batch_fault(env, "MLflow", "promote"), events,
-                            rate=200.0)
+    return _stream_scenario(env, "mlflow_down_promotion", _batch_fault(env, "MLflow", "promote"), events, rate=200.0)
 
 
 SCENARIO_FUNCS: dict[str, Callable[..., FaultResult]] = {
@@ -886,9 +995,20 @@ def format_table(results: list[FaultResult]) -> str:
     """The results as a fixed-width table, then each scenario's failed checks."""
     rows = [list(_FIELDS)]
     for r in results:
-        rows.append([r.scenario, str(r.produced), str(r.scored), str(r.lost), str(r.duplicates), str(r.alerts),
-                     str(r.alert_duplicates), str(r.dead_lettered),
-                     "-" if r.recovery_s is None else f"{r.recovery_s:.2f}", "yes" if r.passed else "NO"])
+        rows.append(
+            [
+                r.scenario,
+                str(r.produced),
+                str(r.scored),
+                str(r.lost),
+                str(r.duplicates),
+                str(r.alerts),
+                str(r.alert_duplicates),
+                str(r.dead_lettered),
+                "-" if r.recovery_s is None else f"{r.recovery_s:.2f}",
+                "yes" if r.passed else "NO",
+            ]
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(_FIELDS))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
     for r in results:
@@ -898,8 +1018,12 @@ def format_table(results: list[FaultResult]) -> str:
     return "\n".join(lines)
 
 
-def run_bench_faults(settings: Settings | None = None, events: int = 10_000, json_path: Path | None = None,
-                     only: tuple[str, ...] | None = None) -> list[FaultResult]:
+def run_bench_faults(
+    settings: Settings | None = None,
+    events: int = 10_000,
+    json_path: Path | None = None,
+    only: tuple[str, ...] | None = None,
+) -> list[FaultResult]:
     """Run the fault scenarios on stacks of their own; print a table; return (and optionally save) the results.
 
     Parameters
@@ -933,7 +1057,7 @@ def run_bench_faults(settings: Settings | None = None, events: int = 10_000, jso
                 print(f"scenario {name} ...", flush=True)
                 try:
                     result = SCENARIO_FUNCS[name](env, events)
-                except Exception as exc:  # noqa: BLE001 - report the harness failure and go on
+                except Exception as exc:  # report the harness failure and go on
                     logger.exception("scenario=%s harness error", name)
                     result = FaultResult(name, detail={"error_in_harness": f"{type(exc).__name__}: {exc}"})
                 results.append(result)
@@ -941,8 +1065,9 @@ def run_bench_faults(settings: Settings | None = None, events: int = 10_000, jso
     print(format_table(results))
     print(f"{len(results)} scenarios in {time.monotonic() - t0:.0f} s")
     if json_path is not None:
-        Path(json_path).write_text(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2).decode()
-                                   + "\n")
+        Path(json_path).write_text(
+            orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
     if all(r.passed for r in results):
         shutil.rmtree(workdir, ignore_errors=True)
     else:

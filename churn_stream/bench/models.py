@@ -33,14 +33,15 @@ from schemas.profiles import get_profile
 class _ClusterReference:
     """k clusters from a scikit-learn clusterer, each scored by its training churn rate (k-means / Ward)."""
 
-    def __init__(self, kind: str = "kmeans", n_clusters: int = 20, max_samples: int = 2000,
-                 random_state: int = 42) -> None:
+    def __init__(
+        self, kind: str = "kmeans", n_clusters: int = 20, max_samples: int = 2000, random_state: int = 42
+    ) -> None:
         self.kind, self.n_clusters, self.max_samples, self.random_state = kind, n_clusters, max_samples, random_state
 
     def get_params(self, deep: bool = False) -> dict[str, Any]:
         return {"kind": self.kind, "n_clusters": self.n_clusters}
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "_ClusterReference":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _ClusterReference:
         from sklearn.cluster import AgglomerativeClustering, KMeans
 
         if self.kind == "kmeans":
@@ -53,8 +54,9 @@ class _ClusterReference:
             labels = AgglomerativeClustering(self.n_clusters, linkage="ward").fit_predict(Xs)
             self.centers_ = np.vstack([Xs[labels == k].mean(axis=0) for k in range(self.n_clusters)])
         prior = ys.mean()
-        self.rates_ = np.array([(ys[labels == k].sum() + 10 * prior) / ((labels == k).sum() + 10)
-                                for k in range(self.n_clusters)])
+        self.rates_ = np.array(
+            [(ys[labels == k].sum() + 10 * prior) / ((labels == k).sum() + 10) for k in range(self.n_clusters)]
+        )
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -80,37 +82,58 @@ def _references(feature_index: dict[str, int]) -> dict[str, tuple[str, Any]]:
     tenure = feature_index.get("tenure_months", 0)
     return {
         "logistic_regression": ("sklearn LogisticRegression", lambda: LogisticRegression(max_iter=1000)),
-        "decision_tree": ("sklearn DecisionTree depth 5",
-                          lambda: DecisionTreeClassifier(max_depth=5, min_samples_leaf=5, random_state=42)),
-        "random_forest": ("sklearn RandomForest 100",
-                          lambda: RandomForestClassifier(100, min_samples_leaf=5, random_state=42, n_jobs=1)),
-        "svm": ("sklearn SVC linear + Platt", lambda: CalibratedClassifierCV(SVC(kernel="linear"), method="sigmoid",
-                                                                          cv=3, ensemble=False)),
+        "decision_tree": (
+            "sklearn DecisionTree depth 5",
+            lambda: DecisionTreeClassifier(max_depth=5, min_samples_leaf=5, random_state=42),
+        ),
+        "random_forest": (
+            "sklearn RandomForest 100",
+            lambda: RandomForestClassifier(100, min_samples_leaf=5, random_state=42, n_jobs=1),
+        ),
+        "svm": (
+            "sklearn SVC linear + Platt",
+            lambda: CalibratedClassifierCV(SVC(kernel="linear"), method="sigmoid", cv=3, ensemble=False),
+        ),
         "kmeans": ("sklearn KMeans k=20", lambda: _ClusterReference("kmeans")),
         "agglomerative": ("sklearn Agglomerative Ward k=20", lambda: _ClusterReference("ward")),
-        "perceptron": ("sklearn Perceptron + Platt",
-                       lambda: CalibratedClassifierCV(Perceptron(random_state=42), method="sigmoid", cv=3)),
-        "mlp": ("sklearn MLP (32,)", lambda: MLPClassifier((32,), alpha=10.0, early_stopping=True,
-                                                           max_iter=200, random_state=42)),
+        "perceptron": (
+            "sklearn Perceptron + Platt",
+            lambda: CalibratedClassifierCV(Perceptron(random_state=42), method="sigmoid", cv=3),
+        ),
+        "mlp": (
+            "sklearn MLP (32,)",
+            lambda: MLPClassifier((32,), alpha=10.0, early_stopping=True, max_iter=200, random_state=42),
+        ),
         "naive_bayes": ("sklearn GaussianNB", GaussianNB),
-        "random_forest_pca": ("sklearn PCA(.95)+RandomForest 100",
-                              lambda: make_pipeline(PCA(0.95), RandomForestClassifier(
-                                  100, min_samples_leaf=5, random_state=42, n_jobs=1))),
-        "svm_pca": ("sklearn PCA(.95)+SVC linear",
-                    lambda: make_pipeline(PCA(0.95), CalibratedClassifierCV(SVC(kernel="linear"), method="sigmoid",
-                                                                            cv=3, ensemble=False))),
-        "gradient_boosting": ("xgboost XGBClassifier 300x3 lr.05",
-                              lambda: XGBClassifier(n_estimators=300, max_depth=3, learning_rate=0.05, n_jobs=1,
-                                                    random_state=42)),
-        "linear_regression": ("sklearn LinearRegression (tenure)",
-                              lambda: make_pipeline(FunctionTransformer(lambda X: X[:, [tenure]]),
-                                                    LinearRegression())),
+        "random_forest_pca": (
+            "sklearn PCA(.95)+RandomForest 100",
+            lambda: make_pipeline(
+                PCA(0.95), RandomForestClassifier(100, min_samples_leaf=5, random_state=42, n_jobs=1)
+            ),
+        ),
+        "svm_pca": (
+            "sklearn PCA(.95)+SVC linear",
+            lambda: make_pipeline(
+                PCA(0.95), CalibratedClassifierCV(SVC(kernel="linear"), method="sigmoid", cv=3, ensemble=False)
+            ),
+        ),
+        "gradient_boosting": (
+            "xgboost XGBClassifier 300x3 lr.05",
+            lambda: XGBClassifier(n_estimators=300, max_depth=3, learning_rate=0.05, n_jobs=1, random_state=42),
+        ),
+        "linear_regression": (
+            "sklearn LinearRegression (tenure)",
+            lambda: make_pipeline(FunctionTransformer(lambda X: X[:, [tenure]]), LinearRegression()),
+        ),
         "multiple_regression": ("sklearn Ridge(1)", lambda: Ridge(alpha=1.0)),
-        "polynomial_regression": ("sklearn PolynomialFeatures(2)+Ridge(1)",
-                                  lambda: make_pipeline(PolynomialFeatures(2), Ridge(alpha=1.0))),
-        "gradient_boosting_regressor": ("xgboost XGBRegressor 500x6 lr.1",
-                                        lambda: XGBRegressor(n_estimators=500, max_depth=6, learning_rate=0.1,
-                                                             n_jobs=1, random_state=42)),
+        "polynomial_regression": (
+            "sklearn PolynomialFeatures(2)+Ridge(1)",
+            lambda: make_pipeline(PolynomialFeatures(2), Ridge(alpha=1.0)),
+        ),
+        "gradient_boosting_regressor": (
+            "xgboost XGBRegressor 500x6 lr.1",
+            lambda: XGBRegressor(n_estimators=500, max_depth=6, learning_rate=0.1, n_jobs=1, random_state=42),
+        ),
     }
 
 
@@ -136,8 +159,9 @@ def _f1(y: np.ndarray, pred: np.ndarray, axis: int = -1) -> np.ndarray:
     return 2.0 * tp / np.maximum(np.sum(y, axis=axis) + np.sum(pred, axis=axis), 1)
 
 
-def tuned_f1_intervals(y: np.ndarray, pred: np.ndarray, ref_pred: np.ndarray,
-                       resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, list[float]]:
+def tuned_f1_intervals(
+    y: np.ndarray, pred: np.ndarray, ref_pred: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> dict[str, list[float]]:
     """95 % percentile-bootstrap intervals of the hold-out F1 of two classifiers and of their difference.
 
     Both are resampled together (paired: the same hold-out rows in each resample), each at
@@ -162,18 +186,27 @@ def tuned_f1_intervals(y: np.ndarray, pred: np.ndarray, ref_pred: np.ndarray,
 
     y, a, b = (np.asarray(v, dtype=np.float64) for v in (y, pred, ref_pred))
     out = {}
-    for key, stat in (("f1_tuned_ci95", lambda y_, a_, b_, axis=-1: _f1(y_, a_, axis)),
-                      ("reference_f1_tuned_ci95", lambda y_, a_, b_, axis=-1: _f1(y_, b_, axis)),
-                      ("f1_tuned_minus_reference_ci95",
-                       lambda y_, a_, b_, axis=-1: _f1(y_, a_, axis) - _f1(y_, b_, axis))):
-        res = bootstrap((y, a, b), stat, paired=True, vectorized=True, n_resamples=resamples,
-                        method="percentile", random_state=np.random.default_rng(seed))
+    for key, stat in (
+        ("f1_tuned_ci95", lambda y_, a_, b_, axis=-1: _f1(y_, a_, axis)),
+        ("reference_f1_tuned_ci95", lambda y_, a_, b_, axis=-1: _f1(y_, b_, axis)),
+        ("f1_tuned_minus_reference_ci95", lambda y_, a_, b_, axis=-1: _f1(y_, a_, axis) - _f1(y_, b_, axis)),
+    ):
+        res = bootstrap(
+            (y, a, b),
+            stat,
+            paired=True,
+            vectorized=True,
+            n_resamples=resamples,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
+        )
         out[key] = [float(res.confidence_interval.low), float(res.confidence_interval.high)]
     return out
 
 
-def _row(name: str, task: str, ours, ref, ref_label: str, X_test: np.ndarray,
-         y_test: np.ndarray | None = None) -> dict[str, Any]:
+def _row(
+    name: str, task: str, ours, ref, ref_label: str, X_test: np.ndarray, y_test: np.ndarray | None = None
+) -> dict[str, Any]:
     classifier = task == "classification"
     row: dict[str, Any] = {"model": name, "task": task, "reference": ref_label}
     for prefix, trained in (("", ours), ("reference_", ref)):
@@ -181,14 +214,19 @@ def _row(name: str, task: str, ours, ref, ref_label: str, X_test: np.ndarray,
         if classifier:
             row.update({f"{prefix}roc_auc": m["roc_auc"], f"{prefix}f1": m["f1"], f"{prefix}f1_tuned": m["f1_tuned"]})
         else:
-            row.update({f"{prefix}rmse": m["rmse"], f"{prefix}mae": m["mae"], f"{prefix}r2": m["r2"],
-                        f"{prefix}mape": m["mape"]})
+            row.update(
+                {
+                    f"{prefix}rmse": m["rmse"],
+                    f"{prefix}mae": m["mae"],
+                    f"{prefix}r2": m["r2"],
+                    f"{prefix}mape": m["mape"],
+                }
+            )
         row[f"{prefix}fit_s"] = m["fit_s"]
         row[f"{prefix}predict_ms_per_1k"] = _predict_ms_per_1k(trained.model, X_test, classifier)
     row["predict_speed_ratio"] = row["reference_predict_ms_per_1k"] / row["predict_ms_per_1k"]
     if classifier and y_test is not None and ours.holdout_pred is not None and ref.holdout_pred is not None:
-        row.update(tuned_f1_intervals(y_test, ours.holdout_pred >= ours.threshold,
-                                      ref.holdout_pred >= ref.threshold))
+        row.update(tuned_f1_intervals(y_test, ours.holdout_pred >= ours.threshold, ref.holdout_pred >= ref.threshold))
     return row
 
 
@@ -230,8 +268,11 @@ def bench_models(dataset: str = "telco", only: set[str] | None = None) -> list[d
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Plain-text table: ours | reference | delta, one line per model."""
     out = []
-    head = (f"{'model':28s} {'task':5s} {'AUC/R2':>7s} {'F1':>6s} {'F1tun':>6s} {'fit s':>6s} {'ms/1k':>7s} | "
-            f"{'ref AUC/R2':>10s} {'ref F1tun':>9s} {'ref fit':>7s} {'ref ms/1k':>9s} | {'dQ':>7s} {'speed x':>7s}  reference")
+    head = (
+        f"{'model':28s} {'task':5s} {'AUC/R2':>7s} {'F1':>6s} {'F1tun':>6s} {'fit s':>6s} {'ms/1k':>7s} | "
+        f"{'ref AUC/R2':>10s} {'ref F1tun':>9s} {'ref fit':>7s} {'ref ms/1k':>9s} | "
+        f"{'dQ':>7s} {'speed x':>7s}  reference"
+    )
     out.append(head)
     out.append("-" * len(head))
     for r in rows:
@@ -244,14 +285,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         out.append(
             f"{r['model']:28s} {r['task'][:5]:5s} {q:7.4f} {f1:>6s} {f1t:>6s} {r['fit_s']:6.2f} "
             f"{r['predict_ms_per_1k']:7.2f} | {rq:10.4f} {rf1t:>9s} {r['reference_fit_s']:7.2f} "
-            f"{r['reference_predict_ms_per_1k']:9.2f} | {q - rq:+7.4f} {r['predict_speed_ratio']:7.2f}  {r['reference']}"
+            f"{r['reference_predict_ms_per_1k']:9.2f} | {q - rq:+7.4f} {r['predict_speed_ratio']:7.2f}  "
+            f"{r['reference']}"
         )
     cls = [r for r in rows if r["task"] == "classification"]
     if cls:
         best = max(cls, key=lambda r: r["f1_tuned"])
         best_ref = max(cls, key=lambda r: r["reference_f1_tuned"])
-        out.append(f"best scratch tuned F1: {best['model']} {best['f1_tuned']:.4f}; "
-                   f"best reference tuned F1: {best_ref['reference']} {best_ref['reference_f1_tuned']:.4f}")
+        out.append(
+            f"best scratch tuned F1: {best['model']} {best['f1_tuned']:.4f}; "
+            f"best reference tuned F1: {best_ref['reference']} {best_ref['reference_f1_tuned']:.4f}"
+        )
         with_ci = [r for r in cls if "f1_tuned_ci95" in r]
         if with_ci:
             out.append(f"tuned F1 on the hold-out, 95% paired bootstrap intervals ({BOOTSTRAP_RESAMPLES} resamples):")
@@ -259,20 +303,25 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 lo, hi = r["f1_tuned_ci95"]
                 rlo, rhi = r["reference_f1_tuned_ci95"]
                 dlo, dhi = r["f1_tuned_minus_reference_ci95"]
-                out.append(f"  {r['model']:26s} [{lo:.3f}, {hi:.3f}]  reference [{rlo:.3f}, {rhi:.3f}]  "
-                           f"ours - reference [{dlo:+.3f}, {dhi:+.3f}]")
+                out.append(
+                    f"  {r['model']:26s} [{lo:.3f}, {hi:.3f}]  reference [{rlo:.3f}, {rhi:.3f}]  "
+                    f"ours - reference [{dlo:+.3f}, {dhi:+.3f}]"
+                )
     out.append(f"zoo fit seconds (scratch, final fits): {sum(r['fit_s'] for r in rows):.1f}")
     return "\n".join(out)
 
 
-def run_bench_models(dataset: str = "telco", json_path: str | Path | None = None,
-                     only: set[str] | None = None) -> list[dict[str, Any]]:
+def run_bench_models(
+    dataset: str = "telco", json_path: str | Path | None = None, only: set[str] | None = None
+) -> list[dict[str, Any]]:
     """CLI body: run, print the table (and the machine), optionally write the JSON list."""
     t0 = time.perf_counter()
     rows = bench_models(dataset, only)
     load = os.getloadavg()
-    print(f"# churn bench models: dataset={dataset} machine={platform.machine()} cores={os.cpu_count()} "
-          f"load_avg={load[0]:.2f} BLAS threads=1 wall={time.perf_counter() - t0:.1f}s")
+    print(
+        f"# churn bench models: dataset={dataset} machine={platform.machine()} cores={os.cpu_count()} "
+        f"load_avg={load[0]:.2f} BLAS threads=1 wall={time.perf_counter() - t0:.1f}s"
+    )
     print(format_table(rows))
     if json_path is not None:
         Path(json_path).write_text(json.dumps(rows, indent=2) + "\n")
@@ -300,13 +349,18 @@ def gbm_neighbours(best: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in out if c not in seen]
 
 
-def select_gbm_params(dataset: str = "telco", seeds: tuple[int, ...] = (101, 102),
-                      n_folds: int = 5, grid: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def select_gbm_params(
+    dataset: str = "telco",
+    seeds: tuple[int, ...] = (101, 102),
+    n_folds: int = 5,
+    grid: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Cross-validate gradient-boosting candidates on the training part of the fixed protocol only.
 
     Two stages: :data:`GBM_GRID`, then :func:`gbm_neighbours` of its best (only the
     given ``grid`` when one is passed). For each candidate, ``len(seeds)``
-    repetitions of stratified ``n_folds``-fold out-of-fold probabilities of the training rows (fold seeds distinct from the
+    repetitions of stratified ``n_folds``-fold out-of-fold probabilities of the training
+    rows (fold seeds distinct from the
     threshold-tuning seeds); the criterion is the mean over repetitions of the
     F1 at the out-of-fold-optimal threshold (the quantity the zoo is ranked on),
     with out-of-fold ROC-AUC and log-loss reported beside it. The hold-out is never
@@ -338,8 +392,13 @@ def select_gbm_params(dataset: str = "telco", seeds: tuple[int, ...] = (101, 102
                 aucs.append(roc_auc(y, oof))
                 p = np.clip(oof, 1e-12, 1 - 1e-12)
                 losses.append(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))))
-            row = {**params, "cv_f1_tuned": float(np.mean(f1s)), "cv_roc_auc": float(np.mean(aucs)),
-                   "cv_log_loss": float(np.mean(losses)), "cpu_s": time.process_time() - t0}
+            row = {
+                **params,
+                "cv_f1_tuned": float(np.mean(f1s)),
+                "cv_roc_auc": float(np.mean(aucs)),
+                "cv_log_loss": float(np.mean(losses)),
+                "cpu_s": time.process_time() - t0,
+            }
             print(json.dumps(row), flush=True)
             out.append(row)
 
@@ -351,8 +410,12 @@ def select_gbm_params(dataset: str = "telco", seeds: tuple[int, ...] = (101, 102
 
 
 # --------------------------------------------------------------------- nested cross-validation
-def nested_cv(models: tuple[str, ...] = ("gradient_boosting",), dataset: str = "telco",
-              outer_seeds: tuple[int, ...] = (7, 8), n_folds: int = 5) -> list[dict[str, Any]]:
+def nested_cv(
+    models: tuple[str, ...] = ("gradient_boosting",),
+    dataset: str = "telco",
+    outer_seeds: tuple[int, ...] = (7, 8),
+    n_folds: int = 5,
+) -> list[dict[str, Any]]:
     """Scratch classifiers beside their references on repeated outer folds of the training part.
 
     The issue's protocol scores each model once, on one 1,409-row hold-out, where a tuned
@@ -405,8 +468,9 @@ def nested_cv(models: tuple[str, ...] = ("gradient_boosting",), dataset: str = "
         for name in models:
             label, ref_factory = refs[name]
             t0 = time.perf_counter()
-            res: dict[str, list[float]] = {k: [] for k in ("f1_tuned", "reference_f1_tuned", "roc_auc",
-                                                             "reference_roc_auc")}
+            res: dict[str, list[float]] = {
+                k: [] for k in ("f1_tuned", "reference_f1_tuned", "roc_auc", "reference_roc_auc")
+            }
             for seed in outer_seeds:
                 outer = stratified_folds(y, n_folds, seed)
                 for k in range(n_folds):
@@ -438,9 +502,11 @@ def format_nested_cv(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(f"{r['model']} vs {r['reference']}, {r['splits']} outer splits of the training part:")
         for metric, label in (("f1_tuned", "tuned F1"), ("roc_auc", "ROC-AUC")):
-            lines.append(f"  {label:8s} ours {r[f'mean_{metric}']:.4f}  reference {r[f'mean_reference_{metric}']:.4f}"
-                         f"  ours - reference {r[f'{metric}_diff']:+.4f} (se {r[f'{metric}_diff_se']:.4f}, "
-                         f"corrected se {r[f'{metric}_diff_se_corrected']:.4f})")
+            lines.append(
+                f"  {label:8s} ours {r[f'mean_{metric}']:.4f}  reference {r[f'mean_reference_{metric}']:.4f}"
+                f"  ours - reference {r[f'{metric}_diff']:+.4f} (se {r[f'{metric}_diff_se']:.4f}, "
+                f"corrected se {r[f'{metric}_diff_se_corrected']:.4f})"
+            )
         lines.append(f"  per split tuned F1, ours:      {' '.join(f'{v:.3f}' for v in r['f1_tuned'])}")
         lines.append(f"  per split tuned F1, reference: {' '.join(f'{v:.3f}' for v in r['reference_f1_tuned'])}")
         lines.append(f"  ({r['fit_s']:.0f} s)")
@@ -474,12 +540,20 @@ def synthetic_churn(rows: int, features: int, seed: int = 0) -> tuple[np.ndarray
         b = min(rows, a + step)
         blk = X[a:b]
         blk[:, :n_flag] = rng.random((b - a, n_flag)) < 0.3
-        blk[:, n_flag:n_flag + n_count] = rng.poisson(3.0, (b - a, n_count))
-        blk[:, n_flag + n_count:] = rng.normal(size=(b - a, features - n_flag - n_count))
+        blk[:, n_flag : n_flag + n_count] = rng.poisson(3.0, (b - a, n_count))
+        blk[:, n_flag + n_count :] = rng.normal(size=(b - a, features - n_flag - n_count))
         c = n_flag + n_count
-        z = (1.2 * blk[:, 0] - 0.8 * blk[:, 1] + 0.3 * (blk[:, n_flag] - 3.0)
-             + blk[:, c] * blk[:, c + 1] + np.sin(2.0 * blk[:, c + 2]) + 0.8 * (blk[:, c + 3] > 0.5)
-             - 0.4 * blk[:, c + 4] ** 2 + 0.5 * blk[:, 2] * blk[:, c + 5] - 1.1)
+        z = (
+            1.2 * blk[:, 0]
+            - 0.8 * blk[:, 1]
+            + 0.3 * (blk[:, n_flag] - 3.0)
+            + blk[:, c] * blk[:, c + 1]
+            + np.sin(2.0 * blk[:, c + 2])
+            + 0.8 * (blk[:, c + 3] > 0.5)
+            - 0.4 * blk[:, c + 4] ** 2
+            + 0.5 * blk[:, 2] * blk[:, c + 5]
+            - 1.1
+        )
         y[a:b] = z + rng.logistic(size=b - a) > 0
     return X, y
 
@@ -502,19 +576,36 @@ def _scale_references(n_jobs: int) -> dict[str, tuple[str, Any]]:
     rfp = _zoo_params("random_forest_pca")
 
     def sk_forest(p: dict[str, Any]) -> Any:
-        return RandomForestClassifier(p.get("n_estimators", 100), max_depth=p.get("max_depth"),
-                                      min_samples_leaf=p.get("min_samples_leaf", 1),
-                                      max_samples=p.get("max_samples"), n_jobs=n_jobs, random_state=42)
+        return RandomForestClassifier(
+            p.get("n_estimators", 100),
+            max_depth=p.get("max_depth"),
+            min_samples_leaf=p.get("min_samples_leaf", 1),
+            max_samples=p.get("max_samples"),
+            n_jobs=n_jobs,
+            random_state=42,
+        )
 
     return {
-        "gradient_boosting": ("xgboost hist, same trees/depth/lr/sampling", lambda: XGBClassifier(
-            tree_method="hist", max_bin=256, n_estimators=gbm["n_estimators"], max_depth=gbm["max_depth"],
-            learning_rate=gbm["learning_rate"], min_child_weight=gbm["min_child_weight"],
-            subsample=gbm["subsample"], colsample_bytree=gbm["colsample_bytree"], n_jobs=n_jobs,
-            random_state=42)),
+        "gradient_boosting": (
+            "xgboost hist, same trees/depth/lr/sampling",
+            lambda: XGBClassifier(
+                tree_method="hist",
+                max_bin=256,
+                n_estimators=gbm["n_estimators"],
+                max_depth=gbm["max_depth"],
+                learning_rate=gbm["learning_rate"],
+                min_child_weight=gbm["min_child_weight"],
+                subsample=gbm["subsample"],
+                colsample_bytree=gbm["colsample_bytree"],
+                n_jobs=n_jobs,
+                random_state=42,
+            ),
+        ),
         "random_forest": ("sklearn RandomForest, same trees/depth/leaf/max_samples", lambda: sk_forest(rf)),
-        "random_forest_pca": ("sklearn PCA(.95)+RandomForest, same forest",
-                              lambda: make_pipeline(PCA(rfp.get("n_components", 0.95)), sk_forest(rfp))),
+        "random_forest_pca": (
+            "sklearn PCA(.95)+RandomForest, same forest",
+            lambda: make_pipeline(PCA(rfp.get("n_components", 0.95)), sk_forest(rfp)),
+        ),
     }
 
 
@@ -539,8 +630,13 @@ def _fit_job(job: dict[str, Any]) -> dict[str, Any]:
     from batch.metrics import roc_auc
 
     auc = roc_auc(y_test, model.predict_proba(X_test)[:, 1])
-    return {"fit_s": fit_s, "cpu_s": cpu_s, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "data_rss_bytes": data_rss, "roc_auc": auc}
+    return {
+        "fit_s": fit_s,
+        "cpu_s": cpu_s,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "data_rss_bytes": data_rss,
+        "roc_auc": auc,
+    }
 
 
 def _run_in_fresh_process(job: dict[str, Any]) -> dict[str, Any]:
@@ -551,8 +647,13 @@ def _run_in_fresh_process(job: dict[str, Any]) -> dict[str, Any]:
         return pool.submit(_fit_job, job).result()
 
 
-def bench_fit(rows: int = 1_000_000, features: int = 80, models: tuple[str, ...] = SCALE_MODELS,
-              reference_rows: int | None = 100_000, seed: int = 0) -> list[dict[str, Any]]:
+def bench_fit(
+    rows: int = 1_000_000,
+    features: int = 80,
+    models: tuple[str, ...] = SCALE_MODELS,
+    reference_rows: int | None = 100_000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Fit each scale model and its reference on a synthetic table, each in a fresh process.
 
     Parameters
@@ -581,15 +682,25 @@ def bench_fit(rows: int = 1_000_000, features: int = 80, models: tuple[str, ...]
     for name in models:
         n_jobs = _zoo_params(name).get("n_jobs") or 1
         n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
-        ours = _run_in_fresh_process({"side": "scratch", "model": name, "rows": rows, "features": features,
-                                      "seed": seed, "n_jobs": n_jobs})
+        ours = _run_in_fresh_process(
+            {"side": "scratch", "model": name, "rows": rows, "features": features, "seed": seed, "n_jobs": n_jobs}
+        )
         ref_rows = rows if (name == "gradient_boosting" or reference_rows is None) else min(rows, reference_rows)
-        ref = _run_in_fresh_process({"side": "reference", "model": name, "rows": ref_rows, "features": features,
-                                     "seed": seed, "n_jobs": n_jobs})
-        row = {"model": name, "rows": rows, "features": features, "n_jobs": n_jobs, **ours,
-               "reference": _scale_references(n_jobs)[name][0], "reference_rows": ref_rows,
-               **{f"reference_{k}": v for k, v in ref.items()},
-               "target_fit_s": SCALE_TARGET_S, "target_peak_rss_bytes": SCALE_TARGET_RSS}
+        ref = _run_in_fresh_process(
+            {"side": "reference", "model": name, "rows": ref_rows, "features": features, "seed": seed, "n_jobs": n_jobs}
+        )
+        row = {
+            "model": name,
+            "rows": rows,
+            "features": features,
+            "n_jobs": n_jobs,
+            **ours,
+            "reference": _scale_references(n_jobs)[name][0],
+            "reference_rows": ref_rows,
+            **{f"reference_{k}": v for k, v in ref.items()},
+            "target_fit_s": SCALE_TARGET_S,
+            "target_peak_rss_bytes": SCALE_TARGET_RSS,
+        }
         row["met"] = bool(row["fit_s"] < SCALE_TARGET_S and row["peak_rss_bytes"] < SCALE_TARGET_RSS)
         out.append(row)
         print(format_fit_table([row], header=not out[:-1]), flush=True)
@@ -601,28 +712,39 @@ def format_fit_table(rows: list[dict[str, Any]], header: bool = True) -> str:
     gb = 2**30
     lines = []
     if header:
-        head = (f"{'model':18s} {'rows':>9s} {'fit s':>7s} {'cpu s':>7s} {'peak GB':>7s} {'data GB':>7s} {'AUC':>6s}"
-                f" | {'target':>13s} {'met':>3s} | {'ref rows':>9s} {'ref fit s':>9s} {'ref cpu s':>9s}"
-                f" {'ref GB':>6s} {'ref AUC':>7s}  reference")
+        head = (
+            f"{'model':18s} {'rows':>9s} {'fit s':>7s} {'cpu s':>7s} {'peak GB':>7s} {'data GB':>7s} {'AUC':>6s}"
+            f" | {'target':>13s} {'met':>3s} | {'ref rows':>9s} {'ref fit s':>9s} {'ref cpu s':>9s}"
+            f" {'ref GB':>6s} {'ref AUC':>7s}  reference"
+        )
         lines += [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['model']:18s} {r['rows']:9d} {r['fit_s']:7.1f} {r['cpu_s']:7.1f} {r['peak_rss_bytes'] / gb:7.2f}"
-            f" {r['data_rss_bytes'] / gb:7.2f} {r['roc_auc']:6.4f} | {'<' + str(int(r['target_fit_s'])) + 's <6GB':>13s}"
+            f" {r['data_rss_bytes'] / gb:7.2f} {r['roc_auc']:6.4f} | "
+            f"{'<' + str(int(r['target_fit_s'])) + 's <6GB':>13s}"
             f" {'yes' if r['met'] else 'NO':>3s} | {r['reference_rows']:9d} {r['reference_fit_s']:9.1f}"
             f" {r['reference_cpu_s']:9.1f} {r['reference_peak_rss_bytes'] / gb:6.2f} {r['reference_roc_auc']:7.4f}"
-            f"  {r['reference']}")
+            f"  {r['reference']}"
+        )
     return "\n".join(lines)
 
 
-def run_bench_fit(rows: int = 1_000_000, features: int = 80, models: tuple[str, ...] = SCALE_MODELS,
-                  reference_rows: int | None = 100_000, json_path: str | Path | None = None) -> list[dict[str, Any]]:
+def run_bench_fit(
+    rows: int = 1_000_000,
+    features: int = 80,
+    models: tuple[str, ...] = SCALE_MODELS,
+    reference_rows: int | None = 100_000,
+    json_path: str | Path | None = None,
+) -> list[dict[str, Any]]:
     """CLI body of ``churn bench fit``: print the machine, one line per model, optionally the JSON list."""
     load = os.getloadavg()
-    print(f"# churn bench fit: synthetic churn table {rows} x {features} float64, each fit in a fresh process; "
-          f"machine={platform.machine()} cores={os.cpu_count()} load_avg at start={load[0]:.2f}; "
-          f"sklearn forests fitted on {reference_rows or rows} rows (exact splits are far slower), "
-          f"xgboost on all rows; fit s = wall, cpu s = all threads, peak GB = process max RSS incl. data")
+    print(
+        f"# churn bench fit: synthetic churn table {rows} x {features} float64, each fit in a fresh process; "
+        f"machine={platform.machine()} cores={os.cpu_count()} load_avg at start={load[0]:.2f}; "
+        f"sklearn forests fitted on {reference_rows or rows} rows (exact splits are far slower), "
+        f"xgboost on all rows; fit s = wall, cpu s = all threads, peak GB = process max RSS incl. data"
+    )
     out = bench_fit(rows, features, models, reference_rows)
     print(f"# load_avg at end={os.getloadavg()[0]:.2f}")
     if json_path is not None:

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,18 @@ CONTENDERS = ("naive", "relay", "worker")
 def _score_doc(ev, p: float, threshold: float, model_name: str, model_version: str, scored_at: str) -> dict:
     from schemas.events import SCHEMA_VERSION
 
-    return {"event_id": ev.event_id, "event_time": ev.event_time.isoformat(), "schema_version": SCHEMA_VERSION,
-            "customer_id": ev.customer_id, "churn_probability": p, "churn_label": p >= threshold,
-            "threshold": threshold, "model_name": model_name, "model_version": model_version,
-            "scored_at": scored_at}
+    return {
+        "event_id": ev.event_id,
+        "event_time": ev.event_time.isoformat(),
+        "schema_version": SCHEMA_VERSION,
+        "customer_id": ev.customer_id,
+        "churn_probability": p,
+        "churn_label": p >= threshold,
+        "threshold": threshold,
+        "model_name": model_name,
+        "model_version": model_version,
+        "scored_at": scored_at,
+    }
 
 
 def _reasons(pipeline, X: np.ndarray, k: int = 3) -> list[list[dict]]:
@@ -67,20 +76,33 @@ def _reasons(pipeline, X: np.ndarray, k: int = 3) -> list[list[dict]]:
     contrib = fn(X)
     names = pipeline.feature_names_out
     top = np.argsort(-contrib, axis=1)[:, :k]
-    return [[{"feature": names[j], "contribution": float(contrib[i, j])} for j in top[i] if contrib[i, j] > 0]
-            for i in range(len(X))]
+    return [
+        [{"feature": names[j], "contribution": float(contrib[i, j])} for j in top[i] if contrib[i, j] > 0]
+        for i in range(len(X))
+    ]
 
 
 def _faust_kwargs(bootstrap: str, partitions: int, data_dir: str) -> dict[str, Any]:
-    return dict(broker=[f"kafka://{hp.strip()}" for hp in bootstrap.split(",")], value_serializer="raw",
-                key_serializer="raw", topic_partitions=partitions, topic_allow_declare=True, producer_acks=-1,
-                consumer_auto_offset_reset="earliest", web_enabled=False, datadir=data_dir, store="memory://",
-                broker_rebalance_timeout=5.0, broker_session_timeout=10.0, broker_heartbeat_interval=1.0)
+    return dict(
+        broker=[f"kafka://{hp.strip()}" for hp in bootstrap.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        datadir=data_dir,
+        store="memory://",
+        broker_rebalance_timeout=5.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+    )
 
 
 def run_naive(args: argparse.Namespace) -> None:
     """The naive contender: a Faust agent, one event scored and sent at a time (blocking)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import faust
 
@@ -96,13 +118,14 @@ def run_naive(args: argparse.Namespace) -> None:
     alerts = app.topic(args.alerts, value_serializer="raw", key_serializer="raw")
 
     @app.agent(src)
-    async def score(stream) -> None:  # noqa: ANN001
+    async def score(stream) -> None:
         async for event in stream.events():
             ev = CustomerEvent.model_validate_json(event.value)
             X = pipeline.transform(event_columns([ev], names))
             p = float(pipeline.model.predict_proba(X)[0, 1])
-            doc = _score_doc(ev, p, pipeline.threshold, args.model_name, args.model_version,
-                             datetime.now(timezone.utc).isoformat())
+            doc = _score_doc(
+                ev, p, pipeline.threshold, args.model_name, args.model_version, datetime.now(UTC).isoformat()
+            )
             key = ev.customer_id.encode()
             await scores.send(key=key, value=orjson.dumps(doc))
             if p >= pipeline.threshold:
@@ -113,7 +136,7 @@ def run_naive(args: argparse.Namespace) -> None:
 
 
 async def _relay(args: argparse.Namespace) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -123,12 +146,18 @@ async def _relay(args: argparse.Namespace) -> None:
 
     pipeline = ScoringPipeline.load(args.pipeline)
     names = pipeline.feature_names_in
-    consumer = AIOKafkaConsumer(args.input, bootstrap_servers=args.bootstrap, group_id=args.group,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_poll_records=RELAY_MAX_RECORDS, rebalance_timeout_ms=5000,
-                                session_timeout_ms=10000, heartbeat_interval_ms=1000)
-    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)
+    consumer = AIOKafkaConsumer(
+        args.input,
+        bootstrap_servers=args.bootstrap,
+        group_id=args.group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=RELAY_MAX_RECORDS,
+        rebalance_timeout_ms=5000,
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
     await consumer.start()
     await producer.start()
     try:
@@ -140,11 +169,12 @@ async def _relay(args: argparse.Namespace) -> None:
             events = [CustomerEvent.model_validate_json(m.value) for m in msgs]
             X = pipeline.transform(event_columns(events, names))
             proba = pipeline.model.predict_proba(X)[:, 1]
-            scored_at = datetime.now(timezone.utc).isoformat()
-            docs = [_score_doc(ev, p, pipeline.threshold, args.model_name, args.model_version, scored_at)
-                    for ev, p in zip(events, proba.tolist())]
-            futures = [await producer.send(args.output, orjson.dumps(d), key=d["customer_id"].encode())
-                       for d in docs]
+            scored_at = datetime.now(UTC).isoformat()
+            docs = [
+                _score_doc(ev, p, pipeline.threshold, args.model_name, args.model_version, scored_at)
+                for ev, p in zip(events, proba.tolist())
+            ]
+            futures = [await producer.send(args.output, orjson.dumps(d), key=d["customer_id"].encode()) for d in docs]
             alert_rows = np.flatnonzero(proba >= pipeline.threshold)
             for i, reasons in zip(alert_rows.tolist(), _reasons(pipeline, X[alert_rows])):
                 doc = dict(docs[i], reasons=reasons)
@@ -175,9 +205,16 @@ async def _create_topics(settings: Settings, names: list[str]) -> None:
         await admin.close()
 
 
-async def _produce_and_collect(settings: Settings, in_topic: str, out_topic: str,
-                               records: list[tuple[bytes, bytes]], *, rate: float | None = None,
-                               stamp_times: bool = False, timeout_s: float = 600.0) -> dict[str, Any]:
+async def _produce_and_collect(
+    settings: Settings,
+    in_topic: str,
+    out_topic: str,
+    records: list[tuple[bytes, bytes]],
+    *,
+    rate: float | None = None,
+    stamp_times: bool = False,
+    timeout_s: float = 600.0,
+) -> dict[str, Any]:
     """Send ``records`` to ``in_topic`` and read ``out_topic`` until each event id has a score."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -185,10 +222,16 @@ async def _produce_and_collect(settings: Settings, in_topic: str, out_topic: str
     from stream_app.worker import BatchSender
 
     ids = {orjson.loads(v)["event_id"] for _, v in records}
-    producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all", linger_ms=1,
-                                max_batch_size=512 * 1024, max_request_size=2 * 1024 * 1024)
-    consumer = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=20, max_partition_fetch_bytes=4 * 1024 * 1024)
+    producer = AIOKafkaProducer(
+        **kafka_kwargs(settings), acks="all", linger_ms=1, max_batch_size=512 * 1024, max_request_size=2 * 1024 * 1024
+    )
+    consumer = AIOKafkaConsumer(
+        **kafka_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
     await producer.start()
     await consumer.start()
     seen: set[str] = set()
@@ -212,14 +255,14 @@ async def _produce_and_collect(settings: Settings, in_topic: str, out_topic: str
                     delay = t0 + i / rate - time.time()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    part = records[i:i + chunk]
+                    part = records[i : i + chunk]
                     if stamp_times:
                         now = time.time()
                         part = [(k, _restamp(v, now)) for k, v in part]
                     futures += await sender.send(in_topic, part)
             else:
                 for i in range(0, len(records), 5000):
-                    futures += await sender.send(in_topic, records[i:i + 5000])
+                    futures += await sender.send(in_topic, records[i : i + 5000])
             await asyncio.gather(*futures)
             return time.time() - t0
 
@@ -251,29 +294,64 @@ async def _produce_and_collect(settings: Settings, in_topic: str, out_topic: str
     finally:
         await consumer.stop()
         await producer.stop()
-    return {"events": len(ids), "scored": len(seen), "duplicates": duplicates, "seconds": t_last - t_start,
-            "produce_s": produce_s, "lat_ts": lat_ts, "lat_read": lat_read}
+    return {
+        "events": len(ids),
+        "scored": len(seen),
+        "duplicates": duplicates,
+        "seconds": t_last - t_start,
+        "produce_s": produce_s,
+        "lat_ts": lat_ts,
+        "lat_read": lat_read,
+    }
 
 
 def _restamp(value: bytes, now: float) -> bytes:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     doc = orjson.loads(value)
-    doc["event_time"] = datetime.fromtimestamp(now, timezone.utc).isoformat()
+    doc["event_time"] = datetime.fromtimestamp(now, UTC).isoformat()
     return orjson.dumps(doc)
 
 
-def _start_contender(kind: str, settings: Settings, topics: dict[str, str], group: str, pipeline_path: Path,
-                     model: dict[str, str], log_path: Path) -> subprocess.Popen:
+def _start_contender(
+    kind: str,
+    settings: Settings,
+    topics: dict[str, str],
+    group: str,
+    pipeline_path: Path,
+    model: dict[str, str],
+    log_path: Path,
+) -> subprocess.Popen:
     if kind == "worker":
         from churn_stream.demo import start_worker
 
         return start_worker(settings.with_overrides(consumer_group=group), log_path)
-    args = [sys.executable, "-m", "churn_stream.bench.stream", kind, "--bootstrap", settings.kafka_bootstrap_servers,
-            "--input", topics["in"], "--output", topics["out"], "--alerts", topics["alerts"], "--group", group,
-            "--pipeline", str(pipeline_path), "--partitions", str(settings.topic_partitions),
-            "--data-dir", str(log_path.parent / f"faust-{group}"), "--model-name", model["name"],
-            "--model-version", model["version"]]
+    args = [
+        sys.executable,
+        "-m",
+        "churn_stream.bench.stream",
+        kind,
+        "--bootstrap",
+        settings.kafka_bootstrap_servers,
+        "--input",
+        topics["in"],
+        "--output",
+        topics["out"],
+        "--alerts",
+        topics["alerts"],
+        "--group",
+        group,
+        "--pipeline",
+        str(pipeline_path),
+        "--partitions",
+        str(settings.topic_partitions),
+        "--data-dir",
+        str(log_path.parent / f"faust-{group}"),
+        "--model-name",
+        model["name"],
+        "--model-version",
+        model["version"],
+    ]
     with open(log_path, "ab") as log:
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -309,8 +387,13 @@ def _broker_mode(settings: Settings) -> str:
     return mode_file.read_text().strip() if mode_file.exists() else "unknown"
 
 
-def run_bench_stream(settings: Settings, events: int = 200_000, json_path: Path | None = None,
-                     rate: float = 2000.0, latency_s: float = 20.0) -> dict[str, Any]:
+def run_bench_stream(
+    settings: Settings,
+    events: int = 200_000,
+    json_path: Path | None = None,
+    rate: float = 2000.0,
+    latency_s: float = 20.0,
+) -> dict[str, Any]:
     """Measure the three contenders in one run; print a table and return (and optionally save) the figures.
 
     Parameters
@@ -332,10 +415,10 @@ def run_bench_stream(settings: Settings, events: int = 200_000, json_path: Path 
         ``naive_eps``, ``relay_eps``, ``worker_eps``, ``ratio_vs_naive``, ``ratio_vs_relay``,
         ``p50_ms``, ``p99_ms`` and details per contender.
     """
-    from plumbing.clients import ensure_topics
-    from churn_stream.produce import csv_to_customer_events
     from churn_stream.demo import TELCO_CSV, replicate_events, stop_worker, wait_worker_ready
+    from churn_stream.produce import csv_to_customer_events
     from churn_stream.stack import LocalStack
+    from plumbing.clients import ensure_topics
 
     run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     work = Path(tempfile.mkdtemp(prefix="churn-bench-stream-"))
@@ -343,14 +426,23 @@ def run_bench_stream(settings: Settings, events: int = 200_000, json_path: Path 
     pipeline_path, model = _champion(settings, work / "model")
     base = csv_to_customer_events(TELCO_CSV)
     load_before = os.getloadavg()
-    result: dict[str, Any] = {"events": events, "broker_mode": _broker_mode(settings),
-                              "bootstrap": settings.kafka_bootstrap_servers, "model_version": model["version"],
-                              "load_avg_1m_start": round(load_before[0], 2), "cpus": os.cpu_count(),
-                              "contenders": {}}
+    result: dict[str, Any] = {
+        "events": events,
+        "broker_mode": _broker_mode(settings),
+        "bootstrap": settings.kafka_bootstrap_servers,
+        "model_version": model["version"],
+        "load_avg_1m_start": round(load_before[0], 2),
+        "cpus": os.cpu_count(),
+        "contenders": {},
+    }
     for kind in CONTENDERS:
         suffix = f".bench-{run}-{kind}"
-        topics = {"in": f"customers{suffix}", "out": f"churn-scores{suffix}", "alerts": f"churn-alerts{suffix}",
-                  "dlq": f"customers.dlq{suffix}"}
+        topics = {
+            "in": f"customers{suffix}",
+            "out": f"churn-scores{suffix}",
+            "alerts": f"churn-alerts{suffix}",
+            "dlq": f"customers.dlq{suffix}",
+        }
         asyncio.run(_create_topics(settings, list(topics.values())))
         group = f"bench-{run}-{kind}"
         log_path = work / "logs" / f"{kind}.log"
@@ -360,57 +452,96 @@ def run_bench_stream(settings: Settings, events: int = 200_000, json_path: Path 
         try:
             if kind == "worker":
                 wait_worker_ready(csettings, proc, timeout_s=120)
-            warm = asyncio.run(_produce_and_collect(settings, topics["in"], topics["out"],
-                                                    replicate_events(base, WARMUP_EVENTS + len(base))[len(base):],
-                                                    timeout_s=120))
+            warm = asyncio.run(
+                _produce_and_collect(
+                    settings,
+                    topics["in"],
+                    topics["out"],
+                    replicate_events(base, WARMUP_EVENTS + len(base))[len(base) :],
+                    timeout_s=120,
+                )
+            )
             if warm["scored"] < warm["events"] or proc.poll() is not None:
-                raise RuntimeError(f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); "
-                                   f"see {log_path}")
-            records = replicate_events(base, len(base) + events)[len(base):]
+                raise RuntimeError(
+                    f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); see {log_path}"
+                )
+            records = replicate_events(base, len(base) + events)[len(base) :]
             load = os.getloadavg()[0]
             got = asyncio.run(_produce_and_collect(settings, topics["in"], topics["out"], records))
-            figures = {"eps": round(got["scored"] / got["seconds"], 1) if got["seconds"] > 0 else None,
-                       "scored": got["scored"], "duplicates": got["duplicates"],
-                       "seconds": round(got["seconds"], 3), "produce_s": round(got["produce_s"], 3),
-                       "load_avg_1m": round(max(load, os.getloadavg()[0]), 2)}
+            figures = {
+                "eps": round(got["scored"] / got["seconds"], 1) if got["seconds"] > 0 else None,
+                "scored": got["scored"],
+                "duplicates": got["duplicates"],
+                "seconds": round(got["seconds"], 3),
+                "produce_s": round(got["produce_s"], 3),
+                "load_avg_1m": round(max(load, os.getloadavg()[0]), 2),
+            }
             if kind == "worker" and latency_s > 0:
                 n = int(rate * latency_s)
-                lat = asyncio.run(_produce_and_collect(
-                    settings, topics["in"], topics["out"], replicate_events(base, len(base) + n)[len(base):],
-                    rate=rate, stamp_times=True, timeout_s=latency_s + 120))
-                figures.update({"latency_events": n, "latency_scored": lat["scored"], "rate_eps": rate,
-                                "p50_ms": _percentile_ms(lat["lat_ts"], 50),
-                                "p99_ms": _percentile_ms(lat["lat_ts"], 99),
-                                "read_p50_ms": _percentile_ms(lat["lat_read"], 50),
-                                "read_p99_ms": _percentile_ms(lat["lat_read"], 99),
-                                "latency_load_avg_1m": round(os.getloadavg()[0], 2)})
+                lat = asyncio.run(
+                    _produce_and_collect(
+                        settings,
+                        topics["in"],
+                        topics["out"],
+                        replicate_events(base, len(base) + n)[len(base) :],
+                        rate=rate,
+                        stamp_times=True,
+                        timeout_s=latency_s + 120,
+                    )
+                )
+                figures.update(
+                    {
+                        "latency_events": n,
+                        "latency_scored": lat["scored"],
+                        "rate_eps": rate,
+                        "p50_ms": _percentile_ms(lat["lat_ts"], 50),
+                        "p99_ms": _percentile_ms(lat["lat_ts"], 99),
+                        "read_p50_ms": _percentile_ms(lat["lat_read"], 50),
+                        "read_p99_ms": _percentile_ms(lat["lat_read"], 99),
+                        "latency_load_avg_1m": round(os.getloadavg()[0], 2),
+                    }
+                )
             result["contenders"][kind] = figures
-            print(f"{kind:>6}: {figures['eps']:>10,.0f} events/s  ({figures['scored']}/{events} scored, "
-                  f"{figures['seconds']:.2f} s, load avg {figures['load_avg_1m']})", file=sys.stderr)
+            print(
+                f"{kind:>6}: {figures['eps']:>10,.0f} events/s  ({figures['scored']}/{events} scored, "
+                f"{figures['seconds']:.2f} s, load avg {figures['load_avg_1m']})",
+                file=sys.stderr,
+            )
         finally:
             if kind == "worker":
                 stop_worker(proc)
             else:
                 _stop(proc)
     c = result["contenders"]
-    result.update({
-        "naive_eps": c["naive"]["eps"], "relay_eps": c["relay"]["eps"], "worker_eps": c["worker"]["eps"],
-        "ratio_vs_naive": round(c["worker"]["eps"] / c["naive"]["eps"], 2),
-        "ratio_vs_relay": round(c["worker"]["eps"] / c["relay"]["eps"], 2),
-        "p50_ms": c["worker"].get("p50_ms"), "p99_ms": c["worker"].get("p99_ms"),
-        "load_avg_1m_end": round(os.getloadavg()[0], 2),
-    })
-    print(f"worker/naive = {result['ratio_vs_naive']}x, worker/relay = {result['ratio_vs_relay']}x; latency at "
-          f"{rate:.0f} events/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
-          f"(broker {result['broker_mode']}, load avg {result['load_avg_1m_start']} -> {result['load_avg_1m_end']})",
-          file=sys.stderr)
+    result.update(
+        {
+            "naive_eps": c["naive"]["eps"],
+            "relay_eps": c["relay"]["eps"],
+            "worker_eps": c["worker"]["eps"],
+            "ratio_vs_naive": round(c["worker"]["eps"] / c["naive"]["eps"], 2),
+            "ratio_vs_relay": round(c["worker"]["eps"] / c["relay"]["eps"], 2),
+            "p50_ms": c["worker"].get("p50_ms"),
+            "p99_ms": c["worker"].get("p99_ms"),
+            "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        }
+    )
+    print(
+        f"worker/naive = {result['ratio_vs_naive']}x, worker/relay = {result['ratio_vs_relay']}x; latency at "
+        f"{rate:.0f} events/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+        f"(broker {result['broker_mode']}, load avg {result['load_avg_1m_start']} -> {result['load_avg_1m_end']})",
+        file=sys.stderr,
+    )
     loads = [result["load_avg_1m_start"], result["load_avg_1m_end"]] + [
-        c[kind].get(k) for kind in CONTENDERS for k in ("load_avg_1m", "latency_load_avg_1m") if c[kind].get(k)]
+        c[kind].get(k) for kind in CONTENDERS for k in ("load_avg_1m", "latency_load_avg_1m") if c[kind].get(k)
+    ]
     result["busy"] = max(loads) > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
     if result["busy"]:
-        print(f"note: load average reached {max(loads)} on {os.cpu_count()} CPUs: other processes shared the "
-              "cores, so these figures (the latency ones above all) understate the contenders; re-run on a quiet "
-              "machine", file=sys.stderr)
+        print(
+            f"note: load average reached {max(loads)} on {os.cpu_count()} CPUs: other processes shared the "
+            "cores, so these figures (the latency ones above all) understate the contenders; re-run on a quiet "
+            "machine",
+            file=sys.stderr,
+        )
     line = orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode()
     print(line)
     if json_path is not None:
@@ -433,8 +564,17 @@ def main(argv: list[str] | None = None) -> None:
     """Entry of the naive and relay contender processes (started by :func:`run_bench_stream`)."""
     parser = argparse.ArgumentParser(prog="python -m churn_stream.bench.stream")
     parser.add_argument("kind", choices=("naive", "relay"))
-    for opt in ("--bootstrap", "--input", "--output", "--alerts", "--group", "--pipeline", "--data-dir",
-                "--model-name", "--model-version"):
+    for opt in (
+        "--bootstrap",
+        "--input",
+        "--output",
+        "--alerts",
+        "--group",
+        "--pipeline",
+        "--data-dir",
+        "--model-name",
+        "--model-version",
+    ):
         parser.add_argument(opt, required=True)
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args(argv)

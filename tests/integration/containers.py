@@ -54,7 +54,7 @@ def _docker_host(environ: Mapping[str, str]) -> str | None:
         return None
     try:
         return get_docker_host()
-    except Exception:  # noqa: BLE001 - a broken config means "no engine", not a test error
+    except Exception:  # a broken config means "no engine", not a test error
         logger.debug("testcontainers could not resolve a docker host", exc_info=True)
         return None
 
@@ -78,8 +78,9 @@ def _ping_cli(timeout_s: float) -> bool:
     if exe is None:
         return False
     try:
-        done = subprocess.run([exe, "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=timeout_s, check=False)
+        done = subprocess.run(
+            [exe, "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout_s, check=False
+        )
     except (subprocess.TimeoutExpired, OSError):
         return False
     return done.returncode == 0
@@ -114,7 +115,7 @@ def docker_available(timeout_s: float = DOCKER_PING_TIMEOUT_S, environ: Mapping[
                 result.append(_ping_cli(timeout_s))
                 return
             result.append(_ping_sdk(env, timeout_s))
-        except Exception as err:  # noqa: BLE001 - every failure to reach an engine means "no"
+        except Exception as err:  # every failure to reach an engine means "no"
             logger.debug("docker engine not reachable: %s", type(err).__name__)
             result.append(False)
 
@@ -161,19 +162,31 @@ class ContainerStack:
 
     def mlflow_server_args(self, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
         """``mlflow server`` arguments (after the executable) for these containers, as in production."""
-        return ["server", "--backend-store-uri", self.postgres_url,
-                "--artifacts-destination", "s3://mlflow/artifacts",
-                "--host", host, "--port", str(port), "--workers", "1"]
+        return [
+            "server",
+            "--backend-store-uri",
+            self.postgres_url,
+            "--artifacts-destination",
+            "s3://mlflow/artifacts",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
 
     def mlflow_server_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """Environment of that ``mlflow server`` process: ``base`` plus S3 endpoint and credentials."""
         env = dict(base or {})
-        env.update({
-            "MLFLOW_S3_ENDPOINT_URL": f"http://{self.minio_endpoint}",
-            "AWS_ACCESS_KEY_ID": self.minio_access_key,
-            "AWS_SECRET_ACCESS_KEY": self.minio_secret_key,
-            "AWS_DEFAULT_REGION": "us-east-1",
-        })
+        env.update(
+            {
+                "MLFLOW_S3_ENDPOINT_URL": f"http://{self.minio_endpoint}",
+                "AWS_ACCESS_KEY_ID": self.minio_access_key,
+                "AWS_SECRET_ACCESS_KEY": self.minio_secret_key,
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        )
         return env
 
     def stop(self) -> None:
@@ -182,7 +195,7 @@ class ContainerStack:
             container = self.containers.pop()
             try:
                 container.stop()
-            except Exception:  # noqa: BLE001 - teardown must reach the other containers
+            except Exception:  # teardown must reach the other containers
                 logger.warning("could not stop %s", type(container).__name__, exc_info=True)
 
 
@@ -231,8 +244,11 @@ def start_container_stack(environ: Mapping[str, str] | None = None) -> Container
         kafka.start()
         stack_containers.append(kafka)
 
-        minio = MinioContainer(env.get("CHURN_TC_MINIO_IMAGE", MINIO_IMAGE),
-                               access_key=LOCAL_DEFAULT_ACCESS_KEY, secret_key=LOCAL_DEFAULT_SECRET_KEY)
+        minio = MinioContainer(
+            env.get("CHURN_TC_MINIO_IMAGE", MINIO_IMAGE),
+            access_key=LOCAL_DEFAULT_ACCESS_KEY,
+            secret_key=LOCAL_DEFAULT_SECRET_KEY,
+        )
         # Current MinIO releases read only the MINIO_ROOT_* names.
         minio.with_env("MINIO_ROOT_USER", LOCAL_DEFAULT_ACCESS_KEY)
         minio.with_env("MINIO_ROOT_PASSWORD", LOCAL_DEFAULT_SECRET_KEY)

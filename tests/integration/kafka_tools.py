@@ -26,8 +26,9 @@ def wait_for_count(settings, topic: str, predicate, expected: int, timeout_s: fl
     from plumbing.clients import decode_record, kafka_kwargs
 
     async def run() -> list[dict]:
-        consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings), group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            topic, **kafka_kwargs(settings), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+        )
         await consumer.start()
         found: list[dict] = []
         try:
@@ -37,8 +38,12 @@ def wait_for_count(settings, topic: str, predicate, expected: int, timeout_s: fl
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for msgs in batch.values():
                     for m in msgs:
-                        rec = {"partition": m.partition, "offset": m.offset,
-                               "key": m.key, "value": decode_record(m.value)}
+                        rec = {
+                            "partition": m.partition,
+                            "offset": m.offset,
+                            "key": m.key,
+                            "value": decode_record(m.value),
+                        }
                         if predicate(rec):
                             found.append(rec)
         finally:
@@ -73,8 +78,13 @@ def kcat_read(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[bytes
     if kcat is None:
         raise RuntimeError("kcat is not installed (Debian package 'kcat'; `make test` installs it)")
     env = dict(os.environ, LD_LIBRARY_PATH=str(librdkafka_dir()))
-    out = subprocess.run([kcat, "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-D", "\n"],
-                         env=env, capture_output=True, timeout=timeout_s, check=True)
+    out = subprocess.run(
+        [kcat, "-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-D", "\n"],
+        env=env,
+        capture_output=True,
+        timeout=timeout_s,
+        check=True,
+    )
     return [line for line in out.stdout.split(b"\n") if line]
 
 

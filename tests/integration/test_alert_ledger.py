@@ -30,8 +30,9 @@ CRASHED_AFTER = 2000  # the crashed worker had scored and alerted on the first 2
 def ledger_settings(stack_settings):
     from churn_stream.stack import LocalStack
 
-    return stack_settings.with_overrides(topic_suffix="-ledger", consumer_group="churn-scorer-ledger",
-                                         worker_web_port=LocalStack.free_ports(1)[0])
+    return stack_settings.with_overrides(
+        topic_suffix="-ledger", consumer_group="churn-scorer-ledger", worker_web_port=LocalStack.free_ports(1)[0]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +50,16 @@ def champion(stack_settings):
 
 def _crashed_worker_outputs(settings, topics, champion, telco_csv) -> list[str]:
     """Produce EVENTS input events; write the crashed worker's scores and alerts for the first CRASHED_AFTER."""
-    from plumbing.clients import ensure_topics
-    from churn_stream.produce import csv_to_customer_events
     from churn_stream.demo import replicate_events
+    from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import ensure_topics
     from stream_app.scoring import RawRecord, score_batch
     from stream_app.worker import BatchSender, ensure_worker_topics
 
     ensure_topics(settings)
     ensure_worker_topics(settings, topics)
     base = csv_to_customer_events(telco_csv)
-    events = replicate_events(base, len(base) + EVENTS)[len(base):]
+    events = replicate_events(base, len(base) + EVENTS)[len(base) :]
     records = [RawRecord(topics.customers, 0, i, k, v) for i, (k, v) in enumerate(events[:CRASHED_AFTER])]
     model = champion.current
     result = score_batch(model, records, value_model=champion.value_model)
@@ -104,8 +105,13 @@ def test_worker_taking_over_uncommitted_work_alerts_each_event_once(ledger_setti
     try:
         wait_worker_ready(ledger_settings, proc, timeout_s=180)
         # Every input event is scored by the new worker: the crashed one committed nothing.
-        scores = wait_for_count(ledger_settings, topics.scores, lambda r: r["value"]["scored_at"] is not None,
-                                CRASHED_AFTER + EVENTS, timeout_s=180)
+        scores = wait_for_count(
+            ledger_settings,
+            topics.scores,
+            lambda r: r["value"]["scored_at"] is not None,
+            CRASHED_AFTER + EVENTS,
+            timeout_s=180,
+        )
         by_event = Counter(r["value"]["event_id"] for r in scores)
         assert len(by_event) == EVENTS  # nothing lost
         assert sum(c == 2 for c in by_event.values()) == CRASHED_AFTER  # re-scored: at-least-once

@@ -14,7 +14,7 @@ import pytest
 # modules (it is a pytest plugin) with ast.parse, and CPython 3.11.7's AST constructor can
 # fail with "SystemError: AST constructor recursion depth mismatch" when another thread is
 # active (python/cpython#106905, fixed in 3.11.8). The lazy import inside the test hit it in CI.
-import schemathesis.specs.openapi.schemas  # noqa: F401, E402, I001
+import schemathesis.specs.openapi.schemas  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +57,9 @@ def api_url(stack_settings, tracker, champion):
     # A short registry check, for the test of a champion that was never announced.
     app = create_app(stack_settings.with_overrides(model_reconcile_s=RECONCILE_S), tracker, max_body_bytes=64 * 1024)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name="api-test-server", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -157,8 +158,15 @@ def test_predicted_customer_value_from_regressor_champion_when_registered(client
     except MlflowException:
         mv = None
     # A brand-new customer (tenure 1): a linear value model extrapolates below zero there.
-    new = {**customers[0], "customer_id": "new-1", "tenure_months": 1, "monthly_charges_usd": 85.0,
-           "total_charges_usd": 170.0, "contract": "Month-to-month", "internet_service": "Fiber optic"}
+    new = {
+        **customers[0],
+        "customer_id": "new-1",
+        "tenure_months": 1,
+        "monthly_charges_usd": 85.0,
+        "total_charges_usd": 170.0,
+        "contract": "Month-to-month",
+        "internet_service": "Fiber optic",
+    }
     deadline = time.monotonic() + 10
     while True:
         body = client.post("/api/predict", json=[*customers[:3], new]).json()
@@ -190,8 +198,9 @@ def test_envelope_body_and_query_model_name_select_a_version(client, customers, 
         np.testing.assert_allclose([p["churn_probability"] for p in preds], expected, rtol=0, atol=1e-12)
 
 
-def test_model_name_selects_challenger_by_alias_and_by_number(client, customers, stack_settings, tracker,
-                                                             champion_pipeline):
+def test_model_name_selects_challenger_by_alias_and_by_number(
+    client, customers, stack_settings, tracker, champion_pipeline
+):
     from batch.cycle import run_cycle
     from plumbing.artifacts import download_pipeline
     from plumbing.clients import make_storage
@@ -217,8 +226,9 @@ def test_model_name_selects_challenger_by_alias_and_by_number(client, customers,
     assert r.json()["predictions"][0]["model_version"] == champion_version
 
 
-@pytest.mark.parametrize("ref", ["churn-classifier/99999", "no-such-model", "churn-classifier@no-such-alias",
-                                 "no-such-model/1"])
+@pytest.mark.parametrize(
+    "ref", ["churn-classifier/99999", "no-such-model", "churn-classifier@no-such-alias", "no-such-model/1"]
+)
 def test_unknown_model_is_404(client, customers, ref):
     r = client.post("/api/predict", params={"model_name": ref}, json=customers[0])
     assert r.status_code == 404, r.text
@@ -226,13 +236,16 @@ def test_unknown_model_is_404(client, customers, ref):
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("change, field", [
-    ({"tenure_months": "twelve"}, "tenure_months"),
-    ({"monthly_charges_usd": -5}, "monthly_charges_usd"),
-    ({"gender": None}, "gender"),
-    ({"contract": ""}, "contract"),
-    ({"event_time": "2024-01-01T00:00:00"}, "event_time"),  # naive time: not UTC-aware
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"tenure_months": "twelve"}, "tenure_months"),
+        ({"monthly_charges_usd": -5}, "monthly_charges_usd"),
+        ({"gender": None}, "gender"),
+        ({"contract": ""}, "contract"),
+        ({"event_time": "2024-01-01T00:00:00"}, "event_time"),  # naive time: not UTC-aware
+    ],
+)
 def test_bad_fields_are_422_naming_them(client, customers, change, field):
     r = client.post("/api/predict", json={**customers[0], **change})
     assert r.status_code == 422, r.text
@@ -370,7 +383,8 @@ def _wait_served(client: httpx.Client, customer: dict, version: str, within_s: f
 
 
 def test_unannounced_champion_and_alias_moved_by_hand_are_served_after_the_registry_check(
-        client, stack_settings, tracker, customers):
+    client, stack_settings, tracker, customers
+):
     """The registry is the source of truth: a champion whose announcement was never read (here: a
     cycle run without announcing) and a rollback made by moving the alias in MLflow are both served
     within the check interval, without restart."""
@@ -416,7 +430,6 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url):
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from schemathesis import GenerationMode
-
     from schemathesis.config import SchemathesisConfig
 
     # A body over the body limit (64 KiB on this test server, 1 MiB by default) is refused
@@ -436,9 +449,11 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url):
         if len(op.query) or len(op.body):
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
+
             @given(case=op.as_strategy(generation_mode=mode))
-            @settings(max_examples=50, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=50, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+            )
             def run(case) -> None:
                 nonlocal calls
                 calls += 1
@@ -454,8 +469,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url):
     assert elapsed < 120
 
 
-def test_bench_api_runs_open_loop_at_the_target_rate_beside_the_sklearn_reference(stack_settings, champion,
-                                                                                   tmp_path):
+def test_bench_api_runs_open_loop_at_the_target_rate_beside_the_sklearn_reference(stack_settings, champion, tmp_path):
     """``churn bench api`` end to end (short): every request answered, the schedule kept, figures consistent."""
     import json
 

@@ -75,8 +75,14 @@ def test_evaluation_artifacts_logged_per_model(full_cycle):
     result, _, tracker = full_cycle
     champ = result.promoted["churn-classifier"]
     files = {a.path for a in tracker.list_artifacts(champ["run_id"], "eval")}
-    assert {"eval/roc_curve.json", "eval/pr_curve.json", "eval/confusion_matrix.json", "eval/roc.png",
-            "eval/pr.png", "eval/confusion_matrix.png"} <= files
+    assert {
+        "eval/roc_curve.json",
+        "eval/pr_curve.json",
+        "eval/confusion_matrix.json",
+        "eval/roc.png",
+        "eval/pr.png",
+        "eval/confusion_matrix.png",
+    } <= files
     m = tracker.get_run(champ["run_id"]).data.metrics
     assert m["tn"] + m["fp"] + m["fn"] + m["tp"] == 1409  # the hold-out
     reg = result.promoted["sales-regressor"]

@@ -59,8 +59,11 @@ def with_champion(clients):
     settings, storage, tracker = clients
     result = run_cycle(settings, storage, tracker, margin=-1.0, **CYCLE)
     assert result.quality.status in ("pass", "warn")
-    print(json.dumps({"cycle_timings_s": result.summary()["timings_s"],
-                      "gate_check_s": round(result.quality.duration_s, 3)}))
+    print(
+        json.dumps(
+            {"cycle_timings_s": result.summary()["timings_s"], "gate_check_s": round(result.quality.duration_s, 3)}
+        )
+    )
     return result
 
 
@@ -105,7 +108,7 @@ def test_seaweedfs_conditional_put_gives_the_lock_to_exactly_one(clients):
     time.sleep(0.5)
     assert b.acquire()
     assert not short.renew()
-    short.release()                     # not its lock any more: nothing happens
+    short.release()  # not its lock any more: nothing happens
     assert s3_json(storage, "models", key)["owner"] == "b"
     b.release()
     assert b.read() is None
@@ -154,9 +157,11 @@ def test_drifted_copy_stops_at_the_gate_with_psi_in_s3_and_mlflow(clients, with_
     assert psi["monthly_charges_usd"]["psi"] > 0.25 and psi["tenure_months"]["psi"] < 0.1
     stored = s3_json(storage, "processed-data", f"telco/{report.cycle_id}/dq_report.json")
     assert stored["status"] == "fail" and stored["reference_cycle"] is not None
-    runs = tracker.search_runs([tracker.get_experiment_by_name("churn-telco").experiment_id],
-                               filter_string=f"tags.cycle_id = '{report.cycle_id}'")
-    assert len(runs) == 1                        # the parent run only: no model was trained
+    runs = tracker.search_runs(
+        [tracker.get_experiment_by_name("churn-telco").experiment_id],
+        filter_string=f"tags.cycle_id = '{report.cycle_id}'",
+    )
+    assert len(runs) == 1  # the parent run only: no model was trained
     run = runs[0]
     assert run.info.status == "FAILED" and run.data.tags["dq_status"] == "fail"
     assert {a.path for a in tracker.list_artifacts(run.info.run_id)} >= {"dq_report.json", "dq_report.md"}
@@ -184,10 +189,12 @@ def test_incoming_csvs_are_concatenated_ingested_and_archived(clients, with_cham
     assert pq.read_table(io.BytesIO(raw)).num_rows == 7043
     left = {o.object_name for o in storage.list_objects("raw-data", prefix="incoming/", recursive=True)}
     assert left == {"incoming/readme.txt"}
-    done = {o.object_name for o in storage.list_objects("raw-data", prefix=f"incoming-done/{outcome.cycle_id}/",
-                                                         recursive=True)}
+    done = {
+        o.object_name
+        for o in storage.list_objects("raw-data", prefix=f"incoming-done/{outcome.cycle_id}/", recursive=True)
+    }
     assert done == {f"incoming-done/{outcome.cycle_id}/day1/part-{i}.csv" for i in (1, 2)}
-    assert service.poll_incoming() is None      # nothing new
+    assert service.poll_incoming() is None  # nothing new
 
     # A drifted file is rejected by the gate and moved aside, not retried every poll.
     drifted = telco_raw.copy()
@@ -196,8 +203,9 @@ def test_incoming_csvs_are_concatenated_ingested_and_archived(clients, with_cham
     outcome = service.poll_incoming()
     assert outcome.status == "rejected" and "tenure_months=" in outcome.detail
     assert s3_json(storage, "processed-data", f"telco/{outcome.cycle_id}/dq_report.json")["status"] == "fail"
-    assert [o.object_name for o in storage.list_objects("raw-data", prefix="incoming-rejected/", recursive=True)] \
-        == [f"incoming-rejected/{outcome.cycle_id}/drifted.csv"]
+    assert [o.object_name for o in storage.list_objects("raw-data", prefix="incoming-rejected/", recursive=True)] == [
+        f"incoming-rejected/{outcome.cycle_id}/drifted.csv"
+    ]
     storage.remove_object("raw-data", "incoming/readme.txt")
 
 
@@ -224,7 +232,7 @@ def test_two_schedulers_on_one_stack_run_exactly_one_cycle(clients, with_champio
     assert "lock held by serve-" in skipped.detail
     from batch.lock import S3Lock
 
-    assert S3Lock(storage).read() is None      # released after the cycle
+    assert S3Lock(storage).read() is None  # released after the cycle
 
 
 # -------------------------------------------------------------------- outage
@@ -285,9 +293,10 @@ def test_s3_outage_mid_cycle_fails_clearly_and_the_next_cycle_succeeds(own_stack
     assert err.service == "S3" and err.stage == "train_classification"
     assert str(err).startswith(f"S3 unreachable at {own_stack.s3_endpoint_url} during train_classification: ")
     assert failed_after_s < 90
-    assert champion_version(tracker) == champion            # margin -1 would have promoted anything
-    failed = tracker.search_runs([tracker.get_experiment_by_name("churn-telco").experiment_id],
-                                 filter_string="attributes.status = 'FAILED'")
+    assert champion_version(tracker) == champion  # margin -1 would have promoted anything
+    failed = tracker.search_runs(
+        [tracker.get_experiment_by_name("churn-telco").experiment_id], filter_string="attributes.status = 'FAILED'"
+    )
     assert len(failed) == 1 and failed[0].data.tags.get("mlflow.parentRunId") is None
 
     t1 = time.monotonic()
@@ -296,6 +305,14 @@ def test_s3_outage_mid_cycle_fails_clearly_and_the_next_cycle_succeeds(own_stack
     second = run_cycle(settings, storage, tracker, margin=-1.0, **CYCLE)
     assert champion_version(tracker) == second.registered["model_version"] != champion
     assert second.quality.status in ("pass", "warn")
-    print(json.dumps({"first_cycle_timings_s": first.summary()["timings_s"],
-                      "failed_after_s": round(failed_after_s, 2), "s3_restart_s": round(restart_s, 2),
-                      "next_cycle_timings_s": second.summary()["timings_s"], "error": str(err)[:160]}))
+    print(
+        json.dumps(
+            {
+                "first_cycle_timings_s": first.summary()["timings_s"],
+                "failed_after_s": round(failed_after_s, 2),
+                "s3_restart_s": round(restart_s, 2),
+                "next_cycle_timings_s": second.summary()["timings_s"],
+                "error": str(err)[:160],
+            }
+        )
+    )

@@ -16,19 +16,50 @@ def test_bench_batch_small_retail_cycle_reports_real_figures(stack_settings, tmp
     # The CLI reads settings from the environment: point it at the test stack.
     monkeypatch.setattr(cli.Settings, "from_env", classmethod(lambda cls, environ=None: stack_settings))
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(cli.main, [
-        "--log-level", "WARNING", "bench", "batch", "--dataset", "retail", "--rows", "3000", "--seed", "7",
-        "--only", "logistic_regression", "--only", "svm", "--only", "linear_regression", "--json", str(out)])
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "--log-level",
+            "WARNING",
+            "bench",
+            "batch",
+            "--dataset",
+            "retail",
+            "--rows",
+            "3000",
+            "--seed",
+            "7",
+            "--only",
+            "logistic_regression",
+            "--only",
+            "svm",
+            "--only",
+            "linear_regression",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     assert figures["dataset"] == "retail" and figures["rows"] == 3000
     assert figures["source"] == "generated(seed=7)" and figures["generate_s"] > 0
     stages = figures["stages_s"]
-    for stage in ("ingest", "features", "quality", "train_classification", "train_regression", "promote",
-                  "fit", "tune_threshold", "evaluate", "log_models"):
+    for stage in (
+        "ingest",
+        "features",
+        "quality",
+        "train_classification",
+        "train_regression",
+        "promote",
+        "fit",
+        "tune_threshold",
+        "evaluate",
+        "log_models",
+    ):
         assert stages[stage] > 0, stage
-    assert figures["cycle_s"] >= sum(stages[s] for s in ("ingest", "features", "quality", "train_classification",
-                                                            "train_regression", "promote"))
+    assert figures["cycle_s"] >= sum(
+        stages[s] for s in ("ingest", "features", "quality", "train_classification", "train_regression", "promote")
+    )
     assert figures["cpu_s"] > 0
     # A Python process holding numpy, pandas, pyarrow and MLflow: well above 100 MB, far below 6 GB.
     assert 0.1 < figures["peak_rss_gb"] < 6.0
@@ -58,10 +89,31 @@ def test_bench_batch_caps_the_ensembles_and_logs_fit_rows(stack_settings, tmp_pa
     capped = stack_settings.with_overrides(batch_ensemble_max_rows=1000, batch_poly_max_rows=600)
     monkeypatch.setattr(cli.Settings, "from_env", classmethod(lambda cls, environ=None: capped))
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(cli.main, [
-        "--log-level", "WARNING", "bench", "batch", "--dataset", "retail", "--rows", "3000", "--seed", "8",
-        "--only", "random_forest", "--only", "gradient_boosting_regressor", "--only", "polynomial_regression",
-        "--only", "linear_regression", "--json", str(out)])
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "--log-level",
+            "WARNING",
+            "bench",
+            "batch",
+            "--dataset",
+            "retail",
+            "--rows",
+            "3000",
+            "--seed",
+            "8",
+            "--only",
+            "random_forest",
+            "--only",
+            "gradient_boosting_regressor",
+            "--only",
+            "polynomial_regression",
+            "--only",
+            "linear_regression",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     figures = json.loads(out.read_text())
     assert figures["settings"]["batch_ensemble_max_rows"] == 1000
@@ -76,8 +128,10 @@ def test_bench_batch_caps_the_ensembles_and_logs_fit_rows(stack_settings, tmp_pa
     # sampled regressor still learns (it fitted a few dozen rows when sales were the strata).
     assert models["gradient_boosting_regressor"]["score"] > 0.4
     tracker = make_tracker(stack_settings)
-    runs = tracker.search_runs([tracker.get_experiment_by_name("churn-retail").experiment_id],
-                               filter_string=f"tags.cycle_id = '{figures['cycle_id']}'")
+    runs = tracker.search_runs(
+        [tracker.get_experiment_by_name("churn-retail").experiment_id],
+        filter_string=f"tags.cycle_id = '{figures['cycle_id']}'",
+    )
     logged = {r.data.tags.get("model"): r.data.params for r in runs if r.data.tags.get("model")}
     assert int(logged["random_forest"]["fit_rows"]) == models["random_forest"]["fit_rows"]
     assert int(logged["gradient_boosting_regressor"]["fit_rows"]) == models["gradient_boosting_regressor"]["fit_rows"]

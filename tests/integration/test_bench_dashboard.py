@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_one_minute_at_2000_events_per_s_keeps_memory_flat_and_callbacks_within_their_interval(
-        stack_settings, tmp_path):
+    stack_settings, tmp_path
+):
     from churn_stream.bench.dashboard import FLAT_TOLERANCE_MB, run_bench_dashboard
 
     out = tmp_path / "bench-dashboard.json"

@@ -19,8 +19,19 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     result = run_bench_stream(stack_settings, events=5000, json_path=out, latency_s=3.0)
 
     saved = orjson.loads(out.read_text())
-    for name in ("naive_eps", "relay_eps", "worker_eps", "ratio_vs_naive", "ratio_vs_relay", "p50_ms", "p99_ms",
-                 "events", "broker_mode", "load_avg_1m_start", "load_avg_1m_end"):
+    for name in (
+        "naive_eps",
+        "relay_eps",
+        "worker_eps",
+        "ratio_vs_naive",
+        "ratio_vs_relay",
+        "p50_ms",
+        "p99_ms",
+        "events",
+        "broker_mode",
+        "load_avg_1m_start",
+        "load_avg_1m_end",
+    ):
         assert name in saved, name
     assert saved["events"] == 5000 and saved["broker_mode"] == "ephemeral"
     for kind in ("naive", "relay", "worker"):

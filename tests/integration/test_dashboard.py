@@ -30,9 +30,17 @@ SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 ONLY = {"logistic_regression", "linear_regression"}
 #: Customer events per second produced while the browser looks.
 RATE = 150
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,1800")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1800",
+)
 
 
 def _free_port() -> int:
@@ -98,8 +106,16 @@ def api_url(stack_settings, tracker, champion):
     import uvicorn
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_api(stack_settings, tracker), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_api(stack_settings, tracker),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    )
     thread = threading.Thread(target=server.run, name="api-for-dashboard-test", daemon=True)
     thread.start()
     try:
@@ -115,8 +131,8 @@ def producing(stack_settings, worker, telco_csv):
     """Customer events at :data:`RATE` per second until the module ends (one producer in its own loop)."""
     from aiokafka import AIOKafkaProducer
 
-    from plumbing.clients import kafka_kwargs
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import kafka_kwargs
     from schemas.events import new_event_id, utc_now
 
     records = csv_to_customer_events(telco_csv, limit=3000)
@@ -161,11 +177,15 @@ def _serve(app) -> tuple[str, object, threading.Thread]:
 
 @pytest.fixture(scope="module")
 def dashboard_url(stack_settings, tracker, api_url, producing):
-    from plumbing.clients import kafka_kwargs
     from dashboard.app import create_app
+    from plumbing.clients import kafka_kwargs
 
-    app = create_app(stack_settings, api_url=api_url or f"http://127.0.0.1:{_free_port()}/api/predict",
-                     tracker=tracker, kafka_options=kafka_kwargs(stack_settings))
+    app = create_app(
+        stack_settings,
+        api_url=api_url or f"http://127.0.0.1:{_free_port()}/api/predict",
+        tracker=tracker,
+        kafka_options=kafka_kwargs(stack_settings),
+    )
     url, server, thread = _serve(app)
     try:
         yield url
@@ -218,8 +238,11 @@ def _number(text: str) -> float:
 def _open_tab(driver, label: str) -> None:
     from selenium.webdriver.common.by import By
 
-    tab = _wait(driver, lambda d: next((t for t in d.find_elements(By.CSS_SELECTOR, ".tab")
-                                        if t.text.strip() == label), None), message=f"tab {label!r}")
+    tab = _wait(
+        driver,
+        lambda d: next((t for t in d.find_elements(By.CSS_SELECTOR, ".tab") if t.text.strip() == label), None),
+        message=f"tab {label!r}",
+    )
     tab.click()
 
 
@@ -228,8 +251,12 @@ def test_live_tab_counts_rise_and_alerts_sort(dashboard_url, browser, producing)
 
     t0 = time.monotonic()
     browser.get(dashboard_url)
-    _wait(browser, lambda d: re.fullmatch(r"[\d,]+", _text(d, "kpi-scores")) and _number(_text(d, "kpi-scores")) > 0,
-          30, "no scores counted on the live tab")
+    _wait(
+        browser,
+        lambda d: re.fullmatch(r"[\d,]+", _text(d, "kpi-scores")) and _number(_text(d, "kpi-scores")) > 0,
+        30,
+        "no scores counted on the live tab",
+    )
     first = _number(_text(browser, "kpi-scores"))
     _wait(browser, lambda d: _number(_text(d, "kpi-scores")) >= first + RATE, 15, "score count did not rise")
     assert _number(_text(browser, "kpi-rate")) > 0
@@ -237,8 +264,12 @@ def test_live_tab_counts_rise_and_alerts_sort(dashboard_url, browser, producing)
     assert re.match(r"[\d,]+ ms / [\d,]+ ms", _text(browser, "kpi-latency")), _text(browser, "kpi-latency")
     assert _text(browser, "kpi-status") == "connected"
     # The worker's group has committed offsets by now: the lag is a number (Tansu answers per-partition fetches).
-    lag = _wait(browser, lambda d: re.fullmatch(r"[\d,]+", t := _text(d, "kpi-lag")) and t, 15,
-                f"no consumer lag shown: {_text(browser, 'kpi-lag')!r} {_text(browser, 'lag-note')!r}")
+    lag = _wait(
+        browser,
+        lambda d: re.fullmatch(r"[\d,]+", t := _text(d, "kpi-lag")) and t,
+        15,
+        f"no consumer lag shown: {_text(browser, 'kpi-lag')!r} {_text(browser, 'lag-note')!r}",
+    )
     assert _number(lag) >= 0 and _text(browser, "lag-note") == ""
     # Latency is scored_at - event_time of events produced just now: seconds at most, not the run's age.
     assert _number(_text(browser, "kpi-latency").split(" ms")[0]) < 10_000, _text(browser, "kpi-latency")
@@ -247,8 +278,9 @@ def test_live_tab_counts_rise_and_alerts_sort(dashboard_url, browser, producing)
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts-table td[data-dash-column=reasons]")) > 3)
     reasons = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#alerts-table td[data-dash-column=reasons]")]
     assert any("(+" in r for r in reasons), reasons
-    sort = browser.find_element(By.CSS_SELECTOR, "#alerts-table th[data-dash-column=churn_probability] "
-                                                 ".column-header--sort")
+    sort = browser.find_element(
+        By.CSS_SELECTOR, "#alerts-table th[data-dash-column=churn_probability] .column-header--sort"
+    )
     sort.click()
     sort.click()  # ascending, then descending
 

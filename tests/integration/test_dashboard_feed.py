@@ -25,16 +25,26 @@ def _wait(predicate, timeout_s: float) -> bool:
 
 
 def _score(i: int) -> bytes:
-    return orjson.dumps({"event_id": f"feed-{i}", "customer_id": f"C{i}", "churn_probability": 0.4,
-                         "churn_label": False, "threshold": 0.5, "model_name": "churn-classifier",
-                         "model_version": "1", "schema_version": 1,
-                         "event_time": "2026-11-29T00:00:00+00:00", "scored_at": "2026-11-29T00:00:00+00:00"})
+    return orjson.dumps(
+        {
+            "event_id": f"feed-{i}",
+            "customer_id": f"C{i}",
+            "churn_probability": 0.4,
+            "churn_label": False,
+            "threshold": 0.5,
+            "model_name": "churn-classifier",
+            "model_version": "1",
+            "schema_version": 1,
+            "event_time": "2026-11-29T00:00:00+00:00",
+            "scored_at": "2026-11-29T00:00:00+00:00",
+        }
+    )
 
 
 def test_live_feed_reconnects_and_counts_again_after_the_broker_restarts(tmp_path):
-    from plumbing.clients import ensure_topics, produce_records
     from churn_stream.stack import LocalStack
     from dashboard.live import LiveFeed
+    from plumbing.clients import ensure_topics, produce_records
     from schemas.topics import Topics
 
     stack = LocalStack.for_tests(tmp_path / "stack")

@@ -50,11 +50,16 @@ def test_churn_demo_on_a_fresh_machine_scores_every_customer_once():
     data_dir = Path(tempfile.mkdtemp(prefix="churn-test-demo-"))
     s3 = _s3_base_port()
     kafka, mlflow, web = LocalStack.free_ports(3)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CHURN_", "KAFKA_", "MINIO_", "MLFLOW_", "AWS_"))}
-    env.update({"CHURN_DATA_DIR": str(data_dir), "MINIO_ENDPOINT": f"127.0.0.1:{s3}",
-                "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}", "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
-                "CHURN_WORKER_WEB_PORT": str(web)})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "KAFKA_", "MINIO_", "MLFLOW_", "AWS_"))}
+    env.update(
+        {
+            "CHURN_DATA_DIR": str(data_dir),
+            "MINIO_ENDPOINT": f"127.0.0.1:{s3}",
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}",
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow}",
+            "CHURN_WORKER_WEB_PORT": str(web),
+        }
+    )
     try:
         t0 = time.monotonic()
         first = _run(["demo", "--exit"], env, timeout_s=1200)

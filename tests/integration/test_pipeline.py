@@ -25,8 +25,9 @@ def champion(stack_settings):
     from plumbing.clients import make_storage, make_tracker
 
     # margin=-1: promote this cycle's model even if another module registered a better one.
-    result = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO,
-                       margin=-1.0)
+    result = run_cycle(
+        stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO, margin=-1.0
+    )
     assert result.registered["alias"] == "champion"
     assert result.announced
     return result
@@ -63,8 +64,8 @@ def _batch_probabilities(settings, registered: dict, telco_csv, n: int) -> tuple
 
 
 def test_thousand_telco_rows_scored_exactly_once_and_match_batch(stack_settings, champion, worker, telco_csv):
-    from plumbing.clients import produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import produce_records
 
     records = csv_to_customer_events(telco_csv, limit=1000)
     ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -86,8 +87,9 @@ def test_thousand_telco_rows_scored_exactly_once_and_match_batch(stack_settings,
     should_alert = {c for c, p in expected.items() if p >= threshold}
     assert 100 < len(should_alert) < 900  # the threshold really separates customers
     # Alerts come with their batch's scores; allow a moment for the tail.
-    alerts = wait_for_count(stack_settings, Topics.ALERTS, lambda r: r["value"]["event_id"] in ids,
-                            len(should_alert), timeout_s=30)
+    alerts = wait_for_count(
+        stack_settings, Topics.ALERTS, lambda r: r["value"]["event_id"] in ids, len(should_alert), timeout_s=30
+    )
     alerted = [a["value"]["customer_id"] for a in alerts]
     assert len(alerted) == len(set(alerted)) == len(should_alert)
     assert set(alerted) == should_alert
@@ -98,8 +100,8 @@ def test_thousand_telco_rows_scored_exactly_once_and_match_batch(stack_settings,
 
 
 def test_kcat_reads_valid_json_scores(stack_settings, worker, telco_csv):
-    from plumbing.clients import produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import produce_records
 
     records = csv_to_customer_events(telco_csv, limit=300)
     ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -113,8 +115,8 @@ def test_kcat_reads_valid_json_scores(stack_settings, worker, telco_csv):
 
 
 def test_bad_events_go_to_dead_letters_and_valid_ones_are_scored(stack_settings, worker, telco_csv):
-    from plumbing.clients import produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import produce_records
 
     good = csv_to_customer_events(telco_csv, limit=20)
     base = orjson.loads(good[0][1])
@@ -153,20 +155,22 @@ def test_bad_events_go_to_dead_letters_and_valid_ones_are_scored(stack_settings,
         assert letter.stage in {"decode", "validate"}
         assert letter.error_message
     assert seen == originals
-    by_value = {base64.b64decode(orjson.loads(orjson.dumps(r["value"]))["original_value_b64"] or b""): r["value"]
-                for r in dlq}
+    by_value = {
+        base64.b64decode(orjson.loads(orjson.dumps(r["value"]))["original_value_b64"] or b""): r["value"] for r in dlq
+    }
     assert "tenure_months" in by_value[bad_values[3]]["error_message"]
     assert by_value[bad_values[0]]["stage"] == "decode"
 
 
 def test_new_champion_is_hot_reloaded_and_names_its_version(stack_settings, champion, worker, telco_csv):
     from batch.cycle import run_cycle
-    from plumbing.clients import make_storage, make_tracker, produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import make_storage, make_tracker, produce_records
 
     before = _health(stack_settings)["model_version"]
-    second = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), margin=-1.0,
-                       only=FAST_ZOO)
+    second = run_cycle(
+        stack_settings, make_storage(stack_settings), make_tracker(stack_settings), margin=-1.0, only=FAST_ZOO
+    )
     new_version = second.registered["model_version"]
     assert second.registered["alias"] == "champion" and new_version != before
     announced = time.monotonic()
@@ -187,8 +191,8 @@ def test_churn_consume_prints_json_lines(stack_settings, worker, telco_csv):
     from click.testing import CliRunner
 
     from churn_stream.cli import main
-    from plumbing.clients import produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import produce_records
 
     records = csv_to_customer_events(telco_csv, limit=5)
     produce_records(stack_settings, Topics.CUSTOMERS, records)
@@ -217,8 +221,8 @@ def test_new_champion_under_load_scores_within_2s_and_nothing_is_lost(stack_sett
     from datetime import datetime
 
     from batch.cycle import run_cycle
-    from plumbing.clients import make_storage, make_tracker, produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import make_storage, make_tracker, produce_records
     from schemas.events import new_event_id
 
     base = [(k, orjson.loads(v)) for k, v in csv_to_customer_events(telco_csv, limit=1000)]
@@ -236,8 +240,9 @@ def test_new_champion_under_load_scores_within_2s_and_nothing_is_lost(stack_sett
     producer.start()
     try:
         time.sleep(2)
-        cycle = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), margin=-1.0,
-                          only=FAST_ZOO)
+        cycle = run_cycle(
+            stack_settings, make_storage(stack_settings), make_tracker(stack_settings), margin=-1.0, only=FAST_ZOO
+        )
         new_version = cycle.registered["model_version"]
         assert cycle.announced and new_version != before
         time.sleep(4)  # keep the load on after the swap
@@ -246,8 +251,11 @@ def test_new_champion_under_load_scores_within_2s_and_nothing_is_lost(stack_sett
         producer.join(60)
 
     announcements = wait_for_count(
-        stack_settings, Topics.MODEL_UPDATED,
-        lambda r: r["value"]["model_name"] == "churn-classifier" and r["value"]["model_version"] == new_version, 1)
+        stack_settings,
+        Topics.MODEL_UPDATED,
+        lambda r: r["value"]["model_name"] == "churn-classifier" and r["value"]["model_version"] == new_version,
+        1,
+    )
     announced_at = datetime.fromisoformat(announcements[0]["value"]["event_time"])
     seen: set[str] = set()
 
@@ -262,8 +270,9 @@ def test_new_champion_under_load_scores_within_2s_and_nothing_is_lost(stack_sett
     assert seen == produced_ids  # nothing lost under the swap
     versions = {s["value"]["model_version"] for s in scores}
     assert versions <= {before, new_version} and new_version in versions  # never a half-loaded model
-    first_new = min(datetime.fromisoformat(s["value"]["scored_at"]) for s in scores
-                    if s["value"]["model_version"] == new_version)
+    first_new = min(
+        datetime.fromisoformat(s["value"]["scored_at"]) for s in scores if s["value"]["model_version"] == new_version
+    )
     swap_s = (first_new - announced_at).total_seconds()
     print(f"events={len(produced_ids)} versions={sorted(versions)} announcement->first new score {swap_s:.3f} s")
     assert swap_s <= 2.0

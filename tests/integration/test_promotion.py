@@ -8,15 +8,15 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_tag(stack_settings, tmp_path,
-                                                                                  telco_csv):
+def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_tag(stack_settings, tmp_path, telco_csv):
     from batch.cycle import run_cycle
     from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME
     from plumbing.clients import make_storage, make_tracker
 
     storage, tracker = make_storage(stack_settings), make_tracker(stack_settings)
-    weak = run_cycle(stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, margin=-1.0,
-                     announce=False)
+    weak = run_cycle(
+        stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, margin=-1.0, announce=False
+    )
     weak_cls, weak_reg = weak.promoted[CLASSIFIER_NAME], weak.promoted[REGRESSOR_NAME]
     assert weak_cls["alias"] == weak_reg["alias"] == "champion"
     # The champions' registered metrics as a cycle on easier data would have left them.
@@ -24,8 +24,14 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_ta
     tracker.set_model_version_tag(REGRESSOR_NAME, weak_reg["model_version"], "r2", "0.99999")
 
     # The hold for a champion that drops on new data is off here: the tags above fake exactly such a drop.
-    strong = run_cycle(stack_settings.with_overrides(promotion_max_champion_drop=1.0), storage, tracker,
-                       only={"logistic_regression", "multiple_regression"}, margin=0.0, announce=False)
+    strong = run_cycle(
+        stack_settings.with_overrides(promotion_max_champion_drop=1.0),
+        storage,
+        tracker,
+        only={"logistic_regression", "multiple_regression"},
+        margin=0.0,
+        announce=False,
+    )
     cls, reg = strong.promoted[CLASSIFIER_NAME], strong.promoted[REGRESSOR_NAME]
     # Against the tags (0.99) neither would have won; on the same hold-out both beat the weak models.
     assert cls["metrics"]["roc_auc"] < 0.99 and reg["metrics"]["r2"] < 0.99999
@@ -41,8 +47,9 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_ta
     real_sha = cls["sha256"]
     tracker.set_model_version_tag(CLASSIFIER_NAME, cls["model_version"], "sha256", "0" * 64)
     try:
-        again = run_cycle(stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, margin=0.0,
-                          announce=False)
+        again = run_cycle(
+            stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, margin=0.0, announce=False
+        )
     finally:
         tracker.set_model_version_tag(CLASSIFIER_NAME, cls["model_version"], "sha256", real_sha)
     fallback = again.promoted[CLASSIFIER_NAME]
@@ -59,8 +66,15 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_ta
     raw.loc[rule, "Churn"] = "Yes"
     flipped = tmp_path / "telco_flipped.csv"
     raw.to_csv(flipped, index=False)
-    corrupt = run_cycle(stack_settings, storage, tracker, only={"logistic_regression", "linear_regression"},
-                        source=flipped, margin=0.0, announce=False)
+    corrupt = run_cycle(
+        stack_settings,
+        storage,
+        tracker,
+        only={"logistic_regression", "linear_regression"},
+        source=flipped,
+        margin=0.0,
+        announce=False,
+    )
     on_flipped = corrupt.promoted[CLASSIFIER_NAME]
     assert on_flipped["champion_metric_source"] == "this hold-out"
     # The same champion, other labels: a drop against its own registered metric (measured 0.842 -> 0.650).
@@ -71,13 +85,26 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_ta
     assert on_flipped["alias"] == "challenger" and "not promoted automatically" in on_flipped["promotion_held"]
     assert tracker.get_model_version_by_alias(CLASSIFIER_NAME, "champion").version == cls["model_version"]
     # With the hold switched off the same data promotes (the old behaviour, e.g. for real concept drift).
-    loose = run_cycle(stack_settings.with_overrides(promotion_max_champion_drop=1.0), storage, tracker,
-                      only={"logistic_regression", "linear_regression"}, source=flipped, margin=0.0, announce=False)
+    loose = run_cycle(
+        stack_settings.with_overrides(promotion_max_champion_drop=1.0),
+        storage,
+        tracker,
+        only={"logistic_regression", "linear_regression"},
+        source=flipped,
+        margin=0.0,
+        announce=False,
+    )
     assert loose.promoted[CLASSIFIER_NAME]["alias"] == "champion"
     assert "promotion_held" not in loose.promoted[CLASSIFIER_NAME]
 
     # Leave the session's registry as other tests expect it: champions trained on the real labels. Those
     # fall far on the real data from the flipped model's registered metric, so the hold is off here too.
-    restored = run_cycle(stack_settings.with_overrides(promotion_max_champion_drop=1.0), storage, tracker,
-                         only={"logistic_regression", "multiple_regression"}, margin=-1.0, announce=False)
+    restored = run_cycle(
+        stack_settings.with_overrides(promotion_max_champion_drop=1.0),
+        storage,
+        tracker,
+        only={"logistic_regression", "multiple_regression"},
+        margin=-1.0,
+        announce=False,
+    )
     assert restored.promoted[CLASSIFIER_NAME]["alias"] == "champion"

@@ -28,8 +28,9 @@ def champions(stack_settings):
     from batch.cycle import run_cycle
     from plumbing.clients import make_storage, make_tracker
 
-    return run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO,
-                     margin=-1.0)
+    return run_cycle(
+        stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO, margin=-1.0
+    )
 
 
 async def _produce(settings, topic: str, records, rate: float) -> None:
@@ -42,7 +43,7 @@ async def _produce(settings, topic: str, records, rate: float) -> None:
     try:
         step = 25
         for i in range(0, len(records), step):
-            futures = [await producer.send(topic, key=k, value=v) for k, v in records[i:i + step]]
+            futures = [await producer.send(topic, key=k, value=v) for k, v in records[i : i + step]]
             await asyncio.gather(*futures)
             await asyncio.sleep(step / rate)
     finally:
@@ -54,8 +55,9 @@ async def _scored_ids(settings, topic: str, want: set[str], timeout_s: float) ->
 
     from plumbing.clients import kafka_kwargs
 
-    consumer = AIOKafkaConsumer(topic, **kafka_kwargs(settings), group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, **kafka_kwargs(settings), group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     seen: set[str] = set()
     try:
@@ -74,17 +76,23 @@ async def _scenario(settings, records) -> dict:
     from plumbing.clients import kafka_kwargs
     from schemas.profiles import TELCO
     from stream_app.model_store import ModelStore
-    from stream_app.worker import (BatchSender, ScoringLoop, WorkerStats, WorkerTopics, ensure_worker_topics,
-                                   scoring_consumer_kwargs)
+    from stream_app.worker import (
+        BatchSender,
+        ScoringLoop,
+        WorkerStats,
+        WorkerTopics,
+        ensure_worker_topics,
+        scoring_consumer_kwargs,
+    )
 
     class LongPollConsumer(AIOKafkaConsumer):
         # A poll that outlasts a rebalance (Tansu's join takes ~5 s): aiokafka's getmany then
         # waits for the new assignment and returns its first records, during the recovery.
-        async def getmany(self, *partitions, timeout_ms=0, max_records=None):  # noqa: ANN001, ANN202
+        async def getmany(self, *partitions, timeout_ms=0, max_records=None):
             return await super().getmany(*partitions, timeout_ms=max(timeout_ms, 8000), max_records=max_records)
 
     class SlowRecoveryLoop(ScoringLoop):
-        async def _recover(self, assigned) -> None:  # noqa: ANN001
+        async def _recover(self, assigned) -> None:
             await asyncio.sleep(1.5)
             await super()._recover(assigned)
 
@@ -98,8 +106,9 @@ async def _scenario(settings, records) -> dict:
     second = AIOKafkaConsumer(**scoring_consumer_kwargs(settings))
     for client in (producer, reader, consumer):
         await client.start()
-    loop = SlowRecoveryLoop(consumer, BatchSender(producer), store, topics, WorkerStats(), reader=reader,
-                            commit_interval_s=0.2)
+    loop = SlowRecoveryLoop(
+        consumer, BatchSender(producer), store, topics, WorkerStats(), reader=reader, commit_interval_s=0.2
+    )
     consumer.subscribe([topics.customers], listener=loop.listener())
     scoring = asyncio.create_task(loop.run())
     feeding = asyncio.create_task(_produce(settings, topics.customers, records, RATE))
@@ -110,6 +119,7 @@ async def _scenario(settings, records) -> dict:
         # committing (rebalance 2): the loop gets them back from its own last commits.
         await second.start()
         second.subscribe([topics.customers])
+
         async def joined() -> None:
             while not second.assignment():  # it never polls: its records stay for the loop
                 await asyncio.sleep(0.1)
@@ -121,8 +131,12 @@ async def _scenario(settings, records) -> dict:
         await asyncio.wait_for(feeding, 60)
         want = {orjson.loads(v)["event_id"] for _, v in records}
         seen = await _scored_ids(settings, topics.scores, want, timeout_s=90)
-        return {"shared": shared, "missing": want - seen, "scored": len(want & seen),
-                "assigned_after": len(consumer.assignment())}
+        return {
+            "shared": shared,
+            "missing": want - seen,
+            "scored": len(want & seen),
+            "assigned_after": len(consumer.assignment()),
+        }
     finally:
         feeding.cancel()
         scoring.cancel()
@@ -132,8 +146,9 @@ async def _scenario(settings, records) -> dict:
             await client.stop()
 
 
-def test_batches_fetched_while_partitions_are_reassigned_are_scored_not_lost(stack_settings, champions, telco_csv,
-                                                                             caplog):
+def test_batches_fetched_while_partitions_are_reassigned_are_scored_not_lost(
+    stack_settings, champions, telco_csv, caplog
+):
     from churn_stream.produce import csv_to_customer_events
 
     settings = stack_settings.with_overrides(topic_suffix="-rebalance", consumer_group="churn-scorer-rebalance")
@@ -155,8 +170,13 @@ def test_committer_skips_partitions_no_longer_assigned_and_commits_the_rest(stac
     not hold, which ended the scoring task. The held partitions are still committed."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from stream_app.worker import (InFlightBatch, OffsetCommitter, WorkerTopics, ensure_worker_topics,
-                                   scoring_consumer_kwargs)
+    from stream_app.worker import (
+        InFlightBatch,
+        OffsetCommitter,
+        WorkerTopics,
+        ensure_worker_topics,
+        scoring_consumer_kwargs,
+    )
 
     settings = stack_settings.with_overrides(topic_suffix="-moved", consumer_group="churn-scorer-moved")
     topics = WorkerTopics.from_settings(settings)
@@ -174,8 +194,8 @@ def test_committer_skips_partitions_no_longer_assigned_and_commits_the_rest(stac
             booked: list = []
             committer = OffsetCommitter(consumer, lambda b, at, offsets: booked.append(dict(offsets)))
             committer.begin()
-            committer._acked.append(InFlightBatch({held: 7, gone: 3}, [], 10, None, None, 0.0))  # noqa: SLF001
-            await committer._commit()  # noqa: SLF001
+            committer._acked.append(InFlightBatch({held: 7, gone: 3}, [], 10, None, None, 0.0))
+            await committer._commit()
             return {tp: await consumer.committed(tp) for tp in (held, gone)}, booked, held, gone
         finally:
             await consumer.stop()

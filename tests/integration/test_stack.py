@@ -23,8 +23,11 @@ SECRET = "integration-secret-key"
 
 
 def _listening_pids(port: int) -> set[int]:
-    return {c.pid for c in psutil.net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+    return {
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+    }
 
 
 def _bindable(port: int) -> bool:
@@ -132,8 +135,9 @@ def test_durable_topic_survives_broker_restart(stack: LocalStack) -> None:
             await producer.stop()
 
     async def consume() -> list[tuple[bytes, bytes]]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
         await consumer.start()
         try:
             batches = await consumer.getmany(timeout_ms=10_000, max_records=10)
@@ -161,8 +165,7 @@ def test_down_frees_every_port_and_leaves_no_process(stack: LocalStack) -> None:
 
     assert stack.down() == ["mlflow", "kafka", "s3"]
 
-    alive = [pid for pid in family if psutil.pid_exists(pid)
-             and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    alive = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
     assert [port for port in ports if not _bindable(port)] == []
     assert [name for name in SERVICES if stack.pid_path(name).exists()] == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import orjson
@@ -32,8 +32,12 @@ SUFFIX = "-ops"
 def ops_settings(stack_settings):
     from churn_stream.stack import LocalStack
 
-    return stack_settings.with_overrides(topic_suffix=SUFFIX, consumer_group="churn-scorer-ops",
-                                         worker_web_port=LocalStack.free_ports(1)[0], drift_interval_s=2.0)
+    return stack_settings.with_overrides(
+        topic_suffix=SUFFIX,
+        consumer_group="churn-scorer-ops",
+        worker_web_port=LocalStack.free_ports(1)[0],
+        drift_interval_s=2.0,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,9 @@ def champions(stack_settings):
     from batch.cycle import run_cycle
     from plumbing.clients import make_storage, make_tracker
 
-    result = run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO,
-                       margin=-1.0)
+    result = run_cycle(
+        stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO, margin=-1.0
+    )
     assert result.promoted["churn-classifier"]["alias"] == "champion"
     assert result.promoted["sales-regressor"]["alias"] == "champion"
     return result
@@ -89,8 +94,8 @@ def _wait_metric(settings, name: str, labels: tuple, at_least: float, timeout_s:
 @pytest.fixture(scope="module")
 def produced(ops_settings, worker, telco_csv):
     """200 Telco events on customers-ops, and their scores and alerts once all are scored."""
-    from plumbing.clients import produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import produce_records
 
     records = csv_to_customer_events(telco_csv, limit=200)
     ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -98,8 +103,9 @@ def produced(ops_settings, worker, telco_csv):
     scores = wait_for_count(ops_settings, Topics.SCORES + SUFFIX, lambda r: r["value"]["event_id"] in ids, 200)
     assert len(scores) == 200
     n_alerts = sum(s["value"]["churn_label"] for s in scores)
-    alerts = wait_for_count(ops_settings, Topics.ALERTS + SUFFIX, lambda r: r["value"]["event_id"] in ids,
-                            n_alerts, timeout_s=60)
+    alerts = wait_for_count(
+        ops_settings, Topics.ALERTS + SUFFIX, lambda r: r["value"]["event_id"] in ids, n_alerts, timeout_s=60
+    )
     return {"records": records, "ids": ids, "scores": scores, "alerts": alerts}
 
 
@@ -144,27 +150,38 @@ def test_alerts_carry_value_at_risk(produced):
     for a in produced["alerts"]:
         alert = ChurnAlert.model_validate(a["value"])
         assert alert.predicted_value_usd is not None and alert.predicted_value_usd >= 0
-        assert alert.value_at_risk_usd == pytest.approx(alert.churn_probability * alert.predicted_value_usd,
-                                                        rel=1e-9, abs=1e-9)
+        assert alert.value_at_risk_usd == pytest.approx(
+            alert.churn_probability * alert.predicted_value_usd, rel=1e-9, abs=1e-9
+        )
         assert 1 <= len(alert.reasons) <= 3  # logistic regression champion: reason codes
 
 
 def _dead_letter(value: bytes, key: bytes, offset: int, stage: str) -> bytes:
-    now = datetime.now(timezone.utc).isoformat()
-    return orjson.dumps({
-        "event_id": f"dlq-test-{offset}", "event_time": now, "schema_version": 1,
-        "original_value_b64": base64.b64encode(value).decode(), "original_key_b64": base64.b64encode(key).decode(),
-        "topic": Topics.CUSTOMERS + SUFFIX, "partition": 0, "offset": offset, "stage": stage,
-        "error_class": "ValueError", "error_message": "transient featurisation failure", "failed_at": now,
-    })
+    now = datetime.now(UTC).isoformat()
+    return orjson.dumps(
+        {
+            "event_id": f"dlq-test-{offset}",
+            "event_time": now,
+            "schema_version": 1,
+            "original_value_b64": base64.b64encode(value).decode(),
+            "original_key_b64": base64.b64encode(key).decode(),
+            "topic": Topics.CUSTOMERS + SUFFIX,
+            "partition": 0,
+            "offset": offset,
+            "stage": stage,
+            "error_class": "ValueError",
+            "error_message": "transient featurisation failure",
+            "failed_at": now,
+        }
+    )
 
 
 def test_dlq_replay_resends_fixed_records_and_lists_invalid_ones(ops_settings, produced, telco_csv):
     from click.testing import CliRunner
 
     from churn_stream.cli import main
-    from plumbing.clients import produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import produce_records
 
     key, good = csv_to_customer_events(telco_csv, limit=1)[0]
     good_id = orjson.loads(good)["event_id"]
@@ -172,8 +189,13 @@ def test_dlq_replay_resends_fixed_records_and_lists_invalid_ones(ops_settings, p
     # A real dead letter written by the worker...
     produce_records(ops_settings, Topics.CUSTOMERS + SUFFIX, [(b"bad", bad)])
     dlq_topic = Topics.CUSTOMERS_DLQ + SUFFIX
-    wait_for_count(ops_settings, dlq_topic, lambda r: r["value"]["offset"] >= 0
-                   and "tenure_months" in r["value"]["error_message"], 1, timeout_s=60)
+    wait_for_count(
+        ops_settings,
+        dlq_topic,
+        lambda r: r["value"]["offset"] >= 0 and "tenure_months" in r["value"]["error_message"],
+        1,
+        timeout_s=60,
+    )
     # ... and a valid event that failed featurisation transiently, dead-lettered twice (at-least-once).
     letter = _dead_letter(good, key, offset=10_000_000, stage="featurise")
     produce_records(ops_settings, dlq_topic, [(key, letter), (key, letter)])
@@ -194,14 +216,15 @@ def test_dlq_replay_resends_fixed_records_and_lists_invalid_ones(ops_settings, p
     assert report["replayed"] == 1 and report["valid_by_topic"] == {Topics.CUSTOMERS + SUFFIX: 1}
 
     # The event was never on customers-ops before: its score can only come from the replay.
-    scores = wait_for_count(ops_settings, Topics.SCORES + SUFFIX, lambda r: r["value"]["event_id"] == good_id, 1,
-                            timeout_s=60)
+    scores = wait_for_count(
+        ops_settings, Topics.SCORES + SUFFIX, lambda r: r["value"]["event_id"] == good_id, 1, timeout_s=60
+    )
     assert len(scores) == 1 and scores[0]["key"] == key
 
 
 def test_shifted_batch_produces_a_drift_record(ops_settings, produced, telco_csv):
-    from plumbing.clients import produce_records
     from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import produce_records
 
     shifted = []
     for key, value in csv_to_customer_events(telco_csv, limit=1000):
@@ -209,13 +232,16 @@ def test_shifted_batch_produces_a_drift_record(ops_settings, produced, telco_csv
         doc["tenure_months"] = 0
         doc["monthly_charges_usd"] = doc["monthly_charges_usd"] * 3
         shifted.append((key, orjson.dumps(doc)))
-    produced_at = datetime.now(timezone.utc)
+    produced_at = datetime.now(UTC)
     produce_records(ops_settings, Topics.CUSTOMERS + SUFFIX, shifted)
 
     def drifted(rec) -> bool:
         v = rec["value"]
-        return (v["alert"] and "tenure_months" in v["drifted_features"]
-                and datetime.fromisoformat(v["event_time"]) >= produced_at)
+        return (
+            v["alert"]
+            and "tenure_months" in v["drifted_features"]
+            and datetime.fromisoformat(v["event_time"]) >= produced_at
+        )
 
     found = wait_for_count(ops_settings, Topics.DRIFT + SUFFIX, drifted, 1, timeout_s=90)
     assert found, "no drift record with an alert after the shifted batch"
@@ -255,13 +281,14 @@ def test_sigterm_commits_every_acknowledged_batch(stack_settings, champions, tel
     The periodic commit is pushed out to 60 s, so every offset the group holds after the
     stop was committed by the shutdown path.
     """
-    from plumbing.clients import produce_records, topic_partitions
-    from churn_stream.produce import csv_to_customer_events
     from churn_stream.demo import start_worker, stop_worker, wait_worker_ready
+    from churn_stream.produce import csv_to_customer_events
     from churn_stream.stack import LocalStack
+    from plumbing.clients import produce_records, topic_partitions
 
-    settings = stack_settings.with_overrides(topic_suffix="-stop", consumer_group="churn-scorer-stop",
-                                             worker_web_port=LocalStack.free_ports(1)[0])
+    settings = stack_settings.with_overrides(
+        topic_suffix="-stop", consumer_group="churn-scorer-stop", worker_web_port=LocalStack.free_ports(1)[0]
+    )
     customers = Topics.CUSTOMERS + settings.topic_suffix
     records = csv_to_customer_events(telco_csv, limit=500)
     ids = {orjson.loads(v)["event_id"] for _, v in records}
@@ -271,8 +298,9 @@ def test_sigterm_commits_every_acknowledged_batch(stack_settings, champions, tel
     try:
         wait_worker_ready(settings, proc, timeout_s=180)
         assert produce_records(settings, customers, records) == 500
-        scores = wait_for_count(settings, Topics.SCORES + settings.topic_suffix,
-                                lambda r: r["value"]["event_id"] in ids, 500)
+        scores = wait_for_count(
+            settings, Topics.SCORES + settings.topic_suffix, lambda r: r["value"]["event_id"] in ids, 500
+        )
         assert len(scores) == 500
         n_partitions = topic_partitions(settings)[Topics.CUSTOMERS]
         assert _committed_total(settings, customers, n_partitions) == 0  # nothing committed while running

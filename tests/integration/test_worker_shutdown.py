@@ -29,9 +29,9 @@ def _health(settings) -> dict:
 
 def test_worker_with_broker_down_logs_little_and_stops_on_sigterm():
     from batch.cycle import run_cycle
-    from plumbing.clients import make_storage, make_tracker
     from churn_stream.demo import start_worker
     from churn_stream.stack import LocalStack
+    from plumbing.clients import make_storage, make_tracker
 
     data_dir = Path(tempfile.mkdtemp(prefix="churn-test-shutdown-"))
     stack = LocalStack.for_tests(data_dir)
@@ -52,8 +52,13 @@ def test_worker_with_broker_down_logs_little_and_stops_on_sigterm():
         # No champion registered yet: the worker does not join the group (it would hold partitions
         # that workers with a model could score).
         assert _health(settings)["assigned_partitions"] == 0
-        run_cycle(settings, make_storage(settings), make_tracker(settings),
-                  only={"logistic_regression", "multiple_regression"}, announce=False)
+        run_cycle(
+            settings,
+            make_storage(settings),
+            make_tracker(settings),
+            only={"logistic_regression", "multiple_regression"},
+            announce=False,
+        )
         while _health(settings).get("assigned_partitions", 0) < settings.topic_partitions:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "worker never got its partitions"

@@ -37,8 +37,14 @@ DOCKERIGNORE = REPO / ".dockerignore"
 CHURN_TARGET = "churn"
 
 #: Settings whose defaults point at the local stack on 127.0.0.1: every container must set them.
-REQUIRED_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS", "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY",
-                     "MLFLOW_TRACKING_URI", "CHURN_DATA_DIR")
+REQUIRED_SETTINGS = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "MINIO_ENDPOINT",
+    "MINIO_ACCESS_KEY",
+    "MINIO_SECRET_KEY",
+    "MLFLOW_TRACKING_URI",
+    "CHURN_DATA_DIR",
+)
 
 #: Variable names that hold credentials.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|ROOT_USER|TOKEN|CREDENTIAL", re.IGNORECASE)
@@ -138,8 +144,11 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
 
 
 def _churn_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in compose["services"].items()
-            if isinstance(svc.get("build"), dict) and svc["build"].get("target") == CHURN_TARGET}
+    return {
+        name: svc
+        for name, svc in compose["services"].items()
+        if isinstance(svc.get("build"), dict) and svc["build"].get("target") == CHURN_TARGET
+    }
 
 
 def _command(service: dict[str, Any]) -> list[str]:
@@ -154,8 +163,10 @@ def _resolve(argv: list[str]) -> tuple[click.Command, list[str], list[str]]:
     args = list(argv)
     while isinstance(cmd, click.Group) and args and not args[0].startswith("-"):
         sub = cmd.get_command(click.Context(cmd), args[0])
-        assert sub is not None, f"`churn {' '.join(path + [args[0]])}` is not a churn command " \
-                                f"(choices: {sorted(cmd.list_commands(click.Context(cmd)))})"
+        assert sub is not None, (
+            f"`churn {' '.join(path + [args[0]])}` is not a churn command "
+            f"(choices: {sorted(cmd.list_commands(click.Context(cmd)))})"
+        )
         cmd, path, args = sub, path + [args.pop(0)], args
     return cmd, path, args
 
@@ -231,11 +242,17 @@ def test_compose_v2_accepts_the_file_when_installed(tmp_path):
     # A clean environment: a developer's exported KAFKA_*/MINIO_* must not mask a missing .env entry.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     common = [*argv, "--project-directory", str(REPO), "-f", str(COMPOSE_FILE)]
-    ok = subprocess.run([*common, "--env-file", str(ENV_EXAMPLE), "config", "--quiet"],
-                        capture_output=True, text=True, env=env, timeout=60)
+    ok = subprocess.run(
+        [*common, "--env-file", str(ENV_EXAMPLE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
-    missing = subprocess.run([*common, "--env-file", "/dev/null", "config", "--quiet"],
-                             capture_output=True, text=True, env=env, timeout=60)
+    missing = subprocess.run(
+        [*common, "--env-file", "/dev/null", "config", "--quiet"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert missing.returncode != 0 and "required variable" in missing.stderr
 
 
@@ -249,8 +266,18 @@ def test_schema_check_catches_a_misspelt_key():
 # --------------------------------------------------------------- the services
 def test_expected_services_and_named_volumes(compose):
     services = compose["services"]
-    assert {"kafka", "kafka-init", "minio", "minio-init", "postgres", "mlflow",
-            "worker", "batch", "api", "dashboard"} <= set(services)
+    assert {
+        "kafka",
+        "kafka-init",
+        "minio",
+        "minio-init",
+        "postgres",
+        "mlflow",
+        "worker",
+        "batch",
+        "api",
+        "dashboard",
+    } <= set(services)
     assert set(_churn_services(compose)) == {"worker", "batch", "api", "dashboard"}
     declared = set(compose.get("volumes") or {})
     for name, svc in services.items():
@@ -270,8 +297,7 @@ def test_command_is_a_real_churn_command(compose, service):
 
 def test_services_run_the_expected_commands(compose):
     paths = {name: _resolve(_command(svc))[1] for name, svc in _churn_services(compose).items()}
-    assert paths == {"worker": ["worker"], "batch": ["batch", "serve"], "api": ["api"],
-                     "dashboard": ["dashboard"]}
+    assert paths == {"worker": ["worker"], "batch": ["batch", "serve"], "api": ["api"], "dashboard": ["dashboard"]}
 
 
 @pytest.mark.parametrize(("service", "port"), [("api", 8000), ("dashboard", 8050)])
@@ -426,8 +452,9 @@ def test_no_credential_is_committed():
                 assert refs, f"{name}: {var} holds a literal value"
                 for m in refs:
                     if m.group("name") and SECRET_NAME.search(m.group("name")):
-                        assert m.group("op") in (None, ":?", "?") or m.group("arg") == "", \
+                        assert m.group("op") in (None, ":?", "?") or m.group("arg") == "", (
                             f"{name}: {var} falls back to a built-in default"
+                        )
     # .env.example holds only the documented local defaults, marked as such.
     text = ENV_EXAMPLE.read_text()
     assert "LOCAL DEVELOPMENT DEFAULT" in text
@@ -441,8 +468,9 @@ def test_no_credential_is_committed():
     for path in (COMPOSE_FILE, ENV_EXAMPLE, DOCKERFILE):
         content = path.read_text()
         assert not re.search(r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----", content), path.name
-        assert not re.search(r"(?<![A-Za-z0-9/+_-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+_-])", content), \
+        assert not re.search(r"(?<![A-Za-z0-9/+_-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+_-])", content), (
             f"{path.name}: a 40-character token looks like a secret access key"
+        )
 
 
 def test_env_files_stay_out_of_images():
@@ -481,13 +509,15 @@ def test_kafka_kwargs_plaintext_by_default():
 def test_kafka_kwargs_sasl_ssl_from_environment():
     import ssl
 
-    settings = Settings.from_env({
-        "KAFKA_BOOTSTRAP_SERVERS": "broker-1:9093,broker-2:9093",
-        "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
-        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-        "KAFKA_SASL_USERNAME": "churn",
-        "KAFKA_SASL_PASSWORD": "not-in-repr",
-    })
+    settings = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "broker-1:9093,broker-2:9093",
+            "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": "churn",
+            "KAFKA_SASL_PASSWORD": "not-in-repr",
+        }
+    )
     assert "not-in-repr" not in repr(settings)
     kwargs = kafka_kwargs(settings)
     assert kwargs["security_protocol"] == "SASL_SSL"
@@ -502,8 +532,12 @@ def test_kafka_kwargs_are_accepted_by_aiokafka():
 
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    settings = Settings().with_overrides(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="PLAIN",
-                                         kafka_sasl_username="u", kafka_sasl_password="p")
+    settings = Settings().with_overrides(
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_sasl_username="u",
+        kafka_sasl_password="p",
+    )
 
     async def build() -> None:  # constructing validates the arguments; nothing connects
         AIOKafkaProducer(**kafka_kwargs(settings))

@@ -104,7 +104,7 @@ def test_features_cover_the_profile_in_order(cls_data):
     assert "contract=Two year" in names
     assert cls_data.preprocessor.feature_names_in_ == list(TELCO.features)
     # One-hot rows: exactly one indicator per categorical feature.
-    onehot = cls_data.X_train[:, len(TELCO.numeric_features):]
+    onehot = cls_data.X_train[:, len(TELCO.numeric_features) :]
     np.testing.assert_array_equal(onehot.sum(axis=1), np.full(len(onehot), len(TELCO.categorical_features)))
 
 

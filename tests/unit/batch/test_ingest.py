@@ -14,8 +14,17 @@ from schemas.profiles import TELCO
 
 #: Customers in the shipped file whose TotalCharges is blank (all with tenure 0).
 BLANK_TOTAL_IDS = {
-    "4472-LVYGI", "3115-CZMZD", "5709-LVOEQ", "4367-NUYAO", "1371-DWPAZ", "7644-OMVMY",
-    "3213-VVOLG", "2520-SGTTA", "2923-ARZLG", "4075-WKNIU", "2775-SEFEE",
+    "4472-LVYGI",
+    "3115-CZMZD",
+    "5709-LVOEQ",
+    "4367-NUYAO",
+    "1371-DWPAZ",
+    "7644-OMVMY",
+    "3213-VVOLG",
+    "2520-SGTTA",
+    "2923-ARZLG",
+    "4075-WKNIU",
+    "2775-SEFEE",
 }
 
 
@@ -90,8 +99,9 @@ def test_known_values_of_first_rows(frame):
 
 def test_blank_total_charges_are_exactly_the_tenure_zero_customers(frame, lines):
     header = lines[0]
-    blank_in_file = {get_field(x, "customerID", header) for x in lines[1:]
-                     if get_field(x, "TotalCharges", header).strip() == ""}
+    blank_in_file = {
+        get_field(x, "customerID", header) for x in lines[1:] if get_field(x, "TotalCharges", header).strip() == ""
+    }
     assert blank_in_file == BLANK_TOTAL_IDS
     tenure0 = frame["tenure_months"] == 0
     assert int(tenure0.sum()) == 11

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,15 @@ def frame(telco_csv) -> pd.DataFrame:
 
 
 def gate(frame, reference=None, **kw):
-    return run_gate(frame, TELCO, cycle_id="c2", source="test.csv", reference=reference,
-                    reference_cycle="c1" if reference is not None else None, **kw)
+    return run_gate(
+        frame,
+        TELCO,
+        cycle_id="c2",
+        source="test.csv",
+        reference=reference,
+        reference_cycle="c1" if reference is not None else None,
+        **kw,
+    )
 
 
 # ----------------------------------------------------------------------- PSI
@@ -54,7 +61,7 @@ def test_psi_empty_bin_is_smoothed_to_eps():
 
 
 def test_numeric_psi_uses_reference_quantile_bins_by_hand():
-    ref = np.arange(1.0, 101.0)              # 1..100: deciles at 10.9, 20.8, ... -> 10 bins of 10
+    ref = np.arange(1.0, 101.0)  # 1..100: deciles at 10.9, 20.8, ... -> 10 bins of 10
     edges = quantile_edges(ref, 10)
     assert len(edges) == 9
     np.testing.assert_allclose(edges, np.quantile(ref, np.arange(1, 10) / 10))
@@ -83,8 +90,7 @@ def test_categorical_psi_by_hand_including_a_new_category():
     ref = np.array(["a"] * 60 + ["b"] * 40)
     cur = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 20)
     eps = 1e-4
-    hand = ((0.5 - 0.6) * math.log(0.5 / 0.6) + (0.3 - 0.4) * math.log(0.3 / 0.4)
-            + (0.2 - eps) * math.log(0.2 / eps))
+    hand = (0.5 - 0.6) * math.log(0.5 / 0.6) + (0.3 - 0.4) * math.log(0.3 / 0.4) + (0.2 - eps) * math.log(0.2 / eps)
     assert categorical_psi(ref, cur, eps) == pytest.approx(hand, rel=1e-12)
 
 
@@ -96,10 +102,16 @@ def test_identical_data_has_zero_psi(frame):
 
 # --------------------------------------------------------------------- gate
 def test_telco_against_itself_passes_every_check(frame):
-    report = gate(frame, reference=frame, source_time=datetime.now(timezone.utc))
+    report = gate(frame, reference=frame, source_time=datetime.now(UTC))
     assert report.status == "pass", report.to_markdown()
-    assert [c.name for c in report.checks] == ["freshness", "schema", "completeness", "target_regression",
-                                               "class_balance", "drift"]
+    assert [c.name for c in report.checks] == [
+        "freshness",
+        "schema",
+        "completeness",
+        "target_regression",
+        "class_balance",
+        "drift",
+    ]
     drift = report.check("drift").details["psi"]
     assert set(drift) == set(TELCO.features) | {"churned"}
     assert all(v["psi"] == 0.0 for v in drift.values())
@@ -114,7 +126,7 @@ def test_telco_against_itself_passes_every_check(frame):
 def test_a_random_half_of_telco_against_the_other_passes(frame):
     rng = np.random.default_rng(0)
     idx = rng.permutation(len(frame))
-    half_a, half_b = frame.iloc[idx[: len(idx) // 2]], frame.iloc[idx[len(idx) // 2:]]
+    half_a, half_b = frame.iloc[idx[: len(idx) // 2]], frame.iloc[idx[len(idx) // 2 :]]
     report = gate(half_b, reference=half_a)
     assert report.check("drift").status == "pass"
     assert max(v["psi"] for v in report.check("drift").details["psi"].values()) < 0.02
@@ -128,8 +140,9 @@ def test_shifted_distribution_fails_drift_with_numbers(frame):
     assert drift.status == "fail"
     psi = drift.details["psi"]["monthly_charges_usd"]["psi"]
     assert psi > 0.25
-    assert psi == pytest.approx(numeric_psi(frame["monthly_charges_usd"].to_numpy(),
-                                            shifted["monthly_charges_usd"].to_numpy()), rel=1e-5)
+    assert psi == pytest.approx(
+        numeric_psi(frame["monthly_charges_usd"].to_numpy(), shifted["monthly_charges_usd"].to_numpy()), rel=1e-5
+    )
     err = DataQualityError(report)
     assert "drift" in str(err) and f"monthly_charges_usd={psi:.3f}" in str(err) and "c1" in str(err)
     assert drift.details["psi"]["tenure_months"]["status"] == "pass"
@@ -155,21 +168,21 @@ def test_no_reference_skips_drift(frame):
 
 
 def test_freshness_warns_by_default_and_fails_when_configured(frame):
-    old = datetime.now(timezone.utc) - timedelta(days=10)
+    old = datetime.now(UTC) - timedelta(days=10)
     assert gate(frame, source_time=old).check("freshness").status == "warn"
     assert gate(frame, source_time=old).passed
     strict = QualityConfig(max_source_age_h=24, freshness_fail=True)
     report = gate(frame, source_time=old, config=strict)
     assert report.check("freshness").status == "fail"
     assert "240.0 h old" in report.failure_message()
-    assert gate(frame, source_time=datetime.now(timezone.utc), config=strict).check("freshness").status == "pass"
+    assert gate(frame, source_time=datetime.now(UTC), config=strict).check("freshness").status == "pass"
     assert gate(frame, source_time=old, config=QualityConfig(max_source_age_h=None)).check("freshness").status == "pass"
 
 
 def test_completeness_fails_above_the_null_share(frame):
     holes = frame.copy()
     holes["payment_method"] = holes["payment_method"].astype(object)
-    holes.loc[holes.index[:705], "payment_method"] = ""      # 705 / 7043 = 0.1001
+    holes.loc[holes.index[:705], "payment_method"] = ""  # 705 / 7043 = 0.1001
     holes["monthly_charges_usd"] = holes["monthly_charges_usd"].astype(float)
     holes.loc[holes.index[:100], "monthly_charges_usd"] = np.nan  # 0.0142: below 0.05
     check = gate(holes).check("completeness")
@@ -180,7 +193,7 @@ def test_completeness_fails_above_the_null_share(frame):
 
 def test_target_health_zeros_and_outliers_fail(frame):
     zeros = frame.copy()
-    zeros.loc[zeros.index[:200], "total_charges_usd"] = 0.0   # 211 / 7043 = 0.030 > 0.01
+    zeros.loc[zeros.index[:200], "total_charges_usd"] = 0.0  # 211 / 7043 = 0.030 > 0.01
     check = gate(zeros).check("target_regression")
     assert check.status == "fail" and "share <= 0 is 0.0300" in check.message
     outlier = frame.copy()
@@ -191,7 +204,7 @@ def test_target_health_zeros_and_outliers_fail(frame):
 
 def test_class_balance_warns_below_minority_share_and_fails_with_one_class(frame):
     churned = frame.index[frame["churned"].to_numpy()]
-    rare = frame.drop(churned[: len(churned) - 400])           # 400 of 5574 churned: 0.072
+    rare = frame.drop(churned[: len(churned) - 400])  # 400 of 5574 churned: 0.072
     report = gate(rare)
     assert report.check("class_balance").status == "warn" and report.passed
     assert report.check("class_balance").details["minority_share"] == pytest.approx(400 / 5574, abs=1e-6)
@@ -222,7 +235,7 @@ def test_report_json_and_markdown(frame):
     assert {c["name"] for c in data["checks"]} >= {"drift", "schema", "completeness"}
     md = report.to_markdown()
     assert "**Status: FAIL**" in md and "| drift | FAIL |" in md
-    assert md.index("| tenure_months |") < md.index("| gender |")   # PSI table sorted, worst first
+    assert md.index("| tenure_months |") < md.index("| gender |")  # PSI table sorted, worst first
 
 
 def test_gate_time_on_telco_is_small(frame):
@@ -233,8 +246,9 @@ def test_gate_time_on_telco_is_small(frame):
 def test_quality_config_from_settings():
     from plumbing.settings import Settings
 
-    cfg = QualityConfig.from_settings(Settings.from_env({"CHURN_DQ_MAX_SOURCE_AGE_H": "0",
-                                                          "CHURN_DQ_FRESHNESS_FAIL": "true"}))
+    cfg = QualityConfig.from_settings(
+        Settings.from_env({"CHURN_DQ_MAX_SOURCE_AGE_H": "0", "CHURN_DQ_FRESHNESS_FAIL": "true"})
+    )
     assert cfg.max_source_age_h is None and cfg.freshness_fail
     assert QualityConfig.from_settings(Settings()).max_source_age_h == 48.0
     assert quality.QualityConfig().psi_fail == 0.25

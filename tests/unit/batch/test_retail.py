@@ -82,8 +82,11 @@ def test_bad_date_is_rejected_with_its_column_and_row(tmp_path, small_csv):
     lines[2] = ",".join(fields)
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(IngestError, match=r"transaction_date: expected an ISO date YYYY-MM-DD, got '2024-13-01' "
-                                          r"at data row 2"):
+    with pytest.raises(
+        IngestError,
+        match=r"transaction_date: expected an ISO date YYYY-MM-DD, got '2024-13-01' "
+        r"at data row 2",
+    ):
         read_source_csv(bad, RETAIL)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -34,7 +34,7 @@ def test_jobs_are_single_instance_coalesced_with_misfire_grace(service):
         assert job.max_instances == 1 and job.coalesce and job.misfire_grace_time == MISFIRE_GRACE_S
     cron = jobs["cycle-cron"].trigger
     assert isinstance(cron, CronTrigger) and str(cron.timezone) == "UTC"
-    assert str(cron) == str(CronTrigger.from_crontab("*/5 * * * *", timezone=timezone.utc))
+    assert str(cron) == str(CronTrigger.from_crontab("*/5 * * * *", timezone=UTC))
     assert isinstance(jobs["incoming-watch"].trigger, IntervalTrigger)
     assert jobs["incoming-watch"].trigger.interval.total_seconds() == 7
     assert service.scheduler._executors["default"]._pool._max_workers == 1
@@ -42,15 +42,15 @@ def test_jobs_are_single_instance_coalesced_with_misfire_grace(service):
 
 def test_default_schedule_is_daily_at_two_utc():
     assert Settings().batch_cron == "0 2 * * *"
-    trigger = CronTrigger.from_crontab(Settings().batch_cron, timezone=timezone.utc)
-    nxt = trigger.get_next_fire_time(None, datetime(2026, 1, 1, 3, 0, tzinfo=timezone.utc))
-    assert nxt == datetime(2026, 1, 2, 2, 0, tzinfo=timezone.utc)
+    trigger = CronTrigger.from_crontab(Settings().batch_cron, timezone=UTC)
+    nxt = trigger.get_next_fire_time(None, datetime(2026, 1, 1, 3, 0, tzinfo=UTC))
+    assert nxt == datetime(2026, 1, 2, 2, 0, tzinfo=UTC)
 
 
 def test_misfire_is_logged(service, caplog):
     from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 
-    when = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
     with caplog.at_level(logging.WARNING, logger="batch.service"):
         service._on_event(JobExecutionEvent(EVENT_JOB_MISSED, "cycle-cron", "default", when))
     assert "misfire job=cycle-cron" in caplog.text and "coalesced" in caplog.text
@@ -66,17 +66,18 @@ def test_a_second_cycle_in_the_same_process_is_skipped(service):
 
 
 def test_incoming_keys_are_csv_files_under_the_prefix():
-    names = ["incoming/a.csv", "incoming/sub/b.CSV", "incoming/", "incoming/notes.txt", "other/c.csv",
-             "incoming/sub/"]
+    names = ["incoming/a.csv", "incoming/sub/b.CSV", "incoming/", "incoming/notes.txt", "other/c.csv", "incoming/sub/"]
     assert incoming_csv_keys(names, "incoming/") == ["incoming/a.csv", "incoming/sub/b.CSV"]
 
 
 def test_concatenated_parts_ingest_like_the_whole_file(telco_csv, tmp_path):
     raw = telco_csv.read_bytes()
     lines = raw.splitlines(keepends=True)
-    parts = [b"\xef\xbb\xbf" + b"".join(lines[:2000]),            # BOM on the first part
-             lines[0] + b"".join(lines[2000:5000]).rstrip(b"\n"),  # no final newline
-             lines[0].replace(b"\n", b"\r\n") + b"".join(lines[5000:])]
+    parts = [
+        b"\xef\xbb\xbf" + b"".join(lines[:2000]),  # BOM on the first part
+        lines[0] + b"".join(lines[2000:5000]).rstrip(b"\n"),  # no final newline
+        lines[0].replace(b"\n", b"\r\n") + b"".join(lines[5000:]),
+    ]
     path = tmp_path / "joined.csv"
     path.write_bytes(concatenate_csvs(parts))
     whole, joined = read_source_csv(telco_csv, TELCO), read_source_csv(path, TELCO)
@@ -113,16 +114,24 @@ def test_shutdown_waits_for_the_running_job(service):
 def test_a_cycle_without_reachable_servers_fails_with_a_cycle_error(telco_csv):
     """Nothing listens on these ports: the cycle names the service, its endpoint and the stage."""
     from batch.cycle import CycleError, run_cycle, unreachable_services
-    from plumbing.clients import make_storage, make_tracker
     from churn_stream.stack import LocalStack
+    from plumbing.clients import make_storage, make_tracker
 
     s3_port, mlflow_port = LocalStack.free_ports(2)
     settings = Settings(minio_endpoint=f"127.0.0.1:{s3_port}", mlflow_tracking_uri=f"http://127.0.0.1:{mlflow_port}")
-    assert unreachable_services(settings) == [("S3", f"http://127.0.0.1:{s3_port}"),
-                                              ("MLflow", f"http://127.0.0.1:{mlflow_port}")]
+    assert unreachable_services(settings) == [
+        ("S3", f"http://127.0.0.1:{s3_port}"),
+        ("MLflow", f"http://127.0.0.1:{mlflow_port}"),
+    ]
     with pytest.raises(CycleError) as info:
-        run_cycle(settings, make_storage(settings), make_tracker(settings), source=telco_csv,
-                  only={"logistic_regression"}, announce=False)
+        run_cycle(
+            settings,
+            make_storage(settings),
+            make_tracker(settings),
+            source=telco_csv,
+            only={"logistic_regression"},
+            announce=False,
+        )
     assert info.value.stage == "ingest" and info.value.service == "S3"
     assert str(info.value).startswith(f"S3 unreachable at http://127.0.0.1:{s3_port} during ingest: ")
 

@@ -39,13 +39,13 @@ def test_threshold_is_out_of_fold_and_never_sees_the_holdout():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 3))
     y = (X[:, 0] + rng.logistic(size=400) > 1.0).astype(int)
-    X_test = rng.normal(size=(100, 3)) + 100.0          # recognisable rows
+    X_test = rng.normal(size=(100, 3)) + 100.0  # recognisable rows
     y_test = (X_test[:, 0] > 100.0).astype(int)
     _Recorder.seen = []
     th = oof_threshold(_Recorder, X, y, n_folds=5, seed=3)
-    assert len(_Recorder.seen) == 10                     # 5 fits, 5 scorings of the held-out fold
+    assert len(_Recorder.seen) == 10  # 5 fits, 5 scorings of the held-out fold
     scored = np.vstack(_Recorder.seen[1::2])
-    assert scored.shape == X.shape                       # every training row scored exactly once
+    assert scored.shape == X.shape  # every training row scored exactly once
     # Same threshold as tuning directly on the pooled out-of-fold probabilities.
     fold = stratified_folds(y, 5, 3)
     oof = np.empty(400)
@@ -57,7 +57,7 @@ def test_threshold_is_out_of_fold_and_never_sees_the_holdout():
     data = TaskData(None, X, X_test, y, y_test, np.arange(400), np.arange(100))
     trained = train_classifier("recorder", _Recorder, data)
     holdout_uses = [m for m in _Recorder.seen if m.shape == X_test.shape and np.array_equal(m, X_test)]
-    assert len(holdout_uses) == 1                        # only the final hold-out metrics
+    assert len(holdout_uses) == 1  # only the final hold-out metrics
     assert trained.threshold == oof_threshold(LogisticRegression, X, y, seed=43)
 
 
@@ -100,9 +100,11 @@ def test_small_plan_is_out_of_fold_and_large_plan_holds_out_a_validation_split()
     # Validation rows are never fitted: no row of X_val is in X_fit.
     fit_rows = {tuple(r) for r in large.X_fit}
     assert not any(tuple(r) in fit_rows for r in large.X_val)
-    assert large.params_for("logistic_regression") == {"fit_rows": 2000 - n_val,
-                                                       "threshold_method": "validation_split",
-                                                       "validation_rows": n_val}
+    assert large.params_for("logistic_regression") == {
+        "fit_rows": 2000 - n_val,
+        "threshold_method": "validation_split",
+        "validation_rows": n_val,
+    }
     with pytest.raises(ValueError, match="expected >= 1"):
         plan_fit(data, oof_max_rows=0)
 
@@ -117,7 +119,7 @@ def test_large_plan_fits_once_and_tunes_on_validation_rows():
     _Recorder.seen = []
     trained = train_classifier("recorder", _Recorder, data, plan=plan)
     fits = [m for m in _Recorder.seen if m.shape == plan.X_fit.shape]
-    assert len(fits) == 1 and np.array_equal(fits[0], plan.X_fit)   # one fit, on the fit rows only
+    assert len(fits) == 1 and np.array_equal(fits[0], plan.X_fit)  # one fit, on the fit rows only
     expected_model = LogisticRegression().fit(plan.X_fit, plan.y_fit)
     expected, _ = best_f1_threshold(plan.y_val, expected_model.predict_proba(plan.X_val)[:, 1])
     assert trained.threshold == expected
@@ -150,18 +152,18 @@ def test_regression_plan_samples_on_the_churn_label_and_reports_the_rows_it_fitt
     from scratch_models.regression import LinearRegression
 
     X, churn = _blobs(4000, seed=2)
-    sales = 100.0 + 30.0 * X[:, 1] + np.random.default_rng(3).normal(size=4000)   # continuous: 4000 values
+    sales = 100.0 + 30.0 * X[:, 1] + np.random.default_rng(3).normal(size=4000)  # continuous: 4000 values
     X_test, sales_test = X[:300], sales[:300]
     data = TaskData(None, X, X_test, sales, sales_test, np.arange(4000), np.arange(300))
     plan = FitPlan(X, sales, sample_caps={"gradient_boosting_regressor": 1000}, strata=churn)
     X_fit, y_fit = plan.rows_for("gradient_boosting_regressor")
     assert X_fit.shape == (1000, 3) and y_fit.shape == (1000,)
     idx = plan._sample_index("gradient_boosting_regressor")
-    assert abs(churn[idx].mean() - churn.mean()) < 1e-3          # churn shares kept
+    assert abs(churn[idx].mean() - churn.mean()) < 1e-3  # churn shares kept
     np.testing.assert_array_equal(y_fit, sales[idx])
     trained = train_regressor("gradient_boosting_regressor", LinearRegression, data, plan=plan)
     assert trained.params["fit_rows"] == 1000
-    assert trained.holdout_pred.shape == (300,)                  # the whole hold-out is scored
+    assert trained.holdout_pred.shape == (300,)  # the whole hold-out is scored
     assert trained.metrics["r2"] > 0.99
     # Without strata a continuous target cannot be sampled.
     with pytest.raises(ValueError, match="expected class labels"):

@@ -12,14 +12,12 @@ from plumbing.settings import Settings
 
 def test_default_caps_bound_sampled_wide_and_ensemble_models_only():
     caps = zoo.sample_caps(Settings())
-    assert zoo.ENSEMBLES == {"random_forest", "random_forest_pca", "gradient_boosting",
-                             "gradient_boosting_regressor"}
+    assert zoo.ENSEMBLES == {"random_forest", "random_forest_pca", "gradient_boosting", "gradient_boosting_regressor"}
     assert {name: caps[name] for name in zoo.ENSEMBLES} == dict.fromkeys(zoo.ENSEMBLES, 200_000)
     assert {name: caps[name] for name in zoo.SAMPLED} == dict.fromkeys(zoo.SAMPLED, 50_000)
     assert caps["polynomial_regression"] == 20_000
-    for name in ("logistic_regression", "decision_tree", "naive_bayes", "linear_regression",
-                 "multiple_regression"):
-        assert name not in caps                                  # fitted on every training row
+    for name in ("logistic_regression", "decision_tree", "naive_bayes", "linear_regression", "multiple_regression"):
+        assert name not in caps  # fitted on every training row
 
 
 def test_ensemble_cap_comes_from_the_environment_and_zero_lifts_it():
@@ -60,11 +58,11 @@ def test_blas_threads_caps_openblas_inside_the_block_only():
         return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
 
     before = blas()
-    assert before                                                # numpy's OpenBLAS is loaded
+    assert before  # numpy's OpenBLAS is loaded
     with blas_threads(1):
         assert blas() == {1}
     assert blas() == before
-    with blas_threads(0):                                         # 0: left alone
+    with blas_threads(0):  # 0: left alone
         assert blas() == before
     assert Settings().batch_blas_threads == 1
     assert Settings.from_env({"CHURN_BATCH_BLAS_THREADS": "0"}).batch_blas_threads == 0

@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import pytest
 
-from churn_stream.bench.dashboard import (_rss_summary, _updates_summary, interval_periods, timer_callbacks,
-                                          warmup_s)
+from churn_stream.bench.dashboard import _rss_summary, _updates_summary, interval_periods, timer_callbacks, warmup_s
 
-LAYOUT = {"type": "Div", "namespace": "dash_html_components", "props": {"children": [
-    {"type": "Interval", "namespace": "dash_core_components", "props": {"id": "tick-live", "interval": 1000}},
-    {"type": "Interval", "namespace": "dash_core_components", "props": {"id": "tick-models", "interval": 10000}},
-    {"type": "Div", "namespace": "dash_html_components", "props": {"id": "x", "children": "text"}}]}}
+LAYOUT = {
+    "type": "Div",
+    "namespace": "dash_html_components",
+    "props": {
+        "children": [
+            {"type": "Interval", "namespace": "dash_core_components", "props": {"id": "tick-live", "interval": 1000}},
+            {
+                "type": "Interval",
+                "namespace": "dash_core_components",
+                "props": {"id": "tick-models", "interval": 10000},
+            },
+            {"type": "Div", "namespace": "dash_html_components", "props": {"id": "x", "children": "text"}},
+        ]
+    },
+}
 DEPS = [
-    {"output": "..kpi-scores.children...graph-rate.figure..", "inputs": [
-        {"id": "tick-live", "property": "n_intervals"}, {"id": "tabs", "property": "value"}], "state": []},
-    {"output": "dq-summary.children", "inputs": [
-        {"id": "tick-models", "property": "n_intervals"}, {"id": "tabs", "property": "value"}], "state": []},
-    {"output": "score-result.children", "inputs": [{"id": "form-submit", "property": "n_clicks"}],
-     "state": [{"id": "form-customer_id", "property": "value"}]},
+    {
+        "output": "..kpi-scores.children...graph-rate.figure..",
+        "inputs": [{"id": "tick-live", "property": "n_intervals"}, {"id": "tabs", "property": "value"}],
+        "state": [],
+    },
+    {
+        "output": "dq-summary.children",
+        "inputs": [{"id": "tick-models", "property": "n_intervals"}, {"id": "tabs", "property": "value"}],
+        "state": [],
+    },
+    {
+        "output": "score-result.children",
+        "inputs": [{"id": "form-submit", "property": "n_clicks"}],
+        "state": [{"id": "form-customer_id", "property": "value"}],
+    },
 ]
 
 
@@ -25,10 +44,11 @@ def test_timer_callbacks_are_found_with_their_interval_and_a_renderer_request():
     assert interval_periods(LAYOUT) == {"tick-live": 1000, "tick-models": 10000}
     cbs = timer_callbacks(DEPS, interval_periods(LAYOUT))
     assert [(c["name"], c["interval_ms"], c["trigger"]) for c in cbs] == [
-        ("kpi-scores", 1000, "tick-live"), ("dq-summary", 10000, "tick-models")]
+        ("kpi-scores", 1000, "tick-live"),
+        ("dq-summary", 10000, "tick-models"),
+    ]
     live = cbs[0]["body"]
-    assert live["outputs"] == [{"id": "kpi-scores", "property": "children"},
-                               {"id": "graph-rate", "property": "figure"}]
+    assert live["outputs"] == [{"id": "kpi-scores", "property": "children"}, {"id": "graph-rate", "property": "figure"}]
     assert live["changedPropIds"] == ["tick-live.n_intervals"]
     assert cbs[1]["body"]["outputs"] == {"id": "dq-summary", "property": "children"}  # one output: not a list
 

@@ -43,8 +43,11 @@ def test_nested_cv_repeats_the_protocol_on_outer_folds_of_the_training_part(tmp_
 
     from churn_stream.cli import main
 
-    out = CliRunner().invoke(main, ["bench", "models-cv", "--model", "logistic_regression", "--repeats", "1",
-                                    "--json", str(tmp_path / "cv.json")], env={})
+    out = CliRunner().invoke(
+        main,
+        ["bench", "models-cv", "--model", "logistic_regression", "--repeats", "1", "--json", str(tmp_path / "cv.json")],
+        env={},
+    )
     assert out.exit_code == 0, out.output
     row = json.loads((tmp_path / "cv.json").read_text())[0]
     assert row["model"] == "logistic_regression" and row["splits"] == 5

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from plumbing.settings import Settings
 from churn_stream.stack import (
     GRPC_OFFSET,
     SERVICES,
@@ -25,14 +24,16 @@ from churn_stream.stack import (
     _split_host_port,
     derive_weed_ports,
 )
+from plumbing.settings import Settings
 
 SECRET = "s3cr3t-never-shown"
 
 
 @pytest.fixture()
 def stack(tmp_path: Path) -> LocalStack:
-    return LocalStack(tmp_path / "churn", s3_port=19100, kafka_port=19192, mlflow_port=19101,
-                      access_key="alice", secret_key=SECRET)
+    return LocalStack(
+        tmp_path / "churn", s3_port=19100, kafka_port=19192, mlflow_port=19101, access_key="alice", secret_key=SECRET
+    )
 
 
 def _flag(argv: list[str], name: str) -> str:
@@ -58,9 +59,12 @@ def test_from_settings_parses_default_endpoints() -> None:
 
 
 def test_from_settings_takes_first_bootstrap_server_and_scheme_default_port(tmp_path: Path) -> None:
-    settings = Settings(kafka_bootstrap_servers="127.0.0.1:29092, 127.0.0.1:29093",
-                        minio_endpoint="127.0.0.1:29000", mlflow_tracking_uri="https://127.0.0.1",
-                        data_dir=tmp_path)
+    settings = Settings(
+        kafka_bootstrap_servers="127.0.0.1:29092, 127.0.0.1:29093",
+        minio_endpoint="127.0.0.1:29000",
+        mlflow_tracking_uri="https://127.0.0.1",
+        data_dir=tmp_path,
+    )
     st = LocalStack.from_settings(settings)
     assert (st.s3_port, st.kafka_port, st.mlflow_port) == (29000, 29092, 443)
     assert st.data_dir == tmp_path
@@ -100,8 +104,7 @@ def test_settings_round_trip(stack: LocalStack) -> None:
     assert s.data_dir == stack.data_dir
     assert s.consumer_group == "g1"  # untouched fields kept
     again = LocalStack.from_settings(s)
-    assert (again.s3_port, again.kafka_port, again.mlflow_port, again.data_dir) == (19100, 19192, 19101,
-                                                                                      stack.data_dir)
+    assert (again.s3_port, again.kafka_port, again.mlflow_port, again.data_dir) == (19100, 19192, 19101, stack.data_dir)
 
 
 def test_repr_hides_the_secret(stack: LocalStack) -> None:
@@ -155,8 +158,7 @@ def test_weed_command_sets_every_port_explicitly(stack: LocalStack) -> None:
     assert _flag(argv, "s3.port") == "19100"
     assert _flag(argv, "s3.port.grpc") == "29100"
     assert [_flag(argv, f"{name}.port") for name in WEED_PORT_NAMES] == ["19101", "19102", "19103", "19104"]
-    assert [_flag(argv, f"{name}.port.grpc") for name in WEED_PORT_NAMES] == ["29101", "29102", "29103",
-                                                                                "29104"]
+    assert [_flag(argv, f"{name}.port.grpc") for name in WEED_PORT_NAMES] == ["29101", "29102", "29103", "29104"]
     for disabled in ("webdav", "admin.ui", "master.telemetry"):
         assert _flag(argv, disabled) == "false"
     assert _flag(argv, "s3.port.iceberg") == _flag(argv, "s3.port.lance") == "0"
@@ -182,8 +184,7 @@ def test_mlflow_command(stack: LocalStack) -> None:
     assert _option(argv, "--backend-store-uri") == f"sqlite:///{stack.data_dir}/mlflow/mlflow.db"
     assert _option(argv, "--backend-store-uri").startswith("sqlite:////")  # absolute path
     assert _option(argv, "--artifacts-destination") == "s3://mlflow/artifacts"
-    assert (_option(argv, "--host"), _option(argv, "--port"), _option(argv, "--workers")) == ("127.0.0.1",
-                                                                                              "19101", "1")
+    assert (_option(argv, "--host"), _option(argv, "--port"), _option(argv, "--workers")) == ("127.0.0.1", "19101", "1")
 
 
 def test_no_secret_on_any_command_line(stack: LocalStack) -> None:
@@ -309,9 +310,11 @@ def test_stop_service_kills_the_whole_tree_even_when_sigterm_is_ignored(stack: L
         orphans: list[int] = []
         while not orphans and time.monotonic() < deadline:
             time.sleep(0.05)
-            orphans = [p.pid for p in psutil.process_iter(["cmdline", "ppid"])
-                       if _pgid(p.pid) == proc.pid and p.info["cmdline"] == ["sleep", "30"]
-                       and p.info["ppid"] != proc.pid]
+            orphans = [
+                p.pid
+                for p in psutil.process_iter(["cmdline", "ppid"])
+                if _pgid(p.pid) == proc.pid and p.info["cmdline"] == ["sleep", "30"] and p.info["ppid"] != proc.pid
+            ]
         assert len(orphans) == 1
         group = {p.pid for p in psutil.process_iter() if _pgid(p.pid) == proc.pid}
         assert {proc.pid, *orphans} <= group

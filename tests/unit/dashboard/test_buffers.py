@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -12,14 +12,20 @@ from dashboard.live import LiveBuffers, format_reasons, latency_ms
 from schemas.topics import Topics
 
 T0 = 1_700_000_000.0  # a whole UNIX second
-EVENT_TIME = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+EVENT_TIME = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def score(i: int, p: float = 0.5, latency_s: float = 0.2, **extra) -> dict:
     return {
-        "event_id": f"e{i}", "event_time": EVENT_TIME.isoformat(), "schema_version": 1,
-        "customer_id": f"c{i}", "churn_probability": p, "churn_label": p >= 0.5, "threshold": 0.5,
-        "model_name": "churn-classifier", "model_version": "3",
+        "event_id": f"e{i}",
+        "event_time": EVENT_TIME.isoformat(),
+        "schema_version": 1,
+        "customer_id": f"c{i}",
+        "churn_probability": p,
+        "churn_label": p >= 0.5,
+        "threshold": 0.5,
+        "model_name": "churn-classifier",
+        "model_version": "3",
         "scored_at": (EVENT_TIME + timedelta(seconds=latency_s)).isoformat().replace("+00:00", "Z"),
         **extra,
     }
@@ -112,8 +118,10 @@ def test_distribution_keeps_the_most_recent_probabilities():
 
 def test_alert_rows_carry_reasons_and_blank_value_at_risk_when_absent():
     b = buffers()
-    reasons = [{"feature": "contract=Month-to-month", "contribution": 0.412},
-               {"feature": "tenure_months", "contribution": 0.2}]
+    reasons = [
+        {"feature": "contract=Month-to-month", "contribution": 0.412},
+        {"feature": "tenure_months", "contribution": 0.2},
+    ]
     b.add_alert(score(1, p=0.8, reasons=reasons), now=T0)
     b.add_alert(score(2, p=0.9, reasons=reasons[:1], value_at_risk_usd=1234.567), now=T0)
     rows = b.snapshot(now=T0 + 1).alerts

@@ -6,8 +6,7 @@ import socket
 
 import pytest
 
-from dashboard.score_form import (BOOLEAN_FIELDS, CATEGORICAL_FIELDS, NUMERIC_FIELDS, build_customer,
-                                  post_customer)
+from dashboard.score_form import BOOLEAN_FIELDS, CATEGORICAL_FIELDS, NUMERIC_FIELDS, build_customer, post_customer
 from schemas.events import CustomerEvent, EventValidationError
 
 

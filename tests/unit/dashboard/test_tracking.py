@@ -6,17 +6,36 @@ from dashboard.tracking import psi_rows
 
 
 def test_psi_rows_from_the_gates_drift_check():
-    report = {"status": "warn", "checks": [
-        {"name": "schema", "status": "pass", "message": "ok", "details": {}},
-        {"name": "drift", "status": "warn", "message": "PSI >= 0.1",
-         "details": {"psi": {"tenure_months": {"psi": 0.12, "kind": "numeric", "status": "warn"},
-                             "contract": {"psi": 0.31, "kind": "categorical", "status": "fail"},
-                             "gender": {"psi": 0.0, "kind": "categorical", "status": "pass"}},
-                     "psi_warn": 0.1, "psi_fail": 0.25}}]}
+    report = {
+        "status": "warn",
+        "checks": [
+            {"name": "schema", "status": "pass", "message": "ok", "details": {}},
+            {
+                "name": "drift",
+                "status": "warn",
+                "message": "PSI >= 0.1",
+                "details": {
+                    "psi": {
+                        "tenure_months": {"psi": 0.12, "kind": "numeric", "status": "warn"},
+                        "contract": {"psi": 0.31, "kind": "categorical", "status": "fail"},
+                        "gender": {"psi": 0.0, "kind": "categorical", "status": "pass"},
+                    },
+                    "psi_warn": 0.1,
+                    "psi_fail": 0.25,
+                },
+            },
+        ],
+    }
     rows = psi_rows(report)
     assert [r["feature"] for r in rows] == ["contract", "tenure_months", "gender"]  # highest PSI first
-    assert rows[0] == {"feature": "contract", "kind": "categorical", "psi": 0.31, "status": "fail",
-                       "warn_at": 0.1, "fail_at": 0.25}
+    assert rows[0] == {
+        "feature": "contract",
+        "kind": "categorical",
+        "psi": 0.31,
+        "status": "fail",
+        "warn_at": 0.1,
+        "fail_at": 0.25,
+    }
 
 
 def test_psi_rows_from_a_flat_mapping_derive_the_status_from_thresholds():
@@ -41,6 +60,7 @@ def test_ttl_cache_reuses_until_expiry_and_keeps_immutable_answers():
         def f():
             calls.append(tag)
             return len(calls)
+
         return f
 
     assert cache.get("a", compute("a")) == 1

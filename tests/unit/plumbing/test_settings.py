@@ -60,10 +60,20 @@ def test_overrides_from_environment():
     assert s.s3_endpoint_url == "https://s3.example:443"
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("1", True), ("true", True), ("TRUE", True), (" yes ", True), ("on", True),
-    ("0", False), ("false", False), ("no", False), ("", False),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("", False),
+    ],
+)
 def test_boolean_parsing(raw, expected):
     assert Settings.from_env({"MINIO_SECURE": raw}).minio_secure is expected
 
@@ -133,11 +143,14 @@ def test_cli_bounds_mlflow_client_retries_unless_the_environment_chooses():
     assert MLFLOW_CLIENT_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "60"
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"MINIO_ENDPOINT": "http://127.0.0.1:9000"}, "MINIO_ENDPOINT: expected host:port without a scheme"),
-    ({"CHURN_WORKER_WEB_PORT": "99999"}, "CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got 99999"),
-    ({"CHURN_WORKER_WEB_PORT": "0"}, "CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got 0"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MINIO_ENDPOINT": "http://127.0.0.1:9000"}, "MINIO_ENDPOINT: expected host:port without a scheme"),
+        ({"CHURN_WORKER_WEB_PORT": "99999"}, "CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got 99999"),
+        ({"CHURN_WORKER_WEB_PORT": "0"}, "CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got 0"),
+    ],
+)
 def test_endpoint_and_port_mistakes_are_settings_errors(env, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)

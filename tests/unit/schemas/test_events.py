@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -67,7 +67,7 @@ def test_first_telco_row_parses_from_json(first_event):
 def test_event_time_with_offset_is_converted_to_utc(doc):
     doc["event_time"] = "2024-03-01T12:30:00+02:00"
     event = CustomerEvent.model_validate_json(json.dumps(doc))
-    assert event.event_time == datetime(2024, 3, 1, 10, 30, tzinfo=timezone.utc)
+    assert event.event_time == datetime(2024, 3, 1, 10, 30, tzinfo=UTC)
     assert event.event_time.utcoffset() == timedelta(0)
     assert event.event_time.hour == 10
 
@@ -168,9 +168,20 @@ def test_huge_values_are_truncated_in_messages(doc):
 
 
 def test_number_of_lines_is_limited(doc):
-    for name in ["gender", "multiple_lines", "internet_service", "online_security", "online_backup",
-                 "device_protection", "tech_support", "streaming_tv", "streaming_movies", "contract",
-                 "payment_method", "customer_id"]:
+    for name in [
+        "gender",
+        "multiple_lines",
+        "internet_service",
+        "online_security",
+        "online_backup",
+        "device_protection",
+        "tech_support",
+        "streaming_tv",
+        "streaming_movies",
+        "contract",
+        "payment_method",
+        "customer_id",
+    ]:
         doc[name] = None
     with pytest.raises(ValidationError) as info:
         CustomerEvent.model_validate_json(json.dumps(doc))

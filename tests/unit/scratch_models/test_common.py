@@ -53,9 +53,7 @@ def make(name: str, **extra):
 def data(name: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Continuous and 0/1 columns; a binary label or a continuous target by task."""
     rng = np.random.default_rng(seed)
-    X = np.column_stack(
-        [rng.normal(size=(N_SAMPLES, 3)), rng.integers(0, 2, size=(N_SAMPLES, 3)).astype(np.float64)]
-    )
+    X = np.column_stack([rng.normal(size=(N_SAMPLES, 3)), rng.integers(0, 2, size=(N_SAMPLES, 3)).astype(np.float64)])
     signal = 1.5 * X[:, 0] - X[:, 1] + X[:, 3] + 0.5 * X[:, 0] * X[:, 2]
     if MODEL_CLASSES[name].task == "regressor":
         return X, 10.0 * signal + rng.normal(scale=0.5, size=N_SAMPLES)
@@ -77,9 +75,19 @@ def fitted(name: str, **extra):
 
 def test_registry_holds_the_zoo():
     expected = {
-        "LogisticRegression", "SVMClassifier", "Perceptron", "KMeansClassifier", "AgglomerativeClassifier",
-        "MLPClassifier", "NaiveBayesClassifier", "SVMPCAClassifier", "RandomForestPCAClassifier",
-        "LinearRegression", "MultipleRegression", "PolynomialRegression", "PCA",
+        "LogisticRegression",
+        "SVMClassifier",
+        "Perceptron",
+        "KMeansClassifier",
+        "AgglomerativeClassifier",
+        "MLPClassifier",
+        "NaiveBayesClassifier",
+        "SVMPCAClassifier",
+        "RandomForestPCAClassifier",
+        "LinearRegression",
+        "MultipleRegression",
+        "PolynomialRegression",
+        "PCA",
     }
     assert expected <= set(MODEL_CLASSES)
 

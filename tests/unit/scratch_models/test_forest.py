@@ -84,8 +84,9 @@ def test_label_histograms_equal_statistic_histograms():
     rows = np.flatnonzero(w)
     kw = dict(max_depth=8, min_samples_leaf=3, max_features=3)
     a = H.grow_tree(codes, mapper.n_bins, stats, rows, H.gini_criterion(), rng=np.random.default_rng(1), **kw)
-    b = H.grow_tree(codes, mapper.n_bins, stats, rows, H.gini_criterion(), rng=np.random.default_rng(1),
-                    labels=y, weights=w, **kw)
+    b = H.grow_tree(
+        codes, mapper.n_bins, stats, rows, H.gini_criterion(), rng=np.random.default_rng(1), labels=y, weights=w, **kw
+    )
     for field in ("feature", "bin", "left", "value", "gain"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratch_models import ArtifactError, LogisticRegression, ScoringPipeline, TabularPreprocessor
-from scratch_models import persistence
+from scratch_models import ArtifactError, LogisticRegression, ScoringPipeline, TabularPreprocessor, persistence
 from scratch_models.persistence import FORMAT_VERSION, load_npz, save_npz, sha256_file
 
 
@@ -31,8 +30,9 @@ def pipeline() -> ScoringPipeline:
     cols, y = columns()
     pre = TabularPreprocessor(["tenure", "charges", "senior"], ["contract"]).fit(cols)
     model = LogisticRegression(C=0.5).fit(pre.transform(cols), y)
-    return ScoringPipeline(pre, model, threshold=0.37,
-                           metadata={"dataset": "synthetic", "auc": 0.81, "tags": ["a", "b"], "n": 300})
+    return ScoringPipeline(
+        pre, model, threshold=0.37, metadata={"dataset": "synthetic", "auc": 0.81, "tags": ["a", "b"], "n": 300}
+    )
 
 
 def test_pipeline_scores_through_its_preprocessor(pipeline):
@@ -44,7 +44,12 @@ def test_pipeline_scores_through_its_preprocessor(pipeline):
     assert np.all((p > 0) & (p < 1))
     assert pipeline.feature_names_in == ["tenure", "charges", "senior", "contract"]
     assert pipeline.feature_names_out == [
-        "tenure", "charges", "senior", "contract=Month-to-month", "contract=One year", "contract=Two year",
+        "tenure",
+        "charges",
+        "senior",
+        "contract=Month-to-month",
+        "contract=One year",
+        "contract=Two year",
     ]
 
 
@@ -142,7 +147,7 @@ def test_load_refuses_other_format_version(tmp_path):
         load_npz(missing)
 
 
-@pytest.mark.parametrize("doc", ["[1, 2]", "null", "\"text\"", "3"])
+@pytest.mark.parametrize("doc", ["[1, 2]", "null", '"text"', "3"])
 def test_load_refuses_header_that_is_not_an_object(tmp_path, doc):
     path = tmp_path / "odd.npz"
     np.savez(path, __header__=np.array(doc))

@@ -82,9 +82,13 @@ def test_one_hot_order_is_sorted_categories():
     pre = make().fit(columns())
     assert [c.tolist() for c in pre.categories_] == [["Month", "One year", "Two year"], ["F", "M"]]
     assert pre.feature_names_out_ == [
-        "tenure", "charges",
-        "contract=Month", "contract=One year", "contract=Two year",
-        "gender=F", "gender=M",
+        "tenure",
+        "charges",
+        "contract=Month",
+        "contract=One year",
+        "contract=Two year",
+        "gender=F",
+        "gender=M",
     ]
     X = pre.transform(columns())
     assert X.shape == (6, 7) and X.dtype == np.float64

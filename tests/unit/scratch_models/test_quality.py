@@ -16,21 +16,21 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from sklearn import cluster as sk_cluster  # noqa: E402
-from sklearn import decomposition as sk_decomposition  # noqa: E402
-from sklearn import ensemble as sk_ensemble  # noqa: E402
-from sklearn import linear_model as sk_linear  # noqa: E402
-from sklearn import naive_bayes as sk_nb  # noqa: E402
-from sklearn import neural_network as sk_nn  # noqa: E402
-from sklearn import pipeline as sk_pipeline  # noqa: E402
-from sklearn import preprocessing as sk_pre  # noqa: E402
-from sklearn import svm as sk_svm  # noqa: E402
+from sklearn import cluster as sk_cluster
+from sklearn import decomposition as sk_decomposition
+from sklearn import ensemble as sk_ensemble
+from sklearn import linear_model as sk_linear
+from sklearn import naive_bayes as sk_nb
+from sklearn import neural_network as sk_nn
+from sklearn import pipeline as sk_pipeline
+from sklearn import preprocessing as sk_pre
+from sklearn import svm as sk_svm
 
-from batch.features import classification_data, regression_data  # noqa: E402
-from batch.ingest import read_source_csv  # noqa: E402
-from batch.metrics import regression_metrics, roc_auc  # noqa: E402
-from schemas import TELCO  # noqa: E402
-from scratch_models import MODEL_CLASSES  # noqa: E402
+from batch.features import classification_data, regression_data
+from batch.ingest import read_source_csv
+from batch.metrics import regression_metrics, roc_auc
+from schemas import TELCO
+from scratch_models import MODEL_CLASSES
 
 pytestmark = pytest.mark.slow
 MARGIN = 0.01
@@ -155,7 +155,9 @@ def test_classifier_auc_matches_reference(name, cls_data):
     ours, theirs = _best_times(lambda: model.predict_proba(X1k), lambda: _ref_score(ref, X1k))
     if ours > 1.1 * theirs + 1e-3 and name in KNOWN_SLOW_PREDICT:
         pytest.xfail(f"{KNOWN_SLOW_PREDICT[name]}: {ours * 1e3:.2f} ms vs {theirs * 1e3:.2f} ms")
-    assert ours <= 1.1 * theirs + 1e-3, f"{name}: predict 1k rows {ours * 1e3:.2f} ms vs reference {theirs * 1e3:.2f} ms"
+    assert ours <= 1.1 * theirs + 1e-3, (
+        f"{name}: predict 1k rows {ours * 1e3:.2f} ms vs reference {theirs * 1e3:.2f} ms"
+    )
 
 
 def test_regressors_match_reference(reg_data):
@@ -188,8 +190,10 @@ def test_regressors_match_reference(reg_data):
 def test_linear_regression_picks_the_most_correlated_column(reg_data):
     r = reg_data
     model = MODEL_CLASSES["LinearRegression"]().fit(r.X_train, r.y_train)
-    corr = [abs(np.corrcoef(r.X_train[:, j], r.y_train)[0, 1]) if r.X_train[:, j].std() > 0 else 0.0
-            for j in range(r.X_train.shape[1])]
+    corr = [
+        abs(np.corrcoef(r.X_train[:, j], r.y_train)[0, 1]) if r.X_train[:, j].std() > 0 else 0.0
+        for j in range(r.X_train.shape[1])
+    ]
     assert model.feature_index_ == int(np.argmax(corr))
     assert r.feature_names[model.feature_index_] == "tenure_months"
 
@@ -213,8 +217,9 @@ def test_zoo_gradient_boosting_on_the_issue_protocol(cls_data):
     from batch import zoo
     from batch.training import train_classifier
 
-    trained = train_classifier("gradient_boosting", zoo.classifiers({"gradient_boosting"})["gradient_boosting"],
-                               cls_data)
+    trained = train_classifier(
+        "gradient_boosting", zoo.classifiers({"gradient_boosting"})["gradient_boosting"], cls_data
+    )
     print(f"gradient_boosting: AUC {trained.metrics['roc_auc']:.4f} tuned F1 {trained.metrics['f1_tuned']:.4f}")
     assert trained.metrics["roc_auc"] >= 0.846
     assert trained.metrics["f1_tuned"] >= 0.620

@@ -111,7 +111,9 @@ def test_sample_weight_zero_rows_are_ignored():
     a = DecisionTreeClassifier(max_depth=5).fit(X, y, sample_weight=w).predict_proba(X)
     b = DecisionTreeClassifier(max_depth=5).fit(X[:300], y[:300]).predict_proba(X)
     # Same rows, but bins come from all 600 rows: compare on the learned partition's quality.
-    assert np.mean(np.argmax(a[:300], 1) == y[:300]) == pytest.approx(np.mean(np.argmax(b[:300], 1) == y[:300]), abs=0.05)
+    assert np.mean(np.argmax(a[:300], 1) == y[:300]) == pytest.approx(
+        np.mean(np.argmax(b[:300], 1) == y[:300]), abs=0.05
+    )
 
 
 def test_seeded_feature_sampling_reproducible():
@@ -153,7 +155,13 @@ def test_errors():
         model.predict_proba(X[:, :-1])
     with pytest.raises(ValueError):
         DecisionTreeClassifier().fit(X, np.zeros(len(y)))
-    for params in ({"criterion": "mse"}, {"max_depth": 0}, {"min_samples_leaf": 0}, {"max_features": "half"}, {"max_bins": 256}):
+    for params in (
+        {"criterion": "mse"},
+        {"max_depth": 0},
+        {"min_samples_leaf": 0},
+        {"max_features": "half"},
+        {"max_bins": 256},
+    ):
         with pytest.raises(ValueError):
             DecisionTreeClassifier(**params).fit(X, y)
     with pytest.raises(ValueError):
@@ -208,13 +216,18 @@ def _ensembles():
     # Rounded columns make many nodes share a split (the split-table path of deep forests).
     X[:, 3:5] = np.round(X[:, 3:5], 1)
     return X, [
-        ("gbm depth 3 (pairs)", GradientBoostingClassifier(n_estimators=41, learning_rate=0.3, random_state=0).fit(X, y)),
+        (
+            "gbm depth 3 (pairs)",
+            GradientBoostingClassifier(n_estimators=41, learning_rate=0.3, random_state=0).fit(X, y),
+        ),
         ("gbm depth 1", GradientBoostingClassifier(n_estimators=7, max_depth=1, random_state=0).fit(X, y)),
         ("gbm depth 6", GradientBoostingRegressor(n_estimators=20, max_depth=6, random_state=0).fit(X, t)),
         ("gbm depth 8", GradientBoostingRegressor(n_estimators=5, max_depth=8, random_state=0).fit(X, t)),
         ("forest deep", RandomForestClassifier(n_estimators=30, min_samples_leaf=2, random_state=0).fit(X, y)),
-        ("forest deep shared splits",
-         RandomForestClassifier(n_estimators=60, max_features=2, random_state=0).fit(X[:, 3:5], y)),
+        (
+            "forest deep shared splits",
+            RandomForestClassifier(n_estimators=60, max_features=2, random_state=0).fit(X[:, 3:5], y),
+        ),
         ("forest shallow", RandomForestRegressor(n_estimators=9, max_depth=4, random_state=0).fit(X, t)),
         ("tree", DecisionTreeClassifier(random_state=0).fit(X, y)),
     ]
@@ -230,11 +243,16 @@ def test_vectorised_leaf_sums_match_per_tree_walk(tmp_path):
         Xm = Xnew[:, 3:5] if name == "forest deep shared splits" else Xnew
         Xm = np.ascontiguousarray(Xm)
         trees = model.trees_
-        paths.add("complete" if trees._complete is not None else
-                  "split table" if 2 * trees._split_thr.shape[0] <= trees.n_trees * trees._depth else "walk")
+        paths.add(
+            "complete"
+            if trees._complete is not None
+            else "split table"
+            if 2 * trees._split_thr.shape[0] <= trees.n_trees * trees._depth
+            else "walk"
+        )
         want = _reference_leaf_sums(trees, Xm)
         np.testing.assert_allclose(trees.leaf_sums(Xm), want, rtol=0, atol=1e-12, err_msg=name)
-        for n in (1, 8, 9, 90):           # packed bytes: full, partial and single-row batches
+        for n in (1, 8, 9, 90):  # packed bytes: full, partial and single-row batches
             np.testing.assert_allclose(trees.leaf_sums(Xm[:n]), want[:, :n], rtol=0, atol=1e-12, err_msg=name)
         # Leaves from apply() are the leaves of the walk.
         leaves = trees.apply(Xm)
@@ -255,7 +273,7 @@ def test_split_table_rank_route_matches_float_comparisons():
     X, models = _ensembles()
     trees = dict(models)["forest deep"].trees_
     many = TreeArrays(trees.feature, trees.threshold, trees.left, trees.right, trees.value, trees.offsets)
-    assert many._split_thr.shape[0] > 32 * X.shape[1]               # rank route
+    assert many._split_thr.shape[0] > 32 * X.shape[1]  # rank route
     Xc = np.ascontiguousarray(X[:50])
     want = Xc.T[many._split_feat] > many._split_thr[:, None]
     np.testing.assert_array_equal(many._split_bits(Xc), want)

@@ -15,6 +15,7 @@ def test_cancelling_the_wait_leaves_the_send_futures_pending():
     ``asyncio.gather`` cancelled its children, so the shutdown commit then failed on a
     cancelled future and skipped leaving the group.
     """
+
     async def run() -> tuple[bool, object]:
         loop = asyncio.get_running_loop()
         acks = [loop.create_future(), loop.create_future()]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -50,7 +50,7 @@ def test_batch_reports_each_alerts_event_id_in_order(telco_csv):
     loaded = LoadedModel(ScoringPipeline(data.preprocessor, model, threshold=0.3), "churn-classifier", "4")
     events = csv_to_customer_events(telco_csv)[:300]
     records = [RawRecord("customers", 0, i, k, v) for i, (k, v) in enumerate(events)]
-    result = score_batch(loaded, records, now=datetime(2024, 5, 1, tzinfo=timezone.utc))
+    result = score_batch(loaded, records, now=datetime(2024, 5, 1, tzinfo=UTC))
     assert 0 < len(result.alerts) < len(records)
     assert result.alert_event_ids == [orjson.loads(v)["event_id"] for _, v in result.alerts]
     labelled = [orjson.loads(v)["event_id"] for _, v in result.scores if orjson.loads(v)["churn_label"]]

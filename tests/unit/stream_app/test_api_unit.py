@@ -55,8 +55,9 @@ def app(store):
 
 
 def test_predict_equals_pipeline_and_generates_ids(app, store, telco_docs):
-    from batch.features import frame_columns
     import pandas as pd
+
+    from batch.features import frame_columns
 
     docs = [{k: v for k, v in d.items() if k not in {"event_id", "event_time"}} for d in telco_docs[:30]]
     r = _call(app, "POST", "/api/predict", json=docs)
@@ -82,13 +83,16 @@ def test_single_object_and_envelope(app, telco_docs):
     assert one["predictions"][0]["event_id"] == telco_docs[0]["event_id"]
 
 
-@pytest.mark.parametrize("body, field", [
-    (b'{"monthly_charges_usd": NaN}', "monthly_charges_usd"),
-    (b"[1, 2]", "0"),
-    (b"{\"customers\": [], \"model_name\": \"x\"}", "customers"),
-    (b"{\"customers\": [{}], \"extra\": 1}", "extra"),
-    (b"\"a string\"", "<body>"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (b'{"monthly_charges_usd": NaN}', "monthly_charges_usd"),
+        (b"[1, 2]", "0"),
+        (b'{"customers": [], "model_name": "x"}', "customers"),
+        (b'{"customers": [{}], "extra": 1}', "extra"),
+        (b'"a string"', "<body>"),
+    ],
+)
 def test_bad_bodies_are_422_with_fields(app, body, field):
     r = _call(app, "POST", "/api/predict", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
@@ -99,8 +103,13 @@ def test_model_name_bad_format_is_422_and_query_wins_over_body(app, telco_docs):
     r = _call(app, "POST", "/api/predict", params={"model_name": "bad name!"}, json=telco_docs[0])
     assert r.status_code == 422 and r.json()["fields"] == ["model_name"]
     # A well-formed query model_name takes precedence: the body's malformed one is not even looked at.
-    r = _call(app, "POST", "/api/predict", params={"model_name": "bad name!"},
-              json={"customers": [telco_docs[0]], "model_name": "churn-classifier"})
+    r = _call(
+        app,
+        "POST",
+        "/api/predict",
+        params={"model_name": "bad name!"},
+        json={"customers": [telco_docs[0]], "model_name": "churn-classifier"},
+    )
     assert r.status_code == 422 and r.json()["fields"] == ["model_name"]
     r = _call(app, "POST", "/api/predict", json={"customers": [telco_docs[0]], "model_name": "bad name!"})
     assert r.status_code == 422 and r.json()["fields"] == ["model_name"]
@@ -114,8 +123,11 @@ def test_too_many_customers_and_too_large_bodies(app, telco_docs):
 def test_health_metrics_openapi_docs(app):
     from openapi_spec_validator import validate
 
-    assert _call(app, "GET", "/health").json() == {"status": "ok", "model_name": "churn-classifier",
-                                                   "model_version": "7"}
+    assert _call(app, "GET", "/health").json() == {
+        "status": "ok",
+        "model_name": "churn-classifier",
+        "model_version": "7",
+    }
     _call(app, "POST", "/api/predict", content=b"nope")
     live = _call(app, "GET", "/api/metrics").json()["live"]
     assert live["responses_by_status"].get("422", 0) >= 1 and live["model_version"] == "7"

@@ -85,8 +85,14 @@ def test_shifted_window_exceeds_threshold_on_the_shifted_features_only(profile, 
     assert values["tenure_months"] > 0.25 and values["monthly_charges_usd"] > 0.25
     assert values["contract"] < 0.1
 
-    doc = drift_document(values, window_size=shifted_monitor.size, window_capacity=5000,
-                         model_name="churn-classifier", model_version="7", threshold=0.25)
+    doc = drift_document(
+        values,
+        window_size=shifted_monitor.size,
+        window_capacity=5000,
+        model_name="churn-classifier",
+        model_version="7",
+        threshold=0.25,
+    )
     record = DriftRecord.model_validate(doc)
     assert record.alert and {"tenure_months", "monthly_charges_usd"} <= set(record.drifted_features)
     assert "contract" not in record.drifted_features
@@ -111,8 +117,10 @@ def test_window_is_bounded_and_old_events_fall_out(profile, frame):
 
 
 def test_unseen_categories_and_missing_values():
-    profile = {"numeric": {"x": {"edges": [1.0, 2.0], "proportions": [0.3, 0.4, 0.3]}},
-               "categorical": {"c": {"categories": ["b", "a"], "proportions": [0.5, 0.5]}}}
+    profile = {
+        "numeric": {"x": {"edges": [1.0, 2.0], "proportions": [0.3, 0.4, 0.3]}},
+        "categorical": {"c": {"categories": ["b", "a"], "proportions": [0.5, 0.5]}},
+    }
     monitor = DriftMonitor(profile, window=100)
     monitor.update({"x": np.array([np.nan, np.nan]), "c": np.array(["zzz", "zzz"])})
     values = monitor.psi()

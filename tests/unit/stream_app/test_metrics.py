@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import orjson
@@ -19,7 +19,7 @@ from scratch_models import LogisticRegression, ScoringPipeline
 from stream_app.metrics import BulkHistogram, StallDetector, WorkerMetrics, event_time_seconds
 from stream_app.scoring import LoadedModel, RawRecord, score_batch
 
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple], float]:
@@ -42,12 +42,16 @@ def loaded(telco_csv) -> LoadedModel:
 def batch_result(telco_csv, loaded):
     events = csv_to_customer_events(telco_csv, limit=100)
     # Every event happened 2 s before NOW.
-    events = [(k, orjson.dumps(orjson.loads(v) | {"event_time": (NOW - timedelta(seconds=2)).isoformat()}))
-              for k, v in events]
+    events = [
+        (k, orjson.dumps(orjson.loads(v) | {"event_time": (NOW - timedelta(seconds=2)).isoformat()})) for k, v in events
+    ]
     records = [RawRecord(Topics.CUSTOMERS, 0, i, k, v) for i, (k, v) in enumerate(events)]
-    records += [RawRecord(Topics.CUSTOMERS, 0, 100, b"x", b"not json"),
-                RawRecord(Topics.CUSTOMERS, 0, 101, b"x", orjson.dumps(orjson.loads(events[0][1])
-                                                                      | {"tenure_months": "twelve"}))]
+    records += [
+        RawRecord(Topics.CUSTOMERS, 0, 100, b"x", b"not json"),
+        RawRecord(
+            Topics.CUSTOMERS, 0, 101, b"x", orjson.dumps(orjson.loads(events[0][1]) | {"tenure_months": "twelve"})
+        ),
+    ]
     return records, score_batch(loaded, records, now=NOW)
 
 
@@ -116,8 +120,9 @@ def test_shadow_agreement_and_mean_scores(loaded):
     m.record_shadow(loaded, champion_p, challenger, shadow_p)
     got = samples(m.render())
     assert got[("churn_shadow_agreement", (("model_name", "churn-classifier"), ("model_version", "5")))] == 0.5
-    assert got[("churn_shadow_mean_score", (("model_name", "churn-classifier"), ("model_version", "4"),
-                                            ("role", "champion")))] == pytest.approx(0.425)
+    assert got[
+        ("churn_shadow_mean_score", (("model_name", "churn-classifier"), ("model_version", "4"), ("role", "champion")))
+    ] == pytest.approx(0.425)
     assert got[("churn_shadow_events_total", (("model_name", "churn-classifier"),))] == 4
 
 
@@ -131,7 +136,7 @@ def test_bulk_histogram_matches_prometheus_le_semantics():
 
 
 def test_event_time_seconds_parses_scorer_timestamps():
-    t = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    t = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
     got = event_time_seconds([t.isoformat(), (t + timedelta(seconds=1)).isoformat()])
     assert got.tolist() == pytest.approx([t.timestamp(), t.timestamp() + 1])
 
@@ -237,10 +242,21 @@ def test_after_batch_feeds_drift_window_and_shadow_metrics(telco_csv, loaded, ba
 
     frame = read_source_csv(telco_csv, TELCO)
     data = classification_data(frame, TELCO)
-    champion = LoadedModel(ScoringPipeline(data.preprocessor, loaded.pipeline.model, threshold=0.3, metadata={
-        "reference_profile": reference_profile(data.preprocessor, data.X_train)}), "churn-classifier", "4")
-    challenger = LoadedModel(ScoringPipeline(data.preprocessor, LogisticRegression(C=0.01).fit(
-        data.X_train, data.y_train), threshold=0.5), "churn-classifier", "5")
+    champion = LoadedModel(
+        ScoringPipeline(
+            data.preprocessor,
+            loaded.pipeline.model,
+            threshold=0.3,
+            metadata={"reference_profile": reference_profile(data.preprocessor, data.X_train)},
+        ),
+        "churn-classifier",
+        "4",
+    )
+    challenger = LoadedModel(
+        ScoringPipeline(data.preprocessor, LogisticRegression(C=0.01).fit(data.X_train, data.y_train), threshold=0.5),
+        "churn-classifier",
+        "5",
+    )
     records, _ = batch_result
     result = score_batch(champion, records, now=NOW)
 

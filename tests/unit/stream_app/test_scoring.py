@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -18,7 +18,7 @@ import pytest
 from batch.features import classification_data, frame_columns
 from batch.ingest import read_source_csv
 from churn_stream.produce import csv_to_customer_events
-from schemas.events import DeadLetter, ModelUpdatedEvent, ScoreEvent, ChurnAlert
+from schemas.events import ChurnAlert, DeadLetter, ModelUpdatedEvent, ScoreEvent
 from schemas.profiles import TELCO
 from schemas.topics import Topics
 from scratch_models import LogisticRegression, ScoringPipeline, TabularPreprocessor
@@ -26,7 +26,7 @@ from stream_app.model_store import CLASSIFIER_NAME, ModelStore
 from stream_app.scoring import LoadedModel, RawRecord, decode_batch, event_columns, score_batch
 
 N = 200
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +137,7 @@ def test_empty_batch(loaded):
 
 def _bad_records(events) -> dict[str, tuple[bytes | None, str]]:
     """name -> (value bytes, expected stage)."""
+
     def mutated(**changes) -> bytes:
         doc = valid_doc(events, 5)
         for k, v in changes.items():
@@ -194,7 +195,9 @@ def test_bad_records_become_dead_letters_and_good_ones_are_still_scored(loaded, 
 
     result = score_batch(loaded, records, now=NOW)
     assert len(result.scores) == len(good)
-    assert [orjson.loads(v)["event_id"] for _, v in result.scores] == [valid_doc(good, i)["event_id"] for i in range(10)]
+    assert [orjson.loads(v)["event_id"] for _, v in result.scores] == [
+        valid_doc(good, i)["event_id"] for i in range(10)
+    ]
     alone = score_batch(loaded, records_of(good), now=NOW)
     np.testing.assert_array_equal(result.probabilities, alone.probabilities)
 
@@ -235,10 +238,20 @@ def test_dead_letter_messages_name_the_field(loaded, events):
     assert by_offset[3].error_message.startswith("contract: input should be a valid string")
     assert by_offset[4].error_class == "EmptyValue"
     assert by_offset[5].error_class == "EmptyValue"
-    lax = ["bool_as_string", "bool_as_number", "number_as_string", "number_as_bool", "integer_as_string",
-           "integer_as_bool", "integer_with_fraction", "version_as_string", "time_as_number"]
-    lax_result = score_batch(loaded, [RawRecord(Topics.CUSTOMERS, 0, i, None, bad[n][0]) for i, n in enumerate(lax)],
-                             now=NOW)
+    lax = [
+        "bool_as_string",
+        "bool_as_number",
+        "number_as_string",
+        "number_as_bool",
+        "integer_as_string",
+        "integer_as_bool",
+        "integer_with_fraction",
+        "version_as_string",
+        "time_as_number",
+    ]
+    lax_result = score_batch(
+        loaded, [RawRecord(Topics.CUSTOMERS, 0, i, None, bad[n][0]) for i, n in enumerate(lax)], now=NOW
+    )
     assert [f.error_message for f in lax_result.failures] == [
         "senior_citizen: input should be a valid boolean, got 'Yes'",
         "partner: input should be a valid boolean, got 1",
@@ -317,8 +330,11 @@ def _pipeline_with_extra_feature(pipeline: ScoringPipeline) -> ScoringPipeline:
 
 
 def test_install_refuses_features_the_stream_lacks_and_keeps_old_model(pipeline):
-    store = ModelStore("http://unused.invalid", expected_features=list(TELCO.features),
-                       downloader=lambda *a: pytest.fail("install must not download"))
+    store = ModelStore(
+        "http://unused.invalid",
+        expected_features=list(TELCO.features),
+        downloader=lambda *a: pytest.fail("install must not download"),
+    )
     assert store.current is None and not store.ready.is_set()
     store.install(pipeline, CLASSIFIER_NAME, "1")
     assert store.current.model_version == "1" and store.current.pipeline is pipeline
@@ -355,8 +371,11 @@ def test_apply_update_with_failing_downloader_keeps_old_model(pipeline):
 
 
 def test_apply_update_refuses_incompatible_model_and_keeps_old(pipeline):
-    store = ModelStore("http://tracking.invalid", expected_features=list(TELCO.features),
-                       downloader=lambda *a: _pipeline_with_extra_feature(pipeline))
+    store = ModelStore(
+        "http://tracking.invalid",
+        expected_features=list(TELCO.features),
+        downloader=lambda *a: _pipeline_with_extra_feature(pipeline),
+    )
     store.install(pipeline, CLASSIFIER_NAME, "1")
     assert asyncio.run(store.apply_update(_update("2"))) is False
     assert store.current.model_version == "1"
@@ -366,8 +385,7 @@ def test_apply_update_refuses_incompatible_model_and_keeps_old(pipeline):
 
 def test_apply_update_swaps_in_a_good_model(pipeline):
     new = ScoringPipeline(pipeline.preprocessor, pipeline.model, threshold=0.42)
-    store = ModelStore("http://tracking.invalid", expected_features=list(TELCO.features),
-                       downloader=lambda *a: new)
+    store = ModelStore("http://tracking.invalid", expected_features=list(TELCO.features), downloader=lambda *a: new)
     store.install(pipeline, CLASSIFIER_NAME, "1")
     assert asyncio.run(store.apply_update(_update("2"))) is True
     assert store.current.model_version == "2" and store.current.pipeline is new
@@ -380,8 +398,7 @@ def test_apply_update_swaps_in_a_good_model(pipeline):
     [{"alias": "challenger"}, {"model_name": "churn-regressor"}, {"model_version": "1"}],
 )
 def test_apply_update_ignores_other_aliases_models_and_same_version(pipeline, changes):
-    store = ModelStore("http://tracking.invalid",
-                       downloader=lambda *a: pytest.fail("must not download"))
+    store = ModelStore("http://tracking.invalid", downloader=lambda *a: pytest.fail("must not download"))
     store.install(pipeline, CLASSIFIER_NAME, "1")
     assert asyncio.run(store.apply_update(_update("2", **changes))) is False
     assert store.current.model_version == "1"
