@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-unit kcat browser clean
+.PHONY: install demo test test-unit lint kcat browser clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,14 @@ demo: install
 # The whole suite: unit tests and integration tests on a real stack the session starts itself.
 test: install kcat browser
 	$(BIN)/pytest
+
+# Static checks: lint and format (ruff), types (mypy), layers (import-linter), dead code (vulture).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/vulture
 
 test-unit: install
 	$(BIN)/pytest tests/unit
