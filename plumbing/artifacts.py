@@ -5,24 +5,23 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from schemas.registry import ARTIFACT_PATH
 from scratch_models.persistence import sha256_file
 from scratch_models.pipeline import ScoringPipeline
 
 logger = logging.getLogger(__name__)
 
 
-#: Where a cycle logs a model's pipeline in its MLflow run (also a model version's ``artifact_path`` tag).
-ARTIFACT_PATH = "model/pipeline.npz"
-
-
-def version_artifact_uri(version) -> str:  # mlflow ModelVersion
+def version_artifact_uri(version: Any) -> str:  # mlflow ModelVersion
     """``runs:/<run_id>/<artifact_path>`` of a registered model version's pipeline.
 
     Parameters
     ----------
     version : mlflow.entities.model_registry.ModelVersion
-        Its ``artifact_path`` tag names the file in the run (default :data:`ARTIFACT_PATH`).
+        Its ``artifact_path`` tag names the file in the run (default
+        :data:`schemas.registry.ARTIFACT_PATH`).
 
     Returns
     -------
