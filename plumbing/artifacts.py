@@ -48,7 +48,9 @@ def download_pipeline(
     sha256 : str
         Expected hex digest.
     dst_dir : path, optional
-        Where to download; a temporary directory by default.
+        Where to download; the file stays there, the caller's to keep or remove. By
+        default a temporary directory, removed before returning (the pipeline is read
+        into memory, so nothing refers to the file afterwards).
 
     Returns
     -------
@@ -61,9 +63,17 @@ def download_pipeline(
     scratch_models.persistence.ArtifactError
         If the file is not a valid scoring pipeline.
     """
+    if dst_dir is not None:
+        return _download_and_load(tracking_uri, artifact_uri, sha256, Path(dst_dir))
+    # Every hot reload and promotion check downloads one: a directory left behind per call
+    # would fill /tmp over the life of a worker.
+    with tempfile.TemporaryDirectory(prefix="churn-artifact-") as tmp:
+        return _download_and_load(tracking_uri, artifact_uri, sha256, Path(tmp))
+
+
+def _download_and_load(tracking_uri: str, artifact_uri: str, sha256: str, dst: Path) -> ScoringPipeline:
     import mlflow.artifacts
 
-    dst = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="churn-artifact-"))
     local = Path(
         mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst), tracking_uri=tracking_uri)
     )
