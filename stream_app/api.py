@@ -42,11 +42,7 @@ from plumbing.artifacts import download_pipeline, version_artifact_uri
 from schemas.events import CustomerEvent, Reason, format_validation_error, new_event_id, utc_now
 from schemas.profiles import TELCO
 from stream_app.model_store import ModelStore, follow_model_updates
-from stream_app.scoring import LoadedModel, event_columns
-
-# The stream's own reason-code logic (its alerts' ``reasons``), shared rather than copied; it is
-# package-private to stream_app and scoring.py is being optimised by its owner, so no edit there.
-from stream_app.scoring import _reasons as reason_codes
+from stream_app.scoring import LoadedModel, churn_probabilities, event_columns, reason_codes
 
 logger = logging.getLogger(__name__)
 
@@ -470,7 +466,7 @@ class ApiState:
             X = pipeline.transform(event_columns(events, pipeline.feature_names_in))
         except (ValueError, TypeError) as exc:
             raise ApiError(422, "customers could not be featurised", [str(exc)[:300]]) from None
-        proba = pipeline.model.predict_proba(X)[:, 1]
+        proba = churn_probabilities(model, X)
         threshold = pipeline.threshold
         reasons = reason_codes(model, X)
         value_model = self.value_model
