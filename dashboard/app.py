@@ -575,7 +575,7 @@ def score_output(api_url: str, values: dict[str, Any]) -> html.Div:
         )
     p = answer["prediction"]
     reasons = p.get("reasons") or []
-    value = p.get("predicted_customer_value_usd")
+    value = p.get("predicted_value_usd")
     return html.Div(
         [
             html.Div(
