@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from batch.metrics import confusion_counts, pr_curve, roc_curve
+from schemas.registry import CONFUSION_MATRIX_PATH, PR_CURVE_PATH, ROC_CURVE_PATH
 
 
 def _figure():
@@ -34,9 +35,9 @@ def log_classifier_artifacts(
     roc = roc_curve(y_test, proba)
     pr = pr_curve(y_test, proba)
     cm = confusion_counts(y_test, proba, threshold)
-    tracker.log_dict(run_id, roc, "eval/roc_curve.json")
-    tracker.log_dict(run_id, pr, "eval/pr_curve.json")
-    tracker.log_dict(run_id, dict(cm, threshold=threshold), "eval/confusion_matrix.json")
+    tracker.log_dict(run_id, roc, ROC_CURVE_PATH)
+    tracker.log_dict(run_id, pr, PR_CURVE_PATH)
+    tracker.log_dict(run_id, dict(cm, threshold=threshold), CONFUSION_MATRIX_PATH)
     for k, v in cm.items():
         tracker.log_metric(run_id, k, v)
 

@@ -6,14 +6,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from plumbing.artifacts import ARTIFACT_PATH, download_pipeline, version_artifact_uri
+from plumbing.artifacts import download_pipeline, version_artifact_uri
+from schemas.registry import ARTIFACT_PATH, CHALLENGER, CHAMPION, MODEL_DIR
+
+# Explicit re-exports until batch.cycle and the tools import the names from schemas.registry.
+from schemas.registry import CLASSIFIER_NAME as CLASSIFIER_NAME
+from schemas.registry import REGRESSOR_NAME as REGRESSOR_NAME
 from scratch_models.persistence import sha256_file
 
 logger = logging.getLogger(__name__)
-
-#: Registered model names.
-CLASSIFIER_NAME = "churn-classifier"
-REGRESSOR_NAME = "sales-regressor"
 #: A champion that loses more than this (ROC-AUC or R^2) when re-scored on a cycle's data
 #: is reported: same model, other data, so the data changed.
 CHAMPION_DROP_WARN = 0.02
@@ -24,7 +25,7 @@ def current_champion(tracker, name: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        return tracker.get_model_version_by_alias(name, "champion")
+        return tracker.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
 
@@ -59,7 +60,7 @@ def register_version(
     except MlflowException:
         tracker.create_registered_model(name)
     tags = {"sha256": sha, metric: repr(float(metrics[metric])), "artifact_path": ARTIFACT_PATH, "model": model}
-    mv = tracker.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id, tags=tags)
+    mv = tracker.create_model_version(name, source=f"runs:/{run_id}/{MODEL_DIR}", run_id=run_id, tags=tags)
     artifact_uri = f"runs:/{run_id}/{ARTIFACT_PATH}"
     download_pipeline(tracker.tracking_uri, artifact_uri, sha)
     return {
@@ -176,7 +177,7 @@ def promote(
     """
     name = candidate["model_name"]
     champ = current_champion(tracker, name)
-    alias = "champion"
+    alias = CHAMPION
     compared: dict[str, Any] = {}
     if champ is not None and champ.version != candidate["model_version"]:
         rescored = champion_on_holdout(tracker, champ, metric, holdout) if holdout is not None else None
@@ -201,9 +202,9 @@ def promote(
             )
         # "Beats" is strict: an identical retrain keeps the champion in service.
         if not candidate["metrics"][metric] > champ_score + margin:
-            alias = "challenger"
+            alias = CHALLENGER
         elif rescored is not None and max_champion_drop is not None and registered - rescored > max_champion_drop:
-            alias = "challenger"
+            alias = CHALLENGER
             compared["promotion_held"] = (
                 f"champion {metric} fell from {registered:.4f} to {rescored:.4f} on this data (more than "
                 f"{max_champion_drop}); not promoted automatically: check the source, then move the alias by hand"

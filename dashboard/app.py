@@ -18,7 +18,8 @@ from typing import Any
 import dash
 import numpy as np
 import plotly.graph_objects as go
-from dash import Input, Output, State, dash_table, dcc, html
+from dash import Input, Output, State, dcc, html
+from dash.dash_table.DataTable import DataTable
 
 from dashboard.live import LiveBuffers, LiveFeed, LiveSnapshot
 from dashboard.score_form import (
@@ -30,16 +31,18 @@ from dashboard.score_form import (
     post_customer,
 )
 from dashboard.tracking import LEADERBOARD_METRICS, ModelsReader, psi_rows
-from schemas.events import EventValidationError
+from schemas.events import VALUE_AT_RISK_FIELD, EventValidationError
+from schemas.http import Prediction
+from schemas.registry import CHALLENGER, CHAMPION, CLASSIFIER_NAME
 
 logger = logging.getLogger(__name__)
 
 LIVE_REFRESH_MS = 1000
 MODELS_REFRESH_MS = 10_000
 
-_GRAPH_CONFIG = {"displayModeBar": False}
+_GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False}
 #: Models and data-quality figures keep zoom and PNG export, shown on hover only (over the title otherwise).
-_TOOL_CONFIG = {"displayModeBar": "hover", "displaylogo": False}
+_TOOL_CONFIG: dcc.Graph.Config = {"displayModeBar": "hover", "displaylogo": False}
 _CARD = {
     "border": "1px solid #ddd",
     "borderRadius": "6px",
@@ -48,18 +51,24 @@ _CARD = {
     "background": "#fafafa",
 }
 _ROW = {"display": "flex", "gap": "12px", "flexWrap": "wrap", "margin": "10px 0"}
-_TABLE_STYLE = {
-    "style_table": {"overflowX": "auto"},
-    "style_cell": {
-        "fontFamily": "sans-serif",
-        "fontSize": "13px",
-        "padding": "4px 8px",
-        "textAlign": "left",
-        "maxWidth": "420px",
-        "whiteSpace": "normal",
-    },
-    "style_header": {"fontWeight": "bold", "background": "#f0f0f0"},
+_TABLE_CELL = {
+    "fontFamily": "sans-serif",
+    "fontSize": "13px",
+    "padding": "4px 8px",
+    "textAlign": "left",
+    "maxWidth": "420px",
+    "whiteSpace": "normal",
 }
+
+
+def _table(**props: Any) -> DataTable:
+    """A ``DataTable`` in the page's table style; ``props`` are DataTable's (id, data, columns, ...)."""
+    return DataTable(
+        style_table={"overflowX": "auto"},
+        style_cell=_TABLE_CELL,
+        style_header={"fontWeight": "bold", "background": "#f0f0f0"},
+        **props,
+    )
 
 
 def _card(label: str, value_id: str) -> html.Div:
@@ -103,7 +112,7 @@ def _live_tab() -> html.Div:
         ("churn_probability", "probability", "numeric"),
         ("threshold", "threshold", "numeric"),
         ("reasons", "reasons", "text"),
-        ("value_at_risk_usd", "value at risk (USD)", "numeric"),
+        (VALUE_AT_RISK_FIELD, "value at risk (USD)", "numeric"),
         ("model_version", "model version", "text"),
         ("scored_at", "scored at (UTC)", "text"),
     ]
@@ -136,21 +145,19 @@ def _live_tab() -> html.Div:
                 style=_ROW,
             ),
             html.H3("Alerts (churn-alerts)"),
-            dash_table.DataTable(
+            _table(
                 id="alerts-table",
                 columns=[{"id": c, "name": n, "type": t} for c, n, t in alert_cols],
                 data=[],
                 sort_action="native",
                 page_size=15,
-                **_TABLE_STYLE,
             ),
             html.H3("Latest scores (churn-scores)"),
-            dash_table.DataTable(
+            _table(
                 id="scores-table",
                 columns=[{"id": c, "name": n, "type": t} for c, n, t in score_cols],
                 data=[],
                 page_size=15,
-                **_TABLE_STYLE,
             ),
         ]
     )
@@ -161,21 +168,20 @@ def _models_tab() -> html.Div:
         [
             html.Div(id="cycle-info", style={"margin": "10px 0"}),
             html.H3("Leaderboard of the latest cycle"),
-            dash_table.DataTable(
+            _table(
                 id="leaderboard-table",
                 data=[],
                 sort_action="native",
-                **_TABLE_STYLE,
                 style_data_conditional=[
                     {
-                        "if": {"filter_query": '{alias} contains "champion"'},
+                        "if": {"filter_query": f'{{alias}} contains "{CHAMPION}"'},
                         "backgroundColor": "#e3f4e1",
                         "fontWeight": "bold",
                     },
-                    {"if": {"filter_query": '{alias} contains "challenger"'}, "backgroundColor": "#fff4d6"},
+                    {"if": {"filter_query": f'{{alias}} contains "{CHALLENGER}"'}, "backgroundColor": "#fff4d6"},
                 ],
             ),
-            html.H3("Champion evaluation (churn-classifier)"),
+            html.H3(f"Champion evaluation ({CLASSIFIER_NAME})"),
             html.Div(id="champion-info"),
             html.Div(id="champion-curves", style=_ROW),
             html.H3("Version history"),
@@ -184,7 +190,7 @@ def _models_tab() -> html.Div:
                 "aliases shown are the current ones.",
                 style={"fontSize": "12px", "color": "#666"},
             ),
-            dash_table.DataTable(id="versions-table", data=[], sort_action="native", page_size=20, **_TABLE_STYLE),
+            _table(id="versions-table", data=[], sort_action="native", page_size=20),
         ]
     )
 
@@ -447,14 +453,14 @@ def models_outputs(reader: ModelsReader) -> tuple:
         )
     board_cols = _columns(board, ["model", "task", "alias", "version", *LEADERBOARD_METRICS])
     if not ev:
-        champ = html.Div("No churn-classifier champion yet.")
+        champ = html.Div(f"No {CLASSIFIER_NAME} champion yet.")
         curves: list = []
     else:
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(ev["metrics"].items()))
         curves = _curve_figures(ev)
         champ = html.Div(
             [
-                html.Div([html.B(f"churn-classifier v{ev['version']}"), f" ({ev['model']}): {metrics}"]),
+                html.Div([html.B(f"{CLASSIFIER_NAME} v{ev['version']}"), f" ({ev['model']}): {metrics}"]),
                 html.Div(
                     ""
                     if curves
@@ -505,12 +511,11 @@ def quality_outputs(reader: ModelsReader) -> tuple:
         check_view = html.Div(
             [
                 html.H3("Checks"),
-                dash_table.DataTable(
+                _table(
                     id="dq-checks-table",
                     data=rows,
                     columns=[{"id": k, "name": k} for k in ("check", "status", "finding")],
                     sort_action="native",
-                    **_TABLE_STYLE,
                     style_data_conditional=[
                         {"if": {"filter_query": '{status} = "FAIL"'}, "color": "#b00"},
                         {"if": {"filter_query": '{status} = "WARN"'}, "color": "#a15c00"},
@@ -543,13 +548,12 @@ def quality_outputs(reader: ModelsReader) -> tuple:
         [
             html.H3("Drift (PSI per feature)"),
             dcc.Graph(id="graph-psi", figure=fig, config=_TOOL_CONFIG),
-            dash_table.DataTable(
+            _table(
                 id="dq-psi-table",
                 data=psi,
                 columns=_columns(psi, []),
                 sort_action="native",
                 page_size=25,
-                **_TABLE_STYLE,
             ),
         ]
     )
@@ -573,31 +577,30 @@ def score_output(api_url: str, values: dict[str, Any]) -> html.Div:
             id="score-unreachable" if answer["unreachable"] else "score-error",
             style={"color": "#b00"},
         )
-    p = answer["prediction"]
-    reasons = p.get("reasons") or []
-    value = p.get("predicted_customer_value_usd")
+    p: Prediction = answer["prediction"]
+    value = p.predicted_value_usd
     return html.Div(
         [
             html.Div(
                 [
                     html.Span("churn probability ", style={"color": "#666"}),
-                    html.B(f"{p['churn_probability']:.3f}", id="score-probability"),
+                    html.B(f"{p.churn_probability:.3f}", id="score-probability"),
                 ],
                 style={"fontSize": "22px"},
             ),
             html.Div(
                 [
                     html.Span("label ", style={"color": "#666"}),
-                    html.B("CHURN (alert)" if p["churn_label"] else "stay", id="score-label"),
-                    f" — threshold {p['threshold']:.3f}, {p['model_name']} v{p['model_version']}",
+                    html.B("CHURN (alert)" if p.churn_label else "stay", id="score-label"),
+                    f" — threshold {p.threshold:.3f}, {p.model_name} v{p.model_version}",
                 ]
             ),
-            html.Div(f"predicted customer value: {value:,.2f} USD") if isinstance(value, (int, float)) else None,
+            html.Div(f"predicted customer value: {value:,.2f} USD") if value is not None else None,
             html.Div(
                 [
                     html.Span("reasons: ", style={"color": "#666"}),
-                    html.Ul([html.Li(f"{r['feature']} (+{r['contribution']:.3f})") for r in reasons])
-                    if reasons
+                    html.Ul([html.Li(f"{r.feature} (+{r.contribution:.3f})") for r in p.reasons])
+                    if p.reasons
                     else html.Span("none pushing the score up"),
                 ],
                 id="score-reasons",
@@ -628,6 +631,21 @@ def _time_callbacks(server) -> None:
         return response
 
 
+class DashboardApp(dash.Dash):
+    """The Dash app with the two things its owner stops or inspects.
+
+    Attributes
+    ----------
+    live_feed : LiveFeed
+        The background Kafka consumer (``app.live_feed.stop()`` ends it).
+    models_reader : ModelsReader
+        The cached MLflow views the models and data-quality tabs read.
+    """
+
+    live_feed: LiveFeed
+    models_reader: ModelsReader
+
+
 def create_app(
     settings,
     api_url: str = DEFAULT_API_URL,
@@ -637,7 +655,7 @@ def create_app(
     start_feed: bool = True,
     dataset: str = "telco",
     kafka_options: dict[str, Any] | None = None,
-) -> dash.Dash:
+) -> DashboardApp:
     """Build the dashboard and start its background Kafka consumer.
 
     Parameters
@@ -660,8 +678,8 @@ def create_app(
 
     Returns
     -------
-    dash.Dash
-        With ``live_feed`` and ``models_reader`` attributes.
+    DashboardApp
+        A ``dash.Dash`` with ``live_feed`` and ``models_reader`` attributes.
     """
     if tracker is None:
         from mlflow import MlflowClient
@@ -669,7 +687,7 @@ def create_app(
         tracker = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     feed = feed or LiveFeed(settings, LiveBuffers(), kafka_options=kafka_options)
     reader = ModelsReader(tracker, dataset=dataset, ttl_s=5.0)
-    app = dash.Dash(__name__, title="churn-stream dashboard", update_title=None)
+    app = DashboardApp(__name__, title="churn-stream dashboard", update_title="")
     app.layout = html.Div(
         [
             html.H2("churn-stream dashboard", style={"margin": "6px 0"}),

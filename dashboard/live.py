@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from schemas.events import REASONS_FIELD, VALUE_AT_RISK_FIELD
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -239,15 +240,15 @@ class LiveBuffers:
     def add_alert(self, record: dict[str, Any], now: float | None = None) -> None:
         """Add one ``churn-alerts`` record; ``value_at_risk_usd`` stays None when the record has none."""
         p = record.get("churn_probability")
-        var = record.get("value_at_risk_usd")
+        var = record.get(VALUE_AT_RISK_FIELD)
         row = {
             "customer_id": record.get("customer_id"),
             "churn_probability": round(float(p), 4) if isinstance(p, (int, float)) else None,
             "threshold": round(float(record["threshold"]), 4)
             if isinstance(record.get("threshold"), (int, float))
             else None,
-            "reasons": format_reasons(record.get("reasons")),
-            "value_at_risk_usd": round(float(var), 2) if isinstance(var, (int, float)) else None,
+            REASONS_FIELD: format_reasons(record.get(REASONS_FIELD)),
+            VALUE_AT_RISK_FIELD: round(float(var), 2) if isinstance(var, (int, float)) else None,
             "model_version": record.get("model_version"),
             "scored_at": _hms(record.get("scored_at")),
         }

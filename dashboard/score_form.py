@@ -1,7 +1,9 @@
 """The score-a-customer form: the CustomerEvent fields, checked locally, then posted to the prediction API.
 
 The dashboard never scores by itself: the API serves the champion the stream uses, so
-the answer shown is the one the system gives.
+the answer shown is the one the system gives. The form posts the API's request contract
+(:class:`~schemas.http.CustomerInput`) and reads its response contract
+(:class:`~schemas.http.PredictResponse`), both from :mod:`schemas.http`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.events import CustomerEvent, format_validation_error, new_event_id, utc_now
+from schemas.events import format_validation_error
+from schemas.http import CustomerInput, ErrorResponse, PredictResponse
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ NUMERIC_FIELDS: dict[str, tuple[float | int, float, float]] = {
 
 
 def build_customer(values: dict[str, Any]) -> dict[str, Any]:
-    """A customer event (JSON-able dict) from form values, checked against :class:`CustomerEvent`.
+    """A customer (JSON-able dict) from form values, checked against the API's :class:`~schemas.http.CustomerInput`.
 
     Parameters
     ----------
@@ -69,11 +72,7 @@ def build_customer(values: dict[str, Any]) -> dict[str, Any]:
     schemas.events.EventValidationError
         With ``"field: expected ..., got ..."`` lines.
     """
-    doc: dict[str, Any] = {
-        "event_id": new_event_id(),
-        "event_time": utc_now().isoformat(),
-        "customer_id": (values.get("customer_id") or "dashboard-form").strip(),
-    }
+    doc: dict[str, Any] = {"customer_id": (values.get("customer_id") or "dashboard-form").strip()}
     for name in CATEGORICAL_FIELDS:
         doc[name] = values.get(name)
     for name in BOOLEAN_FIELDS:
@@ -84,7 +83,7 @@ def build_customer(values: dict[str, Any]) -> dict[str, Any]:
     if doc.get("total_charges_usd") in ("", None):
         doc["total_charges_usd"] = None
     try:
-        event = CustomerEvent.model_validate(doc)
+        event = CustomerInput.model_validate(doc)  # generates event_id and event_time
     except ValidationError as exc:
         raise format_validation_error(exc) from None
     return event.model_dump(mode="json", exclude={"churned"})
@@ -93,11 +92,20 @@ def build_customer(values: dict[str, Any]) -> dict[str, Any]:
 def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
     """POST one customer to the API and summarise the answer.
 
+    Parameters
+    ----------
+    api_url : str
+        The ``POST /api/predict`` endpoint.
+    customer : dict
+        From :func:`build_customer`.
+    timeout_s : float, default 5.0
+
     Returns
     -------
     dict
-        ``{"ok": True, "prediction": {...}}`` with the API's first prediction, or
-        ``{"ok": False, "unreachable": bool, "message": str, "errors": [...]}``.
+        ``{"ok": True, "prediction": schemas.http.Prediction}`` with the API's first
+        prediction, or ``{"ok": False, "unreachable": bool, "message": str, "errors": [...]}``
+        (an answer that is not a :class:`~schemas.http.PredictResponse` is an error too).
     """
     import httpx
 
@@ -112,17 +120,25 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
             "message": f"Prediction API unreachable at {api_url} ({type(exc).__name__}). "
             "Start it with `churn api`, then submit again.",
         }
+    if response.status_code == 200:
+        try:
+            answer = PredictResponse.model_validate_json(response.content)
+        except ValidationError as exc:
+            return _failed(response.status_code, "not a prediction response", format_validation_error(exc).errors)
+        if answer.predictions:
+            return {"ok": True, "prediction": answer.predictions[0]}
+        return _failed(response.status_code, "no prediction", [])
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code != 200 or not isinstance(body, dict) or not body.get("predictions"):
-        errors = body.get("errors", []) if isinstance(body, dict) else []
-        summary = body.get("error") if isinstance(body, dict) else response.text[:200]
-        return {
-            "ok": False,
-            "unreachable": False,
-            "errors": [str(e) for e in errors][:10],
-            "message": f"The API answered {response.status_code}: {summary}",
-        }
-    return {"ok": True, "prediction": body["predictions"][0]}
+        error = ErrorResponse.model_validate_json(response.content)
+    except ValidationError:
+        return _failed(response.status_code, response.text[:200], [])
+    return _failed(response.status_code, error.error, error.errors)
+
+
+def _failed(status: int, summary: str, errors: list[str]) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "unreachable": False,
+        "errors": [str(e) for e in errors][:10],
+        "message": f"The API answered {status}: {summary}",
+    }

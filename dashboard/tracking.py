@@ -19,12 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from schemas.registry import (
+    CHAMPION,
+    CLASSIFIER_NAME,
+    CONFUSION_MATRIX_PATH,
+    DQ_REPORT_PATH,
+    PR_CURVE_PATH,
+    REGISTERED_MODELS,
+    ROC_CURVE_PATH,
+)
+
 logger = logging.getLogger(__name__)
 
-#: Registered model names (the batch job's registry contract).
-REGISTERED_MODELS = ("churn-classifier", "sales-regressor")
-#: Aliases marked on the leaderboard.
-ALIASES = ("champion", "challenger")
 #: Metrics shown on the leaderboard, in this column order (absent ones stay blank).
 LEADERBOARD_METRICS = (
     "roc_auc",
@@ -40,13 +46,22 @@ LEADERBOARD_METRICS = (
     "mape",
     "fit_s",
 )
-#: The data-quality gate's report, an artifact of the cycle run.
-DQ_REPORT = "dq_report.json"
+
+
+def _candidates(path: str, *folders: str) -> tuple[str, ...]:
+    """``path`` where batch logs it, then its file name at the run's root and in each of ``folders``."""
+    name = Path(path).name
+    return tuple(dict.fromkeys((path, name, *(f"{folder}/{name}" for folder in folders))))
+
+
+#: The data-quality gate's report on the cycle run: where ``batch.quality`` logs it first,
+#: then the other folders the dashboard has always accepted.
+DQ_REPORT_CANDIDATES = _candidates(DQ_REPORT_PATH, "dq", "data_quality")
 #: Optional evaluation artifacts of a classifier run (JSON); drawn when present, never computed here.
 CURVE_ARTIFACTS = {
-    "roc": ("roc_curve.json", "eval/roc_curve.json"),
-    "pr": ("pr_curve.json", "eval/pr_curve.json"),
-    "confusion": ("confusion_matrix.json", "eval/confusion_matrix.json"),
+    "roc": _candidates(ROC_CURVE_PATH),
+    "pr": _candidates(PR_CURVE_PATH),
+    "confusion": _candidates(CONFUSION_MATRIX_PATH),
 }
 
 
@@ -200,7 +215,7 @@ class ModelsReader:
         runs = self.tracker.search_runs(
             [cycle["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{cycle['run_id']}'", max_results=500
         )
-        held = {}  # run_id -> "champion"/"challenger" of its registered version
+        held: dict[str, tuple[str, int]] = {}  # run_id -> (aliases of its registered version, version)
         for row in self.versions():
             if row["aliases"]:
                 held[row["run_id"]] = (row["aliases"], row["version"])
@@ -224,7 +239,7 @@ class ModelsReader:
     # --------------------------------------------------------- artifacts
     def _read_json_artifact(self, run_id: str, candidates: tuple[str, ...]) -> Any | None:
         """The first of ``candidates`` that the run logged, parsed; None when none is there."""
-        names = set()
+        names: set[str] = set()
         for folder in {str(Path(c).parent) for c in candidates}:
             try:
                 listed = self.tracker.list_artifacts(run_id, None if folder == "." else folder)
@@ -240,11 +255,11 @@ class ModelsReader:
         return None
 
     def champion_evaluation(self) -> dict[str, Any]:
-        """The ``churn-classifier`` champion: version, model, metrics and any logged ROC/PR/confusion artifacts.
+        """The classifier's champion: version, model, metrics and any logged ROC/PR/confusion artifacts.
 
         Read once per champion version: a registered version's run and artifacts do not change.
         """
-        version = self.aliases().get("churn-classifier", {}).get("champion")
+        version = self.aliases().get(CLASSIFIER_NAME, {}).get(CHAMPION)
         if version is None:
             return {}
         return self._cache.get(
@@ -252,7 +267,7 @@ class ModelsReader:
         )
 
     def _champion_evaluation(self, version: str) -> dict[str, Any]:
-        mv = self.tracker.get_model_version("churn-classifier", version)
+        mv = self.tracker.get_model_version(CLASSIFIER_NAME, version)
         run = self.tracker.get_run(mv.run_id)
         out: dict[str, Any] = {
             "version": version,
@@ -280,7 +295,7 @@ class ModelsReader:
         )
 
     def _dq_report(self, cycle: dict[str, Any]) -> dict[str, Any] | None:
-        report = self._read_json_artifact(cycle["run_id"], (DQ_REPORT, f"dq/{DQ_REPORT}", f"data_quality/{DQ_REPORT}"))
+        report = self._read_json_artifact(cycle["run_id"], DQ_REPORT_CANDIDATES)
         return report if isinstance(report, dict) else None
 
 
@@ -302,7 +317,7 @@ def psi_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(psi, dict):
         return []
     warn_at, fail_at = details.get("psi_warn"), details.get("psi_fail")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for feature, v in psi.items():
         value = v.get("psi") if isinstance(v, dict) else v
         if not isinstance(value, (int, float)):

@@ -5,24 +5,23 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from schemas.registry import ARTIFACT_PATH
 from scratch_models.persistence import sha256_file
 from scratch_models.pipeline import ScoringPipeline
 
 logger = logging.getLogger(__name__)
 
 
-#: Where a cycle logs a model's pipeline in its MLflow run (also a model version's ``artifact_path`` tag).
-ARTIFACT_PATH = "model/pipeline.npz"
-
-
-def version_artifact_uri(version) -> str:  # mlflow ModelVersion
+def version_artifact_uri(version: Any) -> str:  # mlflow ModelVersion
     """``runs:/<run_id>/<artifact_path>`` of a registered model version's pipeline.
 
     Parameters
     ----------
     version : mlflow.entities.model_registry.ModelVersion
-        Its ``artifact_path`` tag names the file in the run (default :data:`ARTIFACT_PATH`).
+        Its ``artifact_path`` tag names the file in the run (default
+        :data:`schemas.registry.ARTIFACT_PATH`).
 
     Returns
     -------
@@ -49,7 +48,9 @@ def download_pipeline(
     sha256 : str
         Expected hex digest.
     dst_dir : path, optional
-        Where to download; a temporary directory by default.
+        Where to download; the file stays there, the caller's to keep or remove. By
+        default a temporary directory, removed before returning (the pipeline is read
+        into memory, so nothing refers to the file afterwards).
 
     Returns
     -------
@@ -62,9 +63,17 @@ def download_pipeline(
     scratch_models.persistence.ArtifactError
         If the file is not a valid scoring pipeline.
     """
+    if dst_dir is not None:
+        return _download_and_load(tracking_uri, artifact_uri, sha256, Path(dst_dir))
+    # Every hot reload and promotion check downloads one: a directory left behind per call
+    # would fill /tmp over the life of a worker.
+    with tempfile.TemporaryDirectory(prefix="churn-artifact-") as tmp:
+        return _download_and_load(tracking_uri, artifact_uri, sha256, Path(tmp))
+
+
+def _download_and_load(tracking_uri: str, artifact_uri: str, sha256: str, dst: Path) -> ScoringPipeline:
     import mlflow.artifacts
 
-    dst = Path(dst_dir) if dst_dir is not None else Path(tempfile.mkdtemp(prefix="churn-artifact-"))
     local = Path(
         mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst), tracking_uri=tracking_uri)
     )

@@ -144,17 +144,24 @@ class ScoreEvent(_Event):
     scored_at: AwareDatetime
 
 
+#: Reason codes of a score: up to 3 features pushing it up, largest first (alerts and API predictions).
+Reasons = Annotated[list[Reason], Field(description="Up to 3 features pushing the churn score up, largest first.")]
+#: The predicted customer value, one type for alerts and API predictions.
+PredictedValueUsd = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        description="Customer value (total charges, USD) predicted by the sales-regressor champion, clipped at 0; "
+        "null when none is in service.",
+    ),
+]
+
+
 class ChurnAlert(ScoreEvent):
     """A customer at or above the threshold, on ``churn-alerts``."""
 
-    reasons: list[Reason] = Field(default_factory=list, description="Top features pushing the score up.")
-    predicted_value_usd: Annotated[
-        float | None,
-        Field(
-            ge=0,
-            description="Customer value predicted by the sales-regressor champion (USD), when one is in service.",
-        ),
-    ] = None
+    reasons: Reasons = Field(default_factory=list)
+    predicted_value_usd: PredictedValueUsd = None
     value_at_risk_usd: Annotated[
         float | None,
         Field(
@@ -162,6 +169,19 @@ class ChurnAlert(ScoreEvent):
             description="churn_probability x predicted_value_usd (USD), when a sales-regressor is in service.",
         ),
     ] = None
+
+
+# Field names that code writes or reads by name (the worker and the API build their documents
+# by hand on the hot path; the dashboard reads them): spelled once, here, and checked against
+# the models above by tests/unit/schemas/test_events.py.
+#: Fields of a ``churn-scores`` record, in the order the worker writes them.
+SCORE_FIELDS: tuple[str, ...] = tuple(ScoreEvent.model_fields)
+#: The reason codes on alerts and API predictions.
+REASONS_FIELD = "reasons"
+#: The predicted customer value (USD) on alerts and API predictions.
+PREDICTED_VALUE_FIELD = "predicted_value_usd"
+#: The value at risk (USD) on alerts: ``churn_probability`` x the predicted value.
+VALUE_AT_RISK_FIELD = "value_at_risk_usd"
 
 
 class ModelUpdatedEvent(_Event):

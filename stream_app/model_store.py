@@ -15,15 +15,13 @@ import numpy as np
 
 from plumbing.artifacts import download_pipeline, version_artifact_uri
 from schemas.events import ModelUpdatedEvent, new_event_id, utc_now
+from schemas.registry import CHALLENGER, CHAMPION, CLASSIFIER_NAME, REGRESSOR_NAME
 from schemas.topics import Topics
 from scratch_models.pipeline import ScoringPipeline
 from stream_app.scoring import LoadedModel
 
 logger = logging.getLogger(__name__)
 
-CLASSIFIER_NAME = "churn-classifier"
-#: Registered name of the customer-value regressors (value at risk on alerts).
-REGRESSOR_NAME = "sales-regressor"
 #: Seconds before :meth:`ModelStore.reconcile` tries again a registry version it failed to load
 #: (an unverifiable artifact is not downloaded every few seconds).
 RECONCILE_RETRY_S = 300.0
@@ -115,11 +113,11 @@ class ModelStore:
 
     def _slot(self, model_name: str, alias: str) -> str | None:
         """Attribute that holds ``model_name@alias`` in this store, or None if not followed."""
-        if model_name == CLASSIFIER_NAME and alias == "champion":
+        if model_name == CLASSIFIER_NAME and alias == CHAMPION:
             return "current"
-        if model_name == REGRESSOR_NAME and alias == "champion" and self.value_models:
+        if model_name == REGRESSOR_NAME and alias == CHAMPION and self.value_models:
             return "value_model"
-        if model_name == CLASSIFIER_NAME and alias == "challenger" and self.challengers:
+        if model_name == CLASSIFIER_NAME and alias == CHALLENGER and self.challengers:
             return "challenger"
         return None
 
@@ -165,9 +163,9 @@ class ModelStore:
         now = time.monotonic() if now is None else now
         swapped = []
         for model_name, alias in (
-            (CLASSIFIER_NAME, "champion"),
-            (REGRESSOR_NAME, "champion"),
-            (CLASSIFIER_NAME, "challenger"),
+            (CLASSIFIER_NAME, CHAMPION),
+            (REGRESSOR_NAME, CHAMPION),
+            (CLASSIFIER_NAME, CHALLENGER),
         ):
             slot = self._slot(model_name, alias)
             if slot is None:
@@ -211,7 +209,7 @@ class ModelStore:
 
     def load_champion(self, model_name: str = CLASSIFIER_NAME) -> bool:
         """Load the registry's ``champion`` (blocking). Returns False when there is none yet."""
-        found = self._fetch_alias(model_name, "champion")
+        found = self._fetch_alias(model_name, CHAMPION)
         if found is None:
             return False
         self.install(found[0], model_name, found[1])
@@ -223,7 +221,7 @@ class ModelStore:
         A missing or broken one is logged and left out: alerts then carry no value at
         risk, and no shadow scoring happens, until an announcement brings a good one.
         """
-        for model_name, alias in ((REGRESSOR_NAME, "champion"), (CLASSIFIER_NAME, "challenger")):
+        for model_name, alias in ((REGRESSOR_NAME, CHAMPION), (CLASSIFIER_NAME, CHALLENGER)):
             slot = self._slot(model_name, alias)
             if slot is None or slot == "current":
                 continue

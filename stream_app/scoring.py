@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import orjson
@@ -27,7 +27,16 @@ from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import BeforeValidator, ValidationError
 from pydantic.types import Strict
 
-from schemas.events import SCHEMA_VERSION, CustomerEvent, format_validation_error, json_datetime, json_integer
+from schemas.events import (
+    PREDICTED_VALUE_FIELD,
+    REASONS_FIELD,
+    SCHEMA_VERSION,
+    VALUE_AT_RISK_FIELD,
+    CustomerEvent,
+    format_validation_error,
+    json_datetime,
+    json_integer,
+)
 from scratch_models.pipeline import ScoringPipeline
 
 
@@ -158,7 +167,46 @@ def dead_letter(failure: Failure, now: datetime | None = None) -> tuple[bytes | 
     return rec.key, orjson.dumps(doc)
 
 
-def _reasons(model: LoadedModel, X: np.ndarray, k: int = 3) -> list[list[dict[str, Any]]]:
+class _Classifier(Protocol):
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+
+def churn_probabilities(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+    """Churn (positive-class) probability of rows already transformed by ``model``'s pipeline.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        A classifier's pipeline.
+    X : ndarray of shape (n_samples, n_features_out), float64
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+    """
+    # ScoringPipeline types its model as the common base, which declares no predict_proba.
+    return cast(_Classifier, model.pipeline.model).predict_proba(X)[:, 1]
+
+
+def reason_codes(model: LoadedModel, X: np.ndarray, k: int = 3) -> list[list[dict[str, Any]]]:
+    """The features pushing each row's churn score up: the ``reasons`` of alerts and API predictions.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        Its model's ``feature_contributions(X)`` (per-row, per-feature push on the score)
+        gives the codes; a model without it gives none.
+    X : ndarray of shape (n_samples, n_features_out), float64
+        Rows as transformed by ``model.pipeline`` (its ``feature_names_out`` order).
+    k : int, default 3
+        Most reasons per row.
+
+    Returns
+    -------
+    list of list of dict
+        Per row, up to ``k`` ``{"feature": str, "contribution": float}`` with a positive
+        contribution, largest first (the :class:`~schemas.events.Reason` contract).
+    """
     contrib_fn = getattr(model.pipeline.model, "feature_contributions", None)
     if contrib_fn is None or len(X) == 0:
         return [[] for _ in range(len(X))]
@@ -202,7 +250,12 @@ def _field_checks() -> list[_FieldCheck] | None:
     ):
         return None
     checks = []
-    base = {bool: ("bool", {bool}), int: ("int", {int}), float: ("float", {int, float}), str: ("str", {str})}
+    base: dict[Any, tuple[str, set[type]]] = {
+        bool: ("bool", {bool}),
+        int: ("int", {int}),
+        float: ("float", {int, float}),
+        str: ("str", {str}),
+    }
     for name, info in CustomerEvent.model_fields.items():
         ann = info.annotation
         nullable = False
@@ -210,14 +263,16 @@ def _field_checks() -> list[_FieldCheck] | None:
         if args and len(args) == 2 and _NONE_T in args:
             nullable = True
             ann = next(a for a in args if a is not _NONE_T)
+        types: set[type]
         if name == "event_time":
             kind, types = "time", {str}
         elif ann in base:
-            kind, types = base[ann]
-            types = set(types)
+            kind, base_types = base[ann]
+            types = set(base_types)
         else:
             return None
-        lo = hi = None
+        lo: Any = None  # annotated_types bounds: int or float
+        hi: Any = None
         for m in info.metadata:
             if isinstance(m, (Ge, MinLen)):
                 lo = m.ge if isinstance(m, Ge) else m.min_length
@@ -254,7 +309,7 @@ def _value_ok(check: _FieldCheck, v: Any) -> bool:
     return True
 
 
-def _column_ok(check: _FieldCheck, values: list[Any]) -> bool:
+def _column_ok(check: _FieldCheck, values: Sequence[Any]) -> bool:
     """Whole-column check (the common case: every record fine)."""
     types = set(map(type, values))
     if not types <= check.types:
@@ -331,13 +386,15 @@ def _decode_fast(records: Sequence[RawRecord]) -> _Decoded:
             slow[i] = True
     fast_idx = [i for i in range(n) if not slow[i]]
     times: list[str | None] = [None] * n
-    if fast_idx:
+    checks, all_fields = _CHECKS, _ALL_FIELDS
+    if fast_idx and checks is not None and all_fields is not None:  # no record is fast without checks
         fast_docs = [docs[i] for i in fast_idx]
+        table: list[Sequence[Any]]
         try:  # one pass over the records for every field, when none is missing
-            table = list(zip(*map(_ALL_FIELDS, fast_docs)))
+            table = list(zip(*map(all_fields, fast_docs)))
         except KeyError:
-            table = [[d.get(c.name, _MISSING) for d in fast_docs] for c in _CHECKS]  # type: ignore[union-attr]
-        for check, values in zip(_CHECKS, table):  # type: ignore[arg-type]
+            table = [[d.get(c.name, _MISSING) for d in fast_docs] for c in checks]
+        for check, values in zip(checks, table):
             if check.kind == "time":
                 for j, v in enumerate(values):
                     iso = _utc_iso(v) if type(v) is str else None
@@ -390,9 +447,14 @@ def _row_columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[s
 def _customer_value(value_model: LoadedModel, columns: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     """Predicted customer value (USD, clipped at 0) of the given rows: one matrix operation."""
     pipeline = value_model.pipeline
-    X = pipeline.transform({name: columns[name][rows] for name in pipeline.feature_names_in})
     # A linear regressor can extrapolate below zero for new customers; value cannot be negative.
-    return np.maximum(pipeline.model.predict(X), 0.0)
+    return np.maximum(pipeline.predict({name: columns[name][rows] for name in pipeline.feature_names_in}), 0.0)
+
+
+# An alert is its score's JSON with these members spliced in before the closing brace.
+_REASONS_KEY = f',"{REASONS_FIELD}":'.encode()
+_PREDICTED_VALUE_KEY = f',"{PREDICTED_VALUE_FIELD}":'.encode()
+_VALUE_AT_RISK_KEY = f',"{VALUE_AT_RISK_FIELD}":'.encode()
 
 
 def score_batch(
@@ -449,7 +511,7 @@ def score_batch(
             X = np.vstack(mats) if mats else None
             columns = _row_columns(rows, names) if rows else {}
     if X is not None and rows:
-        proba = pipeline.model.predict_proba(X)[:, 1]
+        proba = churn_probabilities(model, X)
         result.probabilities = proba
         threshold = pipeline.threshold
         scored_at = now.isoformat()
@@ -484,12 +546,12 @@ def score_batch(
         result.columns = columns
         if len(alert_rows):
             result.alert_event_ids = [rows[i]["event_id"] for i in alert_rows.tolist()]
-            reasons = _reasons(model, X[alert_rows])
+            reasons = reason_codes(model, X[alert_rows])
             if value_model is None:
                 for i, r in zip(alert_rows.tolist(), reasons):
                     key, value = scores[i]
                     # Same bytes as dumping the score document with "reasons" appended.
-                    result.alerts.append((key, value[:-1] + b',"reasons":' + dumps(r) + b"}"))
+                    result.alerts.append((key, value[:-1] + _REASONS_KEY + dumps(r) + b"}"))
             else:
                 value_usd = _customer_value(value_model, columns, alert_rows)
                 at_risk = proba[alert_rows] * value_usd
@@ -499,11 +561,11 @@ def score_batch(
                         (
                             key,
                             value[:-1]
-                            + b',"reasons":'
+                            + _REASONS_KEY
                             + dumps(r)
-                            + b',"predicted_value_usd":'
+                            + _PREDICTED_VALUE_KEY
                             + dumps(v)
-                            + b',"value_at_risk_usd":'
+                            + _VALUE_AT_RISK_KEY
                             + dumps(var)
                             + b"}",
                         )

@@ -173,7 +173,7 @@ def test_predicted_customer_value_from_regressor_champion_when_registered(client
         if mv is None or body["value_model"] is not None or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    values = [p["predicted_customer_value_usd"] for p in body["predictions"]]
+    values = [p["predicted_value_usd"] for p in body["predictions"]]
     if mv is None:
         assert body["value_model"] is None and values == [None, None, None, None]
     else:

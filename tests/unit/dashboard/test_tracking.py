@@ -84,3 +84,16 @@ def test_ttl_cache_is_bounded_oldest_first():
         cache.get(k, lambda k=k: k * 10, ttl_s=math.inf)
     assert list(cache._items) == [2, 3, 4]
     assert cache.get(0, lambda: "recomputed") == "recomputed"  # evicted entries are read again
+
+
+def test_artifacts_are_looked_up_where_batch_logs_them_first():
+    from dashboard.tracking import CURVE_ARTIFACTS, DQ_REPORT_CANDIDATES
+    from schemas.registry import CONFUSION_MATRIX_PATH, DQ_REPORT_PATH, PR_CURVE_PATH, ROC_CURVE_PATH
+
+    assert DQ_REPORT_CANDIDATES == (DQ_REPORT_PATH, f"dq/{DQ_REPORT_PATH}", f"data_quality/{DQ_REPORT_PATH}")
+    assert {kind: paths[0] for kind, paths in CURVE_ARTIFACTS.items()} == {
+        "roc": ROC_CURVE_PATH,
+        "pr": PR_CURVE_PATH,
+        "confusion": CONFUSION_MATRIX_PATH,
+    }
+    assert CURVE_ARTIFACTS["roc"] == (ROC_CURVE_PATH, "roc_curve.json")

@@ -12,8 +12,10 @@ from pydantic import ValidationError
 from churn_stream.produce import csv_to_customer_events
 from schemas.events import (
     SCHEMA_VERSION,
+    ChurnAlert,
     CustomerEvent,
     EventValidationError,
+    ScoreEvent,
     format_validation_error,
 )
 
@@ -200,3 +202,18 @@ def test_events_are_frozen(first_event):
     event = CustomerEvent.model_validate_json(first_event[1])
     with pytest.raises(ValidationError):
         event.tenure_months = 5
+
+
+def test_field_names_spelled_once_are_the_models_fields():
+    from schemas.events import PREDICTED_VALUE_FIELD, REASONS_FIELD, SCORE_FIELDS, VALUE_AT_RISK_FIELD
+    from schemas.http import Prediction
+
+    assert SCORE_FIELDS == tuple(ScoreEvent.model_fields)
+    alert_only = set(ChurnAlert.model_fields) - set(SCORE_FIELDS)
+    assert alert_only == {REASONS_FIELD, PREDICTED_VALUE_FIELD, VALUE_AT_RISK_FIELD}
+    # An API prediction and an alert name the predicted value and the reasons alike, with one type.
+    for name in (REASONS_FIELD, PREDICTED_VALUE_FIELD):
+        assert Prediction.model_fields[name].annotation == ChurnAlert.model_fields[name].annotation
+        assert Prediction.model_fields[name].metadata == ChurnAlert.model_fields[name].metadata
+    shared = set(Prediction.model_fields) & set(ChurnAlert.model_fields)
+    assert shared >= {"event_id", "customer_id", "churn_probability", "churn_label", "threshold", "model_name"}

@@ -70,7 +70,11 @@ def test_predict_equals_pipeline_and_generates_ids(app, store, telco_docs):
     np.testing.assert_allclose([p["churn_probability"] for p in preds], expected, rtol=0, atol=1e-12)
     assert len({p["event_id"] for p in preds}) == 30
     assert body["classifier"] == {"model_name": "churn-classifier", "model_version": "7"}
-    assert body["value_model"] is None and all(p["predicted_customer_value_usd"] is None for p in preds)
+    assert body["value_model"] is None and all(p["predicted_value_usd"] is None for p in preds)
+    from schemas.http import Prediction, PredictResponse
+
+    assert all(list(p) == list(Prediction.model_fields) for p in preds)  # the documented fields, in order
+    PredictResponse.model_validate(body)
     for p in preds:
         assert p["churn_label"] == (p["churn_probability"] >= 0.4)
         assert all(reason["contribution"] > 0 for reason in p["reasons"])

@@ -1,0 +1,183 @@
+"""The app factory: routes, background tasks and middleware around one :class:`~stream_app.api.state.ApiState`.
+
+:func:`create_app` builds the Starlette app (tests drive it in-process);
+:func:`run_api` serves it with uvicorn (``churn api``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import importlib.util
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from plumbing.clients import make_tracker
+from plumbing.settings import Settings
+from schemas.profiles import TELCO
+from stream_app.api.bodies import DEFAULT_MAX_BODY_BYTES
+from stream_app.api.docs import docs_html, openapi_document
+from stream_app.api.handlers import health, metrics, models, predict
+from stream_app.api.middleware import CountRequests
+from stream_app.api.state import ApiState
+from stream_app.model_store import ModelStore, follow_model_updates
+
+logger = logging.getLogger(__name__)
+
+
+async def _supervise(
+    name: str, make: Callable[[], Any], retry_s: float = 2.0, on_failure: Callable[[], Any] | None = None
+) -> None:
+    """Run a background coroutine forever, restarting it after a failure (logged).
+
+    ``on_failure`` (a coroutine function) runs after each failure, before the retry.
+    """
+    while True:
+        try:
+            await make()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a lost broker or registry must not stop serving
+            logger.error(
+                "background task %s failed, restarting in %.0fs error=%s",
+                name,
+                retry_s,
+                f"{type(exc).__name__}: {exc}"[:300],
+            )
+            if on_failure is not None:
+                try:
+                    await on_failure()
+                except Exception as exc2:  # noqa: BLE001
+                    logger.error(
+                        "background task %s recovery failed error=%s", name, f"{type(exc2).__name__}: {exc2}"[:300]
+                    )
+            await asyncio.sleep(retry_s)
+
+
+async def _freeze_heap_when_serving(store: ModelStore, poll_s: float = 0.2) -> None:
+    """Once a champion is in service, move the start-up heap out of the garbage collector's sight.
+
+    The process holds a few million long-lived objects (MLflow, pydantic, numpy, the
+    models); every full collection walks all of them and stops the event loop for tens of
+    milliseconds, which lands in the prediction latency tail. ``gc.freeze()`` after one
+    collection keeps them out of every later collection (CPython's documented use).
+    """
+    while store.current is None:
+        await asyncio.sleep(poll_s)
+    gc.collect()
+    gc.freeze()
+    logger.info("heap frozen after champion load objects=%d", gc.get_freeze_count())
+
+
+def create_app(
+    settings: Settings,
+    tracker: Any,
+    store: ModelStore | None = None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    follow_updates: bool = True,
+) -> Starlette:
+    """Build the Starlette prediction app.
+
+    Parameters
+    ----------
+    settings : plumbing.settings.Settings
+    tracker : mlflow.MlflowClient
+        Registry client for model selection, metrics and listings.
+    store : ModelStore, optional
+        The champion store; by default a new one on the configured MLflow server that
+        also follows the regressor's champion (``value_models=True``).
+    max_body_bytes : int, default 1 MiB
+        Larger request bodies are answered with 413.
+    follow_updates : bool, default True
+        On startup, run :func:`~stream_app.model_store.follow_model_updates` (load the
+        champions, then swap in every announced one).
+
+    Returns
+    -------
+    starlette.applications.Starlette
+    """
+    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features), value_models=True)
+    state = ApiState(settings, tracker, store)
+    doc = openapi_document(max_body_bytes)
+    doc_bytes = orjson.dumps(doc)
+    page = docs_html(doc)
+
+    async def openapi(request: Request) -> Response:
+        return Response(doc_bytes, media_type="application/json")
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        if follow_updates:
+
+            async def load_champion_directly() -> None:
+                # Without the broker there are no announcements, but the registry's
+                # champion can still be served; the follower swaps later ones in once it runs.
+                if store.current is None and await asyncio.to_thread(store.load_champion):
+                    if getattr(store, "value_models", False):
+                        await asyncio.to_thread(store.load_secondary)
+
+            tasks.append(
+                asyncio.create_task(
+                    _supervise(
+                        "model-updates",
+                        lambda: follow_model_updates(settings, store),
+                        on_failure=load_champion_directly,
+                    )
+                )
+            )
+        tasks.append(asyncio.create_task(_freeze_heap_when_serving(store)))
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    routes = [
+        Route("/api/predict", predict, methods=["POST"]),
+        Route("/api/metrics", metrics, methods=["GET"]),
+        Route("/api/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+        Route("/docs", docs, methods=["GET"], include_in_schema=False),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.api = state
+    app.state.max_body_bytes = max_body_bytes
+    app.add_middleware(CountRequests, stats=state.stats)
+    return app
+
+
+def run_api(
+    settings: Settings, host: str = "127.0.0.1", port: int = 8000, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> None:
+    """Serve the API with uvicorn until interrupted (blocking).
+
+    Parameters
+    ----------
+    settings : plumbing.settings.Settings
+    host : str, default "127.0.0.1"
+    port : int, default 8000
+    max_body_bytes : int, default 1 MiB
+    """
+    import uvicorn
+
+    app = create_app(settings, make_tracker(settings), max_body_bytes=max_body_bytes)
+    # No per-request access log: it would cost more than scoring a customer.
+    # uvloop and httptools explicitly (uvicorn's fastest pair; "auto" silently falls back to asyncio/h11).
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # no uvloop on Windows
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", loop=loop, http="httptools")

@@ -1,0 +1,286 @@
+"""What the API serves from: the shared champion store, the value model, other loaded versions, counters.
+
+:class:`ApiState` resolves a request's model selection (the champion in service, or
+``name/version``, ``name@alias``, ``name``) and scores customers with one matrix
+operation, the stream's own featurisation and reason codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from plumbing.artifacts import download_pipeline, version_artifact_uri
+from plumbing.settings import Settings
+from schemas.events import PREDICTED_VALUE_FIELD, REASONS_FIELD, CustomerEvent
+from schemas.http import MODEL_REF_PATTERN, CustomerInput
+from schemas.registry import CHAMPION
+from stream_app.api.bodies import ApiError
+from stream_app.model_store import ModelStore
+from stream_app.scoring import LoadedModel, churn_probabilities, event_columns, reason_codes
+
+logger = logging.getLogger(__name__)
+
+#: Loaded non-champion versions kept in memory (least recently used evicted).
+MODEL_CACHE_SIZE = 8
+#: Seconds an alias (``name@alias``) stays resolved before the registry is asked again.
+ALIAS_TTL_S = 5.0
+#: Predict latencies kept for the live summary.
+LATENCY_WINDOW = 10_000
+
+_MODEL_REF_RE = re.compile(MODEL_REF_PATTERN)
+
+
+class ApiStats:
+    """Counters of this API process since it started (``GET /api/metrics`` ``live``).
+
+    Attributes
+    ----------
+    started : float
+        ``time.monotonic()`` at start.
+    requests_total, predict_requests, customers_scored : int
+    by_status : dict of str to int
+        Responses per HTTP status code.
+    latencies_s : deque of float
+        The last :data:`LATENCY_WINDOW` ``POST /api/predict`` handler times, seconds.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.requests_total = 0
+        self.predict_requests = 0
+        self.customers_scored = 0
+        self.by_status: dict[str, int] = {}
+        self.latencies_s: deque[float] = deque(maxlen=LATENCY_WINDOW)
+
+    def latency_summary(self) -> dict[str, Any]:
+        """The :class:`~schemas.http.LatencySummary` document of :attr:`latencies_s`, milliseconds."""
+        if not self.latencies_s:
+            return {"count": 0, "mean_ms": None, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
+        ms = np.fromiter(self.latencies_s, dtype=np.float64) * 1e3
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99]).tolist()
+        return {
+            "count": int(ms.size),
+            "mean_ms": float(ms.mean()),
+            "p50_ms": p50,
+            "p90_ms": p90,
+            "p99_ms": p99,
+            "max_ms": float(ms.max()),
+        }
+
+
+class ApiState:
+    """What the API serves from: the shared champion store, the value model, loaded versions.
+
+    Parameters
+    ----------
+    settings : plumbing.settings.Settings
+    tracker : mlflow.MlflowClient
+        Registry client (built by the entry point).
+    store : ModelStore
+        The hot-reloaded churn champion (and the regressor's champion, when it follows one).
+    downloader : callable
+        ``(tracking_uri, artifact_uri, sha256) -> ScoringPipeline``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        tracker: Any,
+        store: ModelStore,
+        downloader: Callable[..., Any] = download_pipeline,
+    ) -> None:
+        self.settings = settings
+        self.tracker = tracker
+        self.store = store
+        self._download = downloader
+        self.stats = ApiStats()
+        self._versions: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
+        self._run_metrics: dict[str, dict[str, float]] = {}
+        self._load_lock = asyncio.Lock()
+
+    @property
+    def value_model(self) -> LoadedModel | None:
+        """The regressor's champion the store follows (None when not registered or not followed)."""
+        return getattr(self.store, "value_model", None)
+
+    # -- registry access (blocking; called through asyncio.to_thread)
+    def model_version(self, name: str, version: str | None, alias: str | None) -> Any:
+        """The registry's ``name/version`` (or ``name@alias`` when ``version`` is None); blocking.
+
+        Returns
+        -------
+        mlflow.entities.model_registry.ModelVersion
+
+        Raises
+        ------
+        ApiError
+            404 for an unknown model, version or alias; 503 when the registry fails.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if version is not None:
+                return self.tracker.get_model_version(name, version)
+            return self.tracker.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                what = f"{name}/{version}" if version is not None else f"{name}@{alias}"
+                raise ApiError(
+                    404, f"unknown model {what}", [f"model_name: no registered model version {what}"], ["model_name"]
+                ) from None
+            raise ApiError(503, "model registry unavailable", [f"{type(exc).__name__}: {exc}"[:300]]) from None
+
+    def _load_version(self, mv: Any) -> LoadedModel:
+        sha = mv.tags.get("sha256")
+        if not sha:
+            raise ApiError(
+                404,
+                f"model {mv.name}/{mv.version} has no verifiable artifact",
+                ["model_name: the version carries no sha256 tag"],
+                ["model_name"],
+            )
+        pipeline = self._download(self.tracker.tracking_uri, version_artifact_uri(mv), sha)
+        return LoadedModel(pipeline, mv.name, str(mv.version))
+
+    def run_metrics(self, run_id: str | None) -> dict[str, float]:
+        """Metrics logged on an MLflow run (cached; runs are finished when registered)."""
+        if not run_id:
+            return {}
+        if run_id not in self._run_metrics:
+            metrics = self.tracker.get_run(run_id).data.metrics
+            self._run_metrics[run_id] = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        return self._run_metrics[run_id]
+
+    # -- model selection
+    async def resolve(self, ref: str | None) -> LoadedModel:
+        """The classifier to score with: the champion in service, or the version ``ref`` names.
+
+        Raises
+        ------
+        ApiError
+            503 when no champion is loaded yet, 404 for an unknown model, 422 when the
+            named version is not a churn classifier fed by the customer contract.
+        """
+        if ref is None:
+            model = self.store.current
+            if model is None:
+                raise ApiError(503, "no champion model loaded yet")
+            return model
+        if not _MODEL_REF_RE.match(ref):
+            raise ApiError(
+                422,
+                "invalid model_name",
+                [f"model_name: expected name, name/version or name@alias, got {ref[:40]!r}"],
+                ["model_name"],
+            )
+        if "/" in ref:
+            name, version = ref.split("/", 1)
+        else:
+            name, _, alias = ref.partition("@")
+            alias = alias or CHAMPION
+            cached = self._aliases.get((name, alias))
+            if cached is not None and cached[1] > time.monotonic():
+                version = cached[0]
+            else:
+                mv = await asyncio.to_thread(self.model_version, name, None, alias)
+                version = str(mv.version)
+                self._aliases[(name, alias)] = (version, time.monotonic() + ALIAS_TTL_S)
+        current = self.store.current
+        if current is not None and (current.model_name, current.model_version) == (name, version):
+            return current
+        key = (name, version)
+        model = self._versions.get(key)
+        if model is None:
+            async with self._load_lock:
+                model = self._versions.get(key)
+                if model is None:
+                    mv = await asyncio.to_thread(self.model_version, name, version, None)
+                    model = await asyncio.to_thread(self._load_version, mv)
+                    self._check_classifier(model)
+                    self._versions[key] = model
+                    while len(self._versions) > MODEL_CACHE_SIZE:
+                        self._versions.popitem(last=False)
+                    logger.info("loaded model=%s model_version=%s for model_name selection", name, version)
+        self._versions.move_to_end(key)
+        return model
+
+    @staticmethod
+    def _check_classifier(model: LoadedModel) -> None:
+        task = getattr(model.pipeline.model, "task", "")
+        if task != "classifier":
+            raise ApiError(
+                422,
+                f"model {model.model_name}/{model.model_version} is not a churn classifier",
+                [f"model_name: expected a classifier, got a {task or 'unknown'} model"],
+                ["model_name"],
+            )
+        missing = set(model.pipeline.feature_names_in) - set(CustomerEvent.model_fields)
+        if missing:
+            raise ApiError(
+                422,
+                f"model {model.model_name}/{model.model_version} needs unknown features",
+                [f"model_name: needs features not in the customer contract: {sorted(missing)}"],
+                ["model_name"],
+            )
+
+    # -- scoring (the hot path: one matrix, one predict_proba call)
+    def predict(self, model: LoadedModel, events: list[CustomerInput]) -> dict[str, Any]:
+        """Score customers with ``model`` and the value model.
+
+        Returns
+        -------
+        dict
+            The :class:`~schemas.http.PredictResponse` document, predictions in ``events`` order.
+
+        Raises
+        ------
+        ApiError
+            422 when the customers cannot be featurised for ``model``.
+        """
+        pipeline = model.pipeline
+        try:
+            X = pipeline.transform(event_columns(events, pipeline.feature_names_in))
+        except (ValueError, TypeError) as exc:
+            raise ApiError(422, "customers could not be featurised", [str(exc)[:300]]) from None
+        proba = churn_probabilities(model, X)
+        threshold = pipeline.threshold
+        reasons = reason_codes(model, X)
+        value_model = self.value_model
+        values: list[float | None] = [None] * len(events)
+        if value_model is not None:
+            vp = value_model.pipeline
+            # Clipped at 0 like the stream's alerts: a linear regressor extrapolates below zero for new customers.
+            values = np.maximum(vp.predict(event_columns(events, vp.feature_names_in)), 0.0).tolist()
+        preds = [
+            {
+                "event_id": ev.event_id,
+                "customer_id": ev.customer_id,
+                "churn_probability": p,
+                "churn_label": p >= threshold,
+                "threshold": threshold,
+                PREDICTED_VALUE_FIELD: v,
+                REASONS_FIELD: r,
+                "model_name": model.model_name,
+                "model_version": model.model_version,
+            }
+            for ev, p, v, r in zip(events, proba.tolist(), values, reasons)
+        ]
+        self.stats.customers_scored += len(preds)
+        return {
+            "predictions": preds,
+            "classifier": {"model_name": model.model_name, "model_version": model.model_version},
+            "value_model": (
+                None
+                if value_model is None
+                else {"model_name": value_model.model_name, "model_version": value_model.model_version}
+            ),
+        }
