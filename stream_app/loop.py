@@ -49,7 +49,6 @@ class WorkerStats:
         self.scored = 0
         self.alerts = 0
         self.dead_letters = 0
-        self.batches = 0
         self.last_batch_at: float | None = None
         self.metrics = WorkerMetrics()
         self.stall = StallDetector(stall_s)
@@ -326,7 +325,6 @@ class ScoringLoop:
         stats.scored += len(result.scores)
         stats.alerts += len(result.alerts)
         stats.dead_letters += len(result.dead_letters)
-        stats.batches += 1
         stats.last_batch_at = time.time()
         stats.stall.progressed()
         _after_batch(stats, self.store, b.model, b.n_in, result, b.scoring_s, acked_at)

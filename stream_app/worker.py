@@ -143,8 +143,6 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
     )
-    app.churn_store = store  # type: ignore[attr-defined]
-    app.churn_stats = stats  # type: ignore[attr-defined]
     state: dict[str, Any] = {}  # consumer, producer, loop while scoring
 
     @app.task
