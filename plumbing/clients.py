@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import ssl
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from plumbing.settings import Settings
 from schemas.topics import Topics
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 logger = logging.getLogger(__name__)
 
@@ -64,20 +69,51 @@ def make_tracker(settings: Settings):
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-def kafka_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection keyword arguments shared by every aiokafka client.
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client of the system connects: the one reading of the ``KAFKA_*`` security settings.
 
-    With ``KAFKA_SECURITY_PROTOCOL=PLAINTEXT`` (the default) only ``bootstrap_servers``;
-    otherwise also ``security_protocol``, an ``ssl_context`` trusting ``KAFKA_SSL_CAFILE``
-    (or the system store) for ``SSL``/``SASL_SSL``, and the SASL mechanism and
-    credentials for ``SASL_*``. The result holds the SASL password: never log it.
+    Built by :func:`kafka_security`; :func:`kafka_kwargs` (aiokafka) and
+    :func:`faust_credentials` (the worker's Faust app) both translate it, so the two
+    cannot drift apart.
+
+    Attributes
+    ----------
+    protocol : str
+        One of :data:`KAFKA_SECURITY_PROTOCOLS`, upper-cased.
+    ssl_context : ssl.SSLContext or None
+        For ``SSL`` and ``SASL_SSL``: trusts ``KAFKA_SSL_CAFILE``, or the system store when empty.
+    sasl_mechanism : str or None
+        For ``SASL_*``: ``KAFKA_SASL_MECHANISM`` upper-cased (``SCRAM-SHA-512``), ``PLAIN`` when empty.
+    sasl_username, sasl_password : str
+        For ``SASL_*``. The password is left out of the repr: never log it anyway.
+    """
+
+    protocol: str = "PLAINTEXT"
+    ssl_context: ssl.SSLContext | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+
+
+def kafka_security(settings: Settings) -> KafkaSecurity:
+    """Validate the Kafka security settings and build the SSL context they ask for.
+
+    Parameters
+    ----------
+    settings : Settings
+        ``kafka_security_protocol``, ``kafka_ssl_cafile``, ``kafka_sasl_mechanism``,
+        ``kafka_sasl_username`` and ``kafka_sasl_password``.
+
+    Returns
+    -------
+    KafkaSecurity
 
     Raises
     ------
     ValueError
         If ``KAFKA_SECURITY_PROTOCOL`` is not one of :data:`KAFKA_SECURITY_PROTOCOLS`.
     """
-    kwargs: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers}
     protocol = settings.kafka_security_protocol.strip().upper()
     if protocol not in KAFKA_SECURITY_PROTOCOLS:
         raise ValueError(
@@ -85,18 +121,82 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
             f"got {settings.kafka_security_protocol!r}"
         )
     if protocol == "PLAINTEXT":
-        return kwargs
-    kwargs["security_protocol"] = protocol
+        return KafkaSecurity()
+    ssl_context = None
     if protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
 
-        kwargs["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
-    if protocol.startswith("SASL_"):
+        ssl_context = create_ssl_context(cafile=settings.kafka_ssl_cafile or None)
+    if not protocol.startswith("SASL_"):
+        return KafkaSecurity(protocol, ssl_context)
+    return KafkaSecurity(
+        protocol,
+        ssl_context,
+        sasl_mechanism=settings.kafka_sasl_mechanism.strip().upper() or "PLAIN",
+        sasl_username=settings.kafka_sasl_username,
+        sasl_password=settings.kafka_sasl_password,
+    )
+
+
+def kafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection keyword arguments shared by every aiokafka client.
+
+    With ``KAFKA_SECURITY_PROTOCOL=PLAINTEXT`` (the default) only ``bootstrap_servers``;
+    otherwise also ``security_protocol``, an ``ssl_context`` trusting ``KAFKA_SSL_CAFILE``
+    (or the system store) for ``SSL``/``SASL_SSL``, and the SASL mechanism and
+    credentials for ``SASL_*`` (see :func:`kafka_security`). The result holds the SASL
+    password: never log it.
+
+    Raises
+    ------
+    ValueError
+        If ``KAFKA_SECURITY_PROTOCOL`` is not one of :data:`KAFKA_SECURITY_PROTOCOLS`.
+    """
+    kwargs: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers}
+    security = kafka_security(settings)
+    if security.protocol == "PLAINTEXT":
+        return kwargs
+    kwargs["security_protocol"] = security.protocol
+    if security.ssl_context is not None:
+        kwargs["ssl_context"] = security.ssl_context
+    if security.sasl_mechanism is not None:
         # aiokafka takes SCRAM credentials through the same sasl_plain_* arguments.
-        kwargs["sasl_mechanism"] = settings.kafka_sasl_mechanism.strip().upper() or "PLAIN"
-        kwargs["sasl_plain_username"] = settings.kafka_sasl_username
-        kwargs["sasl_plain_password"] = settings.kafka_sasl_password
+        kwargs["sasl_mechanism"] = security.sasl_mechanism
+        kwargs["sasl_plain_username"] = security.sasl_username
+        kwargs["sasl_plain_password"] = security.sasl_password
     return kwargs
+
+
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """Faust's ``broker_credentials`` for the same settings as :func:`kafka_kwargs`.
+
+    Parameters
+    ----------
+    settings : Settings
+
+    Returns
+    -------
+    faust.SSLCredentials or faust.SASLCredentials or None
+        ``None`` for ``PLAINTEXT``. SASL credentials hold the password: never log them.
+
+    Raises
+    ------
+    ValueError
+        If ``KAFKA_SECURITY_PROTOCOL`` is not one of :data:`KAFKA_SECURITY_PROTOCOLS`.
+    """
+    security = kafka_security(settings)
+    if security.protocol == "PLAINTEXT":
+        return None
+    import faust  # only the worker needs it, and it is slow to import
+
+    if security.sasl_mechanism is None:
+        return faust.SSLCredentials(security.ssl_context)
+    return faust.SASLCredentials(
+        username=security.sasl_username,
+        password=security.sasl_password,
+        mechanism=security.sasl_mechanism,
+        ssl_context=security.ssl_context,
+    )
 
 
 #: Partitions per topic when this code creates them.
@@ -113,24 +213,39 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
     }
 
 
-async def ensure_topics_async(settings: Settings) -> None:
-    """Create the system's topics if missing (idempotent)."""
+async def create_missing_topics(settings: Settings, partitions: Mapping[str, int]) -> list[str]:
+    """Create each topic of ``partitions`` that does not exist yet (replication factor 1).
+
+    Parameters
+    ----------
+    settings : Settings
+    partitions : mapping of str to int
+        Topic name to its partition count.
+
+    Returns
+    -------
+    list of str
+        The topics created (empty when all existed).
+    """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, partitions, 1)
-            for name, partitions in topic_partitions(settings).items()
-            if name not in existing
-        ]
+        wanted = [NewTopic(name, n, 1) for name, n in partitions.items() if name not in existing]
         if wanted:
             await admin.create_topics(wanted)
-            logger.info("created topics %s", ",".join(t.name for t in wanted))
+        return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+async def ensure_topics_async(settings: Settings) -> None:
+    """Create the system's topics if missing (idempotent)."""
+    created = await create_missing_topics(settings, topic_partitions(settings))
+    if created:
+        logger.info("created topics %s", ",".join(created))
 
 
 def ensure_topics(settings: Settings) -> None:

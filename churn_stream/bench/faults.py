@@ -392,7 +392,7 @@ class ScenarioRun:
 
     def __init__(self, env: FaultEnv, name: str) -> None:
         from churn_stream.stack import LocalStack
-        from stream_app.worker import WorkerTopics
+        from stream_app.topics import WorkerTopics
 
         self.env, self.name = env, name
         tag = f"{name}-{uuid.uuid4().hex[:6]}"
@@ -765,7 +765,7 @@ def durable_backlog(env: FaultEnv, events: int = 10_000) -> FaultResult:
     The durable Tansu answers a fetch empty when reading the partition from S3 takes longer
     than the fetch's wait: with the worker's 10 ms a backlog like this one was never read
     (a user's ``churn produce`` on the default stack; ``/health`` "stalled"). The worker must
-    drain it on its own (:class:`stream_app.worker.AdaptiveFetchWait`).
+    drain it on its own (:class:`stream_app.fetch_wait.AdaptiveFetchWait`).
     """
 
     def fault(run: ScenarioRun, producer: RobustProducer) -> dict[str, Any]:

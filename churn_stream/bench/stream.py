@@ -219,7 +219,7 @@ async def _produce_and_collect(
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     from plumbing.clients import kafka_kwargs
-    from stream_app.worker import BatchSender
+    from stream_app.sender import BatchSender
 
     ids = {orjson.loads(v)["event_id"] for _, v in records}
     producer = AIOKafkaProducer(

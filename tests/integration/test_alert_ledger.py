@@ -54,7 +54,8 @@ def _crashed_worker_outputs(settings, topics, champion, telco_csv) -> list[str]:
     from churn_stream.produce import csv_to_customer_events
     from plumbing.clients import ensure_topics
     from stream_app.scoring import RawRecord, score_batch
-    from stream_app.worker import BatchSender, ensure_worker_topics
+    from stream_app.sender import BatchSender
+    from stream_app.topics import ensure_worker_topics
 
     ensure_topics(settings)
     ensure_worker_topics(settings, topics)
@@ -96,7 +97,7 @@ def _metric(settings, name: str) -> float:
 
 def test_worker_taking_over_uncommitted_work_alerts_each_event_once(ledger_settings, champion, telco_csv):
     from churn_stream.demo import start_worker, stop_worker, wait_worker_ready
-    from stream_app.worker import WorkerTopics
+    from stream_app.topics import WorkerTopics
 
     topics = WorkerTopics.from_settings(ledger_settings)
     crashed_alert_ids = _crashed_worker_outputs(ledger_settings, topics, champion, telco_csv)

@@ -75,15 +75,11 @@ async def _scenario(settings, records) -> dict:
 
     from plumbing.clients import kafka_kwargs
     from schemas.profiles import TELCO
+    from stream_app.consumer import scoring_consumer_kwargs
+    from stream_app.loop import ScoringLoop, WorkerStats
     from stream_app.model_store import ModelStore
-    from stream_app.worker import (
-        BatchSender,
-        ScoringLoop,
-        WorkerStats,
-        WorkerTopics,
-        ensure_worker_topics,
-        scoring_consumer_kwargs,
-    )
+    from stream_app.sender import BatchSender
+    from stream_app.topics import WorkerTopics, ensure_worker_topics
 
     class LongPollConsumer(AIOKafkaConsumer):
         # A poll that outlasts a rebalance (Tansu's join takes ~5 s): aiokafka's getmany then
@@ -153,7 +149,7 @@ def test_batches_fetched_while_partitions_are_reassigned_are_scored_not_lost(
 
     settings = stack_settings.with_overrides(topic_suffix="-rebalance", consumer_group="churn-scorer-rebalance")
     records = csv_to_customer_events(telco_csv, limit=EVENTS)
-    with caplog.at_level(logging.INFO, logger="stream_app.worker"):
+    with caplog.at_level(logging.INFO, logger="stream_app.loop"):
         result = asyncio.run(_scenario(settings, records))
     assert sum(result["shared"]) == settings.topic_partitions and min(result["shared"]) > 0, result["shared"]
     assert result["assigned_after"] == settings.topic_partitions
@@ -170,13 +166,9 @@ def test_committer_skips_partitions_no_longer_assigned_and_commits_the_rest(stac
     not hold, which ended the scoring task. The held partitions are still committed."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from stream_app.worker import (
-        InFlightBatch,
-        OffsetCommitter,
-        WorkerTopics,
-        ensure_worker_topics,
-        scoring_consumer_kwargs,
-    )
+    from stream_app.commit import InFlightBatch, OffsetCommitter
+    from stream_app.consumer import scoring_consumer_kwargs
+    from stream_app.topics import WorkerTopics, ensure_worker_topics
 
     settings = stack_settings.with_overrides(topic_suffix="-moved", consumer_group="churn-scorer-moved")
     topics = WorkerTopics.from_settings(settings)

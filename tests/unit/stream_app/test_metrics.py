@@ -238,7 +238,7 @@ def test_health_keeps_progressing_consumer_ready_under_constant_lag():
 def test_after_batch_feeds_drift_window_and_shadow_metrics(telco_csv, loaded, batch_result):
     from batch.cycle import reference_profile
     from batch.features import classification_data
-    from stream_app.worker import WorkerStats, _after_batch
+    from stream_app.loop import WorkerStats, _after_batch
 
     frame = read_source_csv(telco_csv, TELCO)
     data = classification_data(frame, TELCO)

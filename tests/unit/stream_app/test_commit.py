@@ -1,4 +1,4 @@
-"""``wait_acknowledged``: the committer's wait for the producer's acknowledgements."""
+"""``wait_acknowledged``: the committer's wait for the producer's acknowledgements (:mod:`stream_app.commit`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stream_app.worker import wait_acknowledged
+from stream_app.commit import wait_acknowledged
 
 
 def test_cancelling_the_wait_leaves_the_send_futures_pending():
