@@ -169,23 +169,37 @@ class BatchService:
         self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
 
     def _on_event(self, event) -> None:
+        """Log one scheduler event in the project's own words.
+
+        Handles every event type: APScheduler sends a ``JobExecutionEvent`` (one
+        ``scheduled_run_time``) for a missed or failed run but a ``JobSubmissionEvent``
+        (a list, ``scheduled_run_times``) when a run is skipped because the previous one
+        still runs, so neither attribute is assumed. A listener that raises makes
+        APScheduler log "Error notifying listener" with a traceback on every tick.
+
+        Parameters
+        ----------
+        event : apscheduler.events.SchedulerEvent
+            Any event; those other than missed, skipped and failed runs are logged at debug.
+        """
         from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 
+        job_id = getattr(event, "job_id", None)
+        times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
+        scheduled = ",".join(t.isoformat() if isinstance(t, datetime) else str(t) for t in times)
         if event.code == EVENT_JOB_MISSED:
             logger.warning(
                 "misfire job=%s scheduled_at=%s missed by more than %d s; coalesced into the next run",
-                event.job_id,
-                event.scheduled_run_time,
+                job_id,
+                scheduled,
                 MISFIRE_GRACE_S,
             )
         elif event.code == EVENT_JOB_MAX_INSTANCES:
-            logger.warning(
-                "skipped job=%s scheduled_at=%s: its previous run is still going",
-                event.job_id,
-                event.scheduled_run_time,
-            )
+            logger.warning("skipped job=%s scheduled_at=%s: its previous run is still going", job_id, scheduled)
         elif event.code == EVENT_JOB_ERROR:
-            logger.error("job=%s failed: %r", event.job_id, event.exception)
+            logger.error("job=%s failed: %r", job_id, getattr(event, "exception", None))
+        else:
+            logger.debug("scheduler event code=%s job=%s", event.code, job_id)
 
     def start(self) -> None:
         """Add the jobs and start the scheduler in the background."""

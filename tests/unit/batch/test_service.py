@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -54,6 +55,33 @@ def test_misfire_is_logged(service, caplog):
     with caplog.at_level(logging.WARNING, logger="batch.service"):
         service._on_event(JobExecutionEvent(EVENT_JOB_MISSED, "cycle-cron", "default", when))
     assert "misfire job=cycle-cron" in caplog.text and "coalesced" in caplog.text
+
+
+def test_a_skipped_tick_is_logged_without_a_listener_error(caplog):
+    """A real APScheduler tick skipped because the previous run still goes (EVENT_JOB_MAX_INSTANCES)."""
+    svc = BatchService(Settings(batch_cron="0 0 1 1 *", batch_watch_interval_s=1), storage=None, tracker=None)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_poll():
+        started.set()
+        release.wait(10)
+
+    svc.poll_incoming = slow_poll  # the watcher job's body: blocks past the next tick
+    with caplog.at_level(logging.DEBUG):
+        svc.add_jobs()
+        svc.scheduler.start()
+        try:
+            assert started.wait(5)
+            deadline = time.monotonic() + 5
+            while "skipped job=incoming-watch" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            release.set()
+            svc.shutdown(wait=True)
+    assert "skipped job=incoming-watch scheduled_at=20" in caplog.text
+    assert "its previous run is still going" in caplog.text
+    assert "Error notifying listener" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 def test_a_second_cycle_in_the_same_process_is_skipped(service):
