@@ -401,6 +401,7 @@ def _run_cycle(
                     margin,
                     holdout=holdouts[registered_name],
                     max_champion_drop=settings.promotion_max_champion_drop,
+                    min_recall_ratio=settings.promotion_min_recall_ratio,
                 )
             timings["promote"] = time.perf_counter() - t0
             if not result.promoted:

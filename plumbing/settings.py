@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Local-stack default credentials (clearly not secrets; override in production).
 LOCAL_DEFAULT_ACCESS_KEY = "churn-local"
@@ -123,6 +124,10 @@ class Settings:
         0 leaves the library default (one per core). Default 1: the zoo's numpy models make many small
         matrix products (Lloyd iterations, coordinate descent, mini-batches) whose thread hand-offs
         cost more than they save on 2 shared cores, and the tree ensembles run their own threads.
+    promotion_min_recall_ratio : float
+        ``CHURN_PROMOTION_MIN_RECALL_RATIO``: a new churn classifier is promoted only if its churn
+        recall at its tuned threshold is at least this times the champion's recall on the same
+        hold-out (default 0.9; 0 disables).
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -161,6 +166,7 @@ class Settings:
     batch_fit_max_rows: int = 0
     batch_ensemble_max_rows: int = 200_000
     batch_blas_threads: int = 1
+    promotion_min_recall_ratio: float = 0.9
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -199,6 +205,7 @@ class Settings:
         "batch_fit_max_rows": "CHURN_BATCH_FIT_MAX_ROWS",
         "batch_ensemble_max_rows": "CHURN_BATCH_ENSEMBLE_MAX_ROWS",
         "batch_blas_threads": "CHURN_BATCH_BLAS_THREADS",
+        "promotion_min_recall_ratio": "CHURN_PROMOTION_MIN_RECALL_RATIO",
     }
 
     @classmethod
@@ -242,7 +249,7 @@ class Settings:
         if not 0 < self.worker_web_port <= 65535:
             raise SettingsError(f"CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got {self.worker_web_port}")
 
-    def with_overrides(self, **changes: object) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
         """Copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
 
