@@ -124,6 +124,10 @@ class Settings:
         0 leaves the library default (one per core). Default 1: the zoo's numpy models make many small
         matrix products (Lloyd iterations, coordinate descent, mini-batches) whose thread hand-offs
         cost more than they save on 2 shared cores, and the tree ensembles run their own threads.
+    batch_min_rows_per_class : int
+        ``CHURN_BATCH_MIN_ROWS_PER_CLASS``: a cycle trains only when its input has at least this many
+        churned and this many retained customers (default 100); otherwise nothing is trained, and
+        incoming files wait under the incoming prefix for more rows.
     promotion_min_recall_ratio : float
         ``CHURN_PROMOTION_MIN_RECALL_RATIO``: a new churn classifier is promoted only if its churn
         recall at its tuned threshold is at least this times the champion's recall on the same
@@ -166,6 +170,7 @@ class Settings:
     batch_fit_max_rows: int = 0
     batch_ensemble_max_rows: int = 200_000
     batch_blas_threads: int = 1
+    batch_min_rows_per_class: int = 100
     promotion_min_recall_ratio: float = 0.9
 
     _ENV = {
@@ -205,6 +210,7 @@ class Settings:
         "batch_fit_max_rows": "CHURN_BATCH_FIT_MAX_ROWS",
         "batch_ensemble_max_rows": "CHURN_BATCH_ENSEMBLE_MAX_ROWS",
         "batch_blas_threads": "CHURN_BATCH_BLAS_THREADS",
+        "batch_min_rows_per_class": "CHURN_BATCH_MIN_ROWS_PER_CLASS",
         "promotion_min_recall_ratio": "CHURN_PROMOTION_MIN_RECALL_RATIO",
     }
 
