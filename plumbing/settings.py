@@ -128,6 +128,10 @@ class Settings:
         ``CHURN_BATCH_MIN_ROWS_PER_CLASS``: a cycle trains only when its input has at least this many
         churned and this many retained customers (default 100); otherwise nothing is trained, and
         incoming files wait under the incoming prefix for more rows.
+    batch_cycle_timeout_s : float
+        ``CHURN_BATCH_CYCLE_TIMEOUT_S``: ``churn batch serve`` ends a cycle still running after this
+        many seconds (its process is killed), reports it failed and releases the lock; 0 means no
+        limit (default 3600; a 1M-row retail cycle takes ~450 s on 2 cores).
     promotion_min_recall_ratio : float
         ``CHURN_PROMOTION_MIN_RECALL_RATIO``: a new churn classifier is promoted only if its churn
         recall at its tuned threshold is at least this times the champion's recall on the same
@@ -171,6 +175,7 @@ class Settings:
     batch_ensemble_max_rows: int = 200_000
     batch_blas_threads: int = 1
     batch_min_rows_per_class: int = 100
+    batch_cycle_timeout_s: float = 3600.0
     promotion_min_recall_ratio: float = 0.9
 
     _ENV = {
@@ -211,6 +216,7 @@ class Settings:
         "batch_ensemble_max_rows": "CHURN_BATCH_ENSEMBLE_MAX_ROWS",
         "batch_blas_threads": "CHURN_BATCH_BLAS_THREADS",
         "batch_min_rows_per_class": "CHURN_BATCH_MIN_ROWS_PER_CLASS",
+        "batch_cycle_timeout_s": "CHURN_BATCH_CYCLE_TIMEOUT_S",
         "promotion_min_recall_ratio": "CHURN_PROMOTION_MIN_RECALL_RATIO",
     }
 
