@@ -2,11 +2,19 @@
 
 ``run_cycle(settings, storage, tracker)`` is a plain function: the CLI and the
 scheduler call it the same way, and tests call it against real servers.
+
+A cycle's S3 data objects are keyed by the SHA-256 of its typed input
+(:func:`input_sha256`), not by its cycle id: a re-run on the same input overwrites
+them. With ``skip_unchanged`` a cycle on the same input and models as the last
+accepted one (``processed-data/<dataset>/last_accepted.json``) trains and registers
+nothing and says "unchanged input".
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import sys
 import tempfile
@@ -19,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -44,6 +53,110 @@ logger = logging.getLogger(__name__)
 
 #: The shipped IBM Telco customer churn file.
 DEFAULT_SOURCES = {"telco": Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"}
+#: The last accepted (trained) input of a data set, in the ``processed-data`` bucket.
+LAST_ACCEPTED_KEY = "{dataset}/last_accepted.json"
+UNCHANGED_INPUT = "unchanged input"
+
+
+class InsufficientRowsError(ValueError):
+    """The input has fewer rows of a class than ``CHURN_BATCH_MIN_ROWS_PER_CLASS``; nothing was trained.
+
+    Attributes
+    ----------
+    counts : dict of str to int
+        Rows per class (``churned``, ``retained``).
+    minimum : int
+    """
+
+    def __init__(self, counts: dict[str, int], minimum: int) -> None:
+        self.counts, self.minimum = counts, minimum
+        listed = ", ".join(f"{k}={v}" for k, v in counts.items())
+        super().__init__(f"too few rows per class to train: {listed}; CHURN_BATCH_MIN_ROWS_PER_CLASS={minimum}")
+
+
+def class_counts(frame: pd.DataFrame, target: str) -> dict[str, int]:
+    """Rows per churn class: ``{"churned": n, "retained": n}``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Typed frame from :func:`batch.ingest.read_source_csv`.
+    target : str
+        The profile's ``classification_target`` (bool column).
+    """
+    churned = int(frame[target].to_numpy(dtype=bool).sum())
+    return {"churned": churned, "retained": len(frame) - churned}
+
+
+def check_min_rows_per_class(frame: pd.DataFrame, target: str, minimum: int) -> dict[str, int]:
+    """Class counts of ``frame``, or :class:`InsufficientRowsError` when one is below ``minimum``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    target : str
+        Label column (bool).
+    minimum : int
+        Least rows per class; 0 or less disables the check.
+
+    Returns
+    -------
+    dict of str to int
+
+    Raises
+    ------
+    InsufficientRowsError
+    """
+    counts = class_counts(frame, target)
+    if minimum > 0 and min(counts.values()) < minimum:
+        raise InsufficientRowsError(counts, minimum)
+    return counts
+
+
+def input_sha256(frame: pd.DataFrame) -> str:
+    """SHA-256 of a typed input frame: column names, dtypes and every value, in row order.
+
+    The same customers give the same digest whether they came in one file or several,
+    with or without a byte-order mark or CRLF line ends (the typed frame is hashed, not
+    the bytes). pandas' row hash uses a fixed key, so the digest is stable across
+    processes and runs.
+
+    Parameters
+    ----------
+    frame : DataFrame
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_json(storage, bucket: str, key: str) -> dict[str, Any] | None:
+    from minio.error import S3Error
+
+    try:
+        resp = storage.get_object(bucket, key)
+    except S3Error as err:
+        if err.code in ("NoSuchKey", "NoSuchBucket"):
+            return None
+        raise
+    try:
+        return json.loads(resp.read())
+    except ValueError:
+        return None
+    finally:
+        resp.close()
+        resp.release_conn()
+
+
+def _put_json(storage, bucket: str, key: str, doc: dict[str, Any]) -> None:
+    body = json.dumps(doc, sort_keys=True).encode()
+    storage.put_object(bucket, key, io.BytesIO(body), len(body), content_type="application/json")
 
 
 class CycleError(RuntimeError):
@@ -104,6 +217,13 @@ class CycleResult:
         The data-quality gate's report.
     timings_s : dict of str to float
         Seconds per stage.
+    input_sha256 : str
+        :func:`input_sha256` of the typed input; it names the cycle's data objects in S3.
+    unchanged_since : str or None
+        Set when nothing was trained because the input (and model set) equals the last
+        accepted cycle's: that cycle's id.
+    raw_uri, processed_uri : str
+        The raw typed frame and the processed training set in S3 (empty when unchanged).
     """
 
     cycle_id: str
@@ -116,11 +236,23 @@ class CycleResult:
     announced: bool = False
     timings_s: dict[str, float] = field(default_factory=dict)
     quality: quality.DataQualityReport | None = None
+    input_sha256: str = ""
+    unchanged_since: str | None = None
+    raw_uri: str = ""
+    processed_uri: str = ""
+
+    @property
+    def status(self) -> str:
+        """``"trained"``, or ``"unchanged input"`` when the cycle skipped an input it had already trained on."""
+        return UNCHANGED_INPUT if self.unchanged_since else "trained"
 
     def summary(self) -> dict[str, Any]:
         """JSON-able summary for the CLI."""
         return {
             "cycle_id": self.cycle_id,
+            "status": self.status,
+            "unchanged_since": self.unchanged_since,
+            "input_sha256": self.input_sha256,
             "dataset": self.dataset,
             "rows": self.rows,
             "models": {m.name: {k: round(v, 6) for k, v in m.metrics.items()} for m in self.models},
@@ -154,6 +286,9 @@ def run_cycle(
     announce: bool = True,
     margin: float = 0.0,
     quality_config: quality.QualityConfig | None = None,
+    frame: pd.DataFrame | None = None,
+    source_time: datetime | None = None,
+    skip_unchanged: bool = False,
 ) -> CycleResult:
     """Run one batch cycle.
 
@@ -174,6 +309,15 @@ def run_cycle(
         ROC-AUC by which the best new model must beat the champion to replace it.
     quality_config : batch.quality.QualityConfig, optional
         Thresholds of the data-quality gate; default from ``settings``.
+    frame : DataFrame, optional
+        An input already read and validated by :func:`batch.ingest.read_source_csv` (the
+        incoming watcher's accepted files); ``source`` then only names it in reports.
+    source_time : datetime, optional
+        Time of the input for the freshness check; default the source file's mtime.
+    skip_unchanged : bool, default False
+        Train nothing when the input (:func:`input_sha256`) and the model set equal the
+        last accepted cycle's: the result has ``unchanged_since`` set and nothing is
+        written to S3 or MLflow. ``churn batch serve`` sets it.
 
     Returns
     -------
@@ -184,6 +328,9 @@ def run_cycle(
     batch.quality.DataQualityError
         If the data-quality gate fails, including a source that does not match the
         profile (its report is in S3 and MLflow; nothing is trained or promoted).
+    InsufficientRowsError
+        If a class has fewer than ``settings.batch_min_rows_per_class`` rows (nothing is
+        written).
     CycleError
         If S3 or MLflow cannot be reached during a stage (no alias moves).
     """
@@ -199,9 +346,12 @@ def run_cycle(
             announce=announce,
             margin=margin,
             quality_config=quality_config,
+            frame=frame,
+            source_time=source_time,
+            skip_unchanged=skip_unchanged,
             progress=progress,
         )
-    except (quality.DataQualityError, CycleError):
+    except (quality.DataQualityError, CycleError, InsufficientRowsError):
         raise
     except Exception as exc:
         down = unreachable_services(settings)
@@ -222,7 +372,20 @@ def _start_parent_run(tracker, dataset: str, cycle_id: str) -> tuple[str, str]:
 
 
 def _run_cycle(
-    settings, storage, tracker, *, dataset, source, only, announce, margin, quality_config, progress
+    settings,
+    storage,
+    tracker,
+    *,
+    dataset,
+    source,
+    only,
+    announce,
+    margin,
+    quality_config,
+    frame,
+    source_time,
+    skip_unchanged,
+    progress,
 ) -> CycleResult:
     from plumbing.clients import ensure_buckets
 
@@ -231,23 +394,52 @@ def _run_cycle(
     cycle_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     timings: dict[str, float] = {}
     dq_config = quality_config or quality.QualityConfig.from_settings(settings)
-    source_time = datetime.fromtimestamp(src.stat().st_mtime, UTC) if src.exists() else None
-    gate = dict(profile=profile, cycle_id=cycle_id, source=src.name, source_time=source_time, config=dq_config)
+    if source_time is None and src.exists():
+        source_time = datetime.fromtimestamp(src.stat().st_mtime, UTC)
+    gate: dict[str, Any] = dict(
+        profile=profile, cycle_id=cycle_id, source=src.name, source_time=source_time, config=dq_config
+    )
 
     t0 = time.perf_counter()
     progress["stage"] = "ingest"
-    try:
-        frame = read_source_csv(src, profile)
-    except IngestError as exc:
-        # The schema check's verdict: the report goes to S3 and MLflow like any other gate failure.
-        ensure_buckets(storage)
-        _, parent_id = _start_parent_run(tracker, dataset, cycle_id)
+    if frame is None:
         try:
-            quality.gate(storage, tracker, parent_id, None, schema_error=exc, **gate)
-        finally:
-            tracker.set_terminated(parent_id, "FAILED")
+            frame = read_source_csv(src, profile)
+        except IngestError as exc:
+            # The schema check's verdict: the report goes to S3 and MLflow like any other gate failure.
+            ensure_buckets(storage)
+            _, parent_id = _start_parent_run(tracker, dataset, cycle_id)
+            try:
+                quality.gate(storage, tracker, parent_id, None, schema_error=exc, **gate)
+            finally:
+                tracker.set_terminated(parent_id, "FAILED")
+            raise AssertionError("unreachable: the gate raises on a schema error") from exc
+    counts = check_min_rows_per_class(frame, profile.classification_target, settings.batch_min_rows_per_class)
+    digest = input_sha256(frame)
+    model_set = sorted(zoo.classifiers(only)) + sorted(zoo.regressors(only))
+    if skip_unchanged:
+        last = _read_json(storage, "processed-data", LAST_ACCEPTED_KEY.format(dataset=dataset))
+        if last and last.get("input_sha256") == digest and last.get("models") == model_set:
+            logger.info(
+                "cycle skipped: %s cycle_id=%s sha256=%s same as cycle_id=%s; nothing registered",
+                UNCHANGED_INPUT,
+                cycle_id,
+                digest[:16],
+                last.get("cycle_id"),
+            )
+            return CycleResult(
+                cycle_id,
+                dataset,
+                len(frame),
+                input_sha256=digest,
+                unchanged_since=str(last.get("cycle_id")),
+                timings_s={"ingest": time.perf_counter() - t0},
+            )
+    logger.info("input rows=%d per_class=%s sha256=%s", len(frame), counts, digest[:16])
     ensure_buckets(storage)
-    raw_uri = _put_parquet(storage, "raw-data", f"{dataset}/{cycle_id}/customers.parquet", to_arrow(frame, profile))
+    # Keyed by content, not by cycle: a re-run on the same input overwrites its objects.
+    data_key = f"{dataset}/{digest[:16]}"
+    raw_uri = _put_parquet(storage, "raw-data", f"{data_key}/customers.parquet", to_arrow(frame, profile))
     if dataset == "retail":
         from batch.retail import engineer_features
 
@@ -262,9 +454,7 @@ def _run_cycle(
         {name: data.X_train[:, j] for j, name in enumerate(data.feature_names)}
         | {profile.classification_target: data.y_train}
     )
-    processed_uri = _put_parquet(
-        storage, "processed-data", f"{dataset}/{cycle_id}/classification_train.parquet", processed
-    )
+    processed_uri = _put_parquet(storage, "processed-data", f"{data_key}/classification_train.parquet", processed)
     del processed
     timings["features"] = time.perf_counter() - t0
 
@@ -283,7 +473,9 @@ def _run_cycle(
     timings["features"] += time.perf_counter() - t0
 
     experiment_id, parent_id = _start_parent_run(tracker, dataset, cycle_id)
-    result = CycleResult(cycle_id, dataset, len(frame))
+    result = CycleResult(
+        cycle_id, dataset, len(frame), input_sha256=digest, raw_uri=raw_uri, processed_uri=processed_uri
+    )
     status = "FAILED"
     # Telco models serve the stream; other data sets register under their own names so
     # their champions never compete with (or hot-reload over) the Telco ones.
@@ -310,6 +502,7 @@ def _run_cycle(
         tracker.log_param(parent_id, "source", str(src.name))
         tracker.log_param(parent_id, "raw_uri", raw_uri)
         tracker.log_param(parent_id, "processed_uri", processed_uri)
+        tracker.set_tag(parent_id, "input_sha256", digest)
         # How this cycle scaled its training, so the run says what it did.
         for key, value in {
             "rows": len(frame),
@@ -401,6 +594,7 @@ def _run_cycle(
                     margin,
                     holdout=holdouts[registered_name],
                     max_champion_drop=settings.promotion_max_champion_drop,
+                    min_recall_ratio=settings.promotion_min_recall_ratio,
                 )
             timings["promote"] = time.perf_counter() - t0
             if not result.promoted:
@@ -416,6 +610,13 @@ def _run_cycle(
                 publish_model_updated(settings, promoted)
                 result.announced = True
                 timings["announce"] = timings.get("announce", 0.0) + time.perf_counter() - t0
+        # Accepted: the next cycle with skip_unchanged compares its input with this one.
+        _put_json(
+            storage,
+            "processed-data",
+            LAST_ACCEPTED_KEY.format(dataset=dataset),
+            {"input_sha256": digest, "models": model_set, "cycle_id": cycle_id, "at": datetime.now(UTC).isoformat()},
+        )
         status = "FINISHED"
     finally:
         # With MLflow gone, marking the run would only wait out the client's retries.
@@ -423,9 +624,10 @@ def _run_cycle(
             tracker.set_terminated(parent_id, status)
     result.timings_s = timings
     logger.info(
-        "cycle done cycle_id=%s promoted=%s",
+        "cycle done cycle_id=%s champions=%s challengers=%s",
         cycle_id,
-        {k: (v["model"], v["model_version"], v["alias"]) for k, v in result.promoted.items()},
+        {k: (v["model"], v["model_version"]) for k, v in result.promoted.items() if v["alias"] == "champion"},
+        {k: (v["model"], v["model_version"]) for k, v in result.promoted.items() if v["alias"] != "champion"},
     )
     return result
 
@@ -498,13 +700,14 @@ def _log_model_run(
     tracker.log_artifact(run_id, str(path), artifact_path="model")
     # The hold-out predictions of training's evaluation: the hold-out is not scored twice.
     pred = trained.holdout_pred
+    model: Any = trained.model  # a classifier or regressor of the zoo; the base type has neither method
     if task == "classification":
         if pred is None:
-            pred = predict_in_chunks(lambda X: trained.model.predict_proba(X)[:, 1], data.X_test)
+            pred = predict_in_chunks(lambda X: model.predict_proba(X)[:, 1], data.X_test)
         log_classifier_artifacts(tracker, run_id, trained.name, data.y_test, pred, trained.threshold)
     else:
         if pred is None:
-            pred = predict_in_chunks(trained.model.predict, data.X_test)
+            pred = predict_in_chunks(model.predict, data.X_test)
         log_regressor_artifacts(tracker, run_id, data.y_test, pred)
     log_loss_curve(tracker, run_id, trained.model)
     tracker.set_terminated(run_id, "FINISHED")

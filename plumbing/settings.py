@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Local-stack default credentials (clearly not secrets; override in production).
 LOCAL_DEFAULT_ACCESS_KEY = "churn-local"
@@ -123,6 +124,18 @@ class Settings:
         0 leaves the library default (one per core). Default 1: the zoo's numpy models make many small
         matrix products (Lloyd iterations, coordinate descent, mini-batches) whose thread hand-offs
         cost more than they save on 2 shared cores, and the tree ensembles run their own threads.
+    batch_min_rows_per_class : int
+        ``CHURN_BATCH_MIN_ROWS_PER_CLASS``: a cycle trains only when its input has at least this many
+        churned and this many retained customers (default 100); otherwise nothing is trained, and
+        incoming files wait under the incoming prefix for more rows.
+    batch_cycle_timeout_s : float
+        ``CHURN_BATCH_CYCLE_TIMEOUT_S``: ``churn batch serve`` ends a cycle still running after this
+        many seconds (its process is killed), reports it failed and releases the lock; 0 means no
+        limit (default 3600; a 1M-row retail cycle takes ~450 s on 2 cores).
+    promotion_min_recall_ratio : float
+        ``CHURN_PROMOTION_MIN_RECALL_RATIO``: a new churn classifier is promoted only if its churn
+        recall at its tuned threshold is at least this times the champion's recall on the same
+        hold-out (default 0.9; 0 disables).
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -161,6 +174,9 @@ class Settings:
     batch_fit_max_rows: int = 0
     batch_ensemble_max_rows: int = 200_000
     batch_blas_threads: int = 1
+    batch_min_rows_per_class: int = 100
+    batch_cycle_timeout_s: float = 3600.0
+    promotion_min_recall_ratio: float = 0.9
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -199,6 +215,9 @@ class Settings:
         "batch_fit_max_rows": "CHURN_BATCH_FIT_MAX_ROWS",
         "batch_ensemble_max_rows": "CHURN_BATCH_ENSEMBLE_MAX_ROWS",
         "batch_blas_threads": "CHURN_BATCH_BLAS_THREADS",
+        "batch_min_rows_per_class": "CHURN_BATCH_MIN_ROWS_PER_CLASS",
+        "batch_cycle_timeout_s": "CHURN_BATCH_CYCLE_TIMEOUT_S",
+        "promotion_min_recall_ratio": "CHURN_PROMOTION_MIN_RECALL_RATIO",
     }
 
     @classmethod
@@ -242,7 +261,7 @@ class Settings:
         if not 0 < self.worker_web_port <= 65535:
             raise SettingsError(f"CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got {self.worker_web_port}")
 
-    def with_overrides(self, **changes: object) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
         """Copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
 

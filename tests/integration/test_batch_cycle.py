@@ -62,12 +62,14 @@ def test_champions_are_the_best_models_and_metrics_are_sane(full_cycle):
 
 def test_raw_and_processed_parquet_in_s3(full_cycle):
     result, storage, _ = full_cycle
-    raw = storage.get_object("raw-data", f"telco/{result.cycle_id}/customers.parquet").read()
+    key = f"telco/{result.input_sha256[:16]}"  # keyed by the input's content
+    assert result.raw_uri == f"s3://raw-data/{key}/customers.parquet"
+    raw = storage.get_object("raw-data", f"{key}/customers.parquet").read()
     table = pq.read_table(io.BytesIO(raw))
     assert table.num_rows == 7043
     assert table.schema.field("total_charges_usd").type == "double"
     assert table.column("total_charges_usd").null_count == 0
-    processed = storage.get_object("processed-data", f"telco/{result.cycle_id}/classification_train.parquet").read()
+    processed = storage.get_object("processed-data", f"{key}/classification_train.parquet").read()
     assert pq.read_table(io.BytesIO(processed)).num_rows == 5634
 
 

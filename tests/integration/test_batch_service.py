@@ -171,30 +171,76 @@ def test_drifted_copy_stops_at_the_gate_with_psi_in_s3_and_mlflow(clients, with_
 
 
 # ------------------------------------------------------------------- service
-def test_incoming_csvs_are_concatenated_ingested_and_archived(clients, with_champion, telco_csv, telco_raw):
+def listed(storage, prefix: str) -> set[str]:
+    return {o.object_name for o in storage.list_objects("raw-data", prefix=prefix, recursive=True)}
+
+
+def test_each_incoming_file_is_judged_on_its_own(clients, with_champion, telco_csv, telco_raw):
+    """Bad files are quarantined with a report naming file, reason and row; the good ones train."""
     from batch.service import BatchService
 
     settings, storage, tracker = clients
     service = BatchService(settings, storage, tracker, cycle_kwargs=CYCLE, owner="watcher")
     lines = telco_csv.read_bytes().splitlines(keepends=True)
-    put_bytes(storage, "raw-data", "incoming/day1/part-1.csv", b"".join(lines[:3001]))
-    put_bytes(storage, "raw-data", "incoming/day1/part-2.csv", lines[0] + b"".join(lines[3001:]))
-    put_bytes(storage, "raw-data", "incoming/readme.txt", b"not a csv")
+    header = lines[0]
+    bad_value = telco_raw.head(10).copy()
+    bad_value.loc[3, "MonthlyCharges"] = "n/a"
+    latin1 = header + b"".join(lines[1:3]) + lines[3][:2] + b"\xe4" + lines[3][2:] + b"".join(lines[4:6])
+    files = {
+        "incoming/day1/part-1.csv": b"".join(lines[:3001]),
+        "incoming/day1/part-2.csv": header + b"".join(lines[3001:7000]),  # 43 rows short of the file
+        "incoming/day1/empty.csv": b"",
+        "incoming/day1/header-only.csv": b"\xef\xbb\xbf" + header,
+        "incoming/day1/latin1.csv": latin1,
+        "incoming/day1/bad-value.csv": bad_value.to_csv(index=False).encode(),
+        "incoming/readme.txt": b"not a csv",
+    }
+    for key, body in files.items():
+        put_bytes(storage, "raw-data", key, body)
     outcome = service.poll_incoming()
     assert outcome.status == "finished", outcome
     assert outcome.sources == ["incoming/day1/part-1.csv", "incoming/day1/part-2.csv"]
-    raw = storage.get_object("raw-data", f"telco/{outcome.cycle_id}/customers.parquet").read()
+    reasons = {q["source"]: (q["reason"], q["row"]) for q in outcome.quarantined}
+    assert reasons == {
+        "incoming/day1/bad-value.csv": (
+            "MonthlyCharges: expected a finite number >= 0, got 'n/a' at data row 4 (1 bad value(s) in all)",
+            4,
+        ),
+        "incoming/day1/empty.csv": ("empty input", None),
+        "incoming/day1/header-only.csv": ("empty input", None),
+        "incoming/day1/latin1.csv": (reasons["incoming/day1/latin1.csv"][0], 3),
+    }
+    assert reasons["incoming/day1/latin1.csv"][0].startswith("not UTF-8 text (invalid")
+    for item in outcome.quarantined:  # moved, with a report object beside it
+        assert item["key"].startswith("incoming-quarantine/") and item["key"].endswith(item["source"][9:])
+        report = s3_json(storage, "raw-data", item["key"] + ".report.json")
+        assert (report["source"], report["reason"], report["row"]) == (item["source"], item["reason"], item["row"])
     import pyarrow.parquet as pq
 
-    assert pq.read_table(io.BytesIO(raw)).num_rows == 7043
-    left = {o.object_name for o in storage.list_objects("raw-data", prefix="incoming/", recursive=True)}
-    assert left == {"incoming/readme.txt"}
-    done = {
-        o.object_name
-        for o in storage.list_objects("raw-data", prefix=f"incoming-done/{outcome.cycle_id}/", recursive=True)
+    raw = storage.get_object("raw-data", f"telco/{outcome.input_sha256[:16]}/customers.parquet").read()
+    assert pq.read_table(io.BytesIO(raw)).num_rows == 6999
+    assert listed(storage, "incoming/") == {"incoming/readme.txt"}
+    assert listed(storage, f"incoming-done/{outcome.cycle_id}/") == {
+        f"incoming-done/{outcome.cycle_id}/day1/part-{i}.csv" for i in (1, 2)
     }
-    assert done == {f"incoming-done/{outcome.cycle_id}/day1/part-{i}.csv" for i in (1, 2)}
     assert service.poll_incoming() is None  # nothing new
+
+    # The same rows again, in other files: unchanged input, nothing registered, files consumed.
+    versions = len(tracker.search_model_versions("name = 'churn-classifier'"))
+    put_bytes(storage, "raw-data", "incoming/day2/all.csv", b"\xef\xbb\xbf" + b"".join(lines[:7000]))
+    again = service.poll_incoming()
+    assert again.status == "unchanged" and again.detail.startswith(f"unchanged input: same as cycle {outcome.cycle_id}")
+    assert len(tracker.search_model_versions("name = 'churn-classifier'")) == versions
+    assert listed(storage, "incoming/") == {"incoming/readme.txt"}
+
+    # Too few rows per class: nothing trains, the file waits for more rows and is not re-read every look.
+    put_bytes(storage, "raw-data", "incoming/day3/few.csv", b"".join(lines[:51]))
+    waiting = service.poll_incoming()
+    assert waiting.status == "skipped" and "waiting for more rows: too few rows per class to train" in waiting.detail
+    assert "CHURN_BATCH_MIN_ROWS_PER_CLASS=100" in waiting.detail
+    assert service.poll_incoming() is None
+    assert "incoming/day3/few.csv" in listed(storage, "incoming/")
+    storage.remove_object("raw-data", "incoming/day3/few.csv")
 
     # A drifted file is rejected by the gate and moved aside, not retried every poll.
     drifted = telco_raw.copy()
@@ -207,6 +253,56 @@ def test_incoming_csvs_are_concatenated_ingested_and_archived(clients, with_cham
         f"incoming-rejected/{outcome.cycle_id}/drifted.csv"
     ]
     storage.remove_object("raw-data", "incoming/readme.txt")
+
+
+def test_a_rerun_on_the_same_input_overwrites_its_s3_objects(clients, with_champion):
+    from batch.cycle import run_cycle
+
+    settings, storage, tracker = clients
+    before = {o.object_name for o in storage.list_objects("raw-data", prefix="telco/", recursive=True)}
+    result = run_cycle(settings, storage, tracker, margin=-1.0, **CYCLE)
+    assert result.input_sha256 == with_champion.input_sha256
+    assert (
+        result.raw_uri == with_champion.raw_uri == f"s3://raw-data/telco/{result.input_sha256[:16]}/customers.parquet"
+    )
+    assert {o.object_name for o in storage.list_objects("raw-data", prefix="telco/", recursive=True)} == before
+    # With skip_unchanged (churn batch serve's default) the same input and models register nothing.
+    versions = len(tracker.search_model_versions("name = 'churn-classifier'"))
+    same = run_cycle(settings, storage, tracker, margin=-1.0, skip_unchanged=True, **CYCLE)
+    assert same.status == "unchanged input" and same.unchanged_since == result.cycle_id and not same.promoted
+    assert len(tracker.search_model_versions("name = 'churn-classifier'")) == versions
+
+
+def hang_forever(*args, **kwargs):
+    """A cycle that never returns (runs in the cycle's child process)."""
+    time.sleep(3600)
+
+
+def test_a_hung_cycle_times_out_releases_the_lock_and_the_next_tick_runs(clients, with_champion):
+    from batch.cycle import run_cycle
+    from batch.lock import S3Lock
+    from batch.service import BatchService
+
+    settings, storage, tracker = clients
+    settings = settings.with_overrides(batch_watch_interval_s=3600, batch_cycle_timeout_s=3)
+    service = BatchService(settings, storage, tracker, cycle_kwargs=CYCLE, owner="hung", run=hang_forever)
+    service.start()
+    try:
+        service.trigger()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not service.outcomes:
+            time.sleep(0.2)
+        assert [o.status for o in service.outcomes] == ["failed"], service.outcomes
+        assert "timed out after 3 s (CHURN_BATCH_CYCLE_TIMEOUT_S)" in service.outcomes[0].detail
+        assert S3Lock(storage).read() is None  # released
+        service._run = run_cycle
+        service.trigger()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(service.outcomes) < 2:
+            time.sleep(0.2)
+    finally:
+        service.shutdown(wait=True)
+    assert service.outcomes[1].status in ("finished", "unchanged"), service.outcomes
 
 
 def test_two_schedulers_on_one_stack_run_exactly_one_cycle(clients, with_champion):
@@ -227,7 +323,8 @@ def test_two_schedulers_on_one_stack_run_exactly_one_cycle(clients, with_champio
         for s in services:
             s.shutdown(wait=True)
     outcomes = [o for s in services for o in s.outcomes]
-    assert sorted(o.status for o in outcomes) == ["finished", "skipped"], outcomes
+    # "unchanged" when an earlier test's last accepted cycle had the same input and models.
+    assert sorted(o.status for o in outcomes) in (["finished", "skipped"], ["skipped", "unchanged"]), outcomes
     skipped = next(o for o in outcomes if o.status == "skipped")
     assert "lock held by serve-" in skipped.detail
     from batch.lock import S3Lock

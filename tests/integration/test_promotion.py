@@ -108,3 +108,70 @@ def test_champion_is_rescored_on_the_candidates_holdout_and_falls_back_to_its_ta
         announce=False,
     )
     assert restored.promoted[CLASSIFIER_NAME]["alias"] == "champion"
+
+
+def test_a_tie_with_the_champion_is_not_a_promotion(stack_settings, caplog):
+    """The same models retrained on the same input score exactly what the champion scores on this hold-out."""
+    import logging
+
+    from batch.cycle import run_cycle
+    from batch.promotion import CLASSIFIER_NAME, REGRESSOR_NAME
+    from plumbing.clients import make_storage, make_tracker
+
+    storage, tracker = make_storage(stack_settings), make_tracker(stack_settings)
+    only = {"logistic_regression", "multiple_regression"}
+    first = run_cycle(stack_settings, storage, tracker, only=only, margin=-1.0, announce=False)
+    with caplog.at_level(logging.INFO, logger="batch.promotion"):
+        again = run_cycle(stack_settings, storage, tracker, only=only, margin=0.0, announce=False)
+    for name in (CLASSIFIER_NAME, REGRESSOR_NAME):
+        held = again.promoted[name]
+        assert held["alias"] == "challenger" and held["promotion_rules"] == ["tie"], held
+        assert held["promotion_held"].startswith("tie: ")
+        assert tracker.get_model_version_by_alias(name, "champion").version == first.promoted[name]["model_version"]
+    promoted_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("promoted ")]
+    assert promoted_lines == []
+    assert "not promoted model=churn-classifier" in caplog.text and "rules=tie" in caplog.text
+
+
+def test_a_candidate_below_the_recall_floor_is_held_and_the_summary_says_so(stack_settings):
+    from batch.cycle import run_cycle
+    from batch.promotion import CLASSIFIER_NAME
+    from plumbing.clients import make_storage, make_tracker
+
+    storage, tracker = make_storage(stack_settings), make_tracker(stack_settings)
+    cycle = {"margin": 0.0, "announce": False}
+    weak = run_cycle(
+        stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, **(cycle | {"margin": -1.0})
+    )
+    champion = weak.promoted[CLASSIFIER_NAME]
+    # Default floor 0.9 x the champion's recall on this hold-out: the better model passes it.
+    strong = run_cycle(stack_settings, storage, tracker, only={"logistic_regression", "multiple_regression"}, **cycle)
+    cls = strong.promoted[CLASSIFIER_NAME]
+    assert cls["champion_recall"] == pytest.approx(champion["metrics"]["recall"], abs=1e-9)
+    assert cls["recall_floor"] == pytest.approx(0.9 * cls["champion_recall"], abs=1e-12)
+    assert cls["metrics"]["recall"] >= cls["recall_floor"] and cls["alias"] == "champion"
+
+    # A floor above the candidate's recall holds back a model that beats the champion's ROC-AUC.
+    weak = run_cycle(
+        stack_settings, storage, tracker, only={"naive_bayes", "linear_regression"}, **(cycle | {"margin": -1.0})
+    )
+    strict = stack_settings.with_overrides(promotion_min_recall_ratio=1.5)
+    held = run_cycle(strict, storage, tracker, only={"logistic_regression", "multiple_regression"}, **cycle)
+    cls = held.promoted[CLASSIFIER_NAME]
+    assert cls["metrics"]["roc_auc"] > cls["champion_roc_auc"]
+    assert cls["alias"] == "challenger" and cls["promotion_rules"] == ["recall_floor"]
+    assert "below the floor" in cls["promotion_held"] and "1.5 x the champion's" in cls["promotion_held"]
+    assert held.summary()["promoted"][CLASSIFIER_NAME]["promotion_rules"] == ["recall_floor"]
+    assert (
+        tracker.get_model_version_by_alias(CLASSIFIER_NAME, "champion").version
+        == weak.promoted[CLASSIFIER_NAME]["model_version"]
+    )
+    # Leave the registry with a champion trained on the real labels by a strong model.
+    run_cycle(
+        stack_settings,
+        storage,
+        tracker,
+        only={"logistic_regression", "multiple_regression"},
+        margin=-1.0,
+        announce=False,
+    )

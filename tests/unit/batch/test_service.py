@@ -1,20 +1,19 @@
-"""The batch service without servers: job guards, misfire logging, the in-process guard, CSV concatenation."""
+"""The batch service without servers: job guards, scheduler events, the in-process guard, the cycle timeout."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 
-import pandas as pd
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from batch.ingest import read_source_csv
-from batch.service import MISFIRE_GRACE_S, BatchService, concatenate_csvs, incoming_csv_keys
+from batch.landing import incoming_csv_keys
+from batch.service import MISFIRE_GRACE_S, BatchService
 from plumbing.settings import Settings
-from schemas.profiles import TELCO
 
 
 @pytest.fixture
@@ -56,6 +55,33 @@ def test_misfire_is_logged(service, caplog):
     assert "misfire job=cycle-cron" in caplog.text and "coalesced" in caplog.text
 
 
+def test_a_skipped_tick_is_logged_without_a_listener_error(caplog):
+    """A real APScheduler tick skipped because the previous run still goes (EVENT_JOB_MAX_INSTANCES)."""
+    svc = BatchService(Settings(batch_cron="0 0 1 1 *", batch_watch_interval_s=1), storage=None, tracker=None)
+    started, release = threading.Event(), threading.Event()
+
+    def slow_poll():
+        started.set()
+        release.wait(10)
+
+    svc.poll_incoming = slow_poll  # the watcher job's body: blocks past the next tick
+    with caplog.at_level(logging.DEBUG):
+        svc.add_jobs()
+        svc.scheduler.start()
+        try:
+            assert started.wait(5)
+            deadline = time.monotonic() + 5
+            while "skipped job=incoming-watch" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            release.set()
+            svc.shutdown(wait=True)
+    assert "skipped job=incoming-watch scheduled_at=20" in caplog.text
+    assert "its previous run is still going" in caplog.text
+    assert "Error notifying listener" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 def test_a_second_cycle_in_the_same_process_is_skipped(service):
     service._local.acquire()
     try:
@@ -68,31 +94,6 @@ def test_a_second_cycle_in_the_same_process_is_skipped(service):
 def test_incoming_keys_are_csv_files_under_the_prefix():
     names = ["incoming/a.csv", "incoming/sub/b.CSV", "incoming/", "incoming/notes.txt", "other/c.csv", "incoming/sub/"]
     assert incoming_csv_keys(names, "incoming/") == ["incoming/a.csv", "incoming/sub/b.CSV"]
-
-
-def test_concatenated_parts_ingest_like_the_whole_file(telco_csv, tmp_path):
-    raw = telco_csv.read_bytes()
-    lines = raw.splitlines(keepends=True)
-    parts = [
-        b"\xef\xbb\xbf" + b"".join(lines[:2000]),  # BOM on the first part
-        lines[0] + b"".join(lines[2000:5000]).rstrip(b"\n"),  # no final newline
-        lines[0].replace(b"\n", b"\r\n") + b"".join(lines[5000:]),
-    ]
-    path = tmp_path / "joined.csv"
-    path.write_bytes(concatenate_csvs(parts))
-    whole, joined = read_source_csv(telco_csv, TELCO), read_source_csv(path, TELCO)
-    pd.testing.assert_frame_equal(whole, joined)
-
-
-def test_a_part_with_another_header_is_kept_for_ingestion_to_reject(telco_csv, tmp_path):
-    from batch.ingest import IngestError
-
-    lines = telco_csv.read_bytes().splitlines(keepends=True)
-    other = lines[0].replace(b"tenure", b"tenure_months")
-    path = tmp_path / "joined.csv"
-    path.write_bytes(concatenate_csvs([b"".join(lines[:10]), other + b"".join(lines[10:20])]))
-    with pytest.raises(IngestError, match="got .SeniorCitizen. at data row 10"):
-        read_source_csv(path, TELCO)
 
 
 def test_shutdown_waits_for_the_running_job(service):
@@ -158,3 +159,32 @@ def test_cli_batch_serve_accepts_retail_only_with_a_source():
     assert "--source is required for --dataset retail" in result.output
     result = CliRunner().invoke(main, ["batch", "serve", "--dataset", "shop"])
     assert result.exit_code == 2 and "'shop' is not one of 'telco', 'retail'" in result.output
+
+
+def hang_forever(*args, **kwargs):
+    """A cycle that never returns (runs in the cycle's child process)."""
+    time.sleep(3600)
+
+
+def crash(*args, **kwargs):
+    raise RuntimeError("boom in the cycle")
+
+
+def test_a_hung_cycle_is_killed_at_the_timeout_and_reported_failed(caplog):
+    svc = BatchService(Settings(batch_cycle_timeout_s=2), storage=None, tracker=None, run=hang_forever)
+    t0 = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="batch.service"):
+        outcome = svc._in_child(svc._job("manual", incoming=False))
+    took = time.monotonic() - t0
+    assert outcome.status == "failed" and "timed out after 2 s (CHURN_BATCH_CYCLE_TIMEOUT_S)" in outcome.detail
+    assert took < 30  # spawn start-up plus the 2 s limit; the hung child does not hold the thread
+    assert "cycle started reason=manual" in caplog.text
+
+
+def test_a_crashing_cycle_is_reported_failed_with_its_traceback_in_the_log(caplog):
+    svc = BatchService(Settings(batch_cycle_timeout_s=60), storage=None, tracker=None, run=crash)
+    with caplog.at_level(logging.INFO):
+        outcome = svc._in_child(svc._job("manual", incoming=False))
+    assert outcome.status == "failed" and outcome.detail == "RuntimeError: boom in the cycle"
+    # The child's log records reach this process's loggers.
+    assert "cycle crashed reason=manual" in caplog.text and "boom in the cycle" in caplog.text
