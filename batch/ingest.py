@@ -296,8 +296,18 @@ def derive_ids(frame: pd.DataFrame, profile: DatasetProfile) -> np.ndarray:
     return ids
 
 
+def read_header(path: str | Path) -> list[str]:
+    """Raw header names of a CSV (a leading byte-order mark removed), parsed like any CSV line.
+
+    Raises
+    ------
+    IngestError
+        If the first line is not UTF-8.
+    """
+    return _header(Path(path))
+
+
 def _header(path: Path) -> list[str]:
-    """Raw header names of a CSV (a leading byte-order mark removed), parsed like any CSV line."""
     with path.open("rb") as fh:
         first = fh.readline()
     try:
