@@ -73,8 +73,32 @@ class TaskData:
         return self.preprocessor.feature_names_out_
 
 
+def with_derived(frame: pd.DataFrame, profile: DatasetProfile) -> pd.DataFrame:
+    """``frame`` with the profile's derived features it lacks (a new frame if any is added).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Typed by :func:`batch.ingest.read_source_csv` with ``profile``.
+    profile : DatasetProfile
+
+    Returns
+    -------
+    DataFrame
+    """
+    missing = [d for d in profile.derived_features if d not in frame.columns]
+    if not missing:
+        return frame
+    derived = profile.derive(frame)
+    return frame.assign(**{name: derived[name] for name in missing})
+
+
 def classification_data(frame: pd.DataFrame, profile: DatasetProfile, seed: int = 42) -> TaskData:
-    """Stratified 80/20 split on the churn label; one-hot + scaling fitted on train."""
+    """Stratified 80/20 split on the churn label; one-hot + scaling fitted on train.
+
+    Derived features the frame lacks are computed first (:func:`with_derived`).
+    """
+    frame = with_derived(frame, profile)
     y = frame[profile.classification_target].to_numpy().astype(np.int64)
     tr, te = stratified_split(y, 0.2, seed)
     pre = TabularPreprocessor(profile.numeric_features, profile.categorical_features)
@@ -85,7 +109,16 @@ def classification_data(frame: pd.DataFrame, profile: DatasetProfile, seed: int 
 
 
 def regression_data(frame: pd.DataFrame, profile: DatasetProfile, seed: int = 42) -> TaskData:
-    """The same split as :func:`classification_data` (stratified on churn), regression target."""
+    """The same split as :func:`classification_data` (stratified on churn), regression target.
+
+    Raises
+    ------
+    ValueError
+        If the profile has no value target (then no regressor is trained).
+    """
+    if profile.regression_target is None:
+        raise ValueError(f"profile {profile.name!r} has no value_target: no regressor is trained")
+    frame = with_derived(frame, profile)
     y_cls = frame[profile.classification_target].to_numpy().astype(np.int64)
     tr, te = stratified_split(y_cls, 0.2, seed)
     num, cat = profile.regression_features()

@@ -35,8 +35,8 @@ Generative process
    - 1.2 (engagement_score - 0.5) + 0.3 (support calls - 1) - 0.4 log(basket / 40)
    - 0.45 loyalty + 0.5 (-S)``: recency, frequency, engagement, support calls and spend
    drive it; ``S`` is only partly visible (through support calls and returns), so the
-   label keeps irreducible noise; ``engagement_score`` is the engineered feature of
-   :func:`schemas.profiles.retail_engineered_features`. The churn rate comes out near 22 %.
+   label keeps irreducible noise; ``engagement_score`` is the derived feature of the same
+   name in ``schemas/shipped_profiles/retail.yaml``. The churn rate comes out near 22 %.
 5. **The last transaction** is the most recent purchase: its date is
    ``AS_OF - days_since_last_purchase`` (weekday, ISO week, month, season, weekend and
    holiday season follow from it; the hour from a daily shopping profile); quantity and unit price come from the
@@ -62,7 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from schemas.profiles import retail_engineered_features
+from schemas.profiles import RETAIL, DatasetProfile
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 def _draw(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """One category index per row from a (n, k) matrix of row probabilities (rows sum to 1)."""
     cum = np.cumsum(probs, axis=1)
-    u = rng.random(probs.shape[0])[:, None] * cum[:, -1:]
+    u = np.asarray(rng.random(probs.shape[0]))[:, None] * cum[:, -1:]
     return np.minimum((u >= cum).sum(axis=1), probs.shape[1] - 1)
 
 
@@ -497,21 +497,23 @@ def write_retail_csv(path: str | Path, rows: int, seed: int) -> Path:
     return path
 
 
-def engineer_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """The ingested retail frame with :data:`schemas.profiles.RETAIL_ENGINEERED` added.
+def engineer_features(frame: pd.DataFrame, profile: DatasetProfile = RETAIL) -> pd.DataFrame:
+    """The ingested frame with the profile's derived features added (retail's by default).
 
-    Apply before :func:`batch.features.classification_data` / ``regression_data``
-    with the ``RETAIL`` profile; the formulas are in
-    :func:`schemas.profiles.retail_engineered_features`.
+    The formulas are data: the ``derived`` section of the profile file
+    (``schemas/shipped_profiles/retail.yaml``), evaluated by :meth:`DatasetProfile.derive`.
+    :func:`batch.features.classification_data` and ``regression_data`` add missing derived
+    features themselves, so calling this first is only needed to keep them in the frame.
 
     Parameters
     ----------
     frame : DataFrame
-        Typed by :func:`batch.ingest.read_source_csv` with the ``RETAIL`` profile.
+        Typed by :func:`batch.ingest.read_source_csv` with ``profile``.
+    profile : DatasetProfile, default RETAIL
 
     Returns
     -------
     DataFrame
         A new frame (the input is not modified).
     """
-    return frame.assign(**retail_engineered_features(frame))
+    return frame.assign(**profile.derive(frame))

@@ -604,5 +604,10 @@ def demo(settings: Settings, events: int | None, exit_: bool, rate: float | None
     )
 
 
+# Dataset profiles (issue 14): `churn profile infer|check|schema`.
+from churn_stream.profile_cmd import profile as _profile_group  # noqa: E402
+
+main.add_command(_profile_group)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

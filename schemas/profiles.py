@@ -1,48 +1,262 @@
-"""Dataset profiles: source columns and types, id, targets and features per task."""
+"""Dataset profiles: loaded from profile files, read by every package through one attribute API.
+
+A profile is data (:mod:`schemas.profile_model` defines and validates the file format); the
+shipped ones live in ``schemas/shipped_profiles/<name>.yaml``. :func:`get_profile` takes a
+shipped name or a path to a profile file and returns a :class:`DatasetProfile`, whose
+attributes (``source_columns``, ``id_column``, ``features``, ...) are what ingestion,
+featurisation and the services read. The only I/O here is :func:`load_profile_file`, which
+reads one profile file.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from schemas.expressions import evaluate
+from schemas.profile_model import FieldSpec, ProfileSpec
+
+#: Folder of the profile files shipped as package data.
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_profiles"
+
+#: Field type -> the kind names of the first, code-defined profiles (``source_types``), kept for callers.
+_LEGACY_KINDS = {
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "yes_no": "yes_no",
+    "category": "str",
+    "identifier": "str",
+    "date": "date",
+}
 
 
-@dataclass(frozen=True)
+class ProfileError(ValueError):
+    """A profile file that cannot be read or does not validate; the message lists every problem."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also turns yes/no/on/off into booleans, which
+    would silently retype a column called ``No`` or a positive label value ``Yes``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem: ``fields.3.type: Input should be ... (got 'int')``."""
+    lines: list[str] = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "profile"
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        tail = f" (got {got!r})" if err["type"] not in ("value_error", "missing") and not isinstance(got, dict) else ""
+        lines.extend(f"{where}: {part}" for part in msg.split("; "))
+        if tail:
+            lines[-1] += tail
+    return lines
+
+
+def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> DatasetProfile:
+    """Validate a profile given as a mapping (a parsed YAML or JSON document).
+
+    Raises
+    ------
+    ProfileError
+        Listing every problem, one per line.
+    """
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        spec = ProfileSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ProfileError(f"{source}: " + "\n".join(format_validation_error(exc))) from None
+    return DatasetProfile(spec, source)
+
+
+def load_profile_file(path: str | Path) -> DatasetProfile:
+    """Read and validate one profile file (YAML, or JSON, which is YAML too).
+
+    Raises
+    ------
+    ProfileError
+        If the file cannot be read, is not YAML, or does not validate.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: cannot read profile ({exc})") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: builds plain data only
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    return parse_profile(data, str(path))
+
+
+def shipped_profile_names() -> list[str]:
+    """Names of the shipped profiles."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml"))
+
+
+@cache
+def _shipped(name: str) -> DatasetProfile:
+    return load_profile_file(SHIPPED_DIR / f"{name}.yaml")
+
+
+def get_profile(name_or_path: str | Path) -> DatasetProfile:
+    """A shipped profile by name, or a profile file by path.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        ``"telco"``, ``"retail"``, or a path to a ``.yaml``/``.yml``/``.json`` file.
+
+    Raises
+    ------
+    KeyError
+        With the known names, if ``name_or_path`` is neither a shipped name nor a file.
+    ProfileError
+        If the file does not validate.
+    """
+    text = str(name_or_path)
+    if isinstance(name_or_path, str) and text in shipped_profile_names():
+        return _shipped(text)
+    path = Path(name_or_path)
+    if path.suffix.lower() in (".yaml", ".yml", ".json") or path.is_file():
+        if not path.is_file():
+            raise ProfileError(f"{path}: no such profile file")
+        return load_profile_file(path)
+    raise KeyError(f"unknown dataset {text!r}; known: {shipped_profile_names()} or a profile file path")
+
+
+@dataclass(frozen=True, eq=False)
 class DatasetProfile:
     """How one source data set maps onto the event contract and the models.
 
+    Built from a validated :class:`~schemas.profile_model.ProfileSpec`; the attributes are
+    views of it.
+
     Attributes
     ----------
+    spec : ProfileSpec
+    source : str
+        Where the profile came from (a file path).
     name : str
     source_columns : dict of str to str
-        Source (CSV) column name -> event field name.
+        Source (CSV) column -> event field, in file order.
+    field_types : dict of str to str
+        Event field -> profile type (``integer``, ``number``, ``boolean``, ``yes_no``,
+        ``category``, ``date``, ``identifier``); a derived id is an ``identifier``.
     source_types : dict of str to str
-        Event field -> one of ``"str"``, ``"int"``, ``"float"``, ``"bool"``,
-        ``"yes_no"`` (the strings ``Yes``/``No``), ``"yes_no_label"`` (target),
-        ``"date"`` (an ISO ``YYYY-MM-DD`` date, kept as that text).
+        The same in the first profiles' kind names (``int``, ``float``, ``bool``, ``yes_no``,
+        ``yes_no_label``, ``str``, ``date``).
     id_column : str
-        Event field identifying the customer.
+        Event field identifying the customer (derived from the row without an id column).
     classification_target : str
-        Event field of the churn label (bool).
-    regression_target : str
-        Event field of the customer value (float, USD).
+        Event field of the churn label (bool once ingested).
+    regression_target : str or None
+        Event field of the customer value; None: no regressor is trained.
     numeric_features, categorical_features : tuple of str
-        Classifier inputs (booleans count as numeric 0/1).
+        Classifier inputs in model order (booleans count as numeric 0/1).
     regression_excluded : tuple of str
-        Features never given to the regressor (its own target, and leakage).
+        Features the regressor never sees (leakage of its target).
+    derived_features : tuple of str
+        Features computed by :meth:`derive` (not in the source file).
     """
 
-    name: str
-    source_columns: dict[str, str]
-    source_types: dict[str, str]
-    id_column: str
-    classification_target: str
-    regression_target: str
-    numeric_features: tuple[str, ...]
-    categorical_features: tuple[str, ...]
-    regression_excluded: tuple[str, ...] = field(default_factory=tuple)
+    spec: ProfileSpec
+    source: str = "<profile>"
+
+    # ------------------------------------------------------------------ names
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @cached_property
+    def fields_by_name(self) -> dict[str, FieldSpec]:
+        """Field specs keyed by event field."""
+        return {f.name: f for f in self.spec.fields}
+
+    @cached_property
+    def source_columns(self) -> dict[str, str]:
+        return {f.column: f.name for f in self.spec.fields}
+
+    @property
+    def derives_id(self) -> bool:
+        """True when ids are derived from the row (no id column)."""
+        return self.spec.id.column is None
+
+    @property
+    def id_column(self) -> str:
+        return self.spec.id_field
+
+    @cached_property
+    def field_types(self) -> dict[str, str]:
+        out: dict[str, str] = {f.name: f.type for f in self.spec.fields}
+        if self.derives_id:
+            out = {self.id_column: "identifier", **out}
+        return out
+
+    @cached_property
+    def source_types(self) -> dict[str, str]:
+        out = {name: _LEGACY_KINDS[kind] for name, kind in self.field_types.items()}
+        if out[self.classification_target] == "yes_no":
+            out[self.classification_target] = "yes_no_label"
+        return out
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every field of the typed frame, in order: a derived id first, then the source fields."""
+        return tuple(self.field_types)
+
+    # ---------------------------------------------------------------- targets
+    @property
+    def classification_target(self) -> str:
+        return self.spec.label.field
+
+    @property
+    def positive_values(self) -> tuple[str, ...]:
+        """Label values read as churned (a category label only)."""
+        return tuple(self.spec.label.positive_values or ())
+
+    @property
+    def regression_target(self) -> str | None:
+        return self.spec.value_target
+
+    # --------------------------------------------------------------- features
+    @property
+    def numeric_features(self) -> tuple[str, ...]:
+        return tuple(self.spec.features.numeric)
+
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        return tuple(self.spec.features.categorical)
+
+    @property
+    def excluded_fields(self) -> tuple[str, ...]:
+        return tuple(self.spec.features.excluded)
+
+    @property
+    def regression_excluded(self) -> tuple[str, ...]:
+        return tuple(self.spec.features.value_leakage)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -50,397 +264,74 @@ class DatasetProfile:
         return self.numeric_features + self.categorical_features
 
     def regression_features(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(numeric, categorical) inputs of the regressor."""
+        """(numeric, categorical) inputs of the regressor: the features less its target and leakage."""
         drop = set(self.regression_excluded) | {self.regression_target}
         return (
             tuple(c for c in self.numeric_features if c not in drop),
             tuple(c for c in self.categorical_features if c not in drop),
         )
 
+    @property
+    def derived_features(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.spec.derived)
 
-_TELCO_COLUMNS = {
-    "customerID": "customer_id",
-    "gender": "gender",
-    "SeniorCitizen": "senior_citizen",
-    "Partner": "partner",
-    "Dependents": "dependents",
-    "tenure": "tenure_months",
-    "PhoneService": "phone_service",
-    "MultipleLines": "multiple_lines",
-    "InternetService": "internet_service",
-    "OnlineSecurity": "online_security",
-    "OnlineBackup": "online_backup",
-    "DeviceProtection": "device_protection",
-    "TechSupport": "tech_support",
-    "StreamingTV": "streaming_tv",
-    "StreamingMovies": "streaming_movies",
-    "Contract": "contract",
-    "PaperlessBilling": "paperless_billing",
-    "PaymentMethod": "payment_method",
-    "MonthlyCharges": "monthly_charges_usd",
-    "TotalCharges": "total_charges_usd",
-    "Churn": "churned",
-}
+    def derive(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The derived features, from typed event fields (a frame or a dict of arrays).
 
-#: The IBM Telco customer churn data set (7,043 customers), shipped in ``data/``.
-#: ``TotalCharges`` is blank for the 11 customers with tenure 0: nothing billed
-#: yet, so ingestion reads those blanks as 0.0 (and rejects a blank with tenure > 0).
-TELCO = DatasetProfile(
-    name="telco",
-    source_columns=_TELCO_COLUMNS,
-    source_types={
-        "customer_id": "str",
-        "gender": "str",
-        "senior_citizen": "bool",
-        "partner": "yes_no",
-        "dependents": "yes_no",
-        "tenure_months": "int",
-        "phone_service": "yes_no",
-        "multiple_lines": "str",
-        "internet_service": "str",
-        "online_security": "str",
-        "online_backup": "str",
-        "device_protection": "str",
-        "tech_support": "str",
-        "streaming_tv": "str",
-        "streaming_movies": "str",
-        "contract": "str",
-        "paperless_billing": "yes_no",
-        "payment_method": "str",
-        "monthly_charges_usd": "float",
-        "total_charges_usd": "float",
-        "churned": "yes_no_label",
-    },
-    id_column="customer_id",
-    classification_target="churned",
-    regression_target="total_charges_usd",
-    numeric_features=(
-        "senior_citizen",
-        "partner",
-        "dependents",
-        "tenure_months",
-        "phone_service",
-        "paperless_billing",
-        "monthly_charges_usd",
-        "total_charges_usd",
-    ),
-    categorical_features=(
-        "gender",
-        "multiple_lines",
-        "internet_service",
-        "online_security",
-        "online_backup",
-        "device_protection",
-        "tech_support",
-        "streaming_tv",
-        "streaming_movies",
-        "contract",
-        "payment_method",
-    ),
-)
+        Pure and row-wise, so the batch job, the worker and the API compute them alike.
+
+        Parameters
+        ----------
+        columns : mapping of str to array-like of shape (n_samples,)
+            At least the fields the expressions read, typed as this profile says.
+
+        Returns
+        -------
+        dict of str to ndarray of shape (n_samples,), float64
+            Keyed by :attr:`derived_features`, in order.
+        """
+        levels = {f.name: f.levels for f in self.spec.fields if f.levels}
+        return {d.name: evaluate(d.expression, columns, levels) for d in self.spec.derived}
+
+    # ------------------------------------------------------------ the contract
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the profile's canonical JSON: equal digests, equal contracts."""
+        canonical = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The profile as a YAML document (defaults included)."""
+        return dump_profile_yaml(self.spec.model_dump(mode="json", exclude_none=True))
+
+    def __repr__(self) -> str:
+        return f"DatasetProfile(name={self.name!r}, source={self.source!r}, fields={len(self.spec.fields)})"
 
 
-def get_profile(name: str) -> DatasetProfile:
-    """Profile by name.
+def dump_profile_yaml(data: Mapping[str, Any]) -> str:
+    """A profile mapping as block-style YAML, keys in model order, text that reads back as text."""
 
-    Raises
-    ------
-    KeyError
-        With the known names, if ``name`` is unknown.
-    """
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(PROFILES)}") from None
+    class _Dumper(yaml.SafeDumper):
+        pass
 
+    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        # Quote what YAML 1.1 readers would take for a boolean or a number.
+        plain = yaml.safe_load(value) if value else None
+        style = "'" if value and (not isinstance(plain, str) or value.lower() in ("yes", "no", "on", "off")) else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
-# --------------------------------------------------------------------- retail
-#: Source (seed) column -> event field, in the seed file's column order (78 columns).
-#: Money fields gain ``_usd``, distances ``_km``, weights ``_kg``, durations ``_days``;
-#: discounts are fractions of the list price (``discount_rate``). Customer aggregates
-#: (``total_*``, ``avg_*``, ``online/in_store_purchases``, ``customer_support_calls``)
-#: cover the 12 months before the as-of date (the whole membership if shorter);
-#: ``website_visits`` the last 30 days. The transaction columns describe the
-#: customer's most recent purchase, so ``transaction_date == last_purchase_date``.
-_RETAIL_COLUMNS = {
-    "customer_id": "customer_id",
-    "age": "age",
-    "gender": "gender",
-    "income_bracket": "income_bracket",
-    "loyalty_program": "loyalty_program",
-    "membership_years": "membership_years",
-    "churned": "churned",
-    "marital_status": "marital_status",
-    "number_of_children": "number_of_children",
-    "education_level": "education_level",
-    "occupation": "occupation",
-    "transaction_id": "transaction_id",
-    "transaction_date": "transaction_date",
-    "product_id": "product_id",
-    "product_category": "product_category",
-    "quantity": "quantity",
-    "unit_price": "unit_price_usd",
-    "discount_applied": "discount_rate",
-    "payment_method": "payment_method",
-    "store_location": "store_location",
-    "transaction_hour": "transaction_hour",
-    "day_of_week": "day_of_week",
-    "week_of_year": "week_of_year",
-    "month_of_year": "month_of_year",
-    "avg_purchase_value": "avg_purchase_value_usd",
-    "purchase_frequency": "purchase_frequency",
-    "last_purchase_date": "last_purchase_date",
-    "avg_discount_used": "avg_discount_rate",
-    "preferred_store": "preferred_store",
-    "online_purchases": "online_purchases",
-    "in_store_purchases": "in_store_purchases",
-    "avg_items_per_transaction": "avg_items_per_transaction",
-    "avg_transaction_value": "avg_transaction_value_usd",
-    "total_returned_items": "total_returned_items",
-    "total_returned_value": "total_returned_value_usd",
-    "total_sales": "total_sales_usd",
-    "total_transactions": "total_transactions",
-    "total_items_purchased": "total_items_purchased",
-    "total_discounts_received": "total_discounts_received_usd",
-    "avg_spent_per_category": "avg_spent_per_category_usd",
-    "max_single_purchase_value": "max_single_purchase_value_usd",
-    "min_single_purchase_value": "min_single_purchase_value_usd",
-    "product_name": "product_name",
-    "product_brand": "product_brand",
-    "product_rating": "product_rating",
-    "product_review_count": "product_review_count",
-    "product_stock": "product_stock",
-    "product_return_rate": "product_return_rate",
-    "product_size": "product_size",
-    "product_weight": "product_weight_kg",
-    "product_color": "product_color",
-    "product_material": "product_material",
-    "product_manufacture_date": "product_manufacture_date",
-    "product_expiry_date": "product_expiry_date",
-    "product_shelf_life": "product_shelf_life_days",
-    "promotion_id": "promotion_id",
-    "promotion_type": "promotion_type",
-    "promotion_start_date": "promotion_start_date",
-    "promotion_end_date": "promotion_end_date",
-    "promotion_effectiveness": "promotion_effectiveness",
-    "promotion_channel": "promotion_channel",
-    "promotion_target_audience": "promotion_target_audience",
-    "customer_zip_code": "customer_zip_code",
-    "customer_city": "customer_city",
-    "customer_state": "customer_state",
-    "store_zip_code": "store_zip_code",
-    "store_city": "store_city",
-    "store_state": "store_state",
-    "distance_to_store": "distance_to_store_km",
-    "holiday_season": "holiday_season",
-    "season": "season",
-    "weekend": "weekend",
-    "customer_support_calls": "customer_support_calls",
-    "email_subscriptions": "email_subscriptions",
-    "app_usage": "app_usage",
-    "website_visits": "website_visits",
-    "social_media_engagement": "social_media_engagement",
-    "days_since_last_purchase": "days_since_last_purchase",
-}
-
-_RETAIL_INT = (
-    "age",
-    "number_of_children",
-    "quantity",
-    "transaction_hour",
-    "week_of_year",
-    "month_of_year",
-    "online_purchases",
-    "in_store_purchases",
-    "total_returned_items",
-    "total_transactions",
-    "total_items_purchased",
-    "product_review_count",
-    "product_stock",
-    "product_shelf_life_days",
-    "customer_support_calls",
-    "website_visits",
-    "days_since_last_purchase",
-)
-_RETAIL_FLOAT = (
-    "membership_years",
-    "unit_price_usd",
-    "discount_rate",
-    "avg_purchase_value_usd",
-    "avg_discount_rate",
-    "avg_items_per_transaction",
-    "avg_transaction_value_usd",
-    "total_returned_value_usd",
-    "total_sales_usd",
-    "total_discounts_received_usd",
-    "avg_spent_per_category_usd",
-    "max_single_purchase_value_usd",
-    "min_single_purchase_value_usd",
-    "product_rating",
-    "product_return_rate",
-    "product_weight_kg",
-    "distance_to_store_km",
-)
-_RETAIL_YES_NO = ("loyalty_program", "holiday_season", "weekend", "email_subscriptions")
-_RETAIL_DATE = (
-    "transaction_date",
-    "last_purchase_date",
-    "product_manufacture_date",
-    "product_expiry_date",
-    "promotion_start_date",
-    "promotion_end_date",
-)
+    _Dumper.add_representer(str, _str)
+    return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
-def _retail_types() -> dict[str, str]:
-    kinds = {f: "str" for f in _RETAIL_COLUMNS.values()}
-    kinds.update({f: "int" for f in _RETAIL_INT})
-    kinds.update({f: "float" for f in _RETAIL_FLOAT})
-    kinds.update({f: "yes_no" for f in _RETAIL_YES_NO})
-    kinds.update({f: "date" for f in _RETAIL_DATE})
-    kinds["churned"] = "yes_no_label"
-    return kinds
-
-
-#: Fields computed from source fields before featurisation
-#: (:func:`retail_engineered_features`); not in the source file.
-RETAIL_ENGINEERED = ("line_value_usd", "engagement_score", "recency_ratio", "online_share")
-
-#: Synthetic retail customers (``churn data generate retail``, ``batch/retail.py``):
-#: one row per customer with their most recent transaction, 12-month aggregates,
-#: the product and promotion of that transaction, and two targets: ``churned`` and
-#: ``total_sales_usd`` (net sales of the aggregate window).
-#:
-#: Classifier inputs leave out ids, dates, both targets, high-cardinality place and
-#: product descriptors (city, zip, store, product name/brand/colour/...), and the
-#: calendar fields of the last transaction (day, week, month, season, holiday,
-#: weekend, hour): its date is the as-of date minus ``days_since_last_purchase``, so
-#: they only re-encode recency. Nothing left is measured after the churn outcome.
-#:
-#: The regressor also drops every figure read off the same invoices as
-#: ``total_sales_usd``: ``avg_transaction_value_usd`` (= total sales / transactions),
-#: ``avg_purchase_value_usd`` (basket value; x total_transactions ~ total sales),
-#: ``avg_spent_per_category_usd``, ``total_discounts_received_usd``,
-#: ``total_returned_value_usd``, ``max/min_single_purchase_value_usd``. It keeps the
-#: counts (transactions, items), the last basket and who the customer is, so it
-#: predicts value from behaviour instead of re-adding the invoice.
-RETAIL = DatasetProfile(
-    name="retail",
-    source_columns=_RETAIL_COLUMNS,
-    source_types=_retail_types(),
-    id_column="customer_id",
-    classification_target="churned",
-    regression_target="total_sales_usd",
-    numeric_features=(
-        "age",
-        "number_of_children",
-        "membership_years",
-        "loyalty_program",
-        "days_since_last_purchase",
-        "total_transactions",
-        "total_items_purchased",
-        "avg_items_per_transaction",
-        "avg_purchase_value_usd",
-        "avg_transaction_value_usd",
-        "avg_spent_per_category_usd",
-        "max_single_purchase_value_usd",
-        "min_single_purchase_value_usd",
-        "avg_discount_rate",
-        "total_discounts_received_usd",
-        "total_returned_items",
-        "total_returned_value_usd",
-        "online_purchases",
-        "in_store_purchases",
-        "quantity",
-        "unit_price_usd",
-        "discount_rate",
-        "distance_to_store_km",
-        "customer_support_calls",
-        "website_visits",
-        "email_subscriptions",
-        "line_value_usd",
-        "engagement_score",
-        "recency_ratio",
-        "online_share",
-    ),
-    categorical_features=(
-        "gender",
-        "income_bracket",
-        "marital_status",
-        "education_level",
-        "occupation",
-        "customer_state",
-        "store_location",
-        "payment_method",
-        "purchase_frequency",
-        "app_usage",
-        "social_media_engagement",
-        "product_category",
-        "promotion_type",
-    ),
-    regression_excluded=(
-        "avg_transaction_value_usd",
-        "avg_purchase_value_usd",
-        "avg_spent_per_category_usd",
-        "total_discounts_received_usd",
-        "total_returned_value_usd",
-        "max_single_purchase_value_usd",
-        "min_single_purchase_value_usd",
-    ),
-)
-
-#: Ordinal levels of the seed's Low/Medium/High engagement columns.
-_LEVELS = {"Low": 0.0, "Medium": 1.0, "High": 2.0}
+#: The IBM Telco customer churn data set (7,043 customers, ``data/``); ``shipped_profiles/telco.yaml``.
+TELCO = get_profile("telco")
+#: The synthetic retail customers (``batch/retail.py``); ``shipped_profiles/retail.yaml``.
+RETAIL = get_profile("retail")
+#: Retail's derived features (kept for callers of the first, code-defined profile).
+RETAIL_ENGINEERED = RETAIL.derived_features
 
 
 def retail_engineered_features(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The engineered retail inputs, from typed event fields (a frame or a dict of arrays).
-
-    Pure and row-wise, so the batch job, the worker and the API compute them alike:
-
-    - ``line_value_usd = quantity * unit_price_usd`` (the last basket line, before discount);
-    - ``engagement_score = (app + social + 2 * email) / 6`` in [0, 1], where ``app_usage``
-      and ``social_media_engagement`` map Low/Medium/High to 0/1/2 and
-      ``email_subscriptions`` is 0/1 (an unknown level gives NaN);
-    - ``recency_ratio = days_since_last_purchase / (membership_years * 365.25)``, the
-      share of the membership spent since the last purchase (membership floored at one
-      day);
-    - ``online_share = online_purchases / (online_purchases + in_store_purchases)``
-      (NaN without purchases; the featuriser imputes the training median).
-
-    Parameters
-    ----------
-    columns : mapping of str to array-like of shape (n_samples,)
-        At least the fields named above, typed as :data:`RETAIL` says.
-
-    Returns
-    -------
-    dict of str to ndarray of shape (n_samples,), float64
-        Keyed by :data:`RETAIL_ENGINEERED`.
-    """
-
-    def num(name: str) -> np.ndarray:
-        return np.asarray(columns[name], dtype=np.float64)
-
-    def level(name: str) -> np.ndarray:
-        raw = np.asarray(columns[name], dtype=object)
-        out = np.full(raw.shape, np.nan)
-        for text, value in _LEVELS.items():
-            out[raw == text] = value
-        return out
-
-    membership_days = np.maximum(num("membership_years") * 365.25, 1.0)
-    online, in_store = num("online_purchases"), num("in_store_purchases")
-    total = online + in_store
-    with np.errstate(invalid="ignore", divide="ignore"):
-        online_share = np.where(total > 0, online / total, np.nan)
-    return {
-        "line_value_usd": num("quantity") * num("unit_price_usd"),
-        "engagement_score": (level("app_usage") + level("social_media_engagement") + 2.0 * num("email_subscriptions"))
-        / 6.0,
-        "recency_ratio": num("days_since_last_purchase") / membership_days,
-        "online_share": online_share,
-    }
-
-
-PROFILES = {TELCO.name: TELCO, RETAIL.name: RETAIL}
+    """Retail's derived features (:meth:`DatasetProfile.derive` of :data:`RETAIL`), for older callers."""
+    return RETAIL.derive(columns)
