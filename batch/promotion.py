@@ -263,7 +263,7 @@ def promote(
         else f" against champion version={compared['champion_version']} "
         f"{metric}={compared[f'champion_{metric}']:.4f} ({compared['champion_metric_source']})"
     )
-    if alias == "champion":
+    if alias == CHAMPION:
         logger.info(
             "promoted model=%s version=%s alias=champion %s=%.4f%s",
             name,
