@@ -282,6 +282,8 @@ def test_expected_services_and_named_volumes(compose):
         "batch",
         "api",
         "dashboard",
+        "prometheus",
+        "grafana",
     } <= set(services)
     assert set(_churn_services(compose)) == {"worker", "batch", "api", "dashboard"}
     declared = set(compose.get("volumes") or {})
