@@ -46,6 +46,11 @@ REQUIRED_SETTINGS = (
     "CHURN_DATA_DIR",
 )
 
+#: Variables our containers get that Settings does not read, per service, with their only value.
+#: WEB_BIND is Faust's (the worker's web server listens on 127.0.0.1 without it; Prometheus and
+#: Kubernetes probes come from outside the container); test_faust_honours_web_bind proves it acts.
+FRAMEWORK_VARIABLES = {"worker": {"WEB_BIND": "0.0.0.0"}}
+
 #: Variable names that hold credentials.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|ROOT_USER|TOKEN|CREDENTIAL", re.IGNORECASE)
 
@@ -277,6 +282,8 @@ def test_expected_services_and_named_volumes(compose):
         "batch",
         "api",
         "dashboard",
+        "prometheus",
+        "grafana",
     } <= set(services)
     assert set(_churn_services(compose)) == {"worker", "batch", "api", "dashboard"}
     declared = set(compose.get("volumes") or {})
@@ -333,6 +340,9 @@ def test_worker_runs_two_replicas_on_its_internal_health_port(compose):
 @pytest.mark.parametrize("service", ["worker", "batch", "api", "dashboard"])
 def test_environment_is_what_settings_reads(compose, service):
     env = _environment(compose["services"][service])
+    framework = FRAMEWORK_VARIABLES.get(service, {})
+    for var, value in framework.items():
+        assert env.pop(var) == value, f"{service}: {var}"
     known = set(Settings._ENV.values())
     assert set(env) <= known, f"{service}: not read by Settings.from_env: {sorted(set(env) - known)}"
     missing = [var for var in REQUIRED_SETTINGS if not env.get(var)]
@@ -340,6 +350,17 @@ def test_environment_is_what_settings_reads(compose, service):
     settings = Settings.from_env(env)  # parses (ints, bools) without error
     assert settings.minio_secure is False and not settings.minio_endpoint.startswith("127.")
     assert kafka_kwargs(settings) == {"bootstrap_servers": "kafka:9092"}
+
+
+def test_faust_honours_web_bind(tmp_path, monkeypatch):
+    # Faust reads WEB_BIND over the App's keyword argument; without it the worker stays on loopback.
+    from stream_app.worker import create_app
+
+    settings = Settings(data_dir=tmp_path)
+    monkeypatch.delenv("WEB_BIND", raising=False)
+    assert create_app(settings).conf.web_bind == "127.0.0.1"
+    monkeypatch.setenv("WEB_BIND", FRAMEWORK_VARIABLES["worker"]["WEB_BIND"])
+    assert create_app(settings).conf.web_bind == "0.0.0.0"
 
 
 @pytest.mark.parametrize("service", ["worker", "batch", "api", "dashboard"])
