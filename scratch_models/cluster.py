@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from scratch_models.base import BaseModel, ClassifierMixin
-from scratch_models.linear import stratified_holdout
+from scratch_models.model_selection import stratified_holdout
 from scratch_models.validation import check_X_y
 
 #: Default numbers of clusters tried on the validation split.

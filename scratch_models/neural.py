@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from scratch_models.base import BaseModel, ClassifierMixin
-from scratch_models.linear import stratified_holdout
+from scratch_models.model_selection import stratified_holdout
 from scratch_models.validation import check_X_y
 
 
