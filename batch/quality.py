@@ -8,11 +8,9 @@ cycle with :class:`DataQualityError` before training. The report goes to S3
 (``processed-data/<dataset>/<cycle_id>/dq_report.json|.md``) and to the cycle's
 MLflow run.
 
-PSI (population stability index) follows Yurdakul, B. (2018), *Statistical
-Properties of Population Stability Index*, Western Michigan University:
-``PSI = sum_i (q_i - p_i) * ln(q_i / p_i)`` over bins, ``p`` the reference shares and
-``q`` the current ones; the usual reading is < 0.1 stable, 0.1-0.25 moderate shift,
-> 0.25 major shift.
+PSI and the reference bins (quantile edges of numeric features, categories plus an
+"unseen" bin, epsilon) are :mod:`scratch_models.drift`'s, shared with the worker's drift
+monitor; the reference here is the last accepted training set's raw typed frame.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from schemas.profiles import DatasetProfile
+from scratch_models.drift import PSI_EPSILON, FeatureReference
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class QualityConfig:
     max_median_multiple: float = 200.0
     min_minority_share: float = 0.1
     psi_bins: int = 10
-    psi_eps: float = 1e-4
+    psi_eps: float = PSI_EPSILON
     psi_warn: float = 0.1
     psi_fail: float = 0.25
 
@@ -199,71 +198,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
-
-
-# ----------------------------------------------------------------------- PSI
-def psi_from_shares(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
-    """PSI of two share vectors over the same bins.
-
-    Shares below ``eps`` are raised to ``eps`` (an empty bin would make the log infinite).
-
-    Parameters
-    ----------
-    reference, current : ndarray of shape (n_bins,), float64
-        Shares summing to 1.
-
-    Returns
-    -------
-    float
-    """
-    p = np.maximum(np.asarray(reference, dtype=np.float64), eps)
-    q = np.maximum(np.asarray(current, dtype=np.float64), eps)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
-    """Inner bin edges at the reference's quantiles ``1/bins .. (bins-1)/bins``, duplicates dropped.
-
-    Heavily tied values (tenure 1 or 72 months) merge bins, so fewer than ``bins`` may remain.
-
-    Returns
-    -------
-    ndarray of shape (<= bins - 1,), float64
-    """
-    ref = np.asarray(reference, dtype=np.float64)
-    ref = ref[np.isfinite(ref)]
-    return np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-
-
-def numeric_psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
-    """PSI of a numeric feature over quantile bins of the reference.
-
-    Bin ``i`` holds values in ``[edge_{i-1}, edge_i)``; the outer bins are open-ended,
-    so current values outside the reference range land in the first or last bin.
-    Non-finite values are ignored (completeness counts them).
-    """
-    ref = np.asarray(reference, dtype=np.float64)
-    cur = np.asarray(current, dtype=np.float64)
-    ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
-    if len(ref) == 0 or len(cur) == 0:
-        return float("nan")
-    edges = quantile_edges(ref, bins)
-    n_bins = len(edges) + 1
-    p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=n_bins) / len(ref)
-    q = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=n_bins) / len(cur)
-    return psi_from_shares(p, q, eps)
-
-
-def categorical_psi(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
-    """PSI of a categorical feature, one bin per category seen in either sample."""
-    ref = pd.Series(np.asarray(reference)).astype(str)
-    cur = pd.Series(np.asarray(current)).astype(str)
-    if len(ref) == 0 or len(cur) == 0:
-        return float("nan")
-    cats = sorted(set(ref.unique()) | set(cur.unique()))
-    p = ref.value_counts(normalize=True).reindex(cats, fill_value=0.0).to_numpy()
-    q = cur.value_counts(normalize=True).reindex(cats, fill_value=0.0).to_numpy()
-    return psi_from_shares(p, q, eps)
 
 
 # -------------------------------------------------------------------- checks
@@ -378,9 +312,10 @@ def check_drift(
     for name in columns:
         kind = "numeric" if profile.source_types.get(name) in _NUMERIC_KINDS else "categorical"
         if kind == "numeric":
-            value = numeric_psi(reference[name].to_numpy(), frame[name].to_numpy(), config.psi_bins, config.psi_eps)
+            ref = FeatureReference.numeric_from_values(name, reference[name].to_numpy(), config.psi_bins)
         else:
-            value = categorical_psi(reference[name].to_numpy(), frame[name].to_numpy(), config.psi_eps)
+            ref = FeatureReference.categorical_from_values(name, reference[name].to_numpy())
+        value = ref.psi(frame[name].to_numpy(), config.psi_eps)
         status = FAIL if value >= config.psi_fail else WARN if value >= config.psi_warn else PASS
         psi[name] = {"psi": round(value, 6), "kind": kind, "status": status}
     details = {
