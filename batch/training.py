@@ -338,7 +338,3 @@ def train_regressor(
     params.pop("validation_rows", None)
     return TrainedModel(name, model, 0.5, metrics, model.get_params() | params, pred)
 
-
-def predict_holdout(trained: TrainedModel, data: TaskData) -> np.ndarray:
-    """Positive-class probabilities on the hold-out, shape (n_test,)."""
-    return predict_in_chunks(lambda X: trained.model.predict_proba(X)[:, 1], data.X_test)
