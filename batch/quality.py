@@ -180,7 +180,7 @@ class DataQualityReport:
         ]
         for c in self.checks:
             lines.append(f"| {c.name} | {c.status.upper()} | {c.message.replace('|', '/')} |")
-        psi = self.checks and next((c for c in self.checks if c.name == "drift"), None)
+        psi = next((c for c in self.checks if c.name == "drift"), None)
         if psi and psi.details.get("psi"):
             lines += [
                 "",
@@ -220,7 +220,7 @@ def check_freshness(source_time: datetime | None, config: QualityConfig, now: da
 
 def check_completeness(frame: pd.DataFrame, config: QualityConfig) -> CheckResult:
     """Null or blank share per column against ``config.max_null_share``."""
-    shares = {}
+    shares: dict[str, float] = {}
     for name in frame.columns:
         col = frame[name]
         missing = col.isna()
@@ -228,7 +228,7 @@ def check_completeness(frame: pd.DataFrame, config: QualityConfig) -> CheckResul
             missing |= col.astype(str).str.strip().eq("")
         shares[name] = float(missing.mean()) if len(col) else 1.0
     bad = {k: v for k, v in shares.items() if v > config.max_null_share}
-    worst = max(shares, key=shares.get) if shares else None
+    worst = max(shares, key=lambda k: shares[k]) if shares else None
     details = {"null_share": {k: round(v, 6) for k, v in shares.items()}, "max_null_share": config.max_null_share}
     if bad:
         listed = ", ".join(f"{k}={v:.3f}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
@@ -308,7 +308,7 @@ def check_drift(
     columns = [
         c for c in (*profile.features, profile.classification_target) if c in frame.columns and c in reference.columns
     ]
-    psi = {}
+    psi: dict[str, dict[str, Any]] = {}
     for name in columns:
         kind = "numeric" if profile.source_types.get(name) in _NUMERIC_KINDS else "categorical"
         if kind == "numeric":

@@ -158,7 +158,7 @@ class FitPlan:
             "fit_rows": int(self.y_fit.shape[0] if idx is None else idx.shape[0]),
             "threshold_method": self.threshold_method,
         }
-        if self.X_val is not None:
+        if self.y_val is not None:
             out["validation_rows"] = int(self.y_val.shape[0])
         return out
 
@@ -238,7 +238,7 @@ def plan_tasks(
     caps = dict(sample_caps or {})
     cls_plan = plan_fit(data, oof_max_rows=oof_max_rows, sample_caps=caps)
     if cls_plan.X_val is not None:
-        data.X_train = None
+        data.X_train = np.empty((0, data.X_train.shape[1]))
     return cls_plan, FitPlan(reg_data.X_train, reg_data.y_train, sample_caps=caps, strata=data.y_train)
 
 
@@ -268,7 +268,7 @@ def train_classifier(
     plan = plan or FitPlan(data.X_train, data.y_train, seed=seed)
     X_fit, y_fit = plan.rows_for(name)
     t0 = time.perf_counter()
-    if plan.X_val is None:
+    if plan.X_val is None or plan.y_val is None:
         threshold = oof_threshold(factory, X_fit, y_fit, THRESHOLD_FOLDS, seed + 1)
         tune_s = time.perf_counter() - t0
         model = factory()
@@ -337,4 +337,3 @@ def train_regressor(
     params.pop("threshold_method", None)
     params.pop("validation_rows", None)
     return TrainedModel(name, model, 0.5, metrics, model.get_params() | params, pred)
-

@@ -122,7 +122,7 @@ def grow_tree(
     usable[allowed] = True
     if not per_node:
         allowed = np.arange(n_features)
-    k = int(max_features) if per_node else allowed.shape[0]
+    k = int(max_features) if per_node and max_features is not None else allowed.shape[0]
 
     rows = np.asarray(rows, dtype=np.int64)
     local = np.zeros(rows.shape[0], dtype=np.int64)  # frontier index of each row
@@ -178,6 +178,8 @@ def grow_tree(
         if not can.any():
             break
         if per_node:
+            if rng is None:
+                raise ValueError("grow_tree: rng is needed when max_features draws candidates per node")
             feats = np.argsort(rng.random((m, allowed.shape[0])), axis=1)[:, :k]
             feats = allowed[feats]
         else:
@@ -227,15 +229,15 @@ def grow_tree(
             # (forests) are never reused by subtraction, so their block is also built
             # right here instead of scattering a level-sized histogram out of cache.
             step = max(1, _EVAL_CELLS // (width * S_))
-            bounds = np.searchsorted(local, np.arange(0, m + step, step)) if per_node else None
+            block_bounds = np.searchsorted(local, np.arange(0, m + step, step)) if per_node else None
             best_gain = np.empty(m)
             f_best = np.empty(m, dtype=np.int64)
             b_best = np.empty(m, dtype=np.int64)
             Lbest = np.empty((m, S_))
             for c, n0 in enumerate(range(0, m, step)):
                 n1 = min(m, n0 + step)
-                if per_node:
-                    a, b = bounds[c], bounds[c + 1]
+                if block_bounds is not None:
+                    a, b = block_bounds[c], block_bounds[c + 1]
                     h = build_histogram(
                         codes,
                         stats,
@@ -252,6 +254,7 @@ def grow_tree(
                         weights,
                     )
                 else:
+                    assert hist is not None  # shared candidates: built above for the whole level
                     h = hist[n0:n1]
                 (best_gain[n0:n1], f_best[n0:n1], b_best[n0:n1], Lbest[n0:n1]) = best_splits_dense(
                     h,

@@ -55,7 +55,7 @@ def build_histogram(
         key += (ln * width)[:, None]
         key += (np.arange(k, dtype=np.intp) * B)[None, :]
         key = key.ravel()
-        if labels is not None:
+        if labels is not None and weights is not None:
             # Statistics are weight x one-hot(label): the label is the fastest key axis,
             # so one weighted bincount fills the (node, cell, class) histogram directly.
             key *= S

@@ -165,7 +165,7 @@ class TreeArrays:
         # Up to depth 4, two trees share one lookup: the pair's leaf index fits a byte.
         pair = 2 * D <= 8 and T >= 2
         half = T // 2 if pair else 0
-        values = []
+        values: list[tuple[np.ndarray, np.ndarray | None]] = []
         for o in range(self.value.shape[1]):
             v = self.value[leaf_node, o]  # (T, 2^D)
             if pair:
@@ -198,18 +198,24 @@ class TreeArrays:
         out[-1] = False
         return out
 
-    def leaf_values_complete(self, X: np.ndarray, output: int = 0) -> np.ndarray | None:
+    def leaf_values_complete(self, X: np.ndarray, output: int = 0) -> np.ndarray:
         """Sum over trees of the reached leaf's value, via the complete-tree form.
 
-        Returns ndarray of shape (n_samples,), float64, or None when the ensemble is
-        too deep for this form (use :meth:`apply`).
+        Returns
+        -------
+        ndarray of shape (n_samples,), float64
+
+        Raises
+        ------
+        ValueError
+            If the ensemble has no complete-tree form (depth outside 1..6): use :meth:`apply`.
         """
         if self._complete is None:
-            return None
+            raise ValueError(f"depth {self._depth}: no complete-tree form (depth 1..{_COMPLETE_MAX_DEPTH}), use apply")
         cf = self._complete
         n = X.shape[0]
         packed = np.packbits(self._split_bits(X), axis=1)  # (n_splits + 1, ceil(n / 8))
-        leaf64 = None
+        leaf64: np.ndarray | None = None
         bits: list[np.ndarray] = []
         for k, heap_level in enumerate(cf["levels"]):
             cand = packed[heap_level]  # (2^k, T, n_bytes)
@@ -227,6 +233,7 @@ class TreeArrays:
                 leaf64 = word
             else:
                 leaf64 |= word
+        assert leaf64 is not None  # depth >= 1: at least one level
         T = leaf64.shape[0]
         table, tail = cf["values"][output]
         width = 1 << self._depth
@@ -326,6 +333,7 @@ class TreeArrays:
         T = roots.shape[0]
         node = np.repeat(roots.astype(np.intp), n)
         words = self._node_word
+        assert words is not None  # apply() takes this path only with node words
         if n != 1:
             # Scale the split id by n once per call (cheaper than once per step).
             words = ((words >> 32) << 32) | (words & 0xFFFFFFFF) * n

@@ -217,7 +217,7 @@ def best_splits_dense(
     valid = (wL >= min_leaf) & (wR >= min_leaf) & (wL > 1e-12) & (wR > 1e-12)
     if per_node:
         valid &= pos_b[None, :] < (n_bins[feats] - 1)[:, pos_j]
-    else:
+    elif shared_valid is not None:
         valid &= shared_valid[None, :]
     g = np.where(valid, g, -np.inf)
     best = np.argmax(g, axis=1)
