@@ -47,6 +47,7 @@ from batch.training import (
     train_regressor,
 )
 from schemas.profiles import get_profile
+from scratch_models.drift import FeatureReference, profile_from_features
 from scratch_models.pipeline import ScoringPipeline
 
 logger = logging.getLogger(__name__)
@@ -717,11 +718,11 @@ def _log_model_run(
 def reference_profile(preprocessor, X_train) -> dict[str, Any]:
     """Training distribution of each raw input feature, for the stream's PSI drift monitor.
 
-    Numeric columns: the distinct decile cut points (``edges``, at most 9) and the share of
-    training rows in each of the ``len(edges) + 1`` bins ``searchsorted(edges, x, "right")``.
-    Categorical columns: each training category's share. Recovered from the featurised
-    training matrix (numerics un-scaled and rounded to 1e-6, one-hot column means), so no
-    raw frame is needed.
+    Bins and shares are :class:`scratch_models.drift.FeatureReference`'s. Numeric columns: the
+    distinct decile cut points (``edges``, at most 9) and the share of training rows in each of
+    the ``len(edges) + 1`` bins. Categorical columns: each training category's share. Recovered
+    from the featurised training matrix (numerics un-scaled and rounded to 1e-6, one-hot column
+    means), so no raw frame is needed.
 
     Parameters
     ----------
@@ -739,19 +740,15 @@ def reference_profile(preprocessor, X_train) -> dict[str, Any]:
     import numpy as np
 
     X = np.asarray(X_train, dtype=np.float64)
-    numeric: dict[str, Any] = {}
+    features = []
     for j, name in enumerate(preprocessor.numeric_features):
         x = np.round(X[:, j] * preprocessor.scale_[j] + preprocessor.mean_[j], 6)
-        edges = np.unique(np.quantile(x, np.linspace(0.1, 0.9, 9)))
-        counts = np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(edges) + 1)
-        numeric[name] = {"edges": edges.tolist(), "proportions": (counts / max(len(x), 1)).tolist()}
-    categorical: dict[str, Any] = {}
+        features.append(FeatureReference.numeric_from_values(name, x))
     col = len(preprocessor.numeric_features)
     for name, cats in zip(preprocessor.categorical_features, preprocessor.categories_):
-        block = X[:, col : col + len(cats)]
+        features.append(FeatureReference.categorical(name, cats, X[:, col : col + len(cats)].mean(axis=0)))
         col += len(cats)
-        categorical[name] = {"categories": [str(c) for c in cats], "proportions": block.mean(axis=0).tolist()}
-    return {"n_rows": int(X.shape[0]), "numeric": numeric, "categorical": categorical}
+    return profile_from_features(features, X.shape[0])
 
 
 def comparison_report(models: list[TrainedModel]) -> str:

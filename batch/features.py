@@ -8,29 +8,28 @@ import numpy as np
 import pandas as pd
 
 from schemas.profiles import DatasetProfile
+from scratch_models.model_selection import stratified_holdout
 from scratch_models.preprocessing import TabularPreprocessor
 
 
 def stratified_split(y: np.ndarray, test_size: float = 0.2, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of a stratified train/test split.
+    """Row indices of the batch protocol's stratified train/test split (20 % test, seed 42).
 
-    Each class is shuffled with ``np.random.default_rng(seed)`` and its first
-    ``round(test_size * n_class)`` rows go to the test part.
+    :func:`scratch_models.model_selection.stratified_holdout` with the protocol's defaults.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,)
+        Class labels (the churn label).
+    test_size : float, default 0.2
+        Share of each class in the test part.
+    seed : int, default 42
 
     Returns
     -------
     train_idx, test_idx : ndarray of int64, sorted
     """
-    rng = np.random.default_rng(seed)
-    y = np.asarray(y)
-    train, test = [], []
-    for cls in np.unique(y):
-        idx = np.flatnonzero(y == cls)
-        rng.shuffle(idx)
-        k = int(round(test_size * len(idx)))
-        test.append(idx[:k])
-        train.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    return stratified_holdout(y, test_size, seed)
 
 
 def frame_columns(frame: pd.DataFrame, names: tuple[str, ...] | list[str]) -> dict[str, np.ndarray]:

@@ -4,53 +4,46 @@ Checks, in order: freshness (source age), schema (ingestion's verdict), complete
 (null or blank share per column), target health (regression target positive and
 sane; churn class balance) and drift against the previous training set (PSI per
 feature). Each check ends ``pass``, ``warn`` or ``fail``; any ``fail`` stops the
-cycle with :class:`DataQualityError` before training. The report goes to S3
-(``processed-data/<dataset>/<cycle_id>/dq_report.json|.md``) and to the cycle's
-MLflow run.
+cycle with :class:`~batch.quality_report.DataQualityError` before training. The report
+(:mod:`batch.quality_report`) goes to S3 and to the cycle's MLflow run.
 
-PSI (population stability index) follows Yurdakul, B. (2018), *Statistical
-Properties of Population Stability Index*, Western Michigan University:
-``PSI = sum_i (q_i - p_i) * ln(q_i / p_i)`` over bins, ``p`` the reference shares and
-``q`` the current ones; the usual reading is < 0.1 stable, 0.1-0.25 moderate shift,
-> 0.25 major shift.
+PSI and the reference bins (quantile edges of numeric features, categories plus an
+"unseen" bin, epsilon) are :mod:`scratch_models.drift`'s, shared with the worker's drift
+monitor; the reference here is the last accepted training set's raw typed frame.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from batch.quality_report import (
+    FAIL,
+    PASS,
+    WARN,
+    CheckResult,
+    DataQualityError,
+    DataQualityReport,
+    load_reference,
+    log_findings,
+    log_report,
+    save_reference,
+    write_report,
+)
 from schemas.profiles import DatasetProfile
+from scratch_models.drift import PSI_EPSILON, FeatureReference
 
 logger = logging.getLogger(__name__)
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
-_RANK = {PASS: 0, WARN: 1, FAIL: 2}
-#: Pointer to the raw typed frame of the last cycle that passed the gate (the drift reference).
-REFERENCE_KEY = "{dataset}/dq_reference.json"
-REPORT_KEY = "{dataset}/{cycle_id}/dq_report"
 _NUMERIC_KINDS = ("int", "float")
 
-
-class DataQualityError(ValueError):
-    """The data-quality gate failed; nothing was trained.
-
-    Attributes
-    ----------
-    report : DataQualityReport
-    """
-
-    def __init__(self, report: DataQualityReport) -> None:
-        self.report = report
-        super().__init__(report.failure_message())
+__all__ = ["CheckResult", "DataQualityError", "DataQualityReport", "QualityConfig", "gate", "run_gate"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +82,7 @@ class QualityConfig:
     max_median_multiple: float = 200.0
     min_minority_share: float = 0.1
     psi_bins: int = 10
-    psi_eps: float = 1e-4
+    psi_eps: float = PSI_EPSILON
     psi_warn: float = 0.1
     psi_fail: float = 0.25
 
@@ -101,169 +94,6 @@ class QualityConfig:
             max_source_age_h=None if age is None or int(age) <= 0 else float(age),
             freshness_fail=bool(getattr(settings, "dq_freshness_fail", False)),
         )
-
-
-@dataclass
-class CheckResult:
-    """One check's verdict: ``name``, ``status`` (pass/warn/fail), a one-line ``message`` and ``details``."""
-
-    name: str
-    status: str
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class DataQualityReport:
-    """Every check of one cycle's gate.
-
-    Attributes
-    ----------
-    dataset, cycle_id, source : str
-    rows : int
-    checks : list of CheckResult
-    reference_cycle : str or None
-        The cycle whose data the drift check compared against.
-    created_at : str
-        UTC ISO-8601.
-    duration_s : float
-    """
-
-    dataset: str
-    cycle_id: str
-    source: str
-    rows: int = 0
-    checks: list[CheckResult] = field(default_factory=list)
-    reference_cycle: str | None = None
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-    duration_s: float = 0.0
-
-    @property
-    def status(self) -> str:
-        """The worst status of any check (``pass`` when there are none)."""
-        return max((c.status for c in self.checks), key=_RANK.__getitem__, default=PASS)
-
-    @property
-    def passed(self) -> bool:
-        """No check failed (warnings allowed)."""
-        return self.status != FAIL
-
-    def check(self, name: str) -> CheckResult:
-        """The check called ``name``."""
-        return next(c for c in self.checks if c.name == name)
-
-    def failure_message(self) -> str:
-        """Which checks failed, with their numbers."""
-        failed = [c for c in self.checks if c.status == FAIL]
-        body = "; ".join(f"{c.name}: {c.message}" for c in failed) or "no failed check"
-        return f"data-quality gate failed for {self.dataset} cycle {self.cycle_id}: {body}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (``status`` included)."""
-        out = asdict(self)
-        out["status"] = self.status
-        return out
-
-    def to_json(self) -> str:
-        """The report as indented JSON."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default)
-
-    def to_markdown(self) -> str:
-        """The report as Markdown: one table of checks, then PSI per feature."""
-        lines = [
-            f"# Data-quality report: {self.dataset} cycle {self.cycle_id}",
-            "",
-            f"**Status: {self.status.upper()}**  ",
-            f"source `{self.source}`, {self.rows} rows, checked in {self.duration_s:.2f} s at {self.created_at}",
-            "",
-            "| check | status | finding |",
-            "|---|---|---|",
-        ]
-        for c in self.checks:
-            lines.append(f"| {c.name} | {c.status.upper()} | {c.message.replace('|', '/')} |")
-        psi = self.checks and next((c for c in self.checks if c.name == "drift"), None)
-        if psi and psi.details.get("psi"):
-            lines += [
-                "",
-                f"## PSI per feature (reference cycle {self.reference_cycle})",
-                "",
-                "| feature | kind | PSI | status |",
-                "|---|---|---|---|",
-            ]
-            for name, row in sorted(psi.details["psi"].items(), key=lambda kv: -kv[1]["psi"]):
-                lines.append(f"| {name} | {row['kind']} | {row['psi']:.4f} | {row['status'].upper()} |")
-        return "\n".join(lines) + "\n"
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
-
-
-# ----------------------------------------------------------------------- PSI
-def psi_from_shares(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
-    """PSI of two share vectors over the same bins.
-
-    Shares below ``eps`` are raised to ``eps`` (an empty bin would make the log infinite).
-
-    Parameters
-    ----------
-    reference, current : ndarray of shape (n_bins,), float64
-        Shares summing to 1.
-
-    Returns
-    -------
-    float
-    """
-    p = np.maximum(np.asarray(reference, dtype=np.float64), eps)
-    q = np.maximum(np.asarray(current, dtype=np.float64), eps)
-    return float(np.sum((q - p) * np.log(q / p)))
-
-
-def quantile_edges(reference: np.ndarray, bins: int = 10) -> np.ndarray:
-    """Inner bin edges at the reference's quantiles ``1/bins .. (bins-1)/bins``, duplicates dropped.
-
-    Heavily tied values (tenure 1 or 72 months) merge bins, so fewer than ``bins`` may remain.
-
-    Returns
-    -------
-    ndarray of shape (<= bins - 1,), float64
-    """
-    ref = np.asarray(reference, dtype=np.float64)
-    ref = ref[np.isfinite(ref)]
-    return np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
-
-
-def numeric_psi(reference: np.ndarray, current: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
-    """PSI of a numeric feature over quantile bins of the reference.
-
-    Bin ``i`` holds values in ``[edge_{i-1}, edge_i)``; the outer bins are open-ended,
-    so current values outside the reference range land in the first or last bin.
-    Non-finite values are ignored (completeness counts them).
-    """
-    ref = np.asarray(reference, dtype=np.float64)
-    cur = np.asarray(current, dtype=np.float64)
-    ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
-    if len(ref) == 0 or len(cur) == 0:
-        return float("nan")
-    edges = quantile_edges(ref, bins)
-    n_bins = len(edges) + 1
-    p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=n_bins) / len(ref)
-    q = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=n_bins) / len(cur)
-    return psi_from_shares(p, q, eps)
-
-
-def categorical_psi(reference: np.ndarray, current: np.ndarray, eps: float = 1e-4) -> float:
-    """PSI of a categorical feature, one bin per category seen in either sample."""
-    ref = pd.Series(np.asarray(reference)).astype(str)
-    cur = pd.Series(np.asarray(current)).astype(str)
-    if len(ref) == 0 or len(cur) == 0:
-        return float("nan")
-    cats = sorted(set(ref.unique()) | set(cur.unique()))
-    p = ref.value_counts(normalize=True).reindex(cats, fill_value=0.0).to_numpy()
-    q = cur.value_counts(normalize=True).reindex(cats, fill_value=0.0).to_numpy()
-    return psi_from_shares(p, q, eps)
 
 
 # -------------------------------------------------------------------- checks
@@ -286,7 +116,7 @@ def check_freshness(source_time: datetime | None, config: QualityConfig, now: da
 
 def check_completeness(frame: pd.DataFrame, config: QualityConfig) -> CheckResult:
     """Null or blank share per column against ``config.max_null_share``."""
-    shares = {}
+    shares: dict[str, float] = {}
     for name in frame.columns:
         col = frame[name]
         missing = col.isna()
@@ -294,7 +124,7 @@ def check_completeness(frame: pd.DataFrame, config: QualityConfig) -> CheckResul
             missing |= col.astype(str).str.strip().eq("")
         shares[name] = float(missing.mean()) if len(col) else 1.0
     bad = {k: v for k, v in shares.items() if v > config.max_null_share}
-    worst = max(shares, key=shares.get) if shares else None
+    worst = max(shares, key=lambda k: shares[k]) if shares else None
     details = {"null_share": {k: round(v, 6) for k, v in shares.items()}, "max_null_share": config.max_null_share}
     if bad:
         listed = ", ".join(f"{k}={v:.3f}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
@@ -374,13 +204,14 @@ def check_drift(
     columns = [
         c for c in (*profile.features, profile.classification_target) if c in frame.columns and c in reference.columns
     ]
-    psi = {}
+    psi: dict[str, dict[str, Any]] = {}
     for name in columns:
         kind = "numeric" if profile.source_types.get(name) in _NUMERIC_KINDS else "categorical"
         if kind == "numeric":
-            value = numeric_psi(reference[name].to_numpy(), frame[name].to_numpy(), config.psi_bins, config.psi_eps)
+            ref = FeatureReference.numeric_from_values(name, reference[name].to_numpy(), config.psi_bins)
         else:
-            value = categorical_psi(reference[name].to_numpy(), frame[name].to_numpy(), config.psi_eps)
+            ref = FeatureReference.categorical_from_values(name, reference[name].to_numpy())
+        value = ref.psi(frame[name].to_numpy(), config.psi_eps)
         status = FAIL if value >= config.psi_fail else WARN if value >= config.psi_warn else PASS
         psi[name] = {"psi": round(value, 6), "kind": kind, "status": status}
     details = {
@@ -463,95 +294,7 @@ def run_gate(
     return report
 
 
-# ------------------------------------------------------------------------ I/O
-def load_reference(storage, dataset: str) -> tuple[str | None, pd.DataFrame | None]:
-    """The previous training set: the raw typed frame of the last cycle that passed the gate.
-
-    Returns
-    -------
-    (cycle_id, frame), or (None, None) when no cycle has passed yet.
-    """
-    import pyarrow.parquet as pq
-    from minio.error import S3Error
-
-    try:
-        resp = storage.get_object("processed-data", REFERENCE_KEY.format(dataset=dataset))
-        try:
-            pointer = json.loads(resp.read())
-        finally:
-            resp.close()
-            resp.release_conn()
-    except S3Error as err:
-        if err.code == "NoSuchKey":
-            return None, None
-        raise
-    resp = storage.get_object(pointer["bucket"], pointer["key"])
-    try:
-        frame = pq.read_table(io.BytesIO(resp.read())).to_pandas()
-    finally:
-        resp.close()
-        resp.release_conn()
-    return pointer["cycle_id"], frame
-
-
-def save_reference(storage, dataset: str, cycle_id: str, bucket: str, key: str) -> None:
-    """Point the drift reference at this cycle's raw typed frame (after its gate passed)."""
-    body = json.dumps({"cycle_id": cycle_id, "bucket": bucket, "key": key}).encode()
-    storage.put_object(
-        "processed-data",
-        REFERENCE_KEY.format(dataset=dataset),
-        io.BytesIO(body),
-        len(body),
-        content_type="application/json",
-    )
-
-
-def write_report(storage, report: DataQualityReport) -> dict[str, str]:
-    """Put ``dq_report.json`` and ``dq_report.md`` under ``processed-data/<dataset>/<cycle_id>/``.
-
-    Returns
-    -------
-    dict
-        ``json`` and ``md`` S3 URIs.
-    """
-    base = REPORT_KEY.format(dataset=report.dataset, cycle_id=report.cycle_id)
-    uris = {}
-    for ext, text, ctype in (
-        ("json", report.to_json(), "application/json"),
-        ("md", report.to_markdown(), "text/markdown"),
-    ):
-        body = text.encode()
-        storage.put_object("processed-data", f"{base}.{ext}", io.BytesIO(body), len(body), content_type=ctype)
-        uris[ext] = f"s3://processed-data/{base}.{ext}"
-    return uris
-
-
-def log_report(tracker, run_id: str, report: DataQualityReport) -> None:
-    """Attach the report to the cycle's MLflow run (``dq_report.json``, ``dq_report.md``, ``dq_status`` tag)."""
-    tracker.log_dict(run_id, report.to_dict(), "dq_report.json")
-    tracker.log_text(run_id, report.to_markdown(), "dq_report.md")
-    tracker.set_tag(run_id, "dq_status", report.status)
-    drift = next((c for c in report.checks if c.name == "drift"), None)
-    if drift is not None and drift.details.get("psi"):
-        tracker.log_metric(run_id, "dq_max_psi", max(v["psi"] for v in drift.details["psi"].values()))
-
-
-def log_findings(report: DataQualityReport) -> None:
-    """One log line per check that did not pass, and a summary line."""
-    for c in report.checks:
-        if c.status == FAIL:
-            logger.error("dq check=%s status=fail cycle_id=%s %s", c.name, report.cycle_id, c.message)
-        elif c.status == WARN:
-            logger.warning("dq check=%s status=warn cycle_id=%s %s", c.name, report.cycle_id, c.message)
-    logger.info(
-        "dq gate status=%s cycle_id=%s rows=%d duration_s=%.3f",
-        report.status,
-        report.cycle_id,
-        report.rows,
-        report.duration_s,
-    )
-
-
+# ----------------------------------------------------------------------- gate
 def gate(
     storage,
     tracker,

@@ -13,6 +13,7 @@ import numpy as np
 from batch.features import TaskData
 from batch.metrics import best_f1_threshold, classification_metrics, regression_metrics
 from scratch_models.base import BaseModel
+from scratch_models.model_selection import stratified_folds, stratified_holdout, stratified_sample
 
 logger = logging.getLogger(__name__)
 
@@ -65,23 +66,6 @@ VALIDATION_SHARE = 0.1
 PREDICT_CHUNK_ROWS = 20_000
 
 
-def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold number (0..n_folds-1) of every row, each class dealt round-robin after a seeded shuffle.
-
-    Returns
-    -------
-    ndarray of shape (n_samples,), int64
-    """
-    rng = np.random.default_rng(seed)
-    y = np.asarray(y)
-    fold = np.empty(y.shape[0], dtype=np.int64)
-    for cls in np.unique(y):
-        idx = np.flatnonzero(y == cls)
-        rng.shuffle(idx)
-        fold[idx] = np.arange(idx.shape[0]) % n_folds
-    return fold
-
-
 def oof_threshold(
     factory: Callable[[], BaseModel], X: np.ndarray, y: np.ndarray, n_folds: int = THRESHOLD_FOLDS, seed: int = 43
 ) -> float:
@@ -99,51 +83,6 @@ def oof_threshold(
         oof[~inside] = factory().fit(X[inside], y[inside]).predict_proba(X[~inside])[:, 1]
     threshold, _ = best_f1_threshold(y, oof)
     return threshold
-
-
-#: Most distinct labels :func:`stratified_sample` accepts: more means a continuous
-#: target was passed, whose per-value strata would round to empty samples.
-MAX_STRATA = 100
-
-
-def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted row indices of a seeded sample of ``n`` rows keeping each class's share.
-
-    Parameters
-    ----------
-    y : ndarray of shape (n_samples,)
-        Class labels (at most :data:`MAX_STRATA` distinct values).
-    n : int
-        Rows wanted.
-    seed : int
-
-    Returns
-    -------
-    ndarray of shape (about min(n, n_samples),), int64
-
-    Raises
-    ------
-    ValueError
-        If ``y`` holds more than :data:`MAX_STRATA` distinct values (a regression target:
-        stratify on the churn label instead).
-    """
-    y = np.asarray(y)
-    if n >= y.shape[0]:
-        return np.arange(y.shape[0])
-    classes = np.unique(y)
-    if classes.shape[0] > MAX_STRATA:
-        raise ValueError(
-            f"stratified_sample: expected class labels (at most {MAX_STRATA} distinct), got "
-            f"{classes.shape[0]} distinct values in {y.shape[0]} rows; stratify a regression "
-            "target's sample on the churn label"
-        )
-    rng = np.random.default_rng(seed)
-    picked = []
-    for cls in classes:
-        idx = np.flatnonzero(y == cls)
-        k = int(round(n * idx.shape[0] / y.shape[0]))
-        picked.append(rng.choice(idx, size=min(k, idx.shape[0]), replace=False))
-    return np.sort(np.concatenate(picked))
 
 
 @dataclass
@@ -219,7 +158,7 @@ class FitPlan:
             "fit_rows": int(self.y_fit.shape[0] if idx is None else idx.shape[0]),
             "threshold_method": self.threshold_method,
         }
-        if self.X_val is not None:
+        if self.y_val is not None:
             out["validation_rows"] = int(self.y_val.shape[0])
         return out
 
@@ -261,10 +200,8 @@ def plan_fit(
     n = data.y_train.shape[0]
     if n <= oof_max_rows:
         return FitPlan(data.X_train, data.y_train, sample_caps=caps, seed=seed, strata=stratify)
-    from batch.features import stratified_split
-
     strat = data.y_train if stratify is None else stratify
-    fit_idx, val_idx = stratified_split(strat, VALIDATION_SHARE, seed + 1)
+    fit_idx, val_idx = stratified_holdout(strat, VALIDATION_SHARE, seed + 1)
     return FitPlan(
         data.X_train[fit_idx],
         data.y_train[fit_idx],
@@ -301,7 +238,7 @@ def plan_tasks(
     caps = dict(sample_caps or {})
     cls_plan = plan_fit(data, oof_max_rows=oof_max_rows, sample_caps=caps)
     if cls_plan.X_val is not None:
-        data.X_train = None
+        data.X_train = np.empty((0, data.X_train.shape[1]))
     return cls_plan, FitPlan(reg_data.X_train, reg_data.y_train, sample_caps=caps, strata=data.y_train)
 
 
@@ -331,7 +268,7 @@ def train_classifier(
     plan = plan or FitPlan(data.X_train, data.y_train, seed=seed)
     X_fit, y_fit = plan.rows_for(name)
     t0 = time.perf_counter()
-    if plan.X_val is None:
+    if plan.X_val is None or plan.y_val is None:
         threshold = oof_threshold(factory, X_fit, y_fit, THRESHOLD_FOLDS, seed + 1)
         tune_s = time.perf_counter() - t0
         model = factory()
@@ -400,8 +337,3 @@ def train_regressor(
     params.pop("threshold_method", None)
     params.pop("validation_rows", None)
     return TrainedModel(name, model, 0.5, metrics, model.get_params() | params, pred)
-
-
-def predict_holdout(trained: TrainedModel, data: TaskData) -> np.ndarray:
-    """Positive-class probabilities on the hold-out, shape (n_test,)."""
-    return predict_in_chunks(lambda X: trained.model.predict_proba(X)[:, 1], data.X_test)

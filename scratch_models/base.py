@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
@@ -40,6 +40,17 @@ class BaseModel:
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
             BaseModel.registry[cls.__name__] = cls
+
+    if TYPE_CHECKING:
+        # What every concrete model defines, declared for the type checker only: at run time
+        # ``hasattr(model, "predict_proba")`` still tells a classifier from a regressor.
+        n_features_in_: int
+
+        def fit(self, X: Any, y: Any) -> Self: ...
+
+        def predict(self, X: Any) -> np.ndarray: ...
+
+        def predict_proba(self, X: Any) -> np.ndarray: ...
 
     # ------------------------------------------------------------------ params
     @classmethod
@@ -170,6 +181,8 @@ class ClassifierMixin:
     """Binary/multiclass helpers shared by classifiers."""
 
     task: ClassVar[str] = "classifier"
+    #: Learned in ``fit`` (:meth:`_encode_y`): the sorted class labels.
+    classes_: np.ndarray
 
     def _encode_y(self, y: np.ndarray) -> np.ndarray:
         """Store ``classes_`` and return ``y`` as indices into it."""

@@ -181,7 +181,7 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
                 val_losses.append(loss)
                 if loss < best_loss - 1e-12:
                     best_loss, best_iter = loss, it + 1
-                elif it + 1 - best_iter >= self.n_iter_no_change:
+                elif self.n_iter_no_change is not None and it + 1 - best_iter >= self.n_iter_no_change:
                     break
         if va.shape[0]:
             trees = trees[:best_iter]

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from scratch_models.base import BaseModel, ClassifierMixin
-from scratch_models.linear import stratified_holdout
+from scratch_models.model_selection import stratified_holdout
 from scratch_models.validation import check_X_y
 
 #: Default numbers of clusters tried on the validation split.
@@ -106,8 +106,8 @@ def _lloyd(X: np.ndarray, centres: np.ndarray, max_iter: int, tol: float) -> tup
 
 def _kmeans(X: np.ndarray, k: int, n_init: int, max_iter: int, tol: float, rng: np.random.Generator) -> np.ndarray:
     """Best-of-``n_init`` k-means centres, shape (k, n_features)."""
-    best, best_inertia = None, np.inf
-    for _ in range(max(1, n_init)):
+    best, _, best_inertia = _lloyd(X, _kmeans_pp(X, k, rng), max_iter, tol)
+    for _ in range(max(1, n_init) - 1):
         centres, _, inertia = _lloyd(X, _kmeans_pp(X, k, rng), max_iter, tol)
         if inertia < best_inertia:
             best, best_inertia = centres, inertia
@@ -192,6 +192,12 @@ def cut_merges(pairs: np.ndarray, n: int, k: int) -> np.ndarray:
 
 class _ClusterClassifier(ClassifierMixin, BaseModel):
     """Shared k selection, cluster scoring and nearest-centroid prediction."""
+
+    # Hyperparameters both subclasses' ``__init__`` store.
+    k_candidates: list[int] | None
+    smoothing: float
+    validation_fraction: float
+    random_state: int | None
 
     def _centres(self, X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError

@@ -10,7 +10,7 @@ The composite's ``.npz`` holds both stages' arrays under ``pca__`` and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -35,6 +35,10 @@ def _model_class(name: str) -> type[BaseModel]:
 class _PCAComposite(ClassifierMixin, BaseModel):
     """Fit, predict and persistence shared by the PCA composites."""
 
+    # Hyperparameters every composite's ``__init__`` stores.
+    n_components: int | float | None
+    random_state: int | None
+
     def _estimator_spec(self) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
 
@@ -55,7 +59,7 @@ class _PCAComposite(ClassifierMixin, BaseModel):
             params["random_state"] = self.random_state
         self.pca_ = PCA(n_components=self.n_components).fit(X)
         self.estimator_ = cls(**params).fit(self.pca_.transform(X), y)
-        self.classes_ = self.estimator_.classes_
+        self.classes_ = cast(ClassifierMixin, self.estimator_).classes_
         self.n_components_ = self.pca_.n_components_
         self.n_features_in_ = X.shape[1]
         return self

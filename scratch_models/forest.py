@@ -31,6 +31,21 @@ from scratch_models.validation import check_X_y
 class _BaseForest(_TreeStateMixin, BaseModel):
     """Bootstrap + per-node feature sampling loop shared by the forest classes."""
 
+    # Hyperparameters both forests' ``__init__`` store.
+    n_estimators: int
+    criterion: str
+    max_depth: int | None
+    min_samples_split: int
+    min_samples_leaf: int
+    min_impurity_decrease: float
+    max_features: int | float | str | None
+    bootstrap: bool
+    max_samples: int | float | None
+    oob_score: bool
+    max_bins: int
+    n_jobs: int | None
+    random_state: int | None
+
     def _n_draws(self, n: int) -> int:
         ms = self.max_samples
         if ms is None:
@@ -117,17 +132,18 @@ class _BaseForest(_TreeStateMixin, BaseModel):
         else:
             grown = [grow(seed) for seed in seeds]
         trees = [t for t, _ in grown]
-        oob_sum = oob_n = None
+        out = None
         if self.oob_score:
             oob_sum = np.zeros((n, trees[0].value.shape[1]))
             oob_n = np.zeros(n)
             for tree, oob in grown:
                 oob_sum[oob] += tree.value[H.apply_binned(tree, codes[:, oob])]
                 oob_n[oob] += 1
+            out = (oob_sum, oob_n)
         self.trees_ = H.TreeArrays.from_grown(trees, mapper.edges)
         self.feature_importances_ = _importances(trees, d)
         self.n_features_in_ = d
-        return None if oob_sum is None else (oob_sum, oob_n)
+        return out
 
 
 class RandomForestClassifier(ClassifierMixin, _BaseForest):
@@ -231,7 +247,7 @@ class RandomForestClassifier(ClassifierMixin, _BaseForest):
         """
         X, y_idx, onehot = _classification_inputs(self, X, y)
         oob_sum = self._grow_forest(X, onehot, y_idx)
-        if self.oob_score:
+        if oob_sum is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 dec = oob_sum[0] / oob_sum[1][:, None]
             seen = oob_sum[1] > 0
@@ -369,7 +385,7 @@ class RandomForestRegressor(RegressorMixin, _BaseForest):
         X, y = check_X_y(X, y)
         y = y.astype(np.float64)
         oob = self._grow_forest(X, np.column_stack([np.ones_like(y), y]))
-        if self.oob_score:
+        if oob is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 pred = oob[0][:, 0] / oob[1]
             seen = oob[1] > 0

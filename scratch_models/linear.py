@@ -7,7 +7,8 @@
   Freund & Schapire (1999), calibrated by Platt scaling.
 * :func:`platt_fit` is Platt scaling (Platt, 1999) with the target smoothing and
   safeguarded Newton solver of Lin, Lin & Weng (2007); scores are out-of-fold
-  decision values from :func:`stratified_folds`.
+  decision values from
+  :func:`scratch_models.model_selection.stratified_folds`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from scratch_models.base import BaseModel, ClassifierMixin
+from scratch_models.model_selection import stratified_folds
 from scratch_models.validation import check_X_y
 
 
@@ -130,59 +132,6 @@ class LogisticRegression(ClassifierMixin, BaseModel):
 
 
 # ---------------------------------------------------------------- calibration
-def stratified_folds(y_idx: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Assign each row to one of ``n_folds`` folds, stratified by class.
-
-    Parameters
-    ----------
-    y_idx : ndarray of shape (n_samples,), int
-        Class indices.
-    n_folds : int
-        Number of folds (>= 2).
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    ndarray of shape (n_samples,), int64
-        Fold number of each row, in ``0 .. n_folds - 1``.
-    """
-    fold = np.empty(y_idx.shape[0], dtype=np.int64)
-    offset = 0
-    for c in np.unique(y_idx):
-        rows = np.flatnonzero(y_idx == c)
-        rows = rows[rng.permutation(rows.shape[0])]
-        # Continue the round-robin across classes so fold sizes stay balanced.
-        fold[rows] = (np.arange(rows.shape[0]) + offset) % n_folds
-        offset += rows.shape[0]
-    return fold
-
-
-def stratified_holdout(y_idx: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Split row indices into (fit, validation) with ``fraction`` of each class held out.
-
-    Parameters
-    ----------
-    y_idx : ndarray of shape (n_samples,), int
-    fraction : float
-        Share of each class in the validation part, in (0, 1).
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    fit_rows, val_rows : ndarray of int64
-        Every class has at least one row in each part when it has two or more rows.
-    """
-    fit_parts, val_parts = [], []
-    for c in np.unique(y_idx):
-        rows = np.flatnonzero(y_idx == c)
-        rows = rows[rng.permutation(rows.shape[0])]
-        n_val = int(round(fraction * rows.shape[0]))
-        n_val = min(max(n_val, 1), rows.shape[0] - 1) if rows.shape[0] > 1 else 0
-        val_parts.append(rows[:n_val])
-        fit_parts.append(rows[n_val:])
-    return np.sort(np.concatenate(fit_parts)), np.sort(np.concatenate(val_parts))
-
-
 def platt_fit(score: np.ndarray, y01: np.ndarray, max_iter: int = 100) -> tuple[float, float]:
     """Fit Platt's sigmoid ``P(y=1 | f) = 1 / (1 + exp(A f + B))``.
 
@@ -342,7 +291,7 @@ class Perceptron(ClassifierMixin, BaseModel):
         k = int(self.calibration_folds)
         score = np.empty(X.shape[0])
         if k >= 2 and np.bincount(y_idx).min() >= k:
-            fold = stratified_folds(y_idx, k, rng)
+            fold = stratified_folds(y_idx, k, rng, carry_over=True)
             for f in range(k):
                 tr = fold != f
                 w, b = self._train(X[tr], ypm[tr], int(self.max_iter), rng)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from scratch_models.base import BaseModel, ClassifierMixin
-from scratch_models.linear import stratified_holdout
+from scratch_models.model_selection import stratified_holdout
 from scratch_models.validation import check_X_y
 
 
@@ -164,8 +164,8 @@ class MLPClassifier(ClassifierMixin, BaseModel):
                 acts = self._forward(xb, W, b)
                 total += -float(np.sum(tb * np.log(np.maximum(acts[-1], 1e-15))))
                 delta = (acts[-1] - tb) / idx.shape[0]
-                grads_W = [None] * L
-                grads_b = [None] * L
+                grads_W: list[np.ndarray] = [np.empty(0)] * L
+                grads_b: list[np.ndarray] = [np.empty(0)] * L
                 for i in range(L - 1, -1, -1):
                     grads_W[i] = acts[i].T @ delta + reg * W[i]
                     grads_b[i] = delta.sum(axis=0)

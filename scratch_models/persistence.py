@@ -64,7 +64,7 @@ def save_npz(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndar
         if np.asarray(arr).dtype == object:
             raise ArtifactError(f"array {key!r} has object dtype; artifacts never pickle")
     doc = dict(header, format_version=FORMAT_VERSION)
-    payload = {_HEADER_KEY: np.array(json.dumps(doc, default=_json_default, sort_keys=True))}
+    payload: dict[str, Any] = {_HEADER_KEY: np.array(json.dumps(doc, default=_json_default, sort_keys=True))}
     payload.update({k: np.asarray(v) for k, v in arrays.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:

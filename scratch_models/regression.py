@@ -42,6 +42,9 @@ def _check_target(y: np.ndarray) -> np.ndarray:
 class _LeastSquares(RegressorMixin, BaseModel):
     """Shared predict for the regressors (not registered: name starts with ``_``)."""
 
+    coef_: np.ndarray
+    intercept_: float
+
     def _design(self, X: np.ndarray) -> np.ndarray:
         return X
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from scratch_models.base import BaseModel, ClassifierMixin
-from scratch_models.linear import platt_fit, platt_proba, stratified_folds
+from scratch_models.linear import platt_fit, platt_proba
+from scratch_models.model_selection import stratified_folds
 from scratch_models.validation import check_X_y
 
 
@@ -174,7 +175,7 @@ class SVMClassifier(ClassifierMixin, BaseModel):
         k = int(self.calibration_folds)
         if k >= 2 and np.bincount(y_idx).min() >= k:
             score = np.empty(n)
-            fold = stratified_folds(y_idx, k, rng)
+            fold = stratified_folds(y_idx, k, rng, carry_over=True)
             for f in range(k):
                 tr = fold != f
                 w, _ = _dual_cd(Z[tr], ypm[tr], C, it, tol, rng)

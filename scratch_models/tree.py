@@ -23,6 +23,8 @@ class _TreeStateMixin:
     as flat ``.npz`` arrays: feature, threshold, left, right, value per node,
     concatenated over trees with ``offsets``."""
 
+    trees_: H.TreeArrays
+
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         trees = self.trees_
         del self.trees_

@@ -8,13 +8,8 @@ one). The worker bins every micro-batch's raw input columns with those same cut 
 ``window`` events in a ring buffer, and computes PSI from ``bincount`` s of the ring when
 asked (every few seconds, off the hot path).
 
-PSI (population stability index; Siddiqi, *Credit Risk Scorecards*, Wiley 2006, ch. 8;
-Yurdakul, "Statistical properties of population stability index", 2018)::
-
-    PSI = sum_i (a_i - e_i) * ln(a_i / e_i)
-
-over bins ``i`` with expected (training) proportions ``e_i`` and actual (window)
-proportions ``a_i``, both floored at a small epsilon so empty bins stay finite. The usual
+PSI and the reference profile (bins, expected shares, categories, epsilon) are defined
+once in :mod:`scratch_models.drift`, shared with the batch data-quality gate. The usual
 reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift.
 """
 
@@ -22,93 +17,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from schemas.events import SCHEMA_VERSION, new_event_id
+from scratch_models.drift import features_from_profile, psi
 
 logger = logging.getLogger(__name__)
 
-#: Floor of bin proportions in the PSI sum (an empty bin would make it infinite).
-PSI_EPSILON = 1e-4
 #: PSI above which a feature counts as drifted.
 DEFAULT_PSI_THRESHOLD = 0.25
 #: Default number of most recent events in the window.
 DEFAULT_WINDOW = 5000
-
-
-def psi(expected: np.ndarray, actual: np.ndarray, eps: float = PSI_EPSILON) -> float:
-    """Population stability index of two binned distributions.
-
-    Parameters
-    ----------
-    expected, actual : ndarray of shape (n_bins,), float64
-        Bin proportions (or counts: each is normalised to sum to 1).
-    eps : float, default 1e-4
-        Floor of each proportion.
-
-    Returns
-    -------
-    float
-        ``sum((a - e) * ln(a / e))``; 0 for identical distributions, never negative.
-    """
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    if e.shape != a.shape:
-        raise ValueError(f"expected and actual bins differ: {e.shape} vs {a.shape}")
-    e = np.maximum(e / max(e.sum(), 1e-300), eps)
-    a = np.maximum(a / max(a.sum(), 1e-300), eps)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-@dataclass(frozen=True)
-class _Bins:
-    name: str
-    numeric: bool
-    edges: np.ndarray  # numeric: increasing cut points; bin = searchsorted(edges, x, "right")
-    categories: np.ndarray  # categorical: sorted training categories; last bin = unseen
-    expected: np.ndarray  # reference proportions, one per bin
-
-    @property
-    def n_bins(self) -> int:
-        return len(self.expected)
-
-    def codes(self, values: np.ndarray) -> np.ndarray:
-        """Bin index of each value; -1 for a missing numeric value (not counted)."""
-        if self.numeric:
-            x = np.asarray(values, dtype=np.float64)
-            codes = np.searchsorted(self.edges, x, side="right")
-            return np.where(np.isnan(x), -1, codes)
-        x = np.asarray(values)
-        if x.dtype.kind != "U":
-            x = x.astype(str)
-        idx = np.searchsorted(self.categories, x)
-        found = np.minimum(idx, len(self.categories) - 1)
-        return np.where(self.categories[found] == x, found, len(self.categories))
-
-
-def _bins_from_profile(profile: Mapping[str, Any]) -> list[_Bins]:
-    bins = []
-    for name, spec in (profile.get("numeric") or {}).items():
-        edges = np.asarray(spec["edges"], dtype=np.float64)
-        expected = np.asarray(spec["proportions"], dtype=np.float64)
-        if len(expected) != len(edges) + 1:
-            raise ValueError(
-                f"reference profile {name}: {len(edges)} edges need {len(edges) + 1} proportions, got {len(expected)}"
-            )
-        bins.append(_Bins(name, True, edges, np.empty(0, dtype=str), expected))
-    for name, spec in (profile.get("categorical") or {}).items():
-        cats = np.asarray(spec["categories"], dtype=str)
-        props = np.asarray(spec["proportions"], dtype=np.float64)
-        if len(cats) != len(props) or len(cats) == 0:
-            raise ValueError(f"reference profile {name}: {len(cats)} categories, {len(props)} proportions")
-        order = np.argsort(cats)
-        # One more bin for categories never seen in training (expected share 0).
-        bins.append(_Bins(name, False, np.empty(0), cats[order], np.append(props[order], 0.0)))
-    return bins
 
 
 class DriftMonitor:
@@ -135,7 +57,7 @@ class DriftMonitor:
         if window < 1:
             raise ValueError(f"window: expected an integer >= 1, got {window}")
         self.window = int(window)
-        self._bins = _bins_from_profile(reference_profile)
+        self._bins = features_from_profile(reference_profile)
         if not self._bins:
             raise ValueError("reference profile has no features")
         self.features = [b.name for b in self._bins]
@@ -183,11 +105,10 @@ class DriftMonitor:
         out: dict[str, float] = {}
         window = self._ring[: self.size] if self.size < self.window else self._ring
         for j, b in enumerate(self._bins):
-            codes = window[:, j]
-            codes = codes[codes >= 0]
-            if len(codes) == 0:
+            counts = b.counts(window[:, j])
+            if counts.sum() == 0:
                 continue
-            out[b.name] = psi(b.expected, np.bincount(codes, minlength=b.n_bins)[: b.n_bins])
+            out[b.name] = psi(b.expected, counts)
         return out
 
 

@@ -5,6 +5,9 @@ Every reference is fitted in the same test on the same stratified 80/20 split
 ROC-AUC is at least the reference's minus 0.01 (R^2 for the regressors). SVM and
 perceptron references are scored on their decision function: Platt scaling is
 monotone, so it cannot change an AUC. Nothing here is hard-coded but the margin.
+
+No wall-clock assertion: fit and predict speed against the same references is
+``churn bench models``'s job (it prints fit seconds and predict ms per 1,000 rows).
 """
 
 from __future__ import annotations
@@ -119,23 +122,6 @@ CLASSIFIER_CASES = {
 }
 
 
-#: Known predict-speed gaps, reported rather than hidden: the test xfails with the figures.
-#: (Empty since forest predict sums 1-D leaf values: RandomForestPCAClassifier is ~1.08x faster
-#: than scikit-learn's pipeline on 1,000 rows, best of 40 interleaved runs.)
-KNOWN_SLOW_PREDICT: dict[str, str] = {}
-
-
-def _best_times(fn_a, fn_b, repeats=7):
-    """Best-of-``repeats`` wall times of two callables, interleaved so load spikes hit both."""
-    best = [np.inf, np.inf]
-    for _ in range(repeats):
-        for i, fn in enumerate((fn_a, fn_b)):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
-
-
 @pytest.mark.parametrize("name", sorted(CLASSIFIER_CASES))
 def test_classifier_auc_matches_reference(name, cls_data):
     assert name in MODEL_CLASSES, f"{name} is not registered"
@@ -149,15 +135,6 @@ def test_classifier_auc_matches_reference(name, cls_data):
     ref_auc = roc_auc(d.y_test, _ref_score(ref, d.X_test))
     print(f"{name}: AUC {auc:.4f} vs reference {ref_auc:.4f}, fit {fit_s:.2f}s")
     assert auc >= ref_auc - MARGIN, f"{name}: AUC {auc:.4f} < reference {ref_auc:.4f} - {MARGIN}"
-    assert fit_s < 20.0, f"{name}: fit took {fit_s:.1f}s on Telco"
-    # Scoring 1,000 rows is no slower than the reference (10% + 1 ms slack for timer noise).
-    X1k = d.X_test[:1000]
-    ours, theirs = _best_times(lambda: model.predict_proba(X1k), lambda: _ref_score(ref, X1k))
-    if ours > 1.1 * theirs + 1e-3 and name in KNOWN_SLOW_PREDICT:
-        pytest.xfail(f"{KNOWN_SLOW_PREDICT[name]}: {ours * 1e3:.2f} ms vs {theirs * 1e3:.2f} ms")
-    assert ours <= 1.1 * theirs + 1e-3, (
-        f"{name}: predict 1k rows {ours * 1e3:.2f} ms vs reference {theirs * 1e3:.2f} ms"
-    )
 
 
 def test_regressors_match_reference(reg_data):
