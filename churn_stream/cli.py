@@ -394,7 +394,7 @@ def bench_models(dataset: str, json_path: Path | None) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows: int, json_path: Path | None) -> None:
     """Boosting and forests at scale: fit s, CPU s, peak RSS beside the target and a reference."""
-    from churn_stream.bench.models import SCALE_MODELS, run_bench_fit
+    from churn_stream.bench.fit_scale import SCALE_MODELS, run_bench_fit
 
     run_bench_fit(rows, features, models or SCALE_MODELS, reference_rows, json_path)
 
@@ -403,7 +403,7 @@ def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def bench_gbm_cv(json_path: Path | None) -> None:
     """Cross-validate the zoo's gradient-boosting hyperparameters on Telco's training part only."""
-    from churn_stream.bench.models import select_gbm_params
+    from churn_stream.bench.model_selection import select_gbm_params
 
     rows = select_gbm_params()
     if json_path is not None:
@@ -426,7 +426,7 @@ def bench_gbm_cv(json_path: Path | None) -> None:
 def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | None) -> None:
     """Scratch classifiers beside their references on repeated outer folds of Telco's training part
     (thresholds tuned out of fold inside each), with the paired difference and its standard error."""
-    from churn_stream.bench.models import format_nested_cv, nested_cv
+    from churn_stream.bench.model_selection import format_nested_cv, nested_cv
 
     load = os.getloadavg()
     try:
