@@ -289,7 +289,9 @@ def test_status_table_formats_rows(stack: LocalStack) -> None:
     assert "alice" in lines[3] and SECRET not in "\n".join(lines)
 
 
-def test_status_of_a_stopped_stack(stack: LocalStack) -> None:
+def test_status_of_a_stopped_stack(tmp_path: Path) -> None:
+    # Free ports: the fixture's fixed ones may be another stack's on a shared host.
+    stack = LocalStack.for_tests(tmp_path)
     statuses = stack.status()
     assert [s.name for s in statuses] == list(SERVICES)
     assert [(s.pid, s.healthy) for s in statuses] == [(None, False)] * 3
