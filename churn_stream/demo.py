@@ -225,6 +225,8 @@ def champion_summary(settings: Settings) -> dict[str, Any]:
         mv = client.get_model_version_by_alias(CLASSIFIER_NAME, "champion")
     except MlflowException:
         return {}
+    if mv.run_id is None:  # a version registered without a run has no metrics to show
+        return {}
     run = client.get_run(mv.run_id)
     m = run.data.metrics
     return {
@@ -319,7 +321,8 @@ def run_demo(
             event_ids = {orjson.loads(v)["event_id"] for _, v in records}
             start_offsets = asyncio.run(_end_offsets(settings, (Topics.SCORES, Topics.ALERTS)))
             t_produce = time.time()
-            produced = produce_records(settings, Topics.CUSTOMERS, records, rate)
+            # list(): produce_records takes keys that may be None (a list is invariant in its items).
+            produced = produce_records(settings, Topics.CUSTOMERS, list(records), rate)
             print(f"produced {produced} events; waiting for their scores", file=sys.stderr)
             seen = asyncio.run(_collect(settings, event_ids, start_offsets, score_timeout_s))
             scoring_s = (seen["last_score_at"] or time.time()) - t_produce

@@ -49,4 +49,5 @@ def produce_csv(
     """Produce a CSV's rows as customer events; return the count acknowledged."""
     ensure_topics(settings)
     records = csv_to_customer_events(path, dataset, limit)
-    return produce_records(settings, topic, records, rate)
+    # list(): produce_records takes keys that may be None (a list is invariant in its items).
+    return produce_records(settings, topic, list(records), rate)

@@ -121,6 +121,8 @@ class _Connection(asyncio.Protocol):
         self.generator.lost(self, exc)
 
     def send(self, index: int) -> None:
+        if self.transport is None:
+            raise RuntimeError("send before the connection was made")
         self.request_index = index
         self.transport.write(self.generator.request)
 

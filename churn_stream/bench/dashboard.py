@@ -34,13 +34,11 @@ import os
 import re
 import subprocess
 import time
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import orjson
-
+from churn_stream.bench.dashboard_verdicts import callback_summary, rss_summary, updates_summary
+from churn_stream.bench.score_feed import feed_scores
 from plumbing.settings import Settings
 from schemas.topics import Topics
 
@@ -53,13 +51,9 @@ DURATION_S = 3600.0
 SAMPLE_S = 5.0
 #: RSS growth from the end of the warm-up to the end of the run still called flat, MB.
 FLAT_TOLERANCE_MB = 16.0
-#: Longest stretch without the live score count rising that still counts as "kept updating", s.
-STALL_LIMIT_S = 5.0
 #: Broker bytes per score produced, its alert share included (measured on Tansu's memory:// storage:
 #: 3.9 GB after 5.4 M scores).
 BROKER_BYTES_PER_SCORE = 720
-#: Seconds between producer batches.
-FEED_TICK_S = 0.05
 
 
 def warmup_s(duration_s: float) -> float:
@@ -189,114 +183,8 @@ def _count(text: Any) -> int | None:
         return None
 
 
-# --------------------------------------------------------------------- feeding
-def _score_templates(settings: Settings) -> tuple[str, str, float]:
-    """The champion's name, version and threshold when the registry has one (else placeholders)."""
-    try:
-        from plumbing.clients import make_tracker
-
-        mv = make_tracker(settings).get_model_version_by_alias("churn-classifier", "champion")
-        return "churn-classifier", str(mv.version), 0.5
-    except Exception:  # noqa: BLE001 - no champion is fine: the dashboard shows whatever version it reads
-        return "churn-classifier", "0", 0.5
-
-
-def _count_failures(results: list[Any], counts: dict[str, Any]) -> None:
-    """Count batches the broker did not acknowledge (an overloaded broker times out; the soak goes on)."""
-    for r in results:
-        if isinstance(r, BaseException):
-            if not counts["send_errors"]:
-                logger.warning("produce failed (counted, feeding goes on) error=%s", f"{type(r).__name__}: {r}"[:200])
-            counts["send_errors"] += 1
-
-
-async def _feed(settings: Settings, rate: float, stop_at: float, counts: dict[str, int]) -> None:
-    """Produce ``rate`` score records per second (and their alerts) until ``stop_at`` (perf_counter)."""
-    from datetime import datetime, timedelta
-
-    from aiokafka import AIOKafkaProducer
-
-    from plumbing.clients import kafka_kwargs
-    from schemas.events import SCHEMA_VERSION
-
-    suffix = settings.topic_suffix or ""
-    scores_topic, alerts_topic = Topics.SCORES + suffix, Topics.ALERTS + suffix
-    model_name, model_version, threshold = _score_templates(settings)
-    rng = np.random.default_rng(7)
-    reasons = [
-        {"feature": "contract", "contribution": 0.41},
-        {"feature": "tenure_months", "contribution": 0.22},
-        {"feature": "monthly_charges_usd", "contribution": 0.08},
-    ]
-    producer = AIOKafkaProducer(**kafka_kwargs(settings), acks=1, linger_ms=20, max_batch_size=512 * 1024)
-    await producer.start()
-    run = f"bench-{os.getpid()}-{int(time.time())}"
-    partitions = {t: sorted(await producer.partitions_for(t)) for t in (scores_topic, alerts_topic)}
-    sent = 0
-    pending: list[asyncio.Future] = []
-
-    async def send(topic: str, docs: list[tuple[bytes, bytes]]) -> None:
-        # One batch per partition per tick: per-record send() costs more CPU than the dashboard's consumer.
-        parts = partitions[topic]
-        for j, p in enumerate(parts):
-            batch = producer.create_batch()
-            for key, value in docs[j :: len(parts)]:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: ship it, start another
-                    pending.append(await producer.send_batch(batch, topic, partition=p))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            if batch.record_count():
-                pending.append(await producer.send_batch(batch, topic, partition=p))
-
-    try:
-        t0 = time.perf_counter()
-        while (now := time.perf_counter()) < stop_at:
-            due = int((now - t0) * rate) - sent
-            if due > 0:
-                wall = datetime.now(UTC)
-                scored_at = wall.isoformat()
-                proba = rng.beta(1.2, 3.0, due)
-                latency_ms = rng.uniform(5, 60, due)
-                scores, alerts = [], []
-                for k in range(due):
-                    i = sent + k
-                    p = float(proba[k])
-                    doc = {
-                        "event_id": f"{run}-{i}",
-                        "event_time": (wall - timedelta(milliseconds=float(latency_ms[k]))).isoformat(),
-                        "schema_version": SCHEMA_VERSION,
-                        "customer_id": f"C{i % 50_000:05d}",
-                        "churn_probability": p,
-                        "churn_label": p >= threshold,
-                        "threshold": threshold,
-                        "model_name": model_name,
-                        "model_version": model_version,
-                        "scored_at": scored_at,
-                    }
-                    key = doc["customer_id"].encode()
-                    scores.append((key, orjson.dumps(doc)))
-                    if p >= threshold:
-                        doc.update(reasons=reasons, predicted_value_usd=2000.0, value_at_risk_usd=2000.0 * p)
-                        alerts.append((key, orjson.dumps(doc)))
-                await send(scores_topic, scores)
-                if alerts:
-                    await send(alerts_topic, alerts)
-                sent += due
-                counts["scores"] = sent
-                counts["alerts"] += len(alerts)
-            if len(pending) > 1000:  # acknowledgements: count failed sends, keep memory bounded
-                _count_failures(await asyncio.gather(*pending, return_exceptions=True), counts)
-                pending.clear()
-            await asyncio.sleep(FEED_TICK_S)
-        await producer.flush()
-        _count_failures(await asyncio.gather(*pending, return_exceptions=True), counts)
-        counts["feed_s"] = time.perf_counter() - t0
-    finally:
-        await producer.stop()
-
-
 # ---------------------------------------------------------------------- polling
-async def _poll(url: str, callback: dict[str, Any], tab: str, stop_at: float, out: dict[str, Any]) -> None:
+async def _poll(url: str, callback: dict[str, Any], tab: str | None, stop_at: float, out: dict[str, Any]) -> None:
     """Post ``callback`` once per its interval (a new tick each time) until ``stop_at``; record its timings."""
     import httpx
 
@@ -373,7 +261,9 @@ async def _run(
     tabs = {cb["name"]: await _tab_for(url, cb) for cb in callbacks}
     rss: list[tuple[float, float]] = []
     feed_counts = {"scores": 0, "alerts": 0, "feed_s": float("nan"), "send_errors": 0}
-    polls = {cb["name"]: {"server_ms": [], "round_trip_ms": [], "statuses": {}, "counts": []} for cb in callbacks}
+    polls: dict[str, dict[str, Any]] = {
+        cb["name"]: {"server_ms": [], "round_trip_ms": [], "statuses": {}, "counts": []} for cb in callbacks
+    }
     start = time.perf_counter()
     stop_at = start + duration_s
     progress_every = max(60.0, duration_s / 20)
@@ -392,7 +282,7 @@ async def _run(
 
     tasks = [
         asyncio.create_task(_sample_rss(pid, sample_s, stop_at, rss)),
-        asyncio.create_task(_feed(settings, rate, stop_at, feed_counts)),
+        asyncio.create_task(feed_scores(settings, rate, stop_at, feed_counts)),
         asyncio.create_task(progress()),
         *[asyncio.create_task(_poll(url, cb, tabs[cb["name"]], stop_at, polls[cb["name"]])) for cb in callbacks],
     ]
@@ -408,71 +298,6 @@ async def _run(
         "feed": feed_counts,
         "polls": polls,
         "elapsed_s": time.perf_counter() - start,
-    }
-
-
-def _rss_summary(rss: list[tuple[float, float]], warm_s: float) -> dict[str, Any]:
-    t = np.array([s[0] for s in rss])
-    mb = np.array([s[1] for s in rss])
-    after = t >= warm_s
-    if after.sum() < 2:
-        raise RuntimeError(f"too few memory samples after the {warm_s:.0f} s warm-up: run longer")
-    warm_mb = float(mb[after][0])
-    # The last minute's median (or the last sample): one allocator spike is not the end state.
-    tail = mb[t >= t[-1] - 60]
-    end_mb = float(np.median(tail))
-    slope = float(np.polyfit(t[after], mb[after], 1)[0] * 3600)
-    # A leak grows at a steady rate; allocator high-water marks level off. The last half's slope tells them apart.
-    late = t >= (warm_s + t[-1]) / 2
-    late_slope = float(np.polyfit(t[late], mb[late], 1)[0] * 3600) if late.sum() >= 2 else float("nan")
-    return {
-        "rss_start_mb": float(mb[0]),
-        "rss_after_warmup_mb": warm_mb,
-        "rss_end_mb": end_mb,
-        "rss_max_mb": float(mb.max()),
-        "rss_growth_after_warmup_mb": end_mb - warm_mb,
-        "rss_slope_mb_per_h": slope,
-        "rss_slope_last_half_mb_per_h": late_slope,
-        "rss_samples": int(mb.size),
-        "warmup_s": warm_s,
-        "rss_mb_by_s": [[round(float(a), 1), round(float(b), 2)] for a, b in zip(t, mb)],
-    }
-
-
-def _callback_summary(cb: dict[str, Any], poll: dict[str, Any]) -> dict[str, Any]:
-    server = np.array(poll["server_ms"]) if poll["server_ms"] else np.array([np.nan])
-    rt = np.array(poll["round_trip_ms"]) if poll["round_trip_ms"] else np.array([np.nan])
-    return {
-        "interval_ms": cb["interval_ms"],
-        "polls": len(poll["round_trip_ms"]),
-        "statuses": poll["statuses"],
-        "server_p50_ms": float(np.percentile(server, 50)),
-        "server_p99_ms": float(np.percentile(server, 99)),
-        "server_max_ms": float(server.max()),
-        "round_trip_p99_ms": float(np.percentile(rt, 99)),
-        "round_trip_max_ms": float(rt.max()),
-        "within_interval": bool(poll["server_ms"]) and float(server.max()) < cb["interval_ms"],
-    }
-
-
-def _updates_summary(counts: list[tuple[float, int | None]]) -> dict[str, Any]:
-    values = [c for _, c in counts if c is not None]
-    rises = sum(1 for a, b in zip(values, values[1:]) if b > a)
-    longest = 0.0
-    last_rise = counts[0][0] if counts else 0.0
-    prev = None
-    for t, c in counts:
-        if c is not None and prev is not None and c > prev:
-            last_rise = t
-        longest = max(longest, t - last_rise)
-        prev = c if c is not None else prev
-    return {
-        "live_polls": len(counts),
-        "live_count_first": values[0] if values else None,
-        "live_count_last": values[-1] if values else None,
-        "live_count_rises": rises,
-        "live_longest_without_rise_s": longest,
-        "kept_updating": len(values) >= 2 and longest <= STALL_LIMIT_S,
     }
 
 
@@ -547,11 +372,11 @@ def run_bench_dashboard(
     load_after = os.getloadavg()
 
     warm = warmup_s(duration_s)
-    memory = _rss_summary(run["rss"], warm)
-    callbacks = {cb["name"]: _callback_summary(cb, run["polls"][cb["name"]]) for cb in run["callbacks"]}
+    memory = rss_summary(run["rss"], warm)
+    callbacks = {cb["name"]: callback_summary(cb, run["polls"][cb["name"]]) for cb in run["callbacks"]}
     for name, tab in run["tabs"].items():
         callbacks[name]["tab"] = tab
-    updates = _updates_summary(run["polls"].get("kpi-scores", {}).get("counts", []))
+    updates = updates_summary(run["polls"].get("kpi-scores", {}).get("counts", []))
     result: dict[str, Any] = {
         "duration_s": duration_s,
         "elapsed_s": run["elapsed_s"],

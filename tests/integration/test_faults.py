@@ -1,6 +1,6 @@
 """Fault injection on stacks of their own: every fault loses nothing (``pytest -m faults``).
 
-The scenarios are the ones ``churn bench faults`` runs (churn_stream/bench/faults.py): at
+The scenarios are the ones ``churn bench faults`` runs (churn_stream/bench/faults/): at
 least 10,000 events in flight through a real worker while the broker restarts, the worker
 is killed, a second worker joins and leaves, a worker starts on a backlog of one-record
 batches, malformed records arrive, corrupt champions are announced, and S3 or MLflow go

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from churn_stream.bench.dashboard import _rss_summary, _updates_summary, interval_periods, timer_callbacks, warmup_s
+from churn_stream.bench.dashboard import interval_periods, timer_callbacks, warmup_s
+from churn_stream.bench.dashboard_verdicts import rss_summary, updates_summary
 
 LAYOUT = {
     "type": "Div",
@@ -54,19 +55,19 @@ def test_timer_callbacks_are_found_with_their_interval_and_a_renderer_request():
 
 
 def test_memory_verdict_separates_a_step_from_a_steady_leak():
-    step = _rss_summary([(t, 200.0 + (10 if t > 100 else 0)) for t in range(0, 400, 5)], warm_s=30)
+    step = rss_summary([(t, 200.0 + (10 if t > 100 else 0)) for t in range(0, 400, 5)], warm_s=30)
     assert step["rss_growth_after_warmup_mb"] == 10 and step["rss_max_mb"] == 210
     assert step["rss_slope_last_half_mb_per_h"] == pytest.approx(0, abs=1e-6)
-    leak = _rss_summary([(t, 200.0 + t / 100) for t in range(0, 400, 5)], warm_s=30)
+    leak = rss_summary([(t, 200.0 + t / 100) for t in range(0, 400, 5)], warm_s=30)
     assert leak["rss_slope_last_half_mb_per_h"] == pytest.approx(36.0)
     with pytest.raises(RuntimeError, match="warm-up"):
-        _rss_summary([(0, 1.0), (5, 1.0)], warm_s=30)
+        rss_summary([(0, 1.0), (5, 1.0)], warm_s=30)
 
 
 def test_updates_verdict_flags_a_stall():
-    rising = _updates_summary([(t, 100 * t) for t in range(10)])
+    rising = updates_summary([(t, 100 * t) for t in range(10)])
     assert rising["kept_updating"] and rising["live_count_rises"] == 9
-    stalled = _updates_summary([(t, 100 * min(t, 3)) for t in range(10)])
+    stalled = updates_summary([(t, 100 * min(t, 3)) for t in range(10)])
     assert not stalled["kept_updating"] and stalled["live_longest_without_rise_s"] == 6
 
 

@@ -65,7 +65,7 @@ def test_nested_cv_repeats_the_protocol_on_outer_folds_of_the_training_part(tmp_
 
 
 def test_nested_cv_refuses_a_name_outside_the_zoo():
-    from churn_stream.bench.models import nested_cv
+    from churn_stream.bench.model_selection import nested_cv
 
     with pytest.raises(ValueError, match="not zoo classifiers"):
         nested_cv(("logistic_regression", "lasso"))

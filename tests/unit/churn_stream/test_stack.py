@@ -21,9 +21,9 @@ from churn_stream.stack import (
     LocalStack,
     ServiceStatus,
     StackError,
-    _split_host_port,
     derive_weed_ports,
 )
+from churn_stream.stack.ports import split_host_port
 from plumbing.settings import Settings
 
 SECRET = "s3cr3t-never-shown"
@@ -79,14 +79,14 @@ def test_from_settings_takes_first_bootstrap_server_and_scheme_default_port(tmp_
         ("http://127.0.0.1:5001/some/path", ("127.0.0.1", 5001)),
     ],
 )
-def test_split_host_port(endpoint: str, expected: tuple[str, int]) -> None:
-    assert _split_host_port(endpoint) == expected
+def testsplit_host_port(endpoint: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(endpoint) == expected
 
 
 @pytest.mark.parametrize("endpoint", ["127.0.0.1", "127.0.0.1:notaport", ":9000"])
 def test_split_host_port_rejects_endpoints_without_host_or_port(endpoint: str) -> None:
     with pytest.raises(ValueError, match="expected host:port"):
-        _split_host_port(endpoint)
+        split_host_port(endpoint)
 
 
 def test_from_settings_rejects_endpoint_without_port() -> None:
@@ -216,18 +216,19 @@ def test_unknown_service_is_rejected(stack: LocalStack) -> None:
 # ------------------------------------------------------------ pid files, status
 def test_cmdline_matching(stack: LocalStack) -> None:
     mlflow = stack.command("mlflow")
+    matches = {name: stack.service(name).matches for name in SERVICES}
     # Scripts run as "python /venv/bin/mlflow server ...".
-    assert stack._matches("mlflow", ["/venv/bin/python3", *mlflow])
-    assert not stack._matches("mlflow", ["/venv/bin/python3", *mlflow[:-3], "--port", "5001", "--workers", "1"])
-    assert stack._matches("kafka", stack.command("kafka", ephemeral=True))
-    assert stack._matches("kafka", stack.command("kafka", ephemeral=False))
-    assert not stack._matches("s3", stack.command("kafka"))
+    assert matches["mlflow"](["/venv/bin/python3", *mlflow])
+    assert not matches["mlflow"](["/venv/bin/python3", *mlflow[:-3], "--port", "5001", "--workers", "1"])
+    assert matches["kafka"](stack.command("kafka", ephemeral=True))
+    assert matches["kafka"](stack.command("kafka", ephemeral=False))
+    assert not matches["s3"](stack.command("kafka"))
     weed = stack.command("s3")
     # Incidental flags may differ (older versions of the launcher); identity may not.
-    assert stack._matches("s3", [f for f in weed if "localSocket" not in f] + ["-debug"])
-    assert not stack._matches("s3", [f.replace("-s3.port=19100", "-s3.port=9000") for f in weed])
-    assert not stack._matches("s3", [f.replace(str(stack.data_dir), "/elsewhere") for f in weed])
-    assert not stack._matches("s3", ["/usr/bin/python3", "-c", "pass", *weed[1:]])
+    assert matches["s3"]([f for f in weed if "localSocket" not in f] + ["-debug"])
+    assert not matches["s3"]([f.replace("-s3.port=19100", "-s3.port=9000") for f in weed])
+    assert not matches["s3"]([f.replace(str(stack.data_dir), "/elsewhere") for f in weed])
+    assert not matches["s3"](["/usr/bin/python3", "-c", "pass", *weed[1:]])
 
 
 def test_no_pid_file_means_not_running(stack: LocalStack) -> None:
@@ -260,10 +261,11 @@ def test_port_taken_by_a_foreign_process_is_reported(tmp_path: Path) -> None:
     assert not st.pid_path("kafka").exists()
 
 
-def test_service_that_dies_reports_its_log_tail_without_the_secret(stack: LocalStack, monkeypatch) -> None:
-    stack.kafka_port = LocalStack.free_ports(1)[0]
+def test_service_that_dies_reports_its_log_tail_without_the_secret(tmp_path: Path, monkeypatch) -> None:
+    kafka_port = LocalStack.free_ports(1)[0]
+    stack = LocalStack(tmp_path / "churn", 19100, kafka_port, 19101, access_key="alice", secret_key=SECRET)
     script = ["/bin/sh", "-c", 'echo "broker says: bad config, key=$AWS_SECRET_ACCESS_KEY"; exit 3']
-    monkeypatch.setattr(stack, "command", lambda name, ephemeral=False: script)
+    monkeypatch.setattr(stack.kafka, "command", lambda ephemeral=False: script)
     with pytest.raises(StackError) as err:
         stack.start_service("kafka", ephemeral=True)
     message = str(err.value)
@@ -287,7 +289,9 @@ def test_status_table_formats_rows(stack: LocalStack) -> None:
     assert "alice" in lines[3] and SECRET not in "\n".join(lines)
 
 
-def test_status_of_a_stopped_stack(stack: LocalStack) -> None:
+def test_status_of_a_stopped_stack(tmp_path: Path) -> None:
+    # Free ports: the fixture's fixed ones may be another stack's on a shared host.
+    stack = LocalStack.for_tests(tmp_path)
     statuses = stack.status()
     assert [s.name for s in statuses] == list(SERVICES)
     assert [(s.pid, s.healthy) for s in statuses] == [(None, False)] * 3
@@ -301,7 +305,7 @@ def test_stop_service_kills_the_whole_tree_even_when_sigterm_is_ignored(stack: L
 
     # A service that ignores SIGTERM, with one child and one orphan (reparented, same group).
     argv = ["/bin/sh", "-c", "(sleep 30 &); trap '' TERM; while :; do sleep 0.1; done"]
-    monkeypatch.setattr(stack, "_matches", lambda name, cmdline: list(cmdline) == argv)
+    monkeypatch.setattr(stack.kafka, "matches", lambda cmdline: list(cmdline) == argv)
     proc = subprocess.Popen(argv, start_new_session=True)
     try:
         stack.pid_path("kafka").parent.mkdir(parents=True)

@@ -1,0 +1,189 @@
+"""The naive and relay contenders of ``churn bench stream``, each run as a process of its own.
+
+``python -m churn_stream.bench.stream_contenders naive|relay ...`` is how
+:func:`churn_stream.bench.stream.run_bench_stream` starts them; the third contender is
+``churn worker`` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import orjson
+
+#: Micro-batch bound of the reference relay (same as the worker's).
+RELAY_MAX_RECORDS = 2000
+
+
+def _score_doc(ev, p: float, threshold: float, model_name: str, model_version: str, scored_at: str) -> dict:
+    from schemas.events import SCHEMA_VERSION
+
+    return {
+        "event_id": ev.event_id,
+        "event_time": ev.event_time.isoformat(),
+        "schema_version": SCHEMA_VERSION,
+        "customer_id": ev.customer_id,
+        "churn_probability": p,
+        "churn_label": p >= threshold,
+        "threshold": threshold,
+        "model_name": model_name,
+        "model_version": model_version,
+        "scored_at": scored_at,
+    }
+
+
+def _reasons(pipeline, X: np.ndarray, k: int = 3) -> list[list[dict]]:
+    fn = getattr(pipeline.model, "feature_contributions", None)
+    if fn is None or len(X) == 0:
+        return [[] for _ in range(len(X))]
+    contrib = fn(X)
+    names = pipeline.feature_names_out
+    top = np.argsort(-contrib, axis=1)[:, :k]
+    return [
+        [{"feature": names[j], "contribution": float(contrib[i, j])} for j in top[i] if contrib[i, j] > 0]
+        for i in range(len(X))
+    ]
+
+
+def _faust_kwargs(bootstrap: str, partitions: int, data_dir: str) -> dict[str, Any]:
+    return dict(
+        broker=[f"kafka://{hp.strip()}" for hp in bootstrap.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=partitions,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        datadir=data_dir,
+        store="memory://",
+        broker_rebalance_timeout=5.0,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+    )
+
+
+def run_naive(args: argparse.Namespace) -> None:
+    """The naive contender: a Faust agent, one event scored and sent at a time (blocking)."""
+    from datetime import datetime
+
+    import faust
+
+    from schemas.events import CustomerEvent
+    from scratch_models.pipeline import ScoringPipeline
+    from stream_app.scoring import event_columns
+
+    pipeline = ScoringPipeline.load(args.pipeline)
+    names = pipeline.feature_names_in
+    # Any: the pipeline types its model as BaseModel, which declares no predict_proba (each model does).
+    model: Any = pipeline.model
+    app = faust.App(args.group, **_faust_kwargs(args.bootstrap, args.partitions, args.data_dir))
+    src = app.topic(args.input, value_serializer="raw", key_serializer="raw")
+    scores = app.topic(args.output, value_serializer="raw", key_serializer="raw")
+    alerts = app.topic(args.alerts, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(src)
+    async def score(stream) -> None:
+        async for event in stream.events():
+            ev = CustomerEvent.model_validate_json(event.value)
+            X = pipeline.transform(event_columns([ev], names))
+            p = float(model.predict_proba(X)[0, 1])
+            doc = _score_doc(
+                ev, p, pipeline.threshold, args.model_name, args.model_version, datetime.now(UTC).isoformat()
+            )
+            key = ev.customer_id.encode()
+            await scores.send(key=key, value=orjson.dumps(doc))
+            if p >= pipeline.threshold:
+                doc["reasons"] = _reasons(pipeline, X)[0]
+                await alerts.send(key=key, value=orjson.dumps(doc))
+
+    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+async def _relay(args: argparse.Namespace) -> None:
+    from datetime import datetime
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from schemas.events import CustomerEvent
+    from scratch_models.pipeline import ScoringPipeline
+    from stream_app.scoring import event_columns
+
+    pipeline = ScoringPipeline.load(args.pipeline)
+    names = pipeline.feature_names_in
+    # Any: the pipeline types its model as BaseModel, which declares no predict_proba (each model does).
+    model: Any = pipeline.model
+    consumer = AIOKafkaConsumer(
+        args.input,
+        bootstrap_servers=args.bootstrap,
+        group_id=args.group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=RELAY_MAX_RECORDS,
+        rebalance_timeout_ms=5000,
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100, max_records=RELAY_MAX_RECORDS)
+            msgs = [m for ms in batch.values() for m in ms]
+            if not msgs:
+                continue
+            events = [CustomerEvent.model_validate_json(m.value) for m in msgs]
+            X = pipeline.transform(event_columns(events, names))
+            proba = model.predict_proba(X)[:, 1]
+            scored_at = datetime.now(UTC).isoformat()
+            docs = [
+                _score_doc(ev, p, pipeline.threshold, args.model_name, args.model_version, scored_at)
+                for ev, p in zip(events, proba.tolist())
+            ]
+            futures = [await producer.send(args.output, orjson.dumps(d), key=d["customer_id"].encode()) for d in docs]
+            alert_rows = np.flatnonzero(proba >= pipeline.threshold)
+            for i, reasons in zip(alert_rows.tolist(), _reasons(pipeline, X[alert_rows])):
+                doc = dict(docs[i], reasons=reasons)
+                futures.append(await producer.send(args.alerts, orjson.dumps(doc), key=doc["customer_id"].encode()))
+            await asyncio.gather(*futures)
+            await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def run_relay(args: argparse.Namespace) -> None:
+    """The reference contender: a batching aiokafka consume -> score -> produce loop (blocking)."""
+    asyncio.run(_relay(args))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry of the naive and relay contender processes (started by :func:`run_bench_stream`)."""
+    parser = argparse.ArgumentParser(prog="python -m churn_stream.bench.stream_contenders")
+    parser.add_argument("kind", choices=("naive", "relay"))
+    for opt in (
+        "--bootstrap",
+        "--input",
+        "--output",
+        "--alerts",
+        "--group",
+        "--pipeline",
+        "--data-dir",
+        "--model-name",
+        "--model-version",
+    ):
+        parser.add_argument(opt, required=True)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args(argv)
+    sys.argv = sys.argv[:1]  # Faust's Worker looks at sys.argv; it has no options of its own here
+    (run_naive if args.kind == "naive" else run_relay)(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

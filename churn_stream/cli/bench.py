@@ -1,0 +1,240 @@
+"""``churn bench``: ours and the reference, measured side by side in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from churn_stream.cli.app import RATE, main
+from plumbing.settings import Settings
+
+
+# --------------------------------------------------------------------- bench
+@main.group()
+def bench() -> None:
+    """Benchmarks: ours and the reference, measured side by side in one run."""
+
+
+@bench.command("models")
+@click.option("--dataset", default="telco", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_models(dataset: str, json_path: Path | None) -> None:
+    """Scratch models vs scikit-learn/xgboost: quality, fit and predict time."""
+    from churn_stream.bench.models import run_bench_models
+
+    run_bench_models(dataset=dataset, json_path=json_path)
+
+
+@bench.command("fit")
+@click.option("--rows", type=click.IntRange(min=100), default=1_000_000, show_default=True)
+@click.option("--features", type=click.IntRange(min=8), default=80, show_default=True)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Choice(["gradient_boosting", "random_forest", "random_forest_pca"]),
+    help="Repeatable; default all three.",
+)
+@click.option(
+    "--reference-rows",
+    type=click.IntRange(min=100),
+    default=100_000,
+    show_default=True,
+    help="Rows the scikit-learn forest references are fitted on (xgboost gets --rows).",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows: int, json_path: Path | None) -> None:
+    """Boosting and forests at scale: fit s, CPU s, peak RSS beside the target and a reference."""
+    from churn_stream.bench.fit_scale import SCALE_MODELS, run_bench_fit
+
+    run_bench_fit(rows, features, models or SCALE_MODELS, reference_rows, json_path)
+
+
+@bench.command("gbm-cv")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_gbm_cv(json_path: Path | None) -> None:
+    """Cross-validate the zoo's gradient-boosting hyperparameters on Telco's training part only."""
+    from churn_stream.bench.model_selection import select_gbm_params
+
+    rows = select_gbm_params()
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+@bench.command("models-cv")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    default=("gradient_boosting",),
+    show_default=True,
+    help="Zoo classifier, repeatable.",
+)
+@click.option(
+    "--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Repetitions of the 5 outer folds."
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | None) -> None:
+    """Scratch classifiers beside their references on repeated outer folds of Telco's training part
+    (thresholds tuned out of fold inside each), with the paired difference and its standard error."""
+    from churn_stream.bench.model_selection import format_nested_cv, nested_cv
+
+    load = os.getloadavg()
+    try:
+        rows = nested_cv(tuple(models), outer_seeds=tuple(range(7, 7 + repeats)))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--model") from None
+    click.echo(f"# churn bench models-cv: cores={os.cpu_count()} load_avg={load[0]:.2f} -> {os.getloadavg()[0]:.2f}")
+    click.echo(format_nested_cv(rows))
+    if json_path is not None:
+        json_path.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+@bench.command("stream")
+@click.option("--events", type=int, default=200_000, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def bench_stream(settings: Settings, events: int, json_path: Path | None) -> None:
+    """Naive Faust agent vs aiokafka relay vs our worker, end to end on the configured broker."""
+    from churn_stream.bench.stream import run_bench_stream
+
+    run_bench_stream(settings, events=events, json_path=json_path)
+
+
+@bench.command("api")
+@click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True, help="Requests per second.")
+@click.option(
+    "--duration",
+    "duration_s",
+    type=click.FloatRange(min=1),
+    default=10.0,
+    show_default=True,
+    help="Seconds of the measured run.",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Path | None) -> None:
+    """Single-customer prediction latency at a fixed request rate, beside a scikit-learn Pipeline call."""
+    from churn_stream.bench.api import run_bench_api
+
+    run_bench_api(settings, json_path=json_path, rate=rate, duration_s=duration_s)
+
+
+@bench.command("dashboard")
+@click.option("--duration", "duration_s", type=float, default=3600.0, show_default=True, help="Seconds.")
+@click.option("--rate", type=RATE, default=2000.0, show_default=True, help="Score records per second.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_path: Path | None) -> None:
+    """Soak the dashboard: scores produced at --rate; its memory, callback durations vs refresh
+    intervals and live counts; exit 1 if memory grew, a callback overran its interval or the page stalled."""
+    from churn_stream.bench.dashboard import run_bench_dashboard
+
+    try:
+        result = run_bench_dashboard(settings, duration_s=duration_s, rate=rate, json_path=json_path)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    if not result["passed"]:
+        sys.exit(1)
+
+
+@bench.command("batch")
+@click.option("--dataset", default="retail", show_default=True, type=click.Choice(["retail", "telco"]))
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Retail customers to generate (deterministic seed) when no --source is given.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated retail file.")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV to ingest instead (default: generated retail rows, or the shipped Telco file).",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option(
+    "--only",
+    "only",
+    multiple=True,
+    help="Train only this zoo model (repeatable; quick checks, not a full-cycle figure).",
+)
+@click.pass_obj
+def bench_batch(
+    settings: Settings,
+    dataset: str,
+    rows: int,
+    seed: int,
+    source: Path | None,
+    json_path: Path | None,
+    only: tuple[str, ...],
+) -> None:
+    """One full batch cycle on the configured stack: seconds per stage and model, peak memory, beside the
+    targets (retail 1M rows < 15 min and < 6 GB; Telco < 90 s)."""
+    from churn_stream.bench.batch import run_bench_batch
+
+    run_bench_batch(
+        settings,
+        dataset=dataset,
+        rows=rows,
+        seed=seed,
+        source=source,
+        json_path=json_path,
+        only=set(only) or None,
+        echo=click.echo,
+    )
+
+
+@bench.command("batch-curve")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=600_000,
+    show_default=True,
+    help="Retail customers to generate (80 % train, 20 % hold-out).",
+)
+@click.option(
+    "--sizes",
+    default="50000,100000,200000,400000",
+    show_default=True,
+    help="Comma-separated training-row caps to fit each ensemble on.",
+)
+@click.option("--model", "models", multiple=True, help="Only this ensemble (repeatable; default all four).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_obj
+def bench_batch_curve(
+    settings: Settings, rows: int, sizes: str, models: tuple[str, ...], seed: int, json_path: Path | None
+) -> None:
+    """Learning curve of the tree ensembles on retail: hold-out AUC / R^2 and fit seconds per training-row
+    cap (the evidence for CHURN_BATCH_ENSEMBLE_MAX_ROWS). Needs no stack."""
+    from churn_stream.bench.batch import run_ensemble_curve
+
+    try:
+        caps = tuple(int(s) for s in sizes.split(",") if s.strip())
+        run_ensemble_curve(
+            settings, rows=rows, sizes=caps, seed=seed, models=models or None, json_path=json_path, echo=click.echo
+        )
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+@bench.command("faults")
+@click.option("--events", type=int, default=10_000, show_default=True, help="Records per scenario.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--only", "only", multiple=True, help="Run only this scenario (repeatable).")
+@click.pass_obj
+def bench_faults(settings: Settings, events: int, json_path: Path | None, only: tuple[str, ...]) -> None:
+    """Inject faults (broker restart, worker kill/join/leave, bad input, corrupt model, S3/MLflow outages)
+    on stacks of its own and count lost, duplicated and dead-lettered events; exit 1 if any scenario fails."""
+    from churn_stream.bench.faults import run_bench_faults
+
+    results = run_bench_faults(settings, events=events, json_path=json_path, only=only or None)
+    if not all(r.passed for r in results):
+        sys.exit(1)
