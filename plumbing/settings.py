@@ -46,6 +46,9 @@ class Settings:
         ``MLFLOW_TRACKING_URI``.
     data_dir : Path
         ``CHURN_DATA_DIR``: local stack data and logs (default ``.churn``).
+    dataset : str
+        ``CHURN_DATASET``: the dataset profile served, a shipped name or a profile file
+        (default ``telco``); ``--dataset`` overrides it per command.
     consumer_group : str
         ``CHURN_CONSUMER_GROUP``: Kafka consumer group of the scoring workers.
     topic_partitions : int
@@ -145,6 +148,7 @@ class Settings:
     minio_secure: bool = False
     mlflow_tracking_uri: str = "http://127.0.0.1:5001"
     data_dir: Path = Path(".churn")
+    dataset: str = "telco"
     consumer_group: str = "churn-scorer"
     topic_partitions: int = 4
     worker_web_port: int = 6066
@@ -186,6 +190,7 @@ class Settings:
         "minio_secure": "MINIO_SECURE",
         "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
         "data_dir": "CHURN_DATA_DIR",
+        "dataset": "CHURN_DATASET",
         "consumer_group": "CHURN_CONSUMER_GROUP",
         "topic_partitions": "CHURN_TOPIC_PARTITIONS",
         "worker_web_port": "CHURN_WORKER_WEB_PORT",
