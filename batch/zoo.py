@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from scratch_models import MODEL_CLASSES
 from scratch_models.base import BaseModel
@@ -108,7 +109,7 @@ def sample_caps(settings) -> dict[str, int]:
 
 
 def _factories(spec: list[tuple[str, str, dict]], only: set[str] | None) -> dict[str, Callable[[], BaseModel]]:
-    out = {}
+    out: dict[str, Callable[[], BaseModel]] = {}
     for name, cls_name, params in spec:
         if only is not None and name not in only:
             continue
@@ -117,7 +118,7 @@ def _factories(spec: list[tuple[str, str, dict]], only: set[str] | None) -> dict
             continue
         accepted = set(cls._param_names())
         kwargs = {k: v for k, v in params.items() if k in accepted}
-        out[name] = lambda c=cls, p=kwargs: c(**p)
+        out[name] = partial(cls, **kwargs)
     return out
 
 

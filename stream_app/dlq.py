@@ -196,7 +196,7 @@ async def replay_dead_letters_async(
                     report["valid_by_topic"][letter.topic] = report["valid_by_topic"].get(letter.topic, 0) + 1
                     if producer is not None:
                         futures.append(await producer.send(letter.topic, value, key=key))
-        if futures:
+        if futures and producer is not None:
             await producer.flush()
             await asyncio.gather(*futures)
         report["replayed"] = len(futures)
