@@ -12,9 +12,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
+from click.testing import CliRunner
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from churn_stream.cli import main
 from plumbing.clients import topic_partitions
 from plumbing.settings import Settings
 from schemas.asyncapi import asyncapi_document, topic_contracts
@@ -150,6 +153,27 @@ def test_a_customer_event_validates_against_its_message_payload(doc):
         jsonschema.Draft7Validator(payload).validate({**event, "tenure_months": "twelve"})
 
 
-def test_unknown_dataset_names_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown dataset 'nope'.*\['telco'\]"):
+def test_cli_writes_json_and_yaml(tmp_path, validator, doc):
+    runner = CliRunner()
+    result = runner.invoke(main, ["schemas", "asyncapi", "--out", str(tmp_path / "topics.json")], env={})
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "topics.json").read_text())
+    assert written == doc and _errors(validator, written) == []
+    result = runner.invoke(
+        main, ["schemas", "asyncapi", "--dataset", "telco", "--out", str(tmp_path / "t.yaml")], env={}
+    )
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "t.yaml").read_text()) == doc
+    result = runner.invoke(main, ["schemas", "asyncapi"], env={})
+    assert result.exit_code == 0 and json.loads(result.output) == doc
+
+
+def test_cli_unknown_dataset_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["schemas", "asyncapi", "--dataset", "nope", "--out", str(tmp_path / "x.json")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: unknown dataset 'nope'; datasets with a streaming contract: ['telco']"
+    ]
+    assert not (tmp_path / "x.json").exists()
+    with pytest.raises(ValueError, match="unknown dataset"):
         topic_contracts("nope")
