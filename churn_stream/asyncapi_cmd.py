@@ -39,9 +39,9 @@ def render(doc: dict, path: Path | None) -> str:
 @click.command("asyncapi")
 @click.option(
     "--dataset",
-    default="telco",
-    show_default=True,
-    help="Whose customer contract the `customers` messages carry (telco today).",
+    default=None,
+    help="Whose customer contract and topic names the document describes (telco today); "
+    "default: CHURN_DATASET, else telco.",
 )
 @click.option(
     "--out",
@@ -50,14 +50,14 @@ def render(doc: dict, path: Path | None) -> str:
     help="Write the document here (.json, or .yaml/.yml for YAML); default: standard output, JSON.",
 )
 @click.pass_obj
-def asyncapi_cmd(settings: Settings, dataset: str, out: Path | None) -> None:
+def asyncapi_cmd(settings: Settings, dataset: str | None, out: Path | None) -> None:
     """Write an AsyncAPI 3.0 document of every topic: messages, keys, partitions, operations."""
     from plumbing.clients import topic_partitions
     from schemas.asyncapi import asyncapi_document
 
     try:
         doc = asyncapi_document(
-            dataset,
+            dataset or settings.dataset,
             partitions=topic_partitions(settings),
             bootstrap_servers=settings.kafka_bootstrap_servers,
             consumer_group=settings.consumer_group,

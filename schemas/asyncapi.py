@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from schemas.events import SCHEMA_VERSION, CustomerEvent
 from schemas.jsonschema import TOPIC_SCHEMAS
+from schemas.namespace import Namespace
 from schemas.topics import Topics
 
 #: The AsyncAPI version the document follows.
@@ -208,15 +209,17 @@ def asyncapi_document(
     Parameters
     ----------
     dataset : str, default "telco"
-        Whose customer contract the ``customers`` messages carry (:func:`topic_contracts`).
+        Whose customer contract the ``customers`` messages carry (:func:`topic_contracts`);
+        the channel addresses are its topic names (:class:`~schemas.namespace.Namespace`).
     partitions : mapping of str to int, optional
-        Partition count per topic (``plumbing.clients.topic_partitions``); topics missing
-        from it get no ``partitions`` in their channel binding.
+        Partition count per base topic name (``plumbing.clients.topic_partitions``); topics
+        missing from it get no ``partitions`` in their channel binding.
     bootstrap_servers : str, optional
         ``host:port[,host:port...]`` of the brokers: one ``kafka`` server per address.
         Without it the document has no ``servers``.
     consumer_group : str, optional
-        The scoring workers' consumer group, stated on their receive operation.
+        The configured consumer group (``CHURN_CONSUMER_GROUP``); the dataset's scoring
+        workers' group, derived from it, is stated on their receive operation.
 
     Returns
     -------
@@ -229,6 +232,9 @@ def asyncapi_document(
         For a dataset without a streaming contract.
     """
     contracts = topic_contracts(dataset)
+    # The dataset's own topic names (schemas.namespace); channel ids stay the base names.
+    namespace = Namespace.for_dataset(dataset, base_group=consumer_group or "churn-scorer")
+    addresses = dict(zip(Topics.all(), namespace.topics()))
     partitions = partitions or {}
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -244,11 +250,11 @@ def asyncapi_document(
             "payload": {"$ref": f"#/components/schemas/{name}"},
             "bindings": {"kafka": {"key": _key_schema(key), "bindingVersion": KAFKA_BINDING_VERSION}},
         }
-        binding: dict[str, Any] = {"topic": topic, "bindingVersion": KAFKA_BINDING_VERSION}
+        binding: dict[str, Any] = {"topic": addresses[topic], "bindingVersion": KAFKA_BINDING_VERSION}
         if topic in partitions:
             binding["partitions"] = int(partitions[topic])
         channels[topic] = {
-            "address": topic,
+            "address": addresses[topic],
             "title": title,
             "description": description,
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
@@ -267,7 +273,7 @@ def asyncapi_document(
         if op_id == "scoreCustomers" and consumer_group:
             operation["bindings"] = {
                 "kafka": {
-                    "groupId": {"type": "string", "enum": [consumer_group]},
+                    "groupId": {"type": "string", "enum": [namespace.consumer_group]},
                     "bindingVersion": KAFKA_BINDING_VERSION,
                 }
             }

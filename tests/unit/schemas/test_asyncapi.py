@@ -177,3 +177,23 @@ def test_cli_unknown_dataset_is_one_line(tmp_path):
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(ValueError, match="unknown dataset"):
         topic_contracts("nope")
+
+
+def test_another_dataset_gets_its_own_topic_names(monkeypatch, validator):
+    from schemas import asyncapi
+    from schemas.events import CustomerEvent
+    from schemas.namespace import Namespace
+
+    # Stands in for a dataset profile that defines its streaming contract (none ships yet).
+    monkeypatch.setitem(asyncapi.CUSTOMER_CONTRACTS, "retail", CustomerEvent)
+    doc = asyncapi_document("retail", topic_partitions(Settings()), consumer_group="churn-scorer")
+    namespace = Namespace.for_dataset("retail")
+    assert [c["address"] for c in doc["channels"].values()] == namespace.topics()
+    assert [c["bindings"]["kafka"]["topic"] for c in doc["channels"].values()] == namespace.topics()
+    assert doc["operations"]["scoreCustomers"]["bindings"]["kafka"]["groupId"]["enum"] == [namespace.consumer_group]
+    assert _errors(validator, doc) == []
+
+
+def test_cli_dataset_defaults_to_the_configured_one():
+    result = CliRunner().invoke(main, ["schemas", "asyncapi"], env={"CHURN_DATASET": "retail"})
+    assert result.exit_code == 1 and "unknown dataset 'retail'" in result.output
