@@ -27,6 +27,11 @@ def schemas_export(directory: Path) -> None:
         click.echo(str(path))
 
 
+from churn_stream.asyncapi_cmd import asyncapi_cmd  # noqa: E402 - `churn schemas asyncapi` (issue 15)
+
+schemas.add_command(asyncapi_cmd)
+
+
 # --------------------------------------------------------------------- batch
 @main.group()
 def batch() -> None:

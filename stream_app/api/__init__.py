@@ -10,8 +10,9 @@ champion announced on ``model-updated`` is served without a restart.
 
 Other endpoints: ``GET /api/metrics`` (the champion's evaluation metrics from MLflow
 plus live figures), ``GET /api/models`` (registry), ``GET /health``,
-``GET /openapi.json`` (generated from the pydantic contracts) and ``GET /docs``
-(a self-contained HTML page: the machine serving it may have no internet).
+``GET /openapi.json`` (generated from the pydantic contracts), Swagger UI at ``GET /docs``
+and ReDoc at ``GET /redoc`` (their assets served by the API itself: the machine serving
+them may have no internet).
 
 Modules, one job each:
 
@@ -20,14 +21,14 @@ Modules, one job each:
 - :mod:`~stream_app.api.bodies` reads, parses and validates bodies, and answers errors;
 - :mod:`~stream_app.api.state` holds the model store wiring, model selection and scoring;
 - :mod:`~stream_app.api.handlers` holds the routes;
-- :mod:`~stream_app.api.docs` makes the OpenAPI document and the ``/docs`` page;
+- :mod:`~stream_app.api.docs` makes the OpenAPI document and the ``/docs`` and ``/redoc`` pages;
 - :mod:`~stream_app.api.middleware` counts requests;
 - :mod:`~stream_app.api.app` builds the app (:func:`create_app`) and serves it (:func:`run_api`).
 """
 
 from stream_app.api.app import create_app, run_api
 from stream_app.api.bodies import DEFAULT_MAX_BODY_BYTES, ApiError
-from stream_app.api.docs import docs_html, openapi_document
+from stream_app.api.docs import docs_routes, openapi_document
 from stream_app.api.state import ApiState
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "ApiError",
     "ApiState",
     "create_app",
-    "docs_html",
+    "docs_routes",
     "openapi_document",
     "run_api",
 ]

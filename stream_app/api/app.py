@@ -14,17 +14,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from plumbing.clients import make_tracker
 from plumbing.settings import Settings
 from schemas.profiles import TELCO
 from stream_app.api.bodies import DEFAULT_MAX_BODY_BYTES
-from stream_app.api.docs import docs_html, openapi_document
+from stream_app.api.docs import docs_routes, openapi_document
 from stream_app.api.handlers import health, metrics, models, predict
 from stream_app.api.middleware import CountRequests
 from stream_app.api.state import ApiState
@@ -108,15 +105,6 @@ def create_app(
     """
     store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features), value_models=True)
     state = ApiState(settings, tracker, store)
-    doc = openapi_document(max_body_bytes)
-    doc_bytes = orjson.dumps(doc)
-    page = docs_html(doc)
-
-    async def openapi(request: Request) -> Response:
-        return Response(doc_bytes, media_type="application/json")
-
-    async def docs(request: Request) -> Response:
-        return HTMLResponse(page)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -152,8 +140,8 @@ def create_app(
         Route("/api/metrics", metrics, methods=["GET"]),
         Route("/api/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
-        Route("/docs", docs, methods=["GET"], include_in_schema=False),
+        # Separate from the API's routes: an auth layer can leave them open (docs.PUBLIC_DOC_PATHS).
+        *docs_routes(openapi_document(max_body_bytes)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.api = state

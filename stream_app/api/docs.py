@@ -1,19 +1,46 @@
-"""The API's own description: the OpenAPI 3.1 document and the ``/docs`` page made from it.
+"""The API's own description: the OpenAPI 3.1 document, Swagger UI at ``/docs`` and ReDoc at ``/redoc``.
 
 The schemas come from the pydantic contracts of :mod:`schemas.http`, so the document
-cannot drift from what the handlers validate. The page is self-contained HTML (no
-scripts, no external assets): the machine serving it may have no internet.
+cannot drift from what the handlers validate; every body carries the examples defined
+there (Telco customers, and the API's real answers for them).
+
+Both pages load their scripts and styles from this server, never from a CDN: the
+machine serving them may have no internet. Swagger UI 5 comes from the ``swagger-ui-py``
+wheel (the ``swagger-ui-bundle`` wheel ships Swagger UI 4, which cannot render OpenAPI
+3.1); ReDoc's standalone bundle is vendored under ``static/redoc/`` (see its README for
+version and licence). A Content-Security-Policy on both pages keeps every request on
+this origin. The routes come from :func:`docs_routes`, apart from the API's own, so an
+authentication layer added later can leave :data:`PUBLIC_DOC_PATHS` open.
 """
 
 from __future__ import annotations
 
+import copy
 import html
-import json
+import importlib.util
+from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import Route
 
 from schemas.http import (
+    EXAMPLE_CUSTOMER,
+    EXAMPLE_CUSTOMER_ONE_YEAR,
+    EXAMPLE_ERROR_404,
+    EXAMPLE_ERROR_413,
+    EXAMPLE_ERROR_422,
+    EXAMPLE_ERROR_503,
+    EXAMPLE_ERROR_503_REGISTRY,
+    EXAMPLE_HEALTH_OK,
+    EXAMPLE_HEALTH_STARTING,
+    EXAMPLE_METRICS_RESPONSE,
+    EXAMPLE_MODELS_RESPONSE,
+    EXAMPLE_PREDICT_REQUEST,
+    EXAMPLE_PREDICT_RESPONSE,
     MAX_CUSTOMERS_PER_REQUEST,
     MODEL_REF_MAX_LENGTH,
     MODEL_REF_PATTERN,
@@ -25,23 +52,86 @@ from schemas.http import (
     PredictRequest,
     PredictResponse,
 )
+from schemas.registry import CHALLENGER, CLASSIFIER_NAME
 from stream_app.api.bodies import DEFAULT_MAX_BODY_BYTES
 
+#: The machine-readable document.
+OPENAPI_PATH = "/openapi.json"
+#: Swagger UI (try requests from the browser).
+DOCS_PATH = "/docs"
+#: ReDoc (a three-panel reference).
+REDOC_PATH = "/redoc"
+#: The pages' scripts, styles and icon: ``/docs/assets/<name>``.
+ASSETS_PATH = "/docs/assets"
+#: Paths an authentication layer should leave open (the last one is a prefix).
+PUBLIC_DOC_PATHS = (OPENAPI_PATH, DOCS_PATH, REDOC_PATH, ASSETS_PATH + "/")
 
-def _error_responses(*codes: int) -> dict[str, Any]:
-    text = {
-        404: "Unknown model.",
-        413: "Request body too large.",
-        422: "Invalid body or parameter; `errors` names each failing field.",
-        503: "No champion loaded yet, or the model registry is unreachable.",
-    }
+#: Everything on this origin. ``'unsafe-inline'`` styles: both UIs set style attributes at run time;
+#: ``blob:`` workers: ReDoc's search index runs in one; ``data:`` images: Swagger UI's inline icons.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "worker-src 'self' blob:; connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'self'; "
+    "frame-ancestors 'self'"
+)
+
+_STATIC = Path(__file__).resolve().parent / "static"
+_MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png"}
+
+
+def _swagger_ui_static() -> Path:
+    """The ``static`` folder of the installed ``swagger-ui-py`` wheel (located, not imported).
+
+    Raises
+    ------
+    RuntimeError
+        If ``swagger-ui-py`` is not installed.
+    """
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("swagger-ui-py is not installed; it serves Swagger UI's files at /docs (pip install -e .)")
+    return Path(spec.origin).parent / "static"
+
+
+def doc_assets() -> dict[str, Path]:
+    """The files the ``/docs`` and ``/redoc`` pages load, by the name they are served under.
+
+    Only these are served (not the whole folders they come from).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``/docs/assets/<name>`` -> packaged file.
+
+    Raises
+    ------
+    RuntimeError
+        If ``swagger-ui-py`` is not installed.
+    """
+    swagger = _swagger_ui_static()
     return {
-        str(c): {
-            "description": text[c],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
-        }
-        for c in codes
+        "swagger-ui-bundle.js": swagger / "swagger-ui-bundle.js",
+        "swagger-ui.css": swagger / "swagger-ui.css",
+        "favicon-32x32.png": swagger / "favicon-32x32.png",
+        "swagger-init.js": _STATIC / "swagger-init.js",
+        "redoc.standalone.js": _STATIC / "redoc" / "redoc.standalone.js",
     }
+
+
+def _json(schema_name: str, description: str, examples: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """A response (or request body) of ``schema_name`` with named examples ``{key: (summary, value)}``."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{schema_name}"},
+                "examples": {k: {"summary": s, "value": copy.deepcopy(v)} for k, (s, v) in examples.items()},
+            }
+        },
+    }
+
+
+def _error(description: str, **examples: tuple[str, Any]) -> dict[str, Any]:
+    return _json("ErrorResponse", description, examples)
 
 
 def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, Any]:
@@ -55,7 +145,9 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
     Returns
     -------
     dict
-        JSON-able; served at ``/openapi.json``.
+        JSON-able; served at ``/openapi.json``. Every request and response body has
+        named examples (``content.application/json.examples``), and each body's schema
+        its ``examples``.
     """
     _, defs = models_json_schema(
         [
@@ -71,12 +163,6 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
     )
     schemas = defs["$defs"]
 
-    def ok(name: str, description: str) -> dict[str, Any]:
-        return {
-            "description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
-        }
-
     model_param = {
         "name": "model_name",
         "in": "query",
@@ -85,6 +171,45 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
         "(`name/version`, `name@alias` or `name`). Takes precedence over a "
         "`model_name` in the body.",
         "schema": {"type": "string", "pattern": MODEL_REF_PATTERN, "maxLength": MODEL_REF_MAX_LENGTH},
+        "examples": {
+            "version": {"summary": "A registered version", "value": f"{CLASSIFIER_NAME}/3"},
+            "alias": {"summary": "The version an alias points to", "value": f"{CLASSIFIER_NAME}@{CHALLENGER}"},
+        },
+    }
+    customer_list = {
+        "title": "CustomerInput list",
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/CustomerInput"},
+        "minItems": 1,
+        "maxItems": MAX_CUSTOMERS_PER_REQUEST,
+    }
+    predict_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/CustomerInput"},
+                        customer_list,
+                        {"$ref": "#/components/schemas/PredictRequest"},
+                    ]
+                },
+                "examples": {
+                    "one": {
+                        "summary": "One customer (event id and time generated)",
+                        "value": copy.deepcopy(EXAMPLE_CUSTOMER),
+                    },
+                    "list": {
+                        "summary": "A list of customers",
+                        "value": copy.deepcopy([EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ONE_YEAR]),
+                    },
+                    "envelope": {
+                        "summary": "Customers and the model version to score them with",
+                        "value": copy.deepcopy(EXAMPLE_PREDICT_REQUEST),
+                    },
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
@@ -94,62 +219,91 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
             "description": "Churn probability, label, reason codes and customer value per customer, scored with "
             "the same featurisation and model versions as the stream.",
         },
+        "tags": [
+            {"name": "scoring", "description": "Churn scores for customers, as the stream computes them."},
+            {"name": "models", "description": "The registered models and the champion's figures."},
+            {"name": "service", "description": "Readiness of this API process."},
+        ],
         "paths": {
             "/api/predict": {
                 "post": {
                     "operationId": "predict",
+                    "tags": ["scoring"],
                     "summary": "Score one customer or a list",
                     "description": 'Body: one customer, a list of customers, or `{"customers": ..., '
                     '"model_name": ...}`. '
                     f"At most {MAX_CUSTOMERS_PER_REQUEST} customers and "
                     f"{max_body_bytes} bytes. `event_id` and `event_time` may be omitted.",
                     "parameters": [model_param],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "anyOf": [
-                                        {"$ref": "#/components/schemas/CustomerInput"},
-                                        {
-                                            "type": "array",
-                                            "items": {"$ref": "#/components/schemas/CustomerInput"},
-                                            "minItems": 1,
-                                            "maxItems": MAX_CUSTOMERS_PER_REQUEST,
-                                        },
-                                        {"$ref": "#/components/schemas/PredictRequest"},
-                                    ]
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": predict_body,
                     "responses": {
-                        "200": ok("PredictResponse", "Scores in request order."),
-                        **_error_responses(404, 413, 422, 503),
+                        "200": _json(
+                            "PredictResponse",
+                            "Scores in request order.",
+                            {"scored": ("Customer 7590-VHVEG scored by the champion", EXAMPLE_PREDICT_RESPONSE)},
+                        ),
+                        "404": _error("Unknown model.", unknown=("No such registered version", EXAMPLE_ERROR_404)),
+                        "413": _error(
+                            "Request body too large.", too_large=("A 2 MiB body, 1 MiB limit", EXAMPLE_ERROR_413)
+                        ),
+                        "422": _error(
+                            "Invalid body or parameter; `errors` names each failing field.",
+                            invalid=("tenure_months given as text", EXAMPLE_ERROR_422),
+                        ),
+                        "503": _error(
+                            "No champion loaded yet, or the model registry is unreachable.",
+                            starting=("No champion loaded yet", EXAMPLE_ERROR_503),
+                            registry=("Model registry unreachable", EXAMPLE_ERROR_503_REGISTRY),
+                        ),
                     },
                 }
             },
             "/api/metrics": {
                 "get": {
                     "operationId": "metrics",
+                    "tags": ["models"],
                     "summary": "Champion evaluation metrics (MLflow) and live figures",
-                    "responses": {"200": ok("MetricsResponse", "Metrics.")},
+                    "responses": {
+                        "200": _json(
+                            "MetricsResponse",
+                            "Metrics.",
+                            {"serving": ("Champion version 3 in service", EXAMPLE_METRICS_RESPONSE)},
+                        )
+                    },
                 }
             },
             "/api/models": {
                 "get": {
                     "operationId": "models",
+                    "tags": ["models"],
                     "summary": "Registered models, versions, aliases and key metrics",
-                    "responses": {"200": ok("ModelsResponse", "The registry."), **_error_responses(503)},
+                    "responses": {
+                        "200": _json(
+                            "ModelsResponse",
+                            "The registry.",
+                            {"registry": ("Classifier and regressor", EXAMPLE_MODELS_RESPONSE)},
+                        ),
+                        "503": _error(
+                            "The model registry is unreachable.",
+                            registry=("Model registry unreachable", EXAMPLE_ERROR_503_REGISTRY),
+                        ),
+                    },
                 }
             },
             "/health": {
                 "get": {
                     "operationId": "health",
+                    "tags": ["service"],
                     "summary": "200 when a champion is in service",
                     "responses": {
-                        "200": ok("HealthResponse", "A champion is in service."),
-                        "503": ok("HealthResponse", "No champion loaded yet."),
+                        "200": _json(
+                            "HealthResponse", "A champion is in service.", {"ok": ("Serving", EXAMPLE_HEALTH_OK)}
+                        ),
+                        "503": _json(
+                            "HealthResponse",
+                            "No champion loaded yet.",
+                            {"starting": ("Starting", EXAMPLE_HEALTH_STARTING)},
+                        ),
                     },
                 }
             },
@@ -158,41 +312,111 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
     }
 
 
-def docs_html(doc: dict[str, Any]) -> str:
-    """A self-contained HTML page describing ``doc`` (no scripts, no external assets).
+def _page(title: str, head: str, body: str) -> str:
+    # Relative URLs (docs/assets/..., openapi.json): the pages also work behind a path prefix.
+    return (
+        "<!doctype html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+        f"<title>{html.escape(title)}</title>\n"
+        f"<link rel='icon' type='image/png' href='{ASSETS_PATH[1:]}/favicon-32x32.png'>\n"
+        f"{head}</head>\n<body>\n{body}</body>\n</html>\n"
+    )
+
+
+def swagger_ui_html(title: str) -> str:
+    """The ``/docs`` page: Swagger UI on ``openapi.json``, every asset from ``/docs/assets``.
 
     Parameters
     ----------
-    doc : dict
-        An :func:`openapi_document`.
+    title : str
+        The page title.
 
     Returns
     -------
     str
-        The page served at ``/docs``.
     """
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(doc['info']['title'])}</title>",
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-        "pre{background:#f4f4f4;padding:.8em;overflow:auto}code{background:#f4f4f4}"
-        "h2{border-bottom:1px solid #ccc}</style></head><body>",
-        f"<h1>{html.escape(doc['info']['title'])}</h1><p>{html.escape(doc['info']['description'])}</p>",
-        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p><h2>Endpoints</h2>",
-    ]
-    for path, ops in doc["paths"].items():
-        for method, op in ops.items():
-            parts.append(f"<h3><code>{method.upper()} {html.escape(path)}</code> — {html.escape(op['summary'])}</h3>")
-            if op.get("description"):
-                parts.append(f"<p>{html.escape(op['description'])}</p>")
-            for p in op.get("parameters", []):
-                parts.append(f"<p>Query <code>{html.escape(p['name'])}</code>: {html.escape(p['description'])}</p>")
-            codes = ", ".join(f"{c} {html.escape(r['description'])}" for c, r in op["responses"].items())
-            parts.append(f"<p>Responses: {codes}</p>")
-    parts.append("<h2>Schemas</h2>")
-    for name, schema in doc["components"]["schemas"].items():
-        parts.append(
-            f"<h3 id='{html.escape(name)}'>{html.escape(name)}</h3>"
-            f"<pre>{html.escape(json.dumps(schema, indent=2))}</pre>"
+    assets = ASSETS_PATH[1:]
+    return _page(
+        f"{title} - Swagger UI",
+        f"<link rel='stylesheet' href='{assets}/swagger-ui.css'>\n",
+        "<noscript>Swagger UI needs JavaScript; the document itself is at "
+        "<a href='openapi.json'>openapi.json</a>; a reference without a console at <a href='redoc'>redoc</a>."
+        "</noscript>\n<div id='swagger-ui'></div>\n"
+        f"<script src='{assets}/swagger-ui-bundle.js'></script>\n"
+        f"<script src='{assets}/swagger-init.js'></script>\n",
+    )
+
+
+def redoc_html(title: str) -> str:
+    """The ``/redoc`` page: ReDoc on ``openapi.json``, its bundle from ``/docs/assets``.
+
+    Parameters
+    ----------
+    title : str
+        The page title.
+
+    Returns
+    -------
+    str
+    """
+    return _page(
+        f"{title} - ReDoc",
+        "<style>body{margin:0;padding:0}</style>\n",
+        "<noscript>ReDoc needs JavaScript; the document itself is at <a href='openapi.json'>openapi.json</a>."
+        "</noscript>\n"
+        "<redoc spec-url='openapi.json' expand-responses='200' required-props-first='true'></redoc>\n"
+        f"<script src='{ASSETS_PATH[1:]}/redoc.standalone.js'></script>\n",
+    )
+
+
+def docs_routes(doc: dict[str, Any]) -> list[Route]:
+    """The documentation routes: ``/openapi.json``, ``/docs``, ``/redoc`` and their assets.
+
+    Kept apart from the API's routes so an authentication layer can leave them open
+    (:data:`PUBLIC_DOC_PATHS`).
+
+    Parameters
+    ----------
+    doc : dict
+        An :func:`openapi_document`, served as is.
+
+    Returns
+    -------
+    list of starlette.routing.Route
+        None of them in the OpenAPI document itself.
+
+    Raises
+    ------
+    RuntimeError
+        If ``swagger-ui-py`` is not installed.
+    """
+    doc_bytes = orjson.dumps(doc)
+    title = doc["info"]["title"]
+    headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
+    swagger_page = swagger_ui_html(title)
+    redoc_page = redoc_html(title)
+    assets = doc_assets()
+
+    async def openapi(request: Request) -> Response:
+        return Response(doc_bytes, media_type="application/json")
+
+    async def swagger_ui(request: Request) -> Response:
+        return HTMLResponse(swagger_page, headers=headers)
+
+    async def redoc(request: Request) -> Response:
+        return HTMLResponse(redoc_page, headers=headers)
+
+    async def asset(request: Request) -> Response:
+        path = assets.get(request.path_params["name"])
+        if path is None:
+            return Response("not found", status_code=404, media_type="text/plain")
+        return FileResponse(
+            path, media_type=_MEDIA_TYPES.get(path.suffix), headers={"Cache-Control": "public, max-age=3600"}
         )
-    parts.append("</body></html>")
-    return "".join(parts)
+
+    return [
+        Route(OPENAPI_PATH, openapi, methods=["GET"], include_in_schema=False),
+        Route(DOCS_PATH, swagger_ui, methods=["GET"], include_in_schema=False),
+        Route(REDOC_PATH, redoc, methods=["GET"], include_in_schema=False),
+        Route(ASSETS_PATH + "/{name}", asset, methods=["GET"], include_in_schema=False),
+    ]
