@@ -115,6 +115,7 @@ class LiveFeed:
 
     @property
     def alive(self) -> bool:
+        """Whether the consumer thread is running."""
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
