@@ -1,12 +1,10 @@
-"""Live figures from Kafka: ONE background consumer thread feeding bounded, lock-protected buffers.
+"""Live figures from Kafka: ONE background consumer thread feeding :class:`~dashboard.buffers.LiveBuffers`.
 
 :class:`LiveFeed` runs aiokafka in its own event loop in a daemon thread. It reads
 ``churn-scores`` and ``churn-alerts`` from their end without a consumer group (nothing
 is committed: the dashboard is read-only) and every few seconds samples the scoring
-workers' consumer lag on ``customers``. Every record lands in :class:`LiveBuffers`:
-``collections.deque(maxlen=...)`` buffers and per-second counters, so memory stays flat
-however long the dashboard runs. Dash callbacks only call :meth:`LiveBuffers.snapshot`,
-which copies under the lock; no callback talks to Kafka.
+workers' consumer lag on ``customers``. Dash callbacks never talk to Kafka: they take
+snapshots of the buffers.
 """
 
 from __future__ import annotations
@@ -16,303 +14,54 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
-from schemas.events import REASONS_FIELD, VALUE_AT_RISK_FIELD
+from dashboard.buffers import LiveBuffers, LiveSnapshot, format_reasons, latency_ms
 from schemas.topics import Topics
+
+__all__ = ["LiveBuffers", "LiveFeed", "LiveSnapshot", "format_reasons", "latency_ms", "served_end_offsets"]
 
 logger = logging.getLogger(__name__)
 
-#: Seconds over which the headline events/s figure is averaged.
-RATE_WINDOW_S = 5
 #: Seconds before asking again for committed offsets after the broker failed to answer.
 LAG_RETRY_S = 30.0
 #: Longest one lag sample may take before the feed reconnects (see :meth:`LiveFeed._lag_loop`).
 LAG_SAMPLE_TIMEOUT_S = 10.0
 
 
-def _parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 timestamp as an aware UTC datetime, or None when absent or unreadable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+async def served_end_offsets(reader, tps: Sequence[Any]) -> dict[Any, int]:
+    """The offset after each partition's last record: the larger of ListOffsets and the fetched high watermark.
 
-
-def latency_ms(record: dict[str, Any]) -> float | None:
-    """End-to-end latency of a score record: ``scored_at - event_time`` in milliseconds.
-
-    Returns
-    -------
-    float or None
-        None when either timestamp is missing or unreadable.
-    """
-    scored = _parse_time(record.get("scored_at"))
-    happened = _parse_time(record.get("event_time"))
-    if scored is None or happened is None:
-        return None
-    return (scored - happened).total_seconds() * 1000.0
-
-
-def format_reasons(reasons: Any) -> str:
-    """An alert's reason codes as one readable cell: ``"contract=Month-to-month (+0.41); tenure_months (+0.22)"``."""
-    if not isinstance(reasons, list):
-        return ""
-    parts = []
-    for r in reasons:
-        if isinstance(r, dict) and "feature" in r:
-            c = r.get("contribution")
-            parts.append(f"{r['feature']} (+{c:.2f})" if isinstance(c, (int, float)) else str(r["feature"]))
-    return "; ".join(parts)
-
-
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[k]
-
-
-def _hms(value: Any) -> str:
-    t = _parse_time(value)
-    return t.strftime("%H:%M:%S.%f")[:-3] if t is not None else ""
-
-
-@dataclass(frozen=True)
-class LiveSnapshot:
-    """A consistent copy of the live figures at one instant (plain lists and numbers).
-
-    Attributes
-    ----------
-    scores, alerts : list of dict
-        Latest score and alert rows, newest first (table-ready).
-    probabilities : list of float
-        Churn probabilities of the most recent scores (for the distribution).
-    times : list of float
-        One entry per complete second of the window, UNIX seconds.
-    events_per_s : list of int
-        Scores received in each second of ``times``.
-    latency_mean_ms, latency_max_ms : list of float or None
-        End-to-end latency per second of ``times`` (None in seconds without scores).
-    lag_times : list of float
-    lag_values : list of int or None
-        Sampled consumer lag of the scoring group on ``customers`` (None when unknown).
-    lag_note : str or None
-        Why the lag is not available ("n/a: ..."), None when it is.
-    rate_per_s : float
-        Scores per second over the last :data:`RATE_WINDOW_S` complete seconds.
-    latency_p50_ms, latency_p95_ms : float or None
-        Over the most recent scores.
-    scores_total, alerts_total, bad_records : int
-        Since the feed started.
-    status : str
-        The consumer's state (``starting``, ``connected``, or the last error).
-    """
-
-    scores: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
-    probabilities: list[float]
-    times: list[float]
-    events_per_s: list[int]
-    latency_mean_ms: list[float | None]
-    latency_max_ms: list[float | None]
-    lag_times: list[float]
-    lag_values: list[int | None]
-    lag_note: str | None
-    rate_per_s: float
-    latency_p50_ms: float | None
-    latency_p95_ms: float | None
-    scores_total: int
-    alerts_total: int
-    bad_records: int
-    status: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def lag(self) -> int | None:
-        """The latest lag sample, None when unknown."""
-        return self.lag_values[-1] if self.lag_values else None
-
-
-class LiveBuffers:
-    """Bounded buffers and per-second aggregates of the score and alert streams.
-
-    Thread-safe: the consumer thread adds, callbacks take snapshots; both under one lock.
-    Every container is bounded, so memory does not grow with the number of records.
+    ListOffsets "latest" is not enough on Tansu 0.6.0: it answers the base offset of the
+    partition's last record *batch* plus one, short of the rest of that batch. A fetch
+    response's high watermark is right, so this seeks ``reader`` to the listed end,
+    fetches once (at most the rest of that batch comes back, and is dropped) and takes the
+    larger of the two. The scoring worker measures its lag the same way.
 
     Parameters
     ----------
-    max_scores : int, default 50
-        Score rows kept for the rolling feed.
-    max_alerts : int, default 200
-        Alert rows kept for the alert table.
-    max_recent : int, default 2000
-        Probabilities and latencies kept for the distribution and percentiles.
-    window_s : int, default 300
-        Seconds of per-second history (events/s, latency, lag).
-    clock : callable, default time.time
-        UNIX seconds; injectable for tests.
+    reader : aiokafka.AIOKafkaConsumer
+        Started, without a group, used for nothing else: its assignment becomes ``tps``.
+    tps : sequence of aiokafka.TopicPartition
+
+    Returns
+    -------
+    dict of TopicPartition to int
     """
-
-    def __init__(
-        self,
-        *,
-        max_scores: int = 50,
-        max_alerts: int = 200,
-        max_recent: int = 2000,
-        window_s: int = 300,
-        clock=time.time,
-    ) -> None:
-        self.window_s = window_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._scores: deque[dict[str, Any]] = deque(maxlen=max_scores)
-        self._alerts: deque[dict[str, Any]] = deque(maxlen=max_alerts)
-        self._probabilities: deque[float] = deque(maxlen=max_recent)
-        self._latencies: deque[float] = deque(maxlen=max_recent)
-        # [second, scores, latency samples, latency sum ms, latency max ms]
-        self._buckets: deque[list] = deque(maxlen=window_s + 1)
-        self._lag: deque[tuple[float, int | None]] = deque(maxlen=window_s)
-        self._lag_note: str | None = "n/a: not sampled yet"
-        self._started = int(clock())
-        self._scores_total = 0
-        self._alerts_total = 0
-        self._bad = 0
-        self._status = "starting"
-
-    # -- writers (the consumer thread)
-    def add_record(self, topic: str, value: bytes | None, now: float | None = None) -> None:
-        """Decode one record value of ``topic`` (scores or alerts) and add it; undecodable ones are counted."""
-        try:
-            doc = orjson.loads(value) if value is not None else None
-        except orjson.JSONDecodeError:
-            doc = None
-        if not isinstance(doc, dict):
-            with self._lock:
-                self._bad += 1
-            return
-        if topic.startswith(Topics.ALERTS):
-            self.add_alert(doc, now)
-        else:
-            self.add_score(doc, now)
-
-    def add_score(self, record: dict[str, Any], now: float | None = None) -> None:
-        """Add one ``churn-scores`` record (a :class:`~schemas.events.ScoreEvent` as a dict)."""
-        now = self._clock() if now is None else now
-        p = record.get("churn_probability")
-        p = float(p) if isinstance(p, (int, float)) else None
-        lat = latency_ms(record)
-        row = {
-            "customer_id": record.get("customer_id"),
-            "churn_probability": None if p is None else round(p, 4),
-            "churn_label": bool(record.get("churn_label")),
-            "model_version": record.get("model_version"),
-            "scored_at": _hms(record.get("scored_at")),
-            "latency_ms": None if lat is None else round(lat, 1),
-        }
-        sec = int(now)
-        with self._lock:
-            self._scores_total += 1
-            self._scores.appendleft(row)
-            if p is not None:
-                self._probabilities.append(p)
-            if lat is not None:
-                self._latencies.append(lat)
-            if not self._buckets or sec > self._buckets[-1][0]:
-                self._buckets.append([sec, 0, 0, 0.0, None])
-            bucket = self._buckets[-1]  # a late clock reading joins the current second
-            bucket[1] += 1
-            if lat is not None:
-                bucket[2] += 1
-                bucket[3] += lat
-                bucket[4] = lat if bucket[4] is None else max(bucket[4], lat)
-
-    def add_alert(self, record: dict[str, Any], now: float | None = None) -> None:
-        """Add one ``churn-alerts`` record; ``value_at_risk_usd`` stays None when the record has none."""
-        p = record.get("churn_probability")
-        var = record.get(VALUE_AT_RISK_FIELD)
-        row = {
-            "customer_id": record.get("customer_id"),
-            "churn_probability": round(float(p), 4) if isinstance(p, (int, float)) else None,
-            "threshold": round(float(record["threshold"]), 4)
-            if isinstance(record.get("threshold"), (int, float))
-            else None,
-            REASONS_FIELD: format_reasons(record.get(REASONS_FIELD)),
-            VALUE_AT_RISK_FIELD: round(float(var), 2) if isinstance(var, (int, float)) else None,
-            "model_version": record.get("model_version"),
-            "scored_at": _hms(record.get("scored_at")),
-        }
-        with self._lock:
-            self._alerts_total += 1
-            self._alerts.appendleft(row)
-
-    def add_lag(self, lag: int | None, note: str | None = None, now: float | None = None) -> None:
-        """Record one consumer-lag sample; ``lag=None`` with a ``note`` says why it is unknown."""
-        now = self._clock() if now is None else now
-        with self._lock:
-            self._lag.append((now, lag))
-            self._lag_note = note if lag is None else None
-
-    def set_status(self, status: str) -> None:
-        """The consumer's state, shown on the page."""
-        with self._lock:
-            self._status = status
-
-    # -- reader (callbacks)
-    def snapshot(self, now: float | None = None) -> LiveSnapshot:
-        """Copy the buffers under the lock, then aggregate outside it."""
-        now = self._clock() if now is None else now
-        with self._lock:
-            scores = list(self._scores)
-            alerts = list(self._alerts)
-            probabilities = list(self._probabilities)
-            latencies = sorted(self._latencies)
-            buckets = [list(b) for b in self._buckets]
-            lag = list(self._lag)
-            lag_note = self._lag_note
-            totals = (self._scores_total, self._alerts_total, self._bad)
-            status = self._status
-        cur = int(now)
-        first = max(cur - self.window_s, self._started)
-        by_sec = {b[0]: b for b in buckets}
-        times, counts, means, maxes = [], [], [], []
-        for sec in range(first, cur):  # complete seconds only
-            b = by_sec.get(sec)
-            times.append(float(sec))
-            counts.append(b[1] if b else 0)
-            means.append(b[3] / b[2] if b and b[2] else None)
-            maxes.append(b[4] if b else None)
-        span = max(1, min(RATE_WINDOW_S, cur - self._started))
-        recent = sum(by_sec[s][1] for s in range(cur - span, cur) if s in by_sec)
-        return LiveSnapshot(
-            scores=scores,
-            alerts=alerts,
-            probabilities=probabilities,
-            times=times,
-            events_per_s=counts,
-            latency_mean_ms=means,
-            latency_max_ms=maxes,
-            lag_times=[t for t, _ in lag],
-            lag_values=[v for _, v in lag],
-            lag_note=lag_note,
-            rate_per_s=recent / span,
-            latency_p50_ms=_percentile(latencies, 0.5),
-            latency_p95_ms=_percentile(latencies, 0.95),
-            scores_total=totals[0],
-            alerts_total=totals[1],
-            bad_records=totals[2],
-            status=status,
-        )
+    tps = list(tps)
+    if not tps:
+        return {}
+    listed = await reader.end_offsets(tps)
+    if set(reader.assignment()) != set(tps):
+        reader.assign(tps)
+    for tp in tps:
+        reader.seek(tp, listed[tp])
+    # One fetch round updates every partition's high watermark, empty answers included.
+    await reader.getmany(*tps, timeout_ms=300, max_records=1)
+    while any(reader.highwater(tp) is None for tp in tps):
+        await reader.getmany(*tps, timeout_ms=200, max_records=1)
+    return {tp: max(listed[tp], reader.highwater(tp)) for tp in tps}
 
 
 class LiveFeed:
@@ -366,6 +115,7 @@ class LiveFeed:
 
     @property
     def alive(self) -> bool:
+        """Whether the consumer thread is running."""
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
@@ -398,22 +148,31 @@ class LiveFeed:
             *self.topics, **self._kafka_options, group_id=None, enable_auto_commit=False, auto_offset_reset="latest"
         )
         admin = AIOKafkaAdminClient(**self._kafka_options)
+        # Reads only high watermarks of ``customers`` (see served_end_offsets): short fetch waits, small fetches.
+        end_reader = AIOKafkaConsumer(
+            **self._kafka_options,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=64 * 1024,
+        )
         lag_task: asyncio.Task | None = None
         try:
             await consumer.start()
             await admin.start()
+            await end_reader.start()
             self.buffers.set_status("connected")
             logger.info("dashboard feed connected topics=%s", ",".join(self.topics))
             # Lag sampling waits on the broker (up to 5 s for committed offsets): its own
             # task, so the records keep flowing into the buffers meanwhile.
-            lag_task = asyncio.create_task(self._lag_loop(consumer, admin))
+            lag_task = asyncio.create_task(self._lag_loop(end_reader, admin))
             while not self._stop.is_set():
                 if lag_task.done():
                     lag_task.result()  # an error ends this connection: reconnect with backoff
                 batch = await consumer.getmany(timeout_ms=300, max_records=5000)
                 for messages in batch.values():
                     for m in messages:
-                        self.buffers.add_record(m.topic, m.value)
+                        self.buffers.add_record(m.topic, m.value, timestamp_ms=m.timestamp)
         finally:
             if lag_task is not None:
                 lag_task.cancel()
@@ -423,8 +182,10 @@ class LiveFeed:
                 await consumer.stop()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await admin.close()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await end_reader.stop()
 
-    async def _lag_loop(self, consumer, admin) -> None:
+    async def _lag_loop(self, end_reader, admin) -> None:
         """Sample the scoring group's lag every ``lag_interval_s`` until cancelled.
 
         It is also the feed's check that the broker answers: aiokafka's consumer retries a
@@ -433,11 +194,14 @@ class LiveFeed:
         ``TimeoutError``, which ends the connection and reconnects with backoff.
         """
         while not self._stop.is_set():
-            await asyncio.wait_for(self._sample_lag(consumer, admin), timeout=LAG_SAMPLE_TIMEOUT_S)
+            await asyncio.wait_for(self._sample_lag(end_reader, admin), timeout=LAG_SAMPLE_TIMEOUT_S)
             await asyncio.sleep(self.lag_interval_s)
 
-    async def _sample_lag(self, consumer, admin) -> None:
+    async def _sample_lag(self, end_reader, admin) -> None:
         """End offsets of ``customers`` minus the scoring group's committed offsets, summed over partitions.
+
+        The end offsets are those the broker serves (:func:`served_end_offsets`), read by
+        ``end_reader``, a group-less consumer of its own.
 
         The committed offsets are asked for explicit partitions: Tansu cannot answer an
         OffsetFetch for "all partitions of the group" (the connection closes), Apache
@@ -473,8 +237,8 @@ class LiveFeed:
         if not ours:
             self.buffers.add_lag(None, f"n/a: consumer group {group!r} has no committed offsets yet")
             return
-        end = await consumer.end_offsets(tps)
+        end = await served_end_offsets(end_reader, tps)
         missing = [tp for tp in tps if tp not in ours]
-        start = await consumer.beginning_offsets(missing) if missing else {}
+        start = await end_reader.beginning_offsets(missing) if missing else {}
         lag = sum(max(0, end[tp] - ours.get(tp, start.get(tp, 0))) for tp in tps)
         self.buffers.add_lag(int(lag))

@@ -1,92 +1,198 @@
-"""The score-a-customer form: the CustomerEvent fields, checked locally, then posted to the prediction API.
+"""The score-a-customer form, generated from the customer contract's JSON Schema, posted to the prediction API.
 
-The dashboard never scores by itself: the API serves the champion the stream uses, so
-the answer shown is the one the system gives. The form posts the API's request contract
-(:class:`~schemas.http.CustomerInput`) and reads its response contract
-(:class:`~schemas.http.PredictResponse`), both from :mod:`schemas.http`.
+The dashboard never scores or validates by itself: the API serves the champion the
+stream uses and applies the contract, so the answer shown, and every error message, is
+the one the system gives. The form's fields, their types and constraints come from the
+JSON Schema of the API's request contract (:class:`~schemas.http.CustomerInput`, the
+``customers`` topic's :class:`~schemas.events.CustomerEvent`): a dataset profile with
+other fields gets another form without code here. A JSON Schema ``enum`` becomes a
+dropdown and ``default``/``examples`` fill the field. What the user types is sent as
+typed (numbers parsed, nothing rounded or clamped), so ``-5`` or ``2.5`` months reach the
+API, which answers 422 naming the field (:class:`~schemas.http.ErrorResponse`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from schemas.events import format_validation_error
 from schemas.http import CustomerInput, ErrorResponse, PredictResponse
+from schemas.jsonschema import TOPIC_SCHEMAS
 
 logger = logging.getLogger(__name__)
 
 #: Default prediction endpoint (``churn api``).
 DEFAULT_API_URL = "http://127.0.0.1:8000/api/predict"
-
-_YES_NO = ("Yes", "No")
-_INTERNET_ADDON = ("No", "Yes", "No internet service")
-
-#: Categorical fields with the values of the IBM Telco data set, in form order (first value = default).
-CATEGORICAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "gender": ("Female", "Male"),
-    "multiple_lines": ("No", "Yes", "No phone service"),
-    "internet_service": ("Fiber optic", "DSL", "No"),
-    "online_security": _INTERNET_ADDON,
-    "online_backup": _INTERNET_ADDON,
-    "device_protection": _INTERNET_ADDON,
-    "tech_support": _INTERNET_ADDON,
-    "streaming_tv": _INTERNET_ADDON,
-    "streaming_movies": _INTERNET_ADDON,
-    "contract": ("Month-to-month", "One year", "Two year"),
-    "payment_method": ("Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)"),
-}
-#: Boolean fields, shown as Yes/No dropdowns, with their defaults.
-BOOLEAN_FIELDS: dict[str, bool] = {
-    "senior_citizen": False,
-    "partner": False,
-    "dependents": False,
-    "phone_service": True,
-    "paperless_billing": True,
-}
-#: Numeric fields with (default, min, step); ``total_charges_usd`` may be left empty (not billed yet).
-NUMERIC_FIELDS: dict[str, tuple[float | int, float, float]] = {
-    "tenure_months": (2, 0, 1),
-    "monthly_charges_usd": (85.0, 0, 0.05),
-    "total_charges_usd": (170.0, 0, 0.05),
-}
+#: Fields every event carries (``event_id``, ``event_time``, ``schema_version``): the API fills them in.
+ENVELOPE_FIELDS: frozenset[str] = frozenset.intersection(*(frozenset(m.model_fields) for m in TOPIC_SCHEMAS.values()))
+#: Widget kinds of a :class:`FormField`.
+TEXT, INTEGER, NUMBER, BOOLEAN, CHOICE = "text", "integer", "number", "boolean", "choice"
+_INTEGER_TEXT = re.compile(r"[+-]?\d+")
 
 
-def build_customer(values: dict[str, Any]) -> dict[str, Any]:
-    """A customer (JSON-able dict) from form values, checked against the API's :class:`~schemas.http.CustomerInput`.
+@dataclass(frozen=True)
+class FormField:
+    """One input of the form, read from a JSON Schema property.
+
+    Attributes
+    ----------
+    name : str
+        The contract's field name (also the input's id, ``form-<name>``).
+    kind : str
+        ``"text"``, ``"integer"``, ``"number"``, ``"boolean"`` or ``"choice"`` (an ``enum``).
+    required : bool
+        In the schema's ``required`` list.
+    nullable : bool
+        The schema allows ``null`` (an empty input sends it).
+    options : tuple
+        The ``enum`` values of a choice.
+    default : Any
+        Initial value: the schema's ``default``, else its first ``examples`` entry, else None.
+    hint : str
+        The type and constraints in words (``"integer, 0 to 1200"``) and the description.
+    """
+
+    name: str
+    kind: str
+    required: bool
+    nullable: bool
+    options: tuple[Any, ...] = ()
+    default: Any = None
+    hint: str = ""
+
+
+def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = prop.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return {**defs.get(ref.rsplit("/", 1)[1], {}), **{k: v for k, v in prop.items() if k != "$ref"}}
+    return prop
+
+
+def _hint(kind: str, spec: dict[str, Any], required: bool, nullable: bool) -> str:
+    words = {TEXT: "text", INTEGER: "integer", NUMBER: "number", BOOLEAN: "yes / no", CHOICE: "one of the list"}[kind]
+    lo = spec.get("minimum", spec.get("exclusiveMinimum"))
+    hi = spec.get("maximum", spec.get("exclusiveMaximum"))
+    if lo is not None and hi is not None:
+        words += f", {lo:,} to {hi:,}"
+    elif lo is not None:
+        words += f", at least {lo:,}"
+    elif hi is not None:
+        words += f", at most {hi:,}"
+    if kind == TEXT and spec.get("maxLength"):
+        words += f", up to {spec['maxLength']} characters"
+    if not required:
+        words += ", optional" + (" (empty: null)" if nullable else "")
+    description = spec.get("description")
+    return f"{words}. {description}" if description else words
+
+
+def form_fields(schema: dict[str, Any], hidden: frozenset[str] | set[str] = ENVELOPE_FIELDS) -> list[FormField]:
+    """The form's inputs, in the schema's property order.
 
     Parameters
     ----------
+    schema : dict
+        A JSON Schema of an object (``CustomerInput.model_json_schema()``).
+    hidden : set of str, default ENVELOPE_FIELDS
+        Properties left out (the envelope the API fills in, the label).
+
+    Returns
+    -------
+    list of FormField
+    """
+    defs = schema.get("$defs", {})
+    required = set(schema.get("required", []))
+    fields = []
+    for name, raw in schema.get("properties", {}).items():
+        if name in hidden:
+            continue
+        prop = _resolve(raw, defs)
+        variants = [_resolve(v, defs) for v in prop.get("anyOf", [prop])]
+        nullable = any(v.get("type") == "null" for v in variants)
+        spec = next((v for v in variants if v.get("type") != "null"), {})
+        spec = {**spec, **{k: v for k, v in prop.items() if k not in ("anyOf", "type")}}
+        if "enum" in spec:
+            kind = CHOICE
+        else:
+            kind = {"integer": INTEGER, "number": NUMBER, "boolean": BOOLEAN}.get(spec.get("type", ""), TEXT)
+        examples = spec.get("examples")
+        default = spec.get("default")
+        if default is None and isinstance(examples, list) and examples:
+            default = examples[0]
+        fields.append(
+            FormField(
+                name=name,
+                kind=kind,
+                required=name in required,
+                nullable=nullable,
+                options=tuple(spec.get("enum", ())),
+                default=default,
+                hint=_hint(kind, spec, name in required, nullable),
+            )
+        )
+    return fields
+
+
+def customer_form_fields(hidden: set[str] | frozenset[str] = frozenset()) -> list[FormField]:
+    """The inputs of the API's customer contract (:class:`~schemas.http.CustomerInput`), envelope left out.
+
+    Parameters
+    ----------
+    hidden : set of str, optional
+        More fields to leave out (the dataset profile's label).
+
+    Returns
+    -------
+    list of FormField
+    """
+    return form_fields(CustomerInput.model_json_schema(), ENVELOPE_FIELDS | set(hidden))
+
+
+def _typed(field: FormField, value: Any) -> Any:
+    """A number typed into a text input as a JSON number; anything unreadable stays text for the API to name."""
+    if field.kind not in (INTEGER, NUMBER) or not isinstance(value, str):
+        return value
+    text = value.strip()
+    if _INTEGER_TEXT.fullmatch(text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return value
+
+
+def build_customer(fields: list[FormField], values: dict[str, Any]) -> dict[str, Any]:
+    """The request body for the form's values, unvalidated: the API applies the contract.
+
+    Parameters
+    ----------
+    fields : list of FormField
     values : dict
-        Field name -> form value; booleans as ``"Yes"``/``"No"``, numbers as numbers or None.
+        Field name -> the input's value (text, number, bool, an enum value, or None/"" when empty).
 
     Returns
     -------
     dict
-        The validated event, ``event_id``/``event_time`` generated.
-
-    Raises
-    ------
-    schemas.events.EventValidationError
-        With ``"field: expected ..., got ..."`` lines.
+        JSON-able. An empty input is sent as ``null`` when the field is nullable and left
+        out otherwise (the API then says which required field is missing); numbers typed
+        as text are sent as numbers.
     """
-    doc: dict[str, Any] = {"customer_id": (values.get("customer_id") or "dashboard-form").strip()}
-    for name in CATEGORICAL_FIELDS:
-        doc[name] = values.get(name)
-    for name in BOOLEAN_FIELDS:
-        v = values.get(name)
-        doc[name] = v == "Yes" if isinstance(v, str) else v
-    for name in NUMERIC_FIELDS:
-        doc[name] = values.get(name)
-    if doc.get("total_charges_usd") in ("", None):
-        doc["total_charges_usd"] = None
-    try:
-        event = CustomerInput.model_validate(doc)  # generates event_id and event_time
-    except ValidationError as exc:
-        raise format_validation_error(exc) from None
-    return event.model_dump(mode="json", exclude={"churned"})
+    doc: dict[str, Any] = {}
+    for field in fields:
+        value = values.get(field.name)
+        if isinstance(value, str) and not value.strip():
+            value = None
+        if value is None:
+            if field.nullable:
+                doc[field.name] = None
+            continue
+        doc[field.name] = _typed(field, value)
+    return doc
 
 
 def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
@@ -104,7 +210,8 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
     -------
     dict
         ``{"ok": True, "prediction": schemas.http.Prediction}`` with the API's first
-        prediction, or ``{"ok": False, "unreachable": bool, "message": str, "errors": [...]}``
+        prediction, or ``{"ok": False, "unreachable": bool, "message": str, "errors": [...],
+        "fields": [...]}`` with the API's own per-field messages and the failing fields
         (an answer that is not a :class:`~schemas.http.PredictResponse` is an error too).
     """
     import httpx
@@ -117,6 +224,7 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
             "ok": False,
             "unreachable": True,
             "errors": [],
+            "fields": [],
             "message": f"Prediction API unreachable at {api_url} ({type(exc).__name__}). "
             "Start it with `churn api`, then submit again.",
         }
@@ -132,13 +240,14 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
         error = ErrorResponse.model_validate_json(response.content)
     except ValidationError:
         return _failed(response.status_code, response.text[:200], [])
-    return _failed(response.status_code, error.error, error.errors)
+    return _failed(response.status_code, error.error, error.errors, error.fields)
 
 
-def _failed(status: int, summary: str, errors: list[str]) -> dict[str, Any]:
+def _failed(status: int, summary: str, errors: list[str], fields: list[str] | None = None) -> dict[str, Any]:
     return {
         "ok": False,
         "unreachable": False,
-        "errors": [str(e) for e in errors][:10],
+        "errors": [str(e) for e in errors],
+        "fields": [str(f) for f in fields or []],
         "message": f"The API answered {status}: {summary}",
     }

@@ -2,8 +2,8 @@
 
 A quick cycle trains a champion, the Faust worker scores customer events produced at a
 steady rate in the background, the prediction API serves the same champion, and the
-dashboard (werkzeug in a thread) is opened tab by tab while events flow. Screenshots go
-to ``test-artifacts/screenshots/``.
+dashboard (werkzeug in a thread) is opened tab by tab while events flow. A screenshot of
+every tab goes to ``docs/screenshots/`` (shown in the README; PNG, each under 300 KB).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from schemas.topics import Topics
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+#: Largest screenshot committed for the README.
+SCREENSHOT_MAX_BYTES = 300_000
 #: Quick zoo: one classifier, one regressor.
 ONLY = {"logistic_regression", "linear_regression"}
 #: Customer events per second produced while the browser looks.
@@ -39,7 +41,8 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1400,1800",
+    "--window-size=1400,1400",
+    "--hide-scrollbars",
 )
 
 
@@ -226,13 +229,44 @@ def _text(driver, element_id: str) -> str:
 
 
 def _wait(driver, condition, timeout_s: float = 20.0, message: str = ""):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.25).until(lambda d: condition(d), message)
+    return WebDriverWait(
+        driver, timeout_s, poll_frequency=0.25, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(lambda d: condition(d), message)
 
 
 def _number(text: str) -> float:
     return float(text.replace(",", ""))
+
+
+def _screenshot(driver, name: str) -> Path:
+    """The whole page (its full height) as ``docs/screenshots/<name>.png``, checked under the size limit."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1400, min(max(int(height) + 40, 900), 2400))
+    time.sleep(0.5)  # let plotly and the grids re-lay out at the new size
+    path = SCREENSHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    driver.set_window_size(1400, 1400)
+    assert path.stat().st_size < SCREENSHOT_MAX_BYTES, (path, path.stat().st_size)
+    return path
+
+
+def _significant_digits(text: str) -> int:
+    """Significant digits of a decimal number as shown (``"0.0005057"`` -> 4); integers count 0 (counts)."""
+    digits = text.replace(",", "").lstrip("-")
+    if "." not in digits:
+        return 0
+    return len(digits.replace(".", "").lstrip("0"))
+
+
+def _cells(driver, grid_id: str, column: str) -> list[str]:
+    """Rendered cell texts of one column of an AG Grid, read in one script (the live grids re-render every second)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.trim())",
+        f"#{grid_id} .ag-cell[col-id={column}]",
+    )
 
 
 def _open_tab(driver, label: str) -> None:
@@ -274,24 +308,28 @@ def test_live_tab_counts_rise_and_alerts_sort(dashboard_url, browser, producing)
     # Latency is scored_at - event_time of events produced just now: seconds at most, not the run's age.
     assert _number(_text(browser, "kpi-latency").split(" ms")[0]) < 10_000, _text(browser, "kpi-latency")
 
-    # Alert rows carry reason codes; sorting by probability (descending) reorders the table.
-    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#alerts-table td[data-dash-column=reasons]")) > 3)
-    reasons = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#alerts-table td[data-dash-column=reasons]")]
+    # What the counters count is said on the page.
+    assert "Counting records produced since the dashboard started" in _text(browser, "feed-note")
+
+    # Alert rows carry reason codes; sorting by probability (descending) reorders the grid.
+    _wait(browser, lambda d: len(_cells(d, "alerts-table", "reasons")) > 3)
+    reasons = _cells(browser, "alerts-table", "reasons")
     assert any("(+" in r for r in reasons), reasons
-    sort = browser.find_element(
-        By.CSS_SELECTOR, "#alerts-table th[data-dash-column=churn_probability] .column-header--sort"
+    probabilities = _cells(browser, "alerts-table", "churn_probability")
+    assert all(re.fullmatch(r"[01]\.\d{3}", p) for p in probabilities if p), probabilities  # 3 decimals
+    header = browser.find_element(
+        By.CSS_SELECTOR, "#alerts-table .ag-header-cell[col-id=churn_probability] .ag-header-cell-label"
     )
-    sort.click()
-    sort.click()  # ascending, then descending
+    header.click()
+    header.click()  # ascending, then descending
 
     def sorted_desc(d) -> bool:
-        cells = d.find_elements(By.CSS_SELECTOR, "#alerts-table td[data-dash-column=churn_probability]")
-        values = [float(c.text) for c in cells if c.text]
+        values = [float(t) for t in _cells(d, "alerts-table", "churn_probability") if t]
         return len(values) > 3 and values == sorted(values, reverse=True)
 
     _wait(browser, sorted_desc, 10, "alerts not sorted by probability")
-    browser.save_screenshot(str(SCREENSHOTS / "live.png"))
-    assert time.monotonic() - t0 < 60
+    _screenshot(browser, "live")
+    assert time.monotonic() - t0 < 90
 
 
 def test_models_tab_shows_the_latest_cycle_with_the_champion_marked(dashboard_url, browser, champion):
@@ -299,16 +337,26 @@ def test_models_tab_shows_the_latest_cycle_with_the_champion_marked(dashboard_ur
 
     _open_tab(browser, "Models")
     _wait(browser, lambda d: champion.cycle_id in _text(d, "cycle-info"), 30, "latest cycle not shown")
-    rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard-table tbody tr")
+    _wait(browser, lambda d: "logistic_regression" in _text(d, "leaderboard-table"), 20, "no leaderboard rows")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#leaderboard-table .ag-center-cols-container .ag-row")
     text = _text(browser, "leaderboard-table")
     assert "logistic_regression" in text and "linear_regression" in text and "champion" in text
-    assert len(rows) >= 3  # header + one row per model
+    assert len(rows) >= 2  # one row per model
     assert "roc_auc" in text and "r2" in text
+    # Metrics to 4 significant digits at most, counts as integers: no "0.8421376543" nor "3.0".
+    aucs = [t for t in _cells(browser, "leaderboard-table", "roc_auc") if t]
+    assert aucs and all(re.fullmatch(r"0\.\d{1,4}", t) for t in aucs), aucs
+    assert all(re.fullmatch(r"\d+", t) for t in _cells(browser, "leaderboard-table", "version") if t)
     versions = _text(browser, "versions-table")
     assert "churn-classifier" in versions and "sales-regressor" in versions
+    values = [t for t in _cells(browser, "versions-table", "value") if t]
+    assert values and max(map(_significant_digits, values)) <= 4, values
     champ = _text(browser, "champion-info")
     assert f"churn-classifier v{champion.registered['model_version']}" in champ
-    browser.save_screenshot(str(SCREENSHOTS / "models.png"))
+    assert not re.search(r"\b(tp|fp|tn|fn) \d+\.\d", champ), champ  # counts as integers ("fn 95")
+    decimals = re.findall(r"-?\d[\d,]*\.\d+", champ)
+    assert decimals and max(map(_significant_digits, decimals)) <= 4, champ
+    _screenshot(browser, "models")
 
 
 def test_data_quality_tab_shows_the_report_or_says_there_is_none(dashboard_url, browser, champion):
@@ -320,19 +368,73 @@ def test_data_quality_tab_shows_the_report_or_says_there_is_none(dashboard_url, 
     else:
         assert summary.startswith(f"Gate: {champion.quality.status.upper()}"), summary
         assert champion.cycle_id in summary
-        checks = _text(browser, "dq-checks-table")
-        assert "drift" in checks and "PASS" in checks
+        _wait(browser, lambda d: "drift" in _text(d, "dq-checks-table"), 10, "no checks")
+        assert "PASS" in _text(browser, "dq-checks-table")
         _wait(browser, lambda d: "tenure_months" in _text(d, "dq-psi-table"), 10, "no PSI per feature")
-    browser.save_screenshot(str(SCREENSHOTS / "data_quality.png"))
+        psi = [t for t in _cells(browser, "dq-psi-table", "psi") if t]
+        assert psi and max(map(_significant_digits, psi)) <= 4, psi
+    _screenshot(browser, "data_quality")
 
 
-def test_score_form_posts_to_the_api_and_shows_the_answer(dashboard_url, browser, api_url):
+def _fill_form(driver, customer: dict) -> None:
+    """Type ``customer``'s values into the generated form: text inputs typed, yes/no dropdowns picked."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _wait(driver, lambda d: d.find_element(By.ID, "form-submit"))
+    for name, value in customer.items():
+        found = driver.find_elements(By.ID, f"form-{name}")
+        if not found:
+            continue
+        element = found[0]
+        if element.tag_name == "input":
+            element.send_keys(Keys.CONTROL, "a")
+            element.send_keys(Keys.DELETE)
+            if value is not None:
+                element.send_keys(str(value))
+        else:  # yes/no radio items: click the option's label
+            label = "Yes" if value is True else "No" if value is False else str(value)
+            next(o for o in element.find_elements(By.CSS_SELECTOR, "label") if o.text.strip() == label).click()
+
+
+@pytest.fixture(scope="module")
+def form_customer(telco_csv) -> dict:
+    """One Telco customer from the shipped CSV, as the form's fields (the envelope left out)."""
+    from churn_stream.produce import csv_to_customer_events
+
+    _, value = csv_to_customer_events(telco_csv, limit=1)[0]
+    event = orjson.loads(value)
+    return {k: v for k, v in event.items() if k not in ("event_id", "event_time", "schema_version", "churned")}
+
+
+def test_score_form_shows_the_apis_message_for_a_bad_tenure(dashboard_url, browser, api_url, form_customer):
+    """Issue 18: the form answered "got None" for tenure -5 or 2.5 instead of the API's own message."""
+    from selenium.webdriver.common.by import By
+
+    if api_url is None:
+        pytest.skip("no prediction API in this tree")
+    _open_tab(browser, "Score a customer")
+    for tenure, message in (("-5", "input should be greater than or equal to 0, got -5"), ("2.5", "got 2.5")):
+        _fill_form(browser, form_customer | {"tenure_months": tenure})
+        browser.find_element(By.ID, "form-submit").click()
+        _wait(
+            browser,
+            lambda d, m=message: m in _text(d, "form-error-tenure_months"),
+            15,
+            f"no API message for tenure {tenure}",
+        )
+        error = _text(browser, "score-error")
+        assert "The API answered 422: request body failed validation" in error, error
+        assert f"tenure_months: {message}" in error or message in error, error
+        assert "None" not in error, error
+    _screenshot(browser, "score_error")
+
+
+def test_score_form_posts_to_the_api_and_shows_the_answer(dashboard_url, browser, api_url, form_customer):
     from selenium.webdriver.common.by import By
 
     _open_tab(browser, "Score a customer")
-    tenure = _wait(browser, lambda d: d.find_element(By.ID, "form-tenure_months"))
-    tenure.clear()
-    tenure.send_keys("1")
+    _fill_form(browser, form_customer | {"tenure_months": 1})
     browser.find_element(By.ID, "form-submit").click()
     if api_url is None:
         _wait(browser, lambda d: "unreachable" in _text(d, "score-result"), 15)
@@ -342,7 +444,8 @@ def test_score_form_posts_to_the_api_and_shows_the_answer(dashboard_url, browser
         assert 0 <= p <= 1
         assert _text(browser, "score-label") in ("CHURN (alert)", "stay")
         assert "reasons:" in _text(browser, "score-reasons")
-    browser.save_screenshot(str(SCREENSHOTS / "score.png"))
+        assert _text(browser, "form-error-tenure_months") == ""
+    _screenshot(browser, "score")
 
 
 def test_score_form_says_clearly_when_the_api_is_down(stack_settings, tracker, browser):
@@ -359,7 +462,8 @@ def test_score_form_says_clearly_when_the_api_is_down(stack_settings, tracker, b
         _wait(browser, lambda d: d.find_element(By.ID, "form-submit")).click()
         _wait(browser, lambda d: d.find_elements(By.ID, "score-unreachable"), 15, "no API-down message")
         assert f"Prediction API unreachable at {down}" in _text(browser, "score-unreachable")
-        browser.save_screenshot(str(SCREENSHOTS / "score_api_down.png"))
+        (REPO / "test-artifacts").mkdir(exist_ok=True)
+        browser.save_screenshot(str(REPO / "test-artifacts" / "score_api_down.png"))
     finally:
         server.shutdown()
         thread.join(timeout=10)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import plotly.graph_objects as go
 
-from dashboard.app import live_outputs
 from dashboard.live import LiveBuffers
+from dashboard.tab_live import live_outputs
 
 
 def _filled_buffers(now: float) -> LiveBuffers:

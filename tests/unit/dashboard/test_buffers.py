@@ -151,3 +151,20 @@ def test_lag_samples_and_the_reason_when_unknown():
     snap = b.snapshot(now=T0 + 3)
     assert snap.lag == 42 and snap.lag_note is None
     assert snap.lag_values == [None, 42] and snap.lag_times == [T0, T0 + 2]
+
+
+def test_records_produced_before_the_dashboard_started_are_skipped_not_counted():
+    """Issue 18: at start the feed counted a batch produced before it (7,813 "received" on first load)."""
+    b = buffers()  # started at T0
+    started_ms = int(T0 * 1000)
+    for i in range(50):  # the tail of a batch the broker served from before the start
+        b.add_record(Topics.SCORES, orjson.dumps(score(i)), now=T0 + 0.1, timestamp_ms=started_ms - 5_000 + i)
+    b.add_record(Topics.ALERTS, orjson.dumps(score(99, p=0.9)), now=T0 + 0.1, timestamp_ms=started_ms - 1)
+    for i in range(3):
+        b.add_record(Topics.SCORES, orjson.dumps(score(100 + i)), now=T0 + 1.2, timestamp_ms=started_ms + 1_200)
+    b.add_record(Topics.SCORES, orjson.dumps(score(200)), now=T0 + 1.3, timestamp_ms=None)  # no timestamp: counted
+    snap = b.snapshot(now=T0 + 3)
+    assert snap.scores_total == 4 and snap.alerts_total == 0
+    assert snap.skipped_before_start == 51
+    assert [r["customer_id"] for r in snap.scores] == ["c200", "c102", "c101", "c100"]
+    assert sum(snap.events_per_s) == 4 and snap.started_at == T0
