@@ -364,7 +364,7 @@ def _run_cycle(
             if announce and promoted["alias"] == "champion":
                 t0 = time.perf_counter()
                 progress["stage"] = "announce"
-                publish_model_updated(settings, promoted)
+                publish_model_updated(settings, promoted, Namespace.for_dataset(dataset).model_updated)
                 result.announced = True
                 timings["announce"] = timings.get("announce", 0.0) + time.perf_counter() - t0
         # Accepted: the next cycle with skip_unchanged compares its input with this one.
