@@ -40,6 +40,7 @@ def unwritable(tmp_path) -> Path:
 #: cannot be written; ``{profile}`` a profile file that does not validate.
 CASES: dict[str, tuple[list[str], str]] = {
     "schemas export": (["{bad}"], "NotADirectoryError"),
+    "schemas asyncapi": (["--dataset", "foo"], "foo"),
     "batch run": (["--dataset", "foo"], "unknown dataset 'foo'"),
     "batch serve": (["--dataset", "{profile}"], "bad.yaml"),
     "data generate": (["telco", "--out", "x.csv"], "only retail has a generator"),
