@@ -29,12 +29,32 @@ def model_updated_event(registered: dict[str, Any]) -> ModelUpdatedEvent:
     )
 
 
-def publish_model_updated(settings, registered: dict[str, Any]) -> ModelUpdatedEvent:
-    """Send the model-updated event and wait for the broker's acknowledgement."""
-    from plumbing.clients import ensure_topics, produce_records
+def publish_model_updated(settings, registered: dict[str, Any], topic: str = Topics.MODEL_UPDATED) -> ModelUpdatedEvent:
+    """Send the model-updated event and wait for the broker's acknowledgement.
+
+    Parameters
+    ----------
+    settings : plumbing.settings.Settings
+    registered : dict
+        The promoted version (:func:`batch.promotion.promote`).
+    topic : str, default "model-updated"
+        The dataset's model-updated topic (:attr:`schemas.namespace.Namespace.model_updated`);
+        created when missing.
+
+    Returns
+    -------
+    ModelUpdatedEvent
+    """
+    import asyncio
+
+    from plumbing.clients import create_missing_topics, ensure_topics, produce_records
 
     event = model_updated_event(registered)
     ensure_topics(settings)
-    produce_records(settings, Topics.MODEL_UPDATED, [(event.model_name.encode(), event.model_dump_json().encode())])
-    logger.info("announced model=%s version=%s alias=%s", event.model_name, event.model_version, event.alias)
+    if topic != Topics.MODEL_UPDATED:
+        asyncio.run(create_missing_topics(settings, {topic: 1}))
+    produce_records(settings, topic, [(event.model_name.encode(), event.model_dump_json().encode())])
+    logger.info(
+        "announced model=%s version=%s alias=%s topic=%s", event.model_name, event.model_version, event.alias, topic
+    )
     return event

@@ -39,12 +39,31 @@ def register_version(
     feature_names: list[str],
     model: str,
     metric: str,
+    extra_tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Register the run's artifact as a new version of ``name`` and verify it.
 
     The artifact is downloaded back through the tracking server and checked
     (SHA-256, loadable, scores) before the version is returned, so nothing
     half-written can be promoted later.
+
+    Parameters
+    ----------
+    tracker : mlflow.MlflowClient
+    name : str
+        Registered model name (created when missing).
+    run_id : str
+    local_path : str or Path
+        The artifact as uploaded (its SHA-256 becomes the ``sha256`` tag).
+    metrics : dict of str to float
+    feature_names : list of str
+    model : str
+        Zoo model name.
+    metric : {"roc_auc", "r2"}
+        Recorded as a tag: the champion's fallback score.
+    extra_tags : dict of str to str, optional
+        More version tags: the cycle passes ``dataset`` and ``contract_sha256``, which a
+        worker compares with the contract it serves.
 
     Returns
     -------
@@ -59,7 +78,13 @@ def register_version(
         tracker.get_registered_model(name)
     except MlflowException:
         tracker.create_registered_model(name)
-    tags = {"sha256": sha, metric: repr(float(metrics[metric])), "artifact_path": ARTIFACT_PATH, "model": model}
+    tags = {
+        **(extra_tags or {}),
+        "sha256": sha,
+        metric: repr(float(metrics[metric])),
+        "artifact_path": ARTIFACT_PATH,
+        "model": model,
+    }
     if "recall" in metrics:  # the recall floor's fallback when this version cannot be re-scored later
         tags["recall"] = repr(float(metrics["recall"]))
     mv = tracker.create_model_version(name, source=f"runs:/{run_id}/{MODEL_DIR}", run_id=run_id, tags=tags)

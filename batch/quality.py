@@ -287,7 +287,8 @@ def run_gate(
             )
         )
         report.checks.append(check_completeness(frame, config))
-        report.checks.append(check_regression_target(frame, profile, config))
+        if profile.regression_target is not None:  # no value target: no regressor, nothing to check
+            report.checks.append(check_regression_target(frame, profile, config))
         report.checks.append(check_class_balance(frame, profile, config))
         report.checks.append(check_drift(frame, reference, profile, config, reference_cycle))
     report.duration_s = time.perf_counter() - t0

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from batch import landing
-from batch.cycle import DEFAULT_SOURCES, CycleError, CycleResult, InsufficientRowsError, run_cycle
+from batch.cycle import CycleError, CycleResult, InsufficientRowsError, run_cycle
+from batch.cycle_input import default_source
 from batch.lock import S3Lock
 from batch.quality import DataQualityError
 from schemas.profiles import get_profile
@@ -223,8 +224,9 @@ class BatchService:
     storage : minio.Minio
     tracker : mlflow.MlflowClient
     dataset : str, default "telco"
+        A shipped profile's name or a profile file's path.
     source : path, optional
-        CSV of the scheduled (cron) cycle; default the shipped file (Telco only: retail needs one).
+        CSV of the scheduled (cron) cycle; default the shipped file (Telco only: other datasets need one).
     cycle_kwargs : dict, optional
         Extra keyword arguments of ``run_cycle`` (``only``, ``announce``, ``margin``, ``quality_config``,
         ``skip_unchanged``: default True here).
@@ -254,9 +256,8 @@ class BatchService:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        get_profile(dataset)  # an unknown data set fails here, not at the first scheduled cycle
-        if source is None and dataset not in DEFAULT_SOURCES:
-            raise ValueError(f"source: data set {dataset!r} has no shipped file; pass the CSV of its scheduled cycle")
+        # An unknown data set, or one without a source, fails here, not at the first scheduled cycle.
+        default_source(get_profile(dataset).name, source)
         self.settings = settings
         self.storage = storage
         self.tracker = tracker

@@ -214,8 +214,12 @@ def plan_fit(
 
 
 def plan_tasks(
-    data: TaskData, reg_data: TaskData, *, oof_max_rows: int = OOF_MAX_ROWS, sample_caps: dict[str, int] | None = None
-) -> tuple[FitPlan, FitPlan]:
+    data: TaskData,
+    reg_data: TaskData | None,
+    *,
+    oof_max_rows: int = OOF_MAX_ROWS,
+    sample_caps: dict[str, int] | None = None,
+) -> tuple[FitPlan, FitPlan | None]:
     """The classification and regression plans of one cycle, from the same training rows.
 
     The classification plan is :func:`plan_fit`'s; when it splits off validation rows,
@@ -227,18 +231,23 @@ def plan_tasks(
     Parameters
     ----------
     data, reg_data : TaskData
-        Classification and regression data of the same split.
+        Classification and regression data of the same split; ``reg_data`` is None when the
+        profile has no value target.
     oof_max_rows : int, default :data:`OOF_MAX_ROWS`
     sample_caps : dict of str to int, optional
 
     Returns
     -------
-    cls_plan, reg_plan : FitPlan
+    cls_plan : FitPlan
+    reg_plan : FitPlan or None
+        None without ``reg_data``.
     """
     caps = dict(sample_caps or {})
     cls_plan = plan_fit(data, oof_max_rows=oof_max_rows, sample_caps=caps)
     if cls_plan.X_val is not None:
         data.X_train = np.empty((0, data.X_train.shape[1]))
+    if reg_data is None:
+        return cls_plan, None
     return cls_plan, FitPlan(reg_data.X_train, reg_data.y_train, sample_caps=caps, strata=data.y_train)
 
 

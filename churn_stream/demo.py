@@ -1,8 +1,15 @@
-"""``churn demo``: the main job end to end on the local stack.
+"""``churn demo``: the main job end to end on the local stack, for any dataset.
 
-Stack up -> a batch cycle if no champion exists -> the worker -> every Telco row
-produced as a customer event -> wait until each one's score is on
-``churn-scores`` -> a summary whose last line is one JSON object.
+Stack up -> a batch cycle if the dataset has no champion (or one trained for another
+contract) -> the worker -> every source row produced as a customer event -> wait until
+each one's score is on the dataset's scores topic -> a summary whose last line is one
+JSON object, with ``first_score_s``: seconds from the start to the first live score.
+
+The dataset (``--dataset``, else ``CHURN_DATASET``) is a shipped name or a profile
+file. Its source is ``--source``, else its shipped file (Telco), else, for retail, a
+generated file of :data:`DEMO_RETAIL_ROWS` customers; a table of one's own needs
+``--source``. The worker is started with ``CHURN_DATASET`` set, so it serves that
+dataset's namespace (topics, registered names, consumer group).
 """
 
 from __future__ import annotations
@@ -24,11 +31,16 @@ import httpx
 import orjson
 
 from plumbing.settings import Settings
+from schemas.namespace import Namespace
+from schemas.profiles import DatasetProfile, get_profile
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
 
 TELCO_CSV = Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"
+#: Retail customers the demo generates (seed 0) when no --source is given: a cycle of a few
+#: minutes on 2 cores, and enough churned rows for the quality gate and promotion rules.
+DEMO_RETAIL_ROWS = 5_000
 
 
 class DemoError(RuntimeError):
@@ -58,6 +70,7 @@ def start_cli(
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "CHURN_DATA_DIR": str(settings.data_dir),
+            "CHURN_DATASET": settings.dataset,
         }
     )
     env.update(extra_env or {})
@@ -127,9 +140,13 @@ async def _collect(
     event_ids: set[str],
     start_offsets: dict,
     timeout_s: float,
-    topics: tuple[str, ...] = (Topics.SCORES, Topics.ALERTS),
+    topics: tuple[str, str] = (Topics.SCORES, Topics.ALERTS),
 ) -> dict[str, Any]:
-    """Read outputs from ``start_offsets`` until every event id has a score (or timeout)."""
+    """Read outputs from ``start_offsets`` until every event id has a score (or timeout).
+
+    ``topics`` is the scores topic, then the alerts topic. The result has ``first_score_at``
+    and ``last_score_at`` (Unix seconds, when this reader got them).
+    """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from plumbing.clients import kafka_kwargs
@@ -139,7 +156,8 @@ async def _collect(
     scored: set[str] = set()
     alerted: set[str] = set()
     duplicates = 0
-    last_score_at = None
+    first_score_at = last_score_at = None
+    scores_topic, alerts_topic = topics
     try:
         tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or []]
         if not tps:
@@ -157,11 +175,12 @@ async def _collect(
                     eid = doc.get("event_id")
                     if eid not in event_ids:
                         continue
-                    if tp.topic == Topics.SCORES:
+                    if tp.topic == scores_topic:
                         if eid in scored:
                             duplicates += 1
                         scored.add(eid)
                         last_score_at = time.time()
+                        first_score_at = first_score_at or last_score_at
                     else:
                         alerted.add(eid)
         # Alerts are produced in the same batch as their scores; give the tail a moment.
@@ -171,11 +190,17 @@ async def _collect(
             for tp, msgs in batch.items():
                 for m in msgs:
                     eid = orjson.loads(m.value).get("event_id")
-                    if eid in event_ids and tp.topic == Topics.ALERTS:
+                    if eid in event_ids and tp.topic == alerts_topic:
                         alerted.add(eid)
     finally:
         await consumer.stop()
-    return {"scored": len(scored), "alerts": len(alerted), "duplicates": duplicates, "last_score_at": last_score_at}
+    return {
+        "scored": len(scored),
+        "alerts": len(alerted),
+        "duplicates": duplicates,
+        "first_score_at": first_score_at,
+        "last_score_at": last_score_at,
+    }
 
 
 async def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[tuple[str, int], int]:
@@ -213,16 +238,29 @@ def replicate_events(records: list[tuple[bytes, bytes]], n: int) -> list[tuple[b
     return out
 
 
-def champion_summary(settings: Settings) -> dict[str, Any]:
-    """Version and hold-out AUC/F1 of the registered champion (empty dict if none)."""
+def champion_summary(
+    settings: Settings, classifier_name: str = Namespace.for_dataset().classifier_name
+) -> dict[str, Any]:
+    """Version, hold-out AUC/F1 and contract hash of the registered champion (empty dict if none).
+
+    Parameters
+    ----------
+    settings : Settings
+    classifier_name : str, default "churn-classifier"
+        The dataset's registered classifier (:meth:`Namespace.registered_models`).
+
+    Returns
+    -------
+    dict
+        ``model_version``, ``model``, ``roc_auc``, ``f1``, ``threshold`` and
+        ``contract_sha256`` (None for versions registered before contracts were recorded).
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from batch.promotion import CLASSIFIER_NAME
-
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     try:
-        mv = client.get_model_version_by_alias(CLASSIFIER_NAME, "champion")
+        mv = client.get_model_version_by_alias(classifier_name, "champion")
     except MlflowException:
         return {}
     if mv.run_id is None:  # a version registered without a run has no metrics to show
@@ -235,7 +273,46 @@ def champion_summary(settings: Settings) -> dict[str, Any]:
         "roc_auc": m.get("roc_auc"),
         "f1": m.get("f1_tuned"),
         "threshold": m.get("threshold"),
+        "contract_sha256": (mv.tags or {}).get("contract_sha256"),
     }
+
+
+def demo_source(profile: DatasetProfile, source: str | Path | None, data_dir: Path) -> Path:
+    """The CSV the demo trains on and scores: ``source``, the shipped file, or generated retail rows.
+
+    Parameters
+    ----------
+    profile : DatasetProfile
+    source : str or Path, optional
+    data_dir : Path
+        Generated retail files go to ``data_dir / "demo"`` (kept: the same seed gives the same
+        file, so a second demo finds the input unchanged).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    DemoError
+        If the dataset ships no file, has no generator and ``source`` is None.
+    """
+    from batch.cycle_input import DEFAULT_SOURCES
+
+    if source is not None:
+        return Path(source)
+    if profile.name in DEFAULT_SOURCES:
+        return DEFAULT_SOURCES[profile.name]
+    if profile.name == "retail":
+        from batch.retail import write_retail_csv
+
+        path = data_dir / "demo" / f"retail_{DEMO_RETAIL_ROWS}_seed0.csv"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            print(f"generating {DEMO_RETAIL_ROWS:,} retail customers: {path}", file=sys.stderr)
+            write_retail_csv(path, rows=DEMO_RETAIL_ROWS, seed=0)
+        return path
+    raise DemoError(f"dataset {profile.name!r} has no shipped or generated source: pass its CSV with --source")
 
 
 @contextlib.contextmanager
@@ -268,6 +345,8 @@ def run_demo(
     start_stack: bool = True,
     score_timeout_s: float = 300.0,
     on_summary=None,
+    dataset: str | None = None,
+    source: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the main job; return the summary (also printed by the CLI as its last line).
 
@@ -275,7 +354,7 @@ def run_demo(
     ----------
     settings : Settings
     events : int, optional
-        Events to produce; default every Telco row (7,043). More than that cycles
+        Events to produce; default every source row (Telco: 7,043). More than that cycles
         over the rows with fresh event ids.
     keep_running : bool
         Keep the worker running after the summary until Ctrl-C.
@@ -285,29 +364,76 @@ def run_demo(
         Start the local stack first (idempotent).
     on_summary : callable, optional
         Called with the summary as soon as it is known (before waiting for Ctrl-C).
+    dataset : str, optional
+        A shipped profile's name or a profile file; default ``settings.dataset`` (``CHURN_DATASET``).
+    source : str or Path, optional
+        The CSV to train on and score (:func:`demo_source`).
+
+    Returns
+    -------
+    dict
+        ``produced``, ``scored``, ``alerts``, ``duplicates``, ``events_per_s``, ``scoring_s``,
+        ``elapsed_s``, ``first_score_s`` (start to the first live score), ``dataset``,
+        ``source``, the model and the champion's hold-out figures.
+
+    Raises
+    ------
+    DemoError
+        No source for the dataset, a port taken, or the worker not starting.
     """
     from batch.cycle import run_cycle
     from churn_stream.produce import csv_to_customer_events
-    from plumbing.clients import ensure_topics, make_storage, make_tracker, produce_records
+    from plumbing.clients import create_missing_topics, ensure_topics, make_storage, make_tracker, produce_records
 
     t_start = time.perf_counter()
-    if start_stack:
-        from churn_stream.stack import LocalStack
-
-        LocalStack.from_settings(settings).up()
-    ensure_topics(settings)
-    champion = champion_summary(settings)
-    if not champion:
-        print("no champion registered: running a batch cycle first", file=sys.stderr)
-        run_cycle(settings, make_storage(settings), make_tracker(settings), dataset="telco")
-        champion = champion_summary(settings)
-
-    log_path = settings.data_dir / "logs" / "worker.log"
+    t_start_wall = time.time()
+    profile = get_profile(dataset if dataset is not None else settings.dataset)
+    # The worker child reads CHURN_DATASET: a profile file is handed on as its absolute path.
+    chosen = str(dataset if dataset is not None else settings.dataset)
+    if chosen != profile.name:
+        chosen = str(Path(chosen).resolve())
+    settings = settings.with_overrides(dataset=chosen)
+    ns = Namespace.for_dataset(profile.name, settings.consumer_group)
+    src = demo_source(profile, source, settings.data_dir)
+    # Before any training: a taken port would only show once the cycle is over.
     if _port_taken(settings.worker_web_port):
         raise DemoError(
             f"port {settings.worker_web_port} (the worker's health page) is already in use, probably by another "
             "`churn worker`; stop it or set CHURN_WORKER_WEB_PORT to a free port"
         )
+    if start_stack:
+        from churn_stream.stack import LocalStack
+
+        LocalStack.from_settings(settings).up()
+    ensure_topics(settings)
+    spread = settings.topic_partitions
+    asyncio.run(
+        create_missing_topics(
+            settings,
+            {ns.customers: spread, ns.scores: spread, ns.alerts: spread}
+            | {ns.model_updated: 1, ns.customers_dlq: 1, ns.drift: 1},
+        )
+    )
+    champion = champion_summary(settings, ns.classifier_name)
+    stale = champion.get("contract_sha256") not in (None, profile.digest)
+    if not champion or stale:
+        print(
+            f"{'champion trained for another contract' if stale else 'no champion registered'}: "
+            "running a batch cycle first",
+            file=sys.stderr,
+        )
+        run_cycle(
+            settings,
+            make_storage(settings),
+            make_tracker(settings),
+            dataset=profile,
+            source=src,
+            # A champion of another contract cannot be served: the new model replaces it.
+            margin=-1.0 if stale else 0.0,
+        )
+        champion = champion_summary(settings, ns.classifier_name)
+
+    log_path = settings.data_dir / "logs" / "worker.log"
     with sigterm_as_interrupt():  # `kill <churn demo>` stops the worker too
         proc = start_worker(settings, log_path)
         try:
@@ -316,17 +442,22 @@ def run_demo(
                 f"worker ready: model {health['model_name']} v{health['model_version']} (log: {log_path})",
                 file=sys.stderr,
             )
-            records = csv_to_customer_events(TELCO_CSV)
+            records = csv_to_customer_events(src, settings.dataset)
             records = replicate_events(records, events if events is not None else len(records))
             event_ids = {orjson.loads(v)["event_id"] for _, v in records}
-            start_offsets = asyncio.run(_end_offsets(settings, (Topics.SCORES, Topics.ALERTS)))
+            outputs = (ns.scores, ns.alerts)
+            start_offsets = asyncio.run(_end_offsets(settings, outputs))
             t_produce = time.time()
             # list(): produce_records takes keys that may be None (a list is invariant in its items).
-            produced = produce_records(settings, Topics.CUSTOMERS, list(records), rate)
+            produced = produce_records(settings, ns.customers, list(records), rate)
             print(f"produced {produced} events; waiting for their scores", file=sys.stderr)
-            seen = asyncio.run(_collect(settings, event_ids, start_offsets, score_timeout_s))
+            seen = asyncio.run(_collect(settings, event_ids, start_offsets, score_timeout_s, outputs))
             scoring_s = (seen["last_score_at"] or time.time()) - t_produce
+            first = seen["first_score_at"]
             summary = {
+                "dataset": profile.name,
+                "source": str(src),
+                "first_score_s": round(first - t_start_wall, 3) if first is not None else None,
                 "produced": produced,
                 "scored": seen["scored"],
                 "alerts": seen["alerts"],
@@ -341,8 +472,9 @@ def run_demo(
                 "champion_model": champion.get("model"),
             }
             print(
-                f"scored {summary['scored']}/{produced} events, {summary['alerts']} churn alerts, "
-                f"{summary['events_per_s']} events/s, {summary['elapsed_s']} s in all; champion "
+                f"scored {summary['scored']}/{produced} {profile.name} events, {summary['alerts']} churn alerts, "
+                f"{summary['events_per_s']} events/s, first live score after {summary['first_score_s']} s, "
+                f"{summary['elapsed_s']} s in all; champion "
                 f"{summary['champion_model']} v{summary['model_version']} AUC={summary['champion_roc_auc']:.3f} "
                 f"F1={summary['champion_f1']:.3f}",
                 file=sys.stderr,

@@ -128,7 +128,7 @@ def decode_batch(records: Sequence[RawRecord]) -> tuple[list[RawRecord], list[Cu
             events.append(CustomerEvent.model_validate_json(rec.value))
             ok_records.append(rec)
         except ValidationError as exc:
-            err = format_validation_error(exc)
+            err = format_validation_error(exc, limit=len(exc.errors()))  # every missing field, not 10
             failures.append(Failure(rec, _stage_of(exc), "EventValidationError", str(err)))
     return ok_records, events, failures
 
@@ -359,7 +359,7 @@ def _decode_slow(rec: RawRecord) -> tuple[dict[str, Any] | None, str | None, Fai
     try:
         ev = CustomerEvent.model_validate_json(rec.value)
     except ValidationError as exc:
-        err = format_validation_error(exc)
+        err = format_validation_error(exc, limit=len(exc.errors()))  # every missing field, not 10
         return None, None, Failure(rec, _stage_of(exc), "EventValidationError", str(err))
     return dict(ev.__dict__), ev.event_time.isoformat(), None
 

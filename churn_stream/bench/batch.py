@@ -142,6 +142,10 @@ class BatchBenchResult:
 
 
 def _targets(dataset: str, rows: int, cycle_s: float, peak_gb: float) -> dict[str, Any]:
+    if dataset not in TARGETS:  # a profile of the user's own: measured, not judged
+        return dict.fromkeys(("stated_for_rows", "cycle_s", "peak_rss_gb", "cycle_met", "peak_met")) | {
+            "applies": False
+        }
     for_rows, max_s, max_gb = TARGETS[dataset]
     applies = for_rows is None or rows == for_rows
     out: dict[str, Any] = {"stated_for_rows": for_rows, "applies": applies, "cycle_s": max_s, "peak_rss_gb": max_gb}
@@ -153,7 +157,12 @@ def _targets(dataset: str, rows: int, cycle_s: float, peak_gb: float) -> dict[st
 def format_report(r: BatchBenchResult) -> str:
     """The human-readable table printed by ``churn bench batch``."""
     t = r.targets
-    scope = "" if t["applies"] else f"  (targets are stated for {t['stated_for_rows']:,} rows; not judged here)"
+    if t["applies"]:
+        scope = ""
+    elif t["stated_for_rows"] is None:
+        scope = f"  (no target is stated for dataset {r.dataset}; not judged)"
+    else:
+        scope = f"  (targets are stated for {t['stated_for_rows']:,} rows; not judged here)"
 
     def verdict(met: bool | None) -> str:
         return {True: "met", False: "NOT MET", None: "-"}[met]
@@ -164,7 +173,8 @@ def format_report(r: BatchBenchResult) -> str:
         f"{r.load_average[2]:.2f} on {os.cpu_count()} CPUs{scope}",
         "",
         f"{'':<28}{'measured':>12}{'target':>12}  verdict",
-        f"{'full cycle, wall s':<28}{r.cycle_s:>12.1f}{'< ' + format(t['cycle_s'], '.0f'):>12}  "
+        f"{'full cycle, wall s':<28}{r.cycle_s:>12.1f}"
+        f"{('< ' + format(t['cycle_s'], '.0f')) if t['cycle_s'] else '-':>12}  "
         f"{verdict(t['cycle_met'])}",
         f"{'full cycle, CPU s':<28}{r.cpu_s:>12.1f}{'':>12}",
         f"{'peak RSS, GB':<28}{r.peak_rss_gb:>12.2f}"
@@ -211,12 +221,13 @@ def run_bench_batch(
     ----------
     settings : plumbing.settings.Settings
         Endpoints of S3, MLflow and Kafka, and the batch scaling settings.
-    dataset : {"retail", "telco"}, default "retail"
+    dataset : str, default "retail"
+        A shipped profile's name or a profile file; the targets are stated for retail and telco.
     rows : int, default 1_000_000
         Retail customers to generate with ``seed`` when ``source`` is not given
         (ignored for Telco, which always uses its shipped file unless ``source``).
     source : path, optional
-        CSV to ingest instead of generating one.
+        CSV to ingest instead of generating one; required for datasets other than retail and telco.
     seed : int, default 0
     json_path : path, optional
         Also write the figures (:meth:`BatchBenchResult.to_dict`) here as JSON.
@@ -232,13 +243,19 @@ def run_bench_batch(
     Raises
     ------
     ValueError
-        On an unknown ``dataset`` or ``rows`` below 1.
+        On ``rows`` below 1.
+    KeyError, schemas.profiles.ProfileError
+        On an unknown ``dataset``.
+    batch.cycle_input.MissingSourceError
+        Without ``source`` for a dataset that is neither retail nor telco.
     """
-    from batch.cycle import DEFAULT_SOURCES, run_cycle
+    from batch.cycle import run_cycle
+    from batch.cycle_input import default_source
     from plumbing.clients import make_storage, make_tracker
+    from schemas.profiles import get_profile
 
-    if dataset not in TARGETS:
-        raise ValueError(f"dataset: expected one of {sorted(TARGETS)}, got {dataset!r}")
+    profile = get_profile(dataset)
+    dataset = profile.name
     if rows < 1:
         raise ValueError(f"rows: expected >= 1, got {rows!r}")
     with tempfile.TemporaryDirectory(prefix="churn-bench-batch-") as tmp:
@@ -250,13 +267,13 @@ def run_bench_batch(
             t0 = time.perf_counter()
             write_retail_csv(source, rows=rows, seed=seed)
             generate_s = time.perf_counter() - t0
-        elif source is None:
-            source = DEFAULT_SOURCES[dataset]
+        else:
+            source = default_source(dataset, source)
         storage, tracker = make_storage(settings), make_tracker(settings)
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         with PeakRss() as peak:
-            result = run_cycle(settings, storage, tracker, dataset=dataset, source=source, only=only)
+            result = run_cycle(settings, storage, tracker, dataset=profile, source=source, only=only)
         cycle_s = time.perf_counter() - t0
         cpu_s = time.process_time() - cpu0
     peak_gb = max(peak.peak_bytes, _self_maxrss_bytes()) / 1e9
@@ -387,6 +404,8 @@ def run_ensemble_curve(
     for name in chosen:
         is_cls = name in zoo.classifiers(set(chosen))
         plan = cls_plan if is_cls else reg_plan
+        if plan is None:  # retail has a value target: its regression plan always exists
+            raise ValueError(f"{name}: the {profile.name} profile has no value target")
         for size in sorted(sizes):
             if size > plan.y_fit.shape[0]:
                 logger.warning("curve: %s size %d exceeds the %d fit rows; skipped", name, size, plan.y_fit.shape[0])

@@ -124,8 +124,19 @@ def _row(
     return row
 
 
-def bench_models(dataset: str = "telco", only: set[str] | None = None) -> list[dict[str, Any]]:
+def bench_models(
+    dataset: str = "telco", only: set[str] | None = None, source: str | Path | None = None
+) -> list[dict[str, Any]]:
     """Train every zoo model and its reference on the fixed protocol; return one row per model.
+
+    Parameters
+    ----------
+    dataset : str, default "telco"
+        A shipped profile's name or a profile file.
+    only : set of str, optional
+        Zoo models to run.
+    source : str or Path, optional
+        CSV to read; default the dataset's shipped file (telco only).
 
     Returns
     -------
@@ -133,17 +144,23 @@ def bench_models(dataset: str = "telco", only: set[str] | None = None) -> list[d
         Fields ``model``, ``task``, ``roc_auc``, ``f1``, ``f1_tuned`` (classifiers) or
         ``rmse``, ``mae``, ``r2``, ``mape`` (regressors), ``fit_s``, ``predict_ms_per_1k``,
         ``reference`` and the same figures prefixed ``reference_``, and
-        ``predict_speed_ratio`` (reference time / ours; > 1 means ours is faster).
+        ``predict_speed_ratio`` (reference time / ours; > 1 means ours is faster). No
+        regressor rows when the profile has no value target.
+
+    Raises
+    ------
+    batch.cycle_input.MissingSourceError
+        If ``source`` is None and the dataset ships no file.
     """
     from threadpoolctl import threadpool_limits
 
-    from batch.cycle import DEFAULT_SOURCES
+    from batch.cycle_input import default_source
 
     profile = get_profile(dataset)
-    frame = read_source_csv(DEFAULT_SOURCES[dataset], profile)
+    frame = read_source_csv(default_source(profile.name, source), profile)
     cls_data = classification_data(frame, profile)
-    reg_data = regression_data(frame, profile)
-    refs = holdout_references({n: i for i, n in enumerate(reg_data.feature_names)})
+    reg_data = regression_data(frame, profile) if profile.regression_target is not None else None
+    refs = holdout_references({n: i for i, n in enumerate((reg_data or cls_data).feature_names)})
     rows = []
     with threadpool_limits(1):
         for name, factory in zoo.classifiers(only).items():
@@ -152,6 +169,8 @@ def bench_models(dataset: str = "telco", only: set[str] | None = None) -> list[d
             ref = train_classifier(label, ref_factory, cls_data)
             rows.append(_row(name, "classification", ours, ref, label, cls_data.X_test, cls_data.y_test))
         for name, factory in zoo.regressors(only).items():
+            if reg_data is None:  # no value target: no regressor
+                break
             label, ref_factory = refs[name]
             ours = train_regressor(name, factory, reg_data)
             ref = train_regressor(label, ref_factory, reg_data)
@@ -206,11 +225,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def run_bench_models(
-    dataset: str = "telco", json_path: str | Path | None = None, only: set[str] | None = None
+    dataset: str = "telco",
+    json_path: str | Path | None = None,
+    only: set[str] | None = None,
+    source: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """CLI body: run, print the table (and the machine), optionally write the JSON list."""
     t0 = time.perf_counter()
-    rows = bench_models(dataset, only)
+    rows = bench_models(dataset, only, source)
     load = os.getloadavg()
     print(
         f"# churn bench models: dataset={dataset} machine={platform.machine()} cores={os.cpu_count()} "

@@ -42,6 +42,8 @@ import numpy as np
 import orjson
 
 from plumbing.settings import Settings
+from schemas.namespace import Namespace
+from schemas.profiles import DatasetProfile, get_profile
 
 #: Events sent (and waited for) before timing, so group joins and model loads are not timed.
 WARMUP_EVENTS = 200
@@ -215,26 +217,26 @@ def _start_contender(
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _champion(settings: Settings, dst: Path) -> tuple[Path, dict[str, str]]:
-    """Download the champion's pipeline (training one first if none is registered)."""
+def _champion(settings: Settings, dst: Path, profile: DatasetProfile, source: Path) -> tuple[Path, dict[str, str]]:
+    """Download the dataset's champion pipeline (training one on ``source`` first if none is registered)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from batch.cycle import run_cycle
     from plumbing.artifacts import download_pipeline, version_artifact_uri
     from plumbing.clients import make_storage, make_tracker
-    from stream_app.model_store import CLASSIFIER_NAME
 
+    name = Namespace.for_dataset(profile.name).classifier_name
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     try:
-        mv = client.get_model_version_by_alias(CLASSIFIER_NAME, "champion")
+        mv = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         print("no champion registered: running a batch cycle first", file=sys.stderr)
-        run_cycle(settings, make_storage(settings), make_tracker(settings), dataset="telco")
-        mv = client.get_model_version_by_alias(CLASSIFIER_NAME, "champion")
+        run_cycle(settings, make_storage(settings), make_tracker(settings), dataset=profile, source=source)
+        mv = client.get_model_version_by_alias(name, "champion")
     download_pipeline(settings.mlflow_tracking_uri, version_artifact_uri(mv), mv.tags["sha256"], dst_dir=dst)
     path = next(dst.rglob("*.npz"))
-    return path, {"name": CLASSIFIER_NAME, "version": str(mv.version)}
+    return path, {"name": name, "version": str(mv.version)}
 
 
 def _percentile_ms(values: list[float], q: float) -> float | None:
@@ -252,6 +254,8 @@ def run_bench_stream(
     json_path: Path | None = None,
     rate: float = 2000.0,
     latency_s: float = 20.0,
+    dataset: str = "telco",
+    source: str | Path | None = None,
 ) -> dict[str, Any]:
     """Measure the three contenders in one run; print a table and return (and optionally save) the figures.
 
@@ -267,6 +271,12 @@ def run_bench_stream(
         Events per second of the worker's latency phase.
     latency_s : float, default 20.0
         Duration of the latency phase (0 skips it).
+    dataset : str, default "telco"
+        A shipped profile's name or a profile file. The naive and relay contenders speak
+        Telco's event contract; for any other dataset the worker is measured alone (and the
+        ratios are None).
+    source : str or Path, optional
+        CSV whose rows are replayed; default the dataset's shipped file.
 
     Returns
     -------
@@ -274,19 +284,26 @@ def run_bench_stream(
         ``naive_eps``, ``relay_eps``, ``worker_eps``, ``ratio_vs_naive``, ``ratio_vs_relay``,
         ``p50_ms``, ``p99_ms`` and details per contender.
     """
-    from churn_stream.demo import TELCO_CSV, replicate_events, stop_worker, wait_worker_ready
+    from batch.cycle_input import default_source
+    from churn_stream.demo import replicate_events, stop_worker, wait_worker_ready
     from churn_stream.produce import csv_to_customer_events
     from churn_stream.stack import LocalStack
     from plumbing.clients import ensure_topics
 
+    profile = get_profile(dataset)
+    ns = Namespace.for_dataset(profile.name)
+    src = default_source(profile.name, source)
+    settings = settings.with_overrides(dataset=str(dataset))  # the worker child reads CHURN_DATASET
+    contenders = CONTENDERS if profile.name == "telco" else ("worker",)
     run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     work = Path(tempfile.mkdtemp(prefix="churn-bench-stream-"))
     ensure_topics(settings)
-    pipeline_path, model = _champion(settings, work / "model")
-    base = csv_to_customer_events(TELCO_CSV)
+    pipeline_path, model = _champion(settings, work / "model", profile, src)
+    base = csv_to_customer_events(src, dataset)
     load_before = os.getloadavg()
     result: dict[str, Any] = {
         "events": events,
+        "dataset": profile.name,
         "broker_mode": _broker_mode(settings),
         "bootstrap": settings.kafka_bootstrap_servers,
         "model_version": model["version"],
@@ -294,13 +311,13 @@ def run_bench_stream(
         "cpus": os.cpu_count(),
         "contenders": {},
     }
-    for kind in CONTENDERS:
+    for kind in contenders:
         suffix = f".bench-{run}-{kind}"
         topics = {
-            "in": f"customers{suffix}",
-            "out": f"churn-scores{suffix}",
-            "alerts": f"churn-alerts{suffix}",
-            "dlq": f"customers.dlq{suffix}",
+            "in": f"{ns.customers}{suffix}",
+            "out": f"{ns.scores}{suffix}",
+            "alerts": f"{ns.alerts}{suffix}",
+            "dlq": f"{ns.customers_dlq}{suffix}",
         }
         asyncio.run(_create_topics(settings, list(topics.values())))
         group = f"bench-{run}-{kind}"
@@ -372,13 +389,17 @@ def run_bench_stream(
             else:
                 _stop(proc)
     c = result["contenders"]
+
+    def ratio(other: str) -> float | None:
+        return round(c["worker"]["eps"] / c[other]["eps"], 2) if other in c else None
+
     result.update(
         {
-            "naive_eps": c["naive"]["eps"],
-            "relay_eps": c["relay"]["eps"],
+            "naive_eps": c.get("naive", {}).get("eps"),
+            "relay_eps": c.get("relay", {}).get("eps"),
             "worker_eps": c["worker"]["eps"],
-            "ratio_vs_naive": round(c["worker"]["eps"] / c["naive"]["eps"], 2),
-            "ratio_vs_relay": round(c["worker"]["eps"] / c["relay"]["eps"], 2),
+            "ratio_vs_naive": ratio("naive"),
+            "ratio_vs_relay": ratio("relay"),
             "p50_ms": c["worker"].get("p50_ms"),
             "p99_ms": c["worker"].get("p99_ms"),
             "load_avg_1m_end": round(os.getloadavg()[0], 2),
@@ -391,7 +412,7 @@ def run_bench_stream(
         file=sys.stderr,
     )
     loads = [result["load_avg_1m_start"], result["load_avg_1m_end"]] + [
-        c[kind].get(k) for kind in CONTENDERS for k in ("load_avg_1m", "latency_load_avg_1m") if c[kind].get(k)
+        c[kind].get(k) for kind in contenders for k in ("load_avg_1m", "latency_load_avg_1m") if c[kind].get(k)
     ]
     result["busy"] = max(loads) > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
     if result["busy"]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -32,6 +35,184 @@ def predict_url(api_url: str) -> str:
 PORT = click.IntRange(1, 65535)
 #: Events per second: positive.
 RATE = click.FloatRange(min=0, min_open=True)
+
+
+class DatasetType(click.ParamType):
+    """A dataset: a shipped profile's name (``telco``, ``retail``) or a path to a profile file.
+
+    The value stays as given (a name or a path string, what ``CHURN_DATASET`` takes and
+    child processes are handed); it is loaded once here so an unknown name or a bad file
+    fails at parsing, in one line, before anything else runs.
+    """
+
+    name = "dataset"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            load_dataset(str(value))
+        except ValueError as err:  # KeyError and ProfileError both say what is wrong
+            self.fail(str(err), param, ctx)
+        return str(value)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "NAME|PROFILE.yaml"
+
+
+def load_dataset(name_or_path: str):
+    """The profile of a dataset name or profile file, or ``ValueError`` with its problem on one line.
+
+    Parameters
+    ----------
+    name_or_path : str
+
+    Returns
+    -------
+    schemas.profiles.DatasetProfile
+
+    Raises
+    ------
+    ValueError
+        Unknown name, unreadable or invalid file; the message is one line.
+    """
+    from schemas.profiles import ProfileError, get_profile
+
+    try:
+        return get_profile(name_or_path)
+    except KeyError as err:
+        raise ValueError(err.args[0]) from None
+    except ProfileError as err:
+        raise ValueError("; ".join(str(err).splitlines())) from None
+
+
+#: ``--dataset``: a shipped name or a profile file.
+DATASET = DatasetType()
+
+
+def dataset_option(help_text: str = "Dataset: a shipped profile's name or a profile file (default: CHURN_DATASET)"):
+    """The ``--dataset NAME|PROFILE.yaml`` option; None when not given (then ``CHURN_DATASET`` applies).
+
+    Parameters
+    ----------
+    help_text : str
+    """
+    return click.option("--dataset", type=DATASET, default=None, help=help_text.rstrip(".") + ".")
+
+
+def chosen_dataset(settings: Settings, dataset: str | None):
+    """The dataset a command serves: ``--dataset``, else ``CHURN_DATASET`` (``settings.dataset``).
+
+    Parameters
+    ----------
+    settings : Settings
+    dataset : str or None
+        The ``--dataset`` value.
+
+    Returns
+    -------
+    schemas.profiles.DatasetProfile
+
+    Raises
+    ------
+    click.BadParameter
+        If ``CHURN_DATASET`` names no dataset (a bad ``--dataset`` fails at parsing).
+    """
+    try:
+        return load_dataset(dataset if dataset is not None else settings.dataset)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--dataset (or CHURN_DATASET)") from None
+
+
+class OutputFile(click.Path):
+    """A file to write: its folder must exist and be writable, checked before any work is done.
+
+    A benchmark that runs for minutes, then fails to write its ``--json``, loses its figures.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = Path(os.fsdecode(super().convert(value, param, ctx)))
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            self.fail(f"{str(path)!r}: folder {str(folder)!r} does not exist", param, ctx)
+        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            self.fail(f"{str(path)!r}: not writable", param, ctx)
+        return path
+
+
+#: ``--json`` and ``--out`` files.
+OUTPUT_FILE = OutputFile()
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Fail in one line when ``host:port`` cannot be listened on, before a service loads anything.
+
+    Binds the address the way the servers do (``SO_REUSEADDR``, so a port in ``TIME_WAIT``
+    passes) and lets it go at once.
+
+    Parameters
+    ----------
+    host : str
+    port : int
+    what : str
+        The service and its setting, for the message (``"the API (--port)"``).
+
+    Raises
+    ------
+    click.ClickException
+        If the port is taken (or the host is not local).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise click.ClickException(
+                f"{host}:{port} for {what} is not available ({err.strerror or err}); "
+                "stop the process using it or choose another port"
+            ) from None
+
+
+def require_topic(settings: Settings, topic: str) -> None:
+    """Fail in one line when ``topic`` does not exist; never creates it.
+
+    Lists the broker's topics (a metadata request for all topics, which creates nothing),
+    where subscribing to a missing topic would let a broker with automatic topic creation
+    create it.
+
+    Parameters
+    ----------
+    settings : Settings
+    topic : str
+
+    Raises
+    ------
+    click.ClickException
+        If the broker has no such topic.
+    """
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from plumbing.clients import kafka_kwargs
+
+    async def listed() -> list[str]:
+        admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
+        await admin.start()
+        try:
+            return list(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    topics = asyncio.run(listed())
+    if topic not in topics:
+        shown = ", ".join(sorted(t for t in topics if not t.startswith("__"))[:20]) or "none"
+        raise click.ClickException(
+            f"topic {topic!r} does not exist on {settings.kafka_bootstrap_servers} (topics: {shown})"
+        )
+
 
 #: MLflow client retries and per-request timeout (s) unless set in the environment. MLflow's own
 #: defaults (7 retries with exponential backoff, 120 s) made a worker or a batch run facing an
@@ -62,11 +243,45 @@ _USER_ERRORS = {
     "MlflowException",
     "DemoError",
     "SettingsError",
+    "MissingSourceError",
+    "ProfileError",
+    # Files the user named: a folder that does not exist or cannot be written, ...
+    "FileNotFoundError",
+    "PermissionError",
+    "NotADirectoryError",
+    "IsADirectoryError",
+    "FileExistsError",
 }
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: its lines joined with "; " (blank lines dropped)."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
 class _Group(click.Group):
-    """A click group that turns known operational errors into ``Error: ...`` and exit code 1."""
+    """A click group that turns known operational errors into ``Error: ...`` and exit code 1.
+
+    Every user error is one line on stderr with a non-zero exit: click's usage errors
+    (exit 2) too, which click itself prints with the usage and a hint over four lines.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # click's signature
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as err:
+            hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx is not None else ""
+            click.echo(f"Error: {one_line(err.format_message())}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            click.echo(f"Error: {one_line(err.format_message())}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):  # click's signature
         try:
@@ -75,7 +290,7 @@ class _Group(click.Group):
             raise
         except Exception as exc:  # re-raised unless it is a known operational error
             if any(cls.__name__ in _USER_ERRORS for cls in type(exc).__mro__):
-                raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+                raise click.ClickException(one_line(f"{type(exc).__name__}: {exc}")) from exc
             raise
 
 

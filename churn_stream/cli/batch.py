@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from churn_stream.cli.app import main
+from churn_stream.cli.app import OUTPUT_FILE, chosen_dataset, dataset_option, main
 from plumbing.settings import Settings
 
 
@@ -39,32 +39,66 @@ def batch() -> None:
 
 
 @batch.command("run")
-@click.option("--dataset", default="telco", show_default=True, type=click.Choice(["telco", "retail"]))
+@dataset_option()
 @click.option(
     "--source",
-    type=click.Path(exists=True, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="CSV to ingest (default: the shipped Telco file; required for retail).",
+    help="CSV to ingest (default: the dataset's shipped file; only telco ships one).",
 )
+@click.option("--force", is_flag=True, help="Train and register even when the input equals the last accepted one.")
+@click.option("--only", "only", multiple=True, help="Train only this zoo model (repeatable; quick checks).")
 @click.pass_obj
-def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
-    """Run one cycle: ingest, featurise, train, evaluate, register, announce."""
+def batch_run(settings: Settings, dataset: str | None, source: Path | None, force: bool, only: tuple[str, ...]) -> None:
+    """Run one cycle: ingest, featurise, train, evaluate, register, announce.
+
+    An input identical to the last accepted one (same content, same models) trains and
+    registers nothing and says "unchanged input", unless --force.
+    """
+    from batch import zoo
     from batch.cycle import run_cycle
     from plumbing.clients import make_storage, make_tracker
 
-    if dataset == "retail" and source is None:
-        raise click.UsageError("--source is required for --dataset retail (see `churn data generate retail`)")
-    result = run_cycle(settings, make_storage(settings), make_tracker(settings), dataset=dataset, source=source)
+    profile = chosen_dataset(settings, dataset)
+    _require_source(profile.name, source)
+    unknown = sorted(set(only) - set(zoo.classifiers()) - set(zoo.regressors()))
+    if unknown:
+        raise click.BadParameter(f"not zoo models: {unknown}", param_hint="--only")
+    result = run_cycle(
+        settings,
+        make_storage(settings),
+        make_tracker(settings),
+        dataset=profile,
+        source=source,
+        only=set(only) or None,
+        skip_unchanged=not force,
+    )
+    if result.unchanged_since:
+        click.echo(
+            f"unchanged input: same as cycle {result.unchanged_since}; nothing registered (--force to retrain)",
+            err=True,
+        )
     click.echo(json.dumps(result.summary(), sort_keys=True))
 
 
+def _require_source(dataset: str, source: Path | None) -> None:
+    """A one-line usage error when ``dataset`` ships no file and no ``--source`` was given."""
+    from batch.cycle_input import MissingSourceError, default_source
+
+    try:
+        default_source(dataset, source)
+    except MissingSourceError as err:
+        hint = " (see `churn data generate retail`)" if dataset == "retail" else ""
+        raise click.UsageError(f"--source is required for --dataset {dataset}: {err}{hint}") from None
+
+
 @batch.command("serve")
-@click.option("--dataset", default="telco", show_default=True, type=click.Choice(["telco", "retail"]))
+@dataset_option()
 @click.option(
     "--source",
-    type=click.Path(exists=True, path_type=Path),
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="CSV of the scheduled cycle (default: the shipped Telco file; required for retail).",
+    help="CSV of the scheduled cycle (default: the dataset's shipped file; only telco ships one).",
 )
 @click.option("--cron", default=None, help="Crontab in UTC (default: CHURN_BATCH_CRON, '0 2 * * *').")
 @click.option(
@@ -76,22 +110,27 @@ def batch_run(settings: Settings, dataset: str, source: Path | None) -> None:
 @click.option("--run-now", is_flag=True, help="Also run one cycle at start-up.")
 @click.pass_obj
 def batch_serve(
-    settings: Settings, dataset: str, source: Path | None, cron: str | None, watch_interval: int | None, run_now: bool
+    settings: Settings,
+    dataset: str | None,
+    source: Path | None,
+    cron: str | None,
+    watch_interval: int | None,
+    run_now: bool,
 ) -> None:
     """Run cycles on a cron schedule and when new CSVs land in S3, one at a time across processes."""
     from batch.service import BatchService
     from plumbing.clients import ensure_buckets, make_storage, make_tracker
 
-    if dataset == "retail" and source is None:
-        raise click.UsageError("--source is required for --dataset retail (see `churn data generate retail`)")
-
+    profile = chosen_dataset(settings, dataset)
+    _require_source(profile.name, source)
+    name_or_path = dataset if dataset is not None else settings.dataset  # the child process loads it again
     if cron is not None:
         settings = settings.with_overrides(batch_cron=cron)
     if watch_interval is not None:
         settings = settings.with_overrides(batch_watch_interval_s=watch_interval)
     storage = make_storage(settings)
     ensure_buckets(storage)
-    service = BatchService(settings, storage, make_tracker(settings), dataset=dataset, source=source)
+    service = BatchService(settings, storage, make_tracker(settings), dataset=name_or_path, source=source)
     if run_now:
         service.trigger("startup")
     service.serve()
@@ -104,22 +143,34 @@ def data() -> None:
 
 
 @data.command("generate")
-@click.argument("dataset", type=click.Choice(["retail"]))
+@click.argument("dataset")
 @click.option("--rows", type=click.IntRange(min=1), default=100_000, show_default=True, help="Customers to generate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes).")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV to write.")
+@click.option("--out", "out", type=OUTPUT_FILE, required=True, help="CSV to write.")
 def data_generate(dataset: str, rows: int, seed: int, out: Path) -> None:
-    """Write DATASET's synthetic source CSV (retail: see batch/retail.py for the generative process)."""
+    """Write DATASET's synthetic source CSV (retail: see batch/retail.py for the generative process).
+
+    Only retail has a generator; other datasets bring their own CSV.
+    """
     import time
 
     from batch.retail import write_retail_csv
+    from churn_stream.cli.app import load_dataset
 
+    try:
+        name = load_dataset(dataset).name
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="DATASET") from None
+    if name != "retail":
+        raise click.BadParameter(
+            f"{dataset!r}: only retail has a generator; other datasets bring their own CSV", param_hint="DATASET"
+        )
     start = time.perf_counter()
     write_retail_csv(out, rows=rows, seed=seed)
     click.echo(
         json.dumps(
             {
-                "dataset": dataset,
+                "dataset": name,
                 "rows": rows,
                 "seed": seed,
                 "path": str(out),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from churn_stream.cli.app import RATE, main
+from churn_stream.cli.app import DATASET, OUTPUT_FILE, RATE, chosen_dataset, dataset_option, main
 from plumbing.settings import Settings
 
 
@@ -20,13 +20,24 @@ def bench() -> None:
 
 
 @bench.command("models")
-@click.option("--dataset", default="telco", show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def bench_models(dataset: str, json_path: Path | None) -> None:
+@dataset_option()
+@click.option(
+    "--source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV to read (default: the dataset's shipped file; only telco ships one).",
+)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@click.pass_obj
+def bench_models(settings: Settings, dataset: str | None, source: Path | None, json_path: Path | None) -> None:
     """Scratch models vs scikit-learn/xgboost: quality, fit and predict time."""
     from churn_stream.bench.models import run_bench_models
+    from churn_stream.cli.batch import _require_source
 
-    run_bench_models(dataset=dataset, json_path=json_path)
+    profile = chosen_dataset(settings, dataset)
+    _require_source(profile.name, source)
+    chosen = dataset if dataset is not None else settings.dataset
+    run_bench_models(dataset=chosen, json_path=json_path, source=source)
 
 
 @bench.command("fit")
@@ -46,7 +57,7 @@ def bench_models(dataset: str, json_path: Path | None) -> None:
     show_default=True,
     help="Rows the scikit-learn forest references are fitted on (xgboost gets --rows).",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows: int, json_path: Path | None) -> None:
     """Boosting and forests at scale: fit s, CPU s, peak RSS beside the target and a reference."""
     from churn_stream.bench.fit_scale import SCALE_MODELS, run_bench_fit
@@ -55,7 +66,7 @@ def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows:
 
 
 @bench.command("gbm-cv")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 def bench_gbm_cv(json_path: Path | None) -> None:
     """Cross-validate the zoo's gradient-boosting hyperparameters on Telco's training part only."""
     from churn_stream.bench.model_selection import select_gbm_params
@@ -77,7 +88,7 @@ def bench_gbm_cv(json_path: Path | None) -> None:
 @click.option(
     "--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Repetitions of the 5 outer folds."
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | None) -> None:
     """Scratch classifiers beside their references on repeated outer folds of Telco's training part
     (thresholds tuned out of fold inside each), with the paired difference and its standard error."""
@@ -95,14 +106,30 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
 
 
 @bench.command("stream")
-@click.option("--events", type=int, default=200_000, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--events", type=click.IntRange(min=1), default=200_000, show_default=True)
+@dataset_option(
+    "Dataset: a shipped profile's name or a profile file (default: CHURN_DATASET); the naive and "
+    "relay contenders speak Telco's contract, so other datasets measure the worker alone"
+)
+@click.option(
+    "--source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV whose rows are replayed (default: the dataset's shipped file).",
+)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.pass_obj
-def bench_stream(settings: Settings, events: int, json_path: Path | None) -> None:
+def bench_stream(
+    settings: Settings, events: int, dataset: str | None, source: Path | None, json_path: Path | None
+) -> None:
     """Naive Faust agent vs aiokafka relay vs our worker, end to end on the configured broker."""
     from churn_stream.bench.stream import run_bench_stream
+    from churn_stream.cli.batch import _require_source
 
-    run_bench_stream(settings, events=events, json_path=json_path)
+    profile = chosen_dataset(settings, dataset)
+    _require_source(profile.name, source)
+    chosen = dataset if dataset is not None else settings.dataset
+    run_bench_stream(settings, events=events, json_path=json_path, dataset=chosen, source=source)
 
 
 @bench.command("api")
@@ -115,7 +142,7 @@ def bench_stream(settings: Settings, events: int, json_path: Path | None) -> Non
     show_default=True,
     help="Seconds of the measured run.",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.pass_obj
 def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Path | None) -> None:
     """Single-customer prediction latency at a fixed request rate, beside a scikit-learn Pipeline call."""
@@ -127,7 +154,7 @@ def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Pat
 @bench.command("dashboard")
 @click.option("--duration", "duration_s", type=float, default=3600.0, show_default=True, help="Seconds.")
 @click.option("--rate", type=RATE, default=2000.0, show_default=True, help="Score records per second.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.pass_obj
 def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_path: Path | None) -> None:
     """Soak the dashboard: scores produced at --rate; its memory, callback durations vs refresh
@@ -143,7 +170,13 @@ def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_pat
 
 
 @bench.command("batch")
-@click.option("--dataset", default="retail", show_default=True, type=click.Choice(["retail", "telco"]))
+@click.option(
+    "--dataset",
+    type=DATASET,
+    default="retail",
+    show_default=True,
+    help="A shipped profile's name or a profile file (targets are stated for retail and telco).",
+)
 @click.option(
     "--rows",
     type=click.IntRange(min=1),
@@ -158,7 +191,7 @@ def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_pat
     default=None,
     help="CSV to ingest instead (default: generated retail rows, or the shipped Telco file).",
 )
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.option(
     "--only",
     "only",
@@ -178,6 +211,12 @@ def bench_batch(
     """One full batch cycle on the configured stack: seconds per stage and model, peak memory, beside the
     targets (retail 1M rows < 15 min and < 6 GB; Telco < 90 s)."""
     from churn_stream.bench.batch import run_bench_batch
+    from churn_stream.cli.app import load_dataset
+    from churn_stream.cli.batch import _require_source
+
+    name = load_dataset(dataset).name
+    if name != "retail":  # retail's source is generated
+        _require_source(name, source)
 
     run_bench_batch(
         settings,
@@ -207,7 +246,7 @@ def bench_batch(
 )
 @click.option("--model", "models", multiple=True, help="Only this ensemble (repeatable; default all four).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.pass_obj
 def bench_batch_curve(
     settings: Settings, rows: int, sizes: str, models: tuple[str, ...], seed: int, json_path: Path | None
@@ -226,8 +265,8 @@ def bench_batch_curve(
 
 
 @bench.command("faults")
-@click.option("--events", type=int, default=10_000, show_default=True, help="Records per scenario.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--events", type=click.IntRange(min=1), default=10_000, show_default=True, help="Records per scenario.")
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.option("--only", "only", multiple=True, help="Run only this scenario (repeatable).")
 @click.pass_obj
 def bench_faults(settings: Settings, events: int, json_path: Path | None, only: tuple[str, ...]) -> None:

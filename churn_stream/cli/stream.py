@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from churn_stream.cli.app import PORT, RATE, main, predict_url
+from churn_stream.cli.app import PORT, RATE, check_port_free, main, predict_url, require_topic
 from plumbing.settings import Settings
 
 
@@ -17,10 +17,11 @@ from plumbing.settings import Settings
 @click.pass_obj
 def worker(settings: Settings, web_port: int | None) -> None:
     """Run the Faust scoring worker."""
-    from stream_app.worker import run_worker
-
     if web_port is not None:
         settings = settings.with_overrides(worker_web_port=web_port)
+    check_port_free("127.0.0.1", settings.worker_web_port, "the worker's health page (--web-port)")
+    from stream_app.worker import run_worker
+
     run_worker(settings)
 
 
@@ -46,9 +47,10 @@ def produce(settings: Settings, path: Path, rate: float | None, limit: int | Non
 @click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
 @click.pass_obj
 def consume(settings: Settings, topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
-    """Print records of TOPIC, one JSON object per line."""
+    """Print records of TOPIC, one JSON object per line (a topic that does not exist is an error)."""
     from plumbing.clients import consume_topic
 
+    require_topic(settings, topic)
     for record in consume_topic(settings, topic, from_beginning=from_beginning, limit=limit, idle_timeout_s=timeout):
         click.echo(json.dumps(record, sort_keys=True))
 
@@ -88,6 +90,7 @@ def dlq_replay(settings: Settings, since: str | None, dry_run: bool) -> None:
 @click.pass_obj
 def api(settings: Settings, host: str, port: int) -> None:
     """Serve the prediction API (Starlette) with the hot-reloaded champion."""
+    check_port_free(host, port, "the API (--port)")  # before any model is loaded
     from plumbing.logs import limit_repeated_logs
     from stream_app.api import run_api
 
@@ -108,6 +111,7 @@ def api(settings: Settings, host: str, port: int) -> None:
 @click.pass_obj
 def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
     """Serve the read-only Dash dashboard: live scores and alerts, models, data quality, scoring form."""
+    check_port_free(host, port, "the dashboard (--port)")
     from dashboard.app import run_dashboard
     from plumbing.clients import kafka_kwargs
     from plumbing.logs import limit_repeated_logs
