@@ -57,6 +57,7 @@ from batch.run_log import reference_profile, start_parent_run
 from batch.training import VALIDATION_SHARE
 from schemas.namespace import Namespace
 from schemas.profiles import DatasetProfile, get_profile
+from schemas.registry import CHAMPION, COMPARISON_REPORT_PATH, CYCLE_SUMMARY_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -358,10 +359,10 @@ def _run_cycle(
             raise ValueError(f"no model trained (only={only})")
         result.registered = result.promoted.get(Namespace.for_dataset(dataset).classifier_name, {})
         result.report = comparison_report(result.models, profile.regression_target)
-        tracker.log_dict(parent_id, result.summary(), "cycle_summary.json")
-        tracker.log_text(parent_id, result.report, "comparison_report.md")
+        tracker.log_dict(parent_id, result.summary(), CYCLE_SUMMARY_PATH)
+        tracker.log_text(parent_id, result.report, COMPARISON_REPORT_PATH)
         for promoted in result.promoted.values():
-            if announce and promoted["alias"] == "champion":
+            if announce and promoted["alias"] == CHAMPION:
                 t0 = time.perf_counter()
                 progress["stage"] = "announce"
                 publish_model_updated(settings, promoted, Namespace.for_dataset(dataset).model_updated)
@@ -379,7 +380,7 @@ def _run_cycle(
         "cycle done cycle_id=%s dataset=%s champions=%s challengers=%s",
         cycle_id,
         dataset,
-        {k: (v["model"], v["model_version"]) for k, v in result.promoted.items() if v["alias"] == "champion"},
-        {k: (v["model"], v["model_version"]) for k, v in result.promoted.items() if v["alias"] != "champion"},
+        {k: (v["model"], v["model_version"]) for k, v in result.promoted.items() if v["alias"] == CHAMPION},
+        {k: (v["model"], v["model_version"]) for k, v in result.promoted.items() if v["alias"] != CHAMPION},
     )
     return result

@@ -154,11 +154,6 @@ class S3Lock:
             logger.info("lock released key=%s owner=%s", self.key, self.owner)
         self._etag = None
 
-    @property
-    def is_held(self) -> bool:
-        """Whether this instance believes it holds the lock (last write verified)."""
-        return self._etag is not None
-
     def held(self) -> _Lease:
         """Context manager: renew every ``ttl_s / 3`` s in a thread while the body runs, release after.
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from schemas.registry import DQ_REPORT_MARKDOWN_PATH, DQ_REPORT_PATH
+
 logger = logging.getLogger(__name__)
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -204,8 +206,8 @@ def write_report(storage, report: DataQualityReport) -> dict[str, str]:
 
 def log_report(tracker, run_id: str, report: DataQualityReport) -> None:
     """Attach the report to the cycle's MLflow run (``dq_report.json``, ``dq_report.md``, ``dq_status`` tag)."""
-    tracker.log_dict(run_id, report.to_dict(), "dq_report.json")
-    tracker.log_text(run_id, report.to_markdown(), "dq_report.md")
+    tracker.log_dict(run_id, report.to_dict(), DQ_REPORT_PATH)
+    tracker.log_text(run_id, report.to_markdown(), DQ_REPORT_MARKDOWN_PATH)
     tracker.set_tag(run_id, "dq_status", report.status)
     drift = next((c for c in report.checks if c.name == "drift"), None)
     if drift is not None and drift.details.get("psi"):

@@ -33,6 +33,7 @@ import orjson
 from plumbing.settings import Settings
 from schemas.namespace import Namespace
 from schemas.profiles import DatasetProfile, get_profile
+from schemas.registry import CHAMPION
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -260,7 +261,7 @@ def champion_summary(
 
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     try:
-        mv = client.get_model_version_by_alias(classifier_name, "champion")
+        mv = client.get_model_version_by_alias(classifier_name, CHAMPION)
     except MlflowException:
         return {}
     if mv.run_id is None:  # a version registered without a run has no metrics to show

@@ -20,8 +20,6 @@ REGISTERED_MODELS = (CLASSIFIER_NAME, REGRESSOR_NAME)
 CHAMPION = "champion"
 #: Alias of a registered version that did not beat the champion (shadow-scored when followed).
 CHALLENGER = "challenger"
-#: The aliases a promotion moves, champion first.
-ALIASES = (CHAMPION, CHALLENGER)
 
 # ------------------------------------------------------- artifacts of a run
 #: Folder of a model run's artifacts that holds its scoring pipeline.

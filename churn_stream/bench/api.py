@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 
 from plumbing.settings import Settings
+from schemas.registry import CHAMPION, CLASSIFIER_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -383,7 +384,7 @@ def run_bench_api(
     from plumbing.clients import make_tracker
 
     try:
-        make_tracker(settings).get_model_version_by_alias("churn-classifier", "champion")
+        make_tracker(settings).get_model_version_by_alias(CLASSIFIER_NAME, CHAMPION)
     except MlflowException:
         raise RuntimeError("no churn-classifier@champion in the registry: run `churn batch run` first") from None
 

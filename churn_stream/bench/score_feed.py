@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from plumbing.settings import Settings
+from schemas.registry import CHAMPION, CLASSIFIER_NAME
 from schemas.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,10 @@ def _score_templates(settings: Settings) -> tuple[str, str, float]:
     try:
         from plumbing.clients import make_tracker
 
-        mv = make_tracker(settings).get_model_version_by_alias("churn-classifier", "champion")
-        return "churn-classifier", str(mv.version), 0.5
+        mv = make_tracker(settings).get_model_version_by_alias(CLASSIFIER_NAME, CHAMPION)
+        return CLASSIFIER_NAME, str(mv.version), 0.5
     except Exception:  # noqa: BLE001 - no champion is fine: the dashboard shows whatever version it reads
-        return "churn-classifier", "0", 0.5
+        return CLASSIFIER_NAME, "0", 0.5
 
 
 def _count_failures(results: list[Any], counts: dict[str, Any]) -> None:

@@ -44,6 +44,7 @@ import orjson
 from plumbing.settings import Settings
 from schemas.namespace import Namespace
 from schemas.profiles import DatasetProfile, get_profile
+from schemas.registry import CHAMPION
 
 #: Events sent (and waited for) before timing, so group joins and model loads are not timed.
 WARMUP_EVENTS = 200
@@ -229,11 +230,11 @@ def _champion(settings: Settings, dst: Path, profile: DatasetProfile, source: Pa
     name = Namespace.for_dataset(profile.name).classifier_name
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     try:
-        mv = client.get_model_version_by_alias(name, "champion")
+        mv = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         print("no champion registered: running a batch cycle first", file=sys.stderr)
         run_cycle(settings, make_storage(settings), make_tracker(settings), dataset=profile, source=source)
-        mv = client.get_model_version_by_alias(name, "champion")
+        mv = client.get_model_version_by_alias(name, CHAMPION)
     download_pipeline(settings.mlflow_tracking_uri, version_artifact_uri(mv), mv.tags["sha256"], dst_dir=dst)
     path = next(dst.rglob("*.npz"))
     return path, {"name": name, "version": str(mv.version)}

@@ -30,6 +30,7 @@ from churn_stream.bench.faults.harness import (
     wait_until,
 )
 from plumbing.settings import Settings
+from schemas.registry import CHAMPION
 
 logger = logging.getLogger(__name__)
 
@@ -206,10 +207,10 @@ def corrupt_artifact(env: FaultEnv, events: int = 10_000) -> FaultResult:
             path = Path(tmp) / "pipeline.npz"
             path.write_bytes(bad)
             make_tracker(env.settings).log_artifact(champion["run_id"], str(path), artifact_path="corrupt")
-        wrong_sha = dict(champion, alias="champion", model_version="9001", sha256="0" * 64)
+        wrong_sha = dict(champion, alias=CHAMPION, model_version="9001", sha256="0" * 64)
         not_npz = dict(
             champion,
-            alias="champion",
+            alias=CHAMPION,
             model_version="9002",
             artifact_uri=f"runs:/{champion['run_id']}/corrupt/pipeline.npz",
             sha256=hashlib.sha256(bad).hexdigest(),
