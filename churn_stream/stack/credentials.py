@@ -7,7 +7,8 @@ Everything lives under ``<data_dir>/secrets/`` (mode 700) except the clients' en
     secrets/ca.pem                the test CA (public): clients trust it (KAFKA_SSL_CAFILE)
     secrets/kafka-server.pem      the gateway's certificate chain for 127.0.0.1 and localhost
     secrets/kafka-server.key      its private key (mode 600)
-    secrets/seaweedfs/security.toml  SeaweedFS's JWT signing keys (mode 600)
+    secrets/seaweedfs/security.toml  SeaweedFS's JWT signing keys and gRPC mTLS files (mode 600)
+    secrets/seaweedfs/grpc.pem, grpc.key  the certificate SeaweedFS's parts present to each other
     secrets/mlflow-auth.ini       MLflow basic-auth config (no password in it)
     stack.env                     the batch user's client settings (mode 600)
     stack-<client>.env            the same for worker, api, dashboard, cli (mode 600)
@@ -131,6 +132,16 @@ class SecretsLayout:
         return self.root / "seaweedfs"
 
     @property
+    def seaweedfs_grpc_cert(self) -> Path:
+        """Certificate SeaweedFS's master, volume, filer and S3 parts present to each other (gRPC mTLS)."""
+        return self.seaweedfs_config_dir / "grpc.pem"
+
+    @property
+    def seaweedfs_grpc_key(self) -> Path:
+        """Its private key."""
+        return self.seaweedfs_config_dir / "grpc.key"
+
+    @property
     def mlflow_auth_ini(self) -> Path:
         """``MLFLOW_AUTH_CONFIG_PATH``."""
         return self.root / "mlflow-auth.ini"
@@ -216,23 +227,39 @@ def ensure_server_files(layout: SecretsLayout, credentials: StackCredentials, ho
     """
     from churn_stream.stack.kafka_gateway import write_users_file
 
-    if not (layout.ca.exists() and layout.server_cert.exists() and layout.server_key.exists()):
+    certificates = (
+        layout.ca,
+        layout.server_cert,
+        layout.server_key,
+        layout.seaweedfs_grpc_cert,
+        layout.seaweedfs_grpc_key,
+    )
+    if not all(path.exists() for path in certificates):
+        # One CA for both; its key is never written, so new certificates mean a new CA.
         import trustme
 
         ca = trustme.CA(organization_name="churn-stream local stack")
-        issued = ca.issue_cert(*dict.fromkeys((host, "127.0.0.1", "localhost")))
-        write_private(layout.server_key, issued.private_key_pem.bytes().decode())
-        layout.server_cert.write_text("".join(blob.bytes().decode() for blob in issued.cert_chain_pems))
+        for cert_path, key_path in (
+            (layout.server_cert, layout.server_key),
+            (layout.seaweedfs_grpc_cert, layout.seaweedfs_grpc_key),
+        ):
+            issued = ca.issue_cert(*dict.fromkeys((host, "127.0.0.1", "localhost")))
+            write_private(key_path, issued.private_key_pem.bytes().decode())
+            cert_path.write_text("".join(blob.bytes().decode() for blob in issued.cert_chain_pems))
         layout.ca.write_text(ca.cert_pem.bytes().decode())
     write_users_file(layout.kafka_users, credentials.kafka_passwords)
     security_toml = layout.seaweedfs_config_dir / "security.toml"
     if not security_toml.exists():
-        # Signing keys for the volume and filer HTTP ports: without a JWT they answer 401,
-        # so only the S3 API (which checks the S3 keys) and SeaweedFS's own parts get in.
+        # JWT signing keys for the volume and filer HTTP ports: without a token they answer
+        # 401 "wrong jwt", so only the S3 API (which checks the S3 keys) and SeaweedFS's own
+        # parts get in. gRPC mTLS: without the certificate `weed shell` cannot reach them.
         sections = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
         text = "".join(
             f'[{name}]\nkey = "{secrets.token_hex(32)}"\nexpires_after_seconds = 10\n\n' for name in sections
         )
+        text += f'[grpc]\nca = "{layout.ca}"\n\n'
+        for part in ("master", "volume", "filer", "s3", "admin", "worker", "msg_broker", "client"):
+            text += f'[grpc.{part}]\ncert = "{layout.seaweedfs_grpc_cert}"\nkey = "{layout.seaweedfs_grpc_key}"\n\n'
         write_private(security_toml, text)
     layout.mlflow_auth_ini.write_text(
         "[mlflow]\n"
