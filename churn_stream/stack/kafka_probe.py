@@ -80,36 +80,6 @@ def kafka_answers(
     return bool(struct.unpack(">i", metadata[:4])[0] >= 1)
 
 
-def kafka_request(host: str, port: int, api_key: int, api_version: int, body: bytes, timeout: float) -> bytes:
-    """One raw Kafka request/response round trip on a new plaintext connection.
-
-    Parameters
-    ----------
-    host : str
-    port : int
-    api_key, api_version : int
-        Kafka protocol request type and version.
-    body : bytes
-        The request body after the header.
-    timeout : float
-        Seconds for the connection and for the response.
-
-    Returns
-    -------
-    bytes
-        The response after its correlation id.
-
-    Raises
-    ------
-    OSError
-        If the connection fails, times out or closes mid-response.
-    StackError
-        If the response's correlation id is not the request's.
-    """
-    with _connect(host, port, timeout, None) as sock:
-        return _round_trip(sock, api_key, api_version, body)
-
-
 def _connect(host: str, port: int, timeout: float, ssl_context: ssl.SSLContext | None) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=timeout)
     if ssl_context is None:

@@ -340,6 +340,29 @@ def test_s3_refuses_wrong_keys_and_the_filer_refuses_requests_without_a_jwt(stac
     write = httpx.post(f"{filer}/buckets/raw-data/secure-test/evil.txt", files={"file": b"evil"}, timeout=10)
     assert (read.status_code, read.json()) == (401, {"error": "wrong jwt"})
     assert (write.status_code, write.json()) == (401, {"error": "wrong jwt"})
+    # gRPC: `weed shell` without the stack's certificate cannot reach the filer; with it, it can.
+    weed = stack.s3.command()[0]
+    shell = [
+        "shell",
+        f"-master=127.0.0.1:{stack.weed_ports['master']}",
+        f"-filer=127.0.0.1:{stack.weed_ports['filer']}",
+    ]
+
+    def weed_shell(*global_flags: str) -> str:
+        try:
+            done = subprocess.run(
+                [weed, *global_flags, *shell],
+                input="fs.ls /buckets\nexit\n",
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
+        except subprocess.TimeoutExpired as timeout:
+            return f"timed out: {timeout.stdout or ''}"
+        return done.stdout
+
+    assert "raw-data" not in weed_shell()
+    assert "raw-data" in weed_shell(f"-config_dir={stack.layout.seaweedfs_config_dir}")
     names = [o.object_name for o in good.list_objects("raw-data", prefix="secure-test/")]
     assert names == ["secure-test/probe.txt"]
     assert good.get_object("raw-data", "secure-test/probe.txt").read() == b"probe"
