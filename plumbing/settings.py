@@ -4,6 +4,13 @@ Nothing else in the code base reads ``os.environ``: entry points call
 :meth:`Settings.from_env` and pass the result (or clients built from it) down.
 Defaults point at the local stack (``churn stack up``); the credentials below are
 **local development defaults only**, never production values.
+
+MLflow credentials are deliberately not settings: MLflow's client reads its own
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` from the environment on every
+request and artifact download, in every process (the worker's, the API's, the batch
+job's), so a copy here would be a second source that could disagree with the one MLflow
+uses. ``churn stack up --secure`` writes them, per service, into ``stack[-client].env``
+beside the ``KAFKA_SASL_*`` settings (``docs/security.md``).
 """
 
 from __future__ import annotations
