@@ -323,8 +323,11 @@ class RequireCredential:
         self.public_prefixes = tuple(p for p in public_paths if p.endswith("/"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan (and websockets, which this API has none of)
+            await self.app(scope, receive, send)
+            return
         path = scope["path"]
-        if scope["type"] != "http" or path in self.public_exact or path.startswith(self.public_prefixes):
+        if path in self.public_exact or path.startswith(self.public_prefixes):
             await self.app(scope, receive, send)
             return
         client = scope["client"][0] if scope.get("client") else "unknown"
