@@ -446,7 +446,8 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url, auth)
     """Property-based run over /openapi.json: valid and invalid requests, 50 of each per operation.
 
     Every built-in check runs on each response: no 5xx, status codes and content types
-    documented, bodies conforming to the response schemas, invalid data rejected.
+    documented, bodies conforming to the response schemas, invalid data rejected, and
+    (ignored_auth) the same request without the credential, or with a made-up one, refused.
     """
     import schemathesis
     from hypothesis import HealthCheck, given, settings
@@ -457,12 +458,20 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url, auth)
     # with a documented 413 before it is parsed: for an invalid body generated that large it
     # is the right refusal, but it is not in schemathesis' default list of rejections.
     rejected = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
-    config = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": rejected}}})
+    # The key as a configured header: the ignored_auth check then also sends each accepted request
+    # without it and with a made-up one, and expects 401/403.
+    config = SchemathesisConfig.from_dict(
+        {
+            "headers": {"Authorization": auth["authorization"]},
+            "checks": {"negative_data_rejection": {"expected-statuses": rejected}},
+        }
+    )
     schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json", config=config)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} == {"/api/predict", "/api/metrics", "/api/models", "/health"}
     failures: list[str] = []
     calls = 0
+    live = httpx.get(f"{api_url}/api/metrics", headers=auth, timeout=30).json()["live"]
     started = time.monotonic()
     for op in operations:
         # Invalid data exists only for operations that take input.
@@ -478,7 +487,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url, auth)
             def run(case) -> None:
                 nonlocal calls
                 calls += 1
-                case.call_and_validate(headers=auth, timeout=30)
+                case.call_and_validate(timeout=30)
 
             try:
                 run()
@@ -487,6 +496,12 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url, auth)
     elapsed = time.monotonic() - started
     assert not failures, "\n\n".join(failures)
     assert calls >= 100  # at least the predict operation's 50 valid + 50 invalid requests
+    after = httpx.get(f"{api_url}/api/metrics", headers=auth, timeout=30).json()["live"]
+    # The key was sent: the valid requests reached the handler; the probes without it were refused.
+    assert after["predict_requests"] - live["predict_requests"] >= 50
+    assert after["auth_failures_by_reason"].get("missing_credential", 0) > live["auth_failures_by_reason"].get(
+        "missing_credential", 0
+    )
     assert elapsed < 120
 
 
