@@ -361,6 +361,30 @@ class ApiKeyStore:
                 "API keys loaded active=%d path=%s", sum(r.revoked_at is None for r in records.values()), self.path
             )
 
+    def check_fast(self, presented: str) -> KeyCheck | None:
+        """Decide without scrypt when possible (cheap enough for the event loop).
+
+        Returns
+        -------
+        KeyCheck or None
+            The answer for a malformed, unknown or revoked key and for a secret already
+            accepted by this process; None when only :meth:`verify` (scrypt) can tell.
+        """
+        parts = split_key(presented)
+        if parts is None:
+            return KeyCheck(None, "malformed_key")
+        key_id, secret = parts
+        self._refresh()
+        record = self._records.get(key_id)
+        if record is None:
+            return KeyCheck(None, "unknown_key")
+        if record.revoked_at is not None:
+            return KeyCheck(None, "revoked_key")
+        known = self._accepted.get(key_id)
+        if known is not None and hmac.compare_digest(known, hashlib.sha256(secret.encode()).digest()):
+            return KeyCheck(record, "ok")
+        return None
+
     def verify(self, presented: str) -> KeyCheck:
         """Check a presented key (blocking: may run scrypt; call it off the event loop).
 
@@ -374,21 +398,14 @@ class ApiKeyStore:
         KeyCheck
             The record when accepted, and the reason otherwise.
         """
-        parts = split_key(presented)
-        if parts is None:
-            return KeyCheck(None, "malformed_key")
-        key_id, secret = parts
-        self._refresh()
+        fast = self.check_fast(presented)
+        if fast is not None:
+            return fast
+        key_id, secret = split_key(presented) or ("", "")
         record = self._records.get(key_id)
-        if record is None:
+        if record is None:  # the file changed between the two looks
             return KeyCheck(None, "unknown_key")
-        if record.revoked_at is not None:
-            return KeyCheck(None, "revoked_key")
-        fast = hashlib.sha256(secret.encode()).digest()
-        known = self._accepted.get(key_id)
-        if known is not None and hmac.compare_digest(known, fast):
-            return KeyCheck(record, "ok")
         if hmac.compare_digest(hash_secret(secret, record.salt, record.n, record.r, record.p), record.digest):
-            self._accepted[key_id] = fast
+            self._accepted[key_id] = hashlib.sha256(secret.encode()).digest()
             return KeyCheck(record, "ok")
         return KeyCheck(None, "wrong_secret")
