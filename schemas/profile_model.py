@@ -132,6 +132,10 @@ class FieldSpec(_Strict):
         default=None, description="Text of a boolean (default one_zero)."
     )
     non_negative: bool = Field(default=True, description="integer/number: reject values below 0.")
+    maximum: float | None = Field(
+        default=None,
+        description="integer/number: largest valid value (the event contract's 'maximum'); null: no upper bound.",
+    )
     levels: dict[str, float] | None = Field(
         default=None, description="category: ordinal value of each level, read by derived-feature expressions."
     )
@@ -144,6 +148,11 @@ class FieldSpec(_Strict):
             raise ValueError(f"{self.name}: 'encoding' applies to boolean fields only")
         if self.levels is not None and self.type != "category":
             raise ValueError(f"{self.name}: 'levels' applies to category fields only")
+        if self.maximum is not None:
+            if self.type not in ("integer", "number"):
+                raise ValueError(f"{self.name}: 'maximum' applies to integer and number fields only")
+            if self.non_negative and self.maximum < 0:
+                raise ValueError(f"{self.name}: 'maximum' {self.maximum:g} is below 0 for a non-negative field")
         suffix = UNIT_SUFFIXES.get(self.unit or "")
         if suffix and not self.name.endswith(suffix):
             raise ValueError(f"{self.name}: a field in {self.unit} is named with the suffix {suffix!r}")
