@@ -46,6 +46,7 @@ from batch.training import (
     train_classifier,
     train_regressor,
 )
+from schemas.events import contract_metadata
 from schemas.profiles import get_profile
 from scratch_models.drift import FeatureReference, profile_from_features
 from scratch_models.pipeline import ScoringPipeline
@@ -695,6 +696,9 @@ def _log_model_run(
             "cycle_id": cycle_id,
             "metrics": trained.metrics,
             "reference_profile": reference,
+            # The contract the model serves (profile name and digest): workers and the API
+            # refuse a champion whose contract is not the one they serve.
+            **contract_metadata(get_profile(dataset)),
         },
     )
     path = pipeline.save(tmp / task / trained.name / "pipeline.npz")

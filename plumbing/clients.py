@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from plumbing.settings import Settings
-from schemas.topics import Topics
+from schemas.namespace import Namespace
+from schemas.profiles import DatasetProfile, ProfileError, get_profile
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -199,17 +200,55 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
     )
 
 
+class DatasetError(ValueError):
+    """``--dataset`` / ``CHURN_DATASET`` names no shipped profile and no valid profile file."""
+
+
+def served_dataset(settings: Settings, dataset: str | None = None) -> tuple[DatasetProfile, Namespace]:
+    """The profile a process serves and its namespace (topics, registered models, consumer group).
+
+    Parameters
+    ----------
+    settings : Settings
+        ``dataset`` (``CHURN_DATASET``) and ``consumer_group`` (the namespace's base group).
+    dataset : str, optional
+        A shipped profile's name or a profile file (``--dataset``); default ``settings.dataset``.
+
+    Returns
+    -------
+    profile : DatasetProfile
+    namespace : Namespace
+
+    Raises
+    ------
+    DatasetError
+        One line: an unknown name, a missing file or a profile that does not validate.
+    """
+    name = dataset if dataset is not None else settings.dataset
+    try:
+        profile = get_profile(name)
+    except KeyError as exc:
+        raise DatasetError(str(exc.args[0]) if exc.args else f"unknown dataset {name!r}") from None
+    except ProfileError as exc:
+        lines = str(exc).splitlines()
+        more = f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""
+        raise DatasetError(f"invalid profile {lines[0]}{more}") from None
+    return profile, Namespace.for_dataset(profile.name, settings.consumer_group)
+
+
 #: Partitions per topic when this code creates them.
-def topic_partitions(settings: Settings) -> dict[str, int]:
-    """Partition count per topic: ``customers`` and its outputs are spread, control topics are not."""
+def topic_partitions(settings: Settings, namespace: Namespace | None = None) -> dict[str, int]:
+    """Partition count per topic of ``namespace`` (default: Telco's): ``customers`` and its outputs
+    are spread, control topics are not."""
+    ns = namespace or Namespace.for_dataset()
     n = settings.topic_partitions
     return {
-        Topics.CUSTOMERS: n,
-        Topics.SCORES: n,
-        Topics.ALERTS: n,
-        Topics.MODEL_UPDATED: 1,
-        Topics.CUSTOMERS_DLQ: 1,
-        Topics.DRIFT: 1,
+        ns.customers: n,
+        ns.scores: n,
+        ns.alerts: n,
+        ns.model_updated: 1,
+        ns.customers_dlq: 1,
+        ns.drift: 1,
     }
 
 
@@ -241,16 +280,16 @@ async def create_missing_topics(settings: Settings, partitions: Mapping[str, int
         await admin.close()
 
 
-async def ensure_topics_async(settings: Settings) -> None:
-    """Create the system's topics if missing (idempotent)."""
-    created = await create_missing_topics(settings, topic_partitions(settings))
+async def ensure_topics_async(settings: Settings, namespace: Namespace | None = None) -> None:
+    """Create the topics of ``namespace`` (default: Telco's) if missing (idempotent)."""
+    created = await create_missing_topics(settings, topic_partitions(settings, namespace))
     if created:
         logger.info("created topics %s", ",".join(created))
 
 
-def ensure_topics(settings: Settings) -> None:
+def ensure_topics(settings: Settings, namespace: Namespace | None = None) -> None:
     """Blocking wrapper of :func:`ensure_topics_async`."""
-    asyncio.run(ensure_topics_async(settings))
+    asyncio.run(ensure_topics_async(settings, namespace))
 
 
 async def _produce(

@@ -197,6 +197,7 @@ async def replay_dead_letters_async(
                     if producer is not None:
                         futures.append(await producer.send(letter.topic, value, key=key))
         if futures:
+            assert producer is not None  # futures come from sends, and there are none in a dry run
             await producer.flush()
             await asyncio.gather(*futures)
         report["replayed"] = len(futures)
