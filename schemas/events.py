@@ -147,10 +147,13 @@ class CustomerInputBase(CustomerEventBase):
 
 #: Longest text value of an event field (identifiers, categories, dates).
 TEXT_MAX_LENGTH = 64
-#: Text values need one character that is not white space (a blank cell is a null, not text).
-NON_BLANK_PATTERN = r"\S"
-#: An ISO ``YYYY-MM-DD`` date, surrounding white space allowed (the normaliser trims it).
-ISO_DATE_PATTERN = r"^\s*\d{4}-\d{2}-\d{2}\s*$"
+#: Text values need one character that is not white space (a blank cell is a null, not text): one
+#: outside :data:`schemas.normalise.WHITE_SPACE`, spelled out because ``\\S`` differs between the
+#: JSON Schema (ECMA-262) and pydantic (Rust) regex dialects (U+0085 is white space in one only).
+NON_BLANK_PATTERN = r"[^\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+#: An ISO ``YYYY-MM-DD`` date, surrounding spaces allowed (the normaliser trims them); ASCII digits
+#: in every regex dialect.
+ISO_DATE_PATTERN = r"^[ \t]*[0-9]{4}-[0-9]{2}-[0-9]{2}[ \t]*$"
 #: Error type of a null where the profile's ``only_when`` condition does not hold.
 BLANK_RULE_ERROR = "blank_rule"
 
@@ -254,6 +257,24 @@ def _generate(profile: DatasetProfile, base: type[CustomerEventBase], name: str)
     if conditions:
         validators["_blank_conditions"] = model_validator(mode="after")(
             _check_blank_conditions(conditions, profile.spec.text)
+        )
+        # The same rule in the exported JSON Schema: if the field is null or absent, the condition holds.
+        rules = [
+            {
+                "if": {
+                    "anyOf": [
+                        {"not": {"required": [c.field]}},
+                        {"required": [c.field], "properties": {c.field: {"type": "null"}}},
+                    ]
+                },
+                "then": {"required": [c.condition_field], "properties": {c.condition_field: {"const": c.equals}}},
+            }
+            for c in conditions
+        ]
+        base = type(
+            f"_{name}WithBlankRules",
+            (base,),
+            {"__module__": __name__, "model_config": ConfigDict(json_schema_extra={"allOf": rules})},
         )
     model = create_model(
         name,

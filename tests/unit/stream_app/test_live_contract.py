@@ -176,6 +176,9 @@ def test_telco_json_schema_is_mains_plus_blank_rules():
         return schema
 
     old, new = strip(OldCustomerEvent.model_json_schema()), strip(CustomerEvent.model_json_schema())
+    # telco.yaml's blank rule, stated in the schema: a null or absent total needs tenure 0.
+    (rule,) = new.pop("allOf")
+    assert rule["then"] == {"required": ["tenure_months"], "properties": {"tenure_months": {"const": 0}}}
     assert list(new["properties"]) == list(old["properties"])
     old_monthly = old["properties"].pop("monthly_charges_usd")
     new_monthly = new["properties"].pop("monthly_charges_usd")
