@@ -150,7 +150,7 @@ TEXT_MAX_LENGTH = 64
 #: Text values need one character that is not white space (a blank cell is a null, not text): one
 #: outside :data:`schemas.normalise.WHITE_SPACE`, spelled out because ``\\S`` differs between the
 #: JSON Schema (ECMA-262) and pydantic (Rust) regex dialects (U+0085 is white space in one only).
-NON_BLANK_PATTERN = r"[^\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+NON_BLANK_PATTERN = r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 #: An ISO ``YYYY-MM-DD`` date, surrounding spaces allowed (the normaliser trims them); ASCII digits
 #: in every regex dialect.
 ISO_DATE_PATTERN = r"^[ \t]*[0-9]{4}-[0-9]{2}-[0-9]{2}[ \t]*$"

@@ -5,9 +5,9 @@ normalised before it is parsed, compared or one-hot encoded:
 
 1. Unicode normalisation (``unicode_form``: NFKC by default; an all-ASCII value is unchanged
    by NFKC and NFC, so it is skipped);
-2. trimming (``trim``): leading and trailing characters with the Unicode ``White_Space``
-   property, the set Arrow's ``utf8_trim_whitespace`` strips in ingest (Python's
-   ``str.strip()`` would also strip the control characters U+001C..U+001F);
+2. trimming (``trim``): leading and trailing white space, :data:`WHITE_SPACE`: the characters
+   Python's ``str.isspace`` and Arrow's ``utf8_trim_whitespace`` both count (the Unicode
+   ``White_Space`` property plus the separators U+001C..U+001F);
 3. case-folding (``casefold``, ``str.casefold``) of category values only: identifiers are
    never case-folded, yes/no and true/false are read case-insensitively anyway.
 
@@ -25,9 +25,9 @@ from collections.abc import Iterable
 
 from schemas.profile_model import TextRules
 
-#: Characters with the Unicode White_Space property (what Arrow's utf8_trim_whitespace strips).
+#: White space trimmed from text: what Arrow's utf8_trim_whitespace and Python's str.strip() strip.
 WHITE_SPACE = (
-    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u2028\u2029\u202f\u205f\u3000"
 )
 #: Field types whose values are text that the normaliser rewrites.
