@@ -10,10 +10,11 @@ feature roles, derived features, text normalisation and missing-value rules. Pro
 Field types
 -----------
 ``integer``
-    Whole numbers (``>= 0`` unless ``non_negative: false``); int64.
+    Whole numbers (``>= 0`` unless ``non_negative: false``, ``<= maximum`` when given); int64.
 ``number``
-    Finite decimals (``>= 0`` unless ``non_negative: false``); float64. A blank cell is NaN
-    unless ``missing`` says otherwise.
+    Finite decimals (``>= 0`` unless ``non_negative: false``, ``<= maximum`` when given); float64.
+    A blank cell is NaN unless ``missing`` says otherwise. (``maximum`` is enforced by the event
+    contract, :func:`schemas.events.customer_event_model`.)
 ``boolean``
     ``encoding: one_zero`` reads ``1``/``0`` (also ``1.0``/``0.0``); ``true_false`` reads
     ``true``/``false`` in any case. bool.
