@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -124,6 +124,10 @@ class CustomerEventBase(_Event):
 
     #: What a generated model was made from (None on this base class).
     __contract__: ClassVar[ContractInfo | None] = None
+
+    if TYPE_CHECKING:
+        # The fields are generated from a profile: the type checker cannot know their names.
+        def __getattr__(self, name: str) -> Any: ...
 
 
 class CustomerInputBase(CustomerEventBase):
@@ -259,7 +263,7 @@ def _generate(profile: DatasetProfile, base: type[CustomerEventBase], name: str)
             _check_blank_conditions(conditions, profile.spec.text)
         )
         # The same rule in the exported JSON Schema: if the field is null or absent, the condition holds.
-        rules = [
+        rules: list[Any] = [
             {
                 "if": {
                     "anyOf": [
