@@ -140,9 +140,14 @@ def _to_number(text: pa.ChunkedArray) -> np.ndarray:
 
 def _casefold(text: pa.ChunkedArray) -> pa.ChunkedArray:
     """``str.casefold`` of every cell, computed once per distinct value (categories repeat)."""
+    return _map_distinct(text, str.casefold)
+
+
+def _map_distinct(text: pa.ChunkedArray, fn: Callable[[str], str]) -> pa.ChunkedArray:
+    """``fn`` of every cell, computed once per distinct value."""
     encoded = pc.dictionary_encode(text.combine_chunks())
-    folded = pa.array([v.casefold() for v in encoded.dictionary.to_pylist()], pa.string())
-    return pa.chunked_array([pc.take(folded, encoded.indices)])
+    mapped = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return pa.chunked_array([pc.take(mapped, encoded.indices)])
 
 
 def normalise_text(raw: pa.ChunkedArray, profile: DatasetProfile, field: FieldSpec) -> pa.ChunkedArray:
@@ -153,7 +158,10 @@ def normalise_text(raw: pa.ChunkedArray, profile: DatasetProfile, field: FieldSp
     rules = profile.spec.text
     text = raw
     if rules.unicode_form != "none" and not pc.all(pc.string_is_ascii(text)).as_py():
-        text = pc.utf8_normalize(text, form=rules.unicode_form)
+        # Python's unicodedata per distinct value, as the stream and the API (schemas.normalise):
+        # Arrow 25's utf8_normalize decomposes under every form (NFKC turned "é" into "e\u0301").
+        form = rules.unicode_form
+        text = _map_distinct(text, lambda v: unicodedata.normalize(form, v))
     if rules.trim:
         text = pc.utf8_trim_whitespace(text)
     if rules.casefold and field.type == "category":

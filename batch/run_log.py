@@ -16,6 +16,7 @@ import numpy as np
 
 from batch.evaluation_artifacts import log_classifier_artifacts, log_loss_curve, log_regressor_artifacts
 from batch.training import TrainedModel, predict_in_chunks
+from schemas.events import contract_metadata
 from schemas.profiles import DatasetProfile
 from scratch_models.drift import FeatureReference, profile_from_features
 from scratch_models.pipeline import ScoringPipeline
@@ -25,7 +26,8 @@ def contract_tags(profile: DatasetProfile) -> dict[str, str]:
     """What ties a model to the event contract it was trained for: ``dataset`` and ``contract_sha256``.
 
     Recorded as tags of every registered model version, params of the cycle's and each
-    model's run, and in the artifact's header; a worker serving another contract refuses it.
+    model's run, and in the artifact's header (:func:`schemas.events.contract_metadata`, the one
+    definition); a worker serving another contract refuses it.
 
     Parameters
     ----------
@@ -35,7 +37,7 @@ def contract_tags(profile: DatasetProfile) -> dict[str, str]:
     -------
     dict of str to str
     """
-    return {"dataset": profile.name, "contract_sha256": profile.digest}
+    return contract_metadata(profile)
 
 
 def start_parent_run(tracker, profile: DatasetProfile, cycle_id: str) -> tuple[str, str]:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from plumbing.settings import Settings
-from schemas.topics import Topics
+from schemas.namespace import Namespace
+from schemas.profiles import DatasetProfile, ProfileError, get_profile
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
@@ -199,17 +200,74 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
     )
 
 
+class DatasetError(ValueError):
+    """``--dataset`` / ``CHURN_DATASET`` names no shipped profile and no valid profile file."""
+
+
+def served_dataset(settings: Settings, dataset: str | None = None) -> tuple[DatasetProfile, Namespace]:
+    """The profile a process serves and its namespace (topics, registered models, consumer group).
+
+    Parameters
+    ----------
+    settings : Settings
+        ``dataset`` (``CHURN_DATASET``) and ``consumer_group`` (the namespace's base group).
+    dataset : str, optional
+        A shipped profile's name or a profile file (``--dataset``); default ``settings.dataset``.
+
+    Returns
+    -------
+    profile : DatasetProfile
+    namespace : Namespace
+
+    Raises
+    ------
+    DatasetError
+        One line: an unknown name, a missing file or a profile that does not validate.
+    """
+    profile = load_dataset(dataset if dataset is not None else settings.dataset)
+    return profile, Namespace.for_dataset(profile.name, settings.consumer_group)
+
+
+def load_dataset(name_or_path: str) -> DatasetProfile:
+    """The profile of a shipped dataset name or a profile file.
+
+    Parameters
+    ----------
+    name_or_path : str
+        ``telco``, ``retail``, ... or a path to a profile file (YAML or JSON).
+
+    Returns
+    -------
+    DatasetProfile
+
+    Raises
+    ------
+    DatasetError
+        One line: an unknown name, a missing file or a profile that does not validate.
+    """
+    try:
+        return get_profile(name_or_path)
+    except KeyError as exc:
+        raise DatasetError(str(exc.args[0]) if exc.args else f"unknown dataset {name_or_path!r}") from None
+    except ProfileError as exc:
+        lines = str(exc).splitlines()
+        more = f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""
+        raise DatasetError(f"invalid profile {lines[0]}{more}") from None
+
+
 #: Partitions per topic when this code creates them.
-def topic_partitions(settings: Settings) -> dict[str, int]:
-    """Partition count per topic: ``customers`` and its outputs are spread, control topics are not."""
+def topic_partitions(settings: Settings, namespace: Namespace | None = None) -> dict[str, int]:
+    """Partition count per topic of ``namespace`` (default: Telco's): ``customers`` and its outputs
+    are spread, control topics are not."""
+    ns = namespace or Namespace.for_dataset()
     n = settings.topic_partitions
     return {
-        Topics.CUSTOMERS: n,
-        Topics.SCORES: n,
-        Topics.ALERTS: n,
-        Topics.MODEL_UPDATED: 1,
-        Topics.CUSTOMERS_DLQ: 1,
-        Topics.DRIFT: 1,
+        ns.customers: n,
+        ns.scores: n,
+        ns.alerts: n,
+        ns.model_updated: 1,
+        ns.customers_dlq: 1,
+        ns.drift: 1,
     }
 
 
@@ -241,16 +299,16 @@ async def create_missing_topics(settings: Settings, partitions: Mapping[str, int
         await admin.close()
 
 
-async def ensure_topics_async(settings: Settings) -> None:
-    """Create the system's topics if missing (idempotent)."""
-    created = await create_missing_topics(settings, topic_partitions(settings))
+async def ensure_topics_async(settings: Settings, namespace: Namespace | None = None) -> None:
+    """Create the topics of ``namespace`` (default: Telco's) if missing (idempotent)."""
+    created = await create_missing_topics(settings, topic_partitions(settings, namespace))
     if created:
         logger.info("created topics %s", ",".join(created))
 
 
-def ensure_topics(settings: Settings) -> None:
+def ensure_topics(settings: Settings, namespace: Namespace | None = None) -> None:
     """Blocking wrapper of :func:`ensure_topics_async`."""
-    asyncio.run(ensure_topics_async(settings))
+    asyncio.run(ensure_topics_async(settings, namespace))
 
 
 async def _produce(
@@ -292,6 +350,56 @@ def produce_records(
         Records acknowledged by the broker.
     """
     return asyncio.run(_produce(settings, topic, records, rate))
+
+
+async def _produce_events(
+    settings: Settings, topic: str, events: list[tuple[bytes | None, dict[str, Any]]], rate: float | None
+) -> int:
+    from datetime import UTC, datetime
+
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        start = time.perf_counter()
+        futures = []
+        dumps = orjson.dumps
+        for i, (key, doc) in enumerate(events):
+            if rate:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            # Stamped as the record is handed to the producer: the time of the event, not of the file's reading.
+            doc["event_time"] = datetime.now(UTC).isoformat()
+            futures.append(await producer.send(topic, dumps(doc), key=key))
+        await producer.flush()
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(events)
+
+
+def produce_events(
+    settings: Settings, topic: str, events: list[tuple[bytes, dict[str, Any]]], rate: float | None = None
+) -> int:
+    """Send event documents to ``topic``, each stamped with ``event_time`` = now (UTC) as it is sent.
+
+    Parameters
+    ----------
+    settings : Settings
+    topic : str
+    events : list of (bytes, dict)
+        Key and JSON-able document; its ``event_time`` is overwritten.
+    rate : float, optional
+        Events per second; ``None`` sends as fast as the broker takes them.
+
+    Returns
+    -------
+    int
+        Records acknowledged by the broker.
+    """
+    return asyncio.run(_produce_events(settings, topic, list(events), rate))
 
 
 def decode_record(value: bytes | None) -> Any:

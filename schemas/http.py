@@ -2,18 +2,20 @@
 
 The API validates requests and documents its answers (``/openapi.json``) with these
 models; the dashboard's score form posts a :class:`CustomerInput` and reads a
-:class:`PredictResponse`. A customer is the ``customers`` topic's contract
-(:class:`~schemas.events.CustomerEvent`), and a prediction's fields carry the same
-names and types as a ``churn-alerts`` record's. Pure code, no I/O.
+:class:`PredictResponse`. A customer is the served data set's ``customers`` topic
+contract (:func:`~schemas.events.customer_input_model`, generated from its profile:
+``CustomerInput`` is Telco's), and a prediction's fields carry the same names and types
+as a ``churn-alerts`` record's. Pure code, no I/O.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from schemas.events import CustomerEvent, PredictedValueUsd, Reasons, new_event_id, utc_now
+from schemas.events import PredictedValueUsd, Reasons, UnknownCategories, customer_input_model
+from schemas.profiles import TELCO, DatasetProfile
 from schemas.registry import CHALLENGER, CHAMPION, CLASSIFIER_NAME, REGRESSOR_NAME
 
 #: Most customers one request may carry.
@@ -241,30 +243,27 @@ ModelRef = Annotated[
 
 
 # -------------------------------------------------------------------- requests
-class CustomerInput(CustomerEvent):
-    """A customer to score: the ``customers`` topic contract; ``event_id``/``event_time`` may be omitted."""
+#: Telco's customer body: the ``customers`` topic contract; ``event_id``/``event_time`` may be omitted.
+#: Any data set's: :func:`~schemas.events.customer_input_model` of its profile.
+CustomerInput = customer_input_model(TELCO)
+# The API docs show two real Telco customers as the served body's examples.
+CustomerInput.model_config["json_schema_extra"] = {"examples": [EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ONE_YEAR]}
+CustomerInput.model_rebuild(force=True)
 
-    model_config = _examples(EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ONE_YEAR)
 
-    event_id: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=64,
-            default_factory=new_event_id,
-            description="Unique id of this event (generated when omitted).",
-        ),
-    ]
-    event_time: Annotated[
-        AwareDatetime, Field(default_factory=utc_now, description="When the event happened, UTC (now when omitted).")
+def customer_list_type(profile: DatasetProfile) -> Any:
+    """A non-empty list of ``profile``'s customers, at most :data:`MAX_CUSTOMERS_PER_REQUEST`."""
+    return Annotated[
+        list[customer_input_model(profile)],  # type: ignore[misc]
+        Field(min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST),
     ]
 
 
-#: A non-empty list of customers, at most :data:`MAX_CUSTOMERS_PER_REQUEST`.
-CustomerList = Annotated[list[CustomerInput], Field(min_length=1, max_length=MAX_CUSTOMERS_PER_REQUEST)]
+#: Telco's :func:`customer_list_type`.
+CustomerList = customer_list_type(TELCO)
 
 
-class PredictRequest(BaseModel):
+class PredictRequestBase(BaseModel):
     """Envelope form of a predict body: customers plus an optional model selection."""
 
     model_config = ConfigDict(
@@ -274,8 +273,27 @@ class PredictRequest(BaseModel):
         json_schema_extra={"examples": [EXAMPLE_PREDICT_REQUEST]},
     )
 
-    customers: CustomerInput | CustomerList
     model_name: ModelRef | None = None
+
+
+_REQUESTS: dict[str, type[PredictRequestBase]] = {}
+
+
+def predict_request_model(profile: DatasetProfile) -> type[PredictRequestBase]:
+    """The envelope body of ``profile``'s predict requests (cached per profile digest)."""
+    if profile.digest not in _REQUESTS:
+        item = customer_input_model(profile)
+        _REQUESTS[profile.digest] = create_model(
+            "PredictRequest",
+            __base__=PredictRequestBase,
+            __module__=__name__,
+            customers=(item | customer_list_type(profile), ...),
+        )
+    return _REQUESTS[profile.digest]
+
+
+#: Telco's :func:`predict_request_model`.
+PredictRequest = predict_request_model(TELCO)
 
 
 # ------------------------------------------------------------------- responses
@@ -298,6 +316,7 @@ class Prediction(BaseModel):
     threshold: Annotated[float, Field(ge=0, le=1)]
     predicted_value_usd: PredictedValueUsd
     reasons: Reasons
+    unknown_categories: UnknownCategories = Field(default_factory=list)
     model_name: str
     model_version: str
 
@@ -372,6 +391,13 @@ class LiveFigures(BaseModel):
         description="Requests refused by authentication, per reason (missing_credential, malformed_credential, "
         "malformed_key, unknown_key, revoked_key, wrong_secret, invalid_token, jwks_unavailable, "
         "insufficient_scope, rate_limited).",
+    )
+    model_refusals: dict[str, int] = Field(
+        default_factory=dict,
+        description="Announced or registered models not served, by reason (contract, features, sha256, error).",
+    )
+    unknown_categories: dict[str, int] = Field(
+        default_factory=dict, description="Customers scored with a category not seen in training, per field."
     )
 
 

@@ -10,10 +10,11 @@ feature roles, derived features, text normalisation and missing-value rules. Pro
 Field types
 -----------
 ``integer``
-    Whole numbers (``>= 0`` unless ``non_negative: false``); int64.
+    Whole numbers (``>= 0`` unless ``non_negative: false``, ``<= maximum`` when given); int64.
 ``number``
-    Finite decimals (``>= 0`` unless ``non_negative: false``); float64. A blank cell is NaN
-    unless ``missing`` says otherwise.
+    Finite decimals (``>= 0`` unless ``non_negative: false``, ``<= maximum`` when given); float64.
+    A blank cell is NaN unless ``missing`` says otherwise. (``maximum`` is enforced by the event
+    contract, :func:`schemas.events.customer_event_model`.)
 ``boolean``
     ``encoding: one_zero`` reads ``1``/``0`` (also ``1.0``/``0.0``); ``true_false`` reads
     ``true``/``false`` in any case. bool.
@@ -132,6 +133,10 @@ class FieldSpec(_Strict):
         default=None, description="Text of a boolean (default one_zero)."
     )
     non_negative: bool = Field(default=True, description="integer/number: reject values below 0.")
+    maximum: float | None = Field(
+        default=None,
+        description="integer/number: largest valid value (the event contract's 'maximum'); null: no upper bound.",
+    )
     levels: dict[str, float] | None = Field(
         default=None, description="category: ordinal value of each level, read by derived-feature expressions."
     )
@@ -144,6 +149,11 @@ class FieldSpec(_Strict):
             raise ValueError(f"{self.name}: 'encoding' applies to boolean fields only")
         if self.levels is not None and self.type != "category":
             raise ValueError(f"{self.name}: 'levels' applies to category fields only")
+        if self.maximum is not None:
+            if self.type not in ("integer", "number"):
+                raise ValueError(f"{self.name}: 'maximum' applies to integer and number fields only")
+            if self.non_negative and self.maximum < 0:
+                raise ValueError(f"{self.name}: 'maximum' {self.maximum:g} is below 0 for a non-negative field")
         suffix = UNIT_SUFFIXES.get(self.unit or "")
         if suffix and not self.name.endswith(suffix):
             raise ValueError(f"{self.name}: a field in {self.unit} is named with the suffix {suffix!r}")

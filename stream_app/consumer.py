@@ -20,13 +20,16 @@ from stream_app.fetch_wait import FETCH_MAX_WAIT_MS
 MAX_BATCH = 2000
 
 
-def scoring_consumer_kwargs(settings: Settings) -> dict[str, Any]:
+def scoring_consumer_kwargs(settings: Settings, group_id: str | None = None) -> dict[str, Any]:
     """Keyword arguments of the scoring group's ``AIOKafkaConsumer`` (holds credentials: never log it).
 
     Parameters
     ----------
     settings : Settings
         Connection (:func:`plumbing.clients.kafka_kwargs`) and ``consumer_group``.
+    group_id : str, optional
+        The data set's consumer group (:attr:`schemas.namespace.Namespace.consumer_group`);
+        default ``settings.consumer_group``.
 
     Returns
     -------
@@ -34,7 +37,7 @@ def scoring_consumer_kwargs(settings: Settings) -> dict[str, Any]:
     """
     return dict(
         **kafka_kwargs(settings),
-        group_id=settings.consumer_group,
+        group_id=group_id or settings.consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=MAX_BATCH,

@@ -3,7 +3,8 @@
 ``churn dlq replay`` reads ``customers.dlq`` from the beginning up to its end offsets
 at the start of the run (so letters written meanwhile, e.g. by a replayed record that
 fails again, are not chased), decodes each dead letter's original bytes and validates
-them against today's ``CustomerEvent`` contract. Valid ones (after a schema fix, or
+them against today's contract of the data set served (``--dataset``: its generated
+customer event model, :func:`schemas.events.customer_event_model`). Valid ones (after a schema fix, or
 records that failed featurisation transiently) are re-sent with their original key and
 bytes to the topic they came from; invalid ones are counted and listed with their
 coordinates and first error, never re-sent. A dead letter whose original
@@ -23,8 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from plumbing.settings import Settings
-from schemas.events import CustomerEvent, DeadLetter, format_validation_error
-from schemas.topics import Topics
+from schemas.events import CustomerEventBase, DeadLetter, customer_event_model, format_validation_error
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +54,12 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def _first_error(value: bytes | None) -> str | None:
-    """None when ``value`` is a valid customer event, else the contract's first error line."""
+def _first_error(value: bytes | None, model: type[CustomerEventBase]) -> str | None:
+    """None when ``value`` is a valid customer event of ``model``, else the contract's first error line."""
     if not value:
         return "record value is null or empty"
     try:
-        CustomerEvent.model_validate_json(value)
+        model.model_validate_json(value)
     except ValidationError as exc:
         return format_validation_error(exc, limit=1).errors[0]
     return None
@@ -72,12 +72,16 @@ async def replay_dead_letters_async(
     dry_run: bool = False,
     dlq_topic: str | None = None,
     idle_timeout_s: float = 10.0,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
-    """Replay ``dlq_topic`` (default ``customers.dlq`` + ``settings.topic_suffix``); see the module doc.
+    """Replay ``dlq_topic`` (default: the data set's dead-letter topic + ``settings.topic_suffix``); see the module doc.
 
     Parameters
     ----------
     settings : Settings
+    dataset : str, optional
+        Profile name or file of the data set (default ``settings.dataset``): its contract
+        re-validates the letters and its namespace names the default topic.
     since : datetime, optional
         Only dead letters that failed at or after this time.
     dry_run : bool, default False
@@ -97,11 +101,14 @@ async def replay_dead_letters_async(
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from plumbing.clients import kafka_kwargs
+    from plumbing.clients import kafka_kwargs, served_dataset
 
-    topic = dlq_topic or Topics.CUSTOMERS_DLQ + settings.topic_suffix
+    profile, namespace = served_dataset(settings, dataset)
+    model = customer_event_model(profile)
+    topic = dlq_topic or namespace.customers_dlq + settings.topic_suffix
     run_started = datetime.now(UTC)
     report: dict[str, Any] = {
+        "dataset": profile.name,
         "dlq_topic": topic,
         "dry_run": dry_run,
         "since": since.isoformat() if since else None,
@@ -175,7 +182,7 @@ async def replay_dead_letters_async(
                         continue
                     value = base64.b64decode(letter.original_value_b64) if letter.original_value_b64 else None
                     key = base64.b64decode(letter.original_key_b64) if letter.original_key_b64 else None
-                    error = _first_error(value)
+                    error = _first_error(value, model)
                     if error is not None:
                         report["invalid"] += 1
                         if len(report["invalid_records"]) < MAX_LISTED:
@@ -217,7 +224,14 @@ async def replay_dead_letters_async(
 
 
 def replay_dead_letters(
-    settings: Settings, *, since: datetime | None = None, dry_run: bool = False, dlq_topic: str | None = None
+    settings: Settings,
+    *,
+    since: datetime | None = None,
+    dry_run: bool = False,
+    dlq_topic: str | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Blocking wrapper of :func:`replay_dead_letters_async`."""
-    return asyncio.run(replay_dead_letters_async(settings, since=since, dry_run=dry_run, dlq_topic=dlq_topic))
+    return asyncio.run(
+        replay_dead_letters_async(settings, since=since, dry_run=dry_run, dlq_topic=dlq_topic, dataset=dataset)
+    )

@@ -164,11 +164,28 @@ class WorkerMetrics:
         self.alert_recovery_seconds = Gauge(
             "churn_alert_ledger_recovery_seconds", "Seconds the last ledger recovery took.", registry=r
         )
+        self.refusals = Counter(
+            "churn_model_refusals",
+            "Announced or registered models not served, by reason: contract (trained on another data set "
+            "contract), features, sha256, error.",
+            ["reason"],
+            registry=r,
+        )
+        self.unknown_categories = Counter(
+            "churn_unknown_categories",
+            "Scored events whose category (after the profile's text normalisation) the model never saw in "
+            "training, per field.",
+            ["field"],
+            registry=r,
+        )
         for output in ("scores", "alerts", "dead_letters"):
             self.events_out.labels(output)
         for result in ("ok", "failed"):
             self.reloads.labels(result)
+        for reason in ("contract", "features", "sha256", "error"):
+            self.refusals.labels(reason)
         self._reloads_seen = {"ok": 0, "failed": 0}
+        self._refusals_seen: dict[str, int] = {}
 
     def record_batch(self, n_in: int, result, scoring_s: float, acked_at: float) -> None:
         """Count one completed micro-batch.
@@ -197,6 +214,8 @@ class WorkerMetrics:
                 by_stage[f.stage] = by_stage.get(f.stage, 0) + 1
             for stage, n in by_stage.items():
                 self.dead_letters.labels(stage).inc(n)
+        for name, n in getattr(result, "unknown_counts", {}).items():
+            self.unknown_categories.labels(name).inc(n)
         self.batch_size.observe_many(float(n_in))
         self.scoring_seconds.observe_many(scoring_s)
         if result.event_times:
@@ -232,6 +251,11 @@ class WorkerMetrics:
             if delta > 0:
                 self.reloads.labels(result).inc(delta)
                 self._reloads_seen[result] = total
+        for reason, total in (getattr(store, "refusals", None) or {}).items():
+            delta = total - self._refusals_seen.get(reason, 0)
+            if delta > 0:
+                self.refusals.labels(reason).inc(delta)
+                self._refusals_seen[reason] = total
 
     def set_drift(self, psi_by_feature: Mapping[str, float], window_size: int, threshold: float) -> None:
         """PSI gauges of the latest drift evaluation."""

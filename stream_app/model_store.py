@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from plumbing.artifacts import download_pipeline, version_artifact_uri
-from schemas.events import ModelUpdatedEvent, new_event_id, utc_now
-from schemas.registry import CHALLENGER, CHAMPION, CLASSIFIER_NAME, REGRESSOR_NAME
+from plumbing.artifacts import ArtifactVerificationError, download_pipeline, version_artifact_uri
+from schemas.events import ModelUpdatedEvent, contract_refusal, new_event_id, utc_now
+from schemas.namespace import Namespace
+from schemas.registry import CHALLENGER, CHAMPION, CLASSIFIER_NAME, REGRESSOR_NAME  # noqa: F401 - re-exported
 from schemas.topics import Topics
 from scratch_models.pipeline import ScoringPipeline
+from stream_app.contract import TELCO_CONTRACT, EventContract
 from stream_app.scoring import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,23 @@ logger = logging.getLogger(__name__)
 #: Seconds before :meth:`ModelStore.reconcile` tries again a registry version it failed to load
 #: (an unverifiable artifact is not downloaded every few seconds).
 RECONCILE_RETRY_S = 300.0
+#: Why a model was not served: the label of ``churn_model_refusals`` and ``model_refusals``.
+REFUSAL_REASONS = ("contract", "features", "sha256", "error")
+
+
+class ContractRefusedError(ValueError):
+    """A model trained on another contract than the one served (its profile or contract hash differs)."""
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The :data:`REFUSAL_REASONS` label of a failed load or swap."""
+    if isinstance(exc, ContractRefusedError):
+        return "contract"
+    if isinstance(exc, ArtifactVerificationError):
+        return "sha256"
+    if isinstance(exc, ValueError) and "features" in str(exc):
+        return "features"
+    return "error"
 
 
 class ModelStore:
@@ -44,6 +63,13 @@ class ModelStore:
         verified and swapped like the classifier) for value at risk on alerts.
     challengers : bool, default False
         Also hold the ``churn-classifier`` challenger in :attr:`challenger` (shadow scoring).
+    contract : EventContract, optional
+        The data set contract served. A model whose artifact records another contract
+        (:func:`schemas.events.contract_refusal`) is refused, logged and counted in
+        :attr:`refusals`; ``expected_features`` defaults to what the contract provides.
+        Without one (tests of hand-built pipelines), Telco's events and no contract check.
+    namespace : Namespace, optional
+        Registered model names and the data set's ``model-updated`` topic (default: Telco's).
 
     Attributes
     ----------
@@ -53,6 +79,8 @@ class ModelStore:
         The sales-regressor champion, when ``value_models`` and one is registered.
     challenger : LoadedModel or None
         The churn-classifier challenger, when ``challengers`` and one is registered.
+    refusals : dict of str to int
+        Models not served, by :data:`REFUSAL_REASONS` label.
     """
 
     def __init__(
@@ -62,9 +90,18 @@ class ModelStore:
         downloader: Callable[[str, str, str], ScoringPipeline] | None = None,
         value_models: bool = False,
         challengers: bool = False,
+        contract: EventContract | None = None,
+        namespace: Namespace | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.contract = contract
+        self.namespace = namespace or Namespace.for_dataset(contract.name if contract else "telco")
+        self.classifier_name = self.namespace.classifier_name
+        self.regressor_name = self.namespace.regressor_name
+        if expected_features is None and contract is not None:
+            expected_features = sorted(contract.provides())
         self.expected_features = set(expected_features) if expected_features else None
+        self.refusals: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
         self._download = downloader or download_pipeline
         self.value_models = value_models
         self.challengers = challengers
@@ -80,6 +117,10 @@ class ModelStore:
         self._swap_lock = asyncio.Lock()  # announcements and registry checks swap one at a time
 
     def _check_and_warm(self, pipeline: ScoringPipeline) -> None:
+        if self.contract is not None:
+            reason = contract_refusal(pipeline.metadata, self.contract.profile)
+            if reason is not None:
+                raise ContractRefusedError(reason)
         if self.expected_features is not None:
             missing = set(pipeline.feature_names_in) - self.expected_features
             if missing:
@@ -104,7 +145,7 @@ class ModelStore:
     def install(self, pipeline: ScoringPipeline, model_name: str, model_version: str) -> None:
         """Check, warm up and swap in a pipeline (raises and keeps the old one on failure)."""
         self._check_and_warm(pipeline)
-        self.current = LoadedModel(pipeline, model_name, model_version)
+        self.current = LoadedModel(pipeline, model_name, model_version, self.contract or TELCO_CONTRACT)
         self._swapped_at = time.monotonic()
         self.ready.set()
         logger.info(
@@ -113,18 +154,18 @@ class ModelStore:
 
     def _slot(self, model_name: str, alias: str) -> str | None:
         """Attribute that holds ``model_name@alias`` in this store, or None if not followed."""
-        if model_name == CLASSIFIER_NAME and alias == CHAMPION:
+        if model_name == self.classifier_name and alias == CHAMPION:
             return "current"
-        if model_name == REGRESSOR_NAME and alias == CHAMPION and self.value_models:
+        if model_name == self.regressor_name and alias == CHAMPION and self.value_models:
             return "value_model"
-        if model_name == CLASSIFIER_NAME and alias == CHALLENGER and self.challengers:
+        if model_name == self.classifier_name and alias == CHALLENGER and self.challengers:
             return "challenger"
         return None
 
     def install_secondary(self, slot: str, pipeline: ScoringPipeline, model_name: str, model_version: str) -> None:
         """Check, warm up and swap in a value model or challenger (raises and keeps the old one)."""
         self._check_and_warm(pipeline)
-        setattr(self, slot, LoadedModel(pipeline, model_name, model_version))
+        setattr(self, slot, LoadedModel(pipeline, model_name, model_version, self.contract or TELCO_CONTRACT))
         self._swapped_at = time.monotonic()
         logger.info("model in service role=%s model=%s model_version=%s", slot, model_name, model_version)
 
@@ -163,9 +204,9 @@ class ModelStore:
         now = time.monotonic() if now is None else now
         swapped = []
         for model_name, alias in (
-            (CLASSIFIER_NAME, CHAMPION),
-            (REGRESSOR_NAME, CHAMPION),
-            (CLASSIFIER_NAME, CHALLENGER),
+            (self.classifier_name, CHAMPION),
+            (self.regressor_name, CHAMPION),
+            (self.classifier_name, CHALLENGER),
         ):
             slot = self._slot(model_name, alias)
             if slot is None:
@@ -207,12 +248,42 @@ class ModelStore:
                     self._refused[key] = now
         return swapped
 
-    def load_champion(self, model_name: str = CLASSIFIER_NAME) -> bool:
-        """Load the registry's ``champion`` (blocking). Returns False when there is none yet."""
-        found = self._fetch_alias(model_name, CHAMPION)
-        if found is None:
+    def refuse(self, exc: BaseException, model_name: str, model_version: str) -> None:
+        """Count and log why a model is not served (the model in service, if any, stays)."""
+        reason = refusal_reason(exc)
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+        self.reloads_failed += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        logger.error(
+            "model refused model=%s model_version=%s reason=%s dataset=%s error=%s",
+            model_name,
+            model_version,
+            reason,
+            self.namespace.dataset,
+            self.last_error,
+        )
+
+    def load_champion(self, model_name: str | None = None) -> bool:
+        """Load the registry's ``champion`` (blocking). Returns False when there is none yet.
+
+        A champion this store refuses (another contract, missing features, a bad artifact)
+        is logged and counted once per version (:meth:`refuse`) and not downloaded again
+        while the alias still names it: False, as if there were none.
+        """
+        model_name = model_name or self.classifier_name
+        mv = self._alias_version(model_name, CHAMPION)
+        if mv is None:
             return False
-        self.install(found[0], model_name, found[1])
+        key = (model_name, CHAMPION, str(mv.version))
+        if key in self._refused:
+            return False
+        try:
+            pipeline = self._download(self.tracking_uri, version_artifact_uri(mv), mv.tags["sha256"])
+            self.install(pipeline, model_name, str(mv.version))
+        except Exception as exc:  # noqa: BLE001 - refused: keep waiting for a champion this store can serve
+            self._refused[key] = time.monotonic()
+            self.refuse(exc, model_name, str(mv.version))
+            return False
         return True
 
     def load_secondary(self) -> None:
@@ -221,7 +292,7 @@ class ModelStore:
         A missing or broken one is logged and left out: alerts then carry no value at
         risk, and no shadow scoring happens, until an announcement brings a good one.
         """
-        for model_name, alias in ((REGRESSOR_NAME, CHAMPION), (CLASSIFIER_NAME, CHALLENGER)):
+        for model_name, alias in ((self.regressor_name, CHAMPION), (self.classifier_name, CHALLENGER)):
             slot = self._slot(model_name, alias)
             if slot is None or slot == "current":
                 continue
@@ -230,8 +301,7 @@ class ModelStore:
                 if found is not None:
                     self.install_secondary(slot, found[0], model_name, found[1])
             except Exception as exc:  # noqa: BLE001 - optional models never block scoring
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.error("optional model not loaded model=%s alias=%s error=%s", model_name, alias, self.last_error)
+                self.refuse(exc, model_name, alias)
 
     async def apply_update(self, event: ModelUpdatedEvent) -> bool:
         """Download, verify, warm up and swap in an announced champion.
@@ -254,14 +324,7 @@ class ModelStore:
             pipeline = await asyncio.to_thread(self._download, self.tracking_uri, event.artifact_uri, event.sha256)
             await asyncio.to_thread(self._check_and_warm, pipeline)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
-            self.reloads_failed += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            logger.error(
-                "model reload refused model=%s model_version=%s error=%s",
-                event.model_name,
-                event.model_version,
-                self.last_error,
-            )
+            self.refuse(exc, event.model_name, event.model_version)
             return False
         if slot == "current":
             self.install(pipeline, event.model_name, event.model_version)
@@ -285,9 +348,10 @@ async def _handle_update(store: ModelStore, message) -> None:  # aiokafka Consum
 async def follow_model_updates(settings, store: ModelStore) -> None:
     """Load the champion and then apply every model-updated event, forever.
 
-    Reads ``model-updated`` outside any consumer group, so every worker and API
-    process sees every announcement. The read position is fixed at the end of the
-    topic *before* the registry is asked for the champion, so an announcement made
+    Reads the data set's ``model-updated`` topic (and the shared one, where cycles of every
+    data set may announce; the store ignores other data sets' model names) outside any
+    consumer group, so every worker and API process sees every announcement. The read
+    position is fixed at the end of the topic *before* the registry is asked for the champion, so an announcement made
     in between is not missed. Every ``settings.model_reconcile_s`` seconds the
     registry's aliases are compared with the models held (:meth:`ModelStore.reconcile`).
     """
@@ -295,8 +359,9 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
 
     from plumbing.clients import kafka_kwargs
 
+    topics = sorted({store.namespace.model_updated, Topics.MODEL_UPDATED})
     consumer = AIOKafkaConsumer(
-        Topics.MODEL_UPDATED,
+        *topics,
         **kafka_kwargs(settings),
         group_id=None,
         enable_auto_commit=False,

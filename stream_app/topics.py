@@ -1,7 +1,8 @@
 """The topics one worker reads and writes, and their creation.
 
-The names themselves are defined once in :class:`schemas.topics.Topics`; a worker
-may append a suffix to them (benchmarks and tests run on their own topics).
+The names are those of the served data set's namespace (:class:`schemas.namespace.Namespace`;
+Telco's are :class:`schemas.topics.Topics`); a worker may append a suffix to them
+(benchmarks and tests run on their own topics).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from plumbing.clients import create_missing_topics, topic_partitions
+from plumbing.clients import create_missing_topics, served_dataset, topic_partitions
 from plumbing.settings import Settings
+from schemas.namespace import Namespace
 from schemas.topics import Topics
 
 
@@ -31,24 +33,22 @@ class WorkerTopics:
     drift: str = Topics.DRIFT
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WorkerTopics:
-        """The system's topics, each with ``settings.topic_suffix`` appended (benchmarks use one).
+    def from_settings(cls, settings: Settings, namespace: Namespace | None = None) -> WorkerTopics:
+        """The namespace's topics, each with ``settings.topic_suffix`` appended (benchmarks use one).
 
         Parameters
         ----------
         settings : Settings
+        namespace : Namespace, optional
+            Default: the namespace of ``settings.dataset`` (:func:`plumbing.clients.served_dataset`).
 
         Returns
         -------
         WorkerTopics
         """
+        ns = namespace or served_dataset(settings)[1]
         suffix = settings.topic_suffix
-        return cls(
-            *(
-                name + suffix
-                for name in (Topics.CUSTOMERS, Topics.SCORES, Topics.ALERTS, Topics.CUSTOMERS_DLQ, Topics.DRIFT)
-            )
-        )
+        return cls(*(name + suffix for name in (ns.customers, ns.scores, ns.alerts, ns.customers_dlq, ns.drift)))
 
 
 def ensure_worker_topics(settings: Settings, topics: WorkerTopics) -> None:
@@ -61,7 +61,7 @@ def ensure_worker_topics(settings: Settings, topics: WorkerTopics) -> None:
         Usually suffixed (benchmarks, tests); the unsuffixed ones exist after
         :func:`plumbing.clients.ensure_topics` already.
     """
-    partitions = topic_partitions(settings)
+    partitions = topic_partitions(settings, Namespace.for_dataset())  # by role: Telco's names are the roles
     wanted = {
         topics.customers: partitions[Topics.CUSTOMERS],
         topics.scores: partitions[Topics.SCORES],

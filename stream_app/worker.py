@@ -67,11 +67,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.transport.consumer import ThreadDelegateConsumer
 
-from plumbing.clients import ensure_topics, faust_credentials, kafka_kwargs
+from plumbing.clients import ensure_topics, faust_credentials, kafka_kwargs, served_dataset
 from plumbing.logs import limit_repeated_logs
 from plumbing.settings import Settings
-from schemas.profiles import TELCO
 from stream_app.consumer import consumer_lag, scoring_consumer_kwargs
+from stream_app.contract import EventContract
 from stream_app.drift import drift_document
 from stream_app.loop import ScoringLoop, WorkerStats
 from stream_app.metrics import CONTENT_TYPE
@@ -105,23 +105,44 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     topics : WorkerTopics, optional
         Defaults to :meth:`WorkerTopics.from_settings`.
 
+    The data set served is ``settings.dataset`` (``CHURN_DATASET``, ``--dataset``): its
+    profile's contract decodes and featurises the events, and its namespace names the
+    topics, the registered models followed and the consumer group.
+
     Returns
     -------
     faust.App
+
+    Raises
+    ------
+    plumbing.clients.DatasetError
+        If ``settings.dataset`` is no shipped profile and no valid profile file.
     """
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    profile, namespace = served_dataset(settings)
     store = store or ModelStore(
         settings.mlflow_tracking_uri,
-        expected_features=list(TELCO.features),
         value_models=True,
         challengers=settings.shadow,
+        contract=EventContract.for_profile(profile),
+        namespace=namespace,
     )
-    topics = topics or WorkerTopics.from_settings(settings)
+    topics = topics or WorkerTopics.from_settings(settings, namespace)
+    group = namespace.consumer_group
+    logger.info(
+        "serving dataset=%s contract=%s consumer_group=%s customers=%s scores=%s classifier=%s",
+        namespace.dataset,
+        profile.digest[:12],
+        group,
+        topics.customers,
+        topics.scores,
+        namespace.classifier_name,
+    )
     stats = WorkerStats(stall_s=settings.health_stall_s, drift_window=settings.drift_window, shadow=settings.shadow)
     app = faust.App(
         # Faust's own consumer only serves the app (no agents); it must not join the
         # scoring group, whose members use aiokafka's assignor.
-        f"{settings.consumer_group}.app",
+        f"{group}.app",
         broker=_broker_urls(settings),
         broker_credentials=faust_credentials(settings),
         value_serializer="raw",
@@ -150,7 +171,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         # Join the group only with a model to score with: a worker started while MLflow is
         # unreachable would otherwise take partitions from workers that can score them.
         await store.ready.wait()
-        consumer = AIOKafkaConsumer(**scoring_consumer_kwargs(settings))
+        consumer = AIOKafkaConsumer(**scoring_consumer_kwargs(settings, group))
         # Group-less: reads input timestamps and churn-alerts back when partitions are assigned.
         reader = AIOKafkaConsumer(
             **kafka_kwargs(settings), group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024
@@ -278,6 +299,8 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             "lag": {f"{t}[{p}]": n for (t, p), n in sorted(stats.stall.lag.items())},
             "last_batch_at": stats.last_batch_at,
             "value_model_version": store.value_model.model_version if store.value_model else None,
+            "dataset": namespace.dataset,
+            "consumer_group": group,
             "model_name": store.current.model_name if store.current else None,
             "model_version": store.current.model_version if store.current else None,
             "assigned_partitions": assigned,
@@ -287,6 +310,8 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             "dead_letters": stats.dead_letters,
             "reloads_ok": store.reloads_ok,
             "reloads_failed": store.reloads_failed,
+            "model_refusals": dict(getattr(store, "refusals", {})),
+            "last_reload_error": store.last_error,
             "fetch_max_wait_ms": loop.fetch_wait.current_ms if (loop := state.get("loop")) else None,
         }
         return web.json(body, status=verdict.status_code)
@@ -304,8 +329,9 @@ def run_worker(settings: Settings) -> None:
     """
     # Faust logs stderr as WARNING: MLflow's download progress bars became warnings on every reload.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    ensure_topics(settings)
-    topics = WorkerTopics.from_settings(settings)
+    profile, namespace = served_dataset(settings)
+    ensure_topics(settings, namespace)
+    topics = WorkerTopics.from_settings(settings, namespace)
     ensure_worker_topics(settings, topics)  # suffixed topics (benchmarks, tests) and churn-drift
     app = create_app(settings, topics=topics)
     # Faust's own consumer leaves its group when stopped; with the broker gone that never

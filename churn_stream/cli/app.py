@@ -7,12 +7,16 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
 
 from plumbing.settings import Settings
+
+if TYPE_CHECKING:  # loading profiles imports numpy and PyYAML: only when a command needs a dataset
+    from schemas.namespace import Namespace
+    from schemas.profiles import DatasetProfile
 
 
 def _configure_logging(level: str) -> None:
@@ -48,6 +52,8 @@ class DatasetType(click.ParamType):
     name = "dataset"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from plumbing.clients import load_dataset
+
         try:
             load_dataset(str(value))
         except ValueError as err:  # KeyError and ProfileError both say what is wrong
@@ -56,32 +62,6 @@ class DatasetType(click.ParamType):
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "NAME|PROFILE.yaml"
-
-
-def load_dataset(name_or_path: str):
-    """The profile of a dataset name or profile file, or ``ValueError`` with its problem on one line.
-
-    Parameters
-    ----------
-    name_or_path : str
-
-    Returns
-    -------
-    schemas.profiles.DatasetProfile
-
-    Raises
-    ------
-    ValueError
-        Unknown name, unreadable or invalid file; the message is one line.
-    """
-    from schemas.profiles import ProfileError, get_profile
-
-    try:
-        return get_profile(name_or_path)
-    except KeyError as err:
-        raise ValueError(err.args[0]) from None
-    except ProfileError as err:
-        raise ValueError("; ".join(str(err).splitlines())) from None
 
 
 #: ``--dataset``: a shipped name or a profile file.
@@ -116,10 +96,42 @@ def chosen_dataset(settings: Settings, dataset: str | None):
     click.BadParameter
         If ``CHURN_DATASET`` names no dataset (a bad ``--dataset`` fails at parsing).
     """
+    from plumbing.clients import load_dataset
+
     try:
         return load_dataset(dataset if dataset is not None else settings.dataset)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--dataset (or CHURN_DATASET)") from None
+
+
+def with_dataset(settings: Settings, dataset: str | None) -> tuple[Settings, DatasetProfile, Namespace]:
+    """``settings`` serving ``dataset`` (``--dataset``, else ``CHURN_DATASET``), its profile and namespace.
+
+    Parameters
+    ----------
+    settings : Settings
+    dataset : str or None
+        The ``--dataset`` value.
+
+    Returns
+    -------
+    settings : Settings
+        With ``dataset`` set, so child processes and clients serve the same data set.
+    profile : DatasetProfile
+    namespace : Namespace
+        Topics, registered model names and consumer group of the data set.
+
+    Raises
+    ------
+    click.BadParameter
+        If the dataset names no shipped profile and no valid profile file (one line).
+    """
+    from schemas.namespace import Namespace
+
+    if dataset is not None:
+        settings = settings.with_overrides(dataset=dataset)
+    profile = chosen_dataset(settings, None)
+    return settings, profile, Namespace.for_dataset(profile.name, settings.consumer_group)
 
 
 class OutputFile(click.Path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from churn_stream.cli.app import OUTPUT_FILE, chosen_dataset, dataset_option, main
+from churn_stream.cli.app import OUTPUT_FILE, chosen_dataset, dataset_option, main, with_dataset
 from plumbing.settings import Settings
 
 
@@ -19,11 +19,18 @@ def schemas() -> None:
 
 @schemas.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def schemas_export(directory: Path) -> None:
-    """Write one JSON Schema per topic into DIRECTORY."""
+@dataset_option()
+@click.pass_obj
+def schemas_export(settings: Settings, directory: Path, dataset: str | None) -> None:
+    """Write one JSON Schema per topic of the data set's namespace into DIRECTORY."""
     from schemas.jsonschema import export_json_schemas
 
-    for path in export_json_schemas(directory):
+    _, profile, _ = with_dataset(settings, dataset)
+    try:
+        written = export_json_schemas(directory, profile)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write schemas to {directory}: {exc.strerror or exc}") from None
+    for path in written:
         click.echo(str(path))
 
 
@@ -155,7 +162,7 @@ def data_generate(dataset: str, rows: int, seed: int, out: Path) -> None:
     import time
 
     from batch.retail import write_retail_csv
-    from churn_stream.cli.app import load_dataset
+    from plumbing.clients import load_dataset
 
     try:
         name = load_dataset(dataset).name

@@ -211,8 +211,8 @@ def bench_batch(
     """One full batch cycle on the configured stack: seconds per stage and model, peak memory, beside the
     targets (retail 1M rows < 15 min and < 6 GB; Telco < 90 s)."""
     from churn_stream.bench.batch import run_bench_batch
-    from churn_stream.cli.app import load_dataset
     from churn_stream.cli.batch import _require_source
+    from plumbing.clients import load_dataset
 
     name = load_dataset(dataset).name
     if name != "retail":  # retail's source is generated

@@ -7,16 +7,28 @@ from pathlib import Path
 
 import click
 
-from churn_stream.cli.app import PORT, RATE, check_port_free, main, predict_url, require_topic
+from churn_stream.cli.app import (
+    PORT,
+    RATE,
+    check_port_free,
+    dataset_option,
+    main,
+    predict_url,
+    require_topic,
+    with_dataset,
+)
 from plumbing.settings import Settings
+from schemas.topics import Topics
 
 
 # ------------------------------------------------------------------- stream
 @main.command()
 @click.option("--web-port", type=PORT, default=None, help="Faust web port (health, metrics).")
+@dataset_option()
 @click.pass_obj
-def worker(settings: Settings, web_port: int | None) -> None:
-    """Run the Faust scoring worker."""
+def worker(settings: Settings, web_port: int | None, dataset: str | None) -> None:
+    """Run the Faust scoring worker for one data set (its topics, champion and consumer group)."""
+    settings, _, _ = with_dataset(settings, dataset)
     if web_port is not None:
         settings = settings.with_overrides(worker_web_port=web_port)
     check_port_free("127.0.0.1", settings.worker_web_port, "the worker's health page (--web-port)")
@@ -29,14 +41,30 @@ def worker(settings: Settings, web_port: int | None) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--rate", type=RATE, default=None, help="Events per second (default: as fast as possible).")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Produce at most N events.")
-@click.option("--topic", default=None, help="Target topic (default: customers).")
+@click.option("--topic", default=None, help="Target topic (default: the data set's customers topic).")
+@click.option(
+    "--event-time-column",
+    default=None,
+    metavar="COLUMN",
+    help="Take event_time from this CSV column (ISO 8601; UTC without an offset). Default: the time each "
+    "record is sent.",
+)
+@dataset_option()
 @click.pass_obj
-def produce(settings: Settings, path: Path, rate: float | None, limit: int | None, topic: str | None) -> None:
+def produce(
+    settings: Settings,
+    path: Path,
+    rate: float | None,
+    limit: int | None,
+    topic: str | None,
+    event_time_column: str | None,
+    dataset: str | None,
+) -> None:
     """Turn CSV rows at PATH into customer events on Kafka."""
+    settings, _, _ = with_dataset(settings, dataset)
     from churn_stream.produce import produce_csv
-    from schemas.topics import Topics
 
-    n = produce_csv(settings, path, topic or Topics.CUSTOMERS, rate=rate, limit=limit)
+    n = produce_csv(settings, path, topic, rate=rate, limit=limit, event_time_column=event_time_column)
     click.echo(json.dumps({"produced": n}))
 
 
@@ -45,11 +73,26 @@ def produce(settings: Settings, path: Path, rate: float | None, limit: int | Non
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Stop after N records.")
 @click.option("--timeout", type=float, default=None, help="Stop after this many idle seconds.")
+@dataset_option()
 @click.pass_obj
-def consume(settings: Settings, topic: str, from_beginning: bool, limit: int | None, timeout: float | None) -> None:
-    """Print records of TOPIC, one JSON object per line (a topic that does not exist is an error)."""
+def consume(
+    settings: Settings,
+    topic: str,
+    from_beginning: bool,
+    limit: int | None,
+    timeout: float | None,
+    dataset: str | None,
+) -> None:
+    """Print records of TOPIC, one JSON object per line (a topic that does not exist is an error).
+
+    A logical name (customers, churn-scores, churn-alerts, model-updated, customers.dlq,
+    churn-drift) is the data set's topic of that role; any other name is used as given.
+    """
+    settings, _, namespace = with_dataset(settings, dataset)
     from plumbing.clients import consume_topic
 
+    if topic in Topics.all():
+        topic = namespace.topics()[Topics.all().index(topic)]
     require_topic(settings, topic)
     for record in consume_topic(settings, topic, from_beginning=from_beginning, limit=limit, idle_timeout_s=timeout):
         click.echo(json.dumps(record, sort_keys=True))
@@ -68,12 +111,14 @@ def dlq() -> None:
     help="Only dead letters that failed at or after this time: ISO 8601 (UTC if no offset) or relative (30m, 2h, 1d).",
 )
 @click.option("--dry-run", is_flag=True, help="Re-validate and report; send nothing.")
+@dataset_option()
 @click.pass_obj
-def dlq_replay(settings: Settings, since: str | None, dry_run: bool) -> None:
+def dlq_replay(settings: Settings, since: str | None, dry_run: bool, dataset: str | None) -> None:
     """Re-validate each dead letter's original bytes; send the now-valid ones back to their topic.
 
     Prints one JSON report: counts, and each invalid record's coordinates and first error.
     """
+    settings, _, _ = with_dataset(settings, dataset)
     from stream_app.dlq import parse_since, replay_dead_letters
 
     try:
@@ -87,10 +132,12 @@ def dlq_replay(settings: Settings, since: str | None, dry_run: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=PORT, default=8000, show_default=True)
+@dataset_option()
 @click.pass_obj
-def api(settings: Settings, host: str, port: int) -> None:
-    """Serve the prediction API (Starlette) with the hot-reloaded champion."""
+def api(settings: Settings, host: str, port: int, dataset: str | None) -> None:
+    """Serve the prediction API (Starlette) with the hot-reloaded champion of one data set."""
     check_port_free(host, port, "the API (--port)")  # before any model is loaded
+    settings, _, _ = with_dataset(settings, dataset)
     from plumbing.logs import limit_repeated_logs
     from stream_app.api import run_api
 

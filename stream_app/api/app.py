@@ -17,15 +17,17 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from plumbing.clients import make_tracker
+from plumbing.clients import make_tracker, served_dataset
 from plumbing.settings import Settings
-from schemas.profiles import TELCO
+from schemas.events import customer_input_model
+from schemas.profiles import DatasetProfile
 from stream_app.api.auth import Authenticator, RequireCredential
 from stream_app.api.bodies import DEFAULT_MAX_BODY_BYTES
 from stream_app.api.docs import PUBLIC_DOC_PATHS, docs_routes, openapi_document
 from stream_app.api.handlers import health, metrics, models, predict
 from stream_app.api.middleware import CountRequests
 from stream_app.api.state import ApiState
+from stream_app.contract import EventContract
 from stream_app.model_store import ModelStore, follow_model_updates
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,26 @@ async def _freeze_heap_when_serving(store: ModelStore, poll_s: float = 0.2) -> N
     logger.info("heap frozen after champion load objects=%d", gc.get_freeze_count())
 
 
+def dataset_openapi(profile: DatasetProfile, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, Any]:
+    """The OpenAPI document of an API serving ``profile``: its customer body is the data set's contract.
+
+    :func:`~stream_app.api.docs.openapi_document` describes the bodies of :mod:`schemas.http`
+    (Telco's customer); its ``CustomerInput`` component is replaced by
+    :func:`schemas.events.customer_input_model` of the served profile (equal for Telco), and
+    ``info`` names the data set and its contract hash.
+    """
+    doc = openapi_document(max_body_bytes)
+    body = customer_input_model(profile).model_json_schema(
+        mode="validation", ref_template="#/components/schemas/{model}"
+    )
+    doc["components"]["schemas"].update(body.pop("$defs", {}))
+    doc["components"]["schemas"]["CustomerInput"] = body
+    doc["info"]["description"] += f" Data set served: {profile.name} (contract {profile.digest[:12]})."
+    doc["info"]["x-dataset"] = profile.name
+    doc["info"]["x-contract-sha256"] = profile.digest
+    return doc
+
+
 def create_app(
     settings: Settings,
     tracker: Any,
@@ -101,8 +123,9 @@ def create_app(
     tracker : mlflow.MlflowClient
         Registry client for model selection, metrics and listings.
     store : ModelStore, optional
-        The champion store; by default a new one on the configured MLflow server that
-        also follows the regressor's champion (``value_models=True``).
+        The champion store; by default a new one on the configured MLflow server for the
+        data set ``settings.dataset`` names (its contract, registered model names and
+        ``model-updated`` topic) that also follows the regressor's champion (``value_models=True``).
     max_body_bytes : int, default 1 MiB
         Larger request bodies are answered with 413.
     follow_updates : bool, default True
@@ -113,7 +136,14 @@ def create_app(
     -------
     starlette.applications.Starlette
     """
-    store = store or ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features), value_models=True)
+    if store is None:
+        profile, namespace = served_dataset(settings)
+        store = ModelStore(
+            settings.mlflow_tracking_uri,
+            value_models=True,
+            contract=EventContract.for_profile(profile),
+            namespace=namespace,
+        )
     state = ApiState(settings, tracker, store)
 
     @contextlib.asynccontextmanager
@@ -151,7 +181,7 @@ def create_app(
         Route("/api/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         # Separate from the API's routes: an auth layer can leave them open (docs.PUBLIC_DOC_PATHS).
-        *docs_routes(openapi_document(max_body_bytes)),
+        *docs_routes(dataset_openapi(state.contract.profile, max_body_bytes)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.api = state

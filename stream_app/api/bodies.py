@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from schemas.events import format_validation_error
-from schemas.http import CustomerInput, CustomerList, ModelRef
+from schemas.events import CustomerInputBase, error_fields, format_validation_error
+from schemas.http import ModelRef, customer_list_type
+from schemas.profiles import TELCO, DatasetProfile
 
 #: Default request-body limit (bytes); larger bodies get 413.
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -67,17 +68,25 @@ class _Envelope(BaseModel):
     model_name: ModelRef | None = None
 
 
-_CUSTOMER = TypeAdapter(CustomerInput)
-_CUSTOMER_LIST: TypeAdapter[list[CustomerInput]] = TypeAdapter(CustomerList)
+_ADAPTERS: dict[str, tuple[TypeAdapter[Any], TypeAdapter[Any]]] = {}
+
+
+def _adapters(profile: DatasetProfile) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+    """Validators of one customer and of a customer list of ``profile`` (cached per digest)."""
+    if profile.digest not in _ADAPTERS:
+        from schemas.events import customer_input_model
+
+        _ADAPTERS[profile.digest] = (
+            TypeAdapter(customer_input_model(profile)),
+            TypeAdapter(customer_list_type(profile)),
+        )
+    return _ADAPTERS[profile.digest]
 
 
 def _validation_error(exc: ValidationError, prefix: str | None = None) -> ApiError:
     lines = format_validation_error(exc).errors
-    fields: list[str] = []
-    for e in exc.errors()[:100]:  # every failing field is named; the detail lines stop at 10
-        loc = ".".join(str(p) for p in (([prefix] if prefix else []) + list(e.get("loc", ()))))
-        if loc and loc not in fields:
-            fields.append(loc)
+    # Every failing field is named; the detail lines stop at 10.
+    fields = error_fields(exc, prefix)[:100]
     if prefix:
         lines = [
             f"{prefix}{line[len('<event>') :]}" if line.startswith("<event>") else f"{prefix}.{line}" for line in lines
@@ -134,26 +143,30 @@ def decode_json(body: bytes) -> Any:
         raise ApiError(422, "request body is not valid JSON", [f"<body>: {first_error}"], ["<body>"]) from None
 
 
-def _validate_customers(obj: Any, prefix: str | None = None) -> list[CustomerInput]:
+def _validate_customers(obj: Any, profile: DatasetProfile, prefix: str | None = None) -> list[CustomerInputBase]:
+    one, many = _adapters(profile)
     try:
         if isinstance(obj, list):
-            return _CUSTOMER_LIST.validate_python(obj)
-        return [_CUSTOMER.validate_python(obj)]
+            return many.validate_python(obj)
+        return [one.validate_python(obj)]
     except ValidationError as exc:
         raise _validation_error(exc, prefix) from None
 
 
-def parse_customers(obj: Any) -> tuple[list[CustomerInput], str | None]:
+def parse_customers(obj: Any, profile: DatasetProfile = TELCO) -> tuple[list[CustomerInputBase], str | None]:
     """The customers of a decoded predict body and the ``model_name`` its envelope names.
 
     Parameters
     ----------
     obj : object
         One customer, a list of customers, or ``{"customers": ..., "model_name": ...}``.
+    profile : DatasetProfile, default Telco
+        The served data set: customers are its contract's
+        (:func:`schemas.events.customer_input_model`, the ``customers`` topic's rules).
 
     Returns
     -------
-    customers : list of CustomerInput
+    customers : list of CustomerInputBase
     model_name : str or None
 
     Raises
@@ -161,10 +174,10 @@ def parse_customers(obj: Any) -> tuple[list[CustomerInput], str | None]:
     ApiError
         422 naming each failing field.
     """
-    if isinstance(obj, dict) and "customers" in obj and "customer_id" not in obj:
+    if isinstance(obj, dict) and "customers" in obj and profile.id_column not in obj:
         try:
             envelope = _Envelope.model_validate(obj)
         except ValidationError as exc:
             raise _validation_error(exc) from None
-        return _validate_customers(envelope.customers, "customers"), envelope.model_name
-    return _validate_customers(obj), None
+        return _validate_customers(envelope.customers, profile, "customers"), envelope.model_name
+    return _validate_customers(obj, profile), None

@@ -30,7 +30,7 @@ async def predict(request: Request) -> Response:
     t0 = time.perf_counter()
     try:
         body = await read_body(request, request.app.state.max_body_bytes)
-        customers, body_ref = parse_customers(decode_json(body))
+        customers, body_ref = parse_customers(decode_json(body), state.contract.profile)
         # The query parameter, when given, wins over the body's model_name (documented in OpenAPI).
         query_ref = request.query_params.get("model_name")
         model = await state.resolve(query_ref if query_ref is not None else body_ref)
@@ -89,6 +89,8 @@ async def metrics(request: Request) -> Response:
         "reloads_ok": store.reloads_ok,
         "reloads_failed": store.reloads_failed,
         "last_reload_error": store.last_error,
+        "model_refusals": dict(getattr(store, "refusals", {})),
+        "unknown_categories": dict(stats.unknown_categories),
     }
     return json_response({"champion": champion, "evaluation_error": evaluation_error, "live": live})
 

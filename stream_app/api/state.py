@@ -12,19 +12,26 @@ import logging
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from plumbing.artifacts import download_pipeline, version_artifact_uri
 from plumbing.settings import Settings
-from schemas.events import PREDICTED_VALUE_FIELD, REASONS_FIELD, CustomerEvent
-from schemas.http import MODEL_REF_PATTERN, CustomerInput
+from schemas.events import (
+    PREDICTED_VALUE_FIELD,
+    REASONS_FIELD,
+    UNKNOWN_CATEGORIES_FIELD,
+    CustomerEventBase,
+    contract_refusal,
+)
+from schemas.http import MODEL_REF_PATTERN
 from schemas.registry import CHAMPION
 from stream_app.api.bodies import ApiError
+from stream_app.contract import TELCO_CONTRACT, EventContract
 from stream_app.model_store import ModelStore
-from stream_app.scoring import LoadedModel, churn_probabilities, event_columns, reason_codes
+from stream_app.scoring import LoadedModel, churn_probabilities, reason_codes, unknown_categories
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +59,12 @@ class ApiStats:
         The last :data:`LATENCY_WINDOW` ``POST /api/predict`` handler times, seconds.
     auth_failures : dict of str to int
         Requests refused by authentication, per reason (:mod:`stream_app.api.auth`).
+    unknown_categories : dict of str to int
+        Customers scored with a category the model never saw in training, per field.
     """
 
     def __init__(self) -> None:
+        self.unknown_categories: dict[str, int] = {}
         self.started = time.monotonic()
         self.requests_total = 0
         self.predict_requests = 0
@@ -105,6 +115,8 @@ class ApiState:
         self.store = store
         self._download = downloader
         self.stats = ApiStats()
+        #: The data set served: the store's contract (Telco's for a store built without one).
+        self.contract: EventContract = getattr(store, "contract", None) or TELCO_CONTRACT
         self._versions: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
         self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
         self._run_metrics: dict[str, dict[str, float]] = {}
@@ -152,7 +164,7 @@ class ApiState:
                 ["model_name"],
             )
         pipeline = self._download(self.tracker.tracking_uri, version_artifact_uri(mv), sha)
-        return LoadedModel(pipeline, mv.name, str(mv.version))
+        return LoadedModel(pipeline, mv.name, str(mv.version), self.contract)
 
     def run_metrics(self, run_id: str | None) -> dict[str, float]:
         """Metrics logged on an MLflow run (cached; runs are finished when registered)."""
@@ -216,8 +228,7 @@ class ApiState:
         self._versions.move_to_end(key)
         return model
 
-    @staticmethod
-    def _check_classifier(model: LoadedModel) -> None:
+    def _check_classifier(self, model: LoadedModel) -> None:
         task = getattr(model.pipeline.model, "task", "")
         if task != "classifier":
             raise ApiError(
@@ -226,7 +237,15 @@ class ApiState:
                 [f"model_name: expected a classifier, got a {task or 'unknown'} model"],
                 ["model_name"],
             )
-        missing = set(model.pipeline.feature_names_in) - set(CustomerEvent.model_fields)
+        refusal = contract_refusal(model.pipeline.metadata, self.contract.profile)
+        if refusal is not None:
+            raise ApiError(
+                422,
+                f"model {model.model_name}/{model.model_version} serves another data set contract",
+                [f"model_name: {refusal}"],
+                ["model_name"],
+            )
+        missing = set(model.pipeline.feature_names_in) - self.contract.provides()
         if missing:
             raise ApiError(
                 422,
@@ -236,7 +255,7 @@ class ApiState:
             )
 
     # -- scoring (the hot path: one matrix, one predict_proba call)
-    def predict(self, model: LoadedModel, events: list[CustomerInput]) -> dict[str, Any]:
+    def predict(self, model: LoadedModel, events: Sequence[CustomerEventBase]) -> dict[str, Any]:
         """Score customers with ``model`` and the value model.
 
         Returns
@@ -250,34 +269,41 @@ class ApiState:
             422 when the customers cannot be featurised for ``model``.
         """
         pipeline = model.pipeline
+        contract = self.contract
+        rows = [ev.__dict__ for ev in events]
         try:
-            X = pipeline.transform(event_columns(events, pipeline.feature_names_in))
+            X = pipeline.transform(contract.columns(rows, pipeline.feature_names_in))
         except (ValueError, TypeError) as exc:
             raise ApiError(422, "customers could not be featurised", [str(exc)[:300]]) from None
         proba = churn_probabilities(model, X)
         threshold = pipeline.threshold
         reasons = reason_codes(model, X)
+        unknown, counts = unknown_categories(model, X)
         value_model = self.value_model
         values: list[float | None] = [None] * len(events)
         if value_model is not None:
             vp = value_model.pipeline
             # Clipped at 0 like the stream's alerts: a linear regressor extrapolates below zero for new customers.
-            values = np.maximum(vp.predict(event_columns(events, vp.feature_names_in)), 0.0).tolist()
+            values = np.maximum(vp.predict(contract.columns(rows, vp.feature_names_in)), 0.0).tolist()
+        id_field, normalised_id = contract.id_field, contract.normalised_id
         preds = [
             {
-                "event_id": ev.event_id,
-                "customer_id": ev.customer_id,
+                "event_id": row["event_id"],
+                "customer_id": normalised_id(row[id_field]),
                 "churn_probability": p,
                 "churn_label": p >= threshold,
                 "threshold": threshold,
                 PREDICTED_VALUE_FIELD: v,
                 REASONS_FIELD: r,
+                UNKNOWN_CATEGORIES_FIELD: u,
                 "model_name": model.model_name,
                 "model_version": model.model_version,
             }
-            for ev, p, v, r in zip(events, proba.tolist(), values, reasons)
+            for row, p, v, r, u in zip(rows, proba.tolist(), values, reasons, unknown)
         ]
         self.stats.customers_scored += len(preds)
+        for name, n in counts.items():
+            self.stats.unknown_categories[name] = self.stats.unknown_categories.get(name, 0) + n
         return {
             "predictions": preds,
             "classifier": {"model_name": model.model_name, "model_version": model.model_version},

@@ -425,7 +425,7 @@ def test_mlflow_init_gives_each_service_its_least_privilege_role(compose):
     assert users == MLFLOW_ROLES
     env = _environment(_compose_raw()["services"]["mlflow-init"])
     for user in MLFLOW_ROLES:
-        assert f'os.environ["MLFLOW_" + user.upper() + "_PASSWORD"]' in script
+        assert 'os.environ["MLFLOW_" + user.upper() + "_PASSWORD"]' in script
         assert env[f"MLFLOW_{user.upper()}_PASSWORD"].startswith(f"${{MLFLOW_{user.upper()}_PASSWORD:?")
 
 

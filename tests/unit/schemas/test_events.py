@@ -143,9 +143,18 @@ def test_negative_charges_rejected(doc):
     assert len(lines) == 1 and lines[0].startswith("monthly_charges_usd: ")
 
 
-def test_null_total_charges_is_allowed(doc):
+def test_null_total_charges_follows_the_profiles_blank_rule(doc):
+    # telco.yaml: a blank TotalCharges is 0.0 at tenure 0 and invalid elsewhere; a null on the
+    # stream is the same blank (issue 18: it used to be imputed with the training median).
     doc["total_charges_usd"] = None
+    doc["tenure_months"] = 0
     assert CustomerEvent.model_validate_json(json.dumps(doc)).total_charges_usd is None
+    doc["tenure_months"] = 5
+    with pytest.raises(ValidationError) as info:
+        CustomerEvent.model_validate_json(json.dumps(doc))
+    assert format_validation_error(info.value).errors == [
+        "total_charges_usd: expected a number (null is only valid when tenure_months is 0), got None"
+    ]
 
 
 def test_extra_fields_are_ignored(doc):

@@ -284,17 +284,26 @@ def test_unknown_category_is_scored_not_dead_lettered(loaded, pipeline, events):
     assert result.probabilities[0] != known.probabilities[0]
 
 
-def test_null_total_charges_is_imputed_not_dead_lettered(loaded, pipeline, events):
+def test_null_total_charges_follows_the_profile_rule_like_a_blank_cell(loaded, pipeline, events):
+    # telco.yaml: blank TotalCharges is 0.0 at tenure 0 and invalid elsewhere; the stream reads a
+    # null the same way (it used to impute the training median: issue 18).
     docs = [valid_doc(events, i) for i in range(3)]
     docs[1]["total_charges_usd"] = None
+    docs[1]["tenure_months"] = 0
+    docs[2]["total_charges_usd"] = None
+    docs[2]["tenure_months"] = 7
     records = [RawRecord(Topics.CUSTOMERS, 0, i, b"k", orjson.dumps(d)) for i, d in enumerate(docs)]
     result = score_batch(loaded, records, now=NOW)
-    assert result.dead_letters == [] and len(result.scores) == 3
-    j = pipeline.preprocessor.numeric_features.index("total_charges_usd")
-    cols = event_columns(decode_batch(records)[1], pipeline.feature_names_in)
-    assert np.isnan(cols["total_charges_usd"][1])
-    cols["total_charges_usd"][1] = pipeline.preprocessor.median_[j]
-    np.testing.assert_allclose(result.probabilities, pipeline.predict_proba(cols), atol=1e-12)
+    assert len(result.scores) == 2 and [f.record.offset for f in result.failures] == [2]
+    assert result.failures[0].stage == "validate"
+    assert "total_charges_usd: expected a number (null is only valid when tenure_months is 0)" in (
+        result.failures[0].error_message
+    )
+    filled = dict(docs[1], total_charges_usd=0.0)
+    cols = event_columns(
+        decode_batch([RawRecord(Topics.CUSTOMERS, 0, 9, b"k", orjson.dumps(filled))])[1], pipeline.feature_names_in
+    )
+    assert result.probabilities[1] == pytest.approx(pipeline.predict_proba(cols)[0], abs=1e-12)
 
 
 def test_extra_fields_in_events_are_ignored_when_scoring(loaded, events):
@@ -417,7 +426,9 @@ def test_integral_float_tenure_is_an_integer_as_in_json_schema(loaded, events):
 
 def test_fast_decoder_understands_the_contract():
     # None would silently send every record through pydantic (correct, but several times slower).
-    from stream_app import scoring
+    from schemas.events import CustomerEvent
+    from stream_app.decode import decoder_for
 
-    assert scoring._CHECKS is not None
-    assert {c.name: c.types for c in scoring._CHECKS}["senior_citizen"] == frozenset({bool})
+    checks = decoder_for(CustomerEvent).checks
+    assert checks is not None
+    assert {c.name: c.types for c in checks}["senior_citizen"] == frozenset({bool})

@@ -1,0 +1,147 @@
+"""The contract a worker or the API serves: one data set's event model, decoder and event featurisation.
+
+:class:`EventContract` ties a dataset profile to what the hot path needs of it:
+
+- the generated event model (:func:`schemas.events.customer_event_model`) and its fast
+  :class:`~stream_app.decode.Decoder`, and the HTTP body model
+  (:func:`schemas.events.customer_input_model`);
+- :meth:`EventContract.columns`: valid events to the named input columns of a model, the
+  way batch featurises a typed frame: text normalised by the profile's one normaliser
+  (:mod:`schemas.normalise`), nulls read by each field's blank rule (``fill`` values,
+  ``keep`` as NaN for the training median), flags as 0/1 and the derived features computed
+  by :meth:`schemas.profiles.DatasetProfile.derive`.
+
+The worker's micro-batches and the API's requests both go through it, so a customer scores
+the same on Kafka, over HTTP and in the batch job's hold-out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from schemas.events import CustomerEventBase, CustomerInputBase, customer_event_model, customer_input_model
+from schemas.expressions import expression_names
+from schemas.normalise import TEXT_TYPES, TextNormaliser, normalise_text
+from schemas.profiles import TELCO, DatasetProfile
+from stream_app.decode import Decoder, decoder_for
+
+
+class EventContract:
+    """One data set's contract on the hot path (build with :meth:`for_profile`: cached per digest).
+
+    Parameters
+    ----------
+    profile : DatasetProfile
+
+    Attributes
+    ----------
+    profile : DatasetProfile
+    digest : str
+        The contract hash (the profile's digest) a model must record to serve these events.
+    event_model, input_model : type
+        The ``customers`` topic contract and the prediction API's body.
+    decoder : Decoder
+    normaliser : TextNormaliser
+    id_field : str
+        The event field of the customer id (the key of scores and alerts).
+    """
+
+    def __init__(self, profile: DatasetProfile) -> None:
+        self.profile = profile
+        self.digest = profile.digest
+        self.event_model: type[CustomerEventBase] = customer_event_model(profile)
+        self.input_model: type[CustomerInputBase] = customer_input_model(profile)
+        self.decoder: Decoder = decoder_for(self.event_model)
+        self.field_types = dict(profile.field_types)
+        self._text_rules = profile.spec.text
+        self.normaliser = TextNormaliser(profile.spec.text, self.field_types)
+        self.id_field = profile.id_column
+        self._fill: dict[str, Any] = {
+            f.name: f.missing.value for f in profile.spec.fields if f.missing is not None and f.missing.blank == "fill"
+        }
+        self._derived = tuple(profile.derived_features)
+        self._derived_inputs = tuple(sorted({n for d in profile.spec.derived for n in expression_names(d.expression)}))
+
+    _CACHE: dict[str, EventContract] = {}
+
+    @classmethod
+    def for_profile(cls, profile: DatasetProfile) -> EventContract:
+        """The contract of ``profile`` (one instance per profile digest)."""
+        contract = cls._CACHE.get(profile.digest)
+        if contract is None:
+            contract = cls._CACHE[profile.digest] = cls(profile)
+        return contract
+
+    @property
+    def name(self) -> str:
+        """The profile's name."""
+        return self.profile.name
+
+    def provides(self) -> set[str]:
+        """Every column :meth:`columns` can give a model: the event fields and the derived features."""
+        return set(self.field_types) | set(self._derived)
+
+    def normalised_id(self, value: str) -> str:
+        """A customer id after the profile's text rules (trimmed, Unicode-normalised, never case-folded)."""
+        # Not memoised: ids do not repeat.
+        return normalise_text(value, self._text_rules, "identifier")
+
+    def columns(self, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The named input columns of valid events, featurised as batch featurises a typed frame.
+
+        Parameters
+        ----------
+        rows : sequence of mapping
+            Valid events as field dicts (every contract field present, as the decoder leaves
+            them; an omitted optional field is None).
+        names : sequence of str
+            A model's ``feature_names_in``: event fields and derived features.
+
+        Returns
+        -------
+        dict of str to ndarray of shape (n_rows,)
+            Text fields as str (normalised, a null filled by its ``fill`` value); every
+            other field float64 (flags 0/1, a null filled or NaN); derived features float64.
+
+        Raises
+        ------
+        KeyError
+            If a name is neither a field nor a derived feature of the profile.
+        """
+        derived = [n for n in names if n in self._derived]
+        source = [n for n in names if n not in self._derived]
+        if derived:
+            source += [n for n in self._derived_inputs if n not in source]
+        if not rows:
+            return {name: np.empty(0) for name in names}
+        get = itemgetter(*source)
+        table = list(zip(*map(get, rows))) if len(source) > 1 else [tuple(map(get, rows))]
+        cols: dict[str, np.ndarray] = {}
+        for name, values in zip(source, table):
+            if self.field_types[name] in TEXT_TYPES:
+                text = self.normaliser.values(name, values)
+                if None in text:
+                    fill = self._fill.get(name, "")
+                    text = [fill if v is None else v for v in text]
+                cols[name] = np.asarray(text, dtype=str)
+            elif None in values:
+                fill = self._fill.get(name)
+                missing = np.nan if fill is None else float(fill)
+                cols[name] = np.asarray([missing if v is None else v for v in values], dtype=np.float64)
+            else:
+                cols[name] = np.asarray(values, dtype=np.float64)
+        if derived:
+            cols.update(self.profile.derive(cols))
+        return {name: cols[name] for name in names}
+
+    def event_columns(self, events: Sequence[CustomerEventBase], names: Sequence[str]) -> dict[str, np.ndarray]:
+        """:meth:`columns` of validated pydantic events (the API's path)."""
+        return self.columns([e.__dict__ for e in events], names)
+
+
+#: Telco's contract (the default data set).
+TELCO_CONTRACT = EventContract.for_profile(TELCO)
