@@ -40,8 +40,8 @@ def render(doc: dict, path: Path | None) -> str:
 @click.option(
     "--dataset",
     default=None,
-    help="Whose customer contract and topic names the document describes (telco today); "
-    "default: CHURN_DATASET, else telco.",
+    help="Whose customer contract and topic names the document describes: a shipped profile's name or a "
+    "profile file; default: CHURN_DATASET, else telco.",
 )
 @click.option(
     "--out",
@@ -52,12 +52,16 @@ def render(doc: dict, path: Path | None) -> str:
 @click.pass_obj
 def asyncapi_cmd(settings: Settings, dataset: str | None, out: Path | None) -> None:
     """Write an AsyncAPI 3.0 document of every topic: messages, keys, partitions, operations."""
-    from plumbing.clients import topic_partitions
+    from plumbing.clients import DatasetError, load_dataset, topic_partitions
     from schemas.asyncapi import asyncapi_document
 
     try:
+        profile = load_dataset(dataset or settings.dataset)
+    except DatasetError as exc:  # an unknown dataset or a bad profile file: one line, no traceback
+        raise click.ClickException(str(exc)) from None
+    try:
         doc = asyncapi_document(
-            dataset or settings.dataset,
+            profile,
             partitions=topic_partitions(settings),
             bootstrap_servers=settings.kafka_bootstrap_servers,
             consumer_group=settings.consumer_group,

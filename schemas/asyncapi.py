@@ -17,20 +17,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.events import SCHEMA_VERSION, CustomerEvent
-from schemas.jsonschema import TOPIC_SCHEMAS
+from schemas.events import SCHEMA_VERSION
+from schemas.jsonschema import topic_schemas
 from schemas.namespace import Namespace
+from schemas.profiles import TELCO, DatasetProfile, get_profile
 from schemas.topics import Topics
 
 #: The AsyncAPI version the document follows.
 ASYNCAPI_VERSION = "3.0.0"
 #: The Kafka bindings version used (the latest the AsyncAPI 3.0.0 schema knows).
 KAFKA_BINDING_VERSION = "0.5.0"
-
-#: Per dataset, the contract of its customer events on ``customers``. The streaming contract is
-#: Telco's today; a dataset profile that defines its own event contract adds itself here.
-CUSTOMER_CONTRACTS: dict[str, type[BaseModel]] = {"telco": CustomerEvent}
-
 
 @dataclass(frozen=True)
 class _Key:
@@ -153,32 +149,39 @@ def _payload_schemas(model: type[BaseModel], components: dict[str, Any]) -> str:
     return model.__name__
 
 
-def topic_contracts(dataset: str = "telco") -> dict[str, type[BaseModel]]:
+def _profile(dataset: DatasetProfile | str) -> DatasetProfile:
+    """``dataset`` as a profile: a :class:`DatasetProfile`, a shipped name or a profile file."""
+    if isinstance(dataset, DatasetProfile):
+        return dataset
+    try:
+        return get_profile(dataset)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0]) if exc.args else f"unknown dataset {dataset!r}") from None
+
+
+def topic_contracts(dataset: DatasetProfile | str = TELCO) -> dict[str, type[BaseModel]]:
     """The pydantic contract of each topic's record values for ``dataset``.
+
+    The contracts are :func:`schemas.jsonschema.topic_schemas`' (the customer events are
+    generated from the profile), keyed by the base topic names of :class:`Topics`.
 
     Parameters
     ----------
-    dataset : str, default "telco"
-        A dataset with a streaming contract (:data:`CUSTOMER_CONTRACTS`).
+    dataset : DatasetProfile or str, default Telco
+        A profile, a shipped profile's name or a profile file.
 
     Returns
     -------
     dict of str to pydantic model class
-        Topic name -> contract, in :meth:`Topics.all` order.
+        Base topic name -> contract, in :meth:`Topics.all` order.
 
     Raises
     ------
     ValueError
-        For a dataset without a streaming contract; the message names the known ones.
+        For an unknown dataset name; the message names the known ones.
     """
-    if dataset not in CUSTOMER_CONTRACTS:
-        raise ValueError(
-            f"unknown dataset {dataset!r}; datasets with a streaming contract: {sorted(CUSTOMER_CONTRACTS)}"
-        )
-    return {
-        topic: CUSTOMER_CONTRACTS[dataset] if topic == Topics.CUSTOMERS else TOPIC_SCHEMAS[topic]
-        for topic in Topics.all()
-    }
+    by_address = topic_schemas(_profile(dataset))  # in Namespace.topics() order, which is Topics.all()'s
+    return dict(zip(Topics.all(), by_address.values()))
 
 
 def _servers(bootstrap_servers: str | None) -> dict[str, Any]:
@@ -199,7 +202,7 @@ def _key_schema(key: _Key) -> dict[str, Any]:
 
 
 def asyncapi_document(
-    dataset: str = "telco",
+    dataset: DatasetProfile | str = TELCO,
     partitions: Mapping[str, int] | None = None,
     bootstrap_servers: str | None = None,
     consumer_group: str | None = None,
@@ -208,7 +211,7 @@ def asyncapi_document(
 
     Parameters
     ----------
-    dataset : str, default "telco"
+    dataset : DatasetProfile or str, default Telco
         Whose customer contract the ``customers`` messages carry (:func:`topic_contracts`);
         the channel addresses are its topic names (:class:`~schemas.namespace.Namespace`).
     partitions : mapping of str to int, optional
@@ -229,11 +232,12 @@ def asyncapi_document(
     Raises
     ------
     ValueError
-        For a dataset without a streaming contract.
+        For an unknown dataset name.
     """
-    contracts = topic_contracts(dataset)
+    profile = _profile(dataset)
+    contracts = topic_contracts(profile)
     # The dataset's own topic names (schemas.namespace); channel ids stay the base names.
-    namespace = Namespace.for_dataset(dataset, base_group=consumer_group or "churn-scorer")
+    namespace = Namespace.for_dataset(profile.name, base_group=consumer_group or "churn-scorer")
     addresses = dict(zip(Topics.all(), namespace.topics()))
     partitions = partitions or {}
     schemas: dict[str, Any] = {}
@@ -242,6 +246,9 @@ def asyncapi_document(
     for topic, model in contracts.items():
         title, description, key = _TOPICS[topic]
         name = _payload_schemas(model, schemas)
+        if topic == Topics.CUSTOMERS:  # as schemas.jsonschema.json_schema_for: the contract a champion serves
+            schemas[name]["x-contract-sha256"] = profile.digest
+            schemas[name]["x-dataset"] = profile.name
         messages[name] = {
             "name": name,
             "title": title,
@@ -284,7 +291,7 @@ def asyncapi_document(
             "title": "churn-stream topics",
             "version": str(SCHEMA_VERSION),
             "description": "Customer events in, churn scores, alerts, dead letters and drift out, and model "
-            f"announcements, as JSON on Kafka. Dataset: {dataset}. Every record carries `event_id`, "
+            f"announcements, as JSON on Kafka. Dataset: {profile.name}. Every record carries `event_id`, "
             "`event_time` (UTC) and `schema_version`.",
             "tags": [{"name": s} for s in sorted({op.service for op in _OPERATIONS.values()})],
         },

@@ -39,7 +39,7 @@ def unwritable(tmp_path) -> Path:
 #: subcommand -> (arguments after it, text the one line must contain). ``{bad}`` is a path that
 #: cannot be written; ``{profile}`` a profile file that does not validate.
 CASES: dict[str, tuple[list[str], str]] = {
-    "schemas export": (["{bad}"], "NotADirectoryError"),
+    "schemas export": (["{bad}"], "Not a directory"),
     "schemas asyncapi": (["--dataset", "foo"], "foo"),
     "batch run": (["--dataset", "foo"], "unknown dataset 'foo'"),
     "batch serve": (["--dataset", "{profile}"], "bad.yaml"),

@@ -303,7 +303,9 @@ def test_one_customer_scores_the_same_in_batch_stream_and_api(tmp_path, telco_cs
 
     store = ModelStore("http://registry.invalid", contract=casefold_model.contract)
     store.install(pipeline, "telco-casefold-churn-classifier", "1")
-    app = create_app(Settings(dataset=str(casefold_profile.source)), tracker=None, store=store, follow_updates=False)
+    # The contract under test, not authentication (tests/unit/stream_app/test_api_auth.py): auth off.
+    settings = Settings(dataset=str(casefold_profile.source), api_auth="none")
+    app = create_app(settings, tracker=None, store=store, follow_updates=False)
     r = _call(app, "POST", "/api/predict", json=[{k: v for k, v in d.items() if k != "event_time"} for d in variants])
     assert r.status_code == 200, r.text
     api_p = [p["churn_probability"] for p in r.json()["predictions"]]
@@ -403,7 +405,7 @@ def test_api_refuses_a_numeric_event_time_as_the_stream_does(casefold_model, bas
 
     store = ModelStore("http://registry.invalid", expected_features=list(TELCO.features))
     store.install(casefold_model.pipeline, "churn-classifier", "1")
-    app = create_app(Settings(), tracker=None, store=store, follow_updates=False)
+    app = create_app(Settings(api_auth="none"), tracker=None, store=store, follow_updates=False)
     doc = base_doc | {"event_time": 1714564800}
     r = _call(app, "POST", "/api/predict", json=doc)
     assert r.status_code == 422 and r.json()["fields"] == ["event_time"], r.text
