@@ -28,6 +28,7 @@ ASYNCAPI_VERSION = "3.0.0"
 #: The Kafka bindings version used (the latest the AsyncAPI 3.0.0 schema knows).
 KAFKA_BINDING_VERSION = "0.5.0"
 
+
 @dataclass(frozen=True)
 class _Key:
     """A message key: what it holds and an example."""

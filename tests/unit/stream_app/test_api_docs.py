@@ -26,7 +26,7 @@ from schemas import http as bodies
 from schemas.profiles import TELCO
 from stream_app.api import create_app
 from stream_app.api.app import dataset_openapi
-from stream_app.api.docs import CONTENT_SECURITY_POLICY, doc_assets, openapi_document
+from stream_app.api.docs import CONTENT_SECURITY_POLICY, doc_assets
 
 BASE = "http://api"
 STATIC = Path(__file__).resolve().parents[3] / "stream_app" / "api" / "static"
