@@ -19,7 +19,9 @@ port, ``kafka-gateway`` (TLS + SASL/SCRAM-SHA-512 on the public Kafka port, in f
 it) and ``mlflow`` with basic-auth and one least-privilege user per service. Its
 credentials live in ``<data_dir>/secrets/`` and the clients' settings in
 ``<data_dir>/stack.env`` (batch user) and ``stack-<client>.env``, all mode 600
-(:mod:`~churn_stream.stack.credentials`). ``docs/security.md`` has the threat model.
+(:mod:`~churn_stream.stack.credentials`). The prediction API's key file
+(``<data_dir>/api_keys.json``) gets a ``predict`` + ``models:read`` key for the dashboard,
+whose key only ``stack-dashboard.env`` holds. ``docs/security.md`` has the threat model.
 
 Broker mode: ``up(ephemeral=True)`` runs Tansu with ``memory://`` storage (topics vanish
 on restart), the default runs it on ``s3://tansu/`` (topics survive a restart). If the

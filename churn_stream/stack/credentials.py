@@ -10,8 +10,13 @@ Everything lives under ``<data_dir>/secrets/`` (mode 700) except the clients' en
     secrets/seaweedfs/security.toml  SeaweedFS's JWT signing keys and gRPC mTLS files (mode 600)
     secrets/seaweedfs/grpc.pem, grpc.key  the certificate SeaweedFS's parts present to each other
     secrets/mlflow-auth.ini       MLflow basic-auth config (no password in it)
+    api_keys.json                 the prediction API's key file (scrypt hashes, no key; mode 600)
     stack.env                     the batch user's client settings (mode 600)
     stack-<client>.env            the same for worker, api, dashboard, cli (mode 600)
+
+The dashboard's API key (``predict`` and ``models:read``) is made with the key file's own
+code and kept in ``credentials.json``: the key file holds only its hash, and the stack has to
+write the key into ``stack-dashboard.env`` at every start.
 
 Missing entries are generated and existing ones kept, so ``churn stack up --secure`` is
 idempotent and rotating a credential is: stop the stack, delete its entry (or file), start
@@ -29,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from churn_stream.stack.errors import StackError
+from plumbing.api_keys import SCOPE_MODELS_READ, SCOPE_PREDICT, ApiKeyError, ApiKeyStore, split_key
+
 #: Kafka users, one per client kind (the gateway authenticates; it does not authorise).
 KAFKA_USERS: tuple[str, ...] = ("worker", "api", "batch", "dashboard", "cli")
 #: MLflow users that may only read the registry and experiments (and download artifacts).
@@ -41,6 +49,14 @@ DEFAULT_CLIENT = "batch"
 S3_CLIENTS: tuple[str, ...] = ("batch",)
 #: MLflow's administrator (provisions the users; no service runs as it).
 MLFLOW_ADMIN = "admin"
+#: Clients that get an API key of their own, with its name in the key file and its scopes.
+#: The stack owns these names: a key of that name it does not hold is revoked and replaced.
+API_KEY_CLIENTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "dashboard": ("stack-dashboard", (SCOPE_PREDICT, SCOPE_MODELS_READ)),
+}
+#: Clients whose settings name the API key file: ``churn api`` started with them finds the
+#: stack's keys, and ``churn api keys create|list|revoke`` manages that file.
+API_SERVER_CLIENTS: tuple[str, ...] = ("api", DEFAULT_CLIENT)
 
 
 def _new_password() -> str:
@@ -67,6 +83,8 @@ class StackCredentials:
     kafka_backend_port : int
         Loopback port of the plaintext broker behind the gateway (not a secret; kept here
         so every command finds the same port).
+    api_keys : mapping of str to str, default {}
+        Prediction API key of each of :data:`API_KEY_CLIENTS` (``chs_<id>_<secret>``).
     """
 
     s3_access_key: str
@@ -76,6 +94,7 @@ class StackCredentials:
     mlflow_passwords: Mapping[str, str] = field(repr=False)
     flask_secret_key: str = field(repr=False)
     kafka_backend_port: int
+    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def secrets(self) -> list[str]:
         """Every secret value (to search logs for, or to redact)."""
@@ -85,6 +104,7 @@ class StackCredentials:
             self.flask_secret_key,
             *self.kafka_passwords.values(),
             *self.mlflow_passwords.values(),
+            *self.api_keys.values(),
         ]
 
 
@@ -147,6 +167,11 @@ class SecretsLayout:
         return self.root / "mlflow-auth.ini"
 
     @property
+    def api_keys_file(self) -> Path:
+        """The prediction API's key file (``CHURN_API_KEYS_FILE``): the default one of this data directory."""
+        return self.data_dir / "api_keys.json"
+
+    @property
     def mlflow_auth_db(self) -> Path:
         """MLflow's user and permission store."""
         return self.data_dir / "mlflow" / "auth.db"
@@ -183,6 +208,11 @@ def load_or_create(layout: SecretsLayout, backend_port: int) -> StackCredentials
     Returns
     -------
     StackCredentials
+
+    Raises
+    ------
+    StackError
+        If the API key file (:attr:`SecretsLayout.api_keys_file`) exists but is not a key file.
     """
     layout.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(layout.root, 0o700)
@@ -202,6 +232,13 @@ def load_or_create(layout: SecretsLayout, backend_port: int) -> StackCredentials
     mlflow_users = mlflow.setdefault("users", {})
     for user in (*MLFLOW_READERS, *MLFLOW_EDITORS):
         mlflow_users.setdefault(user, _new_password())
+    api = doc.setdefault("api", {}).setdefault("keys", {})
+    store = ApiKeyStore(layout.api_keys_file)
+    try:
+        for client, (name, scopes) in API_KEY_CLIENTS.items():
+            api[client] = _ensure_api_key(store, api.get(client), name, scopes)
+    except ApiKeyError as err:  # a key file that is not one: say which, never guess
+        raise StackError(f"the prediction API's key file: {err}") from None
     if json.dumps(doc, sort_keys=True) != before:
         write_private(layout.credentials, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return StackCredentials(
@@ -212,7 +249,26 @@ def load_or_create(layout: SecretsLayout, backend_port: int) -> StackCredentials
         mlflow_passwords=dict(mlflow_users),
         flask_secret_key=mlflow["flask_secret_key"],
         kafka_backend_port=int(kafka["backend_port"]),
+        api_keys=dict(api),
     )
+
+
+def _ensure_api_key(store: ApiKeyStore, key: str | None, name: str, scopes: tuple[str, ...]) -> str:
+    """``key`` if the key file still holds it, active, under ``name``; otherwise a new key.
+
+    A key of that name that the stack does not hold (its entry was deleted from
+    ``credentials.json``) is revoked first: the stack owns the name. ``churn api keys revoke
+    <name>`` or deleting the entry is how the key is rotated. The new key goes nowhere but the
+    return value (the caller keeps it in ``credentials.json``): never log it.
+    """
+    active = {r.key_id: r for r in store.active()}
+    parts = split_key(key) if key else None
+    if key and parts is not None and parts[0] in active and active[parts[0]].name == name:
+        return key
+    if any(r.name == name for r in active.values()):
+        store.revoke(name)
+    _record, new_key = store.create(name, scopes)
+    return new_key
 
 
 def ensure_server_files(layout: SecretsLayout, credentials: StackCredentials, host: str) -> None:
@@ -279,6 +335,9 @@ def client_environment(
 ) -> dict[str, str]:
     """The variables client ``client`` needs on the secure stack (holds its passwords).
 
+    The API's clients (:data:`API_SERVER_CLIENTS`) also get ``CHURN_API_AUTH=on`` and the key
+    file; the dashboard gets its API key (``CHURN_API_KEY``).
+
     Parameters
     ----------
     layout : SecretsLayout
@@ -307,6 +366,12 @@ def client_environment(
     if client in S3_CLIENTS:
         env["MINIO_ACCESS_KEY"] = credentials.s3_access_key
         env["MINIO_SECRET_KEY"] = credentials.s3_secret_key
+    if client in API_SERVER_CLIENTS:
+        # Authentication on whatever the shell exported, against the stack's key file.
+        env["CHURN_API_AUTH"] = "on"
+        env["CHURN_API_KEYS_FILE"] = str(layout.api_keys_file)
+    if client in credentials.api_keys:
+        env["CHURN_API_KEY"] = credentials.api_keys[client]
     return env
 
 

@@ -518,6 +518,8 @@ class LocalStack:
                 f"(CA {self.layout.ca}); the broker's own port {self.kafka.port} is loopback-only and "
                 "unauthenticated (docs/security.md)",
                 "        MLflow basic-auth, one user per service; S3 random keys; SeaweedFS internal ports need a JWT",
+                f"        prediction API: keys in {self.layout.api_keys_file} (hashes only; `churn api keys list`), "
+                f"the dashboard's in {self.layout.client_env('dashboard')}",
                 f"credentials: {self.layout.client_env()} (batch user) and stack-<client>.env beside it, mode 600; "
                 f"load with: set -a; . {self.layout.client_env()}; set +a",
             ]

@@ -6,8 +6,10 @@ JWT-signed ports too). Every refusal is checked against the real server with rea
 aiokafka (what the product uses), librdkafka (confluent-kafka and Debian's kcat), raw
 Kafka wire requests for the exact error codes, httpx against MLflow, boto3/minio and plain
 HTTP against SeaweedFS. Then a batch cycle, a ``churn worker`` subprocess and a few hundred
-Telco events run with the credentials of ``stack[-client].env``; finally every log the stack
-and the worker wrote is searched for every secret.
+Telco events run with the credentials of ``stack[-client].env``, and ``churn api`` started
+with ``stack-api.env`` refuses requests without the dashboard's key (``stack-dashboard.env``)
+and serves them with it; finally every log the stack, the worker and the API wrote is
+searched for every secret.
 
 Tests run in file order; the last one reads the logs the others produced.
 """
@@ -79,6 +81,7 @@ def test_four_services_healthy_and_files_private(stack: LocalStack) -> None:
         layout.seaweedfs_grpc_key,
         layout.seaweedfs_config_dir / "security.toml",
         *(layout.client_env(c) for c in ("batch", "worker", "api", "dashboard", "cli")),
+        layout.api_keys_file,
     ]
     assert {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in private} == {str(p): "0o600" for p in private}
     env = _read_env_file(layout.client_env())
@@ -87,6 +90,13 @@ def test_four_services_healthy_and_files_private(stack: LocalStack) -> None:
     assert env["KAFKA_SSL_CAFILE"] == str(layout.ca) and env["MINIO_ACCESS_KEY"] == stack.access_key
     worker_env = _read_env_file(layout.client_env("worker"))
     assert worker_env["KAFKA_SASL_USERNAME"] == "worker" and "MINIO_SECRET_KEY" not in worker_env
+    # The API's key file holds the dashboard's key as a hash; only the dashboard's env file holds the key.
+    assert stack.credentials is not None
+    dashboard_key = stack.credentials.api_keys["dashboard"]
+    assert _read_env_file(layout.client_env("dashboard"))["CHURN_API_KEY"] == dashboard_key
+    assert _read_env_file(layout.client_env("api"))["CHURN_API_KEYS_FILE"] == str(layout.api_keys_file)
+    key_file = layout.api_keys_file.read_text()
+    assert dashboard_key not in key_file and "stack-dashboard" in key_file
     # The gateway's users file verifies passwords; it does not hold them.
     users_file = layout.kafka_users.read_text()
     assert stack.credentials is not None
@@ -437,6 +447,58 @@ def test_main_flow_scores_every_event_on_the_secure_stack(
     assert worker.poll() is None
 
 
+# ------------------------------------------------------------------ the prediction API
+@pytest.fixture(scope="module")
+def api(stack: LocalStack, champion: dict) -> Iterator[str]:
+    """``churn api`` with ``stack-api.env`` (the api user, authentication on); yields its URL."""
+    import time
+
+    from churn_stream.bench.api import stop_api
+    from churn_stream.demo import start_cli
+
+    port = LocalStack.free_ports(1)[0]
+    env = _read_env_file(stack.layout.client_env("api"))
+    log = stack.data_dir / "logs" / "api.log"
+    proc = start_cli(stack.settings(client="api"), ["--log-level", "DEBUG", "api", "--port", str(port)], log, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "churn api served no champion within 180 s"
+            time.sleep(0.3)
+        yield url
+    finally:
+        stop_api(proc)
+
+
+def test_api_refuses_without_the_dashboards_key_and_serves_with_it(
+    stack: LocalStack, champion: dict, api: str, telco_csv: Path
+) -> None:
+    from churn_stream.produce import csv_to_customer_events
+
+    key = _read_env_file(stack.layout.client_env("dashboard"))["CHURN_API_KEY"]
+    models = f"{api}/api/models"
+    anonymous = httpx.get(models, timeout=30)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert key not in anonymous.text
+    wrong_id = key[:4] + "0" * 12 + key[16:]
+    for presented in (key[:-1] + ("A" if key[-1] != "A" else "B"), wrong_id, "not-a-key"):
+        assert httpx.get(models, headers={"authorization": f"Bearer {presented}"}, timeout=30).status_code == 401
+    bearer = {"authorization": f"Bearer {key}"}
+    listed = httpx.get(models, headers=bearer, timeout=30)
+    assert listed.status_code == 200 and champion["model_version"] in listed.text
+    customer = orjson.loads(csv_to_customer_events(telco_csv, limit=1)[0][1])
+    scored = httpx.post(f"{api}/api/predict", json=customer, headers=bearer, timeout=30)
+    assert scored.status_code == 200, scored.text
+    assert scored.json()["predictions"][0]["model_version"] == champion["model_version"]
+
+
 # ---------------------------------------------------------------- secrets stay secret
 def test_cli_prints_the_env_file_path_never_a_secret(stack: LocalStack) -> None:
     from click.testing import CliRunner
@@ -462,9 +524,10 @@ def test_cli_prints_the_env_file_path_never_a_secret(stack: LocalStack) -> None:
 def test_no_secret_in_any_log(stack: LocalStack) -> None:
     assert stack.credentials is not None
     secrets_ = stack.credentials.secrets()
-    assert len(secrets_) == len(set(secrets_)) == 13 and all(len(s) >= 32 for s in secrets_)
+    # 1 S3 + 1 MLflow admin + 1 Flask + 5 Kafka + 5 MLflow users + the dashboard's API key.
+    assert len(secrets_) == len(set(secrets_)) == 14 and all(len(s) >= 32 for s in secrets_)
     logs = sorted((stack.data_dir / "logs").iterdir())
-    assert {p.name for p in logs} >= {f"{name}.log" for name in SECURE_SERVICES} | {"worker.log"}
+    assert {p.name for p in logs} >= {f"{name}.log" for name in SECURE_SERVICES} | {"worker.log", "api.log"}
     # Every service wrote something, and the search finds secrets where they are.
     assert all(p.stat().st_size > 0 for p in logs)
     assert all(s in stack.layout.credentials.read_text() for s in secrets_)

@@ -59,8 +59,21 @@ MLFLOW_CLIENT_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD
 #: MLflow role of each churn service's user (granted by the mlflow-init job).
 MLFLOW_ROLES = {"worker": "churn-reader", "api": "churn-reader", "dashboard": "churn-reader", "batch": "churn-editor"}
 
-#: Variable names that hold credentials.
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|ROOT_USER|TOKEN|CREDENTIAL", re.IGNORECASE)
+#: Variable names that hold credentials (``CHURN_API_KEY``, not ``CHURN_API_KEYS_FILE``: a path).
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|ROOT_USER|TOKEN|CREDENTIAL|API_KEY$", re.IGNORECASE)
+
+#: The prediction API's settings, only the api service gets them (authentication on, key file, JWTs).
+API_AUTH_VARIABLES = (
+    "CHURN_API_AUTH",
+    "CHURN_API_KEYS_FILE",
+    "CHURN_API_JWKS_URL",
+    "CHURN_API_JWT_ISSUER",
+    "CHURN_API_JWT_AUDIENCE",
+)
+
+#: The command docs/production.md and .env.example give for the dashboard's key (run in the api
+#: service's container, so the key file lands on its volume).
+API_KEYS_CREATE = re.compile(r"docker compose (?:--env-file \S+ )?run --rm --no-deps api (api keys create [^`\n]*)")
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+alt}; $$ escapes.
 _INTERPOLATION = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\})")
@@ -396,6 +409,48 @@ def test_each_service_is_its_own_mlflow_and_kafka_user(service):
     # Kafka: the service's own variables (empty for the bundled PLAINTEXT broker), never a shared one.
     assert env["KAFKA_SASL_USERNAME"] == f"${{KAFKA_{up}_SASL_USERNAME:-}}"
     assert env["KAFKA_SASL_PASSWORD"] == f"${{KAFKA_{up}_SASL_PASSWORD:-}}"
+
+
+def test_api_starts_with_authentication_on_and_a_key_file_on_its_volume(compose):
+    raw = _environment(_compose_raw()["services"]["api"])
+    # A literal: neither .env nor the shell can switch authentication off in this stack.
+    assert raw["CHURN_API_AUTH"] == "on"
+    for var in ("CHURN_API_JWKS_URL", "CHURN_API_JWT_ISSUER", "CHURN_API_JWT_AUDIENCE"):
+        assert raw[var] == f"${{{var}:-}}", f"{var}: optional, from .env"
+    api = compose["services"]["api"]
+    settings = Settings.from_env(_environment(api))
+    assert settings.api_auth == "on" and not settings.api_jwks_url  # so the key file must hold a key
+    # The key file is on a named volume mounted at the data dir: it survives restarts and is the
+    # one `docker compose run api api keys ...` writes (same service, same volume).
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in api["volumes"]}
+    (target,) = [t for t in mounts if Path(t) in settings.api_keys_path.parents]
+    assert mounts[target] in compose["volumes"] and Path(target) == settings.data_dir
+    # A new volume takes the owner of the image's directory: the churn user must own it.
+    stages = _dockerfile_stages()
+    assert any(f"chown churn:churn {target}" in line for line in stages["runtime"]), "the volume must be writable"
+    # Nobody else gets the API's settings.
+    for name, svc in _churn_services(compose).items():
+        if name != "api":
+            assert not set(_environment(svc)) & set(API_AUTH_VARIABLES), name
+
+
+def test_dashboard_sends_its_own_api_key_and_only_it_gets_one(compose):
+    raw = _environment(_compose_raw()["services"]["dashboard"])
+    assert raw["CHURN_API_KEY"] == "${CHURN_DASHBOARD_API_KEY:-}"
+    assert "CHURN_DASHBOARD_API_KEY" in _env_example()
+    holders = [name for name, svc in _churn_services(compose).items() if "CHURN_API_KEY" in _environment(svc)]
+    assert holders == ["dashboard"]
+
+
+@pytest.mark.parametrize("path", [ENV_EXAMPLE, REPO / "docs" / "production.md"], ids=lambda p: p.name)
+def test_documented_key_command_makes_a_predict_key_in_the_apis_container(path):
+    commands = API_KEYS_CREATE.findall(path.read_text())
+    assert len(commands) >= (2 if path.suffix == ".md" else 1), f"{path.name}: how to create the dashboard's key"
+    for command in commands:
+        cmd, cli_path, args = _resolve(shlex.split(command))
+        assert cli_path == ["api", "keys", "create"]
+        params = cmd.make_context(" ".join(["churn", *cli_path]), list(args)).params
+        assert "predict" in params["scopes"] and "admin" not in params["scopes"]
 
 
 def test_mlflow_runs_basic_auth_and_grants_nothing_by_default(compose):

@@ -25,6 +25,9 @@ import yaml
 from plumbing.settings import Settings
 from schemas.topics import Topics
 from tests.unit.test_compose import (
+    _INTERPOLATION,
+    MLFLOW_CLIENT_VARIABLES,
+    MLFLOW_ROLES,
     REQUIRED_SETTINGS,
     SECRET_NAME,
     _compose_raw,
@@ -43,9 +46,19 @@ DOCS = REPO / "docs" / "kubernetes.md"
 #: the PDB's unhealthyPodEvictionPolicy is GA since 1.31).
 KUBERNETES_VERSION = "1.32.0"
 
-#: Secrets the manifests expect the cluster (or an overlay) to provide, with their keys.
+#: Secrets the manifests expect the cluster (or an overlay) to provide, with their keys. The
+#: MLflow passwords and the dashboard's API key have the names of .env's variables for compose.
 EXPECTED_SECRETS = {
-    "churn-credentials": {"MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"},
+    "churn-credentials": {
+        "MINIO_ACCESS_KEY",
+        "MINIO_SECRET_KEY",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        *(f"MLFLOW_{service.upper()}_PASSWORD" for service in MLFLOW_ROLES),
+        "CHURN_DASHBOARD_API_KEY",
+    },
+    # The API's key file as `churn api keys create` writes it, mounted as a file.
+    "churn-api-keys": {"api_keys.json"},
 }
 
 #: Not ours but Faust's: the worker's web server listens on 127.0.0.1 unless WEB_BIND says
@@ -111,6 +124,31 @@ def _secret_refs(docs: list[dict[str, Any]]) -> list[tuple[str, str, str, bool]]
                 if ref:
                     refs.append((doc["metadata"]["name"], ref["name"], ref["key"], bool(ref.get("optional"))))
     return refs
+
+
+def _secret_volumes(docs: list[dict[str, Any]]) -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
+    """Every Secret mounted as files: ``(deployment, secret name, mount path, volume, mount)``."""
+    found = []
+    for doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes") or []}
+        for container in pod["containers"]:
+            for mount in container.get("volumeMounts") or []:
+                volume = volumes[mount["name"]]
+                if "secret" in volume:
+                    name = volume["secret"]["secretName"]
+                    found.append((doc["metadata"]["name"], name, mount["mountPath"], volume["secret"], mount))
+    return found
+
+
+def _compose_variable(service: str, var: str) -> str:
+    """The .env variable compose takes ``var`` of ``service`` from (``${NAME...}``)."""
+    value = str(_compose_raw()["services"][service]["environment"][var])
+    match = _INTERPOLATION.fullmatch(value)
+    assert match and match.group("name"), f"compose {service}: {var}={value!r} is not one ${{...}}"
+    return match.group("name")
 
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -255,8 +293,10 @@ def test_environment_is_what_settings_reads_and_what_compose_sets(service):
     docs = _base_docs()
     env = _container_env(docs, _container(_deployment(docs, service)))
     extra = WORKER_FRAMEWORK_VARIABLES if service == "worker" else {}
+    # MLflow's client reads its own variables (not Settings'): each service logs in as itself.
+    others = set(extra) | set(MLFLOW_CLIENT_VARIABLES)
     known = set(Settings._ENV.values())
-    assert set(env) - set(extra) <= known, f"not read by Settings.from_env: {sorted(set(env) - set(extra) - known)}"
+    assert set(env) - others <= known, f"not read by Settings.from_env: {sorted(set(env) - others - known)}"
     for var, value in extra.items():
         assert env[var] == value
     missing = [var for var in REQUIRED_SETTINGS if var not in env]
@@ -267,9 +307,68 @@ def test_environment_is_what_settings_reads_and_what_compose_sets(service):
     assert not settings.minio_endpoint.startswith("127.") and not settings.kafka_bootstrap_servers.startswith("127.")
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_is_its_own_mlflow_user_as_in_compose(service):
+    container = _container(_deployment(_base_docs(), service))
+    env = {var["name"]: var for var in container["env"]}
+    assert (
+        env["MLFLOW_TRACKING_USERNAME"]["value"]
+        == service
+        == _compose_raw()["services"][service]["environment"]["MLFLOW_TRACKING_USERNAME"]
+    )
+    ref = env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    # The Secret's key is the .env variable compose reads the same password from (mlflow-init's).
+    assert ref["name"] == "churn-credentials" and not ref.get("optional")
+    assert ref["key"] == _compose_variable(service, "MLFLOW_TRACKING_PASSWORD") == f"MLFLOW_{service.upper()}_PASSWORD"
+    assert service in MLFLOW_ROLES
+
+
+def test_api_authenticates_with_the_key_file_from_its_secret():
+    docs = _base_docs()
+    api = _deployment(docs, "api")
+    container = _container(api)
+    env = _container_env(docs, container)
+    assert env["CHURN_API_AUTH"] == "on" == _compose_raw()["services"]["api"]["environment"]["CHURN_API_AUTH"]
+    settings = Settings.from_env({k: v for k, v in env.items() if v is not None})
+    assert settings.api_auth == "on" and not settings.api_jwks_url  # so the key file must hold a key
+    keys_file = settings.api_keys_path
+    (mount,) = [m for m in _secret_volumes(docs) if m[0] == "churn-api" and Path(m[2]) == keys_file.parent]
+    _, name, _, volume, volume_mount = mount
+    assert name == "churn-api-keys" and keys_file.name in EXPECTED_SECRETS[name]
+    # The directory, read-only, no subPath (a subPath mount never sees the Secret's updates).
+    assert volume_mount.get("readOnly") is True and "subPath" not in volume_mount
+    # Readable by the churn user through the pod's fsGroup, by nobody else.
+    pod = api["spec"]["template"]["spec"]
+    assert volume["defaultMode"] & 0o007 == 0 and volume["defaultMode"] & 0o040
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    # Optional, for an API on JWTs alone: those settings come from the API's own ConfigMap.
+    assert volume["optional"] is True
+    jwt = _find(docs, "ConfigMap", "churn-api-auth")["data"]
+    assert set(jwt) == {"CHURN_API_JWKS_URL", "CHURN_API_JWT_ISSUER", "CHURN_API_JWT_AUDIENCE"}
+    assert {"configMapRef": {"name": "churn-api-auth"}} in container["envFrom"]
+    # No other pod gets the API's settings or its keys.
+    for service in SERVICES:
+        if service != "api":
+            other = _container_env(docs, _container(_deployment(docs, service)))
+            assert not [var for var in other if var.startswith("CHURN_API_") and var != "CHURN_API_KEY"], service
+    assert [m[0] for m in _secret_volumes(docs)] == ["churn-api"]
+
+
+def test_dashboard_sends_its_api_key_from_the_secret():
+    docs = _base_docs()
+    for service in SERVICES:
+        env = {var["name"]: var for var in _container(_deployment(docs, service))["env"]}
+        if service != "dashboard":
+            assert "CHURN_API_KEY" not in env, service
+            continue
+        ref = env["CHURN_API_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "churn-credentials" and not ref.get("optional")
+        assert ref["key"] == _compose_variable("dashboard", "CHURN_API_KEY") == "CHURN_DASHBOARD_API_KEY"
+
+
 def test_config_map_holds_no_credential():
-    config = _config(_base_docs())
-    assert not [k for k in config if SECRET_NAME.search(k)]
+    for config_map in [d for d in _base_docs() if d["kind"] == "ConfigMap"]:
+        assert not [k for k in config_map["data"] if SECRET_NAME.search(k)], config_map["metadata"]["name"]
     assert not [d for d in _base_docs() if d["kind"] == "Secret"], "the base commits no Secret"
 
 
@@ -280,6 +379,11 @@ def test_every_secret_reference_names_an_expected_secret_and_key():
         assert name in EXPECTED_SECRETS, f"{deployment}: Secret {name!r} is not one the docs tell you to create"
         assert key in EXPECTED_SECRETS[name], f"{deployment}: {name} has no key {key!r}"
         assert SECRET_NAME.search(key) or key == "KAFKA_SASL_USERNAME", f"{key} is not a credential: ConfigMap"
+    for deployment, name, _path, volume, _mount in _secret_volumes(_base_docs()):
+        assert name in EXPECTED_SECRETS, f"{deployment}: Secret {name!r} is not one the docs tell you to create"
+        assert {item["key"] for item in volume.get("items") or []} <= EXPECTED_SECRETS[name]
+    used = {name for _, name, _, _ in refs} | {name for _, name, _, _, _ in _secret_volumes(_base_docs())}
+    assert used == set(EXPECTED_SECRETS), f"expected but unused: {set(EXPECTED_SECRETS) - used}"
     # The docs say how to create each one, with every key.
     docs = DOCS.read_text()
     for name, keys in EXPECTED_SECRETS.items():
@@ -287,7 +391,11 @@ def test_every_secret_reference_names_an_expected_secret_and_key():
             f"docs/kubernetes.md: create {name}"
         )
         for key in keys:
-            assert f"--from-literal={key}=" in docs or f"{key}=" in docs, f"docs/kubernetes.md: {name} key {key}"
+            assert f"--from-literal={key}=" in docs or f"--from-file={key}=" in docs, (
+                f"docs/kubernetes.md: {name} {key}"
+            )
+    # And how to make the key file that goes into churn-api-keys.
+    assert re.search(r"churn api keys create --name dashboard --scope predict", docs)
 
 
 def test_example_credentials_are_marked_local_placeholders():
@@ -467,6 +575,8 @@ def test_rendered_overlay_resolves_secrets_and_keeps_the_cap():
     for deployment, name, key, optional in _secret_refs(docs):
         assert name in secrets, f"{deployment}: Secret {name} is not rendered"
         assert optional or key in secrets[name].get("data", {}), f"{deployment}: {name} lacks {key}"
+    for deployment, name, _path, volume, _mount in _secret_volumes(docs):
+        assert volume.get("optional") or name in secrets, f"{deployment}: Secret {name} is not rendered"
     scaled = _find(docs, "ScaledObject", "churn-worker")["spec"]
     assert scaled["maxReplicaCount"] == int(_config(docs)["CHURN_TOPIC_PARTITIONS"])
     namespaces = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}

@@ -24,7 +24,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from plumbing.settings import Settings
 from stream_app.metrics import BulkHistogram, WorkerMetrics
-from tests.unit.test_compose import _compose_raw
+from tests.unit.test_compose import _INTERPOLATION, SECRET_NAME, _compose_raw
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "deploy" / "monitoring"
@@ -227,11 +227,20 @@ def test_grafana_reads_that_prometheus_and_the_dashboard():
     assert {p.name for p in (MONITORING / "grafana").glob("*.json")} <= mounted
 
 
-def test_compose_configs_are_files_of_the_repository():
+def test_compose_configs_are_files_of_the_repository_or_inline_without_a_credential():
     compose = _compose()
     declared = compose.get("configs") or {}
     used = {c["source"] for svc in compose["services"].values() for c in svc.get("configs") or []}
     assert used == set(declared), f"unused: {set(declared) - used}; undeclared: {used - set(declared)}"
     for name, config in declared.items():
-        path = (REPO / config["file"]).resolve()
-        assert path.is_file() and REPO in path.parents, f"{name}: {config['file']}"
+        assert set(config) in ({"file"}, {"content"}), f"{name}: a repository file or inline content"
+        if "file" in config:
+            path = (REPO / config["file"]).resolve()
+            assert path.is_file() and REPO in path.parents, f"{name}: {config['file']}"
+            continue
+        # Inline (MLflow's auth.ini, whose database URL holds PostgreSQL's password): every value
+        # comes from a required variable of .env, none is written here or falls back to a default.
+        refs = [m for m in _INTERPOLATION.finditer(config["content"]) if m.group("name")]
+        assert refs and all(m.group("op") in (":?", "?") for m in refs), f"{name}: {[m.group(0) for m in refs]}"
+        credentials = [m for m in refs if SECRET_NAME.search(m.group("name"))]
+        assert credentials, f"{name}: inline content without a credential belongs in a file"

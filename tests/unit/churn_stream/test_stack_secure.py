@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 import socket
 import ssl
 import stat
@@ -32,6 +33,9 @@ from churn_stream.stack.kafka_gateway import (
     write_users_file,
 )
 from churn_stream.stack.kafka_probe import _round_trip, _scram_sha512_login
+from plumbing.api_keys import ApiKeyStore
+from plumbing.settings import Settings
+from stream_app.api.auth import Authenticator
 
 
 def _mode(path: Path) -> int:
@@ -47,7 +51,8 @@ def test_credentials_are_made_once_private_and_complete(tmp_path: Path) -> None:
     assert set(first.mlflow_passwords) == set(creds.MLFLOW_READERS) | set(creds.MLFLOW_EDITORS)
     assert first.kafka_backend_port == 19999
     secrets = first.secrets()
-    assert len(secrets) == len(set(secrets)) == 13 and min(map(len, secrets)) >= 32
+    # 1 S3 + 1 admin + 1 Flask + 5 Kafka + 5 MLflow users + 1 API key (the dashboard's).
+    assert len(secrets) == len(set(secrets)) == 14 and min(map(len, secrets)) >= 32
     assert not any(s in repr(first) for s in secrets)
     # Idempotent, and only a deleted entry is made anew (rotation).
     assert creds.load_or_create(layout, backend_port=1) == first
@@ -90,6 +95,12 @@ def test_server_files_hold_no_password(tmp_path: Path) -> None:
     assert layout.ca.read_text() == ca
 
 
+def _env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines of an env file, unquoted as the shell would."""
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return {k: shlex.split(v)[0] if v else "" for k, v in (line.split("=", 1) for line in lines)}
+
+
 def test_client_env_files(tmp_path: Path) -> None:
     layout = creds.SecretsLayout(tmp_path)
     c = creds.load_or_create(layout, backend_port=19999)
@@ -105,8 +116,7 @@ def test_client_env_files(tmp_path: Path) -> None:
     envs = {}
     for path in written:
         assert _mode(path) == 0o600
-        lines = [line for line in path.read_text().splitlines() if not line.startswith("#")]
-        envs[path.name] = dict(line.split("=", 1) for line in lines)
+        envs[path.name] = _env_file(path)
     batch, worker = envs["stack.env"], envs["stack-worker.env"]
     assert batch["KAFKA_SASL_USERNAME"] == batch["MLFLOW_TRACKING_USERNAME"] == "batch"
     assert batch["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and batch["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
@@ -114,6 +124,56 @@ def test_client_env_files(tmp_path: Path) -> None:
     assert worker["KAFKA_SASL_PASSWORD"] == c.kafka_passwords["worker"]
     assert worker["MLFLOW_TRACKING_PASSWORD"] == c.mlflow_passwords["worker"]
     assert "MINIO_SECRET_KEY" not in worker
+
+
+def test_the_dashboard_gets_an_api_key_of_its_own(tmp_path: Path) -> None:
+    layout = creds.SecretsLayout(tmp_path)
+    key = creds.load_or_create(layout, backend_port=19999).api_keys["dashboard"]
+    store = ApiKeyStore(layout.api_keys_file)
+    (record,) = store.active()
+    assert record.name == "stack-dashboard" and record.scopes == ("predict", "models:read")
+    assert store.verify(key).reason == "ok"
+    # The key file is the API's default one for this data directory, private, and holds no key.
+    assert layout.api_keys_file == Settings(data_dir=tmp_path).api_keys_path
+    assert _mode(layout.api_keys_file) == 0o600 and key not in layout.api_keys_file.read_text()
+    # Kept while the key file holds it.
+    assert creds.load_or_create(layout, backend_port=1).api_keys["dashboard"] == key
+    assert len(store.records()) == 1
+    # Rotation 1: `churn api keys revoke stack-dashboard`, then the next start makes another.
+    store.revoke("stack-dashboard")
+    second = creds.load_or_create(layout, backend_port=1).api_keys["dashboard"]
+    assert second != key and ApiKeyStore(layout.api_keys_file).verify(second).reason == "ok"
+    # Rotation 2: the entry deleted from credentials.json; the key it replaces is revoked, not left active.
+    doc = json.loads(layout.credentials.read_text())
+    del doc["api"]["keys"]["dashboard"]
+    layout.credentials.write_text(json.dumps(doc))
+    third = creds.load_or_create(layout, backend_port=1).api_keys["dashboard"]
+    store = ApiKeyStore(layout.api_keys_file)
+    assert [r.name for r in store.active()] == ["stack-dashboard"] and store.verify(third).reason == "ok"
+    assert {store.verify(k).reason for k in (key, second)} == {"revoked_key"}
+    # A key file that is not one stops the stack with its path, not with a traceback.
+    layout.api_keys_file.write_text("not json")
+    with pytest.raises(StackError, match="api_keys.json: not an API key file"):
+        creds.load_or_create(layout, backend_port=1)
+
+
+def test_api_env_files_start_the_api_and_only_the_dashboards_holds_its_key(tmp_path: Path) -> None:
+    layout = creds.SecretsLayout(tmp_path)
+    c = creds.load_or_create(layout, backend_port=19999)
+    endpoints = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "CHURN_DATA_DIR": str(tmp_path)}
+    envs = {p.name: _env_file(p) for p in creds.write_client_env_files(layout, c, endpoints)}
+    key = c.api_keys["dashboard"]
+    assert envs["stack-dashboard.env"]["CHURN_API_KEY"] == key
+    assert [name for name, env in envs.items() if key in env.values()] == ["stack-dashboard.env"]
+    # `churn api` starts, authentication on, with stack-api.env and with stack.env (batch): both
+    # name the stack's key file, which holds the dashboard's key; so do `churn api keys ...`.
+    for name in ("stack-api.env", "stack.env"):
+        env = envs[name]
+        assert env["CHURN_API_AUTH"] == "on" and env["CHURN_API_KEYS_FILE"] == str(layout.api_keys_file)
+        settings = Settings.from_env(env)
+        assert Authenticator.from_settings(settings, require_credentials=True) is not None
+    for name in ("stack-worker.env", "stack-dashboard.env", "stack-cli.env"):
+        assert "CHURN_API_KEYS_FILE" not in envs[name], name
 
 
 # ------------------------------------------------------------------- the stack
@@ -146,6 +206,7 @@ def test_secure_commands_and_environments(secure: LocalStack) -> None:
     assert "AWS_SECRET_ACCESS_KEY" not in gateway_env  # the gateway never needs S3
     table = secure.status_table()
     assert "kafka-gateway" in table and str(secure.layout.client_env()) in table
+    assert str(secure.layout.api_keys_file) in table and str(secure.layout.client_env("dashboard")) in table
     assert not any(s in table for s in secrets)
 
 
