@@ -89,10 +89,6 @@ class TextNormaliser:
         # Nothing to do at all: the values pass unchanged (no normalisation configured).
         self.identity = rules.unicode_form == "none" and not rules.trim and not rules.casefold
 
-    def is_text(self, name: str) -> bool:
-        """Whether ``name`` is a text field this normaliser rewrites."""
-        return name in self._memo
-
     def values(self, name: str, values: Iterable[str | None]) -> list[str | None]:
         """Normalised values of one text field (``None`` stays ``None``).
 

@@ -3,8 +3,7 @@
 :class:`EventContract` ties a dataset profile to what the hot path needs of it:
 
 - the generated event model (:func:`schemas.events.customer_event_model`) and its fast
-  :class:`~stream_app.decode.Decoder`, and the HTTP body model
-  (:func:`schemas.events.customer_input_model`);
+  :class:`~stream_app.decode.Decoder`;
 - :meth:`EventContract.columns`: valid events to the named input columns of a model, the
   way batch featurises a typed frame: text normalised by the profile's one normaliser
   (:mod:`schemas.normalise`), nulls read by each field's blank rule (``fill`` values,
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.events import CustomerEventBase, CustomerInputBase, customer_event_model, customer_input_model
+from schemas.events import CustomerEventBase, customer_event_model
 from schemas.expressions import expression_names
 from schemas.normalise import TEXT_TYPES, TextNormaliser, normalise_text
 from schemas.profiles import TELCO, DatasetProfile
@@ -42,8 +41,9 @@ class EventContract:
     profile : DatasetProfile
     digest : str
         The contract hash (the profile's digest) a model must record to serve these events.
-    event_model, input_model : type
-        The ``customers`` topic contract and the prediction API's body.
+    event_model : type
+        The ``customers`` topic contract (the prediction API's body is
+        :func:`schemas.events.customer_input_model` of the same profile).
     decoder : Decoder
     normaliser : TextNormaliser
     id_field : str
@@ -54,7 +54,6 @@ class EventContract:
         self.profile = profile
         self.digest = profile.digest
         self.event_model: type[CustomerEventBase] = customer_event_model(profile)
-        self.input_model: type[CustomerInputBase] = customer_input_model(profile)
         self.decoder: Decoder = decoder_for(self.event_model)
         self.field_types = dict(profile.field_types)
         self._text_rules = profile.spec.text
