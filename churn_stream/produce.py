@@ -45,9 +45,10 @@ def produce_csv(
     rate: float | None = None,
     limit: int | None = None,
     dataset: str = "telco",
+    on_acked=None,
 ) -> int:
-    """Produce a CSV's rows as customer events; return the count acknowledged."""
+    """Produce a CSV's rows as customer events; return the count acknowledged (``on_acked``: per record)."""
     ensure_topics(settings)
     records = csv_to_customer_events(path, dataset, limit)
     # list(): produce_records takes keys that may be None (a list is invariant in its items).
-    return produce_records(settings, topic, list(records), rate)
+    return produce_records(settings, topic, list(records), rate, on_acked)

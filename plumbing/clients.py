@@ -12,7 +12,7 @@ import base64
 import logging
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -254,7 +254,11 @@ def ensure_topics(settings: Settings) -> None:
 
 
 async def _produce(
-    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]], rate: float | None
+    settings: Settings,
+    topic: str,
+    records: list[tuple[bytes | None, bytes]],
+    rate: float | None,
+    on_acked: Callable[[int], None] | None = None,
 ) -> int:
     from aiokafka import AIOKafkaProducer
 
@@ -269,6 +273,8 @@ async def _produce(
                 if delay > 0:
                     await asyncio.sleep(delay)
             futures.append(await producer.send(topic, value, key=key))
+            if on_acked is not None:
+                futures[-1].add_done_callback(lambda f: f.cancelled() or f.exception() or on_acked(1))
         await producer.flush()
         await asyncio.gather(*futures)
     finally:
@@ -277,7 +283,11 @@ async def _produce(
 
 
 def produce_records(
-    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]], rate: float | None = None
+    settings: Settings,
+    topic: str,
+    records: list[tuple[bytes | None, bytes]],
+    rate: float | None = None,
+    on_acked: Callable[[int], None] | None = None,
 ) -> int:
     """Send ``(key, value)`` byte pairs to ``topic``; return once every one is acknowledged.
 
@@ -285,13 +295,15 @@ def produce_records(
     ----------
     rate : float, optional
         Events per second; ``None`` sends as fast as the broker takes them.
+    on_acked : callable, optional
+        Called with 1 as each record is acknowledged (a progress bar's ``update``).
 
     Returns
     -------
     int
         Records acknowledged by the broker.
     """
-    return asyncio.run(_produce(settings, topic, records, rate))
+    return asyncio.run(_produce(settings, topic, records, rate, on_acked))
 
 
 def decode_record(value: bytes | None) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from churn_stream.cli.app import PORT, RATE, check_port_free, main, predict_url, require_topic
+from churn_stream.cli.app import PORT, RATE, check_port_free, main, predict_url, require_topic, tool_output
 from plumbing.settings import Settings
 
 
@@ -33,10 +33,18 @@ def worker(settings: Settings, web_port: int | None) -> None:
 @click.pass_obj
 def produce(settings: Settings, path: Path, rate: float | None, limit: int | None, topic: str | None) -> None:
     """Turn CSV rows at PATH into customer events on Kafka."""
+    import time
+
+    from churn_stream.demo import produced_line
     from churn_stream.produce import produce_csv
+    from plumbing.progress import Progress
     from schemas.topics import Topics
 
-    n = produce_csv(settings, path, topic or Topics.CUSTOMERS, rate=rate, limit=limit)
+    tool_output()
+    start = time.perf_counter()
+    with Progress("produce", limit, unit="event") as bar:
+        n = produce_csv(settings, path, topic or Topics.CUSTOMERS, rate=rate, limit=limit, on_acked=bar.update)
+    click.echo(produced_line(n, time.perf_counter() - start), err=True)
     click.echo(json.dumps({"produced": n}))
 
 
