@@ -17,7 +17,6 @@ import logging
 import sys
 import threading
 import time
-from types import TracebackType
 from typing import IO, Any
 
 from tqdm import tqdm
@@ -168,7 +167,5 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -280,8 +280,14 @@ MLFLOW_QUIET_DEFAULTS = {
 }
 
 
-def _bound_mlflow_retries(environ=os.environ, verbose: int = 0) -> None:
-    """Set :data:`MLFLOW_CLIENT_DEFAULTS` and :data:`MLFLOW_QUIET_DEFAULTS` where the environment does not choose.
+def _bound_mlflow_retries(environ=os.environ) -> None:
+    """Set :data:`MLFLOW_CLIENT_DEFAULTS` where the environment does not already choose."""
+    for key, value in MLFLOW_CLIENT_DEFAULTS.items():
+        environ.setdefault(key, value)
+
+
+def _quiet_mlflow(environ=os.environ, verbose: int = 0) -> None:
+    """Set :data:`MLFLOW_QUIET_DEFAULTS` where the environment does not already choose.
 
     Parameters
     ----------
@@ -289,8 +295,6 @@ def _bound_mlflow_retries(environ=os.environ, verbose: int = 0) -> None:
     verbose : int, default 0
         With ``-v`` MLflow still prints its run links.
     """
-    for key, value in MLFLOW_CLIENT_DEFAULTS.items():
-        environ.setdefault(key, value)
     for key, value in MLFLOW_QUIET_DEFAULTS.items():
         if not (verbose and key == "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
             environ.setdefault(key, value)
@@ -385,5 +389,6 @@ def main(ctx: click.Context, log_level: str | None, verbose: int, progress_inter
     _configure_logging(log_level, verbose)
     ctx.meta[_LEVEL_CHOSEN] = bool(log_level or verbose)
     set_interval(progress_interval)
-    _bound_mlflow_retries(verbose=verbose)
+    _bound_mlflow_retries()
+    _quiet_mlflow(verbose=verbose)
     ctx.obj = Settings.from_env()

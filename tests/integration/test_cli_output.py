@@ -5,13 +5,16 @@ model-training view."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -93,9 +96,9 @@ def test_batch_run_in_a_pipe_prints_periodic_lines_a_leaderboard_and_the_decisio
 def _run_in_terminal(args: list[str], env: dict[str, str], timeout_s: float) -> tuple[int, str]:
     """Run ``args`` with stdin, stdout and stderr on a pseudo-terminal; return (exit code, everything written)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        args, env={**env, "COLUMNS": "120"}, stdin=slave, stdout=slave, stderr=slave, close_fds=True
-    )
+    # A new pseudo-terminal is 0 columns wide, where tqdm draws nothing: give it a terminal's size.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(args, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + timeout_s

@@ -12,7 +12,7 @@ import click
 from click.testing import CliRunner
 
 from churn_stream.cli import main
-from churn_stream.cli.app import MLFLOW_QUIET_DEFAULTS, _bound_mlflow_retries, tool_output
+from churn_stream.cli.app import MLFLOW_QUIET_DEFAULTS, _quiet_mlflow, tool_output
 from churn_stream.demo import produced_line, summary_lines
 from plumbing.progress import PROGRESS_LOGGER
 
@@ -27,11 +27,11 @@ def test_version_comes_from_the_package_metadata():
 
 def test_mlflow_run_links_and_download_bars_are_off_unless_the_environment_says():
     env: dict[str, str] = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "true"}
-    _bound_mlflow_retries(env)
+    _quiet_mlflow(env)
     assert env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"  # the user's choice stands
     assert env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
     verbose: dict[str, str] = {}
-    _bound_mlflow_retries(verbose, verbose=1)
+    _quiet_mlflow(verbose, verbose=1)
     assert "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT" not in verbose  # -v keeps the links
     assert (
         verbose["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == MLFLOW_QUIET_DEFAULTS["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"]
