@@ -153,3 +153,21 @@ def test_experiments_open_on_the_model_training_view(stack_settings, env, retail
     run = subprocess.run([*_churn(), *_batch_run(retail_csv)], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
     assert tracker.get_experiment_by_name("churn-retail").tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+
+
+def test_produce_in_a_pipe_reports_progress_and_what_its_rate_measures(stack_settings, env, telco_csv):
+    import asyncio
+
+    from plumbing.clients import create_missing_topics
+
+    topic = f"h16-produce-{time.time_ns()}"
+    asyncio.run(create_missing_topics(stack_settings, {topic: 1}))
+    args = ["--progress-interval", "0.2", "produce", str(telco_csv), "--rate", "40", "--limit", "60", "--topic", topic]
+    run = subprocess.run([*_churn(), *args], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.stdout.splitlines() == ['{"produced": 60}']
+    # About 1.5 s at 40 events/s: a line every 0.2 s, counting acknowledged events.
+    assert re.search(r"^produce: \d+/60 events \(\d+ %\), \d+ s$", run.stderr, re.M), run.stderr
+    assert re.search(r"^produced 60 events in \d+\.\d s \(\d+ events/s, producer acknowledged\)$", run.stderr, re.M), (
+        run.stderr
+    )
