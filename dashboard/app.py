@@ -146,7 +146,7 @@ def create_app(
     tab_live.register(app, feed)
     tab_models.register(app, reader)
     tab_quality.register(app, reader)
-    tab_score.register(app, api_url, form)
+    tab_score.register(app, api_url, form, settings.api_key)
     _time_callbacks(app.server)
     app.live_feed = feed
     app.models_reader = reader

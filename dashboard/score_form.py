@@ -195,7 +195,7 @@ def build_customer(fields: list[FormField], values: dict[str, Any]) -> dict[str,
     return doc
 
 
-def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
+def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0, api_key: str = "") -> dict[str, Any]:
     """POST one customer to the API and summarise the answer.
 
     Parameters
@@ -205,6 +205,9 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
     customer : dict
         From :func:`build_customer`.
     timeout_s : float, default 5.0
+    api_key : str, default ""
+        Sent as ``Authorization: Bearer <api_key>`` when given (``CHURN_API_KEY``; a key with
+        the ``predict`` scope).
 
     Returns
     -------
@@ -217,7 +220,8 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
     import httpx
 
     try:
-        response = httpx.post(api_url, json=customer, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        response = httpx.post(api_url, json=customer, headers=headers, timeout=timeout_s)
     except httpx.TransportError as exc:
         logger.info("prediction API unreachable url=%s error=%s", api_url, type(exc).__name__)
         return {
@@ -240,6 +244,10 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
         error = ErrorResponse.model_validate_json(response.content)
     except ValidationError:
         return _failed(response.status_code, response.text[:200], [])
+    if response.status_code in (401, 403):
+        # The dashboard's own credential, not the customer, was refused: say what to set.
+        hint = "set CHURN_API_KEY to a key with the predict scope (`churn api keys create --scope predict`)"
+        return _failed(response.status_code, f"{error.error}: {hint}", error.errors)
     return _failed(response.status_code, error.error, error.errors, error.fields)
 
 

@@ -126,7 +126,9 @@ def _field_errors(fields: list[FormField], errors: list[str]) -> list[str]:
     return out
 
 
-def score_output(api_url: str, fields: list[FormField], values: dict[str, Any]) -> tuple[html.Div, list[str]]:
+def score_output(
+    api_url: str, fields: list[FormField], values: dict[str, Any], api_key: str = ""
+) -> tuple[html.Div, list[str]]:
     """Post the form and render the answer, or the API's own error messages.
 
     Parameters
@@ -135,13 +137,15 @@ def score_output(api_url: str, fields: list[FormField], values: dict[str, Any]) 
     fields : list of FormField
     values : dict
         Field name -> input value.
+    api_key : str, default ""
+        The API key the form acts with (``CHURN_API_KEY``).
 
     Returns
     -------
     tuple
         The answer (or error) block, and one message per field (empty when it passed).
     """
-    answer = post_customer(api_url, build_customer(fields, values))
+    answer = post_customer(api_url, build_customer(fields, values), api_key=api_key)
     if not answer["ok"]:
         block = html.Div(
             [html.B(answer["message"]), html.Ul([html.Li(e) for e in answer["errors"]])],
@@ -183,7 +187,7 @@ def score_output(api_url: str, fields: list[FormField], values: dict[str, Any]) 
     return block, ["" for _ in fields]
 
 
-def register(app: dash.Dash, api_url: str, fields: list[FormField]) -> None:
+def register(app: dash.Dash, api_url: str, fields: list[FormField], api_key: str = "") -> None:
     """Add the form's submit callback.
 
     Parameters
@@ -192,6 +196,8 @@ def register(app: dash.Dash, api_url: str, fields: list[FormField]) -> None:
     api_url : str
     fields : list of FormField
         The same list :func:`layout` was built from.
+    api_key : str, default ""
+        Sent with every post (``CHURN_API_KEY``).
     """
     names = [f.name for f in fields]
 
@@ -202,5 +208,5 @@ def register(app: dash.Dash, api_url: str, fields: list[FormField]) -> None:
         prevent_initial_call=True,
     )
     def _score(_clicks, *values):
-        block, errors = score_output(api_url, fields, dict(zip(names, values, strict=True)))
+        block, errors = score_output(api_url, fields, dict(zip(names, values, strict=True)), api_key)
         return [block, *errors]

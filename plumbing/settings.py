@@ -4,6 +4,13 @@ Nothing else in the code base reads ``os.environ``: entry points call
 :meth:`Settings.from_env` and pass the result (or clients built from it) down.
 Defaults point at the local stack (``churn stack up``); the credentials below are
 **local development defaults only**, never production values.
+
+MLflow credentials are deliberately not settings: MLflow's client reads its own
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` from the environment on every
+request and artifact download, in every process (the worker's, the API's, the batch
+job's), so a copy here would be a second source that could disagree with the one MLflow
+uses. ``churn stack up --secure`` writes them, per service, into ``stack[-client].env``
+beside the ``KAFKA_SASL_*`` settings (``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 #: Local-stack default credentials (clearly not secrets; override in production).
 LOCAL_DEFAULT_ACCESS_KEY = "churn-local"
 LOCAL_DEFAULT_SECRET_KEY = "churn-local-secret"
+#: ``CHURN_API_AUTH`` values: authentication on (the default) or explicitly off.
+API_AUTH_MODES = ("on", "none")
 
 
 def _bool(value: str) -> bool:
@@ -139,6 +148,25 @@ class Settings:
         ``CHURN_PROMOTION_MIN_RECALL_RATIO``: a new churn classifier is promoted only if its churn
         recall at its tuned threshold is at least this times the champion's recall on the same
         hold-out (default 0.9; 0 disables).
+    api_auth : str
+        ``CHURN_API_AUTH``: ``on`` (default) makes every prediction API route but ``/health`` and
+        the documentation require an API key or a bearer token; ``none`` turns that off, for
+        local development only (the API then logs a warning that it runs open).
+    api_keys_file : str
+        ``CHURN_API_KEYS_FILE``: the API key file (salted scrypt hashes, mode 600); empty means
+        ``$CHURN_DATA_DIR/api_keys.json`` (see :attr:`api_keys_path`).
+    api_jwt_issuer, api_jwt_audience : str
+        ``CHURN_API_JWT_ISSUER`` / ``CHURN_API_JWT_AUDIENCE``: the ``iss`` and ``aud`` a bearer JWT
+        must carry; both required when :attr:`api_jwks_url` is set.
+    api_jwks_url : str
+        ``CHURN_API_JWKS_URL``: the issuer's JWKS; when set, the API also accepts OAuth2 bearer
+        JWTs signed by those keys, scopes from their ``scope`` or ``scp`` claim (default empty: keys only).
+    api_auth_max_failures : int
+        ``CHURN_API_AUTH_MAX_FAILURES``: refused credentials per client address and minute after
+        which that address gets 429 with ``Retry-After`` until the minute has passed (default 20).
+    api_key : str
+        ``CHURN_API_KEY``: the key clients of the API send (the dashboard's score form);
+        hidden from ``repr``.
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -181,6 +209,13 @@ class Settings:
     batch_min_rows_per_class: int = 100
     batch_cycle_timeout_s: float = 3600.0
     promotion_min_recall_ratio: float = 0.9
+    api_auth: str = "on"
+    api_keys_file: str = ""
+    api_jwt_issuer: str = ""
+    api_jwt_audience: str = ""
+    api_jwks_url: str = ""
+    api_auth_max_failures: int = 20
+    api_key: str = field(default="", repr=False)
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -223,6 +258,13 @@ class Settings:
         "batch_min_rows_per_class": "CHURN_BATCH_MIN_ROWS_PER_CLASS",
         "batch_cycle_timeout_s": "CHURN_BATCH_CYCLE_TIMEOUT_S",
         "promotion_min_recall_ratio": "CHURN_PROMOTION_MIN_RECALL_RATIO",
+        "api_auth": "CHURN_API_AUTH",
+        "api_keys_file": "CHURN_API_KEYS_FILE",
+        "api_jwt_issuer": "CHURN_API_JWT_ISSUER",
+        "api_jwt_audience": "CHURN_API_JWT_AUDIENCE",
+        "api_jwks_url": "CHURN_API_JWKS_URL",
+        "api_auth_max_failures": "CHURN_API_AUTH_MAX_FAILURES",
+        "api_key": "CHURN_API_KEY",
     }
 
     @classmethod
@@ -265,10 +307,25 @@ class Settings:
             )
         if not 0 < self.worker_web_port <= 65535:
             raise SettingsError(f"CHURN_WORKER_WEB_PORT: expected a port in 1..65535, got {self.worker_web_port}")
+        if self.api_auth not in API_AUTH_MODES:
+            raise SettingsError(f"CHURN_API_AUTH: expected one of {', '.join(API_AUTH_MODES)}, got {self.api_auth!r}")
+        if self.api_auth_max_failures < 1:
+            raise SettingsError(
+                f"CHURN_API_AUTH_MAX_FAILURES: expected an integer >= 1, got {self.api_auth_max_failures}"
+            )
+        if self.api_jwks_url and not (self.api_jwt_issuer and self.api_jwt_audience):
+            raise SettingsError(
+                "CHURN_API_JWKS_URL is set: CHURN_API_JWT_ISSUER and CHURN_API_JWT_AUDIENCE are required"
+            )
 
     def with_overrides(self, **changes: Any) -> Settings:
         """Copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def api_keys_path(self) -> Path:
+        """The API key file: :attr:`api_keys_file`, or ``api_keys.json`` in :attr:`data_dir`."""
+        return Path(self.api_keys_file) if self.api_keys_file else self.data_dir / "api_keys.json"
 
     @property
     def s3_endpoint_url(self) -> str:

@@ -124,6 +124,24 @@ EXAMPLE_ERROR_404: dict[str, Any] = {
 }
 #: Before the first champion is loaded: the 503 answer.
 EXAMPLE_ERROR_503: dict[str, Any] = {"error": "no champion model loaded yet", "errors": [], "fields": []}
+#: No ``Authorization`` header: the 401 answer (with ``WWW-Authenticate: Bearer``).
+EXAMPLE_ERROR_401: dict[str, Any] = {
+    "error": "authentication required",
+    "errors": ["Authorization: expected 'Bearer <API key or token>'"],
+    "fields": [],
+}
+#: A ``models:read`` key on ``POST /api/predict``: the 403 answer.
+EXAMPLE_ERROR_403: dict[str, Any] = {
+    "error": "scope predict required",
+    "errors": ["this credential's scopes: models:read"],
+    "fields": [],
+}
+#: A client address over the limit of refused credentials: the 429 answer (with ``Retry-After``).
+EXAMPLE_ERROR_429: dict[str, Any] = {
+    "error": "too many refused credentials",
+    "errors": ["retry after 42 s"],
+    "fields": [],
+}
 #: The model registry (MLflow) cannot be reached: the 503 answer of ``GET /api/models``.
 EXAMPLE_ERROR_503_REGISTRY: dict[str, Any] = {
     "error": "model registry unavailable",
@@ -148,7 +166,8 @@ EXAMPLE_METRICS_RESPONSE: dict[str, Any] = {
         "requests_total": 1250,
         "predict_requests": 1204,
         "customers_scored": 7043,
-        "responses_by_status": {"200": 1198, "422": 5, "413": 1},
+        "responses_by_status": {"200": 1198, "401": 3, "422": 5, "413": 1},
+        "auth_failures_by_reason": {"missing_credential": 2, "wrong_secret": 1},
         "latency": {"count": 1000, "mean_ms": 1.04, "p50_ms": 0.49, "p90_ms": 2.4, "p99_ms": 2.75, "max_ms": 2.79},
         "model_name": CLASSIFIER_NAME,
         "model_version": "3",
@@ -297,7 +316,14 @@ class ErrorResponse(BaseModel):
     """An error: a summary line, details (``field: expected ..., got ...``) and the failing fields."""
 
     model_config = _examples(
-        EXAMPLE_ERROR_422, EXAMPLE_ERROR_413, EXAMPLE_ERROR_404, EXAMPLE_ERROR_503, EXAMPLE_ERROR_503_REGISTRY
+        EXAMPLE_ERROR_422,
+        EXAMPLE_ERROR_413,
+        EXAMPLE_ERROR_404,
+        EXAMPLE_ERROR_503,
+        EXAMPLE_ERROR_503_REGISTRY,
+        EXAMPLE_ERROR_401,
+        EXAMPLE_ERROR_403,
+        EXAMPLE_ERROR_429,
     )
 
     error: str
@@ -341,6 +367,12 @@ class LiveFigures(BaseModel):
     reloads_ok: int
     reloads_failed: int
     last_reload_error: str | None
+    auth_failures_by_reason: dict[str, int] = Field(
+        default_factory=dict,
+        description="Requests refused by authentication, per reason (missing_credential, malformed_credential, "
+        "malformed_key, unknown_key, revoked_key, wrong_secret, invalid_token, jwks_unavailable, "
+        "insufficient_scope, rate_limited).",
+    )
 
 
 class ChampionMetrics(BaseModel):

@@ -328,10 +328,3 @@ def dump_profile_yaml(data: Mapping[str, Any]) -> str:
 TELCO = get_profile("telco")
 #: The synthetic retail customers (``batch/retail.py``); ``shipped_profiles/retail.yaml``.
 RETAIL = get_profile("retail")
-#: Retail's derived features (kept for callers of the first, code-defined profile).
-RETAIL_ENGINEERED = RETAIL.derived_features
-
-
-def retail_engineered_features(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Retail's derived features (:meth:`DatasetProfile.derive` of :data:`RETAIL`), for older callers."""
-    return RETAIL.derive(columns)

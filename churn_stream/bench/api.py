@@ -20,6 +20,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from plumbing.api_keys import SCOPE_ADMIN, ApiKeyStore
 from plumbing.settings import Settings
 from schemas.registry import CHAMPION, CLASSIFIER_NAME
 
@@ -52,11 +54,13 @@ def _free_port() -> int:
     return LocalStack.free_ports(1)[0]
 
 
-def start_api(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:
+def start_api(
+    settings: Settings, port: int, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``churn api`` on ``127.0.0.1:port`` as a child process logging to ``log_path``."""
     from churn_stream.demo import start_cli
 
-    return start_cli(settings, ["--log-level", "WARNING", "api", "--port", str(port)], log_path)
+    return start_cli(settings, ["--log-level", "WARNING", "api", "--port", str(port)], log_path, extra_env)
 
 
 def wait_api_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> dict[str, Any]:
@@ -214,15 +218,15 @@ class _OpenLoop:
             self.finished.set_exception(RuntimeError(f"the API closed a connection mid-request ({exc!r})"))
 
 
-def _predict_request(port: int, body: bytes) -> bytes:
+def _predict_request(port: int, body: bytes, key: str) -> bytes:
     return (
         f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
 async def _fixed_rate(
-    port: int, body: bytes, rate: float, duration_s: float, connections: int = CONNECTIONS
+    port: int, body: bytes, rate: float, duration_s: float, key: str, connections: int = CONNECTIONS
 ) -> dict[str, Any]:
     """Send ``rate * duration_s`` one-customer requests open-loop; latencies from each due time.
 
@@ -232,7 +236,7 @@ async def _fixed_rate(
     """
     loop = asyncio.get_running_loop()
     n = int(rate * duration_s)
-    gen = _OpenLoop(loop, _predict_request(port, body), n, rate)
+    gen = _OpenLoop(loop, _predict_request(port, body, key), n, rate)
     conns = []
     for _ in range(connections):
         _, conn = await loop.create_connection(lambda: _Connection(gen), "127.0.0.1", port)
@@ -392,21 +396,27 @@ def run_bench_api(
     url = f"http://127.0.0.1:{port}"
     log = settings.data_dir / "logs" / "bench-api.log"
     load_before = os.getloadavg()
-    proc = start_api(settings, port, log)
+    # The API refuses requests without a key: this run makes its own, in a key file of its own.
+    keys_dir = tempfile.TemporaryDirectory(prefix="churn-bench-api-")
+    keys_file = Path(keys_dir.name) / "api_keys.json"
+    _, key = ApiKeyStore(keys_file).create("bench-api", [SCOPE_ADMIN])
+    proc = start_api(settings, port, log, {"CHURN_API_AUTH": "on", "CHURN_API_KEYS_FILE": str(keys_file)})
     try:
         health = wait_api_ready(url, proc)
         import psutil
 
         server_proc, client_proc = psutil.Process(proc.pid), psutil.Process()
         server_cpu, client_cpu = server_proc.cpu_times(), client_proc.cpu_times()
-        run = _run_loop(_fixed_rate(port, body, rate, duration_s))
+        run = _run_loop(_fixed_rate(port, body, rate, duration_s, key))
         # CPU seconds per request of each side (warm-up included): on a shared machine, what the
         # scheduler has to find for the server at this rate.
         server_cpu_ms = _cpu_s(server_proc.cpu_times(), server_cpu) * 1e3 / (run["n"] + WARMUP_REQUESTS)
         client_cpu_ms = _cpu_s(client_proc.cpu_times(), client_cpu) * 1e3 / (run["n"] + WARMUP_REQUESTS)
-        server = httpx.get(f"{url}/api/metrics", timeout=10).json()["live"]["latency"]
+        auth = {"Authorization": f"Bearer {key}"}
+        server = httpx.get(f"{url}/api/metrics", headers=auth, timeout=10).json()["live"]["latency"]
     finally:
         stop_api(proc)
+        keys_dir.cleanup()
     reference = sklearn_reference()
     load_after = os.getloadavg()
 

@@ -10,6 +10,7 @@ demo), :mod:`~churn_stream.cli.batch` (batch, data, schemas), :mod:`~churn_strea
 ``churn = "churn_stream.cli:main"`` in ``pyproject.toml``.
 """
 
+from churn_stream.api_keys_cmd import api_with_keys
 from churn_stream.cli import batch, bench, stack, stream
 from churn_stream.cli.app import MLFLOW_CLIENT_DEFAULTS, PORT, RATE, _bound_mlflow_retries, main, predict_url
 from churn_stream.profile_cmd import profile as _profile_group
@@ -17,6 +18,8 @@ from plumbing.settings import Settings  # the class the entry point reads (tests
 
 # Dataset profiles: `churn profile infer|check|schema`.
 main.add_command(_profile_group)
+# API keys: `churn api keys create|list|revoke` (`churn api` itself still serves).
+main.add_command(api_with_keys(main.commands["api"]))
 
 __all__ = [
     "MLFLOW_CLIENT_DEFAULTS",

@@ -20,17 +20,28 @@ def stack() -> None:
 
 @stack.command("up")
 @click.option("--ephemeral", is_flag=True, help="Keep topics in memory (nothing survives a restart).")
+@click.option(
+    "--secure/--plain",
+    default=None,
+    help="Require credentials everywhere: Kafka SASL_SSL (SCRAM-SHA-512), MLflow basic-auth, random S3 keys "
+    "(default: as this data dir was last set up; plain if never secure).",
+)
 @click.pass_obj
-def stack_up(settings: Settings, ephemeral: bool) -> None:
+def stack_up(settings: Settings, ephemeral: bool, secure: bool | None) -> None:
     """Start every service (idempotent) and wait until each answers."""
     from churn_stream.stack import LocalStack, StackError
 
-    local = LocalStack.from_settings(settings)
     try:
+        local = LocalStack.from_settings(settings, secure=secure)
         local.up(ephemeral=ephemeral)
     except StackError as err:
         raise click.ClickException(str(err)) from None
     click.echo(local.status_table())
+    if local.secure:
+        # The path only: the values stay in the mode-600 file.
+        env_file = local.layout.client_env()
+        click.echo(f"\nClients need the credentials in {env_file} (mode 600). Load them with:")
+        click.echo(f"  set -a; . {env_file}; set +a")
 
 
 @stack.command("down")

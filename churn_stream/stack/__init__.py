@@ -13,6 +13,14 @@ Everything lives under one data directory (``.churn/`` by default)::
 Services, in start order: ``s3``, ``kafka`` (needs S3 when durable) and ``mlflow``
 (needs S3 for artifacts).
 
+Secure stack (``up`` of a ``LocalStack(..., secure=True)``, ``churn stack up --secure``):
+``s3`` with random keys and JWT-signed internal ports, ``kafka`` on a loopback-only backend
+port, ``kafka-gateway`` (TLS + SASL/SCRAM-SHA-512 on the public Kafka port, in front of
+it) and ``mlflow`` with basic-auth and one least-privilege user per service. Its
+credentials live in ``<data_dir>/secrets/`` and the clients' settings in
+``<data_dir>/stack.env`` (batch user) and ``stack-<client>.env``, all mode 600
+(:mod:`~churn_stream.stack.credentials`). ``docs/security.md`` has the threat model.
+
 Broker mode: ``up(ephemeral=True)`` runs Tansu with ``memory://`` storage (topics vanish
 on restart), the default runs it on ``s3://tansu/`` (topics survive a restart). If the
 broker is already running in the other mode, :meth:`LocalStack.up` raises
@@ -24,13 +32,15 @@ mode it last ran in.
 Modules: :mod:`~churn_stream.stack.service` (the lifecycle every service shares: pid and
 log files, start, health wait, stop), one module per server
 (:mod:`~churn_stream.stack.seaweedfs`, :mod:`~churn_stream.stack.tansu`,
-:mod:`~churn_stream.stack.mlflow_server`), :mod:`~churn_stream.stack.kafka_probe` (the
-broker's health check), :mod:`~churn_stream.stack.ports` and
+:mod:`~churn_stream.stack.mlflow_server`, :mod:`~churn_stream.stack.gateway_service` with
+the gateway itself in :mod:`~churn_stream.stack.kafka_gateway`),
+:mod:`~churn_stream.stack.kafka_probe` (the broker's health check),
+:mod:`~churn_stream.stack.credentials`, :mod:`~churn_stream.stack.ports` and
 :mod:`~churn_stream.stack.local` (:class:`LocalStack`, which composes the three).
 """
 
 from churn_stream.stack.errors import StackError
-from churn_stream.stack.local import SERVICES, LocalStack
+from churn_stream.stack.local import SECURE_SERVICES, SERVICES, LocalStack
 from churn_stream.stack.ports import GRPC_OFFSET, WEED_PORT_NAMES, derive_weed_ports, free_ports, port_in_use
 from churn_stream.stack.seaweedfs import BUCKETS
 from churn_stream.stack.service import STOP_GRACE_S, Service, ServiceStatus, StackConfig
@@ -38,6 +48,7 @@ from churn_stream.stack.service import STOP_GRACE_S, Service, ServiceStatus, Sta
 __all__ = [
     "BUCKETS",
     "GRPC_OFFSET",
+    "SECURE_SERVICES",
     "SERVICES",
     "STOP_GRACE_S",
     "WEED_PORT_NAMES",

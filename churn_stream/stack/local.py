@@ -1,20 +1,30 @@
-"""The stack as a whole: three services on one host, built from explicit ports or from settings."""
+"""The stack as a whole: three services on one host (four when secure), from explicit ports or settings."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from churn_stream.stack.mlflow_server import MLflowService
+from churn_stream.stack import credentials as creds
+from churn_stream.stack.errors import StackError
+from churn_stream.stack.gateway_service import KafkaGatewayService
+from churn_stream.stack.mlflow_server import MLflowAuth, MLflowService
 from churn_stream.stack.ports import GRPC_OFFSET, WEED_PORT_NAMES, derive_weed_ports, free_ports, split_host_port
 from churn_stream.stack.seaweedfs import BUCKETS, SeaweedFSService
 from churn_stream.stack.service import STOP_GRACE_S, Service, ServiceStatus, StackConfig
 from churn_stream.stack.tansu import TansuService
 from plumbing.settings import LOCAL_DEFAULT_ACCESS_KEY, LOCAL_DEFAULT_SECRET_KEY, Settings
 
+logger = logging.getLogger(__name__)
+
 #: Service names, in start order.
 SERVICES: tuple[str, ...] = ("s3", "kafka", "mlflow")
+#: Service names of the secure stack, in start order.
+SECURE_SERVICES: tuple[str, ...] = ("s3", "kafka", "kafka-gateway", "mlflow")
+#: The Kafka user the gateway's health check logs in as.
+_PROBE_USER = "cli"
 
 
 class LocalStack:
@@ -39,6 +49,15 @@ class LocalStack:
     weed_ports : mapping of str to int, optional
         SeaweedFS internal HTTP ports keyed by :data:`WEED_PORT_NAMES`; default
         :func:`derive_weed_ports` ``(s3_port)``. Each gRPC port is HTTP + :data:`GRPC_OFFSET`.
+    secure : bool, default False
+        The secure stack (:data:`SECURE_SERVICES`): Tansu on a loopback backend port behind
+        the SASL_SSL gateway on ``kafka_port``, MLflow with basic-auth and one user per
+        service, SeaweedFS with random S3 keys (``access_key``/``secret_key`` are then
+        ignored) and JWT-signed internal ports. Credentials are read from, or first made
+        in, ``<data_dir>/secrets/`` (:mod:`churn_stream.stack.credentials`).
+    kafka_backend_port : int, optional
+        Secure stack only: the broker's backend port when the credentials file does not
+        name one yet; default a free port.
 
     Raises
     ------
@@ -56,8 +75,20 @@ class LocalStack:
         secret_key: str = LOCAL_DEFAULT_SECRET_KEY,
         host: str = "127.0.0.1",
         weed_ports: Mapping[str, int] | None = None,
+        secure: bool = False,
+        kafka_backend_port: int | None = None,
     ) -> None:
-        config = StackConfig(Path(data_dir).expanduser().absolute(), host, access_key, secret_key)
+        root = Path(data_dir).expanduser().absolute()
+        self.layout = creds.SecretsLayout(root)
+        self.credentials: creds.StackCredentials | None = None
+        if secure:
+            backend = kafka_backend_port
+            if backend is None and not self.layout.exists():
+                backend = free_ports(1, host)[0]
+            self.credentials = creds.load_or_create(self.layout, backend or 0)
+            access_key, secret_key = self.credentials.s3_access_key, self.credentials.s3_secret_key
+        redact = tuple(self.credentials.secrets()) if self.credentials else ()
+        config = StackConfig(root, host, access_key, secret_key, secure=secure, redact=redact)
         ports = derive_weed_ports(int(s3_port)) if weed_ports is None else dict(weed_ports)
         missing = set(WEED_PORT_NAMES) - set(ports)
         if missing:
@@ -69,25 +100,66 @@ class LocalStack:
                     f"{name} port: expected 1..{65535 - GRPC_OFFSET} (its gRPC port is +{GRPC_OFFSET}), got {port}"
                 )
         self.config = config
-        self.s3 = SeaweedFSService(config, int(s3_port), weed)
-        self.kafka = TansuService(config, int(kafka_port), storage=self.s3)
-        self.mlflow = MLflowService(config, int(mlflow_port), storage=self.s3)
-        self._services: dict[str, Service] = {"s3": self.s3, "kafka": self.kafka, "mlflow": self.mlflow}
+        self.secure = secure
+        self.s3 = SeaweedFSService(
+            config, int(s3_port), weed, config_dir=self.layout.seaweedfs_config_dir if secure else None
+        )
+        c = self.credentials
+        backend_port = c.kafka_backend_port if c is not None else int(kafka_port)
+        self.kafka = TansuService(config, backend_port, storage=self.s3, advertised_port=int(kafka_port))
+        self.kafka_gateway = KafkaGatewayService(
+            config,
+            int(kafka_port),
+            self.kafka,
+            self.layout,
+            probe_login=(_PROBE_USER, c.kafka_passwords[_PROBE_USER]) if c is not None else None,
+        )
+        auth = None
+        if c is not None:
+            auth = MLflowAuth(
+                self.layout.mlflow_auth_ini,
+                creds.MLFLOW_ADMIN,
+                c.mlflow_admin_password,
+                c.flask_secret_key,
+                readers={u: c.mlflow_passwords[u] for u in creds.MLFLOW_READERS},
+                editors={u: c.mlflow_passwords[u] for u in creds.MLFLOW_EDITORS},
+            )
+        self.mlflow = MLflowService(config, int(mlflow_port), storage=self.s3, auth=auth)
+        # Every service of either kind, so `down` stops a gateway whatever this object's kind.
+        self._services: dict[str, Service] = {
+            "s3": self.s3,
+            "kafka": self.kafka,
+            "kafka-gateway": self.kafka_gateway,
+            "mlflow": self.mlflow,
+        }
 
     def __repr__(self) -> str:
         return (
             f"LocalStack(data_dir={str(self.data_dir)!r}, s3_port={self.s3_port}, "
             f"kafka_port={self.kafka_port}, mlflow_port={self.mlflow_port}, "
-            f"access_key={self.access_key!r}, host={self.host!r})"
+            f"access_key={self.access_key!r}, host={self.host!r}, secure={self.secure})"
         )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """This stack's services in start order: :data:`SERVICES` or :data:`SECURE_SERVICES`."""
+        return SECURE_SERVICES if self.secure else SERVICES
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalStack:
+    def from_settings(cls, settings: Settings, secure: bool | None = None) -> LocalStack:
         """The stack that ``settings`` points at.
 
         Ports come from ``minio_endpoint``, the first of ``kafka_bootstrap_servers`` and
         ``mlflow_tracking_uri``; the bind host from ``minio_endpoint``.
+
+        Parameters
+        ----------
+        settings : Settings
+        secure : bool, optional
+            ``None``: secure when the data directory holds a secure stack's credentials
+            (as ``churn stack up --secure`` left them), so ``status`` and ``down`` find
+            the gateway without being told.
 
         Raises
         ------
@@ -106,6 +178,9 @@ class LocalStack:
             settings.minio_access_key,
             settings.minio_secret_key,
             host=host,
+            secure=creds.SecretsLayout(Path(settings.data_dir).expanduser().absolute()).exists()
+            if secure is None
+            else secure,
         )
 
     free_ports = staticmethod(free_ports)
@@ -117,13 +192,14 @@ class LocalStack:
         access_key: str = LOCAL_DEFAULT_ACCESS_KEY,
         secret_key: str = LOCAL_DEFAULT_SECRET_KEY,
         host: str = "127.0.0.1",
+        secure: bool = False,
     ) -> LocalStack:
         """A stack in ``data_dir`` on free ports, every SeaweedFS port (and its gRPC twin) included."""
         weed = free_ports(1 + len(WEED_PORT_NAMES), host, paired_offset=GRPC_OFFSET)
         while True:
-            kafka_port, mlflow_port = free_ports(2, host)
+            kafka_port, mlflow_port, backend_port = free_ports(3, host)
             # The kernel's picks must not collide with a SeaweedFS gRPC port.
-            if not {kafka_port, mlflow_port} & {p + GRPC_OFFSET for p in weed}:
+            if not {kafka_port, mlflow_port, backend_port} & {p + GRPC_OFFSET for p in weed}:
                 break
         return cls(
             data_dir,
@@ -134,11 +210,25 @@ class LocalStack:
             secret_key,
             host=host,
             weed_ports=dict(zip(WEED_PORT_NAMES, weed[1:], strict=True)),
+            secure=secure,
+            kafka_backend_port=backend_port,
         )
 
-    def settings(self, base: Settings | None = None) -> Settings:
-        """``base`` (default: ``Settings()``) pointed at this stack."""
-        return (base or Settings()).with_overrides(
+    def settings(self, base: Settings | None = None, client: str = creds.DEFAULT_CLIENT) -> Settings:
+        """``base`` (default: ``Settings()``) pointed at this stack.
+
+        On the secure stack also with ``client``'s Kafka credentials (SASL_SSL,
+        SCRAM-SHA-512, the stack's CA). MLflow's credentials are not settings: MLflow's
+        client reads ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` itself
+        (:meth:`client_environment` has them).
+
+        Parameters
+        ----------
+        base : Settings, optional
+        client : str, default "batch"
+            One of :data:`~churn_stream.stack.credentials.KAFKA_USERS`; ignored when not secure.
+        """
+        settings = (base or Settings()).with_overrides(
             kafka_bootstrap_servers=self.kafka_bootstrap_servers,
             minio_endpoint=self.s3_endpoint,
             minio_access_key=self.access_key,
@@ -147,6 +237,37 @@ class LocalStack:
             mlflow_tracking_uri=self.mlflow_tracking_uri,
             data_dir=self.data_dir,
         )
+        if self.credentials is None:
+            return settings
+        return settings.with_overrides(
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_sasl_username=client,
+            kafka_sasl_password=self.credentials.kafka_passwords[client],
+            kafka_ssl_cafile=str(self.layout.ca),
+        )
+
+    def client_environment(self, client: str = creds.DEFAULT_CLIENT) -> dict[str, str]:
+        """The variables ``client`` needs on the secure stack, as ``stack[-client].env`` holds them.
+
+        Holds passwords: never log it.
+
+        Raises
+        ------
+        StackError
+            If the stack is not secure.
+        """
+        if self.credentials is None:
+            raise StackError("client_environment: the stack is not secure (no credentials)")
+        return creds.client_environment(self.layout, self.credentials, client, self._client_endpoints())
+
+    def _client_endpoints(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "MINIO_ENDPOINT": self.s3_endpoint,
+            "CHURN_DATA_DIR": str(self.data_dir),
+        }
 
     # ----------------------------------------------------------------- config
     @property
@@ -176,8 +297,8 @@ class LocalStack:
 
     @property
     def kafka_port(self) -> int:
-        """Port of the Kafka listener."""
-        return self.kafka.port
+        """Port clients bootstrap from (the gateway's on the secure stack)."""
+        return self.kafka_gateway.port
 
     @property
     def mlflow_port(self) -> int:
@@ -197,8 +318,8 @@ class LocalStack:
 
     @property
     def kafka_bootstrap_servers(self) -> str:
-        """``host:port`` of the Kafka listener."""
-        return self.kafka.endpoint
+        """``host:port`` clients bootstrap from (the gateway's on the secure stack)."""
+        return self.kafka_gateway.endpoint
 
     @property
     def mlflow_tracking_uri(self) -> str:
@@ -212,7 +333,7 @@ class LocalStack:
         Parameters
         ----------
         name : str
-            ``"s3"``, ``"kafka"`` or ``"mlflow"``.
+            ``"s3"``, ``"kafka"``, ``"kafka-gateway"`` or ``"mlflow"``.
 
         Returns
         -------
@@ -226,7 +347,7 @@ class LocalStack:
         try:
             return self._services[name]
         except KeyError:
-            raise ValueError(f"service: expected one of {', '.join(SERVICES)}, got {name!r}") from None
+            raise ValueError(f"service: expected one of {', '.join(SECURE_SERVICES)}, got {name!r}") from None
 
     def endpoint(self, name: str) -> str:
         """Client-facing endpoint of service ``name``."""
@@ -315,8 +436,15 @@ class LocalStack:
             the service and its log, and ends with the log's tail).
         """
         self.kafka.check_mode(ephemeral)  # before anything starts
-        for name in SERVICES:
+        for service in self._services.values():
+            service.check_security()
+        if self.credentials is not None:
+            creds.ensure_server_files(self.layout, self.credentials, self.host)
+        for name in self.names:
             self.start_service(name, ephemeral=ephemeral if name == "kafka" else None)
+        if self.credentials is not None:
+            written = creds.write_client_env_files(self.layout, self.credentials, self._client_endpoints())
+            logger.info("client settings written files=%s", ",".join(str(p) for p in written))
         return self.status()
 
     def start_service(self, name: str, ephemeral: bool | None = None) -> ServiceStatus:
@@ -360,9 +488,10 @@ class LocalStack:
         Returns
         -------
         list of str
-            Names of the services that were stopped.
+            Names of the services that were stopped (a gateway too, whatever this
+            object's kind).
         """
-        return [name for name in reversed(SERVICES) if self.stop_service(name)]
+        return [name for name in reversed(SECURE_SERVICES) if self.stop_service(name)]
 
     # ------------------------------------------------------------------ status
     def status(self) -> list[ServiceStatus]:
@@ -371,7 +500,7 @@ class LocalStack:
         A service answering on its port without a pid of ours shows ``pid=None`` and
         ``healthy=True`` (someone else runs it).
         """
-        return [self.service(name).status() for name in SERVICES]
+        return [self.service(name).status() for name in self.names]
 
     def status_table(self, statuses: Sequence[ServiceStatus] | None = None) -> str:
         """Human-readable table: service, endpoint, pid, healthy, mode (no secrets)."""
@@ -383,4 +512,13 @@ class LocalStack:
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         lines.append(f"data dir: {self.data_dir}  (logs in {self.data_dir / 'logs'}, S3 access key {self.access_key})")
+        if self.secure:
+            lines += [
+                f"secure: Kafka clients need SASL_SSL + SCRAM-SHA-512 at {self.kafka_bootstrap_servers} "
+                f"(CA {self.layout.ca}); the broker's own port {self.kafka.port} is loopback-only and "
+                "unauthenticated (docs/security.md)",
+                "        MLflow basic-auth, one user per service; S3 random keys; SeaweedFS internal ports need a JWT",
+                f"credentials: {self.layout.client_env()} (batch user) and stack-<client>.env beside it, mode 600; "
+                f"load with: set -a; . {self.layout.client_env()}; set +a",
+            ]
         return "\n".join(lines)

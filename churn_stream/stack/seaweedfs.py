@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from churn_stream.stack.ports import GRPC_OFFSET, WEED_PORT_NAMES
 from churn_stream.stack.service import Service, StackConfig, find_executable
@@ -25,15 +26,21 @@ class SeaweedFSService(Service):
     weed_ports : mapping of str to int
         Internal HTTP ports keyed by :data:`~churn_stream.stack.ports.WEED_PORT_NAMES`;
         each gRPC port is HTTP + :data:`~churn_stream.stack.ports.GRPC_OFFSET`.
+    config_dir : Path, optional
+        ``weed -config_dir``: a folder with ``security.toml`` (the secure stack's JWT
+        signing keys for the volume and filer ports).
     """
 
     name = "s3"
     health_timeout_s = 60.0
 
-    def __init__(self, config: StackConfig, port: int, weed_ports: Mapping[str, int]) -> None:
+    def __init__(
+        self, config: StackConfig, port: int, weed_ports: Mapping[str, int], config_dir: Path | None = None
+    ) -> None:
         super().__init__(config)
         self.port = port
         self.weed_ports = dict(weed_ports)
+        self.config_dir = config_dir
 
     @property
     def endpoint(self) -> str:
@@ -46,11 +53,12 @@ class SeaweedFSService(Service):
         return http + [port + GRPC_OFFSET for port in http]
 
     def command(self, ephemeral: bool = False) -> list[str]:
-        """``weed mini`` with every port set explicitly (``ephemeral`` is ignored)."""
+        """``weed [-config_dir=DIR] mini`` with every port set explicitly (``ephemeral`` is ignored)."""
         p = self.weed_ports
         data_dir, host = self.config.data_dir, self.config.host
         return [
             find_executable("weed"),
+            *([f"-config_dir={self.config_dir}"] if self.config_dir is not None else []),
             "mini",
             f"-dir={data_dir / 's3'}",
             f"-ip={host}",
@@ -78,6 +86,10 @@ class SeaweedFSService(Service):
 
     def _identity(self) -> list[str]:
         return ["mini", f"-dir={self.config.data_dir / 's3'}", f"-s3.port={self.port}"]
+
+    def runs_secure(self, cmdline) -> bool:
+        """Secure when weed was given a config dir (its security.toml)."""
+        return any(str(arg).startswith("-config_dir=") for arg in cmdline)
 
     def client(self, timeout: float = 5.0):
         """A MinIO client on this S3 API with the stack's credentials and no retries.

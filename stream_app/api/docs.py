@@ -30,9 +30,12 @@ from starlette.routing import Route
 from schemas.http import (
     EXAMPLE_CUSTOMER,
     EXAMPLE_CUSTOMER_ONE_YEAR,
+    EXAMPLE_ERROR_401,
+    EXAMPLE_ERROR_403,
     EXAMPLE_ERROR_404,
     EXAMPLE_ERROR_413,
     EXAMPLE_ERROR_422,
+    EXAMPLE_ERROR_429,
     EXAMPLE_ERROR_503,
     EXAMPLE_ERROR_503_REGISTRY,
     EXAMPLE_HEALTH_OK,
@@ -53,6 +56,7 @@ from schemas.http import (
     PredictResponse,
 )
 from schemas.registry import CHALLENGER, CLASSIFIER_NAME
+from stream_app.api.auth import ROUTE_SCOPES
 from stream_app.api.bodies import DEFAULT_MAX_BODY_BYTES
 
 #: The machine-readable document.
@@ -134,6 +138,29 @@ def _error(description: str, **examples: tuple[str, Any]) -> dict[str, Any]:
     return _json("ErrorResponse", description, examples)
 
 
+#: The security scheme every operation but ``/health`` names (``stream_app.api.auth``).
+SECURITY_SCHEME = "bearer"
+
+
+def _secured(operation: dict[str, Any], scope: str) -> dict[str, Any]:
+    """``operation`` with its credential requirement and the 401/403/429 answers documented."""
+    responses = dict(operation["responses"])
+    responses["401"] = _error(
+        "No credential, or one refused (malformed, unknown, revoked, expired). "
+        "Answered with `WWW-Authenticate: Bearer`.",
+        missing=("No Authorization header", EXAMPLE_ERROR_401),
+    )
+    responses["403"] = _error(
+        f"The credential lacks the `{scope}` scope (or `admin`).",
+        scope=("A models:read key on POST /api/predict", EXAMPLE_ERROR_403),
+    )
+    responses["429"] = _error(
+        "Too many refused credentials from this client address within a minute; `Retry-After` says how long to wait.",
+        limited=("Rate-limited", EXAMPLE_ERROR_429),
+    )
+    return {**operation, "security": [{SECURITY_SCHEME: [scope]}], "responses": responses}
+
+
 def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, Any]:
     """The OpenAPI 3.1 document, its schemas generated from the pydantic models.
 
@@ -211,7 +238,7 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
             }
         },
     }
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "churn-stream prediction API",
@@ -308,8 +335,23 @@ def openapi_document(max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, 
                 }
             },
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (`churn api keys create`, `chs_<id>_<secret>`) or, when the API is "
+                    "configured with an issuer, an OAuth2 access token (JWT) with the operation's scope in its "
+                    "`scope`/`scp` claim. Scopes: `predict`, `models:read`, `admin` (all).",
+                }
+            },
+        },
     }
+    for path, scope in ROUTE_SCOPES.items():
+        for method, operation in doc["paths"][path].items():
+            doc["paths"][path][method] = _secured(operation, scope)
+    return doc
 
 
 def _page(title: str, head: str, body: str) -> str:

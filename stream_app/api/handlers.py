@@ -81,6 +81,7 @@ async def metrics(request: Request) -> Response:
         "predict_requests": stats.predict_requests,
         "customers_scored": stats.customers_scored,
         "responses_by_status": dict(stats.by_status),
+        "auth_failures_by_reason": dict(stats.auth_failures),
         "latency": stats.latency_summary(),
         "model_name": current.model_name if current else None,
         "model_version": current.model_version if current else None,

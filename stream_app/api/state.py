@@ -50,6 +50,8 @@ class ApiStats:
         Responses per HTTP status code.
     latencies_s : deque of float
         The last :data:`LATENCY_WINDOW` ``POST /api/predict`` handler times, seconds.
+    auth_failures : dict of str to int
+        Requests refused by authentication, per reason (:mod:`stream_app.api.auth`).
     """
 
     def __init__(self) -> None:
@@ -59,6 +61,7 @@ class ApiStats:
         self.customers_scored = 0
         self.by_status: dict[str, int] = {}
         self.latencies_s: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.auth_failures: dict[str, int] = {}
 
     def latency_summary(self) -> dict[str, Any]:
         """The :class:`~schemas.http.LatencySummary` document of :attr:`latencies_s`, milliseconds."""

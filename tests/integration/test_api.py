@@ -48,14 +48,31 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def api_url(stack_settings, tracker, champion):
+def api_settings(stack_settings, tmp_path_factory):
+    """The stack's settings with a key file (refusals are tested in test_api_auth.py; no rate limit here:
+    schemathesis also sends requests without the credential, to check that they are refused)."""
+    path = tmp_path_factory.mktemp("api-keys") / "api_keys.json"
+    return stack_settings.with_overrides(api_keys_file=str(path), api_auth_max_failures=1_000_000)
+
+
+@pytest.fixture(scope="module")
+def auth(api_settings) -> dict[str, str]:
+    """An ``Authorization`` header with an admin key of :func:`api_settings`' key file."""
+    from plumbing.api_keys import ApiKeyStore
+
+    _, key = ApiKeyStore(api_settings.api_keys_path).create("test-api", ["admin"])
+    return {"authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def api_url(api_settings, auth, tracker, champion):
     """uvicorn serving the app in a thread of this process, with a small body limit for the 413 test."""
     import uvicorn
 
     from stream_app.api import create_app
 
     # A short registry check, for the test of a champion that was never announced.
-    app = create_app(stack_settings.with_overrides(model_reconcile_s=RECONCILE_S), tracker, max_body_bytes=64 * 1024)
+    app = create_app(api_settings.with_overrides(model_reconcile_s=RECONCILE_S), tracker, max_body_bytes=64 * 1024)
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
@@ -81,8 +98,8 @@ def api_url(stack_settings, tracker, champion):
 
 
 @pytest.fixture(scope="module")
-def client(api_url):
-    with httpx.Client(base_url=api_url, timeout=30) as c:
+def client(api_url, auth):
+    with httpx.Client(base_url=api_url, timeout=30, headers=auth) as c:
         yield c
 
 
@@ -325,15 +342,16 @@ def test_health(client):
     assert r.status_code == 200 and r.json()["status"] == "ok"
 
 
-def test_health_is_503_without_a_champion(stack_settings, tracker):
+def test_health_is_503_without_a_champion(api_settings, auth, tracker):
     import asyncio
 
     from stream_app.api import create_app
 
-    app = create_app(stack_settings, tracker, follow_updates=False)  # nothing loads a champion
+    app = create_app(api_settings, tracker, follow_updates=False)  # nothing loads a champion
 
     async def check() -> None:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=auth) as c:
             assert (await c.get("/health")).status_code == 503
             assert (await c.post("/api/predict", json={})).status_code == 422
             r = await c.post("/api/predict", json={"customers": []})
@@ -424,11 +442,12 @@ def test_unannounced_champion_and_alias_moved_by_hand_are_served_after_the_regis
 
 
 # -------------------------------------------------------------- schemathesis
-def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url):
+def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url, auth):
     """Property-based run over /openapi.json: valid and invalid requests, 50 of each per operation.
 
     Every built-in check runs on each response: no 5xx, status codes and content types
-    documented, bodies conforming to the response schemas, invalid data rejected.
+    documented, bodies conforming to the response schemas, invalid data rejected, and
+    (ignored_auth) the same request without the credential, or with a made-up one, refused.
     """
     import schemathesis
     from hypothesis import HealthCheck, given, settings
@@ -439,12 +458,20 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url):
     # with a documented 413 before it is parsed: for an invalid body generated that large it
     # is the right refusal, but it is not in schemathesis' default list of rejections.
     rejected = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
-    config = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": rejected}}})
+    # The key as a configured header: the ignored_auth check then also sends each accepted request
+    # without it and with a made-up one, and expects 401/403.
+    config = SchemathesisConfig.from_dict(
+        {
+            "headers": {"Authorization": auth["authorization"]},
+            "checks": {"negative_data_rejection": {"expected-statuses": rejected}},
+        }
+    )
     schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json", config=config)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} == {"/api/predict", "/api/metrics", "/api/models", "/health"}
     failures: list[str] = []
     calls = 0
+    live = httpx.get(f"{api_url}/api/metrics", headers=auth, timeout=30).json()["live"]
     started = time.monotonic()
     for op in operations:
         # Invalid data exists only for operations that take input.
@@ -469,6 +496,12 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url):
     elapsed = time.monotonic() - started
     assert not failures, "\n\n".join(failures)
     assert calls >= 100  # at least the predict operation's 50 valid + 50 invalid requests
+    after = httpx.get(f"{api_url}/api/metrics", headers=auth, timeout=30).json()["live"]
+    # The key was sent: the valid requests reached the handler; the probes without it were refused.
+    assert after["predict_requests"] - live["predict_requests"] >= 50
+    assert after["auth_failures_by_reason"].get("missing_credential", 0) > live["auth_failures_by_reason"].get(
+        "missing_credential", 0
+    )
     assert elapsed < 120
 
 

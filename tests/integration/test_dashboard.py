@@ -99,7 +99,17 @@ def worker(stack_settings, champion):
 
 
 @pytest.fixture(scope="module")
-def api_url(stack_settings, tracker, champion):
+def api_key_settings(stack_settings, tmp_path_factory):
+    """The stack's settings with a key file of their own and, as ``api_key``, its predict key."""
+    from plumbing.api_keys import ApiKeyStore
+
+    path = tmp_path_factory.mktemp("api-keys") / "api_keys.json"
+    _, key = ApiKeyStore(path).create("dashboard", ["predict"])
+    return stack_settings.with_overrides(api_keys_file=str(path), api_key=key)
+
+
+@pytest.fixture(scope="module")
+def api_url(api_key_settings, tracker, champion):
     """The prediction API (uvicorn in a thread) when ``stream_app.api`` exists; None otherwise."""
     try:
         from stream_app.api import create_app as create_api
@@ -111,7 +121,7 @@ def api_url(stack_settings, tracker, champion):
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_api(stack_settings, tracker),
+            create_api(api_key_settings, tracker),
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -179,12 +189,12 @@ def _serve(app) -> tuple[str, object, threading.Thread]:
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(stack_settings, tracker, api_url, producing):
+def dashboard_url(stack_settings, api_key_settings, tracker, api_url, producing):
     from dashboard.app import create_app
     from plumbing.clients import kafka_kwargs
 
     app = create_app(
-        stack_settings,
+        api_key_settings,  # the score form posts with its key
         api_url=api_url or f"http://127.0.0.1:{_free_port()}/api/predict",
         tracker=tracker,
         kafka_options=kafka_kwargs(stack_settings),

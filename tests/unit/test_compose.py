@@ -51,6 +51,14 @@ REQUIRED_SETTINGS = (
 #: Kubernetes probes come from outside the container); test_faust_honours_web_bind proves it acts.
 FRAMEWORK_VARIABLES = {"worker": {"WEB_BIND": "0.0.0.0"}}
 
+#: MLflow's own client variables (not Settings: MLflow's client reads them in every process, for
+#: every request and artifact download). Each churn service logs in as itself; see
+#: test_each_service_is_its_own_mlflow_and_kafka_user.
+MLFLOW_CLIENT_VARIABLES = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+#: MLflow role of each churn service's user (granted by the mlflow-init job).
+MLFLOW_ROLES = {"worker": "churn-reader", "api": "churn-reader", "dashboard": "churn-reader", "batch": "churn-editor"}
+
 #: Variable names that hold credentials.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|ROOT_USER|TOKEN|CREDENTIAL", re.IGNORECASE)
 
@@ -297,7 +305,9 @@ def test_expected_services_and_named_volumes(compose):
 def test_command_is_a_real_churn_command(compose, service):
     svc = compose["services"][service]
     cmd, path, args = _resolve(_command(svc))
-    assert not isinstance(cmd, click.Group), f"{service}: `churn {' '.join(path)}` needs a subcommand"
+    # A group runs alone only when it says so (`churn api` serves; `churn api keys ...` manages its keys).
+    runs_alone = not isinstance(cmd, click.Group) or cmd.invoke_without_command
+    assert runs_alone, f"{service}: `churn {' '.join(path)}` needs a subcommand"
     # Parses the options exactly as the CLI would (unknown options and bad values fail here).
     cmd.make_context(" ".join(["churn", *path]), list(args))
 
@@ -343,6 +353,8 @@ def test_environment_is_what_settings_reads(compose, service):
     framework = FRAMEWORK_VARIABLES.get(service, {})
     for var, value in framework.items():
         assert env.pop(var) == value, f"{service}: {var}"
+    for var in MLFLOW_CLIENT_VARIABLES:
+        assert env.pop(var), f"{service}: must log in to MLflow (basic-auth) as its own user: {var}"
     known = set(Settings._ENV.values())
     assert set(env) <= known, f"{service}: not read by Settings.from_env: {sorted(set(env) - known)}"
     missing = [var for var in REQUIRED_SETTINGS if not env.get(var)]
@@ -373,6 +385,48 @@ def test_endpoints_name_services_of_the_stack(compose, service):
     url = urlsplit(settings.mlflow_tracking_uri)
     assert url.hostname in services and url.port == 5000
     assert "--port" in services["mlflow"]["command"] and "5000" in services["mlflow"]["command"]
+
+
+@pytest.mark.parametrize("service", ["worker", "batch", "api", "dashboard"])
+def test_each_service_is_its_own_mlflow_and_kafka_user(service):
+    env = _environment(_compose_raw()["services"][service])
+    up = service.upper()
+    assert env["MLFLOW_TRACKING_USERNAME"] == service
+    assert env["MLFLOW_TRACKING_PASSWORD"].startswith(f"${{MLFLOW_{up}_PASSWORD:?")
+    # Kafka: the service's own variables (empty for the bundled PLAINTEXT broker), never a shared one.
+    assert env["KAFKA_SASL_USERNAME"] == f"${{KAFKA_{up}_SASL_USERNAME:-}}"
+    assert env["KAFKA_SASL_PASSWORD"] == f"${{KAFKA_{up}_SASL_PASSWORD:-}}"
+
+
+def test_mlflow_runs_basic_auth_and_grants_nothing_by_default(compose):
+    mlflow = compose["services"]["mlflow"]
+    command = mlflow["command"]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    env = _environment(mlflow)
+    (config,) = mlflow["configs"]
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == config["target"]
+    ini = compose["configs"][config["source"]]["content"]
+    assert "default_permission = NO_PERMISSIONS" in ini.splitlines()
+    assert "authorization_function = mlflow.server.auth:authenticate_request_basic_auth" in ini.splitlines()
+    assert urlsplit(ini.split("database_uri = ", 1)[1].split()[0]).hostname == "postgres"
+    raw = _environment(_compose_raw()["services"]["mlflow"])
+    assert raw["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    assert raw["MLFLOW_FLASK_SERVER_SECRET_KEY"].startswith("${MLFLOW_FLASK_SECRET_KEY:?")
+
+
+def test_mlflow_init_gives_each_service_its_least_privilege_role(compose):
+    init = compose["services"]["mlflow-init"]
+    assert init["depends_on"]["mlflow"]["condition"] == "service_healthy" and init["restart"] == "no"
+    script = init["command"][0]
+    compile(script, "mlflow-init", "exec")  # valid Python
+    assert '("churn-reader", "READ"), ("churn-editor", "EDIT")' in script
+    assert 'for resource_type in ("experiment", "registered_model")' in script
+    users = dict(re.findall(r'"(\w+)": "(churn-\w+)"', script))
+    assert users == MLFLOW_ROLES
+    env = _environment(_compose_raw()["services"]["mlflow-init"])
+    for user in MLFLOW_ROLES:
+        assert f'os.environ["MLFLOW_" + user.upper() + "_PASSWORD"]' in script
+        assert env[f"MLFLOW_{user.upper()}_PASSWORD"].startswith(f"${{MLFLOW_{user.upper()}_PASSWORD:?")
 
 
 def test_mlflow_uses_postgres_and_minio(compose):
@@ -434,6 +488,7 @@ def test_our_services_wait_for_topics_buckets_and_mlflow(compose):
         assert deps["kafka-init"]["condition"] == "service_completed_successfully", name
         assert deps["minio-init"]["condition"] == "service_completed_successfully", name
         assert deps["mlflow"]["condition"] == "service_healthy", name
+        assert deps["mlflow-init"]["condition"] == "service_completed_successfully", name
 
 
 def test_kafka_is_kraft_with_internal_and_host_listeners(compose):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -193,7 +194,7 @@ def test_report_json_and_markdown(frame):
 def test_gate_records_its_duration(frame):
     # Its speed is logged with every cycle ("dq gate ... duration_s=") and not asserted here.
     report = gate(frame, reference=frame)
-    assert 0.0 < report.duration_s < 60.0
+    assert math.isfinite(report.duration_s) and report.duration_s > 0.0
 
 
 def test_quality_config_from_settings():

@@ -16,7 +16,7 @@ from batch.ingest import IngestError, arrow_schema, read_source_csv, to_arrow
 from batch.metrics import roc_auc
 from batch.retail import AS_OF, engineer_features, generate_table, write_retail_csv
 from churn_stream.cli import main
-from schemas.profiles import RETAIL, RETAIL_ENGINEERED, get_profile, retail_engineered_features
+from schemas.profiles import RETAIL, get_profile
 from scratch_models.linear import LogisticRegression
 
 
@@ -65,7 +65,7 @@ def test_read_source_csv_parses_a_generated_file(small_csv):
 
 
 def test_profile_features_are_known_fields():
-    fields = set(RETAIL.source_columns.values()) | set(RETAIL_ENGINEERED)
+    fields = set(RETAIL.source_columns.values()) | set(RETAIL.derived_features)
     assert set(RETAIL.features) <= fields
     assert set(RETAIL.regression_excluded) <= set(RETAIL.features)
     dates = {f for f, kind in RETAIL.source_types.items() if kind == "date"}
@@ -151,8 +151,8 @@ def test_engineered_features_on_a_hand_example():
         "online_purchases": np.array([3, 0]),
         "in_store_purchases": np.array([1, 0]),
     }
-    out = retail_engineered_features(columns)
-    assert tuple(out) == RETAIL_ENGINEERED
+    out = RETAIL.derive(columns)
+    assert tuple(out) == RETAIL.derived_features
     np.testing.assert_allclose(out["line_value_usd"], [7.5, 10.0])
     np.testing.assert_allclose(out["engagement_score"], [(2 + 1 + 2) / 6, np.nan])
     np.testing.assert_allclose(out["recency_ratio"], [73 / 730.5, 10.0])  # membership floored at 1 day
@@ -164,7 +164,7 @@ def test_engineer_features_adds_columns_without_touching_the_input(small_csv):
     before = raw.copy()
     out = engineer_features(raw)
     pd.testing.assert_frame_equal(raw, before)
-    assert list(out.columns) == list(raw.columns) + list(RETAIL_ENGINEERED)
+    assert list(out.columns) == list(raw.columns) + list(RETAIL.derived_features)
     assert out["engagement_score"].between(0, 1).all() and out["online_share"].between(0, 1).all()
 
 

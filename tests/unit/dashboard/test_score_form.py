@@ -122,7 +122,8 @@ def api_url(telco_csv):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(Settings(), tracker=None, store=store, follow_updates=False)
+    # The form's key: tests/unit/dashboard/test_score_form_auth.py.
+    app = create_app(Settings(api_auth="none"), tracker=None, store=store, follow_updates=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, name="api-for-form-test", daemon=True)
     thread.start()

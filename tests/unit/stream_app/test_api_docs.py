@@ -31,10 +31,13 @@ BASE = "http://api"
 STATIC = Path(__file__).resolve().parents[3] / "stream_app" / "api" / "static"
 
 
-def _call(app, method: str, path: str, **kwargs) -> httpx.Response:
+def _call(app, method: str, path: str, key: str | None = None, **kwargs) -> httpx.Response:
+    """``method path`` through ``app``, with ``Authorization: Bearer <key>`` when a key is given."""
+    headers = {**kwargs.pop("headers", {}), **({"authorization": f"Bearer {key}"} if key else {})}
+
     async def go() -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as c:
-            return await c.request(method, path, **kwargs)
+            return await c.request(method, path, headers=headers, **kwargs)
 
     return asyncio.run(go())
 
@@ -52,12 +55,29 @@ class _Registry:
 
 
 @pytest.fixture(scope="module")
-def app():
+def keys(tmp_path_factory) -> tuple[Settings, dict[str, str]]:
+    """Settings whose key file holds one key per scope, and those keys by scope."""
+    from plumbing.api_keys import SCOPES, ApiKeyStore
+
+    path = tmp_path_factory.mktemp("keys") / "api_keys.json"
+    store = ApiKeyStore(path)
+    made = {scope: store.create(scope.replace(":", "-"), [scope])[1] for scope in SCOPES}
+    return Settings(api_keys_file=str(path)), made
+
+
+@pytest.fixture(scope="module")
+def app(keys):
     from stream_app.model_store import ModelStore
 
     # No champion: /health and a default predict answer 503; 404/413/422 are decided before scoring.
     store = ModelStore("http://registry.invalid", expected_features=list(TELCO.features))
-    return create_app(Settings(), tracker=_Registry(), store=store, follow_updates=False)
+    return create_app(keys[0], tracker=_Registry(), store=store, follow_updates=False)
+
+
+@pytest.fixture(scope="module")
+def key(keys) -> str:
+    """A ``predict`` key."""
+    return keys[1]["predict"]
 
 
 @pytest.fixture(scope="module")
@@ -144,26 +164,56 @@ def test_telco_examples_are_rows_of_the_source_csv(telco_csv):
 
 
 # ------------------------------------------------ error examples are real answers
-def test_422_example_is_the_real_answer(app):
-    r = _call(app, "POST", "/api/predict", json={**bodies.EXAMPLE_CUSTOMER, "tenure_months": "twelve"})
+def test_422_example_is_the_real_answer(app, key):
+    r = _call(app, "POST", "/api/predict", key, json={**bodies.EXAMPLE_CUSTOMER, "tenure_months": "twelve"})
     assert r.status_code == 422 and r.json() == bodies.EXAMPLE_ERROR_422
 
 
-def test_413_example_is_the_real_answer(app):
-    r = _call(app, "POST", "/api/predict", content=b" " * (2 << 20))
+def test_413_example_is_the_real_answer(app, key):
+    r = _call(app, "POST", "/api/predict", key, content=b" " * (2 << 20))
     assert r.status_code == 413 and r.json() == bodies.EXAMPLE_ERROR_413
 
 
-def test_404_example_is_the_real_answer(app):
-    r = _call(app, "POST", "/api/predict", params={"model_name": "churn-classifier/99"}, json=bodies.EXAMPLE_CUSTOMER)
+def test_404_example_is_the_real_answer(app, key):
+    r = _call(
+        app, "POST", "/api/predict", key, params={"model_name": "churn-classifier/99"}, json=bodies.EXAMPLE_CUSTOMER
+    )
     assert r.status_code == 404 and r.json() == bodies.EXAMPLE_ERROR_404
 
 
-def test_503_examples_are_the_real_answers(app):
-    r = _call(app, "POST", "/api/predict", json=bodies.EXAMPLE_CUSTOMER)
+def test_503_examples_are_the_real_answers(app, key):
+    r = _call(app, "POST", "/api/predict", key, json=bodies.EXAMPLE_CUSTOMER)
     assert r.status_code == 503 and r.json() == bodies.EXAMPLE_ERROR_503
     r = _call(app, "GET", "/health")
     assert r.status_code == 503 and r.json() == bodies.EXAMPLE_HEALTH_STARTING
+
+
+def test_401_403_429_examples_are_the_real_answers(app, keys):
+    r = _call(app, "POST", "/api/predict", json=bodies.EXAMPLE_CUSTOMER)
+    assert r.status_code == 401 and r.json() == bodies.EXAMPLE_ERROR_401
+    assert r.headers["www-authenticate"] == 'Bearer realm="churn-api"'
+    r = _call(app, "POST", "/api/predict", keys[1]["models:read"], json=bodies.EXAMPLE_CUSTOMER)
+    assert r.status_code == 403 and r.json() == bodies.EXAMPLE_ERROR_403
+    from stream_app.model_store import ModelStore
+
+    store = ModelStore("http://registry.invalid", expected_features=list(TELCO.features))
+    limited = create_app(keys[0].with_overrides(api_auth_max_failures=1), _Registry(), store, follow_updates=False)
+    assert _call(limited, "GET", "/api/models", "chs_000000000000_" + "x" * 43).status_code == 401
+    r = _call(limited, "GET", "/api/models", keys[1]["admin"])
+    assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
+    assert r.json() == {**bodies.EXAMPLE_ERROR_429, "errors": [f"retry after {r.headers['retry-after']} s"]}
+
+
+def test_protected_operations_document_their_scope_and_refusals(doc):
+    from plumbing.api_keys import SCOPES
+
+    scheme = doc["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path, method in (("/api/predict", "post"), ("/api/models", "get"), ("/api/metrics", "get")):
+        op = doc["paths"][path][method]
+        ((scope,),) = [s["bearer"] for s in op["security"]]
+        assert scope in SCOPES and {"401", "403", "429"} <= set(op["responses"])
+    assert "security" not in doc["paths"]["/health"]["get"]
 
 
 # ------------------------------------------------------- offline Swagger UI and ReDoc

@@ -51,7 +51,9 @@ def _call(app, method: str, path: str, **kwargs) -> httpx.Response:
 def app(store):
     from stream_app.api import create_app
 
-    return create_app(Settings(), tracker=None, store=store, follow_updates=False, max_body_bytes=32 * 1024)
+    # Authentication is tested in test_api_auth.py; here only the request handling.
+    settings = Settings(api_auth="none")
+    return create_app(settings, tracker=None, store=store, follow_updates=False, max_body_bytes=32 * 1024)
 
 
 def test_predict_equals_pipeline_and_generates_ids(app, store, telco_docs):
