@@ -55,6 +55,7 @@ from batch.features import classification_data, with_derived
 from batch.ingest import IngestError, read_source_csv, to_arrow
 from batch.run_log import reference_profile, start_parent_run
 from batch.training import VALIDATION_SHARE
+from plumbing.progress import Progress
 from schemas.namespace import Namespace
 from schemas.profiles import DatasetProfile, get_profile
 from schemas.registry import CHAMPION, COMPARISON_REPORT_PATH, CYCLE_SUMMARY_PATH
@@ -184,7 +185,9 @@ def run_cycle(
     """
     profile = dataset if isinstance(dataset, DatasetProfile) else get_profile(dataset)
     src = default_source(profile.name, source) if frame is None else Path(source or "<frame>")
-    progress = {"stage": "start"}
+    # A bar (or a line every few seconds) naming the running stage; the models have their own.
+    bar = Progress(f"{profile.name} cycle", 5 + (profile.regression_target is not None) + announce, unit="stage")
+    progress = _Stages(bar)
     try:
         return _run_cycle(
             settings,
@@ -209,6 +212,23 @@ def run_cycle(
             raise
         logger.error("cycle failed stage=%s unreachable=%s", progress["stage"], down)
         raise CycleError(down[0][0], down[0][1], progress["stage"], exc) from exc
+    finally:
+        bar.close()
+
+
+class _Stages(dict[str, str]):
+    """``progress["stage"]``, the running stage, also shown on the cycle's progress bar."""
+
+    def __init__(self, bar: Progress) -> None:
+        super().__init__(stage="start")
+        self._bar = bar
+
+    def __setitem__(self, key: str, value: str) -> None:
+        if key == "stage" and self.get("stage") not in ("start", value):
+            self._bar.update()  # the previous stage is done
+        super().__setitem__(key, value)
+        if key == "stage":
+            self._bar.set_postfix(value)
 
 
 def _run_cycle(

@@ -148,3 +148,113 @@ def comparison_report(models: list[TrainedModel], value_target: str | None = "to
     if reg:
         lines += [f"Best regressor: **{reg[0].name}**."]
     return "\n".join(lines) + "\n"
+
+
+#: How the leaderboard and the promotion decision name a task's metric.
+METRIC_LABELS = {"roc_auc": "ROC-AUC", "r2": "R²"}
+
+
+def leaderboard(models: list[TrainedModel], promoted: dict[str, dict[str, Any]] | None = None) -> str:
+    """Plain-text table of every model's hold-out figures, best per task first, for a terminal.
+
+    Parameters
+    ----------
+    models : list of TrainedModel
+    promoted : dict of str to dict, optional
+        :attr:`CycleResult.promoted`: the registered version of each task's best model is
+        named beside it (``champion v12`` or ``challenger v13``).
+
+    Returns
+    -------
+    str
+        Columns model, task, ROC-AUC and F1 (at the tuned threshold) for classifiers, R² and
+        RMSE for regressors, fit seconds; no trailing newline. Empty when ``models`` is.
+    """
+    if not models:
+        return ""
+    marks = {
+        (p["model"], "roc_auc" in p["metrics"]): f"{p['alias']} v{p['model_version']}"
+        for p in (promoted or {}).values()
+    }
+    cls = sorted((m for m in models if "roc_auc" in m.metrics), key=lambda m: -m.metrics["roc_auc"])
+    reg = sorted((m for m in models if "r2" in m.metrics), key=lambda m: -m.metrics["r2"])
+    rows = [("model", "task", "ROC-AUC", "F1", "R²", "RMSE", "fit s", "")]
+    for m in cls:
+        x = m.metrics
+        rows.append(
+            (
+                m.name,
+                "churn",
+                f"{x['roc_auc']:.3f}",
+                f"{x['f1_tuned']:.3f}",
+                "",
+                "",
+                f"{x['fit_s']:.2f}",
+                marks.get((m.name, True), ""),
+            )
+        )
+    for m in reg:
+        x = m.metrics
+        rows.append(
+            (
+                m.name,
+                "value",
+                "",
+                "",
+                f"{x['r2']:.4f}",
+                f"{x['rmse']:,.1f}",
+                f"{x['fit_s']:.2f}",
+                marks.get((m.name, False), ""),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    numeric = {2, 3, 4, 5, 6}
+    lines = []
+    for r in rows:
+        cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths[:-1]))
+    return "\n".join(lines)
+
+
+def promotion_decisions(result: CycleResult) -> list[str]:
+    """The promotion decision of each registered model in words, one line each.
+
+    Parameters
+    ----------
+    result : CycleResult
+
+    Returns
+    -------
+    list of str
+        ``"churn-classifier: gradient_boosting v7 promoted to champion: ROC-AUC 0.848 beats
+        0.842 (v5) on this hold-out"``, ``"... held as challenger (champion stays v5): tie:
+        ..."``, or for an unchanged input ``"unchanged input: same as cycle ...; nothing
+        trained or registered (--force to retrain)"``.
+    """
+    if result.unchanged_since:
+        return [
+            f"{UNCHANGED_INPUT}: same as cycle {result.unchanged_since}; nothing trained or registered "
+            "(--force to retrain)"
+        ]
+    lines = []
+    for name, p in result.promoted.items():
+        metric = "roc_auc" if "roc_auc" in p["metrics"] else "r2"
+        label, digits = METRIC_LABELS[metric], 3 if metric == "roc_auc" else 4
+        score = p["metrics"][metric]
+        who = f"{name}: {p['model']} v{p['model_version']}"
+        before = p.get(f"champion_{metric}")
+        if p["alias"] == "champion":
+            if before is None:
+                lines.append(f"{who} promoted to champion: {label} {score:.{digits}f} (no champion before)")
+            else:
+                source = p.get("champion_metric_source", "this hold-out")
+                where = "on this hold-out" if source == "this hold-out" else f"({source})"
+                lines.append(
+                    f"{who} promoted to champion: {label} {score:.{digits}f} beats {before:.{digits}f} "
+                    f"(v{p['champion_version']}) {where}"
+                )
+        else:
+            why = p.get("promotion_held", "not promoted")
+            lines.append(f"{who} held as challenger (champion stays v{p.get('champion_version', '?')}): {why}")
+    return lines

@@ -11,7 +11,6 @@ verified (:func:`promote_candidates`).
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,13 +20,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from batch import zoo
 from batch.features import TaskData, regression_data
 from batch.promotion import promote, register_version
 from batch.run_log import contract_tags, log_model_run, reference_profile
 from batch.training import FitPlan, TrainedModel, plan_tasks, train_classifier, train_regressor
+from plumbing.progress import Progress
 from schemas.namespace import Namespace
 from schemas.profiles import DatasetProfile
 
@@ -212,49 +211,44 @@ def train_and_register(
             t0 = time.perf_counter()
             progress["stage"] = f"train_{task.task}"
             versions = []
-            bar = tqdm(
-                task.factories.items(),
-                desc=f"{profile.name} {task.task}",
-                unit="model",
-                file=sys.stderr,
-                disable=not sys.stderr.isatty(),
-                leave=False,
-            )
-            for name, factory in bar:
-                bar.set_postfix_str(name)
-                trained = task.train(name, factory, task.data)
-                models.append(trained)
-                timings["fit"] += trained.metrics["fit_s"]
-                timings["tune_threshold"] += trained.metrics.get("tune_s", 0.0)
-                timings["evaluate"] += trained.metrics["eval_s"]
-                t1 = time.perf_counter()
-                run_id, path = log_model_run(
-                    tracker,
-                    experiment_id,
-                    parent_id,
-                    cycle_id,
-                    profile,
-                    task.task,
-                    trained,
-                    task.data,
-                    Path(tmp),
-                    task.reference,
-                )
-                versions.append(
-                    register_version(
+            # A bar on a terminal, a line every few seconds elsewhere (a cycle runs for minutes).
+            with Progress(f"{profile.name} {task.task}", len(task.factories), unit="model") as bar:
+                for name, factory in task.factories.items():
+                    bar.set_postfix(name)
+                    trained = task.train(name, factory, task.data)
+                    models.append(trained)
+                    timings["fit"] += trained.metrics["fit_s"]
+                    timings["tune_threshold"] += trained.metrics.get("tune_s", 0.0)
+                    timings["evaluate"] += trained.metrics["eval_s"]
+                    t1 = time.perf_counter()
+                    run_id, path = log_model_run(
                         tracker,
-                        task.registered_name,
-                        run_id,
-                        path,
-                        trained.metrics,
-                        feature_names=list(task.data.preprocessor.feature_names_in_),
-                        model=name,
-                        metric=task.metric,
-                        extra_tags=contract_tags(profile),
+                        experiment_id,
+                        parent_id,
+                        cycle_id,
+                        profile,
+                        task.task,
+                        trained,
+                        task.data,
+                        Path(tmp),
+                        task.reference,
                     )
-                )
-                trained.holdout_pred = None  # logged; keep the result small
-                timings["log_models"] += time.perf_counter() - t1
+                    versions.append(
+                        register_version(
+                            tracker,
+                            task.registered_name,
+                            run_id,
+                            path,
+                            trained.metrics,
+                            feature_names=list(task.data.preprocessor.feature_names_in_),
+                            model=name,
+                            metric=task.metric,
+                            extra_tags=contract_tags(profile),
+                        )
+                    )
+                    trained.holdout_pred = None  # logged; keep the result small
+                    timings["log_models"] += time.perf_counter() - t1
+                    bar.update()
             timings[f"train_{task.task}"] = time.perf_counter() - t0
             if versions:
                 candidates.append((task, versions))

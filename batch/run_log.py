@@ -40,8 +40,68 @@ def contract_tags(profile: DatasetProfile) -> dict[str, str]:
     return contract_metadata(profile)
 
 
+#: The experiment tag MLflow 3's UI reads to choose an experiment's view, and the value of its
+#: model-training view (runs, metrics, models); without it an experiment may open on the GenAI
+#: view (traces). Values from the installed mlflow (``mlflow.experimentKind``:
+#: ``custom_model_development`` or ``genai_development``).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: The UI's query parameter for the same choice (MLflow >= 3.5 lets a person switch between
+#: "GenAI" and "Machine learning" and remembers the choice in the browser; a link that names it
+#: opens on model training whatever was chosen last).
+WORKFLOW_QUERY = "workflowType=machine_learning"
+
+
+def experiment_name(dataset: str) -> str:
+    """The MLflow experiment of a dataset (a profile's name): ``churn-<dataset>``."""
+    return f"churn-{dataset}"
+
+
+def ensure_experiment(tracker, name: str) -> str:
+    """The id of experiment ``name``, created if missing, tagged to open on the model-training view.
+
+    An existing experiment without the tag (created before it was set) gets it; one whose tag
+    someone changed in the UI keeps their choice.
+
+    Parameters
+    ----------
+    tracker : mlflow.MlflowClient
+    name : str
+
+    Returns
+    -------
+    str
+    """
+    exp = tracker.get_experiment_by_name(name)
+    if exp is None:
+        return tracker.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if EXPERIMENT_KIND_TAG not in (exp.tags or {}):
+        tracker.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
+
+
+def experiment_url(tracking_uri: str, experiment_id: str) -> str:
+    """A link that opens experiment ``experiment_id`` on MLflow's model-training view.
+
+    Parameters
+    ----------
+    tracking_uri : str
+        ``http://host:port`` of the tracking server.
+    experiment_id : str
+
+    Returns
+    -------
+    str
+        ``<tracking_uri>/#/experiments/<id>?workflowType=machine_learning``.
+    """
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}?{WORKFLOW_QUERY}"
+
+
 def start_parent_run(tracker, profile: DatasetProfile, cycle_id: str) -> tuple[str, str]:
     """Create the cycle's run in experiment ``churn-<dataset>``; return ``(experiment_id, run_id)``.
+
+    The experiment is created if missing and opens on MLflow's model-training view
+    (:func:`ensure_experiment`).
 
     Parameters
     ----------
@@ -53,9 +113,7 @@ def start_parent_run(tracker, profile: DatasetProfile, cycle_id: str) -> tuple[s
     -------
     tuple of str
     """
-    experiment = f"churn-{profile.name}"
-    exp = tracker.get_experiment_by_name(experiment)
-    experiment_id = exp.experiment_id if exp else tracker.create_experiment(experiment)
+    experiment_id = ensure_experiment(tracker, experiment_name(profile.name))
     parent = tracker.create_run(
         experiment_id, run_name=f"cycle-{cycle_id}", tags={"cycle_id": cycle_id, "dataset": profile.name}
     )

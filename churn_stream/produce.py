@@ -8,6 +8,7 @@ value of a column of the file (``--event-time-column``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ def produce_csv(
     limit: int | None = None,
     dataset: str | None = None,
     event_time_column: str | None = None,
+    on_acked: Callable[[int], None] | None = None,
 ) -> int:
     """Produce a CSV's rows as customer events of ``dataset``; return the count acknowledged.
 
@@ -127,6 +129,8 @@ def produce_csv(
         A shipped profile's name or a profile file; default ``settings.dataset``.
     event_time_column : str, optional
         Take each ``event_time`` from this column; by default it is the moment the record is sent.
+    on_acked : callable, optional
+        Called with 1 as each record is acknowledged (a progress bar's ``update``).
 
     Raises
     ------
@@ -140,5 +144,5 @@ def produce_csv(
     ensure_topics(settings, namespace)
     topic = topic or namespace.customers + settings.topic_suffix
     if event_time_column:
-        return produce_records(settings, topic, [(k, orjson.dumps(d)) for k, d in docs], rate)
-    return produce_events(settings, topic, docs, rate)
+        return produce_records(settings, topic, [(k, orjson.dumps(d)) for k, d in docs], rate, on_acked)
+    return produce_events(settings, topic, docs, rate, on_acked)

@@ -12,7 +12,7 @@ import base64
 import logging
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -312,49 +312,15 @@ def ensure_topics(settings: Settings, namespace: Namespace | None = None) -> Non
 
 
 async def _produce(
-    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]], rate: float | None
+    settings: Settings,
+    topic: str,
+    records: Sequence[tuple[bytes | None, Any]],
+    rate: float | None,
+    on_acked: Callable[[int], None] | None = None,
+    *,
+    stamp_event_time: bool = False,
 ) -> int:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all", linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        start = time.perf_counter()
-        futures = []
-        for i, (key, value) in enumerate(records):
-            if rate:
-                delay = start + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            futures.append(await producer.send(topic, value, key=key))
-        await producer.flush()
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return len(records)
-
-
-def produce_records(
-    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]], rate: float | None = None
-) -> int:
-    """Send ``(key, value)`` byte pairs to ``topic``; return once every one is acknowledged.
-
-    Parameters
-    ----------
-    rate : float, optional
-        Events per second; ``None`` sends as fast as the broker takes them.
-
-    Returns
-    -------
-    int
-        Records acknowledged by the broker.
-    """
-    return asyncio.run(_produce(settings, topic, records, rate))
-
-
-async def _produce_events(
-    settings: Settings, topic: str, events: list[tuple[bytes | None, dict[str, Any]]], rate: float | None
-) -> int:
+    """Send ``records`` paced at ``rate``; values are bytes, or documents stamped and encoded as sent."""
     from datetime import UTC, datetime
 
     from aiokafka import AIOKafkaProducer
@@ -365,23 +331,55 @@ async def _produce_events(
         start = time.perf_counter()
         futures = []
         dumps = orjson.dumps
-        for i, (key, doc) in enumerate(events):
+        for i, (key, value) in enumerate(records):
             if rate:
                 delay = start + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            # Stamped as the record is handed to the producer: the time of the event, not of the file's reading.
-            doc["event_time"] = datetime.now(UTC).isoformat()
-            futures.append(await producer.send(topic, dumps(doc), key=key))
+            if stamp_event_time:
+                # Stamped as the record is handed to the producer: the time of the event, not of the file's reading.
+                value["event_time"] = datetime.now(UTC).isoformat()
+                value = dumps(value)
+            futures.append(await producer.send(topic, value, key=key))
+            if on_acked is not None:
+                futures[-1].add_done_callback(lambda f: f.cancelled() or f.exception() or on_acked(1))
         await producer.flush()
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-    return len(events)
+    return len(records)
+
+
+def produce_records(
+    settings: Settings,
+    topic: str,
+    records: list[tuple[bytes | None, bytes]],
+    rate: float | None = None,
+    on_acked: Callable[[int], None] | None = None,
+) -> int:
+    """Send ``(key, value)`` byte pairs to ``topic``; return once every one is acknowledged.
+
+    Parameters
+    ----------
+    rate : float, optional
+        Events per second; ``None`` sends as fast as the broker takes them.
+    on_acked : callable, optional
+        Called with 1 as each record is acknowledged (a progress bar's ``update``).
+
+    Returns
+    -------
+    int
+        Records acknowledged by the broker.
+    """
+    return asyncio.run(_produce(settings, topic, records, rate, on_acked))
 
 
 def produce_events(
-    settings: Settings, topic: str, events: list[tuple[bytes, dict[str, Any]]], rate: float | None = None
+    settings: Settings,
+    topic: str,
+    events: list[tuple[bytes, dict[str, Any]]],
+    rate: float | None = None,
+    on_acked: Callable[[int], None] | None = None,
 ) -> int:
     """Send event documents to ``topic``, each stamped with ``event_time`` = now (UTC) as it is sent.
 
@@ -393,13 +391,15 @@ def produce_events(
         Key and JSON-able document; its ``event_time`` is overwritten.
     rate : float, optional
         Events per second; ``None`` sends as fast as the broker takes them.
+    on_acked : callable, optional
+        Called with 1 as each record is acknowledged (a progress bar's ``update``).
 
     Returns
     -------
     int
         Records acknowledged by the broker.
     """
-    return asyncio.run(_produce_events(settings, topic, list(events), rate))
+    return asyncio.run(_produce(settings, topic, list(events), rate, on_acked, stamp_event_time=True))
 
 
 def decode_record(value: bytes | None) -> Any:

@@ -28,6 +28,7 @@ from batch.features import classification_data, regression_data
 from batch.ingest import read_source_csv
 from batch.training import train_classifier, train_regressor
 from churn_stream.bench.references import holdout_references
+from plumbing.progress import Progress
 from schemas.profiles import get_profile
 
 
@@ -162,19 +163,24 @@ def bench_models(
     reg_data = regression_data(frame, profile) if profile.regression_target is not None else None
     refs = holdout_references({n: i for i, n in enumerate((reg_data or cls_data).feature_names)})
     rows = []
-    with threadpool_limits(1):
+    regressors = zoo.regressors(only) if reg_data is not None else {}  # no value target: no regressor
+    total = len(zoo.classifiers(only)) + len(regressors)
+    with threadpool_limits(1), Progress(f"bench models {profile.name}", total, unit="model") as bar:
         for name, factory in zoo.classifiers(only).items():
+            bar.set_postfix(name)
             label, ref_factory = refs[name]
             ours = train_classifier(name, factory, cls_data)
             ref = train_classifier(label, ref_factory, cls_data)
             rows.append(_row(name, "classification", ours, ref, label, cls_data.X_test, cls_data.y_test))
-        for name, factory in zoo.regressors(only).items():
-            if reg_data is None:  # no value target: no regressor
-                break
+            bar.update()
+        for name, factory in regressors.items():
+            assert reg_data is not None
+            bar.set_postfix(name)
             label, ref_factory = refs[name]
             ours = train_regressor(name, factory, reg_data)
             ref = train_regressor(label, ref_factory, reg_data)
             rows.append(_row(name, "regression", ours, ref, label, reg_data.X_test))
+            bar.update()
     return rows
 
 

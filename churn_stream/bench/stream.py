@@ -380,8 +380,9 @@ def run_bench_stream(
                 )
             result["contenders"][kind] = figures
             print(
-                f"{kind:>6}: {figures['eps']:>10,.0f} events/s  ({figures['scored']}/{events} scored, "
-                f"{figures['seconds']:.2f} s, load avg {figures['load_avg_1m']})",
+                f"{kind:>6}: {figures['eps']:>10,.0f} events/s scored, end to end (first event sent to last "
+                f"score read: {figures['scored']}/{events} in {figures['seconds']:.2f} s, load avg "
+                f"{figures['load_avg_1m']})",
                 file=sys.stderr,
             )
         finally:
@@ -408,7 +409,7 @@ def run_bench_stream(
     )
     print(
         f"worker/naive = {result['ratio_vs_naive']}x, worker/relay = {result['ratio_vs_relay']}x; latency at "
-        f"{rate:.0f} events/s: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
+        f"{rate:.0f} events/s produced (rate-limited): p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
         f"(broker {result['broker_mode']}, load avg {result['load_avg_1m_start']} -> {result['load_avg_1m_end']})",
         file=sys.stderr,
     )

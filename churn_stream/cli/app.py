@@ -12,21 +12,71 @@ from urllib.parse import urlsplit
 
 import click
 
+from plumbing.progress import INTERVAL_S, PROGRESS_LOGGER, set_interval
 from plumbing.settings import Settings
 
 if TYPE_CHECKING:  # loading profiles imports numpy and PyYAML: only when a command needs a dataset
     from schemas.namespace import Namespace
     from schemas.profiles import DatasetProfile
 
+#: Set on the click context when ``--log-level`` or ``-v`` chose the level: tools then stay verbose.
+_LEVEL_CHOSEN = "churn.log_level_chosen"
 
-def _configure_logging(level: str) -> None:
+
+class _ShortFormatter(logging.Formatter):
+    """A tool's default output: progress lines bare, warnings and errors with their level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        if record.levelno < logging.WARNING:
+            return message
+        return f"{record.levelname.lower()}: {record.name}: {message}"
+
+
+def _configure_logging(level: str | None, verbose: int = 0) -> None:
+    """Configure the root logger once, on stderr.
+
+    Parameters
+    ----------
+    level : str or None
+        ``--log-level``; None: ``-v`` decides (none: INFO, 1: INFO, 2 or more: DEBUG).
+    verbose : int, default 0
+        How many ``-v``.
+    """
+    chosen = level.upper() if level else ("DEBUG" if verbose >= 2 else "INFO")
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
+        level=getattr(logging, chosen, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
     for noisy in ("httpx", "aiokafka", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def tool_output(environ=os.environ) -> None:
+    """Quiet a tool command's output (demo, batch run, produce) unless ``-v`` or ``--log-level`` was given.
+
+    Services (worker, API, dashboard, batch serve) keep INFO logs; a tool run by hand shows
+    its own lines, progress (:mod:`plumbing.progress`), warnings and errors. MLflow's own
+    INFO records ("Waiting up to 300 seconds for model version ...") are left out too,
+    through ``MLFLOW_LOGGING_LEVEL`` (read when mlflow is imported, so this runs first;
+    children such as the demo's worker inherit it).
+
+    Parameters
+    ----------
+    environ : mapping, default os.environ
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().meta.get(_LEVEL_CHOSEN):
+        return
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
+    for handler in root.handlers:
+        handler.setFormatter(_ShortFormatter())
+    environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def predict_url(api_url: str) -> str:
@@ -232,10 +282,34 @@ def require_topic(settings: Settings, topic: str) -> None:
 MLFLOW_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
 
+#: MLflow's own output, off unless the environment chooses: a "🏃 View run ... at ..." and a
+#: "🧪 View experiment at ..." line on stdout per run, and a download bar per artifact (the
+#: cycle downloads every registered model once to verify it): 3 to 4 lines per model, over
+#: 60 of `churn demo`'s 110 lines. ``-v`` keeps the links.
+MLFLOW_QUIET_DEFAULTS = {
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
 def _bound_mlflow_retries(environ=os.environ) -> None:
     """Set :data:`MLFLOW_CLIENT_DEFAULTS` where the environment does not already choose."""
     for key, value in MLFLOW_CLIENT_DEFAULTS.items():
         environ.setdefault(key, value)
+
+
+def _quiet_mlflow(environ=os.environ, verbose: int = 0) -> None:
+    """Set :data:`MLFLOW_QUIET_DEFAULTS` where the environment does not already choose.
+
+    Parameters
+    ----------
+    environ : mapping, default os.environ
+    verbose : int, default 0
+        With ``-v`` MLflow still prints its run links.
+    """
+    for key, value in MLFLOW_QUIET_DEFAULTS.items():
+        if not (verbose and key == "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
+            environ.setdefault(key, value)
 
 
 #: Failures a user can act on: shown as one clear line instead of a traceback.
@@ -307,10 +381,26 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
+@click.version_option(package_name="churn-stream", prog_name="churn", message="%(prog)s %(version)s")
+@click.option(
+    "--log-level",
+    default=None,
+    help="Python logging level [default: INFO; demo, batch run and produce show progress and warnings only].",
+)
+@click.option("-v", "--verbose", count=True, help="Details: INFO logs and MLflow's run links (-vv: DEBUG).")
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=INTERVAL_S,
+    show_default=True,
+    help="Seconds between progress lines when stderr is not a terminal (a bar is drawn on one).",
+)
 @click.pass_context
-def main(ctx: click.Context, log_level: str) -> None:
+def main(ctx: click.Context, log_level: str | None, verbose: int, progress_interval: float) -> None:
     """churn-stream: streaming churn scoring with from-scratch numpy models."""
-    _configure_logging(log_level)
+    _configure_logging(log_level, verbose)
+    ctx.meta[_LEVEL_CHOSEN] = bool(log_level or verbose)
+    set_interval(progress_interval)
     _bound_mlflow_retries()
+    _quiet_mlflow(verbose=verbose)
     ctx.obj = Settings.from_env()

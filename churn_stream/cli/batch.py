@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from churn_stream.cli.app import OUTPUT_FILE, chosen_dataset, dataset_option, main, with_dataset
+from churn_stream.cli.app import OUTPUT_FILE, chosen_dataset, dataset_option, main, tool_output, with_dataset
 from plumbing.settings import Settings
 
 
@@ -60,32 +60,65 @@ def batch_run(settings: Settings, dataset: str | None, source: Path | None, forc
     """Run one cycle: ingest, featurise, train, evaluate, register, announce.
 
     An input identical to the last accepted one (same content, same models) trains and
-    registers nothing and says "unchanged input", unless --force.
+    registers nothing and says "unchanged input", unless --force. Prints the leaderboard,
+    each promotion decision in words and the MLflow link on stderr, then the cycle's
+    summary as one JSON line on stdout (the only line there: `| jq` works).
     """
     from batch import zoo
     from batch.cycle import run_cycle
     from plumbing.clients import make_storage, make_tracker
 
+    tool_output()
     profile = chosen_dataset(settings, dataset)
     _require_source(profile.name, source)
     unknown = sorted(set(only) - set(zoo.classifiers()) - set(zoo.regressors()))
     if unknown:
         raise click.BadParameter(f"not zoo models: {unknown}", param_hint="--only")
+    tracker = make_tracker(settings)
     result = run_cycle(
         settings,
         make_storage(settings),
-        make_tracker(settings),
+        tracker,
         dataset=profile,
         source=source,
         only=set(only) or None,
         skip_unchanged=not force,
     )
-    if result.unchanged_since:
-        click.echo(
-            f"unchanged input: same as cycle {result.unchanged_since}; nothing registered (--force to retrain)",
-            err=True,
-        )
+    for line in cycle_lines(result, settings.mlflow_tracking_uri, tracker):
+        click.echo(line, err=True)
     click.echo(json.dumps(result.summary(), sort_keys=True))
+
+
+def cycle_lines(result, tracking_uri: str, tracker=None) -> list[str]:
+    """What ``churn batch run`` tells a person (on stderr; stdout keeps the one JSON line).
+
+    Parameters
+    ----------
+    result : batch.cycle_report.CycleResult
+    tracking_uri : str
+    tracker : mlflow.MlflowClient, optional
+        To link the dataset's experiment (opening on MLflow's model-training view).
+
+    Returns
+    -------
+    list of str
+        The leaderboard, a blank line, each promotion decision in words, the MLflow link.
+    """
+    from batch.cycle_report import leaderboard, promotion_decisions
+    from batch.run_log import experiment_name, experiment_url
+
+    lines = []
+    if result.models:
+        lines += [leaderboard(result.models, result.promoted), ""]
+    lines += promotion_decisions(result)
+    exp = (
+        tracker.get_experiment_by_name(experiment_name(result.dataset))
+        if tracker is not None and result.models
+        else None
+    )
+    if exp is not None:
+        lines.append(f"MLflow: {experiment_url(tracking_uri, exp.experiment_id)}")
+    return lines
 
 
 def _require_source(dataset: str, source: Path | None) -> None:

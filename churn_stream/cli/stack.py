@@ -93,9 +93,10 @@ def demo(
     live: trains on it, then scores every row through Kafka; the summary says how long the
     first live score took (first_score_s).
     """
-    from churn_stream.cli.app import chosen_dataset
+    from churn_stream.cli.app import chosen_dataset, tool_output
     from churn_stream.demo import DemoError, demo_source, run_demo
 
+    tool_output()
     profile = chosen_dataset(settings, dataset)
     if source is None and profile.name != "retail":  # retail's is generated, at the start of the demo
         try:

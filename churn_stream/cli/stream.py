@@ -15,6 +15,7 @@ from churn_stream.cli.app import (
     main,
     predict_url,
     require_topic,
+    tool_output,
     with_dataset,
 )
 from plumbing.settings import Settings
@@ -62,9 +63,25 @@ def produce(
 ) -> None:
     """Turn CSV rows at PATH into customer events on Kafka."""
     settings, _, _ = with_dataset(settings, dataset)
-    from churn_stream.produce import produce_csv
+    import time
 
-    n = produce_csv(settings, path, topic, rate=rate, limit=limit, event_time_column=event_time_column)
+    from churn_stream.demo import produced_line
+    from churn_stream.produce import produce_csv
+    from plumbing.progress import Progress
+
+    tool_output()
+    start = time.perf_counter()
+    with Progress("produce", limit, unit="event") as bar:
+        n = produce_csv(
+            settings,
+            path,
+            topic,
+            rate=rate,
+            limit=limit,
+            event_time_column=event_time_column,
+            on_acked=bar.update,
+        )
+    click.echo(produced_line(n, time.perf_counter() - start), err=True)
     click.echo(json.dumps({"produced": n}))
 
 
