@@ -259,10 +259,6 @@ def customer_list_type(profile: DatasetProfile) -> Any:
     ]
 
 
-#: Telco's :func:`customer_list_type`.
-CustomerList = customer_list_type(TELCO)
-
-
 class PredictRequestBase(BaseModel):
     """Envelope form of a predict body: customers plus an optional model selection."""
 

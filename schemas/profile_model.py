@@ -49,9 +49,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.expressions import ExpressionError, expression_names
 
-#: Version of the profile file format (``format_version`` in each file).
-PROFILE_FORMAT_VERSION = 1
-
 FieldType = Literal["integer", "number", "boolean", "yes_no", "category", "date", "identifier"]
 
 #: Unit -> the suffix an event field of that unit ends with.

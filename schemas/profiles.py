@@ -251,10 +251,6 @@ class DatasetProfile:
         return tuple(self.spec.features.categorical)
 
     @property
-    def excluded_fields(self) -> tuple[str, ...]:
-        return tuple(self.spec.features.excluded)
-
-    @property
     def regression_excluded(self) -> tuple[str, ...]:
         return tuple(self.spec.features.value_leakage)
 
