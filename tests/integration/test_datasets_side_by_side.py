@@ -191,10 +191,19 @@ def test_api_serving_retail_predicts_a_retail_customer(stack_settings, champions
     from churn_stream.demo import start_cli, stop_worker
     from churn_stream.produce import csv_to_customer_docs
     from churn_stream.stack import LocalStack
+    from plumbing.api_keys import ApiKeyStore
     from schemas.profiles import RETAIL
 
+    api_settings = stack_settings.with_overrides(api_keys_file=str(tmp_path / "api_keys.json"))
+    _, key = ApiKeyStore(api_settings.api_keys_path).create("retail-test", ["predict", "models:read"])
+    headers = {"Authorization": f"Bearer {key}"}
     port = LocalStack.free_ports(1)[0]
-    proc = start_cli(stack_settings, ["api", "--dataset", "retail", "--port", str(port)], tmp_path / "api.log")
+    proc = start_cli(
+        api_settings,
+        ["api", "--dataset", "retail", "--port", str(port)],
+        tmp_path / "api.log",
+        extra_env={"CHURN_API_KEYS_FILE": str(api_settings.api_keys_path)},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -207,7 +216,7 @@ def test_api_serving_retail_predicts_a_retail_customer(stack_settings, champions
                 pass
             time.sleep(0.5)
         _, doc = csv_to_customer_docs(retail_csv, RETAIL, limit=1)[0]
-        r = httpx.post(f"{base}/api/predict", json=doc, timeout=30)
+        r = httpx.post(f"{base}/api/predict", json=doc, headers=headers, timeout=30)
         assert r.status_code == 200, r.text
         prediction = r.json()["predictions"][0]
         assert prediction["customer_id"] == doc["customer_id"]
@@ -219,7 +228,9 @@ def test_api_serving_retail_predicts_a_retail_customer(stack_settings, champions
         body = httpx.get(f"{base}/openapi.json", timeout=5).json()["components"]["schemas"]["CustomerInput"]
         assert "days_since_last_purchase" in body["properties"] and "tenure_months" not in body["properties"]
         # A Telco customer is not a retail customer: 422 naming the missing fields.
-        bad = httpx.post(f"{base}/api/predict", json={"customer_id": "x", "tenure_months": 3}, timeout=10)
+        bad = httpx.post(
+            f"{base}/api/predict", json={"customer_id": "x", "tenure_months": 3}, headers=headers, timeout=10
+        )
         assert bad.status_code == 422 and "age" in bad.json()["fields"]
     finally:
         stop_worker(proc)
