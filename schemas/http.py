@@ -247,7 +247,11 @@ ModelRef = Annotated[
 #: Any data set's: :func:`~schemas.events.customer_input_model` of its profile.
 CustomerInput = customer_input_model(TELCO)
 # The API docs show two real Telco customers as the served body's examples.
-CustomerInput.model_config["json_schema_extra"] = {"examples": [EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ONE_YEAR]}
+# Added to the generated model's own JSON Schema extras (its blank rules are an ``allOf`` there).
+CustomerInput.model_config["json_schema_extra"] = {
+    **dict(CustomerInput.model_config.get("json_schema_extra") or {}),  # type: ignore[arg-type]
+    "examples": [EXAMPLE_CUSTOMER, EXAMPLE_CUSTOMER_ONE_YEAR],
+}
 CustomerInput.model_rebuild(force=True)
 
 

@@ -226,3 +226,15 @@ def test_field_names_spelled_once_are_the_models_fields():
         assert Prediction.model_fields[name].metadata == ChurnAlert.model_fields[name].metadata
     shared = set(Prediction.model_fields) & set(ChurnAlert.model_fields)
     assert shared >= {"event_id", "customer_id", "churn_probability", "churn_label", "threshold", "model_name"}
+
+
+def test_the_api_body_keeps_the_blank_rules_beside_its_examples():
+    """The docs' examples were once set by replacing the generated model's JSON Schema extras,
+    which dropped its blank rule: schemathesis then sent a Telco customer with tenure 560 and no
+    total charges as "valid"."""
+    from schemas.http import EXAMPLE_CUSTOMER, CustomerInput
+
+    schema = CustomerInput.model_json_schema()
+    assert EXAMPLE_CUSTOMER in schema["examples"]
+    (rule,) = schema["allOf"]
+    assert rule["then"] == {"required": ["tenure_months"], "properties": {"tenure_months": {"const": 0}}}
