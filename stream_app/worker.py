@@ -311,6 +311,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             "reloads_ok": store.reloads_ok,
             "reloads_failed": store.reloads_failed,
             "model_refusals": dict(getattr(store, "refusals", {})),
+            "announcements_refused": dict(getattr(store, "announcements_refused", {})),
             "last_reload_error": store.last_error,
             "fetch_max_wait_ms": loop.fetch_wait.current_ms if (loop := state.get("loop")) else None,
         }
