@@ -22,7 +22,6 @@ from plumbing.artifacts import ArtifactVerificationError, download_pipeline
 from schemas.events import ModelUpdatedEvent, contract_refusal
 from schemas.namespace import Namespace
 from schemas.registry import CHALLENGER, CHAMPION, CLASSIFIER_NAME, REGRESSOR_NAME  # noqa: F401 - re-exported
-from schemas.topics import Topics
 from scratch_models.pipeline import ScoringPipeline
 from stream_app.contract import TELCO_CONTRACT, EventContract
 from stream_app.registry_check import (
@@ -244,8 +243,10 @@ class ModelStore:
         return probe.result()
 
     def recheck_later(self, delay_s: float | None = None) -> None:
-        """Have the registry check (:func:`_reconcile_forever`) run in ``delay_s`` seconds (default
-        :data:`RECHECK_S`), not at its interval."""
+        """Bring the next registry check forward to ``delay_s`` seconds from now (default :data:`RECHECK_S`).
+
+        The check is run by :func:`stream_app.model_follow.follow_model_updates`'s checker task.
+        """
         delay_s = RECHECK_S if delay_s is None else delay_s
         loop = asyncio.get_running_loop()
         if self._recheck_at is not None and self._recheck_at > loop.time():
@@ -495,93 +496,3 @@ class ModelStore:
             return False  # failed to load moments ago: refused and counted then; the registry check retries
         async with self._swap_lock:
             return await self._follow(slot, target, asked_at)
-
-
-async def _handle_update(store: ModelStore, message) -> None:  # aiokafka ConsumerRecord
-    try:
-        event = ModelUpdatedEvent.model_validate_json(message.value)
-    except Exception as exc:  # noqa: BLE001 - a bad announcement must not stop the service
-        store.reloads_failed += 1
-        store.last_error = f"invalid model-updated event at offset {message.offset}: {exc}"
-        logger.error("%s", store.last_error)
-        return
-    await store.apply_update(event)
-
-
-async def follow_model_updates(settings, store: ModelStore) -> None:
-    """Load the champion and then apply every model-updated event, forever.
-
-    Reads the data set's ``model-updated`` topic (and the shared one, where cycles of every
-    data set may announce; the store ignores other data sets' model names) outside any
-    consumer group, so every worker and API process sees every announcement. The read
-    position is fixed at the end of the topic *before* the registry is asked for the champion, so an announcement made
-    in between is not missed. Every ``settings.model_reconcile_s`` seconds the
-    registry's aliases are compared with the models held (:meth:`ModelStore.reconcile`).
-    """
-    from aiokafka import AIOKafkaConsumer
-
-    from plumbing.clients import kafka_kwargs
-
-    topics = sorted({store.namespace.model_updated, Topics.MODEL_UPDATED})
-    consumer = AIOKafkaConsumer(
-        *topics,
-        **kafka_kwargs(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-    )
-    await consumer.start()
-    try:
-        await consumer.seek_to_end()
-        for tp in consumer.assignment():
-            await consumer.position(tp)
-        while store.current is None:
-            if await asyncio.to_thread(store.load_champion):
-                break
-            logger.info("no champion registered yet; waiting for a model-updated event")
-            batch = await consumer.getmany(timeout_ms=2000)
-            for msgs in batch.values():
-                for m in msgs:
-                    await _handle_update(store, m)
-        if store.value_models or store.challengers:
-            await asyncio.to_thread(store.load_secondary)
-        # A task of its own: with MLflow down its client retries for minutes, and announcements
-        # must not wait for that.
-        checker = asyncio.create_task(_reconcile_forever(store, max(1.0, settings.model_reconcile_s)))
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for msgs in batch.values():
-                    for m in msgs:
-                        await _handle_update(store, m)
-        finally:
-            checker.cancel()
-    finally:
-        await consumer.stop()
-
-
-async def _reconcile_forever(store: ModelStore, interval_s: float) -> None:
-    """:meth:`ModelStore.reconcile` every ``interval_s`` seconds, and sooner when asked, for ever.
-
-    :meth:`ModelStore.recheck_later` (an announcement the registry could not confirm) brings the
-    next check forward; while the registry stays unreachable, such a check is repeated every
-    :data:`RECHECK_S` seconds until it answers.
-    """
-    while True:
-        try:
-            await asyncio.wait_for(store.recheck.wait(), interval_s)
-        except TimeoutError:
-            pass
-        early = store.take_recheck()
-        try:
-            swapped = await store.reconcile()
-        except Exception as exc:  # noqa: BLE001 - the registry unreachable: keep serving, try again later
-            logger.warning("registry check failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
-            if early:
-                store.recheck_later()
-            continue
-        if early:
-            logger.info(
-                "registry checked again after an announcement it could not confirm; swapped: %s",
-                ", ".join(swapped) or "nothing (the models in service are the registry's)",
-            )

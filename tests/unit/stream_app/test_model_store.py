@@ -22,7 +22,8 @@ from schemas.profiles import TELCO
 from scratch_models import LogisticRegression, ScoringPipeline, TabularPreprocessor
 from stream_app import model_store
 from stream_app.metrics import WorkerMetrics
-from stream_app.model_store import CLASSIFIER_NAME, ModelStore, _reconcile_forever
+from stream_app.model_follow import _reconcile_forever
+from stream_app.model_store import CLASSIFIER_NAME, ModelStore
 from stream_app.registry_check import AliasTarget, RegistryUnavailableError, is_older, mlflow_alias_lookup
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
