@@ -38,7 +38,7 @@ _.models_reader, models_reader  # dashboard app attribute, read by the bench and
 # --- pydantic: model fields (the event, HTTP and profile contracts) and validators ----------
 schema_version, value_at_risk_usd, psi_threshold, alert, drifted_features
 mean_ms, p50_ms, p90_ms, p99_ms, max_ms, uptime_s, responses_by_status, value_model_version
-last_reload_error, auth_failures_by_reason, model_refusals, format_version, bad_records, excluded
+last_reload_error, auth_failures_by_reason, model_refusals, announcements_refused, format_version, bad_records, excluded
 _._to_utc, _._value_iff_fill, _._consistent, _._cross_references
 SCORE_FIELDS  # the score record's field names, checked against ScoreEvent by the tests
 

@@ -396,6 +396,11 @@ class LiveFigures(BaseModel):
         default_factory=dict,
         description="Announced or registered models not served, by reason (contract, features, sha256, error).",
     )
+    announcements_refused: dict[str, int] = Field(
+        default_factory=dict,
+        description="model-updated announcements not followed because the registry's alias named another "
+        "version or could not be asked, by reason (not_registry_version, older, no_alias, registry_unreachable).",
+    )
     unknown_categories: dict[str, int] = Field(
         default_factory=dict, description="Customers scored with a category not seen in training, per field."
     )

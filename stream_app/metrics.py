@@ -171,6 +171,14 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
+        self.announcements_refused = Counter(
+            "churn_model_announcements_refused",
+            "model-updated announcements not followed because the registry did not confirm them, by reason: "
+            "not_registry_version (the alias names another version), older (the same, and older than the one "
+            "in service), no_alias, registry_unreachable (checked again a few seconds later).",
+            ["reason"],
+            registry=r,
+        )
         self.unknown_categories = Counter(
             "churn_unknown_categories",
             "Scored events whose category (after the profile's text normalisation) the model never saw in "
@@ -184,8 +192,11 @@ class WorkerMetrics:
             self.reloads.labels(result)
         for reason in ("contract", "features", "sha256", "error"):
             self.refusals.labels(reason)
+        for reason in ("not_registry_version", "older", "no_alias", "registry_unreachable"):
+            self.announcements_refused.labels(reason)
         self._reloads_seen = {"ok": 0, "failed": 0}
         self._refusals_seen: dict[str, int] = {}
+        self._announcement_refusals_seen: dict[str, int] = {}
 
     def record_batch(self, n_in: int, result, scoring_s: float, acked_at: float) -> None:
         """Count one completed micro-batch.
@@ -256,6 +267,11 @@ class WorkerMetrics:
             if delta > 0:
                 self.refusals.labels(reason).inc(delta)
                 self._refusals_seen[reason] = total
+        for reason, total in (getattr(store, "announcements_refused", None) or {}).items():
+            delta = total - self._announcement_refusals_seen.get(reason, 0)
+            if delta > 0:
+                self.announcements_refused.labels(reason).inc(delta)
+                self._announcement_refusals_seen[reason] = total
 
     def set_drift(self, psi_by_feature: Mapping[str, float], window_size: int, threshold: float) -> None:
         """PSI gauges of the latest drift evaluation."""

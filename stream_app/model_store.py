@@ -2,6 +2,11 @@
 
 The worker reads :attr:`ModelStore.current` once per micro-batch, so a swap takes
 effect between micro-batches and no batch is scored by a half-loaded model.
+
+Only the registry decides what is served: a ``model-updated`` announcement makes the store
+ask MLflow at once which version the alias names (:mod:`stream_app.registry_check`), and it
+loads that version or nothing. Announcements that disagree with the registry are refused,
+logged and counted; the store moves back to an older version only when the registry did.
 """
 
 from __future__ import annotations
@@ -13,13 +18,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from plumbing.artifacts import ArtifactVerificationError, download_pipeline, version_artifact_uri
-from schemas.events import ModelUpdatedEvent, contract_refusal, new_event_id, utc_now
+from plumbing.artifacts import ArtifactVerificationError, download_pipeline
+from schemas.events import ModelUpdatedEvent, contract_refusal
 from schemas.namespace import Namespace
 from schemas.registry import CHALLENGER, CHAMPION, CLASSIFIER_NAME, REGRESSOR_NAME  # noqa: F401 - re-exported
-from schemas.topics import Topics
 from scratch_models.pipeline import ScoringPipeline
 from stream_app.contract import TELCO_CONTRACT, EventContract
+from stream_app.registry_check import (
+    AliasLookup,
+    AliasTarget,
+    RegistryUnavailableError,
+    is_older,
+    mlflow_alias_lookup,
+)
 from stream_app.scoring import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -29,6 +40,16 @@ logger = logging.getLogger(__name__)
 RECONCILE_RETRY_S = 300.0
 #: Why a model was not served: the label of ``churn_model_refusals`` and ``model_refusals``.
 REFUSAL_REASONS = ("contract", "features", "sha256", "error")
+#: Why an announcement was not followed: the label of ``churn_model_announcements_refused`` and
+#: ``announcements_refused``. ``not_registry_version``: the alias names another version (a registered
+#: non-champion, or no such version); ``older``: the same, and the announced version is older than the
+#: one in service (a replayed announcement); ``no_alias``: the registry has no such alias;
+#: ``registry_unreachable``: the registry could not be asked (the aliases are checked again soon).
+ANNOUNCEMENT_REFUSALS = ("not_registry_version", "older", "no_alias", "registry_unreachable")
+#: Seconds an announcement waits for the registry's answer before it is refused as unconfirmed.
+REGISTRY_CHECK_TIMEOUT_S = 5.0
+#: Seconds after an unconfirmed announcement before the registry's aliases are checked again.
+RECHECK_S = 5.0
 
 
 class ContractRefusedError(ValueError):
@@ -70,6 +91,11 @@ class ModelStore:
         Without one (tests of hand-built pipelines), Telco's events and no contract check.
     namespace : Namespace, optional
         Registered model names and the data set's ``model-updated`` topic (default: Telco's).
+    registry : callable, optional
+        ``(model_name, alias) -> AliasTarget or None``, raising
+        :class:`~stream_app.registry_check.RegistryUnavailableError` when it cannot answer; defaults
+        to :func:`~stream_app.registry_check.mlflow_alias_lookup` of ``tracking_uri``. The only
+        source of the version, artifact URI and SHA-256 a store loads.
 
     Attributes
     ----------
@@ -81,6 +107,12 @@ class ModelStore:
         The churn-classifier challenger, when ``challengers`` and one is registered.
     refusals : dict of str to int
         Models not served, by :data:`REFUSAL_REASONS` label.
+    announcements_refused : dict of str to int
+        Announcements not followed because the registry did not confirm them, by
+        :data:`ANNOUNCEMENT_REFUSALS` label.
+    recheck : asyncio.Event
+        Set when the registry should be checked before the next interval
+        (an announcement it could not confirm).
     """
 
     def __init__(
@@ -92,6 +124,7 @@ class ModelStore:
         challengers: bool = False,
         contract: EventContract | None = None,
         namespace: Namespace | None = None,
+        registry: AliasLookup | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.contract = contract
@@ -103,6 +136,11 @@ class ModelStore:
         self.expected_features = set(expected_features) if expected_features else None
         self.refusals: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
         self._download = downloader or download_pipeline
+        self._lookup = registry or mlflow_alias_lookup(tracking_uri)
+        self.announcements_refused: dict[str, int] = dict.fromkeys(ANNOUNCEMENT_REFUSALS, 0)
+        self.recheck = asyncio.Event()
+        self._recheck_at: float | None = None  # loop time of the pending early registry check
+        self._probe: asyncio.Future[AliasTarget | None] | None = None  # an announcement's registry question
         self.value_models = value_models
         self.challengers = challengers
         self.current: LoadedModel | None = None
@@ -169,37 +207,80 @@ class ModelStore:
         self._swapped_at = time.monotonic()
         logger.info("model in service role=%s model=%s model_version=%s", slot, model_name, model_version)
 
-    def _alias_version(self, model_name: str, alias: str):  # mlflow ModelVersion or None
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
+    def _alias_version(self, model_name: str, alias: str) -> AliasTarget | None:
+        """What ``model_name@alias`` names in the registry now (blocking; None when there is no such alias).
 
-        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-        try:
-            return client.get_model_version_by_alias(model_name, alias)
-        except MlflowException:
-            return None
+        Raises
+        ------
+        RegistryUnavailableError
+            When the registry cannot be asked.
+        """
+        return self._lookup(model_name, alias)
 
     def _fetch_alias(self, model_name: str, alias: str) -> tuple[ScoringPipeline, str] | None:
-        mv = self._alias_version(model_name, alias)
-        if mv is None:
+        target = self._alias_version(model_name, alias)
+        if target is None:
             return None
-        return self._download(self.tracking_uri, version_artifact_uri(mv), mv.tags["sha256"]), str(mv.version)
+        return self._download(self.tracking_uri, target.artifact_uri, target.sha256), target.version
+
+    async def _ask(self, model_name: str, alias: str, timeout_s: float | None = None) -> AliasTarget | None:
+        """:meth:`_alias_version` off the event loop, waiting at most ``timeout_s`` seconds for the answer.
+
+        With a timeout, one question at a time: while an earlier one is still unanswered (MLflow's
+        client retries a dead server for minutes), the registry counts as unreachable at once, so
+        announcements never pile up blocked threads.
+        """
+        if timeout_s is None:
+            return await asyncio.to_thread(self._alias_version, model_name, alias)
+        if self._probe is not None and not self._probe.done():
+            raise RegistryUnavailableError("the registry has not answered an earlier check yet")
+        probe = asyncio.get_running_loop().run_in_executor(None, self._alias_version, model_name, alias)
+        probe.add_done_callback(lambda f: f.cancelled() or f.exception())  # a late failure is not "never retrieved"
+        self._probe = probe
+        done, _ = await asyncio.wait({probe}, timeout=timeout_s)
+        if not done:
+            raise RegistryUnavailableError(f"no answer from the registry within {timeout_s:g} s")
+        return probe.result()
+
+    def recheck_later(self, delay_s: float | None = None) -> None:
+        """Bring the next registry check forward to ``delay_s`` seconds from now (default :data:`RECHECK_S`).
+
+        The check is run by :func:`stream_app.model_follow.follow_model_updates`'s checker task.
+        """
+        delay_s = RECHECK_S if delay_s is None else delay_s
+        loop = asyncio.get_running_loop()
+        if self._recheck_at is not None and self._recheck_at > loop.time():
+            return  # one pending already
+        self._recheck_at = loop.time() + delay_s
+        loop.call_later(delay_s, self.recheck.set)
+
+    def take_recheck(self) -> bool:
+        """Whether an early registry check was due (:meth:`recheck_later`); clears it."""
+        due = self.recheck.is_set()
+        self.recheck.clear()
+        self._recheck_at = None
+        return due
 
     async def reconcile(self, now: float | None = None) -> list[str]:
         """Load what the registry's aliases name where it differs from what this store holds.
 
-        Announcements on ``model-updated`` are the fast path; this is the safety net. It
-        catches an announcement this process did not read (a broker replaced or wiped, a
-        cycle that moved the alias but failed to announce) and an alias moved by hand in
-        MLflow, e.g. to roll the champion back. A difference is applied exactly like an
-        announcement (:meth:`apply_update`: downloaded, verified, warmed up, swapped in
-        between micro-batches). A version that failed to load is retried after
-        :data:`RECONCILE_RETRY_S`.
+        Announcements on ``model-updated`` are the fast path (each one is checked against the
+        registry, :meth:`apply_update`); this is the safety net. It catches an announcement this
+        process did not read (a broker replaced or wiped, a cycle that moved the alias but failed
+        to announce), one it could not confirm (the registry was unreachable) and an alias moved
+        by hand in MLflow, e.g. to roll the champion back. A difference is loaded from the registry
+        (downloaded, verified, warmed up, swapped in between micro-batches). A version that failed
+        to load is retried after :data:`RECONCILE_RETRY_S`.
 
         Returns
         -------
         list of str
             ``"model_name@alias=version"`` of each swap made.
+
+        Raises
+        ------
+        RegistryUnavailableError
+            When the registry cannot be asked; nothing is swapped.
         """
         now = time.monotonic() if now is None else now
         swapped = []
@@ -212,41 +293,81 @@ class ModelStore:
             if slot is None:
                 continue
             asked_at = time.monotonic()
-            mv = await asyncio.to_thread(self._alias_version, model_name, alias)
-            if mv is None:
+            target = await self._ask(model_name, alias)
+            if target is None:
                 continue
-            key = (model_name, alias, str(mv.version))
+            key = (model_name, alias, target.version)
             if now - self._refused.get(key, -RECONCILE_RETRY_S) < RECONCILE_RETRY_S:
                 continue
             async with self._swap_lock:
                 held = getattr(self, slot)
-                if held is not None and held.model_version == str(mv.version):
+                if held is not None and held.model_version == target.version:
                     continue
-                if self._swapped_at >= asked_at:
-                    continue  # an announcement swapped a model in since the registry was asked: ask next time
-                logger.warning(
-                    "registry names %s@%s version %s but version %s is in service here (announcement "
-                    "missed, or alias moved by hand); loading it",
-                    model_name,
-                    alias,
-                    mv.version,
-                    held.model_version if held is not None else None,
-                )
-                event = ModelUpdatedEvent(
-                    event_id=new_event_id(),
-                    event_time=utc_now(),
-                    model_name=model_name,
-                    model_version=str(mv.version),
-                    alias=alias,
-                    artifact_uri=version_artifact_uri(mv),
-                    sha256=mv.tags.get("sha256", ""),
-                    run_id=mv.run_id,
-                )
-                if await self._apply(event):
-                    swapped.append(f"{model_name}@{alias}={mv.version}")
-                else:
-                    self._refused[key] = now
+                if self._swapped_at < asked_at:
+                    logger.warning(
+                        "registry names %s@%s version %s but version %s is in service here (announcement "
+                        "missed or unconfirmed, or alias moved by hand); loading it",
+                        model_name,
+                        alias,
+                        target.version,
+                        held.model_version if held is not None else None,
+                    )
+                if await self._follow(slot, target, asked_at):
+                    swapped.append(f"{model_name}@{alias}={target.version}")
         return swapped
+
+    async def _follow(self, slot: str, target: AliasTarget, asked_at: float) -> bool:
+        """Swap in the version the registry named at ``asked_at`` (the caller holds the swap lock).
+
+        Nothing is done when the answer is stale (a swap happened since it was asked: the next
+        check decides). A version older than the one in service is loaded only when the registry
+        still names it when asked again here, under the lock: the registry itself moved back
+        (a rollback), which is followed and logged.
+        """
+        held = getattr(self, slot)
+        if held is not None and held.model_version == target.version:
+            return False
+        if self._swapped_at >= asked_at:
+            return False
+        if held is not None and is_older(target.version, held.model_version):
+            try:
+                again = await self._ask(target.model_name, target.alias, timeout_s=REGISTRY_CHECK_TIMEOUT_S)
+            except RegistryUnavailableError as exc:
+                logger.warning(
+                    "rollback of %s@%s to version %s not confirmed, registry unreachable (%s); checking again later",
+                    target.model_name,
+                    target.alias,
+                    target.version,
+                    exc,
+                )
+                self.recheck_later()
+                return False
+            if again is None or again.version != target.version:
+                return False
+            logger.warning(
+                "rollback: the registry moved %s@%s back from version %s to version %s; following it",
+                target.model_name,
+                target.alias,
+                held.model_version,
+                target.version,
+            )
+        return await self._load(slot, target)
+
+    async def _load(self, slot: str, target: AliasTarget) -> bool:
+        """Download (registry's URI and SHA-256), verify, warm up and swap in; refuse and keep the old on failure."""
+        try:
+            pipeline = await asyncio.to_thread(self._download, self.tracking_uri, target.artifact_uri, target.sha256)
+            await asyncio.to_thread(self._check_and_warm, pipeline)
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
+            self._refused[(target.model_name, target.alias, target.version)] = time.monotonic()
+            self.refuse(exc, target.model_name, target.version)
+            return False
+        if slot == "current":
+            self.install(pipeline, target.model_name, target.version)
+        else:
+            self.install_secondary(slot, pipeline, target.model_name, target.version)
+        self.reloads_ok += 1
+        return True
 
     def refuse(self, exc: BaseException, model_name: str, model_version: str) -> None:
         """Count and log why a model is not served (the model in service, if any, stays)."""
@@ -263,26 +384,52 @@ class ModelStore:
             self.last_error,
         )
 
+    def refuse_announcement(
+        self, event: ModelUpdatedEvent, registry_version: str | None, reason: str, detail: str = ""
+    ) -> None:
+        """Count and log an announcement not followed (:data:`ANNOUNCEMENT_REFUSALS`); nothing is swapped."""
+        self.announcements_refused[reason] = self.announcements_refused.get(reason, 0) + 1
+        self.reloads_failed += 1
+        self.last_error = (
+            f"announcement refused: {event.model_name}@{event.alias} version {event.model_version}, "
+            f"registry names {registry_version} ({reason}{'; ' + detail if detail else ''})"
+        )
+        logger.warning(
+            "announcement refused model=%s alias=%s announced_version=%s registry_version=%s reason=%s dataset=%s%s",
+            event.model_name,
+            event.alias,
+            event.model_version,
+            registry_version,
+            reason,
+            self.namespace.dataset,
+            f" error={detail}" if detail else "",
+        )
+
     def load_champion(self, model_name: str | None = None) -> bool:
         """Load the registry's ``champion`` (blocking). Returns False when there is none yet.
 
         A champion this store refuses (another contract, missing features, a bad artifact)
         is logged and counted once per version (:meth:`refuse`) and not downloaded again
-        while the alias still names it: False, as if there were none.
+        while the alias still names it: False, as if there were none. An unreachable
+        registry is logged and also gives False (the caller asks again).
         """
         model_name = model_name or self.classifier_name
-        mv = self._alias_version(model_name, CHAMPION)
-        if mv is None:
+        try:
+            target = self._alias_version(model_name, CHAMPION)
+        except RegistryUnavailableError as exc:
+            logger.warning("registry unreachable, no champion loaded yet error=%s", exc)
             return False
-        key = (model_name, CHAMPION, str(mv.version))
+        if target is None:
+            return False
+        key = (model_name, CHAMPION, target.version)
         if key in self._refused:
             return False
         try:
-            pipeline = self._download(self.tracking_uri, version_artifact_uri(mv), mv.tags["sha256"])
-            self.install(pipeline, model_name, str(mv.version))
+            pipeline = self._download(self.tracking_uri, target.artifact_uri, target.sha256)
+            self.install(pipeline, model_name, target.version)
         except Exception as exc:  # noqa: BLE001 - refused: keep waiting for a champion this store can serve
             self._refused[key] = time.monotonic()
-            self.refuse(exc, model_name, str(mv.version))
+            self.refuse(exc, model_name, target.version)
             return False
         return True
 
@@ -290,7 +437,7 @@ class ModelStore:
         """Load the followed value model and challenger from the registry, when registered (blocking).
 
         A missing or broken one is logged and left out: alerts then carry no value at
-        risk, and no shadow scoring happens, until an announcement brings a good one.
+        risk, and no shadow scoring happens, until a registry check brings a good one.
         """
         for model_name, alias in ((self.regressor_name, CHAMPION), (self.classifier_name, CHALLENGER)):
             slot = self._slot(model_name, alias)
@@ -300,108 +447,52 @@ class ModelStore:
                 found = self._fetch_alias(model_name, alias)
                 if found is not None:
                     self.install_secondary(slot, found[0], model_name, found[1])
+            except RegistryUnavailableError as exc:
+                logger.warning("registry unreachable, %s@%s not loaded yet error=%s", model_name, alias, exc)
             except Exception as exc:  # noqa: BLE001 - optional models never block scoring
                 self.refuse(exc, model_name, alias)
 
     async def apply_update(self, event: ModelUpdatedEvent) -> bool:
-        """Download, verify, warm up and swap in an announced champion.
+        """Check an announcement against the registry now, and follow the registry if it agrees.
 
-        Returns True when swapped in; on any failure keeps the model in service,
-        logs why, counts it in :attr:`reloads_failed` and returns False. Swaps are
-        serialised with :meth:`reconcile`'s.
+        The event is only a hint: the registry is asked which version the announced alias names
+        (waiting at most :data:`REGISTRY_CHECK_TIMEOUT_S`), and that version is loaded from the
+        registry's artifact URI and SHA-256, never the event's. An announcement of another version
+        than the alias names is refused, logged and counted in :attr:`announcements_refused`
+        (reasons :data:`ANNOUNCEMENT_REFUSALS`); so is one the registry could not confirm, and the
+        aliases are then checked again in :data:`RECHECK_S` seconds. Announcements of models or
+        aliases this store does not follow, and of the version in service, are ignored.
+
+        Returns
+        -------
+        bool
+            True when a model was swapped in. On any failure the model in service stays, the
+            failure is counted in :attr:`reloads_failed` and the reason logged. Swaps are
+            serialised with :meth:`reconcile`'s.
         """
-        async with self._swap_lock:
-            return await self._apply(event)
-
-    async def _apply(self, event: ModelUpdatedEvent) -> bool:
         slot = self._slot(event.model_name, event.alias)
         if slot is None:
             return False
         held = getattr(self, slot)
         if held is not None and held.model_version == event.model_version:
             return False
+        asked_at = time.monotonic()
         try:
-            pipeline = await asyncio.to_thread(self._download, self.tracking_uri, event.artifact_uri, event.sha256)
-            await asyncio.to_thread(self._check_and_warm, pipeline)
-        except Exception as exc:  # noqa: BLE001 - any failure keeps the old model
-            self.refuse(exc, event.model_name, event.model_version)
+            target = await self._ask(event.model_name, event.alias, timeout_s=REGISTRY_CHECK_TIMEOUT_S)
+        except RegistryUnavailableError as exc:
+            self.refuse_announcement(event, None, "registry_unreachable", str(exc)[:200])
+            self.recheck_later()
             return False
-        if slot == "current":
-            self.install(pipeline, event.model_name, event.model_version)
-        else:
-            self.install_secondary(slot, pipeline, event.model_name, event.model_version)
-        self.reloads_ok += 1
-        return True
-
-
-async def _handle_update(store: ModelStore, message) -> None:  # aiokafka ConsumerRecord
-    try:
-        event = ModelUpdatedEvent.model_validate_json(message.value)
-    except Exception as exc:  # noqa: BLE001 - a bad announcement must not stop the service
-        store.reloads_failed += 1
-        store.last_error = f"invalid model-updated event at offset {message.offset}: {exc}"
-        logger.error("%s", store.last_error)
-        return
-    await store.apply_update(event)
-
-
-async def follow_model_updates(settings, store: ModelStore) -> None:
-    """Load the champion and then apply every model-updated event, forever.
-
-    Reads the data set's ``model-updated`` topic (and the shared one, where cycles of every
-    data set may announce; the store ignores other data sets' model names) outside any
-    consumer group, so every worker and API process sees every announcement. The read
-    position is fixed at the end of the topic *before* the registry is asked for the champion, so an announcement made
-    in between is not missed. Every ``settings.model_reconcile_s`` seconds the
-    registry's aliases are compared with the models held (:meth:`ModelStore.reconcile`).
-    """
-    from aiokafka import AIOKafkaConsumer
-
-    from plumbing.clients import kafka_kwargs
-
-    topics = sorted({store.namespace.model_updated, Topics.MODEL_UPDATED})
-    consumer = AIOKafkaConsumer(
-        *topics,
-        **kafka_kwargs(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-    )
-    await consumer.start()
-    try:
-        await consumer.seek_to_end()
-        for tp in consumer.assignment():
-            await consumer.position(tp)
-        while store.current is None:
-            if await asyncio.to_thread(store.load_champion):
-                break
-            logger.info("no champion registered yet; waiting for a model-updated event")
-            batch = await consumer.getmany(timeout_ms=2000)
-            for msgs in batch.values():
-                for m in msgs:
-                    await _handle_update(store, m)
-        if store.value_models or store.challengers:
-            await asyncio.to_thread(store.load_secondary)
-        # A task of its own: with MLflow down its client retries for minutes, and announcements
-        # must not wait for that.
-        checker = asyncio.create_task(_reconcile_forever(store, max(1.0, settings.model_reconcile_s)))
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for msgs in batch.values():
-                    for m in msgs:
-                        await _handle_update(store, m)
-        finally:
-            checker.cancel()
-    finally:
-        await consumer.stop()
-
-
-async def _reconcile_forever(store: ModelStore, interval_s: float) -> None:
-    """:meth:`ModelStore.reconcile` every ``interval_s`` seconds (at least 1), for ever."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await store.reconcile()
-        except Exception as exc:  # noqa: BLE001 - the registry unreachable: keep serving, try again later
-            logger.warning("registry check failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
+        if target is None:
+            self.refuse_announcement(event, None, "no_alias")
+            return False
+        if target.version != event.model_version:
+            held = getattr(self, slot)
+            older = held is not None and is_older(event.model_version, held.model_version)
+            self.refuse_announcement(event, target.version, "older" if older else "not_registry_version")
+            return False
+        key = (target.model_name, target.alias, target.version)
+        if asked_at - self._refused.get(key, -RECONCILE_RETRY_S) < RECONCILE_RETRY_S:
+            return False  # failed to load moments ago: refused and counted then; the registry check retries
+        async with self._swap_lock:
+            return await self._follow(slot, target, asked_at)

@@ -75,7 +75,8 @@ from stream_app.contract import EventContract
 from stream_app.drift import drift_document
 from stream_app.loop import ScoringLoop, WorkerStats
 from stream_app.metrics import CONTENT_TYPE
-from stream_app.model_store import ModelStore, follow_model_updates
+from stream_app.model_follow import follow_model_updates
+from stream_app.model_store import ModelStore
 from stream_app.sender import PRODUCE_BATCH_BYTES, BatchSender
 from stream_app.topics import WorkerTopics, ensure_worker_topics
 
@@ -311,6 +312,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             "reloads_ok": store.reloads_ok,
             "reloads_failed": store.reloads_failed,
             "model_refusals": dict(getattr(store, "refusals", {})),
+            "announcements_refused": dict(getattr(store, "announcements_refused", {})),
             "last_reload_error": store.last_error,
             "fetch_max_wait_ms": loop.fetch_wait.current_ms if (loop := state.get("loop")) else None,
         }

@@ -28,7 +28,8 @@ from stream_app.api.handlers import health, metrics, models, predict
 from stream_app.api.middleware import CountRequests
 from stream_app.api.state import ApiState
 from stream_app.contract import EventContract
-from stream_app.model_store import ModelStore, follow_model_updates
+from stream_app.model_follow import follow_model_updates
+from stream_app.model_store import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def create_app(
     max_body_bytes : int, default 1 MiB
         Larger request bodies are answered with 413.
     follow_updates : bool, default True
-        On startup, run :func:`~stream_app.model_store.follow_model_updates` (load the
+        On startup, run :func:`~stream_app.model_follow.follow_model_updates` (load the
         champions, then swap in every announced one).
 
     Returns

@@ -90,6 +90,7 @@ async def metrics(request: Request) -> Response:
         "reloads_failed": store.reloads_failed,
         "last_reload_error": store.last_error,
         "model_refusals": dict(getattr(store, "refusals", {})),
+        "announcements_refused": dict(getattr(store, "announcements_refused", {})),
         "unknown_categories": dict(stats.unknown_categories),
     }
     return json_response({"champion": champion, "evaluation_error": evaluation_error, "live": live})

@@ -386,8 +386,10 @@ def test_store_refuses_a_model_of_another_contract_and_counts_why(casefold_model
         "sha256": "0" * 64,
     }
     from schemas.events import ModelUpdatedEvent
+    from stream_app.registry_check import AliasTarget
 
     retail._download = lambda *a: telco_pipeline
+    retail._lookup = lambda name, alias: AliasTarget(name, alias, "2", update["artifact_uri"], update["sha256"])
     assert asyncio.run(retail.apply_update(ModelUpdatedEvent(**update))) is False
     assert retail.refusals["contract"] == 1 and "not retail@" in retail.last_error
 

@@ -1,12 +1,7 @@
-"""The scoring hot path and the model store, on a LogisticRegression trained on Telco.
-
-``ModelStore`` takes an injectable downloader: these are unit tests of the store's
-refuse-and-keep logic; the real MLflow download path is covered by the integration tests.
-"""
+"""The scoring hot path, on a LogisticRegression trained on Telco (the model store: test_model_store.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from datetime import UTC, datetime
 
@@ -18,11 +13,11 @@ import pytest
 from batch.features import classification_data, frame_columns
 from batch.ingest import read_source_csv
 from churn_stream.produce import csv_to_customer_events
-from schemas.events import ChurnAlert, DeadLetter, ModelUpdatedEvent, ScoreEvent
+from schemas.events import ChurnAlert, DeadLetter, ScoreEvent
 from schemas.profiles import TELCO
 from schemas.topics import Topics
-from scratch_models import LogisticRegression, ScoringPipeline, TabularPreprocessor
-from stream_app.model_store import CLASSIFIER_NAME, ModelStore
+from scratch_models import LogisticRegression, ScoringPipeline
+from stream_app.model_store import CLASSIFIER_NAME
 from stream_app.scoring import LoadedModel, RawRecord, decode_batch, event_columns, score_batch
 
 N = 200
@@ -313,105 +308,6 @@ def test_extra_fields_in_events_are_ignored_when_scoring(loaded, events):
     base = score_batch(loaded, records_of(events[:1]), now=NOW)
     assert result.dead_letters == []
     assert result.probabilities[0] == base.probabilities[0]
-
-
-# -------------------------------------------------------------- model store
-def _update(version: str, **changes) -> ModelUpdatedEvent:
-    doc = {
-        "event_id": f"upd-{version}",
-        "event_time": NOW.isoformat(),
-        "model_name": CLASSIFIER_NAME,
-        "model_version": version,
-        "alias": "champion",
-        "artifact_uri": f"runs:/run-{version}/model/pipeline.npz",
-        "sha256": "0" * 64,
-    }
-    doc.update(changes)
-    return ModelUpdatedEvent.model_validate(doc)
-
-
-def _pipeline_with_extra_feature(pipeline: ScoringPipeline) -> ScoringPipeline:
-    rng = np.random.default_rng(0)
-    cols = {"tenure_months": rng.integers(0, 72, 100).astype(float), "loyalty_score": rng.random(100)}
-    pre = TabularPreprocessor(["tenure_months", "loyalty_score"], []).fit(cols)
-    y = (rng.random(100) < 0.3).astype(int)
-    return ScoringPipeline(pre, LogisticRegression().fit(pre.transform(cols), y))
-
-
-def test_install_refuses_features_the_stream_lacks_and_keeps_old_model(pipeline):
-    store = ModelStore(
-        "http://unused.invalid",
-        expected_features=list(TELCO.features),
-        downloader=lambda *a: pytest.fail("install must not download"),
-    )
-    assert store.current is None and not store.ready.is_set()
-    store.install(pipeline, CLASSIFIER_NAME, "1")
-    assert store.current.model_version == "1" and store.current.pipeline is pipeline
-    assert store.ready.is_set()
-    with pytest.raises(ValueError, match="loyalty_score"):
-        store.install(_pipeline_with_extra_feature(pipeline), CLASSIFIER_NAME, "2")
-    assert store.current.model_version == "1"
-    assert store.current.pipeline is pipeline
-
-
-def test_install_refuses_when_nothing_is_in_service_yet(pipeline):
-    store = ModelStore("http://unused.invalid", expected_features=list(TELCO.features))
-    with pytest.raises(ValueError, match="does not provide"):
-        store.install(_pipeline_with_extra_feature(pipeline), CLASSIFIER_NAME, "1")
-    assert store.current is None and not store.ready.is_set()
-
-
-def test_apply_update_with_failing_downloader_keeps_old_model(pipeline):
-    calls = []
-
-    def downloader(tracking_uri, artifact_uri, sha256):
-        calls.append((tracking_uri, artifact_uri, sha256))
-        raise RuntimeError("sha256 mismatch: expected 000..., got abc...")
-
-    store = ModelStore("http://tracking.invalid", expected_features=list(TELCO.features), downloader=downloader)
-    store.install(pipeline, CLASSIFIER_NAME, "1")
-    assert asyncio.run(store.apply_update(_update("2"))) is False
-    assert calls == [("http://tracking.invalid", "runs:/run-2/model/pipeline.npz", "0" * 64)]
-    assert store.current.model_version == "1" and store.current.pipeline is pipeline
-    assert store.reloads_failed == 1 and store.reloads_ok == 0
-    assert store.last_error == "RuntimeError: sha256 mismatch: expected 000..., got abc..."
-    assert asyncio.run(store.apply_update(_update("3"))) is False
-    assert store.reloads_failed == 2
-
-
-def test_apply_update_refuses_incompatible_model_and_keeps_old(pipeline):
-    store = ModelStore(
-        "http://tracking.invalid",
-        expected_features=list(TELCO.features),
-        downloader=lambda *a: _pipeline_with_extra_feature(pipeline),
-    )
-    store.install(pipeline, CLASSIFIER_NAME, "1")
-    assert asyncio.run(store.apply_update(_update("2"))) is False
-    assert store.current.model_version == "1"
-    assert store.reloads_failed == 1
-    assert "loyalty_score" in store.last_error
-
-
-def test_apply_update_swaps_in_a_good_model(pipeline):
-    new = ScoringPipeline(pipeline.preprocessor, pipeline.model, threshold=0.42)
-    store = ModelStore("http://tracking.invalid", expected_features=list(TELCO.features), downloader=lambda *a: new)
-    store.install(pipeline, CLASSIFIER_NAME, "1")
-    assert asyncio.run(store.apply_update(_update("2"))) is True
-    assert store.current.model_version == "2" and store.current.pipeline is new
-    assert store.current.threshold == 0.42
-    assert store.reloads_ok == 1 and store.reloads_failed == 0
-
-
-@pytest.mark.parametrize(
-    "changes",
-    [{"alias": "challenger"}, {"model_name": "churn-regressor"}, {"model_version": "1"}],
-)
-def test_apply_update_ignores_other_aliases_models_and_same_version(pipeline, changes):
-    store = ModelStore("http://tracking.invalid", downloader=lambda *a: pytest.fail("must not download"))
-    store.install(pipeline, CLASSIFIER_NAME, "1")
-    assert asyncio.run(store.apply_update(_update("2", **changes))) is False
-    assert store.current.model_version == "1"
-    assert store.reloads_ok == 0 and store.reloads_failed == 0
 
 
 def test_integral_float_tenure_is_an_integer_as_in_json_schema(loaded, events):
