@@ -34,6 +34,7 @@ _.enqueue  # logging.handlers.QueueHandler hook (batch cycle child process)
 _live, _models, _quality  # dashboard tab callbacks
 _.churn_t0  # flask.g: a request's start, read by the Server-Timing hook
 _.models_reader, models_reader  # dashboard app attribute, read by the bench and tests
+_.get_id  # Flask-Login: the session id a logged-in DashboardUser is stored under
 
 # --- pydantic: model fields (the event, HTTP and profile contracts) and validators ----------
 schema_version, value_at_risk_usd, psi_threshold, alert, drifted_features

@@ -195,7 +195,19 @@ def build_customer(fields: list[FormField], values: dict[str, Any]) -> dict[str,
     return doc
 
 
-def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0, api_key: str = "") -> dict[str, Any]:
+#: What a refused credential (401/403) tells the user to do when the form sends ``CHURN_API_KEY``.
+HINT_SET_API_KEY = "set CHURN_API_KEY to a key with the predict scope (`churn api keys create --scope predict`)"
+#: The same when the form sends the logged-in user's key.
+HINT_LOG_IN = "log in with a key that has the predict scope (`churn api keys create --scope predict`)"
+
+
+def post_customer(
+    api_url: str,
+    customer: dict[str, Any],
+    timeout_s: float = 5.0,
+    api_key: str = "",
+    refused_hint: str = HINT_SET_API_KEY,
+) -> dict[str, Any]:
     """POST one customer to the API and summarise the answer.
 
     Parameters
@@ -206,8 +218,10 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
         From :func:`build_customer`.
     timeout_s : float, default 5.0
     api_key : str, default ""
-        Sent as ``Authorization: Bearer <api_key>`` when given (``CHURN_API_KEY``; a key with
-        the ``predict`` scope).
+        Sent as ``Authorization: Bearer <api_key>`` when given: the logged-in user's key, or
+        ``CHURN_API_KEY`` with the login off (a key with the ``predict`` scope).
+    refused_hint : str, default HINT_SET_API_KEY
+        Appended to the API's own message when it refuses the credential (401 or 403).
 
     Returns
     -------
@@ -245,9 +259,8 @@ def post_customer(api_url: str, customer: dict[str, Any], timeout_s: float = 5.0
     except ValidationError:
         return _failed(response.status_code, response.text[:200], [])
     if response.status_code in (401, 403):
-        # The dashboard's own credential, not the customer, was refused: say what to set.
-        hint = "set CHURN_API_KEY to a key with the predict scope (`churn api keys create --scope predict`)"
-        return _failed(response.status_code, f"{error.error}: {hint}", error.errors)
+        # The credential, not the customer, was refused: the API's message, then what to do.
+        return _failed(response.status_code, f"{error.error}: {refused_hint}", error.errors)
     return _failed(response.status_code, error.error, error.errors, error.fields)
 
 

@@ -7,6 +7,7 @@ them, in a list and under each failing field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dash
@@ -16,6 +17,7 @@ from dashboard.components import ROW
 from dashboard.score_form import (
     BOOLEAN,
     CHOICE,
+    HINT_SET_API_KEY,
     INTEGER,
     FormField,
     build_customer,
@@ -127,7 +129,11 @@ def _field_errors(fields: list[FormField], errors: list[str]) -> list[str]:
 
 
 def score_output(
-    api_url: str, fields: list[FormField], values: dict[str, Any], api_key: str = ""
+    api_url: str,
+    fields: list[FormField],
+    values: dict[str, Any],
+    api_key: str = "",
+    refused_hint: str = HINT_SET_API_KEY,
 ) -> tuple[html.Div, list[str]]:
     """Post the form and render the answer, or the API's own error messages.
 
@@ -138,14 +144,16 @@ def score_output(
     values : dict
         Field name -> input value.
     api_key : str, default ""
-        The API key the form acts with (``CHURN_API_KEY``).
+        The API key the form acts with (the logged-in user's, or ``CHURN_API_KEY``).
+    refused_hint : str, default HINT_SET_API_KEY
+        What to do when the API refuses that key (401/403).
 
     Returns
     -------
     tuple
         The answer (or error) block, and one message per field (empty when it passed).
     """
-    answer = post_customer(api_url, build_customer(fields, values), api_key=api_key)
+    answer = post_customer(api_url, build_customer(fields, values), api_key=api_key, refused_hint=refused_hint)
     if not answer["ok"]:
         block = html.Div(
             [html.B(answer["message"]), html.Ul([html.Li(e) for e in answer["errors"]])],
@@ -187,7 +195,13 @@ def score_output(
     return block, ["" for _ in fields]
 
 
-def register(app: dash.Dash, api_url: str, fields: list[FormField], api_key: str = "") -> None:
+def register(
+    app: dash.Dash,
+    api_url: str,
+    fields: list[FormField],
+    credential: Callable[[], str] = lambda: "",
+    refused_hint: str = HINT_SET_API_KEY,
+) -> None:
     """Add the form's submit callback.
 
     Parameters
@@ -196,8 +210,11 @@ def register(app: dash.Dash, api_url: str, fields: list[FormField], api_key: str
     api_url : str
     fields : list of FormField
         The same list :func:`layout` was built from.
-    api_key : str, default ""
-        Sent with every post (``CHURN_API_KEY``).
+    credential : callable, default no key
+        Called in each submit's request: the API key to send (the logged-in user's, kept
+        server-side in the session store, or ``CHURN_API_KEY`` with the login off).
+    refused_hint : str, default HINT_SET_API_KEY
+        What to do when the API refuses that key.
     """
     names = [f.name for f in fields]
 
@@ -208,5 +225,5 @@ def register(app: dash.Dash, api_url: str, fields: list[FormField], api_key: str
         prevent_initial_call=True,
     )
     def _score(_clicks, *values):
-        block, errors = score_output(api_url, fields, dict(zip(names, values, strict=True)), api_key)
+        block, errors = score_output(api_url, fields, dict(zip(names, values, strict=True)), credential(), refused_hint)
         return [block, *errors]

@@ -27,6 +27,8 @@ LOCAL_DEFAULT_ACCESS_KEY = "churn-local"
 LOCAL_DEFAULT_SECRET_KEY = "churn-local-secret"
 #: ``CHURN_API_AUTH`` values: authentication on (the default) or explicitly off.
 API_AUTH_MODES = ("on", "none")
+#: ``CHURN_DASHBOARD_AUTH`` values: the dashboard's login on (the default) or explicitly off.
+DASHBOARD_AUTH_MODES = ("on", "none")
 
 
 def _bool(value: str) -> bool:
@@ -165,8 +167,21 @@ class Settings:
         ``CHURN_API_AUTH_MAX_FAILURES``: refused credentials per client address and minute after
         which that address gets 429 with ``Retry-After`` until the minute has passed (default 20).
     api_key : str
-        ``CHURN_API_KEY``: the key clients of the API send (the dashboard's score form);
-        hidden from ``repr``.
+        ``CHURN_API_KEY``: the key clients of the API send; the dashboard's score form sends it
+        only with ``CHURN_DASHBOARD_AUTH=none`` (otherwise each user's own key); hidden from ``repr``.
+    dashboard_auth : str
+        ``CHURN_DASHBOARD_AUTH``: ``on`` (default) makes every dashboard page and callback
+        require a login with an API key of the key file (:attr:`api_keys_path`); ``none``
+        turns the login off, for local development only (the dashboard logs a warning).
+    dashboard_secret_key : str
+        ``CHURN_DASHBOARD_SECRET_KEY``: signs the dashboard's session cookie; empty (default)
+        means a random key per process. Hidden from ``repr``.
+    dashboard_login_max_failures : int
+        ``CHURN_DASHBOARD_LOGIN_MAX_FAILURES``: refused logins per client address and minute
+        after which that address gets 429 until the minute has passed (default 10).
+    dashboard_cookie_secure : bool
+        ``CHURN_DASHBOARD_COOKIE_SECURE``: mark the session cookie ``Secure`` (sent over HTTPS
+        only); set it when the dashboard is served behind a TLS proxy (default false).
     """
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -216,6 +231,10 @@ class Settings:
     api_jwks_url: str = ""
     api_auth_max_failures: int = 20
     api_key: str = field(default="", repr=False)
+    dashboard_auth: str = "on"
+    dashboard_secret_key: str = field(default="", repr=False)
+    dashboard_login_max_failures: int = 10
+    dashboard_cookie_secure: bool = False
 
     _ENV = {
         "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
@@ -265,6 +284,10 @@ class Settings:
         "api_jwks_url": "CHURN_API_JWKS_URL",
         "api_auth_max_failures": "CHURN_API_AUTH_MAX_FAILURES",
         "api_key": "CHURN_API_KEY",
+        "dashboard_auth": "CHURN_DASHBOARD_AUTH",
+        "dashboard_secret_key": "CHURN_DASHBOARD_SECRET_KEY",
+        "dashboard_login_max_failures": "CHURN_DASHBOARD_LOGIN_MAX_FAILURES",
+        "dashboard_cookie_secure": "CHURN_DASHBOARD_COOKIE_SECURE",
     }
 
     @classmethod
@@ -312,6 +335,14 @@ class Settings:
         if self.api_auth_max_failures < 1:
             raise SettingsError(
                 f"CHURN_API_AUTH_MAX_FAILURES: expected an integer >= 1, got {self.api_auth_max_failures}"
+            )
+        if self.dashboard_auth not in DASHBOARD_AUTH_MODES:
+            raise SettingsError(
+                f"CHURN_DASHBOARD_AUTH: expected one of {', '.join(DASHBOARD_AUTH_MODES)}, got {self.dashboard_auth!r}"
+            )
+        if self.dashboard_login_max_failures < 1:
+            raise SettingsError(
+                f"CHURN_DASHBOARD_LOGIN_MAX_FAILURES: expected an integer >= 1, got {self.dashboard_login_max_failures}"
             )
         if self.api_jwks_url and not (self.api_jwt_issuer and self.api_jwt_audience):
             raise SettingsError(

@@ -18,6 +18,10 @@ Starts ``churn dashboard`` as a child process against the configured stack, and 
   beside it).
 * **samples the dashboard process's resident memory** (psutil) every ``sample_s``.
 
+The dashboard runs with its login on, as in production: the bench makes a key file of its
+own with one ``models:read`` key, logs in with it at ``/login`` like a user, and polls with
+that session's cookie (the login's cost per request is part of what is measured).
+
 It reports RSS at start, after warm-up and at the end, the slope after warm-up (MB per
 hour, least squares) and the maximum; per callback the p50, p99 and maximum server
 duration against its refresh interval; and whether the live score count rose at every
@@ -32,7 +36,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -65,16 +71,46 @@ def warmup_s(duration_s: float) -> float:
     return float(min(300.0, max(10.0, 0.1 * duration_s)))
 
 
-def start_dashboard(settings: Settings, port: int, log_path: Path) -> subprocess.Popen:
-    """Start ``churn dashboard`` on ``127.0.0.1:port`` as a child process logging to ``log_path``."""
+#: Name of the key the bench logs in with (in a key file of its own).
+BENCH_KEY_NAME = "bench-dashboard"
+
+
+def start_dashboard(settings: Settings, port: int, log_path: Path, keys_file: Path) -> subprocess.Popen:
+    """Start ``churn dashboard`` on ``127.0.0.1:port`` as a child process logging to ``log_path``.
+
+    Its login is on, against ``keys_file`` (``CHURN_API_KEYS_FILE``).
+    """
     from churn_stream.demo import start_cli
 
-    extra = {"CHURN_TOPIC_SUFFIX": settings.topic_suffix} if settings.topic_suffix else None
+    extra = {"CHURN_DASHBOARD_AUTH": "on", "CHURN_API_KEYS_FILE": str(keys_file)}
+    if settings.topic_suffix:
+        extra["CHURN_TOPIC_SUFFIX"] = settings.topic_suffix
     return start_cli(settings, ["--log-level", "WARNING", "dashboard", "--port", str(port)], log_path, extra)
 
 
+def log_in(url: str, api_key: str) -> dict[str, str]:
+    """Log in to the dashboard at ``url`` with ``api_key`` as a browser does; the session's cookies.
+
+    Raises
+    ------
+    RuntimeError
+        If the login is refused (the key is not named in the message).
+    """
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        page = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        if page.status_code != 200 or token is None:
+            raise RuntimeError(f"no login form at {url}/login (HTTP {page.status_code})")
+        r = client.post("/login", data={"csrf_token": token.group(1), "api_key": api_key, "next": "/"})
+        if r.status_code != 303:
+            raise RuntimeError(f"dashboard login refused (HTTP {r.status_code})")
+        return dict(client.cookies)
+
+
 def wait_dashboard_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    """Poll ``/_dash-layout`` until the dashboard answers.
+    """Poll ``/login`` until the dashboard answers.
 
     Raises
     ------
@@ -88,7 +124,7 @@ def wait_dashboard_ready(url: str, proc: subprocess.Popen, timeout_s: float = 12
         if proc.poll() is not None:
             raise RuntimeError(f"churn dashboard exited with code {proc.returncode}")
         try:
-            if httpx.get(f"{url}/_dash-layout", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/login", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -184,7 +220,9 @@ def _count(text: Any) -> int | None:
 
 
 # ---------------------------------------------------------------------- polling
-async def _poll(url: str, callback: dict[str, Any], tab: str | None, stop_at: float, out: dict[str, Any]) -> None:
+async def _poll(
+    url: str, cookies: dict[str, str], callback: dict[str, Any], tab: str | None, stop_at: float, out: dict[str, Any]
+) -> None:
     """Post ``callback`` once per its interval (a new tick each time) until ``stop_at``; record its timings."""
     import httpx
 
@@ -194,7 +232,7 @@ async def _poll(url: str, callback: dict[str, Any], tab: str | None, stop_at: fl
         if i["id"] == "tabs":
             i["value"] = tab
     server_ms, round_trip_ms, statuses, counts = out["server_ms"], out["round_trip_ms"], out["statuses"], out["counts"]
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, cookies=cookies, timeout=60) as client:
         n = 0
         t0 = time.perf_counter()
         while True:
@@ -219,7 +257,7 @@ async def _poll(url: str, callback: dict[str, Any], tab: str | None, stop_at: fl
                 counts.append((time.time(), _count(r.json()["response"]["kpi-scores"]["children"])))
 
 
-async def _tab_for(url: str, callback: dict[str, Any]) -> str | None:
+async def _tab_for(url: str, cookies: dict[str, str], callback: dict[str, Any]) -> str | None:
     """The ``tabs`` value under which ``callback`` renders (200 rather than 204 PreventUpdate)."""
     import httpx
 
@@ -227,7 +265,7 @@ async def _tab_for(url: str, callback: dict[str, Any]) -> str | None:
     tab_input = next((i for i in body["inputs"] if i["id"] == "tabs"), None)
     if tab_input is None:
         return None
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=url, cookies=cookies, timeout=60) as client:
         for tab in ("live", "models", "quality", "score"):
             tab_input["value"] = tab
             r = await client.post("/_dash-update-component", json=body)
@@ -248,17 +286,17 @@ async def _sample_rss(pid: int, every_s: float, stop_at: float, samples: list[tu
 
 
 async def _run(
-    settings: Settings, url: str, pid: int, rate: float, duration_s: float, sample_s: float
+    settings: Settings, url: str, cookies: dict[str, str], pid: int, rate: float, duration_s: float, sample_s: float
 ) -> dict[str, Any]:
     import httpx
 
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=url, cookies=cookies, timeout=30) as client:
         layout = (await client.get("/_dash-layout")).json()
         deps = (await client.get("/_dash-dependencies")).json()
     callbacks = timer_callbacks(deps, interval_periods(layout))
     if not callbacks:
         raise RuntimeError("the dashboard has no dcc.Interval-driven callbacks to measure")
-    tabs = {cb["name"]: await _tab_for(url, cb) for cb in callbacks}
+    tabs = {cb["name"]: await _tab_for(url, cookies, cb) for cb in callbacks}
     rss: list[tuple[float, float]] = []
     feed_counts = {"scores": 0, "alerts": 0, "feed_s": float("nan"), "send_errors": 0}
     polls: dict[str, dict[str, Any]] = {
@@ -284,7 +322,10 @@ async def _run(
         asyncio.create_task(_sample_rss(pid, sample_s, stop_at, rss)),
         asyncio.create_task(feed_scores(settings, rate, stop_at, feed_counts)),
         asyncio.create_task(progress()),
-        *[asyncio.create_task(_poll(url, cb, tabs[cb["name"]], stop_at, polls[cb["name"]])) for cb in callbacks],
+        *[
+            asyncio.create_task(_poll(url, cookies, cb, tabs[cb["name"]], stop_at, polls[cb["name"]]))
+            for cb in callbacks
+        ],
     ]
     try:
         await asyncio.gather(*tasks)
@@ -360,15 +401,24 @@ def run_bench_dashboard(
     url = f"http://127.0.0.1:{port}"
     log = settings.data_dir / "logs" / "bench-dashboard.log"
     load_before = os.getloadavg()
-    proc = start_dashboard(settings, port, log)
+    from plumbing.api_keys import SCOPE_MODELS_READ, ApiKeyStore
+
+    keys_dir = Path(tempfile.mkdtemp(prefix="bench-dashboard-keys-"))
     try:
-        wait_dashboard_ready(url, proc)
-        time.sleep(2.0)  # the consumer thread joins its topics
-        run = asyncio.run(_run(settings, url, proc.pid, rate, duration_s, sample_s))
-        if proc.poll() is not None:
-            raise RuntimeError(f"churn dashboard exited with code {proc.returncode} during the run; see {log}")
+        # A key file of its own, so the bench neither needs nor touches the stack's keys.
+        _, key = ApiKeyStore(keys_dir / "api_keys.json").create(BENCH_KEY_NAME, [SCOPE_MODELS_READ])
+        proc = start_dashboard(settings, port, log, keys_dir / "api_keys.json")
+        try:
+            wait_dashboard_ready(url, proc)
+            cookies = log_in(url, key)
+            time.sleep(2.0)  # the consumer thread joins its topics
+            run = asyncio.run(_run(settings, url, cookies, proc.pid, rate, duration_s, sample_s))
+            if proc.poll() is not None:
+                raise RuntimeError(f"churn dashboard exited with code {proc.returncode} during the run; see {log}")
+        finally:
+            stop_api(proc)
     finally:
-        stop_api(proc)
+        shutil.rmtree(keys_dir, ignore_errors=True)
     load_after = os.getloadavg()
 
     warm = warmup_s(duration_s)

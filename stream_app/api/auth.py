@@ -16,7 +16,7 @@ without the route's scope 403, both with an :class:`~schemas.http.ErrorResponse`
 Each refusal is counted by reason (``GET /api/metrics`` ``live.auth_failures_by_reason``).
 A client address with ``max_failures`` 401s within a minute is answered 429 with
 ``Retry-After`` (seconds until its oldest counted failure is a minute old), whatever it
-sends, until then.
+sends, until then (:class:`plumbing.failure_limiter.FailureLimiter`, shared with the dashboard's login).
 
 What is presented is never logged, counted or echoed: logs name the reason, the client
 address and, for a key, its id (not secret).
@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,16 +34,13 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plumbing.api_keys import SCOPE_ADMIN, SCOPE_MODELS_READ, SCOPE_PREDICT, ApiKeyError, ApiKeyStore, looks_like_key
+from plumbing.failure_limiter import FailureLimiter
 from plumbing.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
 #: The scope each route needs (``admin`` grants all). Any other path needs a valid credential of any scope.
 ROUTE_SCOPES = {"/api/predict": SCOPE_PREDICT, "/api/models": SCOPE_MODELS_READ, "/api/metrics": SCOPE_MODELS_READ}
-#: Seconds over which refusals per client are counted for the rate limit.
-FAILURE_WINDOW_S = 60.0
-#: Client addresses whose failures are remembered (oldest forgotten first): bounded memory.
-MAX_TRACKED_CLIENTS = 10_000
 #: The realm named in ``WWW-Authenticate``.
 REALM = "churn-api"
 #: Concurrent scrypt checks (16 MiB and ~50 ms each): wrong keys cannot take every thread.
@@ -160,51 +155,6 @@ class JwtVerifier:
         raw: Any = claims.get("scope", claims.get("scp", ""))
         scopes = raw.split() if isinstance(raw, str) else [str(s) for s in raw] if isinstance(raw, list) else []
         return Principal(str(claims.get("sub", "")), frozenset(scopes), "jwt")
-
-
-class FailureLimiter:
-    """Refusals per client address over the last :data:`FAILURE_WINDOW_S` seconds.
-
-    Parameters
-    ----------
-    max_failures : int
-        Refusals within the window after which the client is answered 429.
-    window_s : float, default 60
-    """
-
-    def __init__(self, max_failures: int, window_s: float = FAILURE_WINDOW_S) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, client: str, now: float) -> deque[float] | None:
-        times = self._failures.get(client)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if not times:
-            del self._failures[client]
-            return None
-        return times
-
-    def retry_after(self, client: str, now: float) -> int | None:
-        """Seconds the client must wait (at least 1), or None when it may try."""
-        times = self._recent(client, now)
-        if times is None or len(times) < self.max_failures:
-            return None
-        return max(1, math.ceil(times[-self.max_failures] + self.window_s - now))
-
-    def record(self, client: str, now: float) -> bool:
-        """Count one refusal; True when it brings the client to the limit."""
-        times = self._recent(client, now)
-        if times is None:
-            times = self._failures[client] = deque(maxlen=self.max_failures)
-            while len(self._failures) > MAX_TRACKED_CLIENTS:
-                self._failures.popitem(last=False)
-        times.append(now)
-        self._failures.move_to_end(client)
-        return len(times) >= self.max_failures
 
 
 class Authenticator:

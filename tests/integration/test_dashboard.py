@@ -4,6 +4,10 @@ A quick cycle trains a champion, the Faust worker scores customer events produce
 steady rate in the background, the prediction API serves the same champion, and the
 dashboard (werkzeug in a thread) is opened tab by tab while events flow. A screenshot of
 every tab goes to ``docs/screenshots/`` (shown in the README; PNG, each under 300 KB).
+
+The dashboard's login is on, against the API's key file: the browser is sent to the login,
+refused with a wrong key, logs in with a ``predict`` key, scores a customer with it, logs
+out, and logs in again with a ``models:read`` key, for which the form shows the API's 403.
 """
 
 from __future__ import annotations
@@ -99,13 +103,21 @@ def worker(stack_settings, champion):
 
 
 @pytest.fixture(scope="module")
-def api_key_settings(stack_settings, tmp_path_factory):
-    """The stack's settings with a key file of their own and, as ``api_key``, its predict key."""
+def login_keys(tmp_path_factory) -> tuple[str, dict[str, str]]:
+    """A key file of the test's own and its keys by scope: ``predict`` and ``models:read``."""
     from plumbing.api_keys import ApiKeyStore
 
     path = tmp_path_factory.mktemp("api-keys") / "api_keys.json"
-    _, key = ApiKeyStore(path).create("dashboard", ["predict"])
-    return stack_settings.with_overrides(api_keys_file=str(path), api_key=key)
+    store = ApiKeyStore(path)
+    predict = store.create("analyst", ["predict"])[1]
+    viewer = store.create("viewer", ["models:read"])[1]
+    return str(path), {"predict": predict, "models:read": viewer}
+
+
+@pytest.fixture(scope="module")
+def api_key_settings(stack_settings, login_keys):
+    """The stack's settings with that key file: the API and the dashboard's login read it."""
+    return stack_settings.with_overrides(api_keys_file=login_keys[0])
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +196,7 @@ def _serve(app) -> tuple[str, object, threading.Thread]:
     thread = threading.Thread(target=server.serve_forever, name=f"dashboard-{port}", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    _wait_http(url + "/", 30, thread.is_alive)
+    _wait_http(url + "/login", 30, thread.is_alive)
     return url, server, thread
 
 
@@ -194,7 +206,7 @@ def dashboard_url(stack_settings, api_key_settings, tracker, api_url, producing)
     from plumbing.clients import kafka_kwargs
 
     app = create_app(
-        api_key_settings,  # the score form posts with its key
+        api_key_settings,  # the login checks keys against the API's key file; the form posts with the user's
         api_url=api_url or f"http://127.0.0.1:{_free_port()}/api/predict",
         tracker=tracker,
         kafka_options=kafka_kwargs(stack_settings),
@@ -288,6 +300,46 @@ def _open_tab(driver, label: str) -> None:
         message=f"tab {label!r}",
     )
     tab.click()
+
+
+def _log_in(driver, url: str, key: str) -> None:
+    """Open the login page, type ``key`` and submit."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url + "/login")
+    field = _wait(driver, lambda d: d.find_element(By.ID, "api-key"))
+    field.send_keys(key)
+    driver.find_element(By.ID, "login-submit").click()
+
+
+def _log_out(driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    _wait(driver, lambda d: d.find_element(By.ID, "logout")).click()
+    _wait(driver, lambda d: "/login" in d.current_url, 15, "logout did not lead to the login")
+
+
+def test_the_dashboard_needs_a_login_and_refuses_a_wrong_key(dashboard_url, browser, login_keys):
+    """Issue 17: without a login nothing answers; a wrong key stays on the login; a predict key sees the tabs."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(dashboard_url)
+    _wait(browser, lambda d: "/login" in d.current_url, 15, "no redirect to the login")
+    assert browser.find_elements(By.ID, "api-key") and not browser.find_elements(By.CSS_SELECTOR, ".tab")
+    r = httpx.get(dashboard_url + "/", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == "/login?next=%2F"
+    assert httpx.post(dashboard_url + "/_dash-update-component", json={}).status_code == 401
+    assert httpx.get(dashboard_url + "/_dash-layout").status_code == 401
+
+    key = login_keys[1]["predict"]
+    _log_in(browser, dashboard_url, key[:-1] + ("A" if key[-1] != "A" else "B"))
+    _wait(browser, lambda d: d.find_elements(By.ID, "login-error"), 15, "no refusal message")
+    assert "That key was not accepted." in _text(browser, "login-error") and "/login" in browser.current_url
+
+    _log_in(browser, dashboard_url, key)
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".tab")) == 4, 30, "tabs not shown after login")
+    assert _text(browser, "login-user") == "analyst"
+    assert key not in browser.page_source
 
 
 def test_live_tab_counts_rise_and_alerts_sort(dashboard_url, browser, producing):
@@ -458,16 +510,39 @@ def test_score_form_posts_to_the_api_and_shows_the_answer(dashboard_url, browser
     _screenshot(browser, "score")
 
 
-def test_score_form_says_clearly_when_the_api_is_down(stack_settings, tracker, browser):
+def test_a_models_read_key_gets_the_apis_403_in_the_form_and_logout_ends_the_session(
+    dashboard_url, browser, api_url, form_customer, login_keys
+):
+    from selenium.webdriver.common.by import By
+
+    if api_url is None:
+        pytest.skip("no prediction API in this tree")
+    browser.get(dashboard_url)
+    _log_out(browser)
+    browser.get(dashboard_url)  # logged out: back to the login
+    _wait(browser, lambda d: "/login" in d.current_url, 15, "no redirect to the login after logout")
+    _log_in(browser, dashboard_url, login_keys[1]["models:read"])
+    _open_tab(browser, "Score a customer")
+    _fill_form(browser, form_customer | {"tenure_months": 1})
+    browser.find_element(By.ID, "form-submit").click()
+    _wait(browser, lambda d: d.find_elements(By.ID, "score-error"), 15, "no refusal shown in the form")
+    error = _text(browser, "score-error")
+    assert "The API answered 403: scope predict required" in error, error
+    assert "log in with a key that has the predict scope" in error, error
+    assert not browser.find_elements(By.ID, "score-probability")
+    _log_out(browser)
+
+
+def test_score_form_says_clearly_when_the_api_is_down(api_key_settings, tracker, browser, login_keys):
     from selenium.webdriver.common.by import By
 
     from dashboard.app import create_app
 
     down = f"http://127.0.0.1:{_free_port()}/api/predict"  # nothing listens there
-    app = create_app(stack_settings, api_url=down, tracker=tracker, start_feed=False)
+    app = create_app(api_key_settings, api_url=down, tracker=tracker, start_feed=False)
     url, server, thread = _serve(app)
     try:
-        browser.get(url)
+        _log_in(browser, url, login_keys[1]["predict"])
         _open_tab(browser, "Score a customer")
         _wait(browser, lambda d: d.find_element(By.ID, "form-submit")).click()
         _wait(browser, lambda d: d.find_elements(By.ID, "score-unreachable"), 15, "no API-down message")
