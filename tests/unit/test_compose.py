@@ -428,10 +428,22 @@ def test_api_starts_with_authentication_on_and_a_key_file_on_its_volume(compose)
     # A new volume takes the owner of the image's directory: the churn user must own it.
     stages = _dockerfile_stages()
     assert any(f"chown churn:churn {target}" in line for line in stages["runtime"]), "the volume must be writable"
-    # Nobody else gets the API's settings.
+    # Nobody else gets the API's settings, but the dashboard reads the same key file (its login).
     for name, svc in _churn_services(compose).items():
-        if name != "api":
+        if name == "dashboard":
+            assert set(_environment(svc)) & set(API_AUTH_VARIABLES) == {"CHURN_API_KEYS_FILE"}
+        elif name != "api":
             assert not set(_environment(svc)) & set(API_AUTH_VARIABLES), name
+
+
+def test_dashboard_logs_people_in_against_the_apis_key_file_read_only(compose):
+    api, dashboard = compose["services"]["api"], compose["services"]["dashboard"]
+    api_file = Settings.from_env(_environment(api)).api_keys_path
+    assert Settings.from_env(_environment(dashboard)).api_keys_path == api_file
+    api_mounts = {v.split(":")[1]: v.split(":")[0] for v in api["volumes"]}
+    (mount,) = dashboard["volumes"]
+    volume, target, mode = mount.split(":")
+    assert (volume, mode) == (api_mounts[target], "ro") and Path(target) in api_file.parents
 
 
 def test_dashboard_sends_its_own_api_key_and_only_it_gets_one(compose):

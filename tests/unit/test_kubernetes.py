@@ -346,12 +346,15 @@ def test_api_authenticates_with_the_key_file_from_its_secret():
     jwt = _find(docs, "ConfigMap", "churn-api-auth")["data"]
     assert set(jwt) == {"CHURN_API_JWKS_URL", "CHURN_API_JWT_ISSUER", "CHURN_API_JWT_AUDIENCE"}
     assert {"configMapRef": {"name": "churn-api-auth"}} in container["envFrom"]
-    # No other pod gets the API's settings or its keys.
+    # No other pod gets the API's settings; the dashboard reads the same key file (its login).
     for service in SERVICES:
         if service != "api":
             other = _container_env(docs, _container(_deployment(docs, service)))
-            assert not [var for var in other if var.startswith("CHURN_API_") and var != "CHURN_API_KEY"], service
-    assert [m[0] for m in _secret_volumes(docs)] == ["churn-api"]
+            allowed = {"CHURN_API_KEY", "CHURN_API_KEYS_FILE"} if service == "dashboard" else {"CHURN_API_KEY"}
+            assert not [var for var in other if var.startswith("CHURN_API_") and var not in allowed], service
+    dashboard = _container_env(docs, _container(_deployment(docs, "dashboard")))
+    assert dashboard["CHURN_API_KEYS_FILE"] == env["CHURN_API_KEYS_FILE"]
+    assert sorted(m[0] for m in _secret_volumes(docs)) == ["churn-api", "churn-dashboard"]
 
 
 def test_dashboard_sends_its_api_key_from_the_secret():
