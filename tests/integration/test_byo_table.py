@@ -226,7 +226,7 @@ def test_the_dashboard_shows_the_tables_scores_models_and_form(live, stack_env, 
         assert ev["version"] == summary["model_version"] and ev["metrics"]["roc_auc"] > MIN_ROC_AUC
         profile = get_profile(str(profile_path))
         inputs = customer_input_model(profile).model_json_schema()["properties"]
-        page = str(app.layout)
+        page = str(app.layout())
         for field in set(inputs) - ENVELOPE_FIELDS - {profile.classification_target}:
             assert f"form-{field}" in page, field
         assert "form-tenure_months" not in page  # not Telco's form

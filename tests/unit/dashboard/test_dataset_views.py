@@ -106,7 +106,7 @@ def test_create_app_serves_the_dataset_named_by_settings_or_argument():
     registry = _Registry({})
 
     def names(app):
-        return app.live_feed.topics, app.models_reader.classifier_name, str(app.layout)
+        return app.live_feed.topics, app.models_reader.classifier_name, str(app.layout())
 
     feed_topics, classifier, page = names(
         create_app(Settings(dataset="retail"), tracker=registry, start_feed=False, api_url="http://x/api/predict")
