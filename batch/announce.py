@@ -47,12 +47,11 @@ def publish_model_updated(settings, registered: dict[str, Any], topic: str = Top
     """
     import asyncio
 
-    from plumbing.clients import create_missing_topics, ensure_topics, produce_records
+    from plumbing.clients import create_missing_topics, produce_records
 
     event = model_updated_event(registered)
-    ensure_topics(settings)
-    if topic != Topics.MODEL_UPDATED:
-        asyncio.run(create_missing_topics(settings, {topic: 1}))
+    # Only this topic: a cycle of one data set creates no other data set's topics (Telco's included).
+    asyncio.run(create_missing_topics(settings, {topic: 1}))
     produce_records(settings, topic, [(event.model_name.encode(), event.model_dump_json().encode())])
     logger.info(
         "announced model=%s version=%s alias=%s topic=%s", event.model_name, event.model_version, event.alias, topic

@@ -449,7 +449,7 @@ def run_demo(
     from batch.cycle import run_cycle
     from batch.cycle_report import promotion_decisions
     from churn_stream.produce import csv_to_customer_events
-    from plumbing.clients import create_missing_topics, ensure_topics, make_storage, make_tracker, produce_records
+    from plumbing.clients import ensure_topics, make_storage, make_tracker, produce_records
 
     t_start = time.perf_counter()
     t_start_wall = time.time()
@@ -472,15 +472,7 @@ def run_demo(
 
         statuses = LocalStack.from_settings(settings).up()
         say(f"local stack up: {', '.join(f'{st.name} {st.endpoint}' for st in statuses)}")
-    ensure_topics(settings)
-    spread = settings.topic_partitions
-    asyncio.run(
-        create_missing_topics(
-            settings,
-            {ns.customers: spread, ns.scores: spread, ns.alerts: spread}
-            | {ns.model_updated: 1, ns.customers_dlq: 1, ns.drift: 1},
-        )
-    )
+    ensure_topics(settings, ns)  # this data set's topics only: another's demo never creates Telco's
     champion = champion_summary(settings, ns.classifier_name)
     stale = champion.get("contract_sha256") not in (None, profile.digest)
     if not champion or stale:

@@ -32,7 +32,7 @@ from dashboard.tab_models import MODELS_REFRESH_MS, models_outputs
 from dashboard.tab_quality import quality_outputs
 from dashboard.tab_score import score_output
 from dashboard.tracking import ModelsReader
-from schemas.profiles import get_profile
+from plumbing.clients import served_dataset
 
 __all__ = [
     "DashboardApp",
@@ -113,7 +113,7 @@ def create_app(
     tracker=None,
     feed: LiveFeed | None = None,
     start_feed: bool = True,
-    dataset: str = "telco",
+    dataset: str | None = None,
     kafka_options: dict[str, Any] | None = None,
     login: DashboardLogin | None = None,
 ) -> DashboardApp:
@@ -131,8 +131,10 @@ def create_app(
         The live consumer; a new one on ``settings`` by default.
     start_feed : bool, default True
         Start the consumer thread now (``app.live_feed.stop()`` ends it).
-    dataset : str, default "telco"
-        Experiment ``churn-<dataset>``; its profile's label field is left out of the form.
+    dataset : str, optional
+        A shipped profile's name or a profile file; default ``settings.dataset`` (``CHURN_DATASET``).
+        Its namespace names the topics, the scoring group and the registered models shown, its
+        experiment is ``churn-<name>``, and its contract is the score form (label left out).
     kafka_options : dict, optional
         aiokafka connection arguments built by the entry point
         (``plumbing.clients.kafka_kwargs``: SSL/SASL); default ``bootstrap_servers`` only.
@@ -150,9 +152,11 @@ def create_app(
         from mlflow import MlflowClient
 
         tracker = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
-    feed = feed or LiveFeed(settings, LiveBuffers(), kafka_options=kafka_options)
-    reader = ModelsReader(tracker, dataset=dataset, ttl_s=5.0)
-    form = customer_form_fields(hidden={get_profile(dataset).classification_target})
+    profile, namespace = served_dataset(settings, dataset)
+    feed = feed or LiveFeed(settings, LiveBuffers(), kafka_options=kafka_options, namespace=namespace)
+    reader = ModelsReader(tracker, dataset=profile.name, ttl_s=5.0)
+    form = customer_form_fields(hidden={profile.classification_target}, profile=profile)
+    models_layout = tab_models.layout(reader.classifier_name)
     if login is None:
         login = DashboardLogin.from_settings(settings)
     if login is None:
@@ -172,7 +176,7 @@ def create_app(
             value="live",
             children=[
                 dcc.Tab(label="Live", value="live", id="tab-live", children=tab_live.layout()),
-                dcc.Tab(label="Models", value="models", id="tab-models", children=tab_models.layout()),
+                dcc.Tab(label="Models", value="models", id="tab-models", children=models_layout),
                 dcc.Tab(label="Data quality", value="quality", id="tab-quality", children=tab_quality.layout()),
                 dcc.Tab(
                     label="Score a customer",

@@ -197,7 +197,12 @@ class LiveBuffers:
 
     # -- writers (the consumer thread)
     def add_record(
-        self, topic: str, value: bytes | None, now: float | None = None, timestamp_ms: int | None = None
+        self,
+        topic: str,
+        value: bytes | None,
+        now: float | None = None,
+        timestamp_ms: int | None = None,
+        alert: bool | None = None,
     ) -> None:
         """Decode one record value of ``topic`` (scores or alerts) and add it; undecodable ones are counted.
 
@@ -213,6 +218,9 @@ class LiveBuffers:
             The record's Kafka timestamp, milliseconds. Older than the dashboard's start:
             counted as skipped, not added (the broker served it from before the start).
             None or negative (no timestamp): added.
+        alert : bool, optional
+            Whether ``topic`` is the alerts topic; default: its name starts with ``churn-alerts``
+            (Telco's). Another data set's is ``<dataset>.churn-alerts``: the feed says which.
         """
         if timestamp_ms is not None and 0 <= timestamp_ms < self._started_ms:
             with self._lock:
@@ -226,7 +234,7 @@ class LiveBuffers:
             with self._lock:
                 self._bad += 1
             return
-        if topic.startswith(Topics.ALERTS):
+        if alert if alert is not None else topic.startswith(Topics.ALERTS):
             self.add_alert(doc, now)
         else:
             self.add_score(doc, now)

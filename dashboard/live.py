@@ -4,7 +4,8 @@
 ``churn-scores`` and ``churn-alerts`` from their end without a consumer group (nothing
 is committed: the dashboard is read-only) and every few seconds samples the scoring
 workers' consumer lag on ``customers``. Dash callbacks never talk to Kafka: they take
-snapshots of the buffers.
+snapshots of the buffers. The topics and the consumer group are those of the served data
+set's namespace (``CHURN_DATASET``; :class:`schemas.namespace.Namespace`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from dashboard.buffers import LiveBuffers, LiveSnapshot, format_reasons, latency_ms
-from schemas.topics import Topics
+from plumbing.clients import served_dataset
+from schemas.namespace import Namespace
 
 __all__ = ["LiveBuffers", "LiveFeed", "LiveSnapshot", "format_reasons", "latency_ms", "served_end_offsets"]
 
@@ -70,8 +72,9 @@ class LiveFeed:
     Parameters
     ----------
     settings : plumbing.settings.Settings
-        ``kafka_bootstrap_servers``, ``consumer_group`` (whose lag is shown) and
-        ``topic_suffix`` (when the worker's topics carry one).
+        ``kafka_bootstrap_servers``, ``dataset`` and ``consumer_group`` (the namespace whose
+        scores, alerts and scoring group's lag are shown) and ``topic_suffix`` (when the
+        worker's topics carry one).
     buffers : LiveBuffers, optional
     lag_interval_s : float, default 2.0
         Seconds between consumer-lag samples.
@@ -79,6 +82,8 @@ class LiveFeed:
         Connection keyword arguments for the aiokafka clients (security protocol, SSL
         context, SASL credentials), built by the entry point; default: only
         ``bootstrap_servers``. Never logged: it may hold a password.
+    namespace : Namespace, optional
+        The data set's topics and consumer group; default the namespace of ``settings.dataset``.
     """
 
     def __init__(
@@ -88,14 +93,17 @@ class LiveFeed:
         *,
         lag_interval_s: float = 2.0,
         kafka_options: dict[str, Any] | None = None,
+        namespace: Namespace | None = None,
     ) -> None:
         self.settings = settings
         self._kafka_options = dict(kafka_options or {"bootstrap_servers": settings.kafka_bootstrap_servers})
         self.buffers = buffers or LiveBuffers()
         self.lag_interval_s = lag_interval_s
+        ns = namespace or served_dataset(settings)[1]
         suffix = getattr(settings, "topic_suffix", "") or ""
-        self.topics = (Topics.SCORES + suffix, Topics.ALERTS + suffix)
-        self.customers_topic = Topics.CUSTOMERS + suffix
+        self.topics = (ns.scores + suffix, ns.alerts + suffix)
+        self.customers_topic = ns.customers + suffix
+        self.consumer_group = ns.consumer_group
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lag_retry_at = 0.0
@@ -172,7 +180,9 @@ class LiveFeed:
                 batch = await consumer.getmany(timeout_ms=300, max_records=5000)
                 for messages in batch.values():
                     for m in messages:
-                        self.buffers.add_record(m.topic, m.value, timestamp_ms=m.timestamp)
+                        self.buffers.add_record(
+                            m.topic, m.value, timestamp_ms=m.timestamp, alert=m.topic == self.topics[1]
+                        )
         finally:
             if lag_task is not None:
                 lag_task.cancel()
@@ -209,7 +219,7 @@ class LiveFeed:
         """
         from aiokafka import TopicPartition
 
-        group = self.settings.consumer_group
+        group = self.consumer_group
         partitions = set()
         # Asked on every sample, also while committed offsets are not asked for: the broker check.
         for topic in await admin.describe_topics([self.customers_topic]):

@@ -20,9 +20,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.events import format_validation_error
+from schemas.events import customer_input_model, format_validation_error
 from schemas.http import CustomerInput, ErrorResponse, PredictResponse
 from schemas.jsonschema import TOPIC_SCHEMAS
+from schemas.profiles import DatasetProfile
 
 logger = logging.getLogger(__name__)
 
@@ -138,19 +139,25 @@ def form_fields(schema: dict[str, Any], hidden: frozenset[str] | set[str] = ENVE
     return fields
 
 
-def customer_form_fields(hidden: set[str] | frozenset[str] = frozenset()) -> list[FormField]:
-    """The inputs of the API's customer contract (:class:`~schemas.http.CustomerInput`), envelope left out.
+def customer_form_fields(
+    hidden: set[str] | frozenset[str] = frozenset(), profile: DatasetProfile | None = None
+) -> list[FormField]:
+    """The inputs of the API's customer contract, envelope left out.
 
     Parameters
     ----------
     hidden : set of str, optional
         More fields to leave out (the dataset profile's label).
+    profile : DatasetProfile, optional
+        The served data set: the form is its :func:`~schemas.events.customer_input_model`;
+        default Telco's (:class:`~schemas.http.CustomerInput`).
 
     Returns
     -------
     list of FormField
     """
-    return form_fields(CustomerInput.model_json_schema(), ENVELOPE_FIELDS | set(hidden))
+    body = CustomerInput if profile is None else customer_input_model(profile)
+    return form_fields(body.model_json_schema(), ENVELOPE_FIELDS | set(hidden))
 
 
 def _typed(field: FormField, value: Any) -> Any:

@@ -37,14 +37,20 @@ _ROW_STYLE = {
 }
 
 
-def layout() -> html.Div:
-    """The Models tab's components (filled by :func:`register`'s callback)."""
+def layout(classifier_name: str = CLASSIFIER_NAME) -> html.Div:
+    """The Models tab's components (filled by :func:`register`'s callback).
+
+    Parameters
+    ----------
+    classifier_name : str, default "churn-classifier"
+        The data set's registered churn classifier (:attr:`ModelsReader.classifier_name`).
+    """
     return html.Div(
         [
             html.Div(id="cycle-info", style={"margin": "10px 0"}),
             html.H3("Leaderboard of the latest cycle"),
             grids.grid("leaderboard-table", getRowStyle=_ROW_STYLE, columnSize="responsiveSizeToFit"),
-            html.H3(f"Champion evaluation ({CLASSIFIER_NAME})"),
+            html.H3(f"Champion evaluation ({classifier_name})"),
             html.Div(id="champion-info"),
             html.Div(id="champion-curves", style=ROW),
             html.H3("Version history"),
@@ -145,14 +151,14 @@ def models_outputs(reader: ModelsReader) -> tuple:
         )
     board_cols = grids.infer_columns(board, ["model", "task", "alias", "version", *LEADERBOARD_METRICS])
     if not ev:
-        champ = html.Div(f"No {CLASSIFIER_NAME} champion yet.")
+        champ = html.Div(f"No {reader.classifier_name} champion yet.")
         curves: list = []
     else:
         metrics = ", ".join(f"{k} {format_number(v)}" for k, v in sorted(ev["metrics"].items()))
         curves = curve_figures(ev)
         champ = html.Div(
             [
-                html.Div([html.B(f"{CLASSIFIER_NAME} v{ev['version']}"), f" ({ev['model']}): {metrics}"]),
+                html.Div([html.B(f"{reader.classifier_name} v{ev['version']}"), f" ({ev['model']}): {metrics}"]),
                 html.Div(
                     ""
                     if curves

@@ -19,13 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from schemas.namespace import DEFAULT_DATASET, Namespace
 from schemas.registry import (
     CHAMPION,
-    CLASSIFIER_NAME,
     CONFUSION_MATRIX_PATH,
     DQ_REPORT_PATH,
     PR_CURVE_PATH,
-    REGISTERED_MODELS,
     ROC_CURVE_PATH,
 )
 
@@ -111,14 +110,22 @@ class ModelsReader:
     ----------
     tracker : mlflow.MlflowClient
     dataset : str, default "telco"
-        Experiment ``churn-<dataset>``.
+        A profile's name: experiment ``churn-<dataset>`` and the registered model names of
+        its namespace (:meth:`schemas.namespace.Namespace.registered_models`).
     ttl_s : float, default 5.0
         Seconds an answer is reused.
+
+    Attributes
+    ----------
+    classifier_name : str
+        The data set's registered churn classifier (``churn-classifier``, ``retail-churn-classifier``).
     """
 
-    def __init__(self, tracker, dataset: str = "telco", ttl_s: float = 5.0) -> None:
+    def __init__(self, tracker, dataset: str = DEFAULT_DATASET, ttl_s: float = 5.0) -> None:
         self.tracker = tracker
         self.experiment = f"churn-{dataset}"
+        self.registered_models = Namespace.for_dataset(dataset).registered_models()
+        self.classifier_name = self.registered_models[0]
         self._cache = _TTLCache(ttl_s)
 
     # ------------------------------------------------------------- cycle
@@ -156,7 +163,7 @@ class ModelsReader:
         from mlflow.exceptions import MlflowException
 
         out = {}
-        for name in REGISTERED_MODELS:
+        for name in self.registered_models:
             try:
                 rm = self.tracker.get_registered_model(name)
             except MlflowException:
@@ -259,7 +266,7 @@ class ModelsReader:
 
         Read once per champion version: a registered version's run and artifacts do not change.
         """
-        version = self.aliases().get(CLASSIFIER_NAME, {}).get(CHAMPION)
+        version = self.aliases().get(self.classifier_name, {}).get(CHAMPION)
         if version is None:
             return {}
         return self._cache.get(
@@ -267,7 +274,7 @@ class ModelsReader:
         )
 
     def _champion_evaluation(self, version: str) -> dict[str, Any]:
-        mv = self.tracker.get_model_version(CLASSIFIER_NAME, version)
+        mv = self.tracker.get_model_version(self.classifier_name, version)
         run = self.tracker.get_run(mv.run_id)
         out: dict[str, Any] = {
             "version": version,

@@ -12,8 +12,8 @@ from __future__ import annotations
 CLASSIFIER_NAME = "churn-classifier"
 #: Registered name of the customer-value regressors (``predicted_value_usd`` and value at risk).
 REGRESSOR_NAME = "sales-regressor"
-#: Every registered model of the system, classifier first.
-REGISTERED_MODELS = (CLASSIFIER_NAME, REGRESSOR_NAME)
+#: (Telco's names; another data set's are ``<dataset>-churn-classifier``, ...:
+#: :meth:`schemas.namespace.Namespace.registered_models`.)
 
 # --------------------------------------------------------------------- aliases
 #: Alias of the version in service: the worker scores with it, the API serves it.

@@ -172,9 +172,15 @@ def api(settings: Settings, host: str, port: int, dataset: str | None) -> None:
     show_default=True,
     help="Prediction endpoint the score-a-customer form posts to (a bare http://host:port gets /api/predict).",
 )
+@dataset_option()
 @click.pass_obj
-def dashboard(settings: Settings, host: str, port: int, api_url: str) -> None:
-    """Serve the read-only Dash dashboard: live scores and alerts, models, data quality, scoring form."""
+def dashboard(settings: Settings, host: str, port: int, api_url: str, dataset: str | None) -> None:
+    """Serve the read-only Dash dashboard of one data set: live scores and alerts, models, data quality, scoring form.
+
+    The data set's namespace names the topics read, the scoring group whose lag is shown and the
+    registered models; its contract is the scoring form (run `churn api` with the same --dataset).
+    """
+    settings, _, _ = with_dataset(settings, dataset)
     check_port_free(host, port, "the dashboard (--port)")
     from dashboard.app import run_dashboard
     from plumbing.clients import kafka_kwargs

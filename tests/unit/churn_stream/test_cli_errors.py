@@ -131,3 +131,19 @@ def test_a_busy_port_fails_before_anything_is_loaded(command, runner, monkeypatc
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: 127.0.0.1:{port} for ") and "not available" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "served"), [([], "telco"), (["--dataset", "retail"], "retail")])
+def test_dashboard_serves_the_dataset_named_by_dataset(args, served, monkeypatch):
+    import dashboard.app
+
+    started = []
+    monkeypatch.setattr(dashboard.app, "run_dashboard", lambda settings, **kw: started.append(settings.dataset))
+    with socket.socket() as probe:  # a port free now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = CliRunner().invoke(main, ["dashboard", "--port", str(port), *args])
+    assert result.exit_code == 0, result.output
+    assert started == [served]
+    bad = CliRunner().invoke(main, ["dashboard", "--dataset", "foo"])
+    assert bad.exit_code == 2 and "unknown dataset 'foo'" in bad.stderr
