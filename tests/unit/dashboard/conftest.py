@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -36,15 +38,38 @@ def api_keys_file(tmp_path_factory):
     return tmp_path_factory.mktemp("keys") / "api_keys.json"
 
 
-@pytest.fixture(scope="package")
-def keyed_api(telco_csv, api_keys_file):
-    """The API (uvicorn in a thread, a Telco champion installed) requiring keys; yields (url, keys by scope)."""
+#: A Telco customer as a user types it in the form: numbers as text, yes/no as booleans (dropdowns).
+FORM_CUSTOMER = {
+    "customer_id": "c-1",
+    "gender": "Female",
+    "senior_citizen": False,
+    "partner": False,
+    "dependents": False,
+    "tenure_months": "2",
+    "phone_service": True,
+    "multiple_lines": "No",
+    "internet_service": "Fiber optic",
+    "online_security": "No",
+    "online_backup": "No",
+    "device_protection": "No",
+    "tech_support": "No",
+    "streaming_tv": "No",
+    "streaming_movies": "No",
+    "contract": "Month-to-month",
+    "paperless_billing": True,
+    "payment_method": "Electronic check",
+    "monthly_charges_usd": "85.05",
+    "total_charges_usd": "170.1",
+}
+
+
+@contextlib.contextmanager
+def serve_api(telco_csv, settings) -> Iterator[str]:
+    """The prediction API (uvicorn in a thread, a Telco champion installed, no registry); yields its predict URL."""
     import uvicorn
 
     from batch.features import classification_data
     from batch.ingest import read_source_csv
-    from plumbing.api_keys import ApiKeyStore
-    from plumbing.settings import Settings
     from schemas.profiles import TELCO
     from scratch_models import LogisticRegression, ScoringPipeline
     from stream_app.api import create_app
@@ -54,24 +79,25 @@ def keyed_api(telco_csv, api_keys_file):
     store = ModelStore("http://registry.invalid", expected_features=list(TELCO.features))
     model = LogisticRegression(C=1.0).fit(data.X_train, data.y_train)
     store.install(ScoringPipeline(data.preprocessor, model, threshold=0.4), "churn-classifier", "7")
-    keys_file = api_keys_file
-    keys = {s: ApiKeyStore(keys_file).create(s.replace(":", "-"), [s])[1] for s in ("predict", "models:read")}
-    app = create_app(Settings(api_keys_file=str(keys_file)), tracker=None, store=store, follow_updates=False)
+    app = create_app(settings, tracker=None, store=store, follow_updates=False)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, name="keyed-api-for-form-test", daemon=True)
+    thread = threading.Thread(target=server.run, name="api-for-dashboard-tests", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
-        time.sleep(0.05)
+    wait_http(f"http://127.0.0.1:{port}/health", thread.is_alive)
     try:
-        yield f"http://127.0.0.1:{port}/api/predict", keys
+        yield f"http://127.0.0.1:{port}/api/predict"
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture(scope="package")
+def keyed_api(telco_csv, api_keys_file):
+    """The API requiring keys (:func:`serve_api`); yields (url, keys by scope)."""
+    from plumbing.api_keys import ApiKeyStore
+    from plumbing.settings import Settings
+
+    keys = {s: ApiKeyStore(api_keys_file).create(s.replace(":", "-"), [s])[1] for s in ("predict", "models:read")}
+    with serve_api(telco_csv, Settings(api_keys_file=str(api_keys_file))) as url:
+        yield url, keys

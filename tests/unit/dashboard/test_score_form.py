@@ -20,31 +20,10 @@ from dashboard.score_form import (
 )
 from dashboard.tab_score import score_output
 from schemas.events import CustomerEvent
+from tests.unit.dashboard.conftest import FORM_CUSTOMER, serve_api
 
 FIELDS = customer_form_fields(hidden={"churned"})
-#: What a user types: numbers as text, yes/no as booleans (dropdowns), categories as text.
-TYPED = {
-    "customer_id": "c-1",
-    "gender": "Female",
-    "senior_citizen": False,
-    "partner": False,
-    "dependents": False,
-    "tenure_months": "2",
-    "phone_service": True,
-    "multiple_lines": "No",
-    "internet_service": "Fiber optic",
-    "online_security": "No",
-    "online_backup": "No",
-    "device_protection": "No",
-    "tech_support": "No",
-    "streaming_tv": "No",
-    "streaming_movies": "No",
-    "contract": "Month-to-month",
-    "paperless_billing": True,
-    "payment_method": "Electronic check",
-    "monthly_charges_usd": "85.05",
-    "total_charges_usd": "170.1",
-}
+TYPED = FORM_CUSTOMER
 
 
 def test_the_form_has_the_contracts_fields_types_and_constraints():
@@ -100,47 +79,11 @@ def test_unreachable_api_is_reported_not_raised():
 
 @pytest.fixture(scope="module")
 def api_url(telco_csv):
-    """The real prediction API (uvicorn in a thread, a Telco champion installed, no registry)."""
-    import threading
-    import time
-
-    import httpx
-    import uvicorn
-
-    from batch.features import classification_data
-    from batch.ingest import read_source_csv
+    """The real prediction API with auth off (the form's key: tests/unit/dashboard/test_score_form_auth.py)."""
     from plumbing.settings import Settings
-    from schemas.profiles import TELCO
-    from scratch_models import LogisticRegression, ScoringPipeline
-    from stream_app.api import create_app
-    from stream_app.model_store import ModelStore
 
-    data = classification_data(read_source_csv(telco_csv, TELCO), TELCO)
-    store = ModelStore("http://registry.invalid", expected_features=list(TELCO.features))
-    model = LogisticRegression(C=1.0).fit(data.X_train, data.y_train)
-    store.install(ScoringPipeline(data.preprocessor, model, threshold=0.4), "churn-classifier", "7")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # The form's key: tests/unit/dashboard/test_score_form_auth.py.
-    app = create_app(Settings(api_auth="none"), tracker=None, store=store, follow_updates=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, name="api-for-form-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/api/predict"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_api(telco_csv, Settings(api_auth="none")) as url:
+        yield url
 
 
 def test_the_form_posts_the_apis_contract_and_reads_its_prediction(api_url):

@@ -6,30 +6,10 @@ import pytest
 
 from dashboard.score_form import build_customer, customer_form_fields, post_customer
 from dashboard.tab_score import score_output
+from tests.unit.dashboard.conftest import FORM_CUSTOMER
 
 FIELDS = customer_form_fields(hidden={"churned"})
-CUSTOMER = {
-    "customer_id": "c-1",
-    "gender": "Female",
-    "senior_citizen": False,
-    "partner": False,
-    "dependents": False,
-    "tenure_months": "2",
-    "phone_service": True,
-    "multiple_lines": "No",
-    "internet_service": "Fiber optic",
-    "online_security": "No",
-    "online_backup": "No",
-    "device_protection": "No",
-    "tech_support": "No",
-    "streaming_tv": "No",
-    "streaming_movies": "No",
-    "contract": "Month-to-month",
-    "paperless_billing": True,
-    "payment_method": "Electronic check",
-    "monthly_charges_usd": "85.05",
-    "total_charges_usd": "170.1",
-}
+CUSTOMER = FORM_CUSTOMER
 
 
 def test_the_form_sends_its_key_and_gets_a_prediction(keyed_api):
