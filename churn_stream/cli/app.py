@@ -330,6 +330,7 @@ _USER_ERRORS = {
     "DemoError",
     "SettingsError",
     "MissingSourceError",
+    "InsufficientRowsError",
     "ProfileError",
     # Files the user named: a folder that does not exist or cannot be written, ...
     "FileNotFoundError",

@@ -147,3 +147,23 @@ def test_dashboard_serves_the_dataset_named_by_dataset(args, served, monkeypatch
     assert started == [served]
     bad = CliRunner().invoke(main, ["dashboard", "--dataset", "foo"])
     assert bad.exit_code == 2 and "unknown dataset 'foo'" in bad.stderr
+
+
+def test_too_few_rows_per_class_is_one_line():
+    """A new user's 1-row table reached `churn demo` and `churn batch run` as a 44-line traceback."""
+    import click
+
+    from batch.cycle_input import InsufficientRowsError
+
+    @click.command("too-few-rows")
+    def too_few_rows() -> None:
+        raise InsufficientRowsError({"churned": 1, "retained": 0}, 100)
+
+    main.add_command(too_few_rows)
+    try:
+        result = CliRunner().invoke(main, ["too-few-rows"])
+    finally:
+        main.commands.pop("too-few-rows")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: InsufficientRowsError: too few rows per class"), lines[0]
