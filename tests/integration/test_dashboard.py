@@ -122,13 +122,10 @@ def api_key_settings(stack_settings, login_keys):
 
 @pytest.fixture(scope="module")
 def api_url(api_key_settings, tracker, champion):
-    """The prediction API (uvicorn in a thread) when ``stream_app.api`` exists; None otherwise."""
-    try:
-        from stream_app.api import create_app as create_api
-    except ImportError:
-        yield None
-        return
+    """The prediction API (uvicorn in a thread)."""
     import uvicorn
+
+    from stream_app.api import create_app as create_api
 
     port = _free_port()
     server = uvicorn.Server(
@@ -473,8 +470,6 @@ def test_score_form_shows_the_apis_message_for_a_bad_tenure(dashboard_url, brows
     """Issue 18: the form answered "got None" for tenure -5 or 2.5 instead of the API's own message."""
     from selenium.webdriver.common.by import By
 
-    if api_url is None:
-        pytest.skip("no prediction API in this tree")
     _open_tab(browser, "Score a customer")
     for tenure, message in (("-5", "input should be greater than or equal to 0, got -5"), ("2.5", "got 2.5")):
         _fill_form(browser, form_customer | {"tenure_months": tenure})
@@ -498,15 +493,12 @@ def test_score_form_posts_to_the_api_and_shows_the_answer(dashboard_url, browser
     _open_tab(browser, "Score a customer")
     _fill_form(browser, form_customer | {"tenure_months": 1})
     browser.find_element(By.ID, "form-submit").click()
-    if api_url is None:
-        _wait(browser, lambda d: "unreachable" in _text(d, "score-result"), 15)
-    else:
-        _wait(browser, lambda d: d.find_elements(By.ID, "score-probability"), 15, "no answer from the API")
-        p = float(_text(browser, "score-probability"))
-        assert 0 <= p <= 1
-        assert _text(browser, "score-label") in ("CHURN (alert)", "stay")
-        assert "reasons:" in _text(browser, "score-reasons")
-        assert _text(browser, "form-error-tenure_months") == ""
+    _wait(browser, lambda d: d.find_elements(By.ID, "score-probability"), 15, "no answer from the API")
+    p = float(_text(browser, "score-probability"))
+    assert 0 <= p <= 1
+    assert _text(browser, "score-label") in ("CHURN (alert)", "stay")
+    assert "reasons:" in _text(browser, "score-reasons")
+    assert _text(browser, "form-error-tenure_months") == ""
     _screenshot(browser, "score")
 
 
@@ -515,8 +507,6 @@ def test_a_models_read_key_gets_the_apis_403_in_the_form_and_logout_ends_the_ses
 ):
     from selenium.webdriver.common.by import By
 
-    if api_url is None:
-        pytest.skip("no prediction API in this tree")
     browser.get(dashboard_url)
     _log_out(browser)
     browser.get(dashboard_url)  # logged out: back to the login
