@@ -134,12 +134,14 @@ class TreeArrays:
         n_heap = 2**D - 1
         heap = np.full((T, n_heap), self._split_thr.shape[0] - 1, dtype=np.intp)  # never-true split
         leaf_node = np.zeros((T, 2**D), dtype=np.intp)
+        heap_node = np.zeros((T, 2 * n_heap + 1), dtype=np.intp)  # node at every heap position, leaves too
         is_leaf = ~self._feat_is_split
         # Walk all trees level by level at once: (tree, heap position, node).
         t_idx = np.arange(T)
         pos = np.zeros(T, dtype=np.intp)
         node = self.offsets[:-1].astype(np.intp)
         for level in range(D + 1):
+            heap_node[t_idx, pos] = node
             if level == D:
                 leaf_node[t_idx, pos - n_heap] = node
                 break
@@ -174,7 +176,43 @@ class TreeArrays:
                 values.append((np.ascontiguousarray(w).ravel(), np.ascontiguousarray(tail).ravel()))
             else:
                 values.append((np.ascontiguousarray(v).ravel(), None))
-        return {"levels": levels, "lut": lut, "pair": pair, "half": half, "values": values}
+        paths = self._compile_paths(heap_node)
+        return {"levels": levels, "lut": lut, "pair": pair, "half": half, "values": values, "paths": paths}
+
+    def _compile_paths(self, heap_node: np.ndarray) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+        """Per (tree, leaf index) of the complete form, the split of each level on its path.
+
+        The leaf index fixes the path, so a row's path contributions are a look-up
+        once its leaf is known. Level ``k`` of leaf ``l`` of tree ``t`` is entry
+        ``t * 2^D + l`` of ``feat[k]`` (the split's feature) and ``delta[o][k]``
+        (``value[child] - value[node]`` of output ``o``). A padding node (a leaf
+        above depth ``D``) stays itself, so it credits 0.0 to feature 0, as the
+        level-by-level walk of :meth:`_contributions_by_level` does.
+
+        Parameters
+        ----------
+        heap_node : ndarray of shape (n_trees, 2^(D+1) - 1), intp
+            Global node at every heap position of the padded trees.
+
+        Returns
+        -------
+        feat : list of D ndarray of shape (n_trees * 2^D,), intp
+        delta : list over outputs of list of D ndarray of shape (n_trees * 2^D,), float64
+        """
+        D = self._depth
+        leaf = np.arange(2**D)
+        pos = np.zeros(2**D, dtype=np.intp)
+        feat: list[np.ndarray] = []
+        delta: list[list[np.ndarray]] = [[] for _ in range(self.value.shape[1])]
+        for k in range(D):
+            child = 2 * pos + 1 + ((leaf >> (D - 1 - k)) & 1)
+            node, nxt = heap_node[:, pos], heap_node[:, child]  # (T, 2^D)
+            feat.append(np.ascontiguousarray(self._feat[node]).ravel())
+            for o in range(self.value.shape[1]):
+                v = self.value[:, o]
+                delta[o].append(np.ascontiguousarray(v[nxt] - v[node]).ravel())
+            pos = child
+        return feat, delta
 
     def _split_bits(self, X: np.ndarray) -> np.ndarray:
         """Outcome of every distinct split on every row: ndarray of shape (n_splits + 1, n_samples), bool.
@@ -198,22 +236,21 @@ class TreeArrays:
         out[-1] = False
         return out
 
-    def leaf_values_complete(self, X: np.ndarray, output: int = 0) -> np.ndarray:
-        """Sum over trees of the reached leaf's value, via the complete-tree form.
+    def _complete_form(self) -> dict[str, Any]:
+        if self._complete is None:
+            raise ValueError(f"depth {self._depth}: no complete-tree form (depth 1..{_COMPLETE_MAX_DEPTH}), use apply")
+        return self._complete
+
+    def _leaf_words(self, X: np.ndarray) -> np.ndarray:
+        """Leaf index of every row in every tree of the complete form, 8 rows to a word.
 
         Returns
         -------
-        ndarray of shape (n_samples,), float64
-
-        Raises
-        ------
-        ValueError
-            If the ensemble has no complete-tree form (depth outside 1..6): use :meth:`apply`.
+        ndarray of shape (n_trees, ceil(n_samples / 8)), uint64
+            Byte ``r`` of word ``w`` (native byte order) is row ``8 w + r``'s leaf index
+            in ``0 .. 2^D - 1``, first split's outcome in the most significant path bit.
         """
-        if self._complete is None:
-            raise ValueError(f"depth {self._depth}: no complete-tree form (depth 1..{_COMPLETE_MAX_DEPTH}), use apply")
-        cf = self._complete
-        n = X.shape[0]
+        cf = self._complete_form()
         packed = np.packbits(self._split_bits(X), axis=1)  # (n_splits + 1, ceil(n / 8))
         leaf64: np.ndarray | None = None
         bits: list[np.ndarray] = []
@@ -234,6 +271,23 @@ class TreeArrays:
             else:
                 leaf64 |= word
         assert leaf64 is not None  # depth >= 1: at least one level
+        return leaf64
+
+    def leaf_values_complete(self, X: np.ndarray, output: int = 0) -> np.ndarray:
+        """Sum over trees of the reached leaf's value, via the complete-tree form.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), float64
+
+        Raises
+        ------
+        ValueError
+            If the ensemble has no complete-tree form (depth outside 1..6): use :meth:`apply`.
+        """
+        cf = self._complete_form()
+        n = X.shape[0]
+        leaf64 = self._leaf_words(X)
         T = leaf64.shape[0]
         table, tail = cf["values"][output]
         width = 1 << self._depth
@@ -362,6 +416,17 @@ class TreeArrays:
         forests", 2014; the "approximate" contributions of XGBoost's ``pred_contribs``).
 
         Each split on feature ``f`` adds ``value[child] - value[node]`` to ``f``.
+        Ensembles with a complete-tree form look each row's path up by its leaf
+        index (:meth:`_compile_paths`): one leaf computation, then per level one
+        gather and one ``np.bincount``. The sums run level by level, trees in order,
+        exactly as :meth:`_contributions_by_level` adds them, so both give the same
+        floats.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), float64, C-contiguous
+        output : int, default 0
+            Column of ``value`` to attribute.
 
         Returns
         -------
@@ -369,6 +434,26 @@ class TreeArrays:
         bias : ndarray of shape (n_samples,), float64
             Sum of the root values; ``bias + contrib.sum(1)`` is the sum of the leaf values.
         """
+        if self._complete is None:
+            return self._contributions_by_level(X, output)
+        n, d = X.shape
+        width = 1 << self._depth
+        feat, delta = self._complete["paths"]
+        T = self.n_trees
+        key = self._leaf_words(X).view(np.uint8)[:, :n]  # (T, n): leaf index within each tree
+        idx = np.add(key, (np.arange(T, dtype=np.intp) * width)[:, None], dtype=np.intp)
+        row_base = np.arange(n, dtype=np.intp) * d
+        contrib = np.zeros(n * d)
+        for f, dv in zip(feat, delta[output]):
+            bins = np.take(f, idx)
+            bins += row_base
+            # One level's sum per (row, feature), trees in order: bincount adds in input order.
+            contrib += np.bincount(bins.ravel(), weights=np.take(dv, idx).ravel(), minlength=n * d)
+        bias = np.full(n, self.value[self.offsets[:-1], output].sum())
+        return contrib.reshape(n, d), bias
+
+    def _contributions_by_level(self, X: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`contributions` by stepping every (tree, row) pair a level at a time (any depth)."""
         n, d = X.shape
         roots = self.offsets[:-1].astype(np.intp)
         node = np.repeat(roots, n)

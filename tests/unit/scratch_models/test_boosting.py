@@ -136,6 +136,26 @@ def test_feature_contributions_add_up():
     assert share[[0, 1, 2, 7]].min() > share[[3, 4, 5]].max()
 
 
+@pytest.mark.parametrize("max_depth", [1, 2, 3, 4, 6])
+def test_contributions_by_leaf_look_up_equal_the_level_walk(max_depth):
+    # The complete-tree form looks each row's path up by its leaf index; the sums must be the
+    # very floats of the walk that steps every (tree, row) pair a level at a time.
+    X, y, t = synthetic()
+    for model in (
+        GradientBoostingClassifier(n_estimators=30, max_depth=max_depth, min_child_weight=40.0, random_state=0).fit(
+            X, y
+        ),
+        GradientBoostingRegressor(n_estimators=20, max_depth=max_depth, random_state=0).fit(X, t),
+    ):
+        trees = model.trees_
+        assert trees._complete is not None
+        for n in (0, 1, 9, X.shape[0]):
+            contrib, bias = trees.contributions(X[:n])
+            walked, walked_bias = trees._contributions_by_level(X[:n])
+            np.testing.assert_array_equal(contrib, walked)
+            np.testing.assert_array_equal(bias, walked_bias)
+
+
 def test_save_load_round_trip(tmp_path):
     X, y, t = synthetic()
     for model in (

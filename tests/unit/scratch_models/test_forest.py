@@ -132,6 +132,14 @@ def test_feature_contributions_sum_to_probability():
     np.testing.assert_allclose(bias, bias[0], atol=1e-10)
 
 
+@pytest.mark.parametrize("max_depth", [3, 6, None])
+def test_contributions_by_leaf_look_up_equal_the_level_walk(max_depth):
+    X, y, _ = synthetic()
+    trees = RandomForestClassifier(n_estimators=10, max_depth=max_depth, random_state=0).fit(X, y).trees_
+    assert (trees._complete is not None) == (max_depth is not None)  # unbounded trees are deeper than 6
+    np.testing.assert_array_equal(trees.contributions(X, output=1)[0], trees._contributions_by_level(X, output=1)[0])
+
+
 def test_without_bootstrap_and_max_samples():
     X, y, _ = synthetic()
     a = RandomForestClassifier(n_estimators=5, bootstrap=False, max_features=None, random_state=0).fit(X, y)
