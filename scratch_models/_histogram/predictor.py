@@ -17,6 +17,8 @@ from scratch_models._histogram.grower import GrownTree
 
 #: Ensembles up to this depth predict through the complete-tree form.
 _COMPLETE_MAX_DEPTH = 6
+#: Rows per chunk of the complete-form look-ups (their (tree, row) temporaries stay in cache).
+_ROW_CHUNK = 128
 #: Cells (splits x rows) of the split table of one deep-traversal row chunk.
 _SPLIT_TABLE_CELLS = 1 << 24
 
@@ -439,18 +441,23 @@ class TreeArrays:
         n, d = X.shape
         width = 1 << self._depth
         feat, delta = self._complete["paths"]
-        T = self.n_trees
+        tree_base = (np.arange(self.n_trees, dtype=np.intp) * width)[:, None]
         key = self._leaf_words(X).view(np.uint8)[:, :n]  # (T, n): leaf index within each tree
-        idx = np.add(key, (np.arange(T, dtype=np.intp) * width)[:, None], dtype=np.intp)
-        row_base = np.arange(n, dtype=np.intp) * d
-        contrib = np.zeros(n * d)
-        for f, dv in zip(feat, delta[output]):
-            bins = np.take(f, idx)
-            bins += row_base
-            # One level's sum per (row, feature), trees in order: bincount adds in input order.
-            contrib += np.bincount(bins.ravel(), weights=np.take(dv, idx).ravel(), minlength=n * d)
+        contrib = np.empty((n, d))
+        # Row chunks keep the (tree, row) temporaries in cache.
+        for a in range(0, n, _ROW_CHUNK):
+            idx = np.add(key[:, a : a + _ROW_CHUNK], tree_base, dtype=np.intp)
+            m = idx.shape[1]
+            row_base = np.arange(m, dtype=np.intp) * d
+            part = np.zeros(m * d)
+            for f, dv in zip(feat, delta[output]):
+                bins = np.take(f, idx)
+                bins += row_base
+                # One level's sum per (row, feature), trees in order: bincount adds in input order.
+                part += np.bincount(bins.ravel(), weights=np.take(dv, idx).ravel(), minlength=m * d)
+            contrib[a : a + m] = part.reshape(m, d)
         bias = np.full(n, self.value[self.offsets[:-1], output].sum())
-        return contrib.reshape(n, d), bias
+        return contrib, bias
 
     def _contributions_by_level(self, X: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`contributions` by stepping every (tree, row) pair a level at a time (any depth)."""
