@@ -21,7 +21,7 @@ Pure code, no I/O.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from schemas.profile_model import TextRules
 
@@ -57,6 +57,29 @@ def normalise_text(value: str, rules: TextRules, field_type: str = "category") -
     if rules.casefold and field_type == "category":
         value = value.casefold()
     return value
+
+
+def normalise_texts(values: Sequence[str], rules: TextRules, field_type: str = "category") -> list[str]:
+    """:func:`normalise_text` of each value, without a per-value Unicode check when all are ASCII.
+
+    Parameters
+    ----------
+    values : sequence of str
+    rules : TextRules
+    field_type : str, default "category"
+
+    Returns
+    -------
+    list of str
+    """
+    if rules.unicode_form != "none" and not "".join(values).isascii():
+        return [normalise_text(v, rules, field_type) for v in values]
+    out = list(values)  # all ASCII: NFKC and NFC leave every value unchanged
+    if rules.trim:
+        out = [v.strip(WHITE_SPACE) for v in out]
+    if rules.casefold and field_type == "category":
+        out = [v.casefold() for v in out]
+    return out
 
 
 class _Memo(dict[str, str]):
@@ -110,6 +133,13 @@ class TextNormaliser:
         if None in values:
             return [None if v is None else get(v) for v in values]
         return list(map(get, values))
+
+    def unchanged(self, name: str, values: Iterable[str]) -> bool:
+        """Whether every value of text field ``name`` is already normalised (the rules leave it as it is)."""
+        if self.identity:
+            return True
+        memo = self._memo[name]
+        return all(memo[v] == v for v in values)
 
     def value(self, name: str, value: str) -> str:
         """Normalised value of one text field."""

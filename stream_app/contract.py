@@ -24,7 +24,7 @@ import numpy as np
 
 from schemas.events import CustomerEventBase, customer_event_model
 from schemas.expressions import expression_names
-from schemas.normalise import TEXT_TYPES, TextNormaliser, normalise_text
+from schemas.normalise import TEXT_TYPES, TextNormaliser, normalise_text, normalise_texts
 from schemas.profiles import TELCO, DatasetProfile
 from stream_app.decode import Decoder, decoder_for
 
@@ -89,7 +89,17 @@ class EventContract:
         # Not memoised: ids do not repeat.
         return normalise_text(value, self._text_rules, "identifier")
 
-    def columns(self, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    def normalised_ids(self, values: Sequence[str]) -> list[str]:
+        """:meth:`normalised_id` of each value (one check for all-ASCII ids, the common case)."""
+        return normalise_texts(values, self._text_rules, "identifier")
+
+    def columns(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        names: Sequence[str],
+        fields: Mapping[str, Sequence[Any]] | None = None,
+        distinct: Mapping[str, set[str]] | None = None,
+    ) -> dict[str, np.ndarray]:
         """The named input columns of valid events, featurised as batch featurises a typed frame.
 
         Parameters
@@ -99,6 +109,14 @@ class EventContract:
             them; an omitted optional field is None).
         names : sequence of str
             A model's ``feature_names_in``: event fields and derived features.
+        fields : mapping of str to sequence, optional
+            The same events' values per field, in the order of ``rows``
+            (:attr:`~stream_app.decode.Decoded.fields`): read instead of the rows.
+        distinct : mapping of str to set of str, optional
+            With ``fields``: the distinct values of text fields without nulls
+            (:attr:`~stream_app.decode.Decoded.distinct`). When the profile's rules leave
+            all of a field's values unchanged, its column is built without normalising
+            value by value.
 
         Returns
         -------
@@ -117,11 +135,20 @@ class EventContract:
             source += [n for n in self._derived_inputs if n not in source]
         if not rows:
             return {name: np.empty(0) for name in names}
-        get = itemgetter(*source)
-        table = list(zip(*map(get, rows))) if len(source) > 1 else [tuple(map(get, rows))]
+        table: list[Sequence[Any]]
+        if fields is not None:
+            table = [fields[name] for name in source]
+        else:
+            get = itemgetter(*source)
+            table = list(zip(*map(get, rows))) if len(source) > 1 else [tuple(map(get, rows))]
         cols: dict[str, np.ndarray] = {}
         for name, values in zip(source, table):
             if self.field_types[name] in TEXT_TYPES:
+                seen = distinct.get(name) if distinct is not None else None
+                if seen and self.normaliser.unchanged(name, seen):
+                    # As np.asarray(values, dtype=str) gives, with the width known from the distinct values.
+                    cols[name] = np.array(values, dtype=f"<U{max(1, *map(len, seen))}")
+                    continue
                 text = self.normaliser.values(name, values)
                 if None in text:
                     fill = self._fill.get(name, "")

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from operator import itemgetter
-from typing import Any
+from time import perf_counter
+from typing import Any, cast
 
+import numpy as np
 import orjson
 from annotated_types import Ge, Le, MaxLen, MinLen
 from pydantic import BeforeValidator, ValidationError
@@ -223,8 +225,39 @@ def _value_ok(check: FieldCheck, v: Any) -> bool:
     return True
 
 
+def _text_column_ok(check: FieldCheck, values: Sequence[Any]) -> set[Any] | None:
+    """Whole-column check of a text field: its distinct values if every value is fine, else None.
+
+    Categories repeat: types, lengths and patterns are checked per distinct value. Equal
+    values of different types (1, 1.0, True) collapse in a set, but none of them is text,
+    so a column holding any non-text value still shows a non-text type.
+    """
+    try:
+        distinct = set(values)
+    except TypeError:  # a JSON array or object: not text
+        return None
+    types = set(map(type, distinct))
+    if not types <= check.types:
+        return None
+    text = distinct
+    if types & {_NONE_T, _MISSING_T}:
+        text = {v for v in distinct if v is not None and v is not _MISSING}
+        if not text:
+            return distinct
+    lengths = list(map(len, text))
+    if (
+        (check.lo is None or min(lengths) >= check.lo)
+        and (check.hi is None or max(lengths) <= check.hi)
+        and (check.pattern is None or _pattern_ok(check.pattern, text))
+    ):
+        return distinct
+    return None
+
+
 def _column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
     """Whole-column check (the common case: every record fine)."""
+    if check.kind == "str":
+        return _text_column_ok(check, values) is not None
     types = set(map(type, values))
     if not types <= check.types:
         return False
@@ -232,14 +265,6 @@ def _column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
         values = [v for v in values if v is not None and v is not _MISSING]
         if not values:
             return True
-    if check.kind == "str":
-        distinct = set(values)  # categories repeat: lengths and patterns per distinct value
-        lengths = list(map(len, distinct))
-        return (
-            (check.lo is None or min(lengths) >= check.lo)
-            and (check.hi is None or max(lengths) <= check.hi)
-            and (check.pattern is None or _pattern_ok(check.pattern, distinct))
-        )
     if check.kind in ("int", "float"):
         lo, hi = min(values), max(values)
         return (
@@ -252,13 +277,102 @@ def _column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
 
 
 def _utc_iso(value: str) -> str | None:
-    """``value`` parsed and re-written as pydantic + ``_to_utc`` would, or None if not canonical."""
+    """``value`` parsed and re-written as pydantic + ``_to_utc`` would, or None if not canonical.
+
+    A value already in that form (``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``, a non-zero
+    fraction of six digits, as ``datetime.isoformat`` writes a UTC time and our producers
+    send it) is returned as it is once :meth:`datetime.fromisoformat` has checked its
+    ranges: parsing and writing it again would give the same text. Its separators are
+    checked here; ``fromisoformat`` takes only ASCII digits in the other positions.
+    Anything else takes :func:`_utc_iso_rewritten`.
+    """
+    n = len(value)
+    if (
+        (n == 25 or (n == 32 and value[19] == "." and value[20:26] != "000000"))
+        and value[4:17:3] == "--T::"
+        and value.endswith("+00:00")
+    ):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return value
+    return _utc_iso_rewritten(value)
+
+
+def _utc_iso_rewritten(value: str) -> str | None:
+    """:func:`_utc_iso` of any canonical UTC timestamp (``Z``, shorter fractions): parse and write it again."""
     if not _UTC_TIME.fullmatch(value):
         return None
     try:
         return datetime.fromisoformat(value).astimezone(UTC).isoformat()
     except ValueError:
         return None
+
+
+def _iso_layout(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Code points, digit mask and field weights of ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``.
+
+    Returns
+    -------
+    expected : ndarray of shape (width,), uint32
+        The character at each fixed position (0 where a digit goes).
+    is_digit : ndarray of shape (width,), bool
+    weights : ndarray of shape (width, 7), float64
+        ``weights.T @ digit values`` gives year, month, day, hour, minute, second and the
+        sum of the fraction's digits.
+    """
+    text = "0000-00-00T00:00:00" + (".000000" if width == 32 else "") + "+00:00"
+    is_digit = np.array([c == "0" for c in text])
+    is_digit[width - 5 : width - 3] = is_digit[width - 2 :] = False  # the offset's zeros are fixed
+    expected = np.array([0 if d else ord(c) for c, d in zip(text, is_digit)], dtype=np.uint32)
+    weights = np.zeros((width, 7))
+    for field, (start, size) in enumerate(((0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2))):
+        weights[start : start + size, field] = 10.0 ** np.arange(size - 1, -1, -1)
+    if width == 32:
+        weights[20:26, 6] = 1.0
+    return expected, is_digit, weights
+
+
+_ISO_LAYOUTS = {width: _iso_layout(width) for width in (25, 32)}
+_FIELD_LO = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])[:, None]
+_FIELD_HI = np.array([9999.0, 12.0, 31.0, 23.0, 59.0, 59.0])[:, None]
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _canonical_utc_column(values: Sequence[Any]) -> bool:
+    """Whether every value is text that :func:`_utc_iso` returns unchanged, checked column-wise.
+
+    The values must share one length, 25 (whole seconds) or 32 (six-digit fraction, not
+    all zero), with the separators and ``+00:00`` in place, ASCII digits elsewhere and a
+    date and time that exist: year 1..9999, month 1..12, day within the month (Gregorian
+    leap years), hour < 24, minute < 60, second < 60; exactly what
+    :meth:`datetime.fromisoformat` accepts in that form. False sends the column value by
+    value through :func:`_utc_iso`.
+    """
+    if not values or set(map(type, values)) != {str}:
+        return False
+    lengths = set(map(len, values))
+    if lengths != {25} and lengths != {32}:
+        return False
+    width = lengths.pop()
+    expected, is_digit, weights = _ISO_LAYOUTS[width]
+    chars = np.array(values, dtype=f"<U{width}").view(np.uint32).reshape(len(values), width)
+    if not ((chars == expected) | is_digit).all():
+        return False
+    if not (((chars - np.uint32(48)) <= 9) | ~is_digit).all():  # below '0' wraps around
+        return False
+    fields = weights.T @ (chars.T - 48.0)  # (7, n), exact: small integers
+    if not ((fields[:6] >= _FIELD_LO) & (fields[:6] <= _FIELD_HI)).all():
+        return False
+    late = fields[2] > 28
+    if late.any():
+        year, month, day = fields[:3, late].astype(np.int64)
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        if not (day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))).all():
+            return False
+    # A zero fraction is written without it: "...:00.000000+00:00" is not isoformat's text.
+    return width == 25 or bool((fields[6] > 0).all())
 
 
 @dataclass
@@ -269,6 +383,13 @@ class Decoded:
     rows: list[dict[str, Any]]
     event_times: list[str]  # UTC ISO 8601, as ``event.event_time.isoformat()``
     failures: list[Failure]
+    #: Every contract field's values, in the order of ``rows``, when all of them took the fast
+    #: path (the common case): the columns the checks read, so featurising need not read the
+    #: rows again. None when a record went through pydantic.
+    fields: dict[str, Sequence[Any]] | None = None
+    #: With ``fields``: the distinct values of each text field that has no null (the checks
+    #: compute them), so featurising can see at once whether the text needs normalising.
+    distinct: dict[str, set[str]] | None = None
 
 
 class Decoder:
@@ -321,69 +442,144 @@ class Decoder:
                     if value is None or isinstance(value, bool) != isinstance(c.equals, bool) or value != c.equals:
                         slow[idx[j]] = True
 
-    def decode(self, records: Sequence[RawRecord]) -> Decoded:
-        """Like :func:`decode_batch`, without building a pydantic object per record."""
+    def decode(self, records: Sequence[RawRecord], timings: dict[str, float] | None = None) -> Decoded:
+        """Like :func:`decode_batch`, without building a pydantic object per record.
+
+        Parameters
+        ----------
+        records : sequence of RawRecord
+        timings : dict of str to float, optional
+            When given, the seconds spent are added to ``timings["decode"]`` (bytes to
+            dicts: ``orjson.loads``) and ``timings["validate"]`` (the contract's checks and
+            the pydantic path).
+
+        Returns
+        -------
+        Decoded
+        """
+        tick = perf_counter() if timings is not None else 0.0
         n = len(records)
-        docs: list[Any] = [None] * n
-        slow = [False] * n
-        loads = orjson.loads
         checks, all_fields = self.checks, self._all_fields
-        for i, rec in enumerate(records):
-            value = rec.value
-            if not value or checks is None:
-                slow[i] = True
-                continue
-            try:
-                doc = loads(value)
+        values = [rec.value for rec in records]
+        docs: list[Any] | None = None
+        if checks is not None and all(values):
+            try:  # the common case: every record is JSON
+                docs = list(map(orjson.loads, cast("list[bytes]", values)))
             except orjson.JSONDecodeError:
-                slow[i] = True
-                continue
-            if type(doc) is dict:
-                docs[i] = doc
-            else:
-                slow[i] = True
-        fast_idx = [i for i in range(n) if not slow[i]]
+                docs = None
+        if checks is None:  # the fast path does not understand the contract: pydantic does all
+            docs, slow = [None] * n, [True] * n
+        elif docs is None:
+            docs, slow = self._loads_each(values)
+        elif set(map(type, docs)) == {dict}:
+            slow = [False] * n
+        else:
+            slow = [type(d) is not dict for d in docs]
+        if timings is not None:
+            now = perf_counter()
+            timings["decode"] = timings.get("decode", 0.0) + now - tick
+            tick = now
+        all_fast = not any(slow)
+        fast_idx = list(range(n)) if all_fast else [i for i in range(n) if not slow[i]]
         times: list[str | None] = [None] * n
+        table: list[Sequence[Any]] = []
+        distinct: dict[str, set[str]] = {}
         if fast_idx and checks is not None and all_fields is not None:  # no record is fast without checks
-            fast_docs = [docs[i] for i in fast_idx]
-            table: list[Sequence[Any]]
-            try:  # one pass over the records for every field, when none is missing
-                table = list(zip(*map(all_fields, fast_docs)))
-            except KeyError:
-                table = [[d.get(c.name, _MISSING) for d in fast_docs] for c in checks]
-            for check, values in zip(checks, table):
+            fast_docs = docs if all_fast else [docs[i] for i in fast_idx]
+            table = self._table(fast_docs)
+            for k, (check, column) in enumerate(zip(checks, table)):
                 if check.kind == "time":
-                    for j, v in enumerate(values):
+                    if _canonical_utc_column(column):  # the form our producers write: kept as it is
+                        for j, v in zip(fast_idx, column):
+                            times[j] = v
+                        continue
+                    for j, v in zip(fast_idx, column):
                         iso = _utc_iso(v) if type(v) is str else None
                         if iso is None:
-                            slow[fast_idx[j]] = True
+                            slow[j] = True
                         else:
-                            times[fast_idx[j]] = iso
+                            times[j] = iso
                     continue
-                if not _column_ok(check, values):
-                    for j, v in enumerate(values):
+                if check.kind == "str":
+                    text = _text_column_ok(check, column)
+                    ok = text is not None
+                    if ok and None not in text and _MISSING not in text:  # type: ignore[operator]
+                        distinct[check.name] = text  # type: ignore[assignment]
+                else:
+                    ok = _column_ok(check, column)
+                if not ok:
+                    for j, v in enumerate(column):
                         if not _value_ok(check, v):
                             slow[fast_idx[j]] = True
-                if check.default is not _MISSING and _MISSING_T in set(map(type, values)):
-                    for d, v in zip(fast_docs, values):
+                if check.default is not _MISSING and _MISSING in column:
+                    for d, v in zip(fast_docs, column):
                         if v is _MISSING:
                             d[check.name] = check.default
+                    table[k] = [check.default if v is _MISSING else v for v in column]
             if self.blank_conditions:
                 by_name = dict(zip((c.name for c in checks), table))
                 self._blank_conditions_ok(fast_docs, by_name, slow, fast_idx)
-        out = Decoded([], [], [], [])
-        for i, rec in enumerate(records):
-            if slow[i]:
-                row, iso, failure = self._decode_slow(rec)
-                if failure is not None:
-                    out.failures.append(failure)
-                    continue
-            else:
-                row, iso = docs[i], times[i]
-            out.records.append(rec)
-            out.rows.append(row)  # type: ignore[arg-type]
-            out.event_times.append(iso)  # type: ignore[arg-type]
+        if checks is not None and not any(slow):
+            out = Decoded(list(records), docs, times, [])  # type: ignore[arg-type]  # all fast: every time set
+            if n:
+                out.fields = dict(zip((c.name for c in checks), table))
+                out.distinct = distinct
+        else:
+            out = Decoded([], [], [], [])
+            for i, rec in enumerate(records):
+                if slow[i]:
+                    row, iso, failure = self._decode_slow(rec)
+                    if failure is not None:
+                        out.failures.append(failure)
+                        continue
+                else:
+                    row, iso = docs[i], times[i]
+                out.records.append(rec)
+                out.rows.append(row)  # type: ignore[arg-type]
+                out.event_times.append(iso)  # type: ignore[arg-type]
+        if timings is not None:
+            timings["validate"] = timings.get("validate", 0.0) + perf_counter() - tick
         return out
+
+    def _table(self, docs: list[dict[str, Any]]) -> list[Sequence[Any]]:
+        """Every checked field's values (``_MISSING`` where absent), one sequence per check.
+
+        Documents from one producer have the same keys in the same order (and orjson gives
+        them the same key objects): then one pass over each document's values in order
+        serves every field, else one look-up per field and document.
+        """
+        assert self.checks is not None and self._all_fields is not None
+        keys = list(docs[0])
+        if all(list(d) == keys for d in docs):
+            position = {k: i for i, k in enumerate(keys)}
+            try:
+                where = [position[c.name] for c in self.checks]
+            except KeyError:  # a field missing from every document
+                pass
+            else:
+                columns = list(zip(*map(dict.values, docs)))
+                return [columns[i] for i in where]
+        try:  # one pass over the records for every field, when none is missing
+            return list(zip(*map(self._all_fields, docs)))
+        except KeyError:
+            return [[d.get(c.name, _MISSING) for d in docs] for c in self.checks]
+
+    @staticmethod
+    def _loads_each(values: list[bytes | None]) -> tuple[list[Any], list[bool]]:
+        """Parse record by record: a record that is empty or not a JSON object goes to pydantic (``slow``)."""
+        docs: list[Any] = [None] * len(values)
+        slow = [True] * len(values)
+        for i, value in enumerate(values):
+            if not value:
+                continue
+            try:
+                doc = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                continue
+            if type(doc) is dict:
+                docs[i] = doc
+                slow[i] = False
+        return docs, slow
 
 
 _DECODERS: dict[type, Decoder] = {}
