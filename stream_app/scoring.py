@@ -5,7 +5,9 @@ the tests all call the same code. Decoding against the data set's contract is
 :mod:`stream_app.decode`; events become a model's input columns through the served
 :class:`~stream_app.contract.EventContract` (the normaliser, blank rules and derived
 features of its profile). Every score lists the categorical fields whose value the model
-never saw in training (``unknown_categories``). Measured with ``churn bench stream``.
+never saw in training (``unknown_categories``). Measured in process, stage by stage, with
+``churn bench score`` (the ``timings`` of :func:`score_batch`), and end to end with
+``churn bench stream``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
+from time import perf_counter
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -31,6 +35,7 @@ from stream_app.contract import TELCO_CONTRACT, EventContract
 from stream_app.decode import Failure, RawRecord, dead_letter, decode_batch
 
 __all__ = [
+    "STAGES",
     "BatchResult",
     "Failure",
     "LoadedModel",
@@ -40,6 +45,7 @@ __all__ = [
     "decode_batch",
     "event_columns",
     "reason_codes",
+    "reason_texts",
     "score_batch",
     "unknown_categories",
 ]
@@ -62,6 +68,11 @@ class LoadedModel:
     def threshold(self) -> float:
         """Alert threshold carried by the artifact."""
         return self.pipeline.threshold
+
+    @cached_property
+    def reason_prefixes(self) -> list[bytes]:
+        """Per model feature, the JSON of a reason up to its contribution: ``{"feature":"...","contribution":``."""
+        return [b'{"feature":' + orjson.dumps(name) + b',"contribution":' for name in self.pipeline.feature_names_out]
 
 
 @dataclass
@@ -130,6 +141,23 @@ def churn_probabilities(model: LoadedModel, X: np.ndarray) -> np.ndarray:
     return cast(_Classifier, model.pipeline.model).predict_proba(X)[:, 1]
 
 
+def _top_contributions(model: LoadedModel, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's ``k`` largest path contributions, largest first; None for a model without them.
+
+    Returns
+    -------
+    top : ndarray of shape (n_samples, min(k, n_features_out)), intp
+        Column of ``feature_names_out``.
+    values : ndarray of the same shape, float64
+    """
+    contrib_fn = getattr(model.pipeline.model, "feature_contributions", None)
+    if contrib_fn is None:
+        return None
+    contrib = contrib_fn(X)
+    top = np.argsort(-contrib, axis=1)[:, :k]
+    return top, np.take_along_axis(contrib, top, axis=1)
+
+
 def reason_codes(model: LoadedModel, X: np.ndarray, k: int = 3) -> list[list[dict[str, Any]]]:
     """The features pushing each row's churn score up: the ``reasons`` of alerts and API predictions.
 
@@ -149,16 +177,50 @@ def reason_codes(model: LoadedModel, X: np.ndarray, k: int = 3) -> list[list[dic
         Per row, up to ``k`` ``{"feature": str, "contribution": float}`` with a positive
         contribution, largest first (the :class:`~schemas.events.Reason` contract).
     """
-    contrib_fn = getattr(model.pipeline.model, "feature_contributions", None)
-    if contrib_fn is None or len(X) == 0:
+    found = _top_contributions(model, X, k) if len(X) else None
+    if found is None:
         return [[] for _ in range(len(X))]
-    contrib = contrib_fn(X)
+    top, values = found
     names = model.pipeline.feature_names_out
-    top = np.argsort(-contrib, axis=1)[:, :k]
-    top_vals = np.take_along_axis(contrib, top, axis=1).tolist()
     return [
         [{"feature": names[j], "contribution": c} for j, c in zip(cols, vals) if c > 0]
-        for cols, vals in zip(top.tolist(), top_vals)
+        for cols, vals in zip(top.tolist(), values.tolist())
+    ]
+
+
+def _float_texts(values: np.ndarray) -> list[bytes]:
+    """``orjson.dumps`` of each float, from one call (a JSON number never holds a comma)."""
+    return orjson.dumps(values.tolist())[1:-1].split(b",") if values.size else []
+
+
+def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3) -> list[bytes]:
+    """:func:`reason_codes` of each row as its JSON text: ``orjson.dumps`` of the list, byte for byte.
+
+    The alerts' hot path: no dict per reason, one ``orjson.dumps`` for every contribution
+    of the batch, and the ``{"feature":...,"contribution":`` prefix of each feature written once
+    per model.
+
+    Parameters
+    ----------
+    model : LoadedModel
+    X : ndarray of shape (n_samples, n_features_out), float64
+    k : int, default 3
+
+    Returns
+    -------
+    list of bytes
+        One JSON array per row.
+    """
+    found = _top_contributions(model, X, k) if len(X) else None
+    if found is None:
+        return [b"[]"] * len(X)
+    top, values = found
+    positive = values > 0  # each row's positive ones come first: values are sorted
+    texts = iter(_float_texts(values[positive]))
+    prefixes = model.reason_prefixes
+    return [
+        b"[" + b",".join([prefixes[j] + next(texts) + b"}" for j in cols[:c]]) + b"]"
+        for cols, c in zip(top.tolist(), positive.sum(axis=1).tolist())
     ]
 
 
@@ -187,11 +249,9 @@ def unknown_categories(model: LoadedModel, X: np.ndarray) -> tuple[list[list[str
     if not pre.categorical_features or n == 0:
         return [empty] * n, {}
     k = len(pre.numeric_features)
-    masks = []
-    for cats in pre.categories_:
-        masks.append(~X[:, k : k + len(cats)].any(axis=1))
-        k += len(cats)
-    unknown = np.column_stack(masks)
+    starts = np.cumsum([0] + [len(cats) for cats in pre.categories_[:-1]])
+    # Indicators are 0.0 or 1.0: a field's block sums to 0 exactly when its value is unseen.
+    unknown = np.add.reduceat(X[:, k:], starts, axis=1) == 0
     counts = unknown.sum(axis=0)
     per_row = [empty] * n
     names = pre.categorical_features
@@ -213,11 +273,23 @@ _PREDICTED_VALUE_KEY = f',"{PREDICTED_VALUE_FIELD}":'.encode()
 _VALUE_AT_RISK_KEY = f',"{VALUE_AT_RISK_FIELD}":'.encode()
 
 
+#: Stages of :func:`score_batch`'s ``timings``, in the order the batch goes through them.
+STAGES = ("decode", "validate", "featurise", "predict", "reasons", "encode")
+
+
+def _lap(timings: dict[str, float], stage: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``timings[stage]``; return now."""
+    now = perf_counter()
+    timings[stage] = timings.get(stage, 0.0) + now - since
+    return now
+
+
 def score_batch(
     model: LoadedModel,
     records: Sequence[RawRecord],
     now: datetime | None = None,
     value_model: LoadedModel | None = None,
+    timings: dict[str, float] | None = None,
 ) -> BatchResult:
     """Score one micro-batch with one matrix operation.
 
@@ -234,6 +306,13 @@ def score_batch(
         A ``sales-regressor`` pipeline; when given, alerts also carry
         ``predicted_value_usd`` and ``value_at_risk_usd`` (churn probability x predicted
         value), computed on the alert rows only with one matrix operation.
+    timings : dict of str to float, optional
+        When given, the seconds (wall clock) spent in each stage are added to it, keyed by
+        :data:`STAGES`: ``decode`` (bytes to dicts, ``orjson.loads``), ``validate`` (the
+        contract's checks; pydantic for records off the fast path), ``featurise`` (input
+        columns and design matrix), ``predict`` (probabilities and labels), ``reasons``
+        (path contributions, top reasons and the value model, alert rows only) and
+        ``encode`` (score, alert and dead-letter JSON). A few clock reads per batch.
 
     Returns
     -------
@@ -243,7 +322,8 @@ def score_batch(
     """
     now = now or datetime.now(UTC)
     contract = model.contract
-    decoded = contract.decoder.decode(records)
+    decoded = contract.decoder.decode(records, timings)
+    tick = perf_counter() if timings is not None else 0.0
     ok_records, rows, times, failures = decoded.records, decoded.rows, decoded.event_times, decoded.failures
     result = BatchResult()
     pipeline = model.pipeline
@@ -252,7 +332,7 @@ def score_batch(
     columns: dict[str, np.ndarray] = {}
     if rows:
         try:
-            columns = contract.columns(rows, names)
+            columns = contract.columns(rows, names, decoded.fields, decoded.distinct)
             X = pipeline.transform(columns)
         except (ValueError, TypeError):
             keep_r, keep_rows, keep_t, mats = [], [], [], []
@@ -268,68 +348,80 @@ def score_batch(
             X = np.vstack(mats) if mats else None
             columns = contract.columns(rows, names) if rows else {}
     if X is not None and rows:
+        unknown, result.unknown_counts = unknown_categories(model, X)
+        if timings is not None:
+            tick = _lap(timings, "featurise", tick)
         proba = churn_probabilities(model, X)
-        result.probabilities = proba
         threshold = pipeline.threshold
+        alerting = proba >= threshold
+        labels = alerting.tolist()
+        alert_rows = np.flatnonzero(alerting)
+        if timings is not None:
+            tick = _lap(timings, "predict", tick)
+        result.probabilities = proba
         scored_at = now.isoformat()
-        labels = (proba >= threshold).tolist()
         dumps = orjson.dumps
         model_name, model_version = model.model_name, model.model_version
-        scores = result.scores
-        unknown, result.unknown_counts = unknown_categories(model, X)
-        id_field, normalised_id = contract.id_field, contract.normalised_id
-        for row, t, p, label, u in zip(rows, times, proba.tolist(), labels, unknown):
-            cid = normalised_id(row[id_field])
-            scores.append(
-                (
-                    cid.encode(),
-                    dumps(
-                        {
-                            "event_id": row["event_id"],
-                            "event_time": t,
-                            "schema_version": SCHEMA_VERSION,
-                            "customer_id": cid,
-                            "churn_probability": p,
-                            "churn_label": label,
-                            "threshold": threshold,
-                            "model_name": model_name,
-                            "model_version": model_version,
-                            "scored_at": scored_at,
-                            UNKNOWN_CATEGORIES_FIELD: u,
-                        }
-                    ),
-                )
+        id_field = contract.id_field
+        raw_ids = decoded.fields[id_field] if decoded.fields is not None else [row[id_field] for row in rows]
+        scores = result.scores = [
+            (
+                cid.encode(),
+                dumps(
+                    {
+                        "event_id": row["event_id"],
+                        "event_time": t,
+                        "schema_version": SCHEMA_VERSION,
+                        "customer_id": cid,
+                        "churn_probability": p,
+                        "churn_label": label,
+                        "threshold": threshold,
+                        "model_name": model_name,
+                        "model_version": model_version,
+                        "scored_at": scored_at,
+                        UNKNOWN_CATEGORIES_FIELD: u,
+                    }
+                ),
             )
-        alert_rows = np.flatnonzero(proba >= threshold)
+            for row, cid, t, p, label, u in zip(
+                rows, contract.normalised_ids(raw_ids), times, proba.tolist(), labels, unknown
+            )
+        ]
         result.alert_rows = alert_rows
         result.event_times = times
         result.columns = columns
+        if timings is not None:
+            tick = _lap(timings, "encode", tick)
         if len(alert_rows):
-            result.alert_event_ids = [rows[i]["event_id"] for i in alert_rows.tolist()]
-            reasons = reason_codes(model, X[alert_rows])
+            alert_list = alert_rows.tolist()
+            result.alert_event_ids = [rows[i]["event_id"] for i in alert_list]
+            reasons = reason_texts(model, X[alert_rows])
             if value_model is None:
-                for i, r in zip(alert_rows.tolist(), reasons):
-                    key, value = scores[i]
-                    # Same bytes as dumping the score document with "reasons" appended.
-                    result.alerts.append((key, value[:-1] + _REASONS_KEY + dumps(r) + b"}"))
+                if timings is not None:
+                    tick = _lap(timings, "reasons", tick)
+                # Same bytes as dumping the score document with "reasons" appended.
+                result.alerts = [
+                    (scores[i][0], b"".join((scores[i][1][:-1], _REASONS_KEY, r, b"}")))
+                    for i, r in zip(alert_list, reasons)
+                ]
             else:
                 value_usd = _customer_value(value_model, columns, alert_rows)
                 at_risk = proba[alert_rows] * value_usd
-                for i, r, v, var in zip(alert_rows.tolist(), reasons, value_usd.tolist(), at_risk.tolist()):
-                    key, value = scores[i]
-                    result.alerts.append(
-                        (
-                            key,
-                            value[:-1]
-                            + _REASONS_KEY
-                            + dumps(r)
-                            + _PREDICTED_VALUE_KEY
-                            + dumps(v)
-                            + _VALUE_AT_RISK_KEY
-                            + dumps(var)
-                            + b"}",
-                        )
+                if timings is not None:
+                    tick = _lap(timings, "reasons", tick)
+                result.alerts = [
+                    (
+                        scores[i][0],
+                        b"".join(
+                            (scores[i][1][:-1], _REASONS_KEY, r, _PREDICTED_VALUE_KEY, v, _VALUE_AT_RISK_KEY, var, b"}")
+                        ),
                     )
+                    for i, r, v, var in zip(alert_list, reasons, _float_texts(value_usd), _float_texts(at_risk))
+                ]
+    elif timings is not None:
+        tick = _lap(timings, "featurise", tick)
     result.failures = failures
     result.dead_letters = [dead_letter(f, now) for f in failures]
+    if timings is not None:
+        _lap(timings, "encode", tick)
     return result

@@ -10,15 +10,26 @@ import orjson
 import pandas as pd
 import pytest
 
-from batch.features import classification_data, frame_columns
+from batch.features import classification_data, frame_columns, regression_data
 from batch.ingest import read_source_csv
 from churn_stream.produce import csv_to_customer_events
 from schemas.events import ChurnAlert, DeadLetter, ScoreEvent
 from schemas.profiles import TELCO
 from schemas.topics import Topics
 from scratch_models import LogisticRegression, ScoringPipeline
+from scratch_models.boosting import GradientBoostingClassifier
+from scratch_models.regression import PolynomialRegression
 from stream_app.model_store import CLASSIFIER_NAME
-from stream_app.scoring import LoadedModel, RawRecord, decode_batch, event_columns, score_batch
+from stream_app.scoring import (
+    STAGES,
+    LoadedModel,
+    RawRecord,
+    decode_batch,
+    event_columns,
+    reason_codes,
+    reason_texts,
+    score_batch,
+)
 
 N = 200
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -122,6 +133,64 @@ def test_alerts_exactly_at_or_above_threshold_with_top_reasons(loaded, pipeline,
     alerted = {orjson.loads(v)["event_id"] for _, v in result.alerts}
     below = {score_ids[i] for i in np.flatnonzero(p < threshold)}
     assert not alerted & below
+
+
+@pytest.fixture(scope="module")
+def boosted(frame) -> LoadedModel:
+    data = classification_data(frame, TELCO)
+    model = GradientBoostingClassifier(n_estimators=40, min_child_weight=60.0, random_state=0)
+    return LoadedModel(
+        ScoringPipeline(data.preprocessor, model.fit(data.X_train, data.y_train), threshold=0.3), CLASSIFIER_NAME, "5"
+    )
+
+
+@pytest.fixture(scope="module")
+def valued(frame) -> LoadedModel:
+    data = regression_data(frame, TELCO)
+    model = PolynomialRegression(degree=2, alpha=1.0).fit(data.X_train, data.y_train)
+    return LoadedModel(ScoringPipeline(data.preprocessor, model), "sales-regressor", "2")
+
+
+def test_reason_texts_are_the_dumped_reason_codes(loaded, boosted, pipeline, events):
+    X = pipeline.transform(event_columns(decode_batch(records_of(events))[1], pipeline.feature_names_in))
+    for model in (loaded, boosted):
+        for k in (1, 3, 100):
+            assert reason_texts(model, X, k) == [orjson.dumps(r) for r in reason_codes(model, X, k)]
+    # Rows without any positive contribution have no reasons; a model without contributions gives none.
+
+    class PullsDown:
+        def feature_contributions(self, X):
+            return -np.abs(X)
+
+    for model in (PullsDown(), object()):
+        stand_in = LoadedModel(ScoringPipeline(pipeline.preprocessor, model), CLASSIFIER_NAME, "0")  # type: ignore[arg-type]
+        assert reason_texts(stand_in, X[:5]) == [b"[]"] * 5 == [orjson.dumps(r) for r in reason_codes(stand_in, X[:5])]
+    assert reason_texts(loaded, X[:0]) == []
+
+
+def test_alerts_with_a_value_model_are_the_dumped_documents(boosted, valued, events):
+    result = score_batch(boosted, records_of(events), now=NOW, value_model=valued)
+    assert len(result.alerts) == len(result.alert_rows) > 0
+    columns = result.columns
+    values = np.maximum(valued.pipeline.predict({n: columns[n] for n in valued.pipeline.feature_names_in}), 0.0)
+    X = boosted.pipeline.transform(columns)
+    reasons = reason_codes(boosted, X[result.alert_rows])
+    for (key, value), row, r in zip(result.alerts, result.alert_rows.tolist(), reasons):
+        assert key == result.scores[row][0]
+        doc = orjson.loads(result.scores[row][1])
+        p = result.probabilities[row]
+        doc |= {"reasons": r, "predicted_value_usd": float(values[row]), "value_at_risk_usd": float(p * values[row])}
+        assert value == orjson.dumps(doc)
+        ChurnAlert.model_validate_json(value)
+
+
+def test_stage_timings_add_up(boosted, valued, events):
+    timings: dict[str, float] = {}
+    score_batch(boosted, records_of(events), now=NOW, value_model=valued, timings=timings)
+    assert set(timings) == set(STAGES) and all(t >= 0 for t in timings.values())
+    again = dict(timings)
+    score_batch(boosted, records_of(events[:3]), now=NOW, timings=again)  # adds to what is there
+    assert all(again[s] >= timings[s] for s in STAGES)
 
 
 def test_empty_batch(loaded):
