@@ -33,8 +33,10 @@ def worker(settings: Settings, web_port: int | None, dataset: str | None) -> Non
     if web_port is not None:
         settings = settings.with_overrides(worker_web_port=web_port)
     check_port_free("127.0.0.1", settings.worker_web_port, "the worker's health page (--web-port)")
+    from plumbing.allocator import keep_heap_room
     from stream_app.worker import run_worker
 
+    keep_heap_room()  # each micro-batch's numpy temporaries reuse mapped pages (churn bench score)
     run_worker(settings)
 
 
