@@ -13,7 +13,7 @@ file (``[tool.vulture]`` in pyproject.toml).
 keys_create, keys_list, keys_revoke  # churn api keys
 batch_serve, batch_run, data_generate, schemas_export  # churn batch / data / schemas
 bench_stream, bench_api, bench_dashboard, bench_batch, bench_batch_curve, bench_faults  # churn bench
-bench_gbm_cv, bench_models_cv
+bench_gbm_cv, bench_models_cv, bench_score
 stack_up, stack_down, stack_status, demo  # churn stack, churn demo
 dlq_replay, dashboard, consume  # churn dlq / dashboard / consume
 infer_cmd, check_cmd, schema_cmd  # churn profile

@@ -132,6 +132,64 @@ def bench_stream(
     run_bench_stream(settings, events=events, json_path=json_path, dataset=chosen, source=source)
 
 
+@bench.command("score")
+@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True, help="Records per micro-batch.")
+@click.option(
+    "--events", type=click.IntRange(min=1), default=20_000, show_default=True, help="Records replayed per pass."
+)
+@click.option(
+    "--repeats", type=click.IntRange(min=1), default=7, show_default=True, help="Passes; figures are their median."
+)
+@dataset_option()
+@click.option(
+    "--source",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV whose rows are replayed (default: the dataset's shipped file).",
+)
+@click.option(
+    "--pipeline",
+    "pipeline_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A scoring pipeline .npz to score with instead of the registered champion (no value model then).",
+)
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@click.pass_obj
+def bench_score(
+    settings: Settings,
+    batch: int,
+    events: int,
+    repeats: int,
+    dataset: str | None,
+    source: Path | None,
+    pipeline_path: Path | None,
+    json_path: Path | None,
+) -> None:
+    """score_batch in process (no broker), per stage in us/event beside each stage's floor, with the
+    registered champion (and sales-regressor champion as value model) on the dataset's replayed CSV."""
+    from churn_stream.bench.score import run_bench_score
+    from churn_stream.cli.batch import _require_source
+
+    profile = chosen_dataset(settings, dataset)
+    _require_source(profile.name, source)
+    chosen = dataset if dataset is not None else settings.dataset
+    try:
+        run_bench_score(
+            settings,
+            dataset=chosen,
+            source=source,
+            pipeline=pipeline_path,
+            batch=batch,
+            events=events,
+            repeats=repeats,
+            json_path=json_path,
+            echo=click.echo,
+        )
+    except RuntimeError as err:
+        raise click.ClickException(str(err)) from None
+
+
 @bench.command("api")
 @click.option("--rate", type=click.FloatRange(min=1), default=500.0, show_default=True, help="Requests per second.")
 @click.option(

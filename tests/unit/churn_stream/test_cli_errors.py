@@ -54,6 +54,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "bench batch": (["--dataset", "nope.yaml"], "no such profile file"),
     "bench batch-curve": (["--sizes", "ten"], "invalid literal"),
     "bench faults": (["--events", "0"], "'--events'"),
+    "bench score": (["--batch", "0"], "'--batch'"),
     "stack up": (["--ephemeral=yes"], "does not take a value"),
     "stack down": (["extra"], "unexpected extra argument"),
     "stack status": (["extra"], "unexpected extra argument"),
