@@ -38,6 +38,9 @@ class TabularPreprocessor:
         Column order of :meth:`transform`'s output: numerics, then ``"col=value"``.
     """
 
+    #: The last preprocessor :meth:`_shared_blocks` compared with, and its answer.
+    _shared_cache: tuple[TabularPreprocessor, dict[str, int]] | None = None
+
     def __init__(
         self,
         numeric_features: Sequence[str] = (),
@@ -53,9 +56,9 @@ class TabularPreprocessor:
         """Input column names, numerics first."""
         return self.numeric_features + self.categorical_features
 
-    def _numeric_block(self, columns: Mapping[str, Any]) -> np.ndarray:
+    def _numeric_block(self, columns: Mapping[str, Any], n_rows: int | None = None) -> np.ndarray:
         if not self.numeric_features:
-            n = len(next(iter(columns.values()))) if columns else 0
+            n = n_rows if n_rows is not None else len(next(iter(columns.values()))) if columns else 0
             return np.empty((n, 0))
         try:
             return np.column_stack([np.asarray(columns[c], dtype=np.float64) for c in self.numeric_features])
@@ -92,6 +95,7 @@ class TabularPreprocessor:
         else:
             self.mean_ = np.zeros(num.shape[1])
             self.scale_ = np.ones(num.shape[1])
+        self._shared_cache = None
         self.categories_ = []
         for c in self.categorical_features:
             if c not in columns:
@@ -102,8 +106,19 @@ class TabularPreprocessor:
         ]
         return self
 
-    def transform(self, columns: Mapping[str, Any]) -> np.ndarray:
+    def transform(
+        self, columns: Mapping[str, Any], shared: tuple[TabularPreprocessor, np.ndarray] | None = None
+    ) -> np.ndarray:
         """Design matrix of shape (n_samples, len(feature_names_out_)), float64.
+
+        Parameters
+        ----------
+        columns : mapping of str to array-like of shape (n_samples,)
+        shared : (TabularPreprocessor, ndarray of shape (n_samples, n_other_out)), optional
+            Another fitted preprocessor and its output for the same rows (a second model
+            scoring the same events). The one-hot block of each categorical column it
+            encodes with the very same categories is copied from there instead of
+            encoded again, so ``columns`` need not hold that column; the result is the same.
 
         Raises
         ------
@@ -114,7 +129,7 @@ class TabularPreprocessor:
         """
         if not hasattr(self, "median_"):
             raise NotFittedError("TabularPreprocessor is not fitted yet; call fit first.")
-        num = self._numeric_block(columns)
+        num = self._numeric_block(columns, None if shared is None else shared[1].shape[0])
         if np.isinf(num).any():
             raise ValueError("numeric columns: expected finite values or NaN, got infinity")
         num = np.where(np.isnan(num), self.median_, num)
@@ -125,7 +140,15 @@ class TabularPreprocessor:
         out[:, :k] = (num - self.mean_) / self.scale_
         unknown = {}
         rows = np.arange(n)
+        blocks = self._shared_blocks(shared[0]) if shared is not None else {}
         for c, cats in zip(self.categorical_features, self.categories_):
+            if c in blocks:
+                a = blocks[c]
+                block = out[:, k : k + len(cats)]
+                block[...] = shared[1][:, a : a + len(cats)]  # type: ignore[index]
+                unknown[c] = int(n - np.count_nonzero(block))  # one indicator per known row
+                k += len(cats)
+                continue
             if c not in columns:
                 raise ValueError(f"missing categorical column {c!r}")
             values = np.asarray(columns[c], dtype=str)
@@ -137,6 +160,27 @@ class TabularPreprocessor:
             k += len(cats)
         self.last_unknown_counts_ = unknown
         return out
+
+    def _shared_blocks(self, other: TabularPreprocessor) -> dict[str, int]:
+        """Categorical columns ``other`` one-hot encodes with the same categories: name -> first column there.
+
+        Kept for the last ``other`` asked about (a worker pairs the same two models batch after batch).
+        """
+        cached = self._shared_cache
+        if cached is not None and cached[0] is other:
+            return cached[1]
+        start = len(other.numeric_features)
+        theirs = {}
+        for c, cats in zip(other.categorical_features, other.categories_):
+            theirs[c] = (start, cats)
+            start += len(cats)
+        blocks = {
+            c: theirs[c][0]
+            for c, cats in zip(self.categorical_features, self.categories_)
+            if c in theirs and np.array_equal(theirs[c][1], cats)
+        }
+        self._shared_cache = (other, blocks)
+        return blocks
 
     def fit_transform(self, columns: Mapping[str, Any]) -> np.ndarray:
         """``fit(columns).transform(columns)``."""

@@ -12,7 +12,7 @@ never saw in training (``unknown_categories``). Measured in process, stage by st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -31,6 +31,7 @@ from schemas.events import (
     CustomerEventBase,
 )
 from scratch_models.pipeline import ScoringPipeline
+from scratch_models.preprocessing import TabularPreprocessor
 from stream_app.contract import TELCO_CONTRACT, EventContract
 from stream_app.decode import Failure, RawRecord, dead_letter, decode_batch
 
@@ -260,11 +261,37 @@ def unknown_categories(model: LoadedModel, X: np.ndarray) -> tuple[list[list[str
     return per_row, {names[j]: int(c) for j, c in enumerate(counts.tolist()) if c}
 
 
-def _customer_value(value_model: LoadedModel, columns: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Predicted customer value (USD, clipped at 0) of the given rows: one matrix operation."""
+class _RowsOf(Mapping[str, np.ndarray]):
+    """Columns restricted to some rows, each subset only when read."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray], rows: np.ndarray) -> None:
+        self._columns, self._rows = columns, rows
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._columns[name][self._rows]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
+def _customer_value(
+    value_model: LoadedModel,
+    columns: Mapping[str, np.ndarray],
+    rows: np.ndarray,
+    shared: tuple[TabularPreprocessor, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Predicted customer value (USD, clipped at 0) of the given rows: one matrix operation.
+
+    ``shared`` is the classifier's preprocessor and design matrix of the same rows: the
+    one-hot blocks both encode alike are copied, not encoded again.
+    """
     pipeline = value_model.pipeline
+    X = pipeline.preprocessor.transform(_RowsOf(columns, rows), shared)
     # A linear regressor can extrapolate below zero for new customers; value cannot be negative.
-    return np.maximum(pipeline.predict({name: columns[name][rows] for name in pipeline.feature_names_in}), 0.0)
+    return np.maximum(pipeline.model.predict(X), 0.0)
 
 
 # An alert is its score's JSON with these members spliced in before the closing brace.
@@ -395,7 +422,8 @@ def score_batch(
         if len(alert_rows):
             alert_list = alert_rows.tolist()
             result.alert_event_ids = [rows[i]["event_id"] for i in alert_list]
-            reasons = reason_texts(model, X[alert_rows])
+            X_alerts = X[alert_rows]
+            reasons = reason_texts(model, X_alerts)
             if value_model is None:
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)
@@ -405,7 +433,7 @@ def score_batch(
                     for i, r in zip(alert_list, reasons)
                 ]
             else:
-                value_usd = _customer_value(value_model, columns, alert_rows)
+                value_usd = _customer_value(value_model, columns, alert_rows, (pipeline.preprocessor, X_alerts))
                 at_risk = proba[alert_rows] * value_usd
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)

@@ -123,6 +123,24 @@ def test_unseen_category_encodes_as_all_zeros_and_is_counted():
     np.testing.assert_array_equal(X[:, :2], pre.transform(columns())[:, :2])
 
 
+def test_blocks_shared_with_another_preprocessor_are_copied_alike():
+    base = columns()
+    clf = make().fit(base)
+    other = dict(base, gender=np.array(["F", "M", "F", "F", "X", "M"]))  # gender categories differ
+    value = TabularPreprocessor(["tenure"], ["gender", "contract"]).fit(other)
+    new = dict(base, contract=np.array(["Aaa", "Month", "Ten year", "Two year", "One year", "Monthly"]))
+    X = clf.transform(new)
+    alone = value.transform(new)
+    counts = value.last_unknown_counts_
+    # The shared contract block comes from X (its column may be absent); gender is encoded here.
+    rows = {k: v for k, v in new.items() if k != "contract"}
+    np.testing.assert_array_equal(value.transform(rows, shared=(clf, X)), alone)
+    assert value.last_unknown_counts_ == counts == {"gender": 0, "contract": 3}
+    assert value._shared_blocks(clf) == {"contract": 2}
+    only_categories = TabularPreprocessor([], ["contract"]).fit(base)
+    np.testing.assert_array_equal(only_categories.transform({}, shared=(clf, X)), only_categories.transform(new))
+
+
 def test_matches_sklearn_reference():
     cols = columns()
     pre = make().fit(cols)
