@@ -12,6 +12,7 @@ never saw in training (``unknown_categories``). Measured in process, stage by st
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -300,6 +301,45 @@ _PREDICTED_VALUE_KEY = f',"{PREDICTED_VALUE_FIELD}":'.encode()
 _VALUE_AT_RISK_KEY = f',"{VALUE_AT_RISK_FIELD}":'.encode()
 
 
+#: Characters JSON text must escape (orjson writes every other character as it is, in UTF-8).
+_JSON_ESCAPES = re.compile(r'["\\\x00-\x1f]')
+
+
+def _utf8_each(texts: Sequence[str]) -> list[bytes]:
+    """UTF-8 of each text, from one encode (the texts hold no NUL: checked by the caller)."""
+    return "\x00".join(texts).encode().split(b"\x00")
+
+
+def _score_texts(
+    event_ids: Sequence[str],
+    times: Sequence[str],
+    ids: Sequence[str],
+    proba: np.ndarray,
+    labels: Sequence[bool],
+    unknown: Sequence[list[str]],
+    head: dict[str, Any],
+) -> list[bytes] | None:
+    """Each score document's JSON, the bytes ``orjson.dumps`` gives for its dict, or None.
+
+    The members common to the batch are written once; ids and times are spliced in as
+    UTF-8 when none needs a JSON escape (None otherwise: the caller dumps each dict),
+    probabilities come from one ``orjson.dumps``.
+    """
+    if any(_JSON_ESCAPES.search("".join(column)) for column in (event_ids, times, ids)):
+        return None
+    common = orjson.dumps(head)[1:-1]
+    clean = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":[]}'
+    unseen = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":'
+    start = b'{"event_id":"%b","event_time":"%b","schema_version":' + orjson.dumps(SCHEMA_VERSION)
+    template = start + b',"customer_id":"%b","churn_probability":%b,"churn_label":%b%b'
+    return [
+        template % (e, t, cid, p, b"true" if label else b"false", unseen + orjson.dumps(u) + b"}" if u else clean)
+        for e, t, cid, p, label, u in zip(
+            _utf8_each(event_ids), _utf8_each(times), _utf8_each(ids), _float_texts(proba), labels, unknown
+        )
+    ]
+
+
 #: Stages of :func:`score_batch`'s ``timings``, in the order the batch goes through them.
 STAGES = ("decode", "validate", "featurise", "predict", "reasons", "encode")
 
@@ -386,34 +426,34 @@ def score_batch(
         if timings is not None:
             tick = _lap(timings, "predict", tick)
         result.probabilities = proba
-        scored_at = now.isoformat()
-        dumps = orjson.dumps
-        model_name, model_version = model.model_name, model.model_version
         id_field = contract.id_field
-        raw_ids = decoded.fields[id_field] if decoded.fields is not None else [row[id_field] for row in rows]
-        scores = result.scores = [
-            (
-                cid.encode(),
-                dumps(
+        fields = decoded.fields
+        event_ids = fields["event_id"] if fields is not None else [row["event_id"] for row in rows]
+        ids = contract.normalised_ids(fields[id_field] if fields is not None else [row[id_field] for row in rows])
+        head = {
+            "threshold": threshold,
+            "model_name": model.model_name,
+            "model_version": model.model_version,
+            "scored_at": now.isoformat(),
+        }
+        texts = _score_texts(event_ids, times, ids, proba, labels, unknown, head)
+        if texts is None:  # text JSON must escape: orjson writes each document
+            texts = [
+                orjson.dumps(
                     {
-                        "event_id": row["event_id"],
+                        "event_id": e,
                         "event_time": t,
                         "schema_version": SCHEMA_VERSION,
                         "customer_id": cid,
                         "churn_probability": p,
                         "churn_label": label,
-                        "threshold": threshold,
-                        "model_name": model_name,
-                        "model_version": model_version,
-                        "scored_at": scored_at,
+                        **head,
                         UNKNOWN_CATEGORIES_FIELD: u,
                     }
-                ),
-            )
-            for row, cid, t, p, label, u in zip(
-                rows, contract.normalised_ids(raw_ids), times, proba.tolist(), labels, unknown
-            )
-        ]
+                )
+                for e, t, cid, p, label, u in zip(event_ids, times, ids, proba.tolist(), labels, unknown)
+            ]
+        scores = result.scores = [(cid.encode(), text) for cid, text in zip(ids, texts)]
         result.alert_rows = alert_rows
         result.event_times = times
         result.columns = columns

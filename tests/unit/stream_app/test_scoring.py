@@ -184,6 +184,24 @@ def test_alerts_with_a_value_model_are_the_dumped_documents(boosted, valued, eve
         ChurnAlert.model_validate_json(value)
 
 
+def test_score_and_alert_bytes_are_what_orjson_writes(boosted, valued, events):
+    # Documents are spliced from parts; each must be orjson's own text of its dict, escapes included.
+    docs = [valid_doc(events, i) for i in range(60)]
+    docs[1]["contract"] = "Ten year"  # unknown category listed
+    docs[2]["customer_id"] = "Çé-0042 "  # non-ASCII (normalised: trimmed)
+    docs[3]["event_id"] = 'quote"and\\backslash'  # must be escaped: the whole batch is dumped per dict
+    for batch in (docs[:2] + docs[4:], docs):
+        records = [RawRecord(Topics.CUSTOMERS, 0, i, b"k", orjson.dumps(d)) for i, d in enumerate(batch)]
+        result = score_batch(boosted, records, now=NOW, value_model=valued)
+        assert len(result.scores) == len(batch) and result.alerts
+        for _, value in result.scores + result.alerts:
+            assert value == orjson.dumps(orjson.loads(value))
+        got = [orjson.loads(v) for _, v in result.scores]
+        assert got[1]["unknown_categories"] == ["contract"]
+        assert [d["event_id"] for d in got] == [d["event_id"] for d in batch]
+    assert got[2]["customer_id"] == "Çé-0042" and result.scores[2][0] == "Çé-0042".encode()
+
+
 def test_stage_timings_add_up(boosted, valued, events):
     timings: dict[str, float] = {}
     score_batch(boosted, records_of(events), now=NOW, value_model=valued, timings=timings)
