@@ -195,8 +195,9 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
     def _margin_of(self, base_score: float) -> float:
         return base_score
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Raw margin: base margin plus the sum of leaf weights.
+    def leaves(self, X: Any) -> np.ndarray | None:
+        """Leaf index of every row in every tree, for :meth:`decision_function` and
+        :meth:`feature_contributions` of the same rows (or some of them) to share.
 
         Parameters
         ----------
@@ -204,13 +205,38 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
 
         Returns
         -------
+        ndarray of shape (n_trees, n_samples), uint8, or None
+            None when the trees are deeper than the complete-tree form takes (depth > 6):
+            then the other methods find the leaves themselves.
+        """
+        X = self._validate_X(X)
+        return self.trees_.leaf_indices(X) if self.trees_._complete is not None else None
+
+    def _checked_leaves(self, X: np.ndarray, leaves: np.ndarray | None) -> np.ndarray | None:
+        if leaves is not None and leaves.shape != (self.trees_.n_trees, X.shape[0]):
+            raise ValueError(
+                f"leaves: expected shape ({self.trees_.n_trees}, {X.shape[0]}) from leaves(X), got {leaves.shape}"
+            )
+        return leaves
+
+    def decision_function(self, X: Any, leaves: np.ndarray | None = None) -> np.ndarray:
+        """Raw margin: base margin plus the sum of leaf weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        leaves : ndarray of shape (n_trees, n_samples), uint8, optional
+            :meth:`leaves` of ``X``, when already known.
+
+        Returns
+        -------
         ndarray of shape (n_samples,), float64
             Log-odds of the positive class (classifier) or the prediction (regressor).
         """
         X = self._validate_X(X)
-        return self.base_margin_ + self.trees_.leaf_sums(X)[0]
+        return self.base_margin_ + self.trees_.leaf_sums(X, self._checked_leaves(X, leaves))[0]
 
-    def feature_contributions(self, X: Any) -> np.ndarray:
+    def feature_contributions(self, X: Any, leaves: np.ndarray | None = None) -> np.ndarray:
         """Per-feature contribution to the margin along each row's decision paths.
 
         Saabas path attribution (Saabas, "Interpreting random forests", 2014): each
@@ -221,6 +247,8 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        leaves : ndarray of shape (n_trees, n_samples), uint8, optional
+            :meth:`leaves` of ``X`` (its columns of these rows), when already known.
 
         Returns
         -------
@@ -228,7 +256,7 @@ class _BaseGradientBoosting(_TreeStateMixin, BaseModel):
             In margin units (log-odds for the classifier).
         """
         X = self._validate_X(X)
-        contrib, _ = self.trees_.contributions(X)
+        contrib, _ = self.trees_.contributions(X, leaves=self._checked_leaves(X, leaves))
         return contrib
 
     @property
@@ -379,19 +407,21 @@ class GradientBoostingClassifier(ClassifierMixin, _BaseGradientBoosting):
         self._boost(X, y_idx.astype(np.float64))
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any, leaves: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        leaves : ndarray of shape (n_trees, n_samples), uint8, optional
+            :meth:`leaves` of ``X``, when already known.
 
         Returns
         -------
         ndarray of shape (n_samples, 2), float64
             ``[P(classes_[0]), P(classes_[1])]``; rows sum to 1.
         """
-        p1 = _sigmoid(self.decision_function(X))
+        p1 = _sigmoid(self.decision_function(X, leaves))
         return np.column_stack([1.0 - p1, p1])
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "event_columns",
     "reason_codes",
     "reason_texts",
+    "leaves_of",
     "score_batch",
     "unknown_categories",
 ]
@@ -123,10 +124,24 @@ def event_columns(
 
 
 class _Classifier(Protocol):
-    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+    def predict_proba(self, X: np.ndarray, **kwargs: Any) -> np.ndarray: ...
 
 
-def churn_probabilities(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+def leaves_of(model: LoadedModel, X: np.ndarray) -> np.ndarray | None:
+    """The leaf of each row in each tree, when the model can share them (gradient boosting).
+
+    Found once, they serve :func:`churn_probabilities` of every row and the path
+    contributions (:func:`reason_texts`) of the alert rows among them.
+
+    Returns
+    -------
+    ndarray of shape (n_trees, n_samples), uint8, or None
+    """
+    leaves_fn = getattr(model.pipeline.model, "leaves", None)
+    return leaves_fn(X) if leaves_fn is not None else None
+
+
+def churn_probabilities(model: LoadedModel, X: np.ndarray, leaves: np.ndarray | None = None) -> np.ndarray:
     """Churn (positive-class) probability of rows already transformed by ``model``'s pipeline.
 
     Parameters
@@ -134,16 +149,23 @@ def churn_probabilities(model: LoadedModel, X: np.ndarray) -> np.ndarray:
     model : LoadedModel
         A classifier's pipeline.
     X : ndarray of shape (n_samples, n_features_out), float64
+    leaves : ndarray of shape (n_trees, n_samples), optional
+        :func:`leaves_of` ``X``, when known.
 
     Returns
     -------
     ndarray of shape (n_samples,), float64
     """
     # ScoringPipeline types its model as the common base, which declares no predict_proba.
-    return cast(_Classifier, model.pipeline.model).predict_proba(X)[:, 1]
+    classifier = cast(_Classifier, model.pipeline.model)
+    if leaves is not None:
+        return classifier.predict_proba(X, leaves=leaves)[:, 1]
+    return classifier.predict_proba(X)[:, 1]
 
 
-def _top_contributions(model: LoadedModel, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _top_contributions(
+    model: LoadedModel, X: np.ndarray, k: int, leaves: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Each row's ``k`` largest path contributions, largest first; None for a model without them.
 
     Returns
@@ -155,7 +177,7 @@ def _top_contributions(model: LoadedModel, X: np.ndarray, k: int) -> tuple[np.nd
     contrib_fn = getattr(model.pipeline.model, "feature_contributions", None)
     if contrib_fn is None:
         return None
-    contrib = contrib_fn(X)
+    contrib = contrib_fn(X) if leaves is None else contrib_fn(X, leaves=leaves)
     top = np.argsort(-contrib, axis=1)[:, :k]
     return top, np.take_along_axis(contrib, top, axis=1)
 
@@ -195,7 +217,7 @@ def _float_texts(values: np.ndarray) -> list[bytes]:
     return orjson.dumps(values.tolist())[1:-1].split(b",") if values.size else []
 
 
-def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3) -> list[bytes]:
+def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3, leaves: np.ndarray | None = None) -> list[bytes]:
     """:func:`reason_codes` of each row as its JSON text: ``orjson.dumps`` of the list, byte for byte.
 
     The alerts' hot path: no dict per reason, one ``orjson.dumps`` for every contribution
@@ -207,13 +229,15 @@ def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3) -> list[bytes]:
     model : LoadedModel
     X : ndarray of shape (n_samples, n_features_out), float64
     k : int, default 3
+    leaves : ndarray of shape (n_trees, n_samples), optional
+        :func:`leaves_of` these rows, when known.
 
     Returns
     -------
     list of bytes
         One JSON array per row.
     """
-    found = _top_contributions(model, X, k) if len(X) else None
+    found = _top_contributions(model, X, k, leaves) if len(X) else None
     if found is None:
         return [b"[]"] * len(X)
     top, values = found
@@ -418,7 +442,8 @@ def score_batch(
         unknown, result.unknown_counts = unknown_categories(model, X)
         if timings is not None:
             tick = _lap(timings, "featurise", tick)
-        proba = churn_probabilities(model, X)
+        leaves = leaves_of(model, X)
+        proba = churn_probabilities(model, X, leaves)
         threshold = pipeline.threshold
         alerting = proba >= threshold
         labels = alerting.tolist()
@@ -463,7 +488,7 @@ def score_batch(
             alert_list = alert_rows.tolist()
             result.alert_event_ids = [rows[i]["event_id"] for i in alert_list]
             X_alerts = X[alert_rows]
-            reasons = reason_texts(model, X_alerts)
+            reasons = reason_texts(model, X_alerts, leaves=None if leaves is None else leaves[:, alert_rows])
             if value_model is None:
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)

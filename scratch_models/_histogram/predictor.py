@@ -275,8 +275,36 @@ class TreeArrays:
         assert leaf64 is not None  # depth >= 1: at least one level
         return leaf64
 
-    def leaf_values_complete(self, X: np.ndarray, output: int = 0) -> np.ndarray:
+    def leaf_indices(self, X: np.ndarray) -> np.ndarray:
+        """Leaf index of every row in every tree of the complete-tree form.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), float64, C-contiguous
+
+        Returns
+        -------
+        ndarray of shape (n_trees, n_samples), uint8
+            ``0 .. 2^D - 1``, the first split's outcome in the most significant bit (a
+            view of the packed words :meth:`leaf_values_complete` and :meth:`contributions`
+            read: pass it, or its columns of some rows, to them instead of ``X``).
+
+        Raises
+        ------
+        ValueError
+            If the ensemble has no complete-tree form (depth outside 1..6).
+        """
+        return self._leaf_words(X).view(np.uint8)[:, : X.shape[0]]
+
+    def leaf_values_complete(self, X: np.ndarray, output: int = 0, leaves: np.ndarray | None = None) -> np.ndarray:
         """Sum over trees of the reached leaf's value, via the complete-tree form.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features), float64, C-contiguous
+        output : int, default 0
+        leaves : ndarray of shape (n_trees, n_samples), uint8, optional
+            :meth:`leaf_indices` of ``X``, when already known.
 
         Returns
         -------
@@ -288,40 +316,41 @@ class TreeArrays:
             If the ensemble has no complete-tree form (depth outside 1..6): use :meth:`apply`.
         """
         cf = self._complete_form()
-        n = X.shape[0]
-        leaf64 = self._leaf_words(X)
-        T = leaf64.shape[0]
+        key = self.leaf_indices(X) if leaves is None else leaves
+        T = key.shape[0]
         table, tail = cf["values"][output]
         width = 1 << self._depth
         if cf["pair"]:
             half = cf["half"]
-            key64 = leaf64[:half] << np.uint64(self._depth)
-            key64 |= leaf64[half : 2 * half]
-            key = key64.view(np.uint8)[:, :n]
-            idx = np.add(key, (np.arange(half, dtype=np.intp) * (width * width))[:, None], dtype=np.intp)
+            pair = key[:half] << self._depth
+            pair |= key[half : 2 * half]
+            idx = np.add(pair, (np.arange(half, dtype=np.intp) * (width * width))[:, None], dtype=np.intp)
             total = np.take(table, idx).sum(axis=0)
             if tail.shape[0]:
-                last = leaf64[2 * half :].view(np.uint8)[:, :n]
+                last = key[2 * half :]
                 idx = np.add(last, (np.arange(tail.shape[0] // width, dtype=np.intp) * width)[:, None], dtype=np.intp)
                 total += np.take(tail, idx).sum(axis=0)
             return total
-        key = leaf64.view(np.uint8)[:, :n]
         idx = np.add(key, (np.arange(T, dtype=np.intp) * width)[:, None], dtype=np.intp)
         return np.take(table, idx).sum(axis=0)
 
-    def leaf_sums(self, X: np.ndarray) -> np.ndarray:
+    def leaf_sums(self, X: np.ndarray, leaves: np.ndarray | None = None) -> np.ndarray:
         """Sum over trees of the reached leaves' values.
 
         Parameters
         ----------
         X : ndarray of shape (n_samples, n_features), float64, C-contiguous
+        leaves : ndarray of shape (n_trees, n_samples), uint8, optional
+            :meth:`leaf_indices` of ``X`` (complete-tree form only), when already known.
 
         Returns
         -------
         ndarray of shape (n_outputs, n_samples), float64
         """
         if self._complete is not None:
-            return np.stack([self.leaf_values_complete(X, o) for o in range(self.value.shape[1])])
+            if leaves is None:
+                leaves = self.leaf_indices(X)
+            return np.stack([self.leaf_values_complete(X, o, leaves) for o in range(self.value.shape[1])])
         leaves = self.apply(X)
         return np.stack([np.take(self.value[:, o], leaves).sum(axis=0) for o in range(self.value.shape[1])])
 
@@ -413,7 +442,9 @@ class TreeArrays:
                 nd, rows, pos = nd[inside], rows[inside], pos[inside]
         return node.reshape(T, n)
 
-    def contributions(self, X: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def contributions(
+        self, X: np.ndarray, output: int = 0, leaves: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Saabas path contributions summed over trees (Saabas, "Interpreting random
         forests", 2014; the "approximate" contributions of XGBoost's ``pred_contribs``).
 
@@ -429,6 +460,8 @@ class TreeArrays:
         X : ndarray of shape (n_samples, n_features), float64, C-contiguous
         output : int, default 0
             Column of ``value`` to attribute.
+        leaves : ndarray of shape (n_trees, n_samples), uint8, optional
+            :meth:`leaf_indices` of ``X`` (complete-tree form only), when already known.
 
         Returns
         -------
@@ -442,7 +475,8 @@ class TreeArrays:
         width = 1 << self._depth
         feat, delta = self._complete["paths"]
         tree_base = (np.arange(self.n_trees, dtype=np.intp) * width)[:, None]
-        key = self._leaf_words(X).view(np.uint8)[:, :n]  # (T, n): leaf index within each tree
+        # Row-major: a caller's leaves[:, rows] comes out column-major, slow to read tree by tree.
+        key = self.leaf_indices(X) if leaves is None else np.ascontiguousarray(leaves)
         contrib = np.empty((n, d))
         # Row chunks keep the (tree, row) temporaries in cache.
         for a in range(0, n, _ROW_CHUNK):

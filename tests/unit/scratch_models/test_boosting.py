@@ -156,6 +156,22 @@ def test_contributions_by_leaf_look_up_equal_the_level_walk(max_depth):
             np.testing.assert_array_equal(bias, walked_bias)
 
 
+def test_leaves_found_once_serve_probabilities_and_contributions_of_some_rows():
+    X, y, t = synthetic()
+    model = GradientBoostingClassifier(n_estimators=30, random_state=0).fit(X, y)
+    leaves = model.leaves(X)
+    assert leaves.shape == (30, X.shape[0]) and leaves.dtype == np.uint8
+    np.testing.assert_array_equal(model.predict_proba(X, leaves=leaves), model.predict_proba(X))
+    rows = np.flatnonzero(model.predict_proba(X)[:, 1] > 0.6)
+    np.testing.assert_array_equal(
+        model.feature_contributions(X[rows], leaves=leaves[:, rows]), model.feature_contributions(X[rows])
+    )
+    with pytest.raises(ValueError, match="leaves: expected shape"):
+        model.feature_contributions(X[rows], leaves=leaves)
+    deep = GradientBoostingRegressor(n_estimators=3, max_depth=8, min_child_weight=1.0, random_state=0).fit(X, t)
+    assert deep.trees_._depth > 6 and deep.leaves(X) is None
+
+
 def test_save_load_round_trip(tmp_path):
     X, y, t = synthetic()
     for model in (
