@@ -22,7 +22,6 @@ _.get_metavar  # click.ParamType hook: the metavar shown in --help
 # --- Faust: agents, timers and tasks registered by their decorators; Faust/aiokafka settings --
 score_customers, watch_model_updates, refresh_lag, publish_drift
 _.shutdown_timeout  # read by Faust's consumer thread on stop (no public setting)
-_._fetch_max_wait_ms  # read by aiokafka's fetcher on each fetch (stream_app/fetch_wait.py)
 
 # --- asyncio / aiokafka / httptools protocols: called by the library ------------------------
 _.on_partitions_revoked, _.on_partitions_assigned  # aiokafka ConsumerRebalanceListener

@@ -168,6 +168,44 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def rdkafka_config(settings: Settings) -> dict[str, str]:
+    """Connection properties shared by every librdkafka (``confluent_kafka``) client.
+
+    The same reading of the ``KAFKA_*`` security settings as :func:`kafka_kwargs`
+    (:func:`kafka_security`), in librdkafka's property names: ``bootstrap.servers``, and
+    for other protocols ``security.protocol``, ``ssl.ca.location`` (``KAFKA_SSL_CAFILE``;
+    librdkafka's default store otherwise), ``sasl.mechanisms``, ``sasl.username`` and
+    ``sasl.password``. The result holds the SASL password: never log it.
+
+    Parameters
+    ----------
+    settings : Settings
+
+    Returns
+    -------
+    dict of str to str
+        librdkafka configuration properties
+        (https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md).
+
+    Raises
+    ------
+    ValueError
+        If ``KAFKA_SECURITY_PROTOCOL`` is not one of :data:`KAFKA_SECURITY_PROTOCOLS`.
+    """
+    security = kafka_security(settings)
+    config = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    if security.protocol == "PLAINTEXT":
+        return config
+    config["security.protocol"] = security.protocol
+    if security.ssl_context is not None and settings.kafka_ssl_cafile:
+        config["ssl.ca.location"] = settings.kafka_ssl_cafile
+    if security.sasl_mechanism is not None:
+        config["sasl.mechanisms"] = security.sasl_mechanism
+        config["sasl.username"] = security.sasl_username
+        config["sasl.password"] = security.sasl_password
+    return config
+
+
 def faust_credentials(settings: Settings) -> CredentialsT | None:
     """Faust's ``broker_credentials`` for the same settings as :func:`kafka_kwargs`.
 

@@ -1,30 +1,71 @@
-"""Commit a micro-batch's input offsets once the broker acknowledged its outputs: in order, off the fetch loop.
+"""Commit a micro-batch's input offsets once the broker acknowledged its outputs: in order, on the hot loop.
 
-The fetch loop hands each scored batch (:class:`InFlightBatch`) to an
-:class:`OffsetCommitter` and goes back to ``getmany``; the committer awaits the
-acknowledgements (:func:`wait_acknowledged`) and commits every acknowledged batch in
-one request, every :data:`COMMIT_INTERVAL_S` at most (at-least-once).
+The hot loop (:class:`stream_app.loop.ScoringLoop`) queues each scored batch's outputs on
+the librdkafka producer with a :class:`BatchAcks` as every record's delivery callback,
+hands the batch (:class:`InFlightBatch`) to an :class:`OffsetCommitter` and fetches the
+next one. Each pass of the loop calls :meth:`OffsetCommitter.advance`: every leading
+batch whose outputs are all acknowledged is booked, and their offsets are committed in
+one request every :data:`COMMIT_INTERVAL_S` at most (at-least-once). Nothing here
+awaits: delivery reports arrive when the loop polls the producer, commit results when
+it polls the consumer, both on the loop's thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import CommitFailedError
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from stream_app.scoring import BatchResult, LoadedModel
 
 logger = logging.getLogger(__name__)
 
-#: Micro-batches queued on the producer and not yet committed (see :class:`OffsetCommitter`).
+#: Micro-batches queued on the producer and not yet acknowledged before the loop stops fetching.
 MAX_IN_FLIGHT = 8
 #: Least seconds between two offset commits (see :class:`OffsetCommitter`).
 COMMIT_INTERVAL_S = 0.2
+
+
+class SendFailed(RuntimeError):
+    """The broker refused or never acknowledged an output record: the batch is not committed."""
+
+
+class BatchAcks:
+    """Delivery reports of one micro-batch's output records, counted down by the producer's callbacks.
+
+    :meth:`delivered` is passed as every output record's ``on_delivery``: librdkafka calls
+    it from ``Producer.poll``/``flush`` on the loop's thread, once per record, with the
+    record's error (``None`` once the broker acknowledged it with ``acks=all``).
+
+    Attributes
+    ----------
+    pending : int
+        Records queued and not yet reported.
+    error : confluent_kafka.KafkaError or None
+        The first delivery error reported.
+    """
+
+    __slots__ = ("pending", "error")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.error: KafkaError | None = None
+
+    def delivered(self, err: KafkaError | None, _msg: Any) -> None:
+        """Producer delivery callback: one record of the batch is acknowledged (``err`` None) or failed."""
+        self.pending -= 1
+        if err is not None and self.error is None:
+            self.error = err
+
+    @property
+    def done(self) -> bool:
+        """Every record is reported (acknowledged or failed)."""
+        return self.pending <= 0
 
 
 @dataclass
@@ -33,10 +74,10 @@ class InFlightBatch:
 
     Attributes
     ----------
-    offsets : dict of aiokafka.TopicPartition to int
-        Next offset to read per input partition: what committing this batch commits.
-    acks : list of asyncio.Future
-        Resolved by the broker's acknowledgements of the batch's outputs.
+    offsets : dict of (str, int) to int
+        Next offset to read per input ``(topic, partition)``: what committing this batch commits.
+    acks : BatchAcks
+        Counts the broker's acknowledgements of the batch's outputs.
     n_in : int
         Input events in the batch.
     result : BatchResult
@@ -45,207 +86,162 @@ class InFlightBatch:
     scoring_s : float
         Seconds :func:`stream_app.scoring.score_batch` took.
     acked_at : float
-        Unix time the broker had acknowledged every output (0 until then).
+        Unix time the batch was seen fully acknowledged (0 until then).
     """
 
-    offsets: dict  # TopicPartition -> next offset to read
-    acks: list  # futures resolved by the broker's acknowledgements
+    offsets: dict[tuple[str, int], int]
+    acks: BatchAcks
     n_in: int
     result: BatchResult
     model: LoadedModel
     scoring_s: float
-    acked_at: float = 0.0  # Unix time the broker had acknowledged every output
-
-
-async def wait_acknowledged(acks: Sequence[asyncio.Future], timeout_s: float | None = None) -> None:
-    """Wait until the broker acknowledged every send in ``acks``; raise the first send's error.
-
-    Unlike ``asyncio.gather``, cancelling this wait (a worker shutting down) leaves the
-    producer's futures alone, so :meth:`OffsetCommitter.close` can still wait for them.
-
-    Parameters
-    ----------
-    acks : sequence of asyncio.Future
-        What the producer's sends returned.
-    timeout_s : float, optional
-        Longest wait, seconds; ``None`` waits for ever.
-
-    Raises
-    ------
-    TimeoutError
-        Some sends were not acknowledged within ``timeout_s`` seconds.
-    RuntimeError
-        A send was cancelled.
-    Exception
-        What a failed send raised (``aiokafka.errors.KafkaError`` and subclasses).
-    """
-    if not acks:
-        return
-    _, pending = await asyncio.wait(acks, timeout=timeout_s)
-    if pending:
-        raise TimeoutError(f"{len(pending)} of {len(acks)} sends not acknowledged within {timeout_s} s")
-    for f in acks:
-        if f.cancelled():
-            raise RuntimeError("a send was cancelled before its acknowledgement")
-        error = f.exception()
-        if error is not None:
-            raise error
+    acked_at: float = 0.0
 
 
 class OffsetCommitter:
-    """Await each micro-batch's acknowledgements, then commit its offsets: in order, off the fetch loop.
+    """Book each acknowledged micro-batch, in order, and commit their offsets every ``interval_s`` at most.
 
-    The fetch loop hands a batch over as soon as its outputs are queued on the producer
-    and goes back to fetching; waiting for the broker's acknowledgement (a few ms) no
-    longer delays the next batch's scores. Offsets are committed only after every output
-    of that batch *and of every earlier batch* is acknowledged (at-least-once), at most
-    every ``interval_s``, all acknowledged batches in one request: on Tansu an offset
-    commit per micro-batch (~100/s at 2,000 events/s) slowed the fetches it overlapped
-    (commit p50 14 ms instead of 2). A crash re-scores at most about ``interval_s`` of
-    acknowledged events more (duplicate scores, never duplicate alerts).
+    Offsets are committed only after every output of that batch *and of every earlier
+    batch* is acknowledged (at-least-once), at most every ``interval_s``, all acknowledged
+    batches in one asynchronous request: on Tansu an offset commit per micro-batch
+    slowed the fetches it overlapped. A crash re-scores at most about ``interval_s`` of
+    acknowledged events more (duplicate scores, never duplicate alerts: see
+    :mod:`stream_app.alert_ledger`). A batch with a failed output stops the worker
+    (:class:`SendFailed`) before anything after it is committed.
 
     Parameters
     ----------
-    consumer : aiokafka.AIOKafkaConsumer
+    consumer : confluent_kafka.Consumer
+        The scoring consumer; used from the loop's thread only.
     on_committed : callable (InFlightBatch, float, dict) -> None
-        Bookkeeping per batch after its commit: the batch, the Unix time its outputs were
-        acknowledged, and the offsets committed (empty when the commit was refused).
-    max_in_flight : int, default MAX_IN_FLIGHT
-        Batches handed over and not yet acknowledged before :meth:`submit` waits (backpressure).
+        Bookkeeping per batch once its commit is requested: the batch, the Unix time its
+        outputs were seen acknowledged, and the offsets requested (empty when none of its
+        partitions is still assigned).
+    assigned : callable () -> set of (str, int)
+        The partitions this member holds now (commits of others are dropped).
     interval_s : float, optional
         Least seconds between two offset commits (default :data:`COMMIT_INTERVAL_S`).
+
+    Raises
+    ------
+    ValueError
+        If ``interval_s`` is not in (0, 60].
     """
 
     def __init__(
         self,
-        consumer: AIOKafkaConsumer,
+        consumer: Any,
         on_committed: Callable[[InFlightBatch, float, dict], None],
-        max_in_flight: int = MAX_IN_FLIGHT,
+        assigned: Callable[[], set[tuple[str, int]]],
         interval_s: float | None = None,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight: expected an integer >= 1, got {max_in_flight!r}")
         interval_s = COMMIT_INTERVAL_S if interval_s is None else interval_s
         if not 0 < interval_s <= 60:
             raise ValueError(f"interval_s: expected seconds in (0, 60], got {interval_s!r}")
         self.interval_s = interval_s
         self.consumer = consumer
         self.on_committed = on_committed
-        self._queue: asyncio.Queue[InFlightBatch] = asyncio.Queue(max_in_flight)
-        self._pending = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._taken: list[InFlightBatch] = []  # off the queue, acknowledgements awaited
-        self._acked: list[InFlightBatch] = []  # acknowledged, not yet committed
+        self.assigned = assigned
+        self.in_flight: deque[InFlightBatch] = deque()
+        self._acked: list[InFlightBatch] = []
+        self._last_commit = time.monotonic()
 
-    def begin(self) -> None:
-        """Count a fetched batch as in flight (before anything awaits), so :meth:`drain` waits for it."""
-        self._pending += 1
-        self._idle.clear()
+    def submit(self, batch: InFlightBatch) -> None:
+        """Hand a batch over once its outputs are queued on the producer."""
+        self.in_flight.append(batch)
 
-    def end(self, n: int = 1) -> None:
-        """``n`` in-flight batches are committed (or were dropped before scoring)."""
-        self._pending -= n
-        if self._pending <= 0:
-            self._pending = 0
-            self._idle.set()
+    @property
+    def blocked(self) -> bool:
+        """:data:`MAX_IN_FLIGHT` batches wait for acknowledgements: fetch nothing more until some arrive."""
+        return len(self.in_flight) >= MAX_IN_FLIGHT
 
-    async def submit(self, batch: InFlightBatch) -> None:
-        """Hand a batch over (counted by :meth:`begin` already); waits while ``max_in_flight`` are queued."""
-        await self._queue.put(batch)
+    def advance(self, force: bool = False, synchronous: bool = False) -> int:
+        """Take the acknowledged leading batches; commit them when ``interval_s`` has passed (or ``force``).
 
-    async def drain(self) -> None:
-        """Wait until every batch counted by :meth:`begin` is acknowledged and committed."""
-        await self._idle.wait()
-
-    async def run(self) -> None:
-        """Acknowledge and commit handed-over batches forever (raises what a send raised)."""
-        last_commit = time.monotonic()
-        while True:
-            timeout = None if not self._acked else max(0.0, last_commit + self.interval_s - time.monotonic())
-            try:
-                self._taken.append(await asyncio.wait_for(self._queue.get(), timeout))
-            except TimeoutError:
-                pass
-            while not self._queue.empty():
-                self._taken.append(self._queue.get_nowait())
-            for b in self._taken:
-                await wait_acknowledged(b.acks)
-            if self._taken:
-                acked_at = time.time()
-                for b in self._taken:
-                    b.acked_at = acked_at
-                self._acked += self._taken
-                self._taken = []
-            if not self._acked or time.monotonic() - last_commit < self.interval_s:
-                continue
-            await self._commit()
-            last_commit = time.monotonic()
-
-    async def _commit(self) -> None:
-        """Commit the offsets of every acknowledged batch in one request, then book them."""
-        acked, self._acked = self._acked, []
-        offsets: dict = {}
-        for b in acked:
-            offsets.update(b.offsets)  # later batches hold higher offsets
-        assigned = self.consumer.assignment()
-        moved = [tp for tp in offsets if tp not in assigned]
-        if moved:
-            # Acknowledged after their partitions were revoked (the revocation's drain timed
-            # out): their next owner re-reads from the last commit (duplicates, never loss).
-            # aiokafka refuses to commit a partition it does not hold (IllegalStateError).
-            logger.warning(
-                "not committing partitions no longer assigned partitions=%s",
-                ",".join(f"{tp.topic}[{tp.partition}]" for tp in moved),
-            )
-            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
-        try:
-            if offsets:
-                await self.consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # Partitions moved to another worker: it re-reads from the last commit, so
-            # these scores may be duplicated (recognisable by event_id), never lost; its
-            # alert ledger recovery keeps the alerts single.
-            logger.warning(
-                "commit refused after rebalance partitions=%s error=%s",
-                ",".join(f"{tp.topic}[{tp.partition}]" for tp in offsets),
-                exc,
-            )
-            offsets = {}
-        for b in acked:
-            self.on_committed(b, b.acked_at, offsets)
-        self.end(len(acked))
-
-    async def close(self, timeout_s: float = 10.0) -> int:
-        """On shutdown, after :meth:`run` is cancelled: commit every batch whose outputs the broker acknowledged.
-
-        Waits up to ``timeout_s`` for the acknowledgements of batches still in flight and
-        commits the acknowledged prefix (in order: never past a batch whose outputs were not
-        acknowledged), so a stopped worker's successor re-scores nothing it finished.
+        Parameters
+        ----------
+        force : bool, default False
+            Commit whatever is acknowledged now, whatever the interval.
+        synchronous : bool, default False
+            Wait for the broker's answer (revocation and shutdown).
 
         Returns
         -------
         int
             Batches committed by this call.
+
+        Raises
+        ------
+        SendFailed
+            An output of the leading batch was refused by the broker.
         """
-        pending = self._taken
-        self._taken = []
-        while not self._queue.empty():
-            pending.append(self._queue.get_nowait())
-        deadline = time.monotonic() + timeout_s
-        for b in pending:
+        in_flight = self.in_flight
+        if in_flight and in_flight[0].acks.done:
+            now = time.time()
+            while in_flight and in_flight[0].acks.done:
+                b = in_flight.popleft()
+                if b.acks.error is not None:
+                    in_flight.appendleft(b)  # never committed; the next owner re-scores it
+                    raise SendFailed(f"an output of a scored batch was not delivered: {b.acks.error}")
+                b.acked_at = now
+                self._acked.append(b)
+        if not self._acked or not (force or time.monotonic() - self._last_commit >= self.interval_s):
+            return 0
+        return self._commit(synchronous)
+
+    def _commit(self, synchronous: bool) -> int:
+        acked, self._acked = self._acked, []
+        self._last_commit = time.monotonic()
+        offsets: dict[tuple[str, int], int] = {}
+        for b in acked:
+            offsets.update(b.offsets)  # later batches hold higher offsets
+        held = self.assigned()
+        moved = [tp for tp in offsets if tp not in held]
+        if moved:
+            # Acknowledged after their partitions were revoked: their next owner re-reads from
+            # the last commit (duplicates, never loss).
+            logger.warning("not committing partitions no longer assigned partitions=%s", _names(moved))
+            offsets = {tp: o for tp, o in offsets.items() if tp in held}
+        if offsets:
+            tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
             try:
-                await wait_acknowledged(b.acks, max(0.0, deadline - time.monotonic()))
-            except Exception as exc:  # noqa: BLE001 - not acknowledged: its records are re-read by the next owner
-                logger.warning(
-                    "shutdown: %d in-flight batches not acknowledged, left uncommitted error=%s",
-                    len(pending) - pending.index(b),
-                    f"{type(exc).__name__}: {exc}"[:200],
-                )
-                break
-            b.acked_at = time.time()
-            self._acked.append(b)
-        n = len(self._acked)
-        if n:
-            await self._commit()
+                self.consumer.commit(offsets=tps, asynchronous=not synchronous)
+            except KafkaException as exc:
+                # Only a synchronous commit raises here (an asynchronous one reports through
+                # the consumer's ``on_commit``): the partitions moved on, their next owner
+                # re-reads from the last commit: duplicate scores, never loss.
+                logger.warning("commit refused partitions=%s error=%s", _names(offsets), exc)
+                offsets = {}
+        for b in acked:
+            self.on_committed(b, b.acked_at, offsets)
+        return len(acked)
+
+    def drop(self, partitions: Iterable[tuple[str, int]] | None = None) -> int:
+        """Forget in-flight and uncommitted batches (partitions lost): their records are read again.
+
+        Returns
+        -------
+        int
+            Batches forgotten.
+        """
+        n = len(self.in_flight) + len(self._acked)
+        self.in_flight.clear()
+        self._acked = []
         return n
+
+
+def on_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """The scoring consumer's ``on_commit``: log an asynchronous commit the broker refused.
+
+    A refused commit means the partitions moved to another member (or the broker went
+    away): their next reader starts at the last accepted commit, so these scores may be
+    duplicated (recognisable by ``event_id``), never lost.
+    """
+    if err is not None:
+        logger.warning(
+            "offset commit failed partitions=%s error=%s", _names((tp.topic, tp.partition) for tp in partitions), err
+        )
+
+
+def _names(tps: Iterable[tuple[str, int]]) -> str:
+    return ",".join(f"{t}[{p}]" for t, p in sorted(tps))

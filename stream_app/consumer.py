@@ -1,94 +1,125 @@
-"""The scoring consumer group's consumer: its settings and its lag.
+"""The scoring consumer group's consumer (librdkafka): its settings and its lag.
 
-The worker reads ``customers`` with its own aiokafka consumer in the scoring
-consumer group (Faust's consumer only serves the app); :func:`scoring_consumer_kwargs`
-configures it and :func:`consumer_lag` reads how far it is behind, for ``/health``
-and ``/metrics``.
+The worker reads ``customers`` with its own ``confluent_kafka.Consumer`` in the scoring
+consumer group (Faust's consumer only serves the app); :func:`scoring_consumer_config`
+configures it and :func:`consumer_lag` reads how far it is behind, for ``/health`` and
+``/metrics``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AioTopicPartition
+from confluent_kafka import TopicPartition
 
-from plumbing.clients import kafka_kwargs
+from plumbing.clients import rdkafka_config
 from plumbing.settings import Settings
 from stream_app.fetch_wait import FETCH_MAX_WAIT_MS
 
-#: Micro-batch bound: at most this many events; otherwise whatever the fetcher holds.
-MAX_BATCH = 2000
+#: Where librdkafka's own log lines go (instead of stderr).
+RDKAFKA_LOGGER = logging.getLogger("librdkafka")
+#: Micro-batch bound: at most this many events per ``consume``; otherwise whatever is buffered.
+MAX_BATCH = 1000
+#: librdkafka's ``max.poll.interval.ms``. librdkafka also sends it as the JoinGroup rebalance
+#: timeout, and Tansu completes a join only after the rebalance timeout: a short one keeps
+#: start-up and failover quick. The hot loop polls every few milliseconds; the longest it
+#: stays away is a revocation's bounded drain (:data:`stream_app.loop.REVOKE_DRAIN_TIMEOUT_S`).
+MAX_POLL_INTERVAL_MS = 6000
 
 
-def scoring_consumer_kwargs(settings: Settings, group_id: str | None = None) -> dict[str, Any]:
-    """Keyword arguments of the scoring group's ``AIOKafkaConsumer`` (holds credentials: never log it).
+def scoring_consumer_config(
+    settings: Settings, group_id: str | None = None, fetch_wait_ms: int = FETCH_MAX_WAIT_MS
+) -> dict[str, Any]:
+    """librdkafka properties of the scoring group's consumer (holds credentials: never log it).
+
+    Offsets are committed by the worker only (``enable.auto.commit`` off), after the
+    outputs of every record up to them are acknowledged; a partition without a commit
+    starts at its beginning.
 
     Parameters
     ----------
     settings : Settings
-        Connection (:func:`plumbing.clients.kafka_kwargs`) and ``consumer_group``.
+        Connection (:func:`plumbing.clients.rdkafka_config`) and ``consumer_group``.
     group_id : str, optional
         The data set's consumer group (:attr:`schemas.namespace.Namespace.consumer_group`);
         default ``settings.consumer_group``.
+    fetch_wait_ms : int, default FETCH_MAX_WAIT_MS
+        ``fetch.wait.max.ms``: longest the broker holds a fetch with nothing new
+        (see :mod:`stream_app.fetch_wait`).
 
     Returns
     -------
     dict of str to object
     """
-    return dict(
-        **kafka_kwargs(settings),
-        group_id=group_id or settings.consumer_group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=MAX_BATCH,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        # Tansu completes a join only after the rebalance timeout; a short one keeps
-        # start-up and failover quick while still far above a micro-batch's duration.
-        rebalance_timeout_ms=5000,
-        session_timeout_ms=10000,
-        heartbeat_interval_ms=1000,
-    )
+    return {
+        **rdkafka_config(settings),
+        "group.id": group_id or settings.consumer_group,
+        "client.id": "churn-worker",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": int(fetch_wait_ms),
+        "max.partition.fetch.bytes": 4 * 1024 * 1024,
+        # Fetched ahead and held in librdkafka's queue: a few dozen micro-batches, not the
+        # default 64 MiB (the worker's resident memory, ``churn bench stream``).
+        "queued.max.messages.kbytes": 16 * 1024,
+        "queued.min.messages": 20_000,
+        "session.timeout.ms": MAX_POLL_INTERVAL_MS,  # librdkafka requires it to be <= max.poll.interval.ms
+        "heartbeat.interval.ms": 1000,
+        "max.poll.interval.ms": MAX_POLL_INTERVAL_MS,
+        # One assignor, aiokafka's default: Tansu refuses a member whose protocol list differs
+        # from the group's (InconsistentGroupProtocol with librdkafka's "range,roundrobin").
+        "partition.assignment.strategy": "roundrobin",
+        "logger": RDKAFKA_LOGGER,
+    }
 
 
-async def consumer_lag(consumer: AIOKafkaConsumer, committed: dict) -> dict[tuple[str, int], int]:
+async def consumer_lag(
+    consumer: Any, reader: AIOKafkaConsumer, assigned: list[tuple[str, int]], committed: dict
+) -> dict[tuple[str, int], int]:
     """Per assigned partition: end offset minus the last committed offset (one ListOffsets request).
 
-    The end offset is the larger of ListOffsets' answer and the high watermark of the
-    consumer's last fetch from that partition.
+    The end offset is the larger of ListOffsets' answer (asked through ``reader``, so a
+    broker that does not answer raises instead of blocking the hot loop) and the high
+    watermark of the scoring consumer's last fetch from that partition (Tansu's ListOffsets
+    "latest" can answer short of the newest record batch, the fetch path does not).
 
     Parameters
     ----------
-    consumer : aiokafka.AIOKafkaConsumer
-        The scoring consumer, started.
-    committed : dict of aiokafka.TopicPartition to int
-        This worker's own commits (:attr:`stream_app.loop.WorkerStats.committed`), updated
-        in place: a partition it has not committed yet asks the group coordinator, one
-        never committed counts from its beginning, and partitions no longer assigned are
-        dropped.
+    consumer : confluent_kafka.Consumer
+        The scoring consumer; only its cached watermarks are read (no request).
+    reader : aiokafka.AIOKafkaConsumer
+        Started, group-less.
+    assigned : list of (str, int)
+        The scoring consumer's assignment.
+    committed : dict of (str, int) to int
+        This worker's own commits and the group's commits read at assignment
+        (:attr:`stream_app.loop.WorkerStats.committed`); partitions no longer assigned
+        are dropped from it. A partition missing from it counts from its beginning.
 
     Returns
     -------
     dict of (str, int) to int
         Records behind per ``(topic, partition)``.
     """
-    tps = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
-    for tp in set(committed) - set(tps):
-        # Moved to another worker: if it comes back, its commits since then are the coordinator's.
+    for tp in set(committed) - set(assigned):
         del committed[tp]
-    if not tps:
+    if not assigned:
         return {}
-    ends = await consumer.end_offsets(tps)
+    tps = [AioTopicPartition(t, p) for t, p in assigned]
+    ends = await reader.end_offsets(tps)
+    unknown = [tp for tp in tps if (tp.topic, tp.partition) not in committed]
+    starts = await reader.beginning_offsets(unknown) if unknown else {}
+    lag = {}
     for tp in tps:
-        # The high watermark of the last fetch response: Tansu's ListOffsets "latest" can
-        # answer short of the newest record batch, the fetch path does not.
-        hw = consumer.highwater(tp)
-        if hw is not None and hw > ends[tp]:
-            ends[tp] = hw
-    unknown = [tp for tp in tps if tp not in committed]
-    if unknown:
-        starts = await consumer.beginning_offsets(unknown)
-        for tp in unknown:
-            c = await consumer.committed(tp)
-            committed[tp] = c if c is not None else starts[tp]
-    return {(tp.topic, tp.partition): max(0, ends[tp] - committed[tp]) for tp in tps}
+        key = (tp.topic, tp.partition)
+        end = ends[tp]
+        _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)
+        if high is not None and high > end:
+            end = high
+        start = committed.get(key, starts.get(tp, 0))
+        lag[key] = max(0, end - start)
+    return lag

@@ -1,8 +1,17 @@
-"""The worker's hot loop: fetch a micro-batch, score it, send its outputs, hand it to the committer.
+"""The worker's hot loop on librdkafka: consume a micro-batch, score it, queue its outputs, commit what is acknowledged.
 
-:class:`ScoringLoop` also handles rebalances (drain on revocation, alert ledger
-recovery on assignment); :class:`WorkerStats` holds what it counts for ``/health``
-and ``/metrics``, updated once per committed micro-batch.
+:class:`ScoringLoop` owns the scoring consumer and the output producer
+(``confluent_kafka``, i.e. librdkafka: its fetcher, batching and delivery run on
+librdkafka's own threads, in C) and handles rebalances (drain on revocation, alert ledger
+recovery on assignment); :class:`WorkerStats` holds what it counts for ``/health`` and
+``/metrics``, updated once per committed micro-batch.
+
+Every call on the consumer and the producer is made from the event loop's thread and
+never blocks it for long: ``consume`` waits at most :data:`IDLE_WAIT_S` when nothing is
+buffered, delivery reports and rebalance callbacks are served by those same calls (so
+they run on this thread too), and the only blocking waits are bounded: a revocation's
+drain, the committed offsets read at assignment, shutdown. (librdkafka serialises a
+consumer's calls: one made from another thread waits while ``consume`` runs.)
 """
 
 from __future__ import annotations
@@ -11,24 +20,33 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AioTopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
 
 from stream_app.alert_ledger import AlertLedger, recover_alerted_ids, recovery_start_ms
-from stream_app.commit import InFlightBatch, OffsetCommitter
+from stream_app.commit import BatchAcks, InFlightBatch, OffsetCommitter
 from stream_app.consumer import MAX_BATCH
 from stream_app.drift import DriftMonitor
-from stream_app.fetch_wait import AdaptiveFetchWait
-from stream_app.metrics import StallDetector, WorkerMetrics
+from stream_app.fetch_wait import FetchWaitPolicy
+from stream_app.metrics import WORKER_STAGES, StallDetector, WorkerMetrics
 from stream_app.model_store import ModelStore
 from stream_app.scoring import BatchResult, LoadedModel, RawRecord, score_batch
-from stream_app.sender import BatchSender
+from stream_app.sender import OutputProducer
 from stream_app.topics import WorkerTopics
 
 logger = logging.getLogger(__name__)
 
-#: Longest a revocation waits for in-flight batches to be acknowledged and committed.
-REVOKE_DRAIN_TIMEOUT_S = 30.0
+#: Longest a revocation waits for queued outputs to be acknowledged before it commits, seconds.
+REVOKE_DRAIN_TIMEOUT_S = 10.0
+#: Longest ``consume`` waits when the previous one brought less than a full batch, seconds:
+#: what an event may wait in librdkafka's queue before its batch is scored.
+IDLE_WAIT_S = 0.002
+#: Longest the committed offsets read at assignment may take, seconds (per attempt).
+COMMITTED_TIMEOUT_S = 5.0
 
 
 class WorkerStats:
@@ -56,7 +74,7 @@ class WorkerStats:
         self.drift: DriftMonitor | None = None
         self.drift_model: LoadedModel | None = None  # the model whose reference profile ``drift`` uses
         self.shadow = shadow
-        self.committed: dict = {}  # TopicPartition -> next offset to read, as last committed by this worker
+        self.committed: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset, as last committed
 
     def drift_for(self, model: LoadedModel) -> DriftMonitor | None:
         """The drift monitor for ``model``'s reference profile (a new, empty window when the profile changes).
@@ -114,28 +132,35 @@ def _after_batch(
         stats.metrics.record_shadow(model, result.probabilities, challenger, shadow_proba)
 
 
+def _names(tps) -> str:
+    return ",".join(f"{t}[{p}]" for t, p in sorted(tps)) or "-"
+
+
 class ScoringLoop:
     """The worker's hot loop, its committer, alert ledger and rebalance handling.
 
-    Fetch a micro-batch (``getmany``), score it with one matrix operation, drop alerts
-    whose event was alerted on already (:class:`stream_app.alert_ledger.AlertLedger`),
-    queue its outputs on the producer and hand it to the :class:`~stream_app.commit.OffsetCommitter`;
-    fetch the next one.
+    Each pass: ``consume`` up to :data:`~stream_app.consumer.MAX_BATCH` buffered records
+    (librdkafka fetches ahead on its own thread), score them with one matrix operation,
+    drop alerts whose event was alerted on already
+    (:class:`stream_app.alert_ledger.AlertLedger`), queue the outputs on the producer with
+    one :class:`~stream_app.commit.BatchAcks` per batch, serve delivery reports, and let
+    the :class:`~stream_app.commit.OffsetCommitter` book and commit every leading batch
+    whose outputs are all acknowledged (at-least-once).
 
-    Rebalances: when partitions are revoked, the listener waits until every in-flight
-    batch is acknowledged and committed, so a worker leaving in an ordinary rebalance
-    leaves nothing to re-score. When partitions are assigned, no batch is scored until
-    the ledger has read ``churn-alerts`` back from the earliest time an alert for an
-    uncommitted record could carry (a crashed previous owner's alerts). A batch fetched
-    in between is not scored: its partitions still assigned are rewound to its first
-    record (see :meth:`_unread`), the others are read by their next owner from the
-    committed offset.
+    Rebalances (callbacks served inside ``consume``): on revocation the loop waits until
+    queued outputs are acknowledged (at most :data:`REVOKE_DRAIN_TIMEOUT_S`) and commits
+    every acknowledged batch synchronously, so a worker leaving in an ordinary rebalance
+    leaves nothing to re-score. On assignment the partitions are paused until the ledger
+    has read ``churn-alerts`` back from the earliest time an alert for an uncommitted
+    record could carry (a crashed previous owner's alerts); a record of a paused
+    partition that was fetched anyway is not scored: its partition is sought back to it.
 
     Parameters
     ----------
-    consumer : aiokafka.AIOKafkaConsumer
-        Started and subscribed with :meth:`listener` as its rebalance listener.
-    sender : BatchSender
+    make_consumer : callable (int) -> confluent_kafka.Consumer
+        A new, unsubscribed scoring consumer with the given ``fetch.wait.max.ms``
+        (:func:`stream_app.consumer.scoring_consumer_config`).
+    producer : OutputProducer
     store : ModelStore
     topics : WorkerTopics
     stats : WorkerStats
@@ -145,89 +170,164 @@ class ScoringLoop:
     ledger : AlertLedger, optional
     commit_interval_s : float, optional
         Least seconds between offset commits (default :data:`stream_app.commit.COMMIT_INTERVAL_S`).
+    fetch_wait : FetchWaitPolicy, optional
+        Default: :class:`~stream_app.fetch_wait.FetchWaitPolicy` with its defaults.
     """
 
     def __init__(
         self,
-        consumer: AIOKafkaConsumer,
-        sender: BatchSender,
+        make_consumer: Callable[[int], Consumer],
+        producer: OutputProducer,
         store: ModelStore,
         topics: WorkerTopics,
         stats: WorkerStats,
         reader: AIOKafkaConsumer | None = None,
         ledger: AlertLedger | None = None,
         commit_interval_s: float | None = None,
+        fetch_wait: FetchWaitPolicy | None = None,
     ) -> None:
-        self.consumer, self.sender, self.store, self.topics, self.stats = consumer, sender, store, topics, stats
+        self.make_consumer = make_consumer
+        self.producer, self.store, self.topics, self.stats = producer, store, topics, stats
         self.reader = reader
         self.ledger = ledger if ledger is not None else AlertLedger()
-        self.committer = OffsetCommitter(consumer, self._committed, interval_s=commit_interval_s)
-        self.fetch_wait = AdaptiveFetchWait(consumer)
-        self._open = asyncio.Event()  # set while the current assignment is recovered and owned
-        self._recovery_error: BaseException | None = None
+        self.commit_interval_s = commit_interval_s
+        self.fetch_wait = fetch_wait or FetchWaitPolicy()
+        self.consumer: Consumer | None = None
+        self.committer: OffsetCommitter | None = None
+        #: Partitions this member holds, as ``(topic, partition)``.
+        self.assigned: set[tuple[str, int]] = set()
+        self._recovering: set[tuple[str, int]] = set()  # assigned, paused until the ledger is recovered
+        self._recovery: asyncio.Task | None = None
+        self._error: BaseException | None = None
+        self._closing = False
+        self._stage_s = dict.fromkeys(WORKER_STAGES, 0.0)  # accumulated until the next booking
+
+    # ------------------------------------------------------------ consumer
+    def _subscribe(self, fetch_wait_ms: int) -> None:
+        consumer = self.make_consumer(fetch_wait_ms)
+        self.consumer = consumer
+        self.committer = OffsetCommitter(
+            consumer, self._committed, lambda: self.assigned, interval_s=self.commit_interval_s
+        )
+        consumer.subscribe(
+            [self.topics.customers], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        self.fetch_wait.reset()
+
+    def _rebuild(self, fetch_wait_ms: int) -> None:
+        """Replace the consumer by one with another fetch wait (revokes, commits and leaves the group)."""
+        old = self.consumer
+        assert old is not None
+        old.close()  # serves the revocation: outputs drained, acknowledged batches committed
+        self._subscribe(fetch_wait_ms)
 
     # ----------------------------------------------------------- rebalances
-    def listener(self) -> ConsumerRebalanceListener:
-        """The rebalance listener to subscribe the consumer with."""
-        loop = self
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = {(tp.topic, tp.partition) for tp in partitions}
+        consumer.assign(partitions)
+        self.assigned |= tps
+        if self.reader is None or not tps:
+            logger.info("partitions assigned partitions=%s", _names(tps))
+            return
+        consumer.pause(partitions)  # until the alert ledger holds what a previous owner alerted on
+        self._recovering |= tps
+        if self._recovery is not None:
+            self._recovery.cancel()
+        self._recovery = asyncio.get_running_loop().create_task(self._recover_with_retries())
 
-        class _Listener(ConsumerRebalanceListener):
-            async def on_partitions_revoked(self, revoked):
-                await loop.on_revoked(revoked)
-
-            async def on_partitions_assigned(self, assigned):
-                await loop.on_assigned(assigned)
-
-        return _Listener()
-
-    async def on_revoked(self, revoked) -> None:
-        """Stop scoring and wait until every in-flight batch is acknowledged and committed."""
-        self._open.clear()
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = {(tp.topic, tp.partition) for tp in partitions}
+        if self._closing:  # close() drained and committed already (and may run on another thread)
+            self.assigned -= tps
+            self._recovering -= tps
+            return
+        if self._recovery is not None:
+            self._recovery.cancel()
+            self._recovery = None
         t0 = time.perf_counter()
-        try:
-            await asyncio.wait_for(self.committer.drain(), timeout=REVOKE_DRAIN_TIMEOUT_S)
-        except TimeoutError:
-            # Acknowledgements stuck (broker down): rejoin anyway; the next owner re-scores and its
-            # alert ledger recovery reads back whatever of these outputs the broker did take.
-            logger.warning("in-flight batches not committed before revocation timeout_s=%.0f", REVOKE_DRAIN_TIMEOUT_S)
+        left = self.producer.flush(REVOKE_DRAIN_TIMEOUT_S)
+        committer = self.committer
+        committed = 0
+        if committer is not None:
+            try:
+                committed = committer.advance(force=True, synchronous=True)
+            except Exception as exc:  # noqa: BLE001 - raised by the loop; the batch stays uncommitted
+                self._error = exc
+            dropped = committer.drop()
+        if left:
+            # Acknowledgements stuck (broker down): the next owner re-scores these batches and
+            # its alert ledger recovery reads back whatever of their outputs the broker took.
+            logger.warning(
+                "outputs not acknowledged before revocation timeout_s=%.0f queued=%d", REVOKE_DRAIN_TIMEOUT_S, left
+            )
+        self.assigned -= tps
+        self._recovering -= tps
         logger.info(
-            "partitions revoked partitions=%s drained_s=%.3f",
-            ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)),
+            "partitions revoked partitions=%s drained_s=%.3f committed_batches=%d dropped_batches=%d",
+            _names(tps),
             time.perf_counter() - t0,
+            committed,
+            dropped if committer is not None else 0,
         )
 
-    async def on_assigned(self, assigned) -> None:
-        """Recover the alert ledger for ``assigned``, then let scoring resume."""
-        if self.reader is not None and assigned:
-            for attempt in range(1, 4):
-                try:
-                    await self._recover(assigned)
-                    break
-                except Exception as exc:  # noqa: BLE001 - retried, then surfaced by the loop
-                    logger.warning(
-                        "alert ledger recovery failed attempt=%d error=%s: %s", attempt, type(exc).__name__, exc
-                    )
-                    if attempt == 3:
-                        # aiokafka swallows listener errors: the loop raises it instead of scoring
-                        # without the ledger (which could duplicate alerts).
-                        self._recovery_error = exc
-                    else:
-                        await asyncio.sleep(1.0)
-        self.fetch_wait.reset_clock()
-        self._open.set()
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = {(tp.topic, tp.partition) for tp in partitions}
+        if self._recovery is not None:
+            self._recovery.cancel()
+            self._recovery = None
+        dropped = self.committer.drop() if self.committer is not None else 0
+        self.assigned -= tps
+        self._recovering -= tps
+        logger.warning(
+            "partitions lost partitions=%s dropped_batches=%d (read again by their owner)", _names(tps), dropped
+        )
 
-    async def _recover(self, assigned) -> None:
+    async def _recover_with_retries(self) -> None:
+        for attempt in range(1, 4):
+            tps = set(self._recovering)
+            try:
+                await self._recover(tps)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried, then surfaced by the loop
+                logger.warning("alert ledger recovery failed attempt=%d error=%s: %s", attempt, type(exc).__name__, exc)
+                if attempt == 3:
+                    # Scoring without the ledger could duplicate alerts: the loop raises instead.
+                    self._error = RuntimeError(
+                        f"alert ledger recovery failed; not scoring without it: {type(exc).__name__}: {exc}"
+                    )
+                    return
+                await asyncio.sleep(1.0)
+        done = tps & self._recovering
+        self._recovering -= done
+        consumer = self.consumer
+        if done and consumer is not None:
+            consumer.resume([TopicPartition(t, p) for t, p in sorted(done)])
+        self._recovery = None
+
+    async def _recover(self, tps: set[tuple[str, int]]) -> None:
+        """Fill the alert ledger with every alert an uncommitted record of ``tps`` may have produced."""
+        assert self.reader is not None and self.consumer is not None
         t0 = time.perf_counter()
-        committed = {tp: await self.consumer.committed(tp) for tp in assigned}
+        # A bounded blocking read on the loop's thread (librdkafka serialises consumer calls).
+        got = self.consumer.committed([TopicPartition(t, p) for t, p in sorted(tps)], timeout=COMMITTED_TIMEOUT_S)
+        committed: dict[AioTopicPartition, int | None] = {}
+        for tp in got:
+            offset = tp.offset if tp.offset >= 0 and tp.offset != OFFSET_INVALID else None
+            committed[AioTopicPartition(tp.topic, tp.partition)] = offset
+            if offset is not None:
+                self.stats.committed[(tp.topic, tp.partition)] = offset
         since_ms = await recovery_start_ms(self.reader, committed)
         n = 0
         if since_ms is not None:
-            partitions = await self.sender.producer.partitions_for(self.topics.alerts)
+            await self.reader.topics()  # metadata of every topic, the alerts topic's partitions among them
+            partitions = self.reader.partitions_for_topic(self.topics.alerts) or set()
             n = await recover_alerted_ids(self.reader, self.topics.alerts, partitions, since_ms, self.ledger)
         self.stats.metrics.record_alert_recovery(n, time.perf_counter() - t0)
         logger.info(
             "alert ledger recovered partitions=%s since_ms=%s alerts_read=%d ledger=%d seconds=%.3f",
-            ",".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)),
+            _names(tps),
             since_ms,
             n,
             len(self.ledger),
@@ -236,43 +336,76 @@ class ScoringLoop:
 
     # ------------------------------------------------------------- the loop
     async def run(self) -> None:
-        """Score forever (raises what the committer or a send raised)."""
+        """Score until cancelled (raises what a send, a commit or the recovery raised)."""
         await self.store.ready.wait()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self.committer.run())
-            tg.create_task(self._fetch_loop())
+        self._subscribe(self.fetch_wait.current_ms)
+        try:
+            await self._run()
+        finally:
+            if self._recovery is not None:
+                self._recovery.cancel()
 
-    async def _fetch_loop(self) -> None:
-        consumer, sender, topics, store, committer = self.consumer, self.sender, self.topics, self.store, self.committer
+    async def _run(self) -> None:
         frozen = False
+        full = False
+        perf = time.perf_counter
+        stage_s = self._stage_s
+        producer = self.producer
         while True:
-            if not self._open.is_set():
-                await self._open.wait()
-            if self._recovery_error is not None:
-                raise RuntimeError("alert ledger recovery failed; not scoring without it") from self._recovery_error
-            batch = await consumer.getmany(timeout_ms=self.fetch_wait.poll_timeout_ms, max_records=MAX_BATCH)
-            if not batch:
-                if self._open.is_set():
-                    await self.fetch_wait.got_nothing()
+            if self._error is not None:
+                raise self._error
+            consumer, committer = self.consumer, self.committer
+            assert consumer is not None and committer is not None
+            if committer.blocked:
+                producer.producer.poll(IDLE_WAIT_S)  # wait for delivery reports, not more records
+                self._advance()
+                await asyncio.sleep(0)
                 continue
-            await self.fetch_wait.got_records()
-            if not self._open.is_set():
-                self._unread(batch)
+            waited = not full  # a call that may wait counts as idle, not as fetch cost
+            t0 = perf()
+            msgs = consumer.consume(MAX_BATCH, 0 if full else IDLE_WAIT_S)
+            t_fetched = perf()
+            if not msgs:
+                full = False
+                producer.poll()
+                self._advance()
+                new_wait = self.fetch_wait.got_nothing(self._behind)
+                if new_wait is not None:
+                    self._rebuild(new_wait)
+                await asyncio.sleep(0)
                 continue
-            committer.begin()
+            full = len(msgs) >= MAX_BATCH
+            self.fetch_wait.got_records()
+            topic = self.topics.customers  # the one topic subscribed
+            records: list[RawRecord] = []
+            append = records.append
+            last: dict[int, int] = {}  # partition -> last offset in the batch
+            for m in msgs:
+                if m.error() is not None:
+                    self._consume_error(m)
+                    continue
+                # A consumed record always has both (None only for producer-side messages).
+                partition: int = m.partition()  # type: ignore[assignment]
+                offset: int = m.offset()  # type: ignore[assignment]
+                last[partition] = offset
+                append(RawRecord(topic, partition, offset, m.key(), m.value()))
+            if self._recovering and any((topic, p) in self._recovering for p in last):
+                records = self._unread(records)
+                last = {p: o for p, o in last.items() if (topic, p) not in self._recovering}
+            if not records:
+                await asyncio.sleep(0)
+                continue
             if not frozen:
                 # Model, clients and buffers are loaded: keep the collector from scanning them again.
                 gc.collect()
                 gc.freeze()
                 frozen = True
-            model = store.current  # one model for the whole micro-batch
+            model = self.store.current  # one model for the whole micro-batch
             assert model is not None  # run() waited for store.ready; a champion is never unloaded
-            records = [
-                RawRecord(m.topic, m.partition, m.offset, m.key, m.value) for msgs in batch.values() for m in msgs
-            ]
-            t0 = time.perf_counter()
-            result = score_batch(model, records, value_model=_value_model_for(store, model))
-            scoring_s = time.perf_counter() - t0
+            t1 = perf()
+            stage_s["fetch"] += t1 - (t_fetched if waited else t0)
+            result = score_batch(model, records, value_model=_value_model_for(self.store, model), timings=stage_s)
+            t2 = perf()
             if result.alerts:
                 keep = self.ledger.admit(result.alert_event_ids)
                 if len(keep) < len(result.alerts):
@@ -280,9 +413,11 @@ class ScoringLoop:
                     self.stats.metrics.alerts_suppressed.inc(len(result.alerts) - len(keep))
                     result.alerts = [result.alerts[i] for i in keep]
                     result.alert_event_ids = [result.alert_event_ids[i] for i in keep]
-            acks = await sender.send(topics.scores, result.scores)
-            acks += await sender.send(topics.alerts, result.alerts)
-            acks += await sender.send(topics.dead_letters, result.dead_letters)
+            acks = BatchAcks()
+            topics = self.topics
+            producer.send(topics.scores, result.scores, acks)
+            producer.send(topics.alerts, result.alerts, acks)
+            producer.send(topics.dead_letters, result.dead_letters, acks)
             for f in result.failures:
                 logger.warning(
                     "dead letter %s[%d]@%d stage=%s error=%s",
@@ -292,30 +427,66 @@ class ScoringLoop:
                     f.stage,
                     f.error_message[:200],
                 )
-            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batch.items()}
-            await committer.submit(InFlightBatch(offsets, acks, len(records), result, model, scoring_s))
+            committer.submit(
+                InFlightBatch({(topic, p): o + 1 for p, o in last.items()}, acks, len(records), result, model, t2 - t1)
+            )
+            producer.poll()
+            t3 = perf()
+            stage_s["produce"] += t3 - t2
+            self._advance()
+            stage_s["commit"] += perf() - t3
+            await asyncio.sleep(0)
 
-    def _unread(self, batch: dict) -> None:
-        """Rewind each still-assigned partition of ``batch`` to its first record: it is fetched again.
+    def _advance(self) -> None:
+        assert self.committer is not None
+        self.committer.advance()
 
-        ``getmany`` waits out a rebalance and then returns records of the *new* assignment,
-        which may arrive while :meth:`on_assigned` still recovers the alert ledger. The
-        consumer's position has already moved past them: dropping them without a rewind
-        skipped them for good (the fault scenario ``worker_join_leave`` lost 63-84 events
-        this way). A partition no longer assigned needs nothing: its next owner starts at
-        the committed offset.
+    def _consume_error(self, m: Any) -> None:
+        err = m.error()
+        if err.fatal():
+            raise RuntimeError(f"scoring consumer failed: {err}")
+        logger.warning("consumer error topic=%s partition=%s error=%s", m.topic(), m.partition(), err)
+
+    def _unread(self, records: list[RawRecord]) -> list[RawRecord]:
+        """Seek each still-recovering partition back to its first record here; keep the other records.
+
+        A partition paused at assignment may still deliver what librdkafka had fetched for
+        it: those records must wait for the alert ledger, and the consumer's position has
+        moved past them, so the partition is sought back (dropping them without a seek
+        skipped them for good: the fault scenario ``worker_join_leave`` lost 63-84 events).
         """
-        assigned = self.consumer.assignment()
-        rewound = []
-        for tp, msgs in batch.items():
-            if msgs and tp in assigned:
-                self.consumer.seek(tp, msgs[0].offset)
-                rewound.append(f"{tp.topic}[{tp.partition}]@{msgs[0].offset}")
+        assert self.consumer is not None
+        first: dict[tuple[str, int], int] = {}
+        kept = []
+        for r in records:
+            tp = (r.topic, r.partition)
+            if tp in self._recovering:
+                first.setdefault(tp, r.offset)
+            else:
+                kept.append(r)
+        for (t, p), offset in first.items():
+            self.consumer.seek(TopicPartition(t, p, offset))
         logger.info(
-            "batch fetched during a rebalance not scored records=%d rewound=%s",
-            sum(len(m) for m in batch.values()),
-            ",".join(rewound) or "-",
+            "records fetched during alert ledger recovery not scored records=%d rewound=%s",
+            len(records) - len(kept),
+            ",".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(first.items())),
         )
+        return kept
+
+    def _behind(self) -> int | None:
+        """Records between the consumer's positions and the high watermarks of its active partitions."""
+        consumer = self.consumer
+        active = sorted(self.assigned - self._recovering)
+        if consumer is None or not active:
+            return None
+        behind = 0
+        for tp in consumer.position([TopicPartition(t, p) for t, p in active]):
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            position = tp.offset if tp.offset >= 0 else self.stats.committed.get((tp.topic, tp.partition))
+            if high is None or high < 0 or position is None:
+                continue
+            behind += max(0, high - position)
+        return behind
 
     def _committed(self, b: InFlightBatch, acked_at: float, offsets: dict) -> None:
         stats = self.stats
@@ -328,3 +499,39 @@ class ScoringLoop:
         stats.last_batch_at = time.time()
         stats.stall.progressed()
         _after_batch(stats, self.store, b.model, b.n_in, result, b.scoring_s, acked_at)
+        stage_s = self._stage_s
+        stats.metrics.record_stages(stage_s)
+        for k in stage_s:
+            stage_s[k] = 0.0
+
+    # ------------------------------------------------------------ shutdown
+    def close(self, timeout_s: float) -> int:
+        """Flush the outputs, commit every acknowledged batch and leave the group (blocking, bounded).
+
+        Outputs already queued reach the broker before the group learns this worker left,
+        so the next owner's alert ledger read-back sees them; then every batch whose outputs
+        were acknowledged is committed, so the next owner re-scores none.
+
+        Parameters
+        ----------
+        timeout_s : float
+            Longest wait for the acknowledgements, seconds.
+
+        Returns
+        -------
+        int
+            Batches committed.
+        """
+        self._closing = True
+        self._recovery = None  # cancelled with the loop's task; not touched from this thread
+        self.producer.flush(timeout_s)
+        committed = 0
+        if self.committer is not None:
+            try:
+                committed = self.committer.advance(force=True, synchronous=True)
+            except Exception as exc:  # noqa: BLE001 - a failed last commit means re-scoring, never loss
+                logger.warning("shutdown: last offset commit failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
+            self.committer.drop()
+        if self.consumer is not None:
+            self.consumer.close()  # its revocation callback finds nothing left to drain
+        return committed

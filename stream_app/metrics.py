@@ -28,6 +28,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
 SCORING_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: The worker's stages, in hot-loop order: the labels of ``churn_worker_stage_seconds_total``.
+#: ``fetch`` is ``consume`` and the records' coordinates; ``decode`` to ``encode`` are
+#: :data:`stream_app.scoring.STAGES`; ``produce`` queues the outputs and serves delivery
+#: reports; ``commit`` books acknowledged batches, commits their offsets and records
+#: these metrics, the drift window and shadow scores.
+WORKER_STAGES = ("fetch", "decode", "validate", "featurise", "predict", "reasons", "encode", "produce", "commit")
 END_TO_END_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -186,6 +192,13 @@ class WorkerMetrics:
             ["field"],
             registry=r,
         )
+        self.stage_seconds = Counter(
+            "churn_worker_stage_seconds",
+            "Seconds the hot loop spent in each stage (divide by churn_events_in_total for the cost per event).",
+            ["stage"],
+            registry=r,
+        )
+        self._stage_children = {stage: self.stage_seconds.labels(stage) for stage in WORKER_STAGES}
         for output in ("scores", "alerts", "dead_letters"):
             self.events_out.labels(output)
         for result in ("ok", "failed"):
@@ -231,6 +244,19 @@ class WorkerMetrics:
         self.scoring_seconds.observe_many(scoring_s)
         if result.event_times:
             self.end_to_end_seconds.observe_many(acked_at - event_time_seconds(result.event_times))
+
+    def record_stages(self, seconds: Mapping[str, float]) -> None:
+        """Add the seconds spent per stage (keys among :data:`WORKER_STAGES`) to ``churn_worker_stage_seconds_total``.
+
+        Raises
+        ------
+        KeyError
+            A key is not one of :data:`WORKER_STAGES`.
+        """
+        children = self._stage_children
+        for stage, s in seconds.items():
+            if s:
+                children[stage].inc(s)
 
     def record_alert_recovery(self, alerts_read: int, seconds: float) -> None:
         """One alert ledger recovery at partition assignment (see :mod:`stream_app.alert_ledger`)."""

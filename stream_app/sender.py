@@ -1,81 +1,141 @@
-"""Send a micro-batch's pre-encoded outputs with one producer record batch per partition.
+"""The worker's output producer: librdkafka (``confluent_kafka.Producer``) with Kafka's default partitioner.
 
-Per-message sends (one Faust or aiokafka ``send`` per record) were most of a
-micro-batch's time (``churn bench stream``); :class:`BatchSender` builds one record
-batch per partition instead, with the default partitioner's choice of partition.
+Outputs are queued with ``produce`` (librdkafka batches them per partition on its own
+threads); every record's delivery report counts down its micro-batch's
+:class:`~stream_app.commit.BatchAcks`. Delivery reports are served by ``poll(0)`` on the
+loop's thread, once per pass of the hot loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
+import time
 from collections.abc import Sequence
-from functools import lru_cache
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
+from confluent_kafka import Producer
 
-#: Producer record-batch size (bytes): a micro-batch's outputs to one partition fit in a few.
-PRODUCE_BATCH_BYTES = 512 * 1024
+from plumbing.clients import rdkafka_config
+from plumbing.settings import Settings
+from stream_app.commit import BatchAcks
+from stream_app.consumer import RDKAFKA_LOGGER
 
-
-@lru_cache(maxsize=1 << 18)
-def _key_hash(key: bytes) -> int:
-    # aiokafka's murmur2 is pure Python; keys (customer ids) repeat, so cache the hash.
-    return murmur2(key) & 0x7FFFFFFF
+#: Longest one ``produce`` waits for room in librdkafka's queue before it gives up, seconds.
+QUEUE_FULL_WAIT_S = 30.0
 
 
-class BatchSender:
-    """Send pre-encoded records with one producer batch per partition.
+def output_producer_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka properties of the worker's output producer (holds credentials: never log it).
 
-    Partitions are chosen exactly like the default (Java-compatible murmur2)
-    partitioner, so a customer's scores land where per-record sends put them.
+    ``acks=all`` (an output counts once every in-sync replica has it), no idempotence
+    (Tansu refuses idempotent producers; at-least-once does not need it), Kafka's
+    Java-compatible ``murmur2_random`` partitioner (a customer's scores land in the
+    partition every Kafka client picks for that key), ``linger.ms=1``.
 
     Parameters
     ----------
-    producer : aiokafka.AIOKafkaProducer
-        Started; its ``max_batch_size`` bounds each record batch.
+    settings : Settings
+
+    Returns
+    -------
+    dict of str to object
+    """
+    return {
+        **rdkafka_config(settings),
+        "client.id": "churn-worker",
+        "acks": "all",
+        "enable.idempotence": False,
+        "partitioner": "murmur2_random",
+        "linger.ms": 1,
+        "batch.size": 512 * 1024,
+        "message.max.bytes": 4 * 1024 * 1024,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1024 * 1024,
+        "compression.type": "none",
+        "logger": RDKAFKA_LOGGER,
+    }
+
+
+class OutputProducer:
+    """Queue pre-encoded records on a librdkafka producer, each counted by its batch's :class:`BatchAcks`.
+
+    Parameters
+    ----------
+    producer : confluent_kafka.Producer
+        Used from the loop's thread only.
     """
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: Producer) -> None:
         self.producer = producer
 
-    async def send(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> list[asyncio.Future]:
-        """Queue ``(key, value)`` records; return futures that resolve when the broker acknowledges them.
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutputProducer:
+        """An :class:`OutputProducer` on a new producer configured by :func:`output_producer_config`."""
+        return cls(Producer(output_producer_config(settings)))
+
+    def send(self, topic: str, records: Sequence[tuple[bytes | None, bytes]], acks: BatchAcks) -> None:
+        """Queue ``(key, value)`` records on ``topic``; each one's delivery report counts down ``acks``.
 
         Parameters
         ----------
         topic : str
         records : sequence of (bytes or None, bytes)
             Key and value; a record without a key goes to a random partition.
-
-        Returns
-        -------
-        list of asyncio.Future
-            One per record batch sent; pass them to :func:`stream_app.commit.wait_acknowledged`.
+        acks : BatchAcks
 
         Raises
         ------
-        ValueError
-            A record does not fit in an empty producer batch.
+        BufferError
+            librdkafka's queue stayed full for :data:`QUEUE_FULL_WAIT_S` (broker gone).
+        confluent_kafka.KafkaException
+            A record exceeds ``message.max.bytes`` or the topic is unknown.
         """
         if not records:
-            return []
-        partitions = sorted(await self.producer.partitions_for(topic))
-        n = len(partitions)
-        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
-        for key, value in records:
-            p = partitions[_key_hash(key) % n] if key is not None else random.choice(partitions)
-            by_partition.setdefault(p, []).append((key, value))
-        futures = []
-        for partition, recs in by_partition.items():
-            batch = self.producer.create_batch()
-            for key, value in recs:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await self.producer.send_batch(batch, topic, partition=partition))
-                    batch = self.producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(f"record of {len(value)} bytes exceeds the producer batch size")
-            if batch.record_count():
-                futures.append(await self.producer.send_batch(batch, topic, partition=partition))
-        return futures
+            return
+        produce, delivered = self.producer.produce, acks.delivered
+        acks.pending += len(records)
+        for i, (key, value) in enumerate(records):
+            try:
+                produce(topic, value, key, on_delivery=delivered)
+            except BufferError:
+                self._wait_for_room(topic, records[i:], acks)
+                return
+            except BaseException:
+                acks.pending -= len(records) - i
+                raise
+
+    def _wait_for_room(self, topic: str, rest: Sequence[tuple[bytes | None, bytes]], acks: BatchAcks) -> None:
+        # The queue is full: serve delivery reports until there is room (blocking: nothing
+        # else could go on anyway).
+        deadline = time.monotonic() + QUEUE_FULL_WAIT_S
+        for i, (key, value) in enumerate(rest):
+            while True:
+                try:
+                    self.producer.produce(topic, value, key, on_delivery=acks.delivered)
+                    break
+                except BufferError:
+                    if time.monotonic() > deadline:
+                        acks.pending -= len(rest) - i
+                        raise
+                    self.producer.poll(0.05)
+
+    def send_one(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue one record whose delivery nothing waits for (reports such as ``churn-drift``).
+
+        Raises
+        ------
+        BufferError
+            librdkafka's queue is full.
+        """
+        self.producer.produce(topic, value, key)
+
+    def poll(self) -> int:
+        """Serve the delivery reports that arrived (non-blocking); the number served."""
+        return self.producer.poll(0)
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` until every queued record is reported; the number still queued."""
+        return self.producer.flush(timeout_s)
+
+    def __len__(self) -> int:
+        """Records queued and not yet reported."""
+        return len(self.producer)

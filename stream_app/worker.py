@@ -57,27 +57,29 @@ beside it:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
+import threading
 from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
+from confluent_kafka import Consumer
 from faust.transport.consumer import ThreadDelegateConsumer
 
 from plumbing.clients import ensure_topics, faust_credentials, kafka_kwargs, served_dataset
 from plumbing.logs import limit_repeated_logs
 from plumbing.settings import Settings
-from stream_app.consumer import consumer_lag, scoring_consumer_kwargs
+from stream_app.commit import on_commit
+from stream_app.consumer import consumer_lag, scoring_consumer_config
 from stream_app.contract import EventContract
 from stream_app.drift import drift_document
 from stream_app.loop import ScoringLoop, WorkerStats
 from stream_app.metrics import CONTENT_TYPE
 from stream_app.model_follow import follow_model_updates
 from stream_app.model_store import ModelStore
-from stream_app.sender import PRODUCE_BATCH_BYTES, BatchSender
+from stream_app.sender import OutputProducer
 from stream_app.topics import WorkerTopics, ensure_worker_topics
 
 logger = logging.getLogger(__name__)
@@ -93,6 +95,41 @@ LAG_REFRESH_TIMEOUT_S = 5.0
 
 def _broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap_servers.split(",") if hp.strip()]
+
+
+async def _close_loop(loop: ScoringLoop) -> None:
+    """:meth:`ScoringLoop.close` on a daemon thread, waited for at most ``3 * SHUTDOWN_STEP_S``.
+
+    librdkafka's flush, synchronous commit and group leave block; with the broker gone the
+    last two may not return at all, and a daemon thread does not keep the process alive.
+    """
+    done: asyncio.Future = asyncio.get_running_loop().create_future()
+    aio = asyncio.get_running_loop()
+
+    def settle(n: int | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(n)
+
+    def close() -> None:
+        try:
+            n = loop.close(SHUTDOWN_STEP_S)
+        except BaseException as exc:  # noqa: BLE001 - reported by the waiting coroutine
+            aio.call_soon_threadsafe(settle, None, exc)
+        else:
+            aio.call_soon_threadsafe(settle, n, None)
+
+    threading.Thread(target=close, name="churn-worker-close", daemon=True).start()
+    try:
+        committed = await asyncio.wait_for(asyncio.shield(done), timeout=3 * SHUTDOWN_STEP_S)
+        logger.info("shutdown: committed %d acknowledged batches", committed)
+    except Exception as exc:  # noqa: BLE001 - a failed last commit means re-scoring, never loss
+        logger.warning(
+            "shutdown: flush, last commit or group leave failed error=%s", f"{type(exc).__name__}: {exc}"[:200]
+        )
 
 
 def create_app(settings: Settings, store: ModelStore | None = None, topics: WorkerTopics | None = None) -> faust.App:
@@ -172,67 +209,35 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
         # Join the group only with a model to score with: a worker started while MLflow is
         # unreachable would otherwise take partitions from workers that can score them.
         await store.ready.wait()
-        consumer = AIOKafkaConsumer(**scoring_consumer_kwargs(settings, group))
-        # Group-less: reads input timestamps and churn-alerts back when partitions are assigned.
+        # Group-less: reads input timestamps and churn-alerts back when partitions are
+        # assigned, and the end offsets for the lag.
         reader = AIOKafkaConsumer(
             **kafka_kwargs(settings), group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024
         )
-        producer = AIOKafkaProducer(
-            **kafka_kwargs(settings),
-            acks="all",
-            linger_ms=0,
-            max_batch_size=PRODUCE_BATCH_BYTES,
-            max_request_size=4 * PRODUCE_BATCH_BYTES,
-            compression_type=None,
-        )
-        await producer.start()
         await reader.start()
-        await consumer.start()
+        producer = OutputProducer.from_settings(settings)
         loop = ScoringLoop(
-            consumer,
-            BatchSender(producer),
+            lambda wait_ms: Consumer({**scoring_consumer_config(settings, group, wait_ms), "on_commit": on_commit}),
+            producer,
             store,
             topics,
             stats,
             reader=reader,
             commit_interval_s=settings.worker_commit_interval_s,
         )
-        consumer.subscribe([topics.customers], listener=loop.listener())
-        state["consumer"] = consumer
         state["loop"] = loop
-        state["producer"] = producer
+        state["reader"] = reader
         try:
             await loop.run()
         finally:
-            state.pop("consumer", None)
             state.pop("loop", None)
-            state.pop("producer", None)
-            # Outputs already queued reach the broker before the group learns this worker
-            # left, so the next owner's alert ledger read-back sees them; then every batch
-            # whose outputs were acknowledged is committed, so the next owner re-scores none.
-            # Each step is bounded (SHUTDOWN_STEP_S): with the broker gone the worker still exits.
+            state.pop("reader", None)
+            # Bounded (SHUTDOWN_STEP_S each): with the broker gone the worker still exits.
+            await _close_loop(loop)
             try:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(producer.flush(), timeout=SHUTDOWN_STEP_S)
-                try:
-                    committed = await asyncio.wait_for(
-                        loop.committer.close(timeout_s=SHUTDOWN_STEP_S), timeout=2 * SHUTDOWN_STEP_S
-                    )
-                    logger.info("shutdown: committed %d acknowledged batches", committed)
-                except Exception as exc:  # noqa: BLE001 - a failed last commit means re-scoring, never loss
-                    logger.warning("shutdown: last offset commit failed error=%s", f"{type(exc).__name__}: {exc}"[:200])
-            finally:
-                # Leave the group (its next owner starts at once, not after the session timeout).
-                for role, client in (("consumer", consumer), ("reader", reader), ("producer", producer)):
-                    try:
-                        await asyncio.wait_for(client.stop(), timeout=SHUTDOWN_STEP_S)
-                    except Exception as exc:  # noqa: BLE001 - exiting anyway; the broker is likely gone
-                        logger.warning(
-                            "shutdown: %s did not stop within %.0f s error=%s",
-                            role,
-                            SHUTDOWN_STEP_S,
-                            f"{type(exc).__name__}: {exc}"[:200],
-                        )
+                await asyncio.wait_for(reader.stop(), timeout=SHUTDOWN_STEP_S)
+            except Exception as exc:  # noqa: BLE001 - exiting anyway; the broker is likely gone
+                logger.warning("shutdown: reader did not stop within %.0f s error=%s", SHUTDOWN_STEP_S, exc)
 
     @app.task
     async def watch_model_updates() -> None:
@@ -241,12 +246,15 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     @app.timer(interval=1.0)
     async def refresh_lag() -> None:
         # Off the hot loop, at most once a second: one ListOffsets request for the assignment.
-        consumer = state.get("consumer")
-        if consumer is None:
+        loop, reader = state.get("loop"), state.get("reader")
+        if loop is None or reader is None or loop.consumer is None:
             return
         try:
             # Bounded: aiokafka would wait out its 40 s request timeout with the broker gone.
-            lag = await asyncio.wait_for(consumer_lag(consumer, stats.committed), timeout=LAG_REFRESH_TIMEOUT_S)
+            lag = await asyncio.wait_for(
+                consumer_lag(loop.consumer, reader, sorted(loop.assigned), stats.committed),
+                timeout=LAG_REFRESH_TIMEOUT_S,
+            )
         except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the last reading
             error = f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
             logger.warning("consumer lag refresh failed error=%s", error)
@@ -257,8 +265,8 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
 
     @app.timer(interval=max(0.5, settings.drift_interval_s))
     async def publish_drift() -> None:
-        monitor, model, producer = stats.drift, stats.drift_model, state.get("producer")
-        if monitor is None or model is None or producer is None or monitor.size == 0:
+        monitor, model, loop = stats.drift, stats.drift_model, state.get("loop")
+        if monitor is None or model is None or loop is None or monitor.size == 0:
             return
         values = monitor.psi()
         stats.metrics.set_drift(values, monitor.size, settings.drift_psi_threshold)
@@ -270,7 +278,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             model_version=model.model_version,
             threshold=settings.drift_psi_threshold,
         )
-        await producer.send_and_wait(topics.drift, orjson.dumps(doc), key=model.model_name.encode())
+        loop.producer.send_one(topics.drift, model.model_name.encode(), orjson.dumps(doc))
         if doc["alert"]:
             logger.warning(
                 "input drift model_version=%s window=%d drifted=%s",
@@ -289,8 +297,8 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
 
     @app.page("/health")
     async def health(web, request):
-        consumer = state.get("consumer")
-        assigned = len(consumer.assignment()) if consumer is not None else 0
+        loop = state.get("loop")
+        assigned = len(loop.assigned) if loop is not None else 0
         verdict = stats.stall.evaluate(model_loaded=store.current is not None, assigned_partitions=assigned)
         ready = verdict.ready
         body = {
@@ -314,7 +322,7 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             "model_refusals": dict(getattr(store, "refusals", {})),
             "announcements_refused": dict(getattr(store, "announcements_refused", {})),
             "last_reload_error": store.last_error,
-            "fetch_max_wait_ms": loop.fetch_wait.current_ms if (loop := state.get("loop")) else None,
+            "fetch_max_wait_ms": loop.fetch_wait.current_ms if loop is not None else None,
         }
         return web.json(body, status=verdict.status_code)
 

@@ -78,15 +78,15 @@ async def _produce_and_collect(
     timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Send ``records`` to ``in_topic`` and read ``out_topic`` until each event id has a score."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from plumbing.clients import kafka_kwargs
-    from stream_app.sender import BatchSender
+    from stream_app.commit import BatchAcks
+    from stream_app.sender import OutputProducer
 
     ids = {orjson.loads(v)["event_id"] for _, v in records}
-    producer = AIOKafkaProducer(
-        **kafka_kwargs(settings), acks="all", linger_ms=1, max_batch_size=512 * 1024, max_request_size=2 * 1024 * 1024
-    )
+    producer = OutputProducer.from_settings(settings)
+    acks = BatchAcks()
     consumer = AIOKafkaConsumer(
         **kafka_kwargs(settings),
         group_id=None,
@@ -94,23 +94,20 @@ async def _produce_and_collect(
         fetch_max_wait_ms=20,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    await producer.start()
     await consumer.start()
     seen: set[str] = set()
     duplicates = 0
     lat_ts: list[float] = []
     lat_read: list[float] = []
     try:
-        tps = [TopicPartition(out_topic, p) for p in await producer.partitions_for(out_topic)]
+        tps = [TopicPartition(out_topic, p) for p in await _partitions(consumer, out_topic)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, ends[tp])
-        sender = BatchSender(producer)
 
         async def produce() -> float:
             t0 = time.time()
-            futures = []
             if rate:
                 chunk = max(1, int(rate / 100))  # 10 ms worth of events per send
                 for i in range(0, len(records), chunk):
@@ -121,11 +118,18 @@ async def _produce_and_collect(
                     if stamp_times:
                         now = time.time()
                         part = [(k, _restamp(v, now)) for k, v in part]
-                    futures += await sender.send(in_topic, part)
+                    producer.send(in_topic, part, acks)
+                    producer.poll()
             else:
                 for i in range(0, len(records), 5000):
-                    futures += await sender.send(in_topic, records[i : i + 5000])
-            await asyncio.gather(*futures)
+                    producer.send(in_topic, records[i : i + 5000], acks)
+                    producer.poll()
+                    await asyncio.sleep(0)
+            while not acks.done:
+                producer.poll()
+                await asyncio.sleep(0.005)
+            if acks.error is not None:
+                raise RuntimeError(f"bench input not delivered: {acks.error}")
             return time.time() - t0
 
         t_start = time.time()
@@ -155,7 +159,7 @@ async def _produce_and_collect(
         produce_s = await producing
     finally:
         await consumer.stop()
-        await producer.stop()
+        producer.flush(10)
     return {
         "events": len(ids),
         "scored": len(seen),
@@ -165,6 +169,11 @@ async def _produce_and_collect(
         "lat_ts": lat_ts,
         "lat_read": lat_read,
     }
+
+
+async def _partitions(consumer, topic: str) -> list[int]:
+    await consumer.topics()  # metadata of every topic
+    return sorted(consumer.partitions_for_topic(topic) or ())
 
 
 def _restamp(value: bytes, now: float) -> bytes:

@@ -10,7 +10,6 @@ alerting on the events the crashed worker never reached. A SIGKILL mid-stream is
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import httpx
@@ -53,8 +52,9 @@ def _crashed_worker_outputs(settings, topics, champion, telco_csv) -> list[str]:
     from churn_stream.demo import replicate_events
     from churn_stream.produce import csv_to_customer_events
     from plumbing.clients import ensure_topics
+    from stream_app.commit import BatchAcks
     from stream_app.scoring import RawRecord, score_batch
-    from stream_app.sender import BatchSender
+    from stream_app.sender import OutputProducer
     from stream_app.topics import ensure_worker_topics
 
     ensure_topics(settings)
@@ -65,23 +65,13 @@ def _crashed_worker_outputs(settings, topics, champion, telco_csv) -> list[str]:
     model = champion.current
     result = score_batch(model, records, value_model=champion.value_model)
 
-    async def produce() -> None:
-        from aiokafka import AIOKafkaProducer
-
-        from plumbing.clients import kafka_kwargs
-
-        producer = AIOKafkaProducer(**kafka_kwargs(settings), acks="all")
-        await producer.start()
-        try:
-            sender = BatchSender(producer)
-            acks = await sender.send(topics.customers, events)
-            acks += await sender.send(topics.scores, result.scores)
-            acks += await sender.send(topics.alerts, result.alerts)
-            await asyncio.gather(*acks)
-        finally:
-            await producer.stop()
-
-    asyncio.run(produce())
+    producer = OutputProducer.from_settings(settings)  # the worker's producer
+    acks = BatchAcks()
+    producer.send(topics.customers, events, acks)
+    producer.send(topics.scores, result.scores, acks)
+    producer.send(topics.alerts, result.alerts, acks)
+    assert producer.flush(30) == 0
+    assert acks.done and acks.error is None
     assert len(result.alerts) > 200  # many alerting events, or the test proves little
     return result.alert_event_ids
 
