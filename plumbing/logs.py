@@ -31,6 +31,10 @@ class RepeatedMessageFilter(logging.Filter):
         Returns seconds (for tests).
     max_kinds : int, default 1024
         Kinds remembered; the table is cleared when it grows past this (memory bound).
+    kind_args : int, default 0
+        Leading arguments of the record that are part of its kind too: librdkafka's log lines
+        (``confluent_kafka``'s ``logger`` property) all share the message ``"%s [%s] %s"``
+        and carry their kind, the facility (``FAIL``, ``REQTMOUT``...), as the first argument.
 
     Notes
     -----
@@ -38,15 +42,25 @@ class RepeatedMessageFilter(logging.Filter):
     """
 
     def __init__(
-        self, interval_s: float = REPEAT_INTERVAL_S, clock: Callable[[], float] = time.monotonic, max_kinds: int = 1024
+        self,
+        interval_s: float = REPEAT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_kinds: int = 1024,
+        kind_args: int = 0,
     ) -> None:
         super().__init__()
-        self.interval_s, self._clock, self._max_kinds = interval_s, clock, max_kinds
+        self.interval_s, self._clock, self._max_kinds, self._kind_args = interval_s, clock, max_kinds, kind_args
         self._lock = threading.Lock()
         self._kinds: dict[tuple[str, int, str], list[float]] = {}  # kind -> [last passed at, dropped since]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        kind = (record.name, record.levelno, record.msg if isinstance(record.msg, str) else type(record.msg).__name__)
+        kind: tuple = (
+            record.name,
+            record.levelno,
+            record.msg if isinstance(record.msg, str) else type(record.msg).__name__,
+        )
+        if self._kind_args and isinstance(record.args, tuple):
+            kind += tuple(str(a) for a in record.args[: self._kind_args])
         now = self._clock()
         with self._lock:
             seen = self._kinds.get(kind)
@@ -62,13 +76,23 @@ class RepeatedMessageFilter(logging.Filter):
         return True
 
 
-def limit_repeated_logs(prefixes: Iterable[str], interval_s: float = REPEAT_INTERVAL_S) -> RepeatedMessageFilter:
+def limit_repeated_logs(
+    prefixes: Iterable[str], interval_s: float = REPEAT_INTERVAL_S, kind_args: int = 0
+) -> RepeatedMessageFilter:
     """Attach one :class:`RepeatedMessageFilter` to every logger under ``prefixes``.
 
     Logger filters are not inherited, so the filter goes on each logger whose name is a
     prefix or starts with ``prefix + "."``. Libraries create their module loggers on import,
     so each prefix that names an installed package is imported first, with every submodule
     (one that fails to import, e.g. for an optional dependency, is skipped).
+
+    Parameters
+    ----------
+    prefixes : iterable of str
+        Logger names (packages).
+    interval_s : float, default REPEAT_INTERVAL_S
+    kind_args : int, default 0
+        See :class:`RepeatedMessageFilter`.
 
     Returns
     -------
@@ -84,7 +108,7 @@ def limit_repeated_logs(prefixes: Iterable[str], interval_s: float = REPEAT_INTE
         for module in pkgutil.walk_packages(getattr(package, "__path__", []), prefix + ".", onerror=lambda _: None):
             with contextlib.suppress(Exception):
                 importlib.import_module(module.name)
-    flt = RepeatedMessageFilter(interval_s)
+    flt = RepeatedMessageFilter(interval_s, kind_args=kind_args)
     names = set(prefixes) | {
         n for n in logging.Logger.manager.loggerDict if any(n.startswith(p + ".") for p in prefixes)
     }

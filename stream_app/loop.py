@@ -321,8 +321,13 @@ class ScoringLoop:
         since_ms = await recovery_start_ms(self.reader, committed)
         n = 0
         if since_ms is not None:
-            await self.reader.topics()  # metadata of every topic, the alerts topic's partitions among them
-            partitions = self.reader.partitions_for_topic(self.topics.alerts) or set()
+            # A bounded blocking metadata request, like the committed offsets above.
+            meta = self.consumer.list_topics(self.topics.alerts, timeout=COMMITTED_TIMEOUT_S).topics.get(
+                self.topics.alerts
+            )
+            if meta is None or meta.error is not None:
+                raise RuntimeError(f"no metadata for {self.topics.alerts}: {meta.error if meta else 'unknown topic'}")
+            partitions = set(meta.partitions)
             n = await recover_alerted_ids(self.reader, self.topics.alerts, partitions, since_ms, self.ledger)
         self.stats.metrics.record_alert_recovery(n, time.perf_counter() - t0)
         logger.info(

@@ -389,7 +389,9 @@ class StallDetector:
 
     def evaluate(self, *, model_loaded: bool, assigned_partitions: int) -> HealthVerdict:
         """The health verdict now."""
-        if self.lag_failing_since is not None and assigned_partitions > 0:
+        # Whatever the assignment: librdkafka gives the partitions up once the group
+        # coordinator is unreachable for a session timeout.
+        if self.lag_failing_since is not None:
             failing = self.clock() - self.lag_failing_since  # type: ignore[operator]
             if failing > self.stall_s:
                 return HealthVerdict(

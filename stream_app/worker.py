@@ -1,18 +1,20 @@
 """The Faust scoring worker.
 
-``customers`` is consumed in micro-batches by an aiokafka consumer in the scoring
-consumer group (``getmany``); each batch is scored with one matrix operation and
-its scores, alerts and dead letters are sent and **acknowledged by the broker
-before** the batch's input offsets are committed (at-least-once). Faust runs the
-service around it: the ``/health`` page, the model-update follower, signals.
-Faust's per-event stream machinery (``take_events``) capped the worker at a few
-thousand events/s on this path, mostly waiting, so the hot loop reads directly.
+``customers`` is consumed in micro-batches by a librdkafka consumer
+(``confluent_kafka.Consumer``) in the scoring consumer group; each batch is scored with
+one matrix operation and its scores, alerts and dead letters are queued on a librdkafka
+producer and **acknowledged by the broker before** the batch's input offsets are
+committed (at-least-once). Faust runs the service around the hot loop: its lifecycle and
+signals, the ``/health`` and ``/metrics`` pages, the timers (lag, drift) and the
+model-update follower. Faust's per-event stream machinery (``take_events``) capped the
+worker at a few thousand events/s, and an aiokafka hot loop at ~20,000: fetching,
+batching and delivery in C on librdkafka's threads leave the loop's thread to the
+scoring (``churn bench stream``, the per-stage figures on ``/metrics``).
 
-The fetch loop does not wait for the broker: once a batch's outputs are queued on the
-producer it goes back to ``getmany``, and an :class:`~stream_app.commit.OffsetCommitter`
-task awaits the acknowledgements and commits, in order, every
-:data:`~stream_app.commit.COMMIT_INTERVAL_S` at most (all batches acknowledged meanwhile
-in one commit).
+The loop never waits for the broker: once a batch's outputs are queued it consumes the
+next one; delivery reports count each batch's acknowledgements down, and an
+:class:`~stream_app.commit.OffsetCommitter` commits the acknowledged batches, in order,
+every :data:`~stream_app.commit.COMMIT_INTERVAL_S` at most (all of them in one commit).
 Waiting in the loop for both round trips (acks, then commit) held every record that
 arrived meanwhile for their duration (``churn bench stream`` at 2,000 events/s).
 
@@ -25,15 +27,15 @@ Model-updated events are read by every worker outside the consumer group (each
 worker must see every announcement), and the champion is swapped between
 micro-batches.
 
-Outputs go through the worker's own aiokafka producer, one record batch per
-partition per micro-batch (:class:`~stream_app.sender.BatchSender`), rather than one Faust send per
-record: per-message sends were most of a micro-batch's time (``churn bench stream``).
+Outputs go through the worker's own librdkafka producer
+(:class:`~stream_app.sender.OutputProducer`), with Kafka's default partitioner, rather
+than one Faust send per record: per-message Faust sends were most of a micro-batch's time.
 
 Operations, all recorded per micro-batch and never per event (after its commit, off
 the fetch loop): ``/metrics``
 (Prometheus text: events, scores, alerts, suppressed duplicate alerts, dead letters by stage,
-batch-size, scoring and end-to-end latency histograms, lag, model versions, reloads, PSI,
-shadow agreement, alert ledger recoveries),
+batch-size, scoring and end-to-end latency histograms, seconds per hot-loop stage, lag,
+model versions, reloads, PSI, shadow agreement, alert ledger recoveries),
 ``/health`` (ready only with a model and assigned partitions; 503 ``stalled`` when
 lag waits longer than ``health_stall_s`` with no batch completing), a lag refresher
 (end offsets at most once a second, off the hot loop), a PSI drift monitor published
@@ -46,12 +48,13 @@ beside it:
 
 - :mod:`stream_app.loop`: the hot loop, rebalance handling, the counters it keeps;
 - :mod:`stream_app.commit`: in-flight batches, acknowledgements, offset commits;
-- :mod:`stream_app.fetch_wait`: the adaptive fetch wait;
-- :mod:`stream_app.sender`: one producer record batch per partition;
+- :mod:`stream_app.fetch_wait`: the fetch wait, lengthened on a starving broker;
+- :mod:`stream_app.sender`: the output producer;
 - :mod:`stream_app.consumer`: the scoring consumer's settings and its lag;
 - :mod:`stream_app.topics`: the topics a worker reads and writes;
-- :func:`plumbing.clients.kafka_kwargs`, :func:`plumbing.clients.faust_credentials`:
-  connections and SSL / SASL.
+- :func:`plumbing.clients.rdkafka_config`, :func:`plumbing.clients.kafka_kwargs`,
+  :func:`plumbing.clients.faust_credentials`: connections and SSL / SASL (librdkafka,
+  aiokafka, Faust).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from typing import Any
 import faust
 import orjson
 from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AioTopicPartition
 from confluent_kafka import Consumer
 from faust.transport.consumer import ThreadDelegateConsumer
 
@@ -251,10 +255,16 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
             return
         try:
             # Bounded: aiokafka would wait out its 40 s request timeout with the broker gone.
-            lag = await asyncio.wait_for(
-                consumer_lag(loop.consumer, reader, sorted(loop.assigned), stats.committed),
-                timeout=LAG_REFRESH_TIMEOUT_S,
-            )
+            if loop.assigned:
+                lag = await asyncio.wait_for(
+                    consumer_lag(loop.consumer, reader, sorted(loop.assigned), stats.committed),
+                    timeout=LAG_REFRESH_TIMEOUT_S,
+                )
+            else:  # nothing to lag behind: still ask the broker, so /health knows it answers
+                await asyncio.wait_for(
+                    reader.end_offsets([AioTopicPartition(topics.customers, 0)]), timeout=LAG_REFRESH_TIMEOUT_S
+                )
+                lag = {}
         except Exception as exc:  # noqa: BLE001 - a failed refresh keeps the last reading
             error = f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
             logger.warning("consumer lag refresh failed error=%s", error)
@@ -351,5 +361,6 @@ def run_worker(settings: Settings) -> None:
         raise TypeError(f"expected Faust's threaded aiokafka consumer, got {type(faust_consumer).__name__}")
     faust_consumer._thread.shutdown_timeout = SHUTDOWN_STEP_S  # no public setting
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
-    limit_repeated_logs(["aiokafka"])  # the reconnection errors are aiokafka's (Faust's consumer thread too)
+    limit_repeated_logs(["aiokafka"])  # reconnection errors of the reader and of Faust's consumer thread
+    limit_repeated_logs(["librdkafka"], kind_args=1)  # the scoring consumer's and producer's, per facility
     worker.execute_from_commandline()

@@ -82,3 +82,19 @@ def test_limit_repeated_logs_covers_existing_child_loggers_only_under_the_prefix
     finally:
         for name in ("test_prefix_lib", "test_prefix_lib.consumer", "test_prefix_lib.consumer.fetcher"):
             logging.getLogger(name).removeFilter(flt)
+
+
+def test_librdkafka_lines_are_kinds_by_their_facility(captured):
+    records, handler = captured
+    clock = _Clock()
+    log = logging.getLogger("test.logs.librdkafka")
+    log.propagate = False
+    log.addHandler(handler)
+    log.addFilter(RepeatedMessageFilter(10.0, clock=clock, kind_args=1))
+    try:
+        for _ in range(20):  # confluent_kafka's logger call: msg "%s [%s] %s", the facility first
+            log.error("%s [%s] %s", "FAIL", "churn-worker#consumer-1", "Connect to 127.0.0.1:9092 failed")
+            log.error("%s [%s] %s", "REQTMOUT", "churn-worker#consumer-1", "Timed out 1 in-flight request")
+    finally:
+        log.removeHandler(handler)
+    assert [r.args[0] for r in records] == ["FAIL", "REQTMOUT"]

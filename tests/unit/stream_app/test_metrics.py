@@ -221,6 +221,8 @@ def test_health_turns_broker_unreachable_when_lag_stays_unreadable():
     assert v.reason == "consumer lag unreadable for 16 s (limit 15 s): TimeoutError"
     # Before the model is loaded too: the broker is the more basic problem.
     assert d.evaluate(model_loaded=False, assigned_partitions=4).status == "broker_unreachable"
+    # And after the partitions were given up (librdkafka does, a session timeout into the outage).
+    assert d.evaluate(model_loaded=True, assigned_partitions=0).status == "broker_unreachable"
     d.observe_lag({("customers", 0): 0})  # the broker answers again
     assert d.evaluate(**ok).ready
 
