@@ -48,8 +48,10 @@ def output_producer_config(settings: Settings) -> dict[str, Any]:
         "linger.ms": 1,
         "batch.size": 512 * 1024,
         "message.max.bytes": 4 * 1024 * 1024,
-        "queue.buffering.max.messages": 1_000_000,
-        "queue.buffering.max.kbytes": 1024 * 1024,
+        # Outputs queued and not yet acknowledged: bounded by the committer's MAX_IN_FLIGHT
+        # batches anyway; these only bound a burst.
+        "queue.buffering.max.messages": 100_000,
+        "queue.buffering.max.kbytes": 64 * 1024,
         "compression.type": "none",
         "logger": RDKAFKA_LOGGER,
     }
