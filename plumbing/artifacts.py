@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from plumbing.mlflow_rest import download_run_artifact
 from schemas.registry import ARTIFACT_PATH
 from scratch_models.persistence import sha256_file
 from scratch_models.pipeline import ScoringPipeline
@@ -60,6 +61,8 @@ def download_pipeline(
     ------
     ArtifactVerificationError
         If the digest differs.
+    plumbing.mlflow_rest.MlflowRestError
+        If MLflow could not be asked or has no such run or file.
     scratch_models.persistence.ArtifactError
         If the file is not a valid scoring pipeline.
     """
@@ -72,11 +75,7 @@ def download_pipeline(
 
 
 def _download_and_load(tracking_uri: str, artifact_uri: str, sha256: str, dst: Path) -> ScoringPipeline:
-    import mlflow.artifacts
-
-    local = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst), tracking_uri=tracking_uri)
-    )
+    local = download_run_artifact(tracking_uri, artifact_uri, dst)  # REST: no mlflow import in a scoring process
     digest = sha256_file(local)
     if digest != sha256:
         raise ArtifactVerificationError(

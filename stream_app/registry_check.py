@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from plumbing.artifacts import version_artifact_uri
+from plumbing.mlflow_rest import MlflowRestError, model_version_by_alias
+from schemas.registry import ARTIFACT_PATH
 
 #: MLflow error codes of a missing registered model or alias: the registry answered "none".
 #: Any other error (connection refused, timeout, 401/403, 5xx) means it could not be asked.
@@ -72,25 +73,23 @@ def mlflow_alias_lookup(tracking_uri: str) -> AliasLookup:
     """
 
     def lookup(model_name: str, alias: str) -> AliasTarget | None:
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
-
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        # MLflow's REST API, not the mlflow package: importing it costs a scoring process
+        # 112 MB (plumbing.mlflow_rest).
         try:
-            mv = client.get_model_version_by_alias(model_name, alias)
-        except MlflowException as exc:
+            mv = model_version_by_alias(tracking_uri, model_name, alias)
+        except MlflowRestError as exc:
             if exc.error_code in NOT_FOUND_CODES:
                 return None
-            raise RegistryUnavailableError(f"{exc.error_code}: {exc}"[:300]) from exc
-        except OSError as exc:  # requests' connection errors are OSErrors
-            raise RegistryUnavailableError(f"{type(exc).__name__}: {exc}"[:300]) from exc
+            raise RegistryUnavailableError(str(exc)[:300]) from exc
+        tags = mv["tags"]
+        run_id = mv.get("run_id")
         return AliasTarget(
             model_name=model_name,
             alias=alias,
-            version=str(mv.version),
-            artifact_uri=version_artifact_uri(mv),
-            sha256=(mv.tags or {}).get("sha256", ""),
-            run_id=mv.run_id,
+            version=mv["version"],
+            artifact_uri=f"runs:/{run_id}/{tags.get('artifact_path', ARTIFACT_PATH)}",
+            sha256=tags.get("sha256", ""),
+            run_id=run_id,
         )
 
     return lookup
