@@ -20,7 +20,7 @@ infer_cmd, check_cmd, schema_cmd  # churn profile
 _.get_metavar  # click.ParamType hook: the metavar shown in --help
 
 # --- Faust: agents, timers and tasks registered by their decorators; Faust/aiokafka settings --
-score_customers, watch_model_updates, refresh_lag, publish_drift
+score_customers, watch_model_updates, follow_lag, publish_drift
 _.shutdown_timeout  # read by Faust's consumer thread on stop (no public setting)
 
 # --- asyncio / aiokafka / httptools protocols: called by the library ------------------------

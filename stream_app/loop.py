@@ -486,10 +486,12 @@ class ScoringLoop:
             return None
         behind = 0
         for tp in consumer.position([TopicPartition(t, p) for t, p in active]):
-            _, high = consumer.get_watermark_offsets(tp, cached=True)
-            position = tp.offset if tp.offset >= 0 else self.stats.committed.get((tp.topic, tp.partition))
-            if high is None or high < 0 or position is None:
-                continue
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high is None or high < 0:
+                continue  # no fetch response yet
+            position = tp.offset
+            if position < 0:  # nothing consumed yet: from the commit, else from the log's start
+                position = self.stats.committed.get((tp.topic, tp.partition), max(low or 0, 0))
             behind += max(0, high - position)
         return behind
 

@@ -92,6 +92,8 @@ logger = logging.getLogger(__name__)
 #: consumer thread) may take. With the broker up each takes milliseconds; with it gone,
 #: aiokafka retries the group coordinator for ever and Faust waited 60 s for its thread.
 SHUTDOWN_STEP_S = 5.0
+#: Seconds between the end of one consumer-lag reading and the start of the next.
+LAG_REFRESH_INTERVAL_S = 1.0
 #: Longest one consumer-lag reading (ListOffsets) may take; a failed or late one counts
 #: towards ``/health``'s ``broker_unreachable`` (see :class:`stream_app.metrics.StallDetector`).
 LAG_REFRESH_TIMEOUT_S = 5.0
@@ -247,7 +249,14 @@ def create_app(settings: Settings, store: ModelStore | None = None, topics: Work
     async def watch_model_updates() -> None:
         await follow_model_updates(settings, store)
 
-    @app.timer(interval=1.0)
+    @app.task
+    async def follow_lag() -> None:
+        # A task, not a Faust timer: on the durable Tansu a reading takes up to ~3 s, and a
+        # timer logged a warning for every overlap.
+        while True:
+            await refresh_lag()
+            await asyncio.sleep(LAG_REFRESH_INTERVAL_S)
+
     async def refresh_lag() -> None:
         # Off the hot loop, at most once a second: one ListOffsets request for the assignment.
         loop, reader = state.get("loop"), state.get("reader")
