@@ -26,7 +26,7 @@ from stream_app.scoring import BatchResult, LoadedModel
 logger = logging.getLogger(__name__)
 
 #: Micro-batches queued on the producer and not yet acknowledged before the loop stops fetching.
-MAX_IN_FLIGHT = 8
+MAX_IN_FLIGHT = 16
 #: Least seconds between two offset commits (see :class:`OffsetCommitter`).
 COMMIT_INTERVAL_S = 0.2
 
