@@ -6,14 +6,16 @@ requests on a fixed schedule (open loop: request *i* is due at ``t0 + i / rate``
 its latency counts from that due time, so a slow server cannot hide queueing by
 slowing the client down), and measures, in the same run, one scikit-learn
 ``Pipeline.predict_proba`` call on the same row (OneHotEncoder + StandardScaler +
-LogisticRegression fitted on the Telco training split) as a reference point.
+LogisticRegression fitted on the Telco training split) as a reference point. Each
+row of figures is printed beside the 1-minute load average when it was measured.
 
-Targets: p50 < 2 ms and p99 < 10 ms at 500 requests/s.
+Targets (issue #16): p50 <= 1 ms and p99 <= 5 ms at 500 requests/s, on a quiet machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import json
 import logging
@@ -43,9 +45,11 @@ DURATION_S = 10.0
 WARMUP_REQUESTS = 320
 #: Client connections (each its own keep-alive connection).
 CONNECTIONS = 16
-#: Targets of the issue.
-P50_TARGET_MS = 2.0
-P99_TARGET_MS = 10.0
+#: Targets of the issue (inclusive).
+P50_TARGET_MS = 1.0
+P99_TARGET_MS = 5.0
+#: Linux prctl option: this thread's timer slack, nanoseconds.
+_PR_SET_TIMERSLACK = 29
 
 
 def _free_port() -> int:
@@ -169,6 +173,7 @@ class _OpenLoop:
         return pacer
 
     def _pace(self) -> None:
+        _fine_timer_slack()
         for due in self.due.tolist():
             delay = due - time.monotonic()
             if delay > 0:
@@ -216,6 +221,20 @@ class _OpenLoop:
             self.idle.remove(conn)
         if conn.request_index >= 0 and np.isnan(self.done[conn.request_index]) and not self.finished.done():
             self.finished.set_exception(RuntimeError(f"the API closed a connection mid-request ({exc!r})"))
+
+
+def _fine_timer_slack() -> None:
+    """Let the calling thread's sleeps end on time (Linux; elsewhere a no-op).
+
+    Linux may end a ``nanosleep`` up to the thread's timer slack late (50 us by default, so
+    timers can be batched); in the pacer that lateness is half the median due -> send lag.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl: keep the default slack
+        pass
 
 
 def _predict_request(port: int, body: bytes, key: str) -> bytes:
@@ -290,6 +309,10 @@ def _run_loop(coro):
         return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in avg)
 
 
 def _cpu_s(after, before) -> float:  # psutil cpu_times
@@ -371,7 +394,9 @@ def run_bench_api(
     dict
         ``rps``, ``p50_ms``, ``p99_ms`` (from each request's due time), ``service_p50_ms``,
         ``service_p99_ms`` (from its actual send), the server's own latency summary,
-        ``sklearn_predict_proba_ms``, load averages and whether the targets were met.
+        ``sklearn_predict_proba_ms``, load averages (``load_avg_before`` the run,
+        ``load_avg_after_api`` it, ``load_avg_after`` the reference) and whether the targets
+        were met (``p50_target_met``, ``p99_target_met``).
     """
     import httpx
 
@@ -414,6 +439,7 @@ def run_bench_api(
         client_cpu_ms = _cpu_s(client_proc.cpu_times(), client_cpu) * 1e3 / (run["n"] + WARMUP_REQUESTS)
         auth = {"Authorization": f"Bearer {key}"}
         server = httpx.get(f"{url}/api/metrics", headers=auth, timeout=10).json()["live"]["latency"]
+        load_api = os.getloadavg()
     finally:
         stop_api(proc)
         keys_dir.cleanup()
@@ -448,25 +474,38 @@ def run_bench_api(
         "model_version": health["model_version"],
         "cpu_count": os.cpu_count(),
         "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after_api": [round(x, 2) for x in load_api],
         "load_avg_after": [round(x, 2) for x in load_after],
     }
-    result["p50_target_met"] = result["p50_ms"] < P50_TARGET_MS
-    result["p99_target_met"] = result["p99_ms"] < P99_TARGET_MS
-    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{'API, from due time':24}{result['p50_ms']:>10.3f}{result['p99_ms']:>10.3f}")
-    print(f"{'API, from send':24}{result['service_p50_ms']:>10.3f}{result['service_p99_ms']:>10.3f}")
+    result["p50_target_met"] = result["p50_ms"] <= P50_TARGET_MS
+    result["p99_target_met"] = result["p99_ms"] <= P99_TARGET_MS
+    api_load, reference_load = _load(load_api), _load(load_after)
     print(
-        f"{'client: due -> send':24}{result['client_send_lag_p50_ms']:>10.3f}{result['client_send_lag_p99_ms']:>10.3f}"
+        f"churn bench api: {rate:g} requests/s for {duration_s:g} s over {CONNECTIONS} connections, "
+        f"{result['cpu_count']} CPUs, load avg before {_load(load_before)}"
     )
-    print(f"{'API, server side':24}{server['p50_ms']:>10.3f}{server['p99_ms']:>10.3f}")
+    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}   load avg 1/5/15 min")
+    rows = [
+        ("API, from due time", result["p50_ms"], result["p99_ms"], api_load),
+        ("API, from send", result["service_p50_ms"], result["service_p99_ms"], api_load),
+        ("client: due -> send", result["client_send_lag_p50_ms"], result["client_send_lag_p99_ms"], api_load),
+        ("API, server side", server["p50_ms"], server["p99_ms"], api_load),
+        (
+            "sklearn predict_proba",
+            reference["sklearn_predict_proba_ms"],
+            reference["sklearn_predict_proba_p99_ms"],
+            reference_load,
+        ),
+    ]
+    for label, p50, p99, load in rows:
+        print(f"{label:24}{p50:>10.3f}{p99:>10.3f}   {load}")
     print(
-        f"{'sklearn predict_proba':24}{reference['sklearn_predict_proba_ms']:>10.3f}"
-        f"{reference['sklearn_predict_proba_p99_ms']:>10.3f}"
+        f"targets from due time: p50 <= {P50_TARGET_MS:g} ms {'met' if result['p50_target_met'] else 'MISSED'}, "
+        f"p99 <= {P99_TARGET_MS:g} ms {'met' if result['p99_target_met'] else 'MISSED'} (on a quiet machine)"
     )
     print(
         f"rps {result['rps']:.1f} (target {rate}), {ok}/{run['n']} ok, most requests waiting for a free "
-        f"connection {run['max_backlog']} (of {CONNECTIONS}), load avg {result['load_avg_after']} "
-        f"on {result['cpu_count']} CPUs"
+        f"connection {run['max_backlog']} (of {CONNECTIONS})"
     )
     print(
         f"CPU per request: server {server_cpu_ms:.3f} ms, load generator {client_cpu_ms:.3f} ms "

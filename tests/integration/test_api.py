@@ -524,4 +524,6 @@ def test_bench_api_runs_open_loop_at_the_target_rate_beside_the_sklearn_referenc
     assert result["server_side_p50_ms"] > 0 and result["server_cpu_ms_per_request"] > 0
     assert result["sklearn_predict_proba_ms"] > 0 and 0 < result["sklearn_probability"] < 1
     assert result["model_name"] == "churn-classifier"
-    assert result["p50_target_met"] == (result["p50_ms"] < 2.0)
+    assert result["p50_target_met"] == (result["p50_ms"] <= 1.0)
+    assert result["p99_target_met"] == (result["p99_ms"] <= 5.0)
+    assert len(result["load_avg_before"]) == len(result["load_avg_after_api"]) == len(result["load_avg_after"]) == 3
