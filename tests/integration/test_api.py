@@ -197,6 +197,13 @@ def test_predicted_customer_value_from_regressor_champion_when_registered(client
         assert body["value_model"]["model_name"] == "sales-regressor"
         # Clipped at 0, as the worker does for alerts' predicted_value_usd.
         assert all(isinstance(v, float) and np.isfinite(v) and v >= 0 for v in values), values
+    # Alone, a customer takes the API's one-row path: the same prediction as in the list
+    # (up to the last bit a one-row matrix product may round differently).
+    (alone,) = client.post("/api/predict", json=new).json()["predictions"]
+    listed = body["predictions"][3]
+    for number in ("churn_probability", "predicted_value_usd"):
+        assert alone.pop(number) == pytest.approx(listed.pop(number), rel=1e-12, abs=1e-12)
+    assert alone == listed
 
 
 def test_envelope_body_and_query_model_name_select_a_version(client, customers, champion, stack_settings):
