@@ -512,7 +512,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api_url, auth)
     assert elapsed < 120
 
 
-def test_bench_api_runs_open_loop_at_the_target_rate_beside_the_sklearn_reference(stack_settings, champion, tmp_path):
+def test_bench_api_runs_open_loop_at_the_target_rate_beside_its_references(stack_settings, champion, tmp_path):
     """``churn bench api`` end to end (short): every request answered, the schedule kept, figures consistent."""
     import json
 
@@ -533,4 +533,8 @@ def test_bench_api_runs_open_loop_at_the_target_rate_beside_the_sklearn_referenc
     assert result["model_name"] == "churn-classifier"
     assert result["p50_target_met"] == (result["p50_ms"] <= 1.0)
     assert result["p99_target_met"] == (result["p99_ms"] <= 5.0)
-    assert len(result["load_avg_before"]) == len(result["load_avg_after_api"]) == len(result["load_avg_after"]) == 3
+    # The bare Starlette floor, loaded the same way in the same run.
+    assert result["bare_ok_200"] == 600 and 0 < result["bare_p50_ms"] <= result["bare_p99_ms"]
+    assert result["bare_server_cpu_ms_per_request"] > 0 and result["bare_client_cpu_ms_per_request"] > 0
+    loads = ("load_avg_before", "load_avg_after_bare", "load_avg_after_api", "load_avg_after")
+    assert all(len(result[k]) == 3 for k in loads)
