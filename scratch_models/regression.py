@@ -228,9 +228,20 @@ class PolynomialRegression(_LeastSquares):
         X = self._validate_X(X)
         if self.powers_.shape[1] != 2:
             return self._design(X) @ self.coef_ + self.intercept_
+        w1, W = self._quadratic_form()
+        return X @ w1 + np.einsum("ij,ij->i", X @ W, X) + self.intercept_
+
+    def _quadratic_form(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(w1, W)`` of a degree-2 model, built once per fitted ``coef_`` (a one-row call costs
+        more building them than using them)."""
+        cached = getattr(self, "_quadratic", None)
+        if cached is not None and cached[0] is self.coef_:
+            return cached[1], cached[2]
         linear = self.powers_[:, 1] < 0
         w1 = np.zeros(self.n_features_in_)
         w1[self.powers_[linear, 0]] = self.coef_[linear]
         W = np.zeros((self.n_features_in_, self.n_features_in_))
         W[self.powers_[~linear, 0], self.powers_[~linear, 1]] = self.coef_[~linear]
-        return X @ w1 + np.einsum("ij,ij->i", X @ W, X) + self.intercept_
+        # Keyed on the coefficient array itself: a refit or a load assigns a new one.
+        self._quadratic = (self.coef_, w1, W)
+        return w1, W

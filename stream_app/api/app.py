@@ -70,18 +70,24 @@ async def _supervise(
 
 
 async def _freeze_heap_when_serving(store: ModelStore, poll_s: float = 0.2) -> None:
-    """Once a champion is in service, move the start-up heap out of the garbage collector's sight.
+    """Whenever the models in service change, move the heap out of the garbage collector's sight.
 
     The process holds a few million long-lived objects (MLflow, pydantic, numpy, the
     models); every full collection walks all of them and stops the event loop for tens of
     milliseconds, which lands in the prediction latency tail. ``gc.freeze()`` after one
-    collection keeps them out of every later collection (CPython's documented use).
+    collection keeps them out of every later collection (CPython's documented use). Done
+    again after each load, so the value model, which arrives after the champion, and every
+    swapped-in version are frozen too; later collections only walk what is new.
     """
-    while store.current is None:
+    served: tuple[object, object] | None = None
+    while True:
+        current, value_model = store.current, getattr(store, "value_model", None)
+        if current is not None and (served is None or served[0] is not current or served[1] is not value_model):
+            gc.collect()
+            gc.freeze()
+            served = (current, value_model)
+            logger.info("heap frozen after model load objects=%d", gc.get_freeze_count())
         await asyncio.sleep(poll_s)
-    gc.collect()
-    gc.freeze()
-    logger.info("heap frozen after champion load objects=%d", gc.get_freeze_count())
 
 
 def dataset_openapi(profile: DatasetProfile, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> dict[str, Any]:

@@ -8,6 +8,7 @@ operation, the stream's own featurisation and reason codes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -28,7 +29,9 @@ from schemas.events import (
 )
 from schemas.http import MODEL_REF_PATTERN
 from schemas.registry import CHAMPION
+from scratch_models.pipeline import ScoringPipeline
 from stream_app.api.bodies import ApiError
+from stream_app.api.one_row import one_row_encoder
 from stream_app.contract import TELCO_CONTRACT, EventContract
 from stream_app.model_store import ModelStore
 from stream_app.scoring import LoadedModel, churn_probabilities, reason_codes, unknown_categories
@@ -43,6 +46,37 @@ ALIAS_TTL_S = 5.0
 LATENCY_WINDOW = 10_000
 
 _MODEL_REF_RE = re.compile(MODEL_REF_PATTERN)
+
+
+@functools.lru_cache(maxsize=64)
+def _union_names(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str, ...]:
+    return first + tuple(n for n in second if n not in first)
+
+
+def _input_names(model: LoadedModel, value_model: LoadedModel | None) -> tuple[str, ...]:
+    """The event columns the classifier and the value model read, the classifier's first."""
+    names = tuple(model.pipeline.feature_names_in)
+    if value_model is None:
+        return names
+    return _union_names(names, tuple(value_model.pipeline.feature_names_in))
+
+
+def _design_matrix(
+    pipeline: ScoringPipeline, columns: dict[str, np.ndarray], n_rows: int
+) -> tuple[np.ndarray, list[list[str]] | None]:
+    """``pipeline.transform(columns)``; for one customer by look-ups, with its unseen-category fields.
+
+    Returns
+    -------
+    X : ndarray of shape (n_customers, n_features_out), float64
+    unknown : list of list of str, or None
+        For one customer, ``[fields with a category the model never saw]``
+        (:func:`~stream_app.scoring.unknown_categories` of ``X``); None for several.
+    """
+    if n_rows == 1:
+        X, fields = one_row_encoder(pipeline.preprocessor).transform(columns)
+        return X, [fields]
+    return pipeline.transform(columns), None
 
 
 class ApiStats:
@@ -270,21 +304,27 @@ class ApiState:
         """
         pipeline = model.pipeline
         contract = self.contract
+        value_model = self.value_model
         rows = [ev.__dict__ for ev in events]
+        values: list[float | None] = [None] * len(events)
         try:
-            X = pipeline.transform(contract.columns(rows, pipeline.feature_names_in))
+            # One featurisation of the events for both models (the value model reads a subset of the same fields).
+            columns = contract.columns(rows, _input_names(model, value_model))
+            X, unknown = _design_matrix(pipeline, columns, len(rows))
+            if value_model is not None:
+                vp = value_model.pipeline
+                Xv, _ = _design_matrix(vp, {n: columns[n] for n in vp.feature_names_in}, len(rows))
+                # Clipped at 0 like the stream's alerts: a linear regressor extrapolates below zero for new customers.
+                values = np.maximum(vp.model.predict(Xv), 0.0).tolist()
         except (ValueError, TypeError) as exc:
             raise ApiError(422, "customers could not be featurised", [str(exc)[:300]]) from None
         proba = churn_probabilities(model, X)
         threshold = pipeline.threshold
         reasons = reason_codes(model, X)
-        unknown, counts = unknown_categories(model, X)
-        value_model = self.value_model
-        values: list[float | None] = [None] * len(events)
-        if value_model is not None:
-            vp = value_model.pipeline
-            # Clipped at 0 like the stream's alerts: a linear regressor extrapolates below zero for new customers.
-            values = np.maximum(vp.predict(contract.columns(rows, vp.feature_names_in)), 0.0).tolist()
+        if unknown is None:
+            unknown, counts = unknown_categories(model, X)
+        else:
+            counts = dict.fromkeys(unknown[0], 1)
         id_field, normalised_id = contract.id_field, contract.normalised_id
         preds = [
             {

@@ -28,6 +28,20 @@ def test_polynomial_matches_polynomial_features_plus_ridge(xy, degree):
     np.testing.assert_allclose(ours.predict(X), ref.predict(Phi.transform(X)), rtol=1e-7, atol=1e-7)
 
 
+def test_polynomial_predict_follows_a_refit_and_a_load(xy, tmp_path):
+    # predict keeps its degree-2 weights between calls; a refit or a load must not reuse old ones.
+    X, y = xy
+    model = PolynomialRegression(degree=2, alpha=0.5).fit(X, y)
+    first = model.predict(X)
+    np.testing.assert_allclose(model.predict(X[:1]), first[:1], rtol=1e-12)  # one row, as the API sends
+    refit = model.fit(X, -y).predict(X)
+    np.testing.assert_allclose(refit, PolynomialRegression(degree=2, alpha=0.5).fit(X, -y).predict(X), rtol=1e-12)
+    assert not np.allclose(refit, first)
+    loaded = PolynomialRegression.load(PolynomialRegression(degree=2, alpha=0.5).fit(X, y).save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict(X), first, rtol=1e-12)
+    assert "_quadratic" not in loaded._get_state()[0]
+
+
 def test_multiple_regression_matches_ridge_and_ols(xy):
     X, y = xy
     np.testing.assert_allclose(

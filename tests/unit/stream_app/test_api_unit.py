@@ -89,6 +89,18 @@ def test_single_object_and_envelope(app, telco_docs):
     assert one["predictions"][0]["event_id"] == telco_docs[0]["event_id"]
 
 
+def test_one_customer_alone_scores_as_in_a_list(app, telco_docs):
+    # One customer takes the look-up path (stream_app.api.one_row), a list the matrix path.
+    docs = [*telco_docs[:5], {**telco_docs[5], "contract": "Handshake", "payment_method": "Barter"}]
+    listed = _call(app, "POST", "/api/predict", json=docs).json()["predictions"]
+    assert listed[-1]["unknown_categories"] == ["contract", "payment_method"]
+    for doc, expected in zip(docs, listed):
+        (alone,) = _call(app, "POST", "/api/predict", json=doc).json()["predictions"]
+        # A one-row matrix product may round the last bit differently from a many-row one.
+        assert alone.pop("churn_probability") == pytest.approx(expected.pop("churn_probability"), rel=0, abs=1e-12)
+        assert alone == expected
+
+
 @pytest.mark.parametrize(
     "body, field",
     [
