@@ -1,4 +1,4 @@
-"""``churn bench stream``: three stream scorers, end to end on the configured broker, in one run.
+"""``churn bench stream``: stream scorers, end to end on the configured broker, in one run.
 
 Contenders, each on its own fresh topics and consumer group, each in its own process
 (one core of its own at best, like the worker in production):
@@ -7,255 +7,143 @@ naive
     A Faust agent that validates, scores (``pipeline.predict_proba`` on one row) and
     sends (``await topic.send``) one event at a time.
 relay
-    The reference: a hand-written aiokafka loop, ``getmany`` -> per-record pydantic
-    validation -> one matrix score per batch -> send every score and alert -> await
-    the acknowledgements -> commit.
+    The reference: a hand-written aiokafka loop, ``getmany`` (up to 2,000 records) ->
+    per-record pydantic validation -> one matrix score per batch -> send every score and
+    alert -> await the acknowledgements -> commit.
+librdkafka
+    The same relay on librdkafka: ``confluent_kafka``'s blocking Consumer and Producer,
+    ``consume`` of up to 500 records -> the same work -> ``flush`` -> synchronous commit.
+quix
+    The relay's per-event work as a Quix Streams app (one record at a time, Quix's own
+    checkpoints), run by the python of a virtualenv with quixstreams (``quix_python``);
+    absent without it. See :mod:`churn_stream.bench.stream_quix`.
 worker
     ``churn worker`` (:mod:`stream_app.worker`), started like ``churn demo`` starts it.
+worker2
+    Two ``churn worker`` processes in one consumer group on a 4-partition input topic:
+    ``scaling`` is their combined rate over one worker's.
 
-All three load the same champion from MLflow (a batch cycle trains one first if
-none is registered) and write the same score and alert documents. For each, a
-warm-up of :data:`WARMUP_EVENTS` events waits until the contender is consuming;
-then the bench produces every event and reads the scores back from the output topic:
+All load the same champion from MLflow (a batch cycle trains one first if none is
+registered) and write the same score and alert documents. For each, a warm-up of
+:data:`~churn_stream.bench.stream_phases.WARMUP_EVENTS` events waits until the contender is consuming; then the bench
+produces every event and reads the scores back from the output topic:
 ``events / (last score read - first event sent)``. A second, rate-limited phase
 (worker only) sends ``rate`` events/s for ``latency_s`` seconds and measures, per
 event, ``event_time`` -> the score record's timestamp (set when the worker's
 producer appends it) and -> the moment the bench reads it.
 
-The naive and relay contenders are in :mod:`churn_stream.bench.stream_contenders`.
+The bench's own producer and collector are librdkafka clients
+(:mod:`churn_stream.bench.stream_collect`); after the contenders, the collector reads one
+contender's scores again from a full topic to show it was not the bottleneck. Then each
+worker stage's cost per event (from the worker's ``/metrics``) is printed beside its floor
+measured in the same run (:mod:`churn_stream.bench.stream_stages`). The contenders
+other than the worker are in :mod:`churn_stream.bench.stream_contenders`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
-from datetime import UTC
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
+from churn_stream.bench.stream_collect import read_rate
+from churn_stream.bench.stream_phases import Bench, load_1m, scaling_phase, single_phase
+from churn_stream.bench.stream_stages import WORKER_STAGES, stage_deltas
 from plumbing.settings import Settings
-from schemas.namespace import Namespace
 from schemas.profiles import DatasetProfile, get_profile
-from schemas.registry import CHAMPION
 
-#: Events sent (and waited for) before timing, so group joins and model loads are not timed.
-WARMUP_EVENTS = 200
 #: Above this 1-minute load average per CPU the machine is too busy for the latency figures to mean much.
 BUSY_LOAD_PER_CPU = 1.5
-CONTENDERS = ("naive", "relay", "worker")
-
-
-# -------------------------------------------------------------- measurement
-async def _create_topics(settings: Settings, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    from plumbing.clients import kafka_kwargs
-
-    admin = AIOKafkaAdminClient(**kafka_kwargs(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, settings.topic_partitions, 1) for n in names])
-    finally:
-        await admin.close()
-
-
-async def _produce_and_collect(
-    settings: Settings,
-    in_topic: str,
-    out_topic: str,
-    records: list[tuple[bytes, bytes]],
-    *,
-    rate: float | None = None,
-    stamp_times: bool = False,
-    timeout_s: float = 600.0,
-) -> dict[str, Any]:
-    """Send ``records`` to ``in_topic`` and read ``out_topic`` until each event id has a score."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from plumbing.clients import kafka_kwargs
-    from stream_app.commit import BatchAcks
-    from stream_app.sender import OutputProducer
-
-    ids = {orjson.loads(v)["event_id"] for _, v in records}
-    producer = OutputProducer.from_settings(settings)
-    acks = BatchAcks()
-    consumer = AIOKafkaConsumer(
-        **kafka_kwargs(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        fetch_max_wait_ms=20,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    seen: set[str] = set()
-    duplicates = 0
-    lat_ts: list[float] = []
-    lat_read: list[float] = []
-    try:
-        tps = [TopicPartition(out_topic, p) for p in await _partitions(consumer, out_topic)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, ends[tp])
-
-        async def produce() -> float:
-            t0 = time.time()
-            if rate:
-                chunk = max(1, int(rate / 100))  # 10 ms worth of events per send
-                for i in range(0, len(records), chunk):
-                    delay = t0 + i / rate - time.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    part = records[i : i + chunk]
-                    if stamp_times:
-                        now = time.time()
-                        part = [(k, _restamp(v, now)) for k, v in part]
-                    producer.send(in_topic, part, acks)
-                    producer.poll()
-            else:
-                for i in range(0, len(records), 5000):
-                    producer.send(in_topic, records[i : i + 5000], acks)
-                    producer.poll()
-                    await asyncio.sleep(0)
-            while not acks.done:
-                producer.poll()
-                await asyncio.sleep(0.005)
-            if acks.error is not None:
-                raise RuntimeError(f"bench input not delivered: {acks.error}")
-            return time.time() - t0
-
-        t_start = time.time()
-        producing = asyncio.ensure_future(produce())
-        t_last = t_start
-        deadline = time.monotonic() + timeout_s
-        while len(seen) < len(ids) and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=100, max_records=10000)
-            now = time.time()
-            for msgs in batch.values():
-                for m in msgs:
-                    doc = orjson.loads(m.value)
-                    eid = doc["event_id"]
-                    if eid not in ids:
-                        continue
-                    if eid in seen:
-                        duplicates += 1
-                        continue
-                    seen.add(eid)
-                    t_last = now
-                    if stamp_times:
-                        from datetime import datetime
-
-                        et = datetime.fromisoformat(doc["event_time"]).timestamp()
-                        lat_ts.append(m.timestamp / 1000.0 - et)
-                        lat_read.append(now - et)
-        produce_s = await producing
-    finally:
-        await consumer.stop()
-        producer.flush(10)
-    return {
-        "events": len(ids),
-        "scored": len(seen),
-        "duplicates": duplicates,
-        "seconds": t_last - t_start,
-        "produce_s": produce_s,
-        "lat_ts": lat_ts,
-        "lat_read": lat_read,
-    }
-
-
-async def _partitions(consumer, topic: str) -> list[int]:
-    await consumer.topics()  # metadata of every topic
-    return sorted(consumer.partitions_for_topic(topic) or ())
-
-
-def _restamp(value: bytes, now: float) -> bytes:
-    from datetime import datetime
-
-    doc = orjson.loads(value)
-    doc["event_time"] = datetime.fromtimestamp(now, UTC).isoformat()
-    return orjson.dumps(doc)
-
-
-def _start_contender(
-    kind: str,
-    settings: Settings,
-    topics: dict[str, str],
-    group: str,
-    pipeline_path: Path,
-    model: dict[str, str],
-    log_path: Path,
-) -> subprocess.Popen:
-    if kind == "worker":
-        from churn_stream.demo import start_worker
-
-        return start_worker(settings.with_overrides(consumer_group=group), log_path)
-    args = [
-        sys.executable,
-        "-m",
-        "churn_stream.bench.stream_contenders",
-        kind,
-        "--bootstrap",
-        settings.kafka_bootstrap_servers,
-        "--input",
-        topics["in"],
-        "--output",
-        topics["out"],
-        "--alerts",
-        topics["alerts"],
-        "--group",
-        group,
-        "--pipeline",
-        str(pipeline_path),
-        "--partitions",
-        str(settings.topic_partitions),
-        "--data-dir",
-        str(log_path.parent / f"faust-{group}"),
-        "--model-name",
-        model["name"],
-        "--model-version",
-        model["version"],
-    ]
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _champion(settings: Settings, dst: Path, profile: DatasetProfile, source: Path) -> tuple[Path, dict[str, str]]:
-    """Download the dataset's champion pipeline (training one on ``source`` first if none is registered)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from batch.cycle import run_cycle
-    from plumbing.artifacts import download_pipeline, version_artifact_uri
-    from plumbing.clients import make_storage, make_tracker
-
-    name = Namespace.for_dataset(profile.name).classifier_name
-    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
-    try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        print("no champion registered: running a batch cycle first", file=sys.stderr)
-        run_cycle(settings, make_storage(settings), make_tracker(settings), dataset=profile, source=source)
-        mv = client.get_model_version_by_alias(name, CHAMPION)
-    download_pipeline(settings.mlflow_tracking_uri, version_artifact_uri(mv), mv.tags["sha256"], dst_dir=dst)
-    path = next(dst.rglob("*.npz"))
-    return path, {"name": name, "version": str(mv.version)}
-
-
-def _percentile_ms(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(np.asarray(values), q)) * 1000, 1) if values else None
+#: Every contender, in the order they run.
+CONTENDERS = ("naive", "relay", "librdkafka", "quix", "worker", "worker2")
+#: The contenders that speak any dataset's event contract.
+WORKER_CONTENDERS = ("worker", "worker2")
+#: How each contender is named in the tables.
+LABELS = {
+    "naive": "naive Faust",
+    "relay": "aiokafka relay",
+    "librdkafka": "librdkafka relay",
+    "quix": "Quix Streams",
+    "worker": "worker",
+    "worker2": "2 workers",
+}
+#: Events of the produce floor (their score and alert records).
+PRODUCE_FLOOR_EVENTS = 50_000
 
 
 def _broker_mode(settings: Settings) -> str:
     mode_file = settings.data_dir / "run" / "kafka.mode"
     return mode_file.read_text().strip() if mode_file.exists() else "unknown"
+
+
+def chosen_contenders(names: Sequence[str] | None, quix_python: str | None, dataset: str) -> tuple[str, ...]:
+    """The contenders to run, in the bench's order.
+
+    Parameters
+    ----------
+    names : sequence of str, optional
+        Among :data:`CONTENDERS`; default all of them but ``quix``, plus ``quix`` when
+        ``quix_python`` is given.
+    quix_python : str, optional
+        Interpreter of a virtualenv with quixstreams.
+    dataset : str
+        The profile's name: the relays and Quix speak Telco's contract only.
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    ValueError
+        If a name is unknown, ``quix`` is asked for without ``quix_python``, or no contender remains.
+    """
+    if names is None:
+        names = [c for c in CONTENDERS if c != "quix" or quix_python]
+    unknown = sorted(set(names) - set(CONTENDERS))
+    if unknown:
+        raise ValueError(f"contenders: expected some of {', '.join(CONTENDERS)}, got {', '.join(unknown)}")
+    if "quix" in names and not quix_python:
+        raise ValueError("contenders: quix needs --quix-python (a virtualenv's python with quixstreams)")
+    chosen = tuple(c for c in CONTENDERS if c in names and (dataset == "telco" or c in WORKER_CONTENDERS))
+    if not chosen:
+        raise ValueError(f"contenders: none of {', '.join(names)} runs on {dataset} (only the worker does)")
+    return chosen
+
+
+def _floors(bench: Bench, profile: DatasetProfile, source: Path, topics: dict[str, str]) -> dict[str, Any]:
+    """Each worker stage's floor, measured now (see :mod:`churn_stream.bench.stream_stages`)."""
+    from churn_stream.bench.score import EVENTS, run_bench_score
+    from churn_stream.bench.stream_stages import fetch_commit_floor, produce_floor, score_records
+
+    load_start = load_1m()
+    fc = fetch_commit_floor(bench.conf, topics["in"], bench.events)
+    score = run_bench_score(
+        bench.settings, dataset=profile.name, source=source, events=min(bench.events, EVENTS), echo=lambda _: None
+    )
+    floor_topics = bench.topics("floor")
+    pf = produce_floor(
+        bench.conf,
+        (floor_topics["out"], floor_topics["alerts"]),
+        score_records(bench.settings, profile, source, min(bench.events, PRODUCE_FLOOR_EVENTS)),
+    )
+    return {
+        "floor_us": {
+            "fetch": fc["fetch_us"],
+            **score["floor_us"],
+            "produce": pf["produce_us"],
+            "commit": fc["commit_us"],
+        },
+        "floor_cpu_us": {"fetch_commit": fc["cpu_us"], "produce": pf["cpu_us"]},
+        "score_batch_stage_us": score["stage_us"],
+        "score_batch_us": score["score_batch_us"],
+        "floor_records": {"fetch": fc["records"], "commits": fc["commits"], "produce_events": pf["events"]},
+        "floor_load_avg": {"start": load_start, "end": load_1m()},
+    }
 
 
 def run_bench_stream(
@@ -266,8 +154,10 @@ def run_bench_stream(
     latency_s: float = 20.0,
     dataset: str = "telco",
     source: str | Path | None = None,
+    contenders: Sequence[str] | None = None,
+    quix_python: str | None = None,
 ) -> dict[str, Any]:
-    """Measure the three contenders in one run; print a table and return (and optionally save) the figures.
+    """Measure the contenders in one run; print the tables and return (and optionally save) the figures.
 
     Parameters
     ----------
@@ -282,148 +172,102 @@ def run_bench_stream(
     latency_s : float, default 20.0
         Duration of the latency phase (0 skips it).
     dataset : str, default "telco"
-        A shipped profile's name or a profile file. The naive and relay contenders speak
-        Telco's event contract; for any other dataset the worker is measured alone (and the
-        ratios are None).
+        A shipped profile's name or a profile file. The relays and Quix speak Telco's event
+        contract; for any other dataset the worker is measured alone (the ratios are None).
     source : str or Path, optional
         CSV whose rows are replayed; default the dataset's shipped file.
+    contenders : sequence of str, optional
+        A subset of :data:`CONTENDERS` (see :func:`chosen_contenders`); default all.
+    quix_python : str, optional
+        Python interpreter of a virtualenv with quixstreams (:mod:`churn_stream.bench.stream_quix`);
+        without it there is no ``quix`` contender (``quix_eps`` is None).
 
     Returns
     -------
     dict
-        ``naive_eps``, ``relay_eps``, ``worker_eps``, ``ratio_vs_naive``, ``ratio_vs_relay``,
-        ``p50_ms``, ``p99_ms`` and details per contender.
+        ``worker_eps``, ``naive_eps``, ``relay_eps``, ``librdkafka_relay_eps``, ``quix_eps``,
+        ``worker2_eps`` (events/s; None for a contender not run), ``ratio_vs_relay``,
+        ``ratio_vs_librdkafka``, ``ratio_vs_naive``, ``ratio_vs_quix`` (worker / contender),
+        ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms``, ``load_avg`` (1-minute, run
+        ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
+        None where not measured), ``worker_rss_mb``, ``collector`` and figures per contender.
+
+    Raises
+    ------
+    ValueError
+        For contenders :func:`chosen_contenders` refuses.
     """
     from batch.cycle_input import default_source
-    from churn_stream.demo import replicate_events, stop_worker, wait_worker_ready
-    from churn_stream.produce import csv_to_customer_events
-    from churn_stream.stack import LocalStack
-    from plumbing.clients import ensure_topics
 
     profile = get_profile(dataset)
-    ns = Namespace.for_dataset(profile.name)
+    chosen = chosen_contenders(contenders, quix_python, profile.name)
     src = default_source(profile.name, source)
     settings = settings.with_overrides(dataset=str(dataset))  # the worker child reads CHURN_DATASET
-    contenders = CONTENDERS if profile.name == "telco" else ("worker",)
-    run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    work = Path(tempfile.mkdtemp(prefix="churn-bench-stream-"))
-    ensure_topics(settings)
-    pipeline_path, model = _champion(settings, work / "model", profile, src)
-    base = csv_to_customer_events(src, dataset)
-    load_before = os.getloadavg()
+    load_start = load_1m()
+    bench = Bench(settings, profile, src, events)
     result: dict[str, Any] = {
         "events": events,
         "dataset": profile.name,
         "broker_mode": _broker_mode(settings),
         "bootstrap": settings.kafka_bootstrap_servers,
-        "model_version": model["version"],
-        "load_avg_1m_start": round(load_before[0], 2),
+        "model_version": bench.model["version"],
+        "load_avg_1m_start": load_start,
         "cpus": os.cpu_count(),
         "contenders": {},
     }
-    for kind in contenders:
-        suffix = f".bench-{run}-{kind}"
-        topics = {
-            "in": f"{ns.customers}{suffix}",
-            "out": f"{ns.scores}{suffix}",
-            "alerts": f"{ns.alerts}{suffix}",
-            "dlq": f"{ns.customers_dlq}{suffix}",
-        }
-        asyncio.run(_create_topics(settings, list(topics.values())))
-        group = f"bench-{run}-{kind}"
-        log_path = work / "logs" / f"{kind}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        csettings = settings.with_overrides(topic_suffix=suffix, worker_web_port=LocalStack.free_ports(1)[0])
-        proc = _start_contender(kind, csettings, topics, group, pipeline_path, model, log_path)
-        try:
-            if kind == "worker":
-                wait_worker_ready(csettings, proc, timeout_s=120)
-            warm = asyncio.run(
-                _produce_and_collect(
-                    settings,
-                    topics["in"],
-                    topics["out"],
-                    replicate_events(base, WARMUP_EVENTS + len(base))[len(base) :],
-                    timeout_s=120,
-                )
-            )
-            if warm["scored"] < warm["events"] or proc.poll() is not None:
-                raise RuntimeError(
-                    f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); see {log_path}"
-                )
-            records = replicate_events(base, len(base) + events)[len(base) :]
-            load = os.getloadavg()[0]
-            got = asyncio.run(_produce_and_collect(settings, topics["in"], topics["out"], records))
-            figures = {
-                "eps": round(got["scored"] / got["seconds"], 1) if got["seconds"] > 0 else None,
-                "scored": got["scored"],
-                "duplicates": got["duplicates"],
-                "seconds": round(got["seconds"], 3),
-                "produce_s": round(got["produce_s"], 3),
-                "load_avg_1m": round(max(load, os.getloadavg()[0]), 2),
-            }
-            if kind == "worker" and latency_s > 0:
-                n = int(rate * latency_s)
-                lat = asyncio.run(
-                    _produce_and_collect(
-                        settings,
-                        topics["in"],
-                        topics["out"],
-                        replicate_events(base, len(base) + n)[len(base) :],
-                        rate=rate,
-                        stamp_times=True,
-                        timeout_s=latency_s + 120,
-                    )
-                )
-                figures.update(
-                    {
-                        "latency_events": n,
-                        "latency_scored": lat["scored"],
-                        "rate_eps": rate,
-                        "p50_ms": _percentile_ms(lat["lat_ts"], 50),
-                        "p99_ms": _percentile_ms(lat["lat_ts"], 99),
-                        "read_p50_ms": _percentile_ms(lat["lat_read"], 50),
-                        "read_p99_ms": _percentile_ms(lat["lat_read"], 99),
-                        "latency_load_avg_1m": round(os.getloadavg()[0], 2),
-                    }
-                )
-            result["contenders"][kind] = figures
-            print(
-                f"{kind:>6}: {figures['eps']:>10,.0f} events/s scored, end to end (first event sent to last "
-                f"score read: {figures['scored']}/{events} in {figures['seconds']:.2f} s, load avg "
-                f"{figures['load_avg_1m']})",
-                file=sys.stderr,
-            )
-        finally:
-            if kind == "worker":
-                stop_worker(proc)
-            else:
-                _stop(proc)
+    measured_topics: dict[str, dict[str, str]] = {}
+    for kind in chosen:
+        if kind == "worker2":
+            figures, topics = scaling_phase(bench)
+        else:
+            figures, topics = single_phase(bench, kind, rate, latency_s, quix_python)
+        result["contenders"][kind] = figures
+        measured_topics[kind] = topics
+        print(
+            f"{LABELS[kind]:>10}: {figures['eps'] or 0:>10,.0f} events/s scored, end to end (first event sent to "
+            f"last score read: {figures['scored']}/{events} in {figures['seconds']:.2f} s, load avg "
+            f"{figures['load_avg']['start']} -> {figures['load_avg']['end']})",
+            file=sys.stderr,
+        )
     c = result["contenders"]
+    ref = "worker" if "worker" in measured_topics else next(iter(measured_topics))
+    fastest = max((f["eps"] or 0.0) for f in c.values())
+    collector = read_rate(bench.conf, measured_topics[ref]["out"], events)
+    collector["headroom"] = round(collector["eps"] / fastest, 1) if collector["eps"] and fastest else None
+    result["collector"] = collector
+    result.update(_floors(bench, profile, src, measured_topics[ref]))
 
-    def ratio(other: str) -> float | None:
-        return round(c["worker"]["eps"] / c[other]["eps"], 2) if other in c else None
+    def eps(kind: str) -> float | None:
+        return c.get(kind, {}).get("eps")
 
+    def ratio(num: float | None, den: float | None) -> float | None:
+        return round(num / den, 2) if num and den else None
+
+    worker = c.get("worker", {})
     result.update(
         {
-            "naive_eps": c.get("naive", {}).get("eps"),
-            "relay_eps": c.get("relay", {}).get("eps"),
-            "worker_eps": c["worker"]["eps"],
-            "ratio_vs_naive": ratio("naive"),
-            "ratio_vs_relay": ratio("relay"),
-            "p50_ms": c["worker"].get("p50_ms"),
-            "p99_ms": c["worker"].get("p99_ms"),
-            "load_avg_1m_end": round(os.getloadavg()[0], 2),
+            "naive_eps": eps("naive"),
+            "relay_eps": eps("relay"),
+            "librdkafka_relay_eps": eps("librdkafka"),
+            "quix_eps": eps("quix"),
+            "worker_eps": eps("worker"),
+            "worker2_eps": eps("worker2"),
+            "ratio_vs_naive": ratio(eps("worker"), eps("naive")),
+            "ratio_vs_relay": ratio(eps("worker"), eps("relay")),
+            "ratio_vs_librdkafka": ratio(eps("worker"), eps("librdkafka")),
+            "ratio_vs_quix": ratio(eps("worker"), eps("quix")),
+            "scaling": ratio(eps("worker2"), eps("worker")),
+            "p50_ms": worker.get("p50_ms"),
+            "p99_ms": worker.get("p99_ms"),
+            "stage_us": worker.get("stage_us", stage_deltas(None, None)),
+            "worker_rss_mb": worker.get("rss_mb"),
+            "load_avg_1m_end": load_1m(),
         }
     )
-    print(
-        f"worker/naive = {result['ratio_vs_naive']}x, worker/relay = {result['ratio_vs_relay']}x; latency at "
-        f"{rate:.0f} events/s produced (rate-limited): p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
-        f"(broker {result['broker_mode']}, load avg {result['load_avg_1m_start']} -> {result['load_avg_1m_end']})",
-        file=sys.stderr,
-    )
+    result["load_avg"] = {"start": load_start, "end": result["load_avg_1m_end"]}
+    _print_tables(result, rate)
     loads = [result["load_avg_1m_start"], result["load_avg_1m_end"]] + [
-        c[kind].get(k) for kind in contenders for k in ("load_avg_1m", "latency_load_avg_1m") if c[kind].get(k)
+        f.get(k) for f in c.values() for k in ("load_avg_1m", "latency_load_avg_1m") if f.get(k)
     ]
     result["busy"] = max(loads) > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
     if result["busy"]:
@@ -440,12 +284,51 @@ def run_bench_stream(
     return result
 
 
-def _stop(proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print_tables(result: dict[str, Any], rate: float) -> None:
+    """The contenders table (events/s, worker's ratio, load average) and the stage table, on stderr."""
+    c = result["contenders"]
+
+    def out(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    out(
+        f"# churn bench stream: {result['dataset']}, {result['events']} events per contender, model v"
+        f"{result['model_version']}, broker {result['broker_mode']}, cores={result['cpus']} "
+        f"load_avg={result['load_avg']['start']} -> {result['load_avg']['end']}"
+    )
+    out(f"{'contender':<18} {'events/s':>10} {'worker/this':>11} {'bench CPU':>9}   load avg start -> end")
+    for kind, figures in c.items():
+        ratio = (result["worker_eps"] / figures["eps"]) if result["worker_eps"] and figures["eps"] else None
+        # Cores the bench's own producer and collector used while this contender ran.
+        client = figures["client_cpu_s"] / figures["seconds"] if figures["seconds"] else None
+        note = f"   (scaling {result['scaling']}x)" if kind == "worker2" and result["scaling"] else ""
+        out(
+            f"{LABELS[kind]:<18} {_fmt(figures['eps'], ',.0f'):>10} {_fmt(ratio):>10}x {_fmt(client):>9}   "
+            f"{figures['load_avg']['start']} -> {figures['load_avg']['end']}{note}"
+        )
+    if "p50_ms" in c.get("worker", {}):
+        w = c["worker"]
+        out(
+            f"latency (worker, {rate:.0f} events/s): p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms, load avg "
+            f"{w['latency_load_avg']['start']} -> {w['latency_load_avg']['end']}"
+        )
+    col = result["collector"]
+    out(
+        f"collector: {col['records']} scores read in {col['seconds']} s = {_fmt(col['eps'], ',.0f')} events/s, "
+        f"{col['headroom']}x the fastest contender"
+    )
+    if result["worker_rss_mb"] is not None:
+        out(f"worker peak RSS (VmHWM): {result['worker_rss_mb']} MiB")
+    counters = "" if c.get("worker", {}).get("stage_counter") else " (worker exposes no stage counter)"
+    out(f"{'stage':<10} {'us/event':>9} {'floor':>9} {'in-process':>11}   worker /metrics{counters}; floors wall")
+    for stage in WORKER_STAGES:
+        out(
+            f"{stage:<10} {_fmt(result['stage_us'].get(stage)):>9} {_fmt(result['floor_us'].get(stage)):>9} "
+            f"{_fmt(result['score_batch_stage_us'].get(stage)):>11}"
+        )
+    fl = result["floor_load_avg"]
+    out(f"floors: load avg {fl['start']} -> {fl['end']}; CPU us/record {result['floor_cpu_us']}")

@@ -1,8 +1,8 @@
 """The naive and relay contenders of ``churn bench stream``, each run as a process of its own.
 
-``python -m churn_stream.bench.stream_contenders naive|relay ...`` is how
-:func:`churn_stream.bench.stream.run_bench_stream` starts them; the third contender is
-``churn worker`` itself.
+``python -m churn_stream.bench.stream_contenders naive|relay|librdkafka ...`` is how
+:func:`churn_stream.bench.stream.run_bench_stream` starts them; the worker contender is
+``churn worker`` itself, the Quix Streams one :mod:`churn_stream.bench.stream_quix`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-#: Micro-batch bound of the reference relay (same as the worker's).
+#: Micro-batch bound of the reference (aiokafka) relay.
 RELAY_MAX_RECORDS = 2000
+#: Micro-batch bound of the librdkafka relay: ``Consumer.consume(num_messages=...)``.
+LIBRDKAFKA_MAX_RECORDS = 500
+#: Seconds ``Consumer.consume`` waits for a first record (the aiokafka relay's ``timeout_ms=100``).
+LIBRDKAFKA_CONSUME_TIMEOUT_S = 0.1
 
 
 def _score_doc(ev, p: float, threshold: float, model_name: str, model_version: str, scored_at: str) -> dict:
@@ -163,10 +167,95 @@ def run_relay(args: argparse.Namespace) -> None:
     asyncio.run(_relay(args))
 
 
+def run_librdkafka_relay(args: argparse.Namespace) -> None:
+    """The relay on librdkafka (``confluent_kafka``'s blocking Consumer and Producer), blocking.
+
+    The aiokafka relay's loop and per-event work, on the other client: ``consume`` up to
+    ``args.max_records`` records -> per-record pydantic validation -> one matrix score per
+    batch -> produce every score and alert -> ``flush`` (every delivery acknowledged, an
+    error raises) -> synchronous ``commit`` of the batch's offsets. Producer settings as the
+    aiokafka relay's: ``acks=all``, 5 ms linger, 256 KiB batches.
+
+    Raises
+    ------
+    RuntimeError
+        If a record fails to be consumed or delivered (the relay stops, as the aiokafka
+        relay does on an exception; its offsets stay uncommitted).
+    """
+    from datetime import datetime
+
+    from confluent_kafka import Consumer, Producer
+
+    from schemas.events import CustomerEvent
+    from scratch_models.pipeline import ScoringPipeline
+    from stream_app.scoring import event_columns
+
+    pipeline = ScoringPipeline.load(args.pipeline)
+    names = pipeline.feature_names_in
+    # Any: the pipeline types its model as BaseModel, which declares no predict_proba (each model does).
+    model: Any = pipeline.model
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 1000,
+        }
+    )
+    failed: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(f"{msg.topic()}: {err}")
+
+    producer = Producer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "batch.size": 256 * 1024,
+            "delivery.report.only.error": True,
+            "on_delivery": delivered,
+        }
+    )
+    consumer.subscribe([args.input])
+    try:
+        while True:
+            msgs: list[Any] = consumer.consume(num_messages=args.max_records, timeout=LIBRDKAFKA_CONSUME_TIMEOUT_S)
+            if not msgs:
+                continue
+            for m in msgs:
+                if m.error() is not None:
+                    raise RuntimeError(f"consume {m.topic()}[{m.partition()}]: {m.error()}")
+            events = [CustomerEvent.model_validate_json(m.value()) for m in msgs]
+            X = pipeline.transform(event_columns(events, names))
+            proba = model.predict_proba(X)[:, 1]
+            scored_at = datetime.now(UTC).isoformat()
+            docs = [
+                _score_doc(ev, p, pipeline.threshold, args.model_name, args.model_version, scored_at)
+                for ev, p in zip(events, proba.tolist())
+            ]
+            for d in docs:
+                producer.produce(args.output, orjson.dumps(d), d["customer_id"].encode())
+            alert_rows = np.flatnonzero(proba >= pipeline.threshold)
+            for i, reasons in zip(alert_rows.tolist(), _reasons(pipeline, X[alert_rows])):
+                doc = dict(docs[i], reasons=reasons)
+                producer.produce(args.alerts, orjson.dumps(doc), doc["customer_id"].encode())
+            producer.flush()
+            if failed:
+                raise RuntimeError(f"{len(failed)} records not delivered, first: {failed[0]}")
+            consumer.commit(asynchronous=False)
+    finally:
+        producer.flush(10)
+        consumer.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry of the naive and relay contender processes (started by :func:`run_bench_stream`)."""
     parser = argparse.ArgumentParser(prog="python -m churn_stream.bench.stream_contenders")
-    parser.add_argument("kind", choices=("naive", "relay"))
+    parser.add_argument("kind", choices=("naive", "relay", "librdkafka"))
     for opt in (
         "--bootstrap",
         "--input",
@@ -180,9 +269,12 @@ def main(argv: list[str] | None = None) -> None:
     ):
         parser.add_argument(opt, required=True)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--max-records", type=int, default=LIBRDKAFKA_MAX_RECORDS, help="librdkafka relay: records per consume."
+    )
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # Faust's Worker looks at sys.argv; it has no options of its own here
-    (run_naive if args.kind == "naive" else run_relay)(args)
+    {"naive": run_naive, "relay": run_relay, "librdkafka": run_librdkafka_relay}[args.kind](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -117,19 +117,51 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
     default=None,
     help="CSV whose rows are replayed (default: the dataset's shipped file).",
 )
+@click.option(
+    "--contenders",
+    default=None,
+    help="Comma-separated subset of naive,relay,librdkafka,quix,worker,worker2 (default: all; quix only "
+    "with --quix-python).",
+)
+@click.option(
+    "--quix-python",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Python of a virtualenv with quixstreams, numpy, orjson and pyyaml: adds the Quix Streams contender.",
+)
 @click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.pass_obj
 def bench_stream(
-    settings: Settings, events: int, dataset: str | None, source: Path | None, json_path: Path | None
+    settings: Settings,
+    events: int,
+    dataset: str | None,
+    source: Path | None,
+    contenders: str | None,
+    quix_python: str | None,
+    json_path: Path | None,
 ) -> None:
-    """Naive Faust agent vs aiokafka relay vs our worker, end to end on the configured broker."""
-    from churn_stream.bench.stream import run_bench_stream
+    """Naive Faust agent, aiokafka and librdkafka relays, Quix Streams, our worker (one and two):
+    end to end on the configured broker, each worker stage beside its floor."""
+    from churn_stream.bench.stream import chosen_contenders, run_bench_stream
     from churn_stream.cli.batch import _require_source
 
     profile = chosen_dataset(settings, dataset)
     _require_source(profile.name, source)
     chosen = dataset if dataset is not None else settings.dataset
-    run_bench_stream(settings, events=events, json_path=json_path, dataset=chosen, source=source)
+    names = None if contenders is None else [n.strip() for n in contenders.split(",") if n.strip()]
+    try:
+        chosen_contenders(names, quix_python, profile.name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--contenders") from None
+    run_bench_stream(
+        settings,
+        events=events,
+        json_path=json_path,
+        dataset=chosen,
+        source=source,
+        contenders=names,
+        quix_python=quix_python,
+    )
 
 
 @bench.command("score")

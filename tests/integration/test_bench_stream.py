@@ -2,45 +2,86 @@
 
 Throughput figures are not asserted here (timed assertions belong in the benchmark);
 only that every contender scored every event and the ratios come from the measured rates.
+The Quix Streams contender runs when ``CHURN_TEST_QUIX_PYTHON`` names the python of a
+virtualenv with quixstreams, numpy, orjson and pyyaml (see :mod:`churn_stream.bench.stream_quix`).
 """
 
 from __future__ import annotations
+
+import os
 
 import orjson
 import pytest
 
 pytestmark = pytest.mark.integration
 
+EVENTS = 3000
+
 
 def test_bench_stream_small_run(stack_settings, tmp_path):
     from churn_stream.bench.stream import run_bench_stream
+    from churn_stream.bench.stream_stages import WORKER_STAGES
 
+    quix_python = os.environ.get("CHURN_TEST_QUIX_PYTHON") or None
     out = tmp_path / "bench.json"
-    result = run_bench_stream(stack_settings, events=5000, json_path=out, latency_s=3.0)
+    result = run_bench_stream(stack_settings, events=EVENTS, json_path=out, latency_s=3.0, quix_python=quix_python)
 
     saved = orjson.loads(out.read_text())
     for name in (
+        "worker_eps",
         "naive_eps",
         "relay_eps",
-        "worker_eps",
-        "ratio_vs_naive",
+        "librdkafka_relay_eps",
+        "quix_eps",
         "ratio_vs_relay",
+        "ratio_vs_librdkafka",
+        "ratio_vs_naive",
         "p50_ms",
         "p99_ms",
+        "load_avg",
+        "stage_us",
+        "floor_us",
+        "worker2_eps",
+        "scaling",
+        "worker_rss_mb",
         "events",
         "broker_mode",
         "load_avg_1m_start",
         "load_avg_1m_end",
+        "collector",
     ):
         assert name in saved, name
-    assert saved["events"] == 5000 and saved["broker_mode"] == "ephemeral"
-    for kind in ("naive", "relay", "worker"):
+    assert saved["events"] == EVENTS and saved["broker_mode"] == "ephemeral"
+    kinds = ["naive", "relay", "librdkafka", "worker", "worker2"] + (["quix"] if quix_python else [])
+    assert sorted(saved["contenders"]) == sorted(kinds)
+    for kind in kinds:
         figures = saved["contenders"][kind]
-        assert figures["scored"] == 5000, kind  # no loss
-        assert figures["eps"] > 0
+        assert figures["scored"] == EVENTS, kind  # no loss
+        assert figures["eps"] > 0, kind
+        assert figures["load_avg"]["start"] >= 0 and figures["load_avg"]["end"] >= 0, kind
+    if not quix_python:
+        assert saved["quix_eps"] is None and saved["ratio_vs_quix"] is None
+    w = saved["worker_eps"]
+    assert saved["librdkafka_relay_eps"] == saved["contenders"]["librdkafka"]["eps"]
+    assert saved["ratio_vs_naive"] == pytest.approx(w / saved["naive_eps"], abs=0.01)
+    assert saved["ratio_vs_relay"] == pytest.approx(w / saved["relay_eps"], abs=0.01)
+    assert saved["ratio_vs_librdkafka"] == pytest.approx(w / saved["librdkafka_relay_eps"], abs=0.01)
+    assert saved["scaling"] == pytest.approx(saved["worker2_eps"] / w, abs=0.01)
+    # Both workers of the scaling phase took part: the group split the 4 partitions between them.
+    by_worker = saved["contenders"]["worker2"]["events_in_by_worker"]
+    assert len(by_worker) == 2 and all(n > 0 for n in by_worker) and sum(by_worker) >= EVENTS
     assert saved["contenders"]["worker"]["latency_scored"] == saved["contenders"]["worker"]["latency_events"]
-    assert saved["ratio_vs_naive"] == pytest.approx(saved["worker_eps"] / saved["naive_eps"], abs=0.01)
-    assert saved["ratio_vs_relay"] == pytest.approx(saved["worker_eps"] / saved["relay_eps"], abs=0.01)
     assert 0 < saved["p50_ms"] <= saved["p99_ms"]
+    assert saved["worker_rss_mb"] > 50  # a Python worker with numpy and a model: tens of MiB at least
+    # Stage figures: every stage named; None until the worker exposes churn_worker_stage_seconds.
+    assert sorted(saved["stage_us"]) == sorted(WORKER_STAGES)  # the JSON has its keys sorted
+    assert all(v is None or v >= 0 for v in saved["stage_us"].values())
+    assert sorted(saved["floor_us"]) == sorted(WORKER_STAGES)
+    for stage, floor in saved["floor_us"].items():
+        if stage == "reasons" and floor is None:
+            continue  # a champion without feature_contributions has no reasons floor
+        assert floor > 0, stage
+    assert saved["collector"]["records"] >= EVENTS and saved["collector"]["eps"] > 0
+    assert saved["load_avg"]["start"] >= 0 and saved["load_avg"]["end"] >= 0
     assert result["worker_eps"] == saved["worker_eps"]
     assert isinstance(saved["busy"], bool)  # flags a run on a loaded machine

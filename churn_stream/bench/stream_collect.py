@@ -1,0 +1,259 @@
+"""The clients of ``churn bench stream`` on librdkafka: send the events, read the scores back, time both.
+
+The bench's own clients share the cores with the contender they measure, so they are
+the cheapest this project has: ``confluent_kafka``'s Producer (in a thread of its own)
+and Consumer (the collector, which parses each score only for its ``event_id`` and,
+in the latency phase, its ``event_time``). :func:`read_rate` checks the collector keeps
+up: the same per-record work on a topic that already holds every score.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from plumbing.settings import Settings
+
+#: Records the collector takes per ``consume`` call.
+COLLECT_BATCH = 10_000
+#: Seconds the collector waits per ``consume`` call when nothing is there.
+COLLECT_WAIT_S = 0.1
+
+
+def rdkafka_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka connection properties of ``settings`` (the ``KAFKA_*`` security ones included).
+
+    Parameters
+    ----------
+    settings : Settings
+
+    Returns
+    -------
+    dict
+        ``bootstrap.servers`` and, unless ``PLAINTEXT``, ``security.protocol``,
+        ``ssl.ca.location``, ``sasl.mechanism``, ``sasl.username``, ``sasl.password``.
+        It may hold the SASL password: never log it.
+    """
+    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    protocol = settings.kafka_security_protocol.strip().upper()
+    if protocol == "PLAINTEXT":
+        return conf
+    conf["security.protocol"] = protocol
+    if protocol in ("SSL", "SASL_SSL") and settings.kafka_ssl_cafile:
+        conf["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    if protocol.startswith("SASL_"):
+        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism.strip().upper() or "PLAIN"
+        conf["sasl.username"] = settings.kafka_sasl_username
+        conf["sasl.password"] = settings.kafka_sasl_password
+    return conf
+
+
+def _consumer(conf: dict[str, Any], topic: str, *, from_start: bool) -> Any:
+    """A group-less reader of every partition of ``topic``, from its start or its current end."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            **conf,
+            "group.id": f"bench-collector-{uuid.uuid4().hex[:8]}",  # required; never joined nor committed
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 20,
+            "max.partition.fetch.bytes": 4 * 1024 * 1024,
+        }
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    tps = []
+    for p in sorted(partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        tps.append(TopicPartition(topic, p, low if from_start else high))
+    consumer.assign(tps)
+    return consumer
+
+
+def _restamp(value: bytes, now: float) -> bytes:
+    doc = orjson.loads(value)
+    doc["event_time"] = datetime.fromtimestamp(now, UTC).isoformat()
+    return orjson.dumps(doc)
+
+
+def produce_and_collect(
+    conf: dict[str, Any],
+    in_topic: str,
+    out_topic: str,
+    records: Sequence[tuple[bytes, bytes]],
+    *,
+    rate: float | None = None,
+    stamp_times: bool = False,
+    timeout_s: float = 600.0,
+) -> dict[str, Any]:
+    """Send ``records`` to ``in_topic`` and read ``out_topic`` until each event id has a score.
+
+    Parameters
+    ----------
+    conf : dict
+        :func:`rdkafka_config`.
+    in_topic, out_topic : str
+    records : sequence of (bytes, bytes)
+        Keys and customer event values.
+    rate : float, optional
+        Events per second, sent 10 ms worth at a time; default as fast as the producer goes.
+    stamp_times : bool, default False
+        Set each event's ``event_time`` to when it is sent and measure latencies.
+    timeout_s : float, default 600.0
+        Give up reading after this long.
+
+    Returns
+    -------
+    dict
+        ``events``, ``scored`` (distinct event ids read back), ``duplicates``, ``seconds``
+        (first event sent -> last new score read), ``produce_s``, ``client_cpu_s`` (this
+        process's CPU seconds over the phase, every thread), and with ``stamp_times``
+        ``lat_ts`` (score record timestamp - event time) and ``lat_read`` (read - event
+        time), seconds.
+
+    Raises
+    ------
+    RuntimeError
+        If an event is not delivered to ``in_topic``.
+    """
+    from confluent_kafka import Producer
+
+    ids = {orjson.loads(v)["event_id"] for _, v in records}
+    failed: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    producer = Producer(
+        {
+            **conf,
+            "acks": "all",
+            "linger.ms": 1,
+            "batch.size": 512 * 1024,
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 2 * 1024 * 1024,
+            "delivery.report.only.error": True,
+            "on_delivery": delivered,
+        }
+    )
+    consumer = _consumer(conf, out_topic, from_start=False)
+    produce_s: list[float] = []
+
+    def produce() -> None:
+        t0 = time.time()
+        if rate:
+            chunk = max(1, int(rate / 100))  # 10 ms worth of events per send
+            for i in range(0, len(records), chunk):
+                delay = t0 + i / rate - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+                now = time.time()
+                for k, v in records[i : i + chunk]:
+                    producer.produce(in_topic, _restamp(v, now) if stamp_times else v, k)
+                producer.poll(0)
+        else:
+            for k, v in records:
+                while True:
+                    try:
+                        producer.produce(in_topic, v, k)
+                        break
+                    except BufferError:  # the local queue is full: let the broker catch up
+                        producer.poll(0.05)
+        producer.flush()
+        produce_s.append(time.time() - t0)
+
+    seen: set[str] = set()
+    duplicates = 0
+    lat_ts: list[float] = []
+    lat_read: list[float] = []
+    loads = orjson.loads
+    cpu0 = time.process_time()
+    t_start = time.time()
+    sender = threading.Thread(target=produce, name="bench-producer", daemon=True)
+    sender.start()
+    t_last = t_start
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(seen) < len(ids) and time.monotonic() < deadline:
+            msgs = consumer.consume(num_messages=COLLECT_BATCH, timeout=COLLECT_WAIT_S)
+            now = time.time()
+            for m in msgs:
+                if m.error() is not None:
+                    continue
+                doc = loads(m.value())
+                eid = doc["event_id"]
+                if eid not in ids:
+                    continue
+                if eid in seen:
+                    duplicates += 1
+                    continue
+                seen.add(eid)
+                t_last = now
+                if stamp_times:
+                    et = datetime.fromisoformat(doc["event_time"]).timestamp()
+                    lat_ts.append(m.timestamp()[1] / 1000.0 - et)
+                    lat_read.append(now - et)
+        sender.join(max(1.0, deadline - time.monotonic()))
+    finally:
+        consumer.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} events not delivered to {in_topic}, first: {failed[0]}")
+    return {
+        "events": len(ids),
+        "scored": len(seen),
+        "duplicates": duplicates,
+        "seconds": t_last - t_start,
+        "produce_s": produce_s[0] if produce_s else None,
+        "client_cpu_s": time.process_time() - cpu0,
+        "lat_ts": lat_ts,
+        "lat_read": lat_read,
+    }
+
+
+def read_rate(conf: dict[str, Any], topic: str, records: int, timeout_s: float = 120.0) -> dict[str, Any]:
+    """How fast the collector reads ``records`` scores already in ``topic`` (its per-record work included).
+
+    Parameters
+    ----------
+    conf : dict
+        :func:`rdkafka_config`.
+    topic : str
+        A scores topic holding at least ``records`` records.
+    records : int
+    timeout_s : float, default 120.0
+
+    Returns
+    -------
+    dict
+        ``records`` read, ``seconds`` (first consume call -> last record read), ``eps``,
+        ``cpu_s`` (this process, every thread).
+    """
+    consumer = _consumer(conf, topic, from_start=True)
+    seen: set[str] = set()
+    loads = orjson.loads
+    n = 0
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while n < records and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=COLLECT_BATCH, timeout=COLLECT_WAIT_S):
+                if m.error() is None:
+                    seen.add(loads(m.value())["event_id"])
+                    n += 1
+        seconds = time.perf_counter() - t0
+    finally:
+        consumer.close()
+    return {
+        "records": n,
+        "seconds": round(seconds, 3),
+        "eps": round(n / seconds, 1) if seconds > 0 else None,
+        "cpu_s": round(time.process_time() - cpu0, 3),
+    }

@@ -1,0 +1,163 @@
+"""``churn bench stream``'s pure parts: the worker's stage counters, contender choice, librdkafka settings, RSS."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from prometheus_client import Counter
+
+from churn_stream.bench.stream import CONTENDERS, chosen_contenders
+from churn_stream.bench.stream_collect import rdkafka_config
+from churn_stream.bench.stream_stages import (
+    STAGE_COUNTER,
+    WORKER_STAGES,
+    parse_worker_counters,
+    peak_rss_mb,
+    stage_deltas,
+)
+from plumbing.settings import Settings
+from stream_app.metrics import WorkerMetrics
+
+#: A worker's ``/metrics`` (prometheus_client 0.x text format) with the stage counter, trimmed to the
+#: metrics the bench reads and one it does not: ``Counter("churn_worker_stage_seconds", ..., ["stage"])``.
+SCRAPE_BEFORE = """\
+# HELP churn_events_in_total Customer events consumed.
+# TYPE churn_events_in_total counter
+churn_events_in_total 1000.0
+# HELP churn_events_in_created Customer events consumed.
+# TYPE churn_events_in_created gauge
+churn_events_in_created 1.7964548395260491e+09
+# HELP churn_batches_total Micro-batches completed (outputs acknowledged, offsets committed).
+# TYPE churn_batches_total counter
+churn_batches_total 2.0
+# HELP churn_worker_stage_seconds_total Seconds the worker spent per stage.
+# TYPE churn_worker_stage_seconds_total counter
+churn_worker_stage_seconds_total{stage="fetch"} 0.25
+churn_worker_stage_seconds_total{stage="decode"} 0.5
+churn_worker_stage_seconds_total{stage="validate"} 0.75
+churn_worker_stage_seconds_total{stage="featurise"} 1.0
+churn_worker_stage_seconds_total{stage="predict"} 1.25
+churn_worker_stage_seconds_total{stage="reasons"} 1.5
+churn_worker_stage_seconds_total{stage="encode"} 1.75
+churn_worker_stage_seconds_total{stage="produce"} 2.0
+churn_worker_stage_seconds_total{stage="commit"} 2.25
+# HELP churn_worker_stage_seconds_created Seconds the worker spent per stage.
+# TYPE churn_worker_stage_seconds_created gauge
+churn_worker_stage_seconds_created{stage="fetch"} 1.796454839526482e+09
+churn_worker_stage_seconds_created{stage="decode"} 1.796454839526491e+09
+churn_worker_stage_seconds_created{stage="validate"} 1.7964548395264974e+09
+churn_worker_stage_seconds_created{stage="featurise"} 1.7964548395265026e+09
+churn_worker_stage_seconds_created{stage="predict"} 1.7964548395265098e+09
+churn_worker_stage_seconds_created{stage="reasons"} 1.796454839526515e+09
+churn_worker_stage_seconds_created{stage="encode"} 1.79645483952652e+09
+churn_worker_stage_seconds_created{stage="produce"} 1.7964548395265265e+09
+churn_worker_stage_seconds_created{stage="commit"} 1.7964548395265331e+09
+"""
+#: The same worker 200,000 events later: fetch +0.4 s, decode +0.8 s, ... commit +0.2 s.
+SCRAPE_AFTER = (
+    SCRAPE_BEFORE.replace("churn_events_in_total 1000.0", "churn_events_in_total 201000.0")
+    .replace('{stage="fetch"} 0.25', '{stage="fetch"} 0.65')
+    .replace('{stage="decode"} 0.5', '{stage="decode"} 1.3')
+    .replace('{stage="predict"} 1.25', '{stage="predict"} 1.85')
+    .replace('{stage="commit"} 2.25', '{stage="commit"} 2.45')
+)
+
+
+def test_stage_seconds_per_event_from_two_scrapes():
+    before, after = parse_worker_counters(SCRAPE_BEFORE), parse_worker_counters(SCRAPE_AFTER)
+    assert before["events_in"] == 1000.0 and after["events_in"] == 201000.0
+    assert set(before["stages"]) == set(WORKER_STAGES)
+
+    us = stage_deltas(before, after)
+
+    assert list(us) == list(WORKER_STAGES)
+    assert us["fetch"] == pytest.approx(2.0)  # 0.4 s / 200,000 events
+    assert us["decode"] == pytest.approx(4.0)
+    assert us["predict"] == pytest.approx(3.0)
+    assert us["commit"] == pytest.approx(1.0)
+    assert us["validate"] == us["encode"] == 0.0  # unchanged counters: no time, not "missing"
+
+
+def test_stage_counter_as_prometheus_client_renders_it():
+    metrics = WorkerMetrics()
+    stages = Counter(STAGE_COUNTER, "Seconds the worker spent per stage.", ["stage"], registry=metrics.registry)
+    before = parse_worker_counters(metrics.render().decode())
+    metrics.events_in.inc(500)
+    stages.labels(stage="predict").inc(0.001)
+    stages.labels(stage="fetch").inc(0.0005)
+
+    after = parse_worker_counters(metrics.render().decode())
+    us = stage_deltas(before, after)
+
+    assert us["predict"] == pytest.approx(2.0) and us["fetch"] == pytest.approx(1.0)  # from 0: new series
+    assert us["decode"] is None  # never incremented, so never rendered
+
+
+def test_worker_without_stage_counter_gives_none_for_every_stage():
+    metrics = WorkerMetrics()  # today's worker: events counted, no stage counter
+    before = parse_worker_counters(metrics.render().decode())
+    metrics.events_in.inc(100)
+    after = parse_worker_counters(metrics.render().decode())
+
+    assert after["events_in"] == 100.0 and after["stages"] == {}
+    assert stage_deltas(before, after) == dict.fromkeys(WORKER_STAGES)
+    assert stage_deltas(None, after) == dict.fromkeys(WORKER_STAGES)  # a scrape failed
+
+
+def test_no_event_in_the_window_gives_none():
+    same = parse_worker_counters(SCRAPE_BEFORE)
+    assert stage_deltas(same, same) == dict.fromkeys(WORKER_STAGES)
+
+
+def test_contenders_default_subset_and_errors():
+    assert chosen_contenders(None, None, "telco") == ("naive", "relay", "librdkafka", "worker", "worker2")
+    assert chosen_contenders(None, "/venv/bin/python", "telco") == CONTENDERS
+    assert chosen_contenders(["worker", "librdkafka"], None, "telco") == ("librdkafka", "worker")
+    assert chosen_contenders(None, None, "retail") == ("worker", "worker2")  # the relays speak Telco only
+    with pytest.raises(ValueError, match="quix needs --quix-python"):
+        chosen_contenders(["quix"], None, "telco")
+    with pytest.raises(ValueError, match="got flink"):
+        chosen_contenders(["worker", "flink"], None, "telco")
+    with pytest.raises(ValueError, match="none of relay runs on retail"):
+        chosen_contenders(["relay"], None, "retail")
+
+
+def test_rdkafka_config_translates_the_kafka_security_settings():
+    plain = Settings().with_overrides(kafka_bootstrap_servers="b:9092")
+    assert rdkafka_config(plain) == {"bootstrap.servers": "b:9092"}
+    secure = plain.with_overrides(
+        kafka_security_protocol="sasl_ssl",
+        kafka_ssl_cafile="/ca.pem",
+        kafka_sasl_mechanism="scram-sha-512",
+        kafka_sasl_username="u",
+        kafka_sasl_password="p",
+    )
+    assert rdkafka_config(secure) == {
+        "bootstrap.servers": "b:9092",
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": "/ca.pem",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "u",
+        "sasl.password": "p",
+    }
+
+
+def test_peak_rss_of_this_process():
+    assert peak_rss_mb(os.getpid()) > 1.0
+    assert peak_rss_mb(2**22 + 12345) is None  # no such process
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("flink,worker", "got flink"), ("quix", "quix needs --quix-python")],
+)
+def test_cli_refuses_a_bad_contenders_value_before_running(value, message):
+    from click.testing import CliRunner
+
+    from churn_stream.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "stream", "--contenders", value])
+
+    assert result.exit_code != 0
+    assert message in result.output
