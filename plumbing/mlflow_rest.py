@@ -117,7 +117,7 @@ def download_run_artifact(tracking_uri: str, artifact_uri: str, dst_dir: Path) -
     artifact_uri : str
         ``runs:/<run_id>/<path>``.
     dst_dir : Path
-        An existing directory.
+        Created when missing.
 
     Returns
     -------
@@ -136,6 +136,7 @@ def download_run_artifact(tracking_uri: str, artifact_uri: str, dst_dir: Path) -
     run_id, _, path = (parsed.netloc + parsed.path).lstrip("/").partition("/")
     if not run_id or not path:
         raise ValueError(f"artifact_uri: expected runs:/<run_id>/<path>, got {artifact_uri!r}")
+    dst_dir.mkdir(parents=True, exist_ok=True)  # as the mlflow client does
     local = dst_dir / Path(path).name
     with _client(tracking_uri) as client:
         run = _get_json(client, "/api/2.0/mlflow/runs/get", {"run_id": run_id})
