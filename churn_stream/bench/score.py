@@ -26,11 +26,16 @@ Every figure is the median over ``repeats`` passes over all batches, in microsec
 event (scored or not: per input record). Wall-clock figures depend on what else runs: the
 load average is printed at start and end. Tests never assert them. Like ``churn worker``, the
 process first asks glibc's malloc to keep spare heap room (:func:`plumbing.allocator.keep_heap_room`):
-without it each batch's temporaries cost page faults, about 2 us per event more.
+without it each batch's temporaries cost page faults, about 2 us per event more. And like the
+worker's fetch loop (:mod:`stream_app.loop`) before its first batch, it collects and freezes the
+start-up heap (``gc.freeze()``) once the models and records are loaded, and unfreezes it at the
+end: otherwise every full collection walks the imported libraries' objects (about 60 ms each, a
+few per pass), about 1.4 us per event of the total that no stage shows and the worker never pays.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import tempfile
@@ -281,29 +286,34 @@ def run_bench_score(
 
     for b in batches[: max(1, min(len(batches), 4))]:  # warm-up: allocator, caches, lazy imports
         score_batch(model, b, value_model=value_model)
-    alerts = sum(len(score_batch(model, b, value_model=value_model).alerts) for b in batches)
-    total_s: list[float] = []
-    stage_s: dict[str, list[float]] = {s: [] for s in STAGES}
-    for _ in range(repeats):
-        timings: dict[str, float] = {}
-        elapsed = 0.0
-        for b in batches:
-            t0 = perf_counter()
-            score_batch(model, b, value_model=value_model, timings=timings)
-            elapsed += perf_counter() - t0
-        total_s.append(elapsed)
-        for s in STAGES:
-            stage_s[s].append(timings.get(s, 0.0))
+    gc.collect()  # as the worker's fetch loop does before its first batch
+    gc.freeze()
+    try:
+        alerts = sum(len(score_batch(model, b, value_model=value_model).alerts) for b in batches)
+        total_s: list[float] = []
+        stage_s: dict[str, list[float]] = {s: [] for s in STAGES}
+        for _ in range(repeats):
+            timings: dict[str, float] = {}
+            elapsed = 0.0
+            for b in batches:
+                t0 = perf_counter()
+                score_batch(model, b, value_model=value_model, timings=timings)
+                elapsed += perf_counter() - t0
+            total_s.append(elapsed)
+            for s in STAGES:
+                stage_s[s].append(timings.get(s, 0.0))
 
-    prepared = [_prepare(model, b) for b in batches]
-    floors = _floors(model, prepared)
-    floor_s: dict[str, list[float]] = {s: [] for s in floors}
-    for _ in range(repeats):
-        for s, fn in floors.items():
-            t0 = perf_counter()
-            for p in prepared:
-                fn(p)
-            floor_s[s].append(perf_counter() - t0)
+        prepared = [_prepare(model, b) for b in batches]
+        floors = _floors(model, prepared)
+        floor_s: dict[str, list[float]] = {s: [] for s in floors}
+        for _ in range(repeats):
+            for s, fn in floors.items():
+                t0 = perf_counter()
+                for p in prepared:
+                    fn(p)
+                floor_s[s].append(perf_counter() - t0)
+    finally:
+        gc.unfreeze()
     load_end = os.getloadavg()[0]
 
     n = len(records)
@@ -326,7 +336,7 @@ def run_bench_score(
     echo(
         f"# churn bench score: {profile.name}, {names['name']} v{names['version']} (value model: {value}), "
         f"{n} events in batches of {batch}, alerts {result['alerts_fraction']:.1%}, median of {repeats}; "
-        f"malloc top pad {'on' if heap_room else 'unavailable'}; "
+        f"malloc top pad {'on' if heap_room else 'unavailable'}, start-up heap frozen; "
         f"cores={os.cpu_count()} load_avg={load_start:.2f} -> {load_end:.2f}"
     )
     echo(f"{'stage':<10} {'us/event':>9} {'floor':>9}")
