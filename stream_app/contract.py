@@ -129,12 +129,50 @@ class EventContract:
         KeyError
             If a name is neither a field nor a derived feature of the profile.
         """
+        return self.columns_and_codes(rows, names, fields, distinct)[0]
+
+    def columns_and_codes(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        names: Sequence[str],
+        fields: Mapping[str, Sequence[Any]] | None = None,
+        distinct: Mapping[str, set[str]] | None = None,
+        categories: Mapping[str, np.ndarray] | None = None,
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """:meth:`columns`, and the category codes of the text columns it reads through their distinct values.
+
+        A text field in ``distinct`` whose values the profile's rules leave unchanged (the
+        common case) is read through one look-up per value in a table of its few distinct
+        values, which gives its column and, for a field in ``categories``, each value's index
+        there: what :meth:`~scratch_models.preprocessing.TabularPreprocessor.transform` takes
+        as ``codes`` instead of searching the text again.
+
+        Parameters
+        ----------
+        rows, names, fields, distinct
+            As for :meth:`columns`.
+        categories : mapping of str to ndarray of shape (n_categories,), str, optional
+            A preprocessor's sorted training categories per categorical column (``categories_``).
+
+        Returns
+        -------
+        columns : dict of str to ndarray of shape (n_rows,)
+            :meth:`columns`, the same arrays.
+        codes : dict of str to ndarray of shape (n_rows,), intp
+            For the fields of ``categories`` read through their distinct values: the index of
+            each value in its categories, -1 for a value not among them.
+
+        Raises
+        ------
+        KeyError
+            If a name is neither a field nor a derived feature of the profile.
+        """
         derived = [n for n in names if n in self._derived]
         source = [n for n in names if n not in self._derived]
         if derived:
             source += [n for n in self._derived_inputs if n not in source]
         if not rows:
-            return {name: np.empty(0) for name in names}
+            return {name: np.empty(0) for name in names}, {}
         table: list[Sequence[Any]]
         if fields is not None:
             table = [fields[name] for name in source]
@@ -142,12 +180,24 @@ class EventContract:
             get = itemgetter(*source)
             table = list(zip(*map(get, rows))) if len(source) > 1 else [tuple(map(get, rows))]
         cols: dict[str, np.ndarray] = {}
+        codes: dict[str, np.ndarray] = {}
         for name, values in zip(source, table):
             if self.field_types[name] in TEXT_TYPES:
                 seen = distinct.get(name) if distinct is not None else None
                 if seen and self.normaliser.unchanged(name, seen):
                     # As np.asarray(values, dtype=str) gives, with the width known from the distinct values.
-                    cols[name] = np.array(values, dtype=f"<U{max(1, *map(len, seen))}")
+                    width = f"<U{max(1, *map(len, seen))}"
+                    cats = categories.get(name) if categories is not None else None
+                    if cats is None:
+                        cols[name] = np.array(values, dtype=width)
+                        continue
+                    order = list(seen)
+                    where = dict(zip(order, range(len(order))))
+                    # One dict look-up per value: the hashes are cached since the decoder's checks.
+                    index = np.fromiter(map(where.__getitem__, values), dtype=np.intp, count=len(values))
+                    cols[name] = np.array(order, dtype=width)[index]
+                    position = dict(zip(cats.tolist(), range(len(cats))))
+                    codes[name] = np.array([position.get(v, -1) for v in order], dtype=np.intp)[index]
                     continue
                 text = self.normaliser.values(name, values)
                 if None in text:
@@ -162,7 +212,7 @@ class EventContract:
                 cols[name] = np.asarray(values, dtype=np.float64)
         if derived:
             cols.update(self.profile.derive(cols))
-        return {name: cols[name] for name in names}
+        return {name: cols[name] for name in names}, codes
 
     def event_columns(self, events: Sequence[CustomerEventBase], names: Sequence[str]) -> dict[str, np.ndarray]:
         """:meth:`columns` of validated pydantic events (the API's path)."""

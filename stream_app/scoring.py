@@ -73,6 +73,12 @@ class LoadedModel:
         return self.pipeline.threshold
 
     @cached_property
+    def categories(self) -> dict[str, np.ndarray]:
+        """The preprocessor's training categories per categorical column (``categories_``)."""
+        pre = self.pipeline.preprocessor
+        return dict(zip(pre.categorical_features, pre.categories_))
+
+    @cached_property
     def reason_prefixes(self) -> list[bytes]:
         """Per model feature, the JSON of a reason up to its contribution: ``{"feature":"...","contribution":``."""
         return [b'{"feature":' + orjson.dumps(name) + b',"contribution":' for name in self.pipeline.feature_names_out]
@@ -423,8 +429,10 @@ def score_batch(
     columns: dict[str, np.ndarray] = {}
     if rows:
         try:
-            columns = contract.columns(rows, names, decoded.fields, decoded.distinct)
-            X = pipeline.transform(columns)
+            columns, codes = contract.columns_and_codes(
+                rows, names, decoded.fields, decoded.distinct, model.categories
+            )
+            X = pipeline.transform(columns, codes)
         except (ValueError, TypeError):
             keep_r, keep_rows, keep_t, mats = [], [], [], []
             for rec, row, t in zip(ok_records, rows, times):

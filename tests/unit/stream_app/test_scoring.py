@@ -202,6 +202,40 @@ def test_score_and_alert_bytes_are_what_orjson_writes(boosted, valued, events):
     assert got[2]["customer_id"] == "Çé-0042" and result.scores[2][0] == "Çé-0042".encode()
 
 
+def test_category_codes_from_distinct_values_featurise_as_the_text_does(boosted, events):
+    # The coded path (columns_and_codes + transform(codes=...)) against the rows read one by one.
+    docs = [valid_doc(events, i) for i in range(40)]
+    docs[1]["internet_service"] = "Satellite"  # unseen: code -1, no indicator
+    docs[2]["gender"] = "  Male"  # not normalised: that field takes the normaliser, no codes
+    docs[3]["contract"] = "Ten year"
+    records = [RawRecord(Topics.CUSTOMERS, 0, i, b"k", orjson.dumps(d)) for i, d in enumerate(docs)]
+    contract, pipeline = boosted.contract, boosted.pipeline
+    decoded = contract.decoder.decode(records)
+    assert decoded.fields is not None and not decoded.failures
+    names = pipeline.feature_names_in
+    columns, codes = contract.columns_and_codes(
+        decoded.rows, names, decoded.fields, decoded.distinct, boosted.categories
+    )
+    slow = contract.columns(decoded.rows, names)
+    assert list(columns) == list(slow)
+    for name in names:
+        assert columns[name].dtype == slow[name].dtype and np.array_equal(columns[name], slow[name]), name
+    assert "gender" not in codes and {"internet_service", "contract", "payment_method"} <= set(codes)
+    assert codes["internet_service"][1] == -1 and codes["contract"][3] == -1
+    X = pipeline.transform(columns, codes)
+    unknown = pipeline.preprocessor.last_unknown_counts_
+    np.testing.assert_array_equal(X, pipeline.transform(slow))
+    assert unknown == pipeline.preprocessor.last_unknown_counts_
+    assert unknown["internet_service"] == unknown["contract"] == 1
+    scored = score_batch(boosted, records, now=NOW)
+    assert [orjson.loads(v)["unknown_categories"] for _, v in scored.scores[:4]] == [
+        [],
+        ["internet_service"],
+        [],
+        ["contract"],
+    ]
+
+
 def test_stage_timings_add_up(boosted, valued, events):
     timings: dict[str, float] = {}
     score_batch(boosted, records_of(events), now=NOW, value_model=valued, timings=timings)
