@@ -54,8 +54,10 @@ class EventContract:
         self.profile = profile
         self.digest = profile.digest
         self.event_model: type[CustomerEventBase] = customer_event_model(profile)
-        self.decoder: Decoder = decoder_for(self.event_model)
         self.field_types = dict(profile.field_types)
+        # Ids do not repeat: the decoder checks them without a set of their distinct values.
+        ids = {name for name, kind in self.field_types.items() if kind == "identifier"}
+        self.decoder: Decoder = decoder_for(self.event_model, {"event_id", *ids})
         self._text_rules = profile.spec.text
         self.normaliser = TextNormaliser(profile.spec.text, self.field_types)
         self.id_field = profile.id_column

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -254,6 +254,24 @@ def _text_column_ok(check: FieldCheck, values: Sequence[Any]) -> set[Any] | None
     return None
 
 
+def _unique_text_column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
+    """Whole-column check of a text field whose values do not repeat (ids): :func:`_text_column_ok`
+    without the set of distinct values, which would hash every value for nothing."""
+    types = set(map(type, values))
+    if not types <= check.types:
+        return False
+    if types & {_NONE_T, _MISSING_T}:
+        values = [v for v in values if v is not None and v is not _MISSING]
+        if not values:
+            return True
+    lengths = list(map(len, values))
+    return (
+        (check.lo is None or min(lengths) >= check.lo)
+        and (check.hi is None or max(lengths) <= check.hi)
+        and (check.pattern is None or _pattern_ok(check.pattern, values))
+    )
+
+
 def _column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
     """Whole-column check (the common case: every record fine)."""
     if check.kind == "str":
@@ -398,7 +416,8 @@ class Decoded:
     #: rows again. None when a record went through pydantic.
     fields: dict[str, Sequence[Any]] | None = None
     #: With ``fields``: the distinct values of each text field that has no null (the checks
-    #: compute them), so featurising can see at once whether the text needs normalising.
+    #: compute them; not of the decoder's ``unique_text`` ids), so featurising can see at once
+    #: whether the text needs normalising.
     distinct: dict[str, set[str]] | None = None
 
 
@@ -409,6 +428,9 @@ class Decoder:
     ----------
     model : type
         A generated customer event model (:func:`schemas.events.customer_event_model`).
+    unique_text : iterable of str, default ("event_id",)
+        Text fields whose values do not repeat from event to event (ids): checked value by
+        value, without the set of distinct values kept for the other text fields.
 
     Attributes
     ----------
@@ -416,8 +438,9 @@ class Decoder:
         None when the fast path does not understand the model (every record goes through pydantic).
     """
 
-    def __init__(self, model: type[CustomerEventBase]) -> None:
+    def __init__(self, model: type[CustomerEventBase], unique_text: Iterable[str] = ("event_id",)) -> None:
         self.model = model
+        self.unique_text = frozenset(unique_text)
         self.checks = field_checks(model)
         self._all_fields = itemgetter(*(c.name for c in self.checks)) if self.checks else None
         contract = getattr(model, "__contract__", None)
@@ -510,7 +533,9 @@ class Decoder:
                         else:
                             times[j] = iso
                     continue
-                if check.kind == "str":
+                if check.kind == "str" and check.name in self.unique_text:
+                    ok = _unique_text_column_ok(check, column)
+                elif check.kind == "str":
                     text = _text_column_ok(check, column)
                     ok = text is not None
                     if ok and None not in text and _MISSING not in text:  # type: ignore[operator]
@@ -592,12 +617,13 @@ class Decoder:
         return docs, slow
 
 
-_DECODERS: dict[type, Decoder] = {}
+_DECODERS: dict[tuple[type, frozenset[str]], Decoder] = {}
 
 
-def decoder_for(model: type[CustomerEventBase]) -> Decoder:
-    """The (cached) :class:`Decoder` of a contract model."""
-    decoder = _DECODERS.get(model)
+def decoder_for(model: type[CustomerEventBase], unique_text: Iterable[str] = ("event_id",)) -> Decoder:
+    """The (cached) :class:`Decoder` of a contract model (``unique_text``: see :class:`Decoder`)."""
+    key = (model, frozenset(unique_text))
+    decoder = _DECODERS.get(key)
     if decoder is None:
-        decoder = _DECODERS[model] = Decoder(model)
+        decoder = _DECODERS[key] = Decoder(model, key[1])
     return decoder
