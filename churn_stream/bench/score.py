@@ -25,8 +25,10 @@ encode
 Every figure is the median over ``repeats`` passes over all batches, in microseconds per
 event (scored or not: per input record). Wall-clock figures depend on what else runs: the
 load average is printed at start and end. Tests never assert them. Like ``churn worker``, the
-process first asks glibc's malloc to keep spare heap room (:func:`plumbing.allocator.keep_heap_room`):
-without it each batch's temporaries cost page faults, about 2 us per event more. And like the
+process first asks glibc's malloc to keep spare heap room and to serve the batches' megabyte
+temporaries from it (:func:`plumbing.allocator.keep_heap_room`): without it each batch's
+temporaries cost page faults, about 2 to 3 us per event more; the minor page faults per batch of
+the timed passes are printed (0 when the setting holds). And like the
 worker's fetch loop (:mod:`stream_app.loop`) before its first batch, it collects and freezes the
 start-up heap (``gc.freeze()``) once the models and records are loaded, and unfreezes it at the
 end: otherwise every full collection walks the imported libraries' objects (about 60 ms each, a
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import statistics
 import tempfile
 from collections.abc import Callable, Sequence
@@ -250,7 +253,8 @@ def run_bench_score(
         ``score_batch_us`` (per event), ``stage_us`` and ``floor_us`` (per event, by stage;
         a floor is None when the model has no ``feature_contributions``), ``batch``, ``events``,
         ``load_avg`` (1-minute, ``start`` and ``end``), ``model_name``, ``model_version``,
-        ``value_model`` (name and version, or None), ``alerts_fraction``, ``repeats``, ``dataset``.
+        ``value_model`` (name and version, or None), ``alerts_fraction``, ``repeats``, ``dataset``,
+        ``heap_room`` (the malloc settings took), ``minor_faults_per_batch`` (of the timed passes).
 
     Raises
     ------
@@ -290,6 +294,7 @@ def run_bench_score(
     gc.freeze()
     try:
         alerts = sum(len(score_batch(model, b, value_model=value_model).alerts) for b in batches)
+        faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         total_s: list[float] = []
         stage_s: dict[str, list[float]] = {s: [] for s in STAGES}
         for _ in range(repeats):
@@ -302,6 +307,7 @@ def run_bench_score(
             total_s.append(elapsed)
             for s in STAGES:
                 stage_s[s].append(timings.get(s, 0.0))
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_start) / (repeats * len(batches))
 
         prepared = [_prepare(model, b) for b in batches]
         floors = _floors(model, prepared)
@@ -331,12 +337,14 @@ def run_bench_score(
         "model_version": names["version"],
         "value_model": value_names,
         "heap_room": heap_room,
+        "minor_faults_per_batch": round(faults, 1),
     }
     value = f"{value_names['name']} v{value_names['version']}" if value_names else "none"
     echo(
         f"# churn bench score: {profile.name}, {names['name']} v{names['version']} (value model: {value}), "
         f"{n} events in batches of {batch}, alerts {result['alerts_fraction']:.1%}, median of {repeats}; "
-        f"malloc top pad {'on' if heap_room else 'unavailable'}, start-up heap frozen; "
+        f"malloc top pad {'on' if heap_room else 'unavailable'}, start-up heap frozen, "
+        f"{faults:.1f} page faults per batch; "
         f"cores={os.cpu_count()} load_avg={load_start:.2f} -> {load_end:.2f}"
     )
     echo(f"{'stage':<10} {'us/event':>9} {'floor':>9}")
