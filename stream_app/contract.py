@@ -29,6 +29,25 @@ from schemas.profiles import TELCO, DatasetProfile
 from stream_app.decode import Decoder, decoder_for
 
 
+def _index_of(values: Sequence[str], order: Sequence[str]) -> np.ndarray:
+    """Position of each value in ``order`` (which holds every one of them), as an index array.
+
+    One ``itemgetter`` call looks every value up in a table of their positions, written
+    as single bytes up to 256 distinct values and joined (no Python call or int per value);
+    the hashes are cached since the decoder's checks built the set of distinct values.
+
+    Returns
+    -------
+    ndarray of shape (len(values),), uint8 or intp
+    """
+    if len(order) > 256:
+        where = dict(zip(order, range(len(order))))
+        return np.fromiter(map(where.__getitem__, values), dtype=np.intp, count=len(values))
+    as_byte = dict(zip(order, (bytes((i,)) for i in range(len(order)))))
+    picked = itemgetter(*values)(as_byte) if len(values) > 1 else tuple(as_byte[v] for v in values)
+    return np.frombuffer(b"".join(picked), dtype=np.uint8)
+
+
 class EventContract:
     """One data set's contract on the hot path (build with :meth:`for_profile`: cached per digest).
 
@@ -194,9 +213,7 @@ class EventContract:
                         cols[name] = np.array(values, dtype=width)
                         continue
                     order = list(seen)
-                    where = dict(zip(order, range(len(order))))
-                    # One dict look-up per value: the hashes are cached since the decoder's checks.
-                    index = np.fromiter(map(where.__getitem__, values), dtype=np.intp, count=len(values))
+                    index = _index_of(values, order)
                     cols[name] = np.array(order, dtype=width)[index]
                     position = dict(zip(cats.tolist(), range(len(cats))))
                     codes[name] = np.array([position.get(v, -1) for v in order], dtype=np.intp)[index]

@@ -523,8 +523,11 @@ class Decoder:
             for k, (check, column) in enumerate(zip(checks, table)):
                 if check.kind == "time":
                     if _canonical_utc_column(column):  # the form our producers write: kept as it is
-                        for j, v in zip(fast_idx, column):
-                            times[j] = v
+                        if all_fast:
+                            times = list(column)
+                        else:
+                            for j, v in zip(fast_idx, column):
+                                times[j] = v
                         continue
                     for j, v in zip(fast_idx, column):
                         iso = _utc_iso(v) if type(v) is str else None
