@@ -12,7 +12,6 @@ never saw in training (``unknown_categories``). Measured in process, stage by st
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -331,13 +330,17 @@ _PREDICTED_VALUE_KEY = f',"{PREDICTED_VALUE_FIELD}":'.encode()
 _VALUE_AT_RISK_KEY = f',"{VALUE_AT_RISK_FIELD}":'.encode()
 
 
-#: Characters JSON text must escape (orjson writes every other character as it is, in UTF-8).
-_JSON_ESCAPES = re.compile(r'["\\\x00-\x1f]')
+#: Bytes whose character JSON text must escape (orjson writes every other character as it is, in
+#: UTF-8, whose multi-byte sequences hold none of them), but NUL: it separates the texts of a column.
+_ESCAPED_BUT_NUL = bytes(range(1, 32)) + b'"\\'
 
 
-def _utf8_each(texts: Sequence[str]) -> list[bytes]:
-    """UTF-8 of each text, from one encode (the texts hold no NUL: checked by the caller)."""
-    return "\x00".join(texts).encode().split(b"\x00")
+def _utf8_unescaped(texts: Sequence[str]) -> list[bytes] | None:
+    """UTF-8 of each text, from one encode; None when any needs a JSON escape (NUL included)."""
+    data = "\x00".join(texts).encode()
+    if len(data.translate(None, _ESCAPED_BUT_NUL)) != len(data) or data.count(b"\x00") != len(texts) - 1:
+        return None
+    return data.split(b"\x00")
 
 
 def _score_texts(
@@ -348,26 +351,47 @@ def _score_texts(
     labels: Sequence[bool],
     unknown: Sequence[list[str]],
     head: dict[str, Any],
-) -> list[bytes] | None:
-    """Each score document's JSON, the bytes ``orjson.dumps`` gives for its dict, or None.
+) -> tuple[list[bytes], list[bytes]] | None:
+    """Each score document's JSON, the bytes ``orjson.dumps`` gives for its dict, and its key; or None.
 
     The members common to the batch are written once; ids and times are spliced in as
     UTF-8 when none needs a JSON escape (None otherwise: the caller dumps each dict),
-    probabilities come from one ``orjson.dumps``.
+    probabilities come from one ``orjson.dumps``. Every document of the batch is one
+    ``b"".join`` of its parts, split at a newline after each (JSON text from orjson holds no
+    raw newline, and the spliced texts hold no control character).
+
+    Returns
+    -------
+    texts : list of bytes
+    keys : list of bytes
+        The UTF-8 of each customer id.
     """
-    if any(_JSON_ESCAPES.search("".join(column)) for column in (event_ids, times, ids)):
+    n = len(ids)
+    columns = [_utf8_unescaped(column) for column in (event_ids, times, ids)]
+    if n == 0 or any(column is None for column in columns):
         return None
+    e, t, cid = cast("list[list[bytes]]", columns)
     common = orjson.dumps(head)[1:-1]
-    clean = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":[]}'
+    clean = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":[]}\n'
     unseen = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":'
-    start = b'{"event_id":"%b","event_time":"%b","schema_version":' + orjson.dumps(SCHEMA_VERSION)
-    template = start + b',"customer_id":"%b","churn_probability":%b,"churn_label":%b%b'
-    return [
-        template % (e, t, cid, p, b"true" if label else b"false", unseen + orjson.dumps(u) + b"}" if u else clean)
-        for e, t, cid, p, label, u in zip(
-            _utf8_each(event_ids), _utf8_each(times), _utf8_each(ids), _float_texts(proba), labels, unknown
-        )
-    ]
+    ends = [clean] * n
+    for i, u in enumerate(unknown):
+        if u:
+            ends[i] = unseen + orjson.dumps(u) + b"}\n"
+    parts: list[bytes] = [b""] * (10 * n)
+    parts[0::10] = [b'{"event_id":"'] * n
+    parts[1::10] = e
+    parts[2::10] = [b'","event_time":"'] * n
+    parts[3::10] = t
+    parts[4::10] = [b'","schema_version":' + orjson.dumps(SCHEMA_VERSION) + b',"customer_id":"'] * n
+    parts[5::10] = cid
+    parts[6::10] = [b'","churn_probability":'] * n
+    parts[7::10] = _float_texts(proba)
+    parts[8::10] = [b',"churn_label":true' if label else b',"churn_label":false' for label in labels]
+    parts[9::10] = ends
+    texts = b"".join(parts).split(b"\n")
+    texts.pop()  # after the last newline
+    return texts, cid
 
 
 #: Stages of :func:`score_batch`'s ``timings``, in the order the batch goes through them.
@@ -469,8 +493,10 @@ def score_batch(
             "model_version": model.model_version,
             "scored_at": now.isoformat(),
         }
-        texts = _score_texts(event_ids, times, ids, proba, labels, unknown, head)
-        if texts is None:  # text JSON must escape: orjson writes each document
+        spliced = _score_texts(event_ids, times, ids, proba, labels, unknown, head)
+        if spliced is not None:
+            texts, keys = spliced
+        else:  # text JSON must escape: orjson writes each document
             texts = [
                 orjson.dumps(
                     {
@@ -486,7 +512,8 @@ def score_batch(
                 )
                 for e, t, cid, p, label, u in zip(event_ids, times, ids, proba.tolist(), labels, unknown)
             ]
-        scores = result.scores = [(cid.encode(), text) for cid, text in zip(ids, texts)]
+            keys = [cid.encode() for cid in ids]
+        scores = result.scores = list(zip(keys, texts))
         result.alert_rows = alert_rows
         result.event_times = times
         result.columns = columns

@@ -190,16 +190,22 @@ def test_score_and_alert_bytes_are_what_orjson_writes(boosted, valued, events):
     docs[1]["contract"] = "Ten year"  # unknown category listed
     docs[2]["customer_id"] = "Çé-0042 "  # non-ASCII (normalised: trimmed)
     docs[3]["event_id"] = 'quote"and\\backslash'  # must be escaped: the whole batch is dumped per dict
-    for batch in (docs[:2] + docs[4:], docs):
+    docs[4]["event_id"] = "del\x7f and \U0001d518"  # written as they are: spliced
+    control = [dict(d) for d in docs[4:]]
+    control[1]["event_id"] = "nul\x00"  # control characters are escaped: dumped per dict
+    control[2]["customer_id"] = "line\nbreak"
+    for batch in (docs[:2] + docs[4:], docs, control[:2], control[:1] + control[2:]):
         records = [RawRecord(Topics.CUSTOMERS, 0, i, b"k", orjson.dumps(d)) for i, d in enumerate(batch)]
         result = score_batch(boosted, records, now=NOW, value_model=valued)
         assert len(result.scores) == len(batch) and result.alerts
         for _, value in result.scores + result.alerts:
             assert value == orjson.dumps(orjson.loads(value))
         got = [orjson.loads(v) for _, v in result.scores]
-        assert got[1]["unknown_categories"] == ["contract"]
+        assert [d["unknown_categories"] for d in got] == [["contract"] if d is docs[1] else [] for d in batch]
         assert [d["event_id"] for d in got] == [d["event_id"] for d in batch]
-    assert got[2]["customer_id"] == "Çé-0042" and result.scores[2][0] == "Çé-0042".encode()
+        assert [k for k, _ in result.scores] == [d["customer_id"].strip().encode() for d in batch]
+        if batch is docs:
+            assert got[2]["customer_id"] == "Çé-0042" and result.scores[2][0] == "Çé-0042".encode()
 
 
 def test_category_codes_from_distinct_values_featurise_as_the_text_does(boosted, events):
