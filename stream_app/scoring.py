@@ -78,9 +78,13 @@ class LoadedModel:
         return dict(zip(pre.categorical_features, pre.categories_))
 
     @cached_property
-    def reason_prefixes(self) -> list[bytes]:
-        """Per model feature, the JSON of a reason up to its contribution: ``{"feature":"...","contribution":``."""
-        return [b'{"feature":' + orjson.dumps(name) + b',"contribution":' for name in self.pipeline.feature_names_out]
+    def reason_prefixes(self) -> np.ndarray:
+        """Per model feature, the JSON of a reason up to its contribution: ``{"feature":"...","contribution":``.
+
+        ndarray of shape (n_features_out + 1,), object (bytes); the last is empty.
+        """
+        prefixes = [b'{"feature":' + orjson.dumps(name) + b',"contribution":' for name in self.pipeline.feature_names_out]
+        return np.array([*prefixes, b""], dtype=object)
 
 
 @dataclass
@@ -246,13 +250,23 @@ def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3, leaves: np.ndarr
     if found is None:
         return [b"[]"] * len(X)
     top, values = found
+    m, width = top.shape
     positive = values > 0  # each row's positive ones come first: values are sorted
-    texts = iter(_float_texts(values[positive]))
     prefixes = model.reason_prefixes
-    return [
-        b"[" + b",".join([prefixes[j] + next(texts) + b"}" for j in cols[:c]]) + b"]"
-        for cols, c in zip(top.tolist(), positive.sum(axis=1).tolist())
-    ]
+    # Every row's parts side by side: per reason slot "[" or ",", prefix, contribution, "}"
+    # (all empty past the row's positive ones), then "]" and a newline to split at.
+    parts = np.full((m, 4 * width + 1), b"", dtype=object)
+    openers = np.array([b"["] + [b","] * (width - 1), dtype=object)
+    parts[:, 0:-1:4] = np.where(positive, openers, b"")
+    parts[:, 1:-1:4] = prefixes[np.where(positive, top, len(prefixes) - 1)]
+    contributions = parts[:, 2:-1:4]
+    contributions[positive] = _float_texts(values[positive])
+    parts[:, 3:-1:4] = np.where(positive, b"}", b"")
+    parts[:, -1] = np.where(positive[:, 0], b"]\n", b"[]\n")
+    texts = b"".join(parts.ravel().tolist()).split(b"\n")
+    texts.pop()  # after the last newline
+    return texts
+
 
 
 def unknown_categories(model: LoadedModel, X: np.ndarray) -> tuple[list[list[str]], dict[str, int]]:
