@@ -223,12 +223,15 @@ class EventContract:
                     fill = self._fill.get(name, "")
                     text = [fill if v is None else v for v in text]
                 cols[name] = np.asarray(text, dtype=str)
-            elif None in values:
-                fill = self._fill.get(name)
-                missing = np.nan if fill is None else float(fill)
-                cols[name] = np.asarray([missing if v is None else v for v in values], dtype=np.float64)
             else:
-                cols[name] = np.asarray(values, dtype=np.float64)
+                column = np.asarray(values, dtype=np.float64)
+                # numpy reads None as NaN, and a valid event holds no other NaN (JSON has none, the
+                # contract wants finite numbers): a NaN-free column had no null to fill.
+                if np.isnan(column).any() and None in values:
+                    fill = self._fill.get(name)
+                    missing = np.nan if fill is None else float(fill)
+                    column = np.asarray([missing if v is None else v for v in values], dtype=np.float64)
+                cols[name] = column
         if derived:
             cols.update(self.profile.derive(cols))
         return {name: cols[name] for name in names}, codes

@@ -269,17 +269,23 @@ def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3, leaves: np.ndarr
 
 
 
-def unknown_categories(model: LoadedModel, X: np.ndarray) -> tuple[list[list[str]], dict[str, int]]:
+def unknown_categories(
+    model: LoadedModel, X: np.ndarray, codes: Mapping[str, np.ndarray] | None = None
+) -> tuple[list[list[str]], dict[str, int]]:
     """The categorical fields of each row whose value the model never saw in training.
 
     An unseen category encodes as all-zero indicators (:class:`~scratch_models.preprocessing.TabularPreprocessor`),
-    so it is read off the design matrix: no second pass over the text.
+    so it is read off the design matrix: no second pass over the text. When ``codes`` covers
+    every categorical field, it is read off the codes (-1) instead.
 
     Parameters
     ----------
     model : LoadedModel
     X : ndarray of shape (n_samples, n_features_out), float64
         Rows as transformed by ``model.pipeline``.
+    codes : mapping of str to ndarray of shape (n_samples,), int, optional
+        The category codes ``X`` was transformed with
+        (:meth:`~stream_app.contract.EventContract.columns_and_codes`).
 
     Returns
     -------
@@ -293,13 +299,16 @@ def unknown_categories(model: LoadedModel, X: np.ndarray) -> tuple[list[list[str
     empty: list[str] = []
     if not pre.categorical_features or n == 0:
         return [empty] * n, {}
-    k = len(pre.numeric_features)
-    starts = np.cumsum([0] + [len(cats) for cats in pre.categories_[:-1]])
-    # Indicators are 0.0 or 1.0: a field's block sums to 0 exactly when its value is unseen.
-    unknown = np.add.reduceat(X[:, k:], starts, axis=1) == 0
+    names = pre.categorical_features
+    if codes is not None and all(name in codes for name in names):
+        unknown = (np.stack([codes[name] for name in names]) < 0).T
+    else:
+        k = len(pre.numeric_features)
+        starts = np.cumsum([0] + [len(cats) for cats in pre.categories_[:-1]])
+        # Indicators are 0.0 or 1.0: a field's block sums to 0 exactly when its value is unseen.
+        unknown = np.add.reduceat(X[:, k:], starts, axis=1) == 0
     counts = unknown.sum(axis=0)
     per_row = [empty] * n
-    names = pre.categorical_features
     for i in np.flatnonzero(unknown.any(axis=1)).tolist():
         per_row[i] = [names[j] for j in np.flatnonzero(unknown[i]).tolist()]
     return per_row, {names[j]: int(c) for j, c in enumerate(counts.tolist()) if c}
@@ -465,6 +474,7 @@ def score_batch(
     names = pipeline.feature_names_in
     X = None
     columns: dict[str, np.ndarray] = {}
+    codes: dict[str, np.ndarray] = {}
     if rows:
         try:
             columns, codes = contract.columns_and_codes(
@@ -483,9 +493,9 @@ def score_batch(
                     failures.append(Failure(rec, "featurise", type(exc).__name__, str(exc)))
             ok_records, rows, times = keep_r, keep_rows, keep_t
             X = np.vstack(mats) if mats else None
-            columns = contract.columns(rows, names) if rows else {}
+            columns, codes = (contract.columns(rows, names) if rows else {}), {}
     if X is not None and rows:
-        unknown, result.unknown_counts = unknown_categories(model, X)
+        unknown, result.unknown_counts = unknown_categories(model, X, codes)
         if timings is not None:
             tick = _lap(timings, "featurise", tick)
         leaves = leaves_of(model, X)

@@ -29,6 +29,7 @@ from stream_app.scoring import (
     reason_codes,
     reason_texts,
     score_batch,
+    unknown_categories,
 )
 
 N = 200
@@ -233,6 +234,16 @@ def test_category_codes_from_distinct_values_featurise_as_the_text_does(boosted,
     np.testing.assert_array_equal(X, pipeline.transform(slow))
     assert unknown == pipeline.preprocessor.last_unknown_counts_
     assert unknown["internet_service"] == unknown["contract"] == 1
+    # Unknown categories read off the codes when every categorical field has them, else off X.
+    pre = pipeline.preprocessor
+    every = {
+        c: np.array([cats.tolist().index(v) if v in cats else -1 for v in slow[c]])
+        for c, cats in zip(pre.categorical_features, pre.categories_)
+    }
+    assert unknown_categories(boosted, X, every) == unknown_categories(boosted, X) == unknown_categories(
+        boosted, X, codes
+    )
+    assert unknown_categories(boosted, X)[0][1] == ["internet_service"]
     scored = score_batch(boosted, records, now=NOW)
     assert [orjson.loads(v)["unknown_categories"] for _, v in scored.scores[:4]] == [
         [],
