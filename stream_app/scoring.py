@@ -348,9 +348,29 @@ def _customer_value(
 
 
 # An alert is its score's JSON with these members spliced in before the closing brace.
-_REASONS_KEY = f',"{REASONS_FIELD}":'.encode()
-_PREDICTED_VALUE_KEY = f',"{PREDICTED_VALUE_FIELD}":'.encode()
-_VALUE_AT_RISK_KEY = f',"{VALUE_AT_RISK_FIELD}":'.encode()
+_ALERT_KEYS = [f',"{name}":'.encode() for name in (REASONS_FIELD, PREDICTED_VALUE_FIELD, VALUE_AT_RISK_FIELD)]
+
+
+def _alert_documents(
+    scores: Sequence[tuple[bytes | None, bytes]], rows: Sequence[int], members: Sequence[Sequence[bytes]]
+) -> list[tuple[bytes | None, bytes]]:
+    """Alerts as (key, value): each row's score document with ``members`` spliced in before its brace.
+
+    ``members`` are the JSON texts, one per alert, of ``reasons`` and, when given,
+    ``predicted_value_usd`` and ``value_at_risk_usd``, in that order: the same bytes as dumping
+    the score document with them appended. One ``b"".join`` writes every alert, split at the
+    newline after each (the texts hold no raw newline).
+    """
+    m, width = len(rows), 2 * len(members) + 2
+    parts: list[bytes] = [b""] * (width * m)
+    parts[0::width] = [scores[i][1][:-1] for i in rows]
+    for j, texts in enumerate(members):
+        parts[2 * j + 1 :: width] = [_ALERT_KEYS[j]] * m
+        parts[2 * j + 2 :: width] = texts
+    parts[width - 1 :: width] = [b"}\n"] * m
+    values = b"".join(parts).split(b"\n")
+    values.pop()  # after the last newline
+    return list(zip([scores[i][0] for i in rows], values))
 
 
 #: Bytes whose character JSON text must escape (orjson writes every other character as it is, in
@@ -552,24 +572,15 @@ def score_batch(
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)
                 # Same bytes as dumping the score document with "reasons" appended.
-                result.alerts = [
-                    (scores[i][0], b"".join((scores[i][1][:-1], _REASONS_KEY, r, b"}")))
-                    for i, r in zip(alert_list, reasons)
-                ]
+                result.alerts = _alert_documents(scores, alert_list, [reasons])
             else:
                 value_usd = _customer_value(value_model, columns, alert_rows, (pipeline.preprocessor, X_alerts))
                 at_risk = proba[alert_rows] * value_usd
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)
-                result.alerts = [
-                    (
-                        scores[i][0],
-                        b"".join(
-                            (scores[i][1][:-1], _REASONS_KEY, r, _PREDICTED_VALUE_KEY, v, _VALUE_AT_RISK_KEY, var, b"}")
-                        ),
-                    )
-                    for i, r, v, var in zip(alert_list, reasons, _float_texts(value_usd), _float_texts(at_risk))
-                ]
+                result.alerts = _alert_documents(
+                    scores, alert_list, [reasons, _float_texts(value_usd), _float_texts(at_risk)]
+                )
     elif timings is not None:
         tick = _lap(timings, "featurise", tick)
     result.failures = failures
