@@ -169,6 +169,23 @@ def test_reason_texts_are_the_dumped_reason_codes(loaded, boosted, pipeline, eve
     assert reason_texts(loaded, X[:0]) == []
 
 
+def test_top_reasons_by_argmax_passes_equal_the_sort(pipeline):
+    from stream_app.scoring import _top_contributions
+
+    contrib = np.random.default_rng(3).normal(size=(50, 41))
+
+    class Given:
+        def feature_contributions(self, X):
+            return contrib
+
+    model = LoadedModel(ScoringPipeline(pipeline.preprocessor, Given()), CLASSIFIER_NAME, "0")  # type: ignore[arg-type]
+    for k in (1, 2, 3, 7, 8, 41, 100):
+        top, values = _top_contributions(model, contrib, k)
+        expected = np.argsort(-contrib, axis=1)[:, :k]
+        np.testing.assert_array_equal(top, expected)
+        np.testing.assert_array_equal(values, np.take_along_axis(contrib, expected, axis=1))
+
+
 def test_alerts_with_a_value_model_are_the_dumped_documents(boosted, valued, events):
     result = score_batch(boosted, records_of(events), now=NOW, value_model=valued)
     assert len(result.alerts) == len(result.alert_rows) > 0
