@@ -83,7 +83,8 @@ class LoadedModel:
 
         ndarray of shape (n_features_out + 1,), object (bytes); the last is empty.
         """
-        prefixes = [b'{"feature":' + orjson.dumps(name) + b',"contribution":' for name in self.pipeline.feature_names_out]
+        names = self.pipeline.feature_names_out
+        prefixes = [b'{"feature":' + orjson.dumps(name) + b',"contribution":' for name in names]
         return np.array([*prefixes, b""], dtype=object)
 
 
@@ -276,7 +277,6 @@ def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3, leaves: np.ndarr
     texts = b"".join(parts.ravel().tolist()).split(b"\n")
     texts.pop()  # after the last newline
     return texts
-
 
 
 def unknown_categories(
@@ -507,9 +507,7 @@ def score_batch(
     codes: dict[str, np.ndarray] = {}
     if rows:
         try:
-            columns, codes = contract.columns_and_codes(
-                rows, names, decoded.fields, decoded.distinct, model.categories
-            )
+            columns, codes = contract.columns_and_codes(rows, names, decoded.fields, decoded.distinct, model.categories)
             X = pipeline.transform(columns, codes)
         except (ValueError, TypeError):
             keep_r, keep_rows, keep_t, mats = [], [], [], []

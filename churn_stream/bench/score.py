@@ -252,8 +252,9 @@ def run_bench_score(
     -------
     dict
         ``score_batch_us`` (per event), ``score_batch_cpu_us`` (the process's CPU time per event
-        over the same passes: less sensitive to other processes than the wall clock), ``stage_us`` and ``floor_us`` (per event, by stage;
-        a floor is None when the model has no ``feature_contributions``), ``batch``, ``events``,
+        over the same passes: less sensitive to other processes than the wall clock),
+        ``stage_us`` and ``floor_us`` (per event, by stage; a floor is None when the model has
+        no ``feature_contributions``), ``batch``, ``events``,
         ``load_avg`` (1-minute, ``start`` and ``end``), ``model_name``, ``model_version``,
         ``value_model`` (name and version, or None), ``alerts_fraction``, ``repeats``, ``dataset``,
         ``heap_room`` (the malloc settings took), ``minor_faults_per_batch`` (of the timed passes).

@@ -228,9 +228,7 @@ class TreeArrays:
             pos = child
         return feat, delta
 
-    def _compile_by_feature(
-        self, paths: tuple[list[np.ndarray], list[list[np.ndarray]]]
-    ) -> dict[str, Any] | None:
+    def _compile_by_feature(self, paths: tuple[list[np.ndarray], list[list[np.ndarray]]]) -> dict[str, Any] | None:
         """Path contributions as, per feature, a sum over trees of a look-up by leaf index.
 
         A tree's path contributions to feature ``f`` depend on its leaf alone:
@@ -277,11 +275,11 @@ class TreeArrays:
         second: list[int] = []
         starts: list[int] = []
         features: list[int] = []
-        for f in range(d):
-            trees = np.flatnonzero(used[:, f]).tolist()
+        for column in range(d):
+            trees = np.flatnonzero(used[:, column]).tolist()
             if not trees:
                 continue
-            features.append(f)
+            features.append(column)
             starts.append(len(first))
             step = 2 if pair else 1
             for i in range(0, len(trees), step):
@@ -604,7 +602,7 @@ class TreeArrays:
         -------
         ndarray of shape (n_samples, d), float64
         """
-        bf = self._complete["by_feature"]
+        bf = self._complete_form()["by_feature"]
         first, second, starts, features = bf["first"], bf["second"], bf["starts"], bf["features"]
         table = bf["tables"][output]
         base = (np.arange(first.shape[0], dtype=np.intp) << (bf["shift"] + self._depth))[:, None]

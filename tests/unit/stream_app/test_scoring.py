@@ -257,8 +257,8 @@ def test_category_codes_from_distinct_values_featurise_as_the_text_does(boosted,
         c: np.array([cats.tolist().index(v) if v in cats else -1 for v in slow[c]])
         for c, cats in zip(pre.categorical_features, pre.categories_)
     }
-    assert unknown_categories(boosted, X, every) == unknown_categories(boosted, X) == unknown_categories(
-        boosted, X, codes
+    assert (
+        unknown_categories(boosted, X, every) == unknown_categories(boosted, X) == unknown_categories(boosted, X, codes)
     )
     assert unknown_categories(boosted, X)[0][1] == ["internet_service"]
     scored = score_batch(boosted, records, now=NOW)
