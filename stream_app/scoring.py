@@ -388,6 +388,10 @@ def _alert_documents(
 _ESCAPED_BUT_NUL = bytes(range(1, 32)) + b'"\\'
 
 
+#: The churn label member, indexed by the label.
+_LABEL_TEXTS = (b',"churn_label":false', b',"churn_label":true')
+
+
 def _utf8_unescaped(texts: Sequence[str]) -> list[bytes] | None:
     """UTF-8 of each text, from one encode; None when any needs a JSON escape (NUL included)."""
     data = "\x00".join(texts).encode()
@@ -428,9 +432,10 @@ def _score_texts(
     clean = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":[]}\n'
     unseen = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":'
     ends = [clean] * n
-    for i, u in enumerate(unknown):
-        if u:
-            ends[i] = unseen + orjson.dumps(u) + b"}\n"
+    if any(unknown):
+        for i, u in enumerate(unknown):
+            if u:
+                ends[i] = unseen + orjson.dumps(u) + b"}\n"
     parts: list[bytes] = [b""] * (10 * n)
     parts[0::10] = [b'{"event_id":"'] * n
     parts[1::10] = e
@@ -440,7 +445,7 @@ def _score_texts(
     parts[5::10] = cid
     parts[6::10] = [b'","churn_probability":'] * n
     parts[7::10] = _float_texts(proba)
-    parts[8::10] = [b',"churn_label":true' if label else b',"churn_label":false' for label in labels]
+    parts[8::10] = list(map(_LABEL_TEXTS.__getitem__, labels))
     parts[9::10] = ends
     texts = b"".join(parts).split(b"\n")
     texts.pop()  # after the last newline
