@@ -414,7 +414,8 @@ class TreeArrays:
             half = cf["half"]
             pair = key[:half] << self._depth
             pair |= key[half : 2 * half]
-            idx = np.add(pair, (np.arange(half, dtype=np.intp) * (width * width))[:, None], dtype=np.intp)
+            idx = pair.astype(np.intp)  # then add in place: cheaper than a mixed-type add
+            idx += (np.arange(half, dtype=np.intp) * (width * width))[:, None]
             total = np.take(table, idx).sum(axis=0)
             if tail.shape[0]:
                 last = key[2 * half :]
@@ -612,7 +613,8 @@ class TreeArrays:
             part = key[:, a : a + _FEATURE_ROW_CHUNK]
             code = part[first] << bf["shift"]
             code |= part[second]
-            idx = np.add(code, base, dtype=np.intp)
+            idx = code.astype(np.intp)  # then add in place: cheaper than a mixed-type add
+            idx += base
             # Each used feature's sum over its look-ups: (n_used, rows).
             sums = np.add.reduceat(np.take(table, idx), starts, axis=0)
             contrib[a : a + part.shape[1], features] = sums.T
