@@ -59,6 +59,16 @@ def normalise_text(value: str, rules: TextRules, field_type: str = "category") -
     return value
 
 
+#: The ASCII characters of :data:`WHITE_SPACE`, as bytes.
+_ASCII_WHITE_SPACE = bytes(c for c in WHITE_SPACE.encode("latin-1", "ignore") if c < 128)
+
+
+def _no_ascii_white_space(text: str) -> bool:
+    """Whether ASCII ``text`` holds none of :data:`WHITE_SPACE` (then no value of it needs trimming)."""
+    data = text.encode("ascii")
+    return len(data.translate(None, _ASCII_WHITE_SPACE)) == len(data)
+
+
 def normalise_texts(values: Sequence[str], rules: TextRules, field_type: str = "category") -> list[str]:
     """:func:`normalise_text` of each value, without a per-value Unicode check when all are ASCII.
 
@@ -72,10 +82,12 @@ def normalise_texts(values: Sequence[str], rules: TextRules, field_type: str = "
     -------
     list of str
     """
-    if rules.unicode_form != "none" and not "".join(values).isascii():
+    text = "".join(values)
+    ascii_only = text.isascii()
+    if rules.unicode_form != "none" and not ascii_only:
         return [normalise_text(v, rules, field_type) for v in values]
     out = list(values)  # all ASCII: NFKC and NFC leave every value unchanged
-    if rules.trim:
+    if rules.trim and not (ascii_only and _no_ascii_white_space(text)):
         out = [v.strip(WHITE_SPACE) for v in out]
     if rules.casefold and field_type == "category":
         out = [v.casefold() for v in out]

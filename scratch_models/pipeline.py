@@ -51,9 +51,13 @@ class ScoringPipeline:
         """Model feature order (after encoding)."""
         return self.preprocessor.feature_names_out_
 
-    def transform(self, columns: Mapping[str, Any]) -> np.ndarray:
-        """Design matrix, shape (n_samples, n_features_out), float64."""
-        return self.preprocessor.transform(columns)
+    def transform(self, columns: Mapping[str, Any], codes: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Design matrix, shape (n_samples, n_features_out), float64.
+
+        ``codes``: known category indices of some categorical columns
+        (:meth:`TabularPreprocessor.transform`).
+        """
+        return self.preprocessor.transform(columns, codes=codes)
 
     def predict_proba(self, columns: Mapping[str, Any]) -> np.ndarray:
         """Positive-class probability per row, shape (n_samples,), float64."""

@@ -107,7 +107,10 @@ class TabularPreprocessor:
         return self
 
     def transform(
-        self, columns: Mapping[str, Any], shared: tuple[TabularPreprocessor, np.ndarray] | None = None
+        self,
+        columns: Mapping[str, Any],
+        shared: tuple[TabularPreprocessor, np.ndarray] | None = None,
+        codes: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Design matrix of shape (n_samples, len(feature_names_out_)), float64.
 
@@ -119,13 +122,20 @@ class TabularPreprocessor:
             scoring the same events). The one-hot block of each categorical column it
             encodes with the very same categories is copied from there instead of
             encoded again, so ``columns`` need not hold that column; the result is the same.
+        codes : mapping of str to ndarray of shape (n_samples,), int, optional
+            For some categorical columns, each value's index in ``categories_`` (-1 for a
+            value not among them), when the caller already knows it
+            (:meth:`stream_app.contract.EventContract.columns_and_codes`): their one-hot
+            blocks are set from it in one scatter, without searching the text; the result
+            is the same.
 
         Raises
         ------
         NotFittedError
             Before :meth:`fit`.
         ValueError
-            If a column is missing or a numeric value is infinite.
+            If a column is missing, a numeric value is infinite, or a code is outside
+            ``-1 .. n_categories - 1``.
         """
         if not hasattr(self, "median_"):
             raise NotFittedError("TabularPreprocessor is not fitted yet; call fit first.")
@@ -141,7 +151,18 @@ class TabularPreprocessor:
         unknown = {}
         rows = np.arange(n)
         blocks = self._shared_blocks(shared[0]) if shared is not None else {}
+        coded: list[np.ndarray] = []  # codes shifted to their block's columns
+        starts: list[int] = []
         for c, cats in zip(self.categorical_features, self.categories_):
+            if codes is not None and c in codes and c not in blocks:
+                code = np.asarray(codes[c])
+                if code.shape != (n,) or (n and (code.min() < -1 or code.max() >= len(cats))):
+                    raise ValueError(f"codes of {c!r}: expected {n} indices in -1 .. {len(cats) - 1}")
+                unknown[c] = int(np.count_nonzero(code < 0))
+                coded.append(code + k)  # -1 (unseen) stays below the block: masked out below
+                starts.append(k)
+                k += len(cats)
+                continue
             if c in blocks:
                 a = blocks[c]
                 block = out[:, k : k + len(cats)]
@@ -158,6 +179,11 @@ class TabularPreprocessor:
             out[rows[known], k + idx_c[known]] = 1.0
             unknown[c] = int((~known).sum())
             k += len(cats)
+        if coded:
+            # One scatter for every coded column's ones (unseen values have none).
+            cols = np.stack(coded)
+            known = cols >= np.asarray(starts)[:, None]
+            out.ravel()[(cols + rows * n_out)[known]] = 1.0
         self.last_unknown_counts_ = unknown
         return out
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -257,6 +257,24 @@ def _text_column_ok(check: FieldCheck, values: Sequence[Any]) -> set[Any] | None
     return None
 
 
+def _unique_text_column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
+    """Whole-column check of a text field whose values do not repeat (ids): :func:`_text_column_ok`
+    without the set of distinct values, which would hash every value for nothing."""
+    types = set(map(type, values))
+    if not types <= check.types:
+        return False
+    if types & {_NONE_T, _MISSING_T}:
+        values = [v for v in values if v is not None and v is not _MISSING]
+        if not values:
+            return True
+    lengths = list(map(len, values))
+    return (
+        (check.lo is None or min(lengths) >= check.lo)
+        and (check.hi is None or max(lengths) <= check.hi)
+        and (check.pattern is None or _pattern_ok(check.pattern, values))
+    )
+
+
 def _column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
     """Whole-column check (the common case: every record fine)."""
     if check.kind == "str":
@@ -313,33 +331,34 @@ def _utc_iso_rewritten(value: str) -> str | None:
         return None
 
 
-def _iso_layout(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Code points, digit mask and field weights of ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``.
+def _iso_layout(width: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Shape, digit positions and field weights of ``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``.
 
     Returns
     -------
-    expected : ndarray of shape (width,), uint32
-        The character at each fixed position (0 where a digit goes).
-    is_digit : ndarray of shape (width,), bool
-    weights : ndarray of shape (width, 7), float64
-        ``weights.T @ digit values`` gives year, month, day, hour, minute, second and the
+    shape : bytes of length width
+        The text with every digit written ``d`` (the offset's zeros too: checked apart).
+    digits : ndarray of shape (n_digits,), intp
+        Positions of the date and time digits.
+    weights : ndarray of shape (n_digits, 7), float64
+        ``digit values @ weights`` gives year, month, day, hour, minute, second and the
         sum of the fraction's digits.
     """
     text = "0000-00-00T00:00:00" + (".000000" if width == 32 else "") + "+00:00"
-    is_digit = np.array([c == "0" for c in text])
-    is_digit[width - 5 : width - 3] = is_digit[width - 2 :] = False  # the offset's zeros are fixed
-    expected = np.array([0 if d else ord(c) for c, d in zip(text, is_digit)], dtype=np.uint32)
     weights = np.zeros((width, 7))
     for field, (start, size) in enumerate(((0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2))):
         weights[start : start + size, field] = 10.0 ** np.arange(size - 1, -1, -1)
     if width == 32:
         weights[20:26, 6] = 1.0
-    return expected, is_digit, weights
+    digits = np.flatnonzero([c == "0" for c in text[:-6]])
+    return text.replace("0", "d").encode(), digits, np.ascontiguousarray(weights[digits])
 
 
 _ISO_LAYOUTS = {width: _iso_layout(width) for width in (25, 32)}
-_FIELD_LO = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])[:, None]
-_FIELD_HI = np.array([9999.0, 12.0, 31.0, 23.0, 59.0, 59.0])[:, None]
+#: ``bytes.translate`` table writing every ASCII digit as ``d``.
+_DIGITS_AS_D = bytes.maketrans(b"0123456789", b"dddddddddd")
+_FIELD_LO = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+_FIELD_HI = np.array([9999.0, 12.0, 31.0, 23.0, 59.0, 59.0])
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 
@@ -352,6 +371,11 @@ def _canonical_utc_column(values: Sequence[Any]) -> bool:
     leap years), hour < 24, minute < 60, second < 60; exactly what
     :meth:`datetime.fromisoformat` accepts in that form. False sends the column value by
     value through :func:`_utc_iso`.
+
+    The column is read as one ASCII text: the values joined (one length, so value ``i``
+    is the ``i``-th slice of it) and encoded once; its shape is checked with one
+    ``bytes.translate`` and one comparison, the digits as one byte matrix. Text with any
+    other character is not canonical.
     """
     if not values or set(map(type, values)) != {str}:
         return False
@@ -359,23 +383,27 @@ def _canonical_utc_column(values: Sequence[Any]) -> bool:
     if lengths != {25} and lengths != {32}:
         return False
     width = lengths.pop()
-    expected, is_digit, weights = _ISO_LAYOUTS[width]
-    chars = np.array(values, dtype=f"<U{width}").view(np.uint32).reshape(len(values), width)
-    if not ((chars == expected) | is_digit).all():
+    n = len(values)
+    text = "".join(values)
+    if not text.isascii():
         return False
-    if not (((chars - np.uint32(48)) <= 9) | ~is_digit).all():  # below '0' wraps around
+    data = text.encode("ascii")
+    shape, digits, weights = _ISO_LAYOUTS[width]
+    # Every value has the shape; "+" is then only at each offset, so n "+00:00" are all of them.
+    if data.translate(_DIGITS_AS_D) != shape * n or data.count(b"+00:00") != n:
         return False
-    fields = weights.T @ (chars.T - 48.0)  # (7, n), exact: small integers
-    if not ((fields[:6] >= _FIELD_LO) & (fields[:6] <= _FIELD_HI)).all():
+    chars = np.frombuffer(data, dtype=np.uint8).reshape(n, width)
+    fields = (chars[:, digits] - 48.0) @ weights  # (n, 7), exact: small integers
+    if not ((fields[:, :6] >= _FIELD_LO) & (fields[:, :6] <= _FIELD_HI)).all():
         return False
-    late = fields[2] > 28
+    late = fields[:, 2] > 28
     if late.any():
-        year, month, day = fields[:3, late].astype(np.int64)
+        year, month, day = fields[late, :3].T.astype(np.int64)
         leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
         if not (day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))).all():
             return False
     # A zero fraction is written without it: "...:00.000000+00:00" is not isoformat's text.
-    return width == 25 or bool((fields[6] > 0).all())
+    return width == 25 or bool((fields[:, 6] > 0).all())
 
 
 @dataclass
@@ -391,7 +419,8 @@ class Decoded:
     #: rows again. None when a record went through pydantic.
     fields: dict[str, Sequence[Any]] | None = None
     #: With ``fields``: the distinct values of each text field that has no null (the checks
-    #: compute them), so featurising can see at once whether the text needs normalising.
+    #: compute them; not of the decoder's ``unique_text`` ids), so featurising can see at once
+    #: whether the text needs normalising.
     distinct: dict[str, set[str]] | None = None
 
 
@@ -402,6 +431,9 @@ class Decoder:
     ----------
     model : type
         A generated customer event model (:func:`schemas.events.customer_event_model`).
+    unique_text : iterable of str, default ("event_id",)
+        Text fields whose values do not repeat from event to event (ids): checked value by
+        value, without the set of distinct values kept for the other text fields.
 
     Attributes
     ----------
@@ -409,8 +441,9 @@ class Decoder:
         None when the fast path does not understand the model (every record goes through pydantic).
     """
 
-    def __init__(self, model: type[CustomerEventBase]) -> None:
+    def __init__(self, model: type[CustomerEventBase], unique_text: Iterable[str] = ("event_id",)) -> None:
         self.model = model
+        self.unique_text = frozenset(unique_text)
         self.checks = field_checks(model)
         self._all_fields = itemgetter(*(c.name for c in self.checks)) if self.checks else None
         contract = getattr(model, "__contract__", None)
@@ -493,8 +526,11 @@ class Decoder:
             for k, (check, column) in enumerate(zip(checks, table)):
                 if check.kind == "time":
                     if _canonical_utc_column(column):  # the form our producers write: kept as it is
-                        for j, v in zip(fast_idx, column):
-                            times[j] = v
+                        if all_fast:
+                            times = list(column)
+                        else:
+                            for j, v in zip(fast_idx, column):
+                                times[j] = v
                         continue
                     for j, v in zip(fast_idx, column):
                         iso = _utc_iso(v) if type(v) is str else None
@@ -503,7 +539,9 @@ class Decoder:
                         else:
                             times[j] = iso
                     continue
-                if check.kind == "str":
+                if check.kind == "str" and check.name in self.unique_text:
+                    ok = _unique_text_column_ok(check, column)
+                elif check.kind == "str":
                     text = _text_column_ok(check, column)
                     ok = text is not None
                     if ok and None not in text and _MISSING not in text:  # type: ignore[operator]
@@ -585,12 +623,13 @@ class Decoder:
         return docs, slow
 
 
-_DECODERS: dict[type, Decoder] = {}
+_DECODERS: dict[tuple[type, frozenset[str]], Decoder] = {}
 
 
-def decoder_for(model: type[CustomerEventBase]) -> Decoder:
-    """The (cached) :class:`Decoder` of a contract model."""
-    decoder = _DECODERS.get(model)
+def decoder_for(model: type[CustomerEventBase], unique_text: Iterable[str] = ("event_id",)) -> Decoder:
+    """The (cached) :class:`Decoder` of a contract model (``unique_text``: see :class:`Decoder`)."""
+    key = (model, frozenset(unique_text))
+    decoder = _DECODERS.get(key)
     if decoder is None:
-        decoder = _DECODERS[model] = Decoder(model)
+        decoder = _DECODERS[key] = Decoder(model, key[1])
     return decoder

@@ -12,7 +12,6 @@ never saw in training (``unknown_categories``). Measured in process, stage by st
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,9 +72,20 @@ class LoadedModel:
         return self.pipeline.threshold
 
     @cached_property
-    def reason_prefixes(self) -> list[bytes]:
-        """Per model feature, the JSON of a reason up to its contribution: ``{"feature":"...","contribution":``."""
-        return [b'{"feature":' + orjson.dumps(name) + b',"contribution":' for name in self.pipeline.feature_names_out]
+    def categories(self) -> dict[str, np.ndarray]:
+        """The preprocessor's training categories per categorical column (``categories_``)."""
+        pre = self.pipeline.preprocessor
+        return dict(zip(pre.categorical_features, pre.categories_))
+
+    @cached_property
+    def reason_prefixes(self) -> np.ndarray:
+        """Per model feature, the JSON of a reason up to its contribution: ``{"feature":"...","contribution":``.
+
+        ndarray of shape (n_features_out + 1,), object (bytes); the last is empty.
+        """
+        names = self.pipeline.feature_names_out
+        prefixes = [b'{"feature":' + orjson.dumps(name) + b',"contribution":' for name in names]
+        return np.array([*prefixes, b""], dtype=object)
 
 
 @dataclass
@@ -178,7 +188,17 @@ def _top_contributions(
     if contrib_fn is None:
         return None
     contrib = contrib_fn(X) if leaves is None else contrib_fn(X, leaves=leaves)
-    top = np.argsort(-contrib, axis=1)[:, :k]
+    n, d = contrib.shape
+    if k >= min(d, 8):
+        top = np.argsort(-contrib, axis=1)[:, :k]
+        return top, np.take_along_axis(contrib, top, axis=1)
+    # A few reasons of many features: one argmax pass per reason beats sorting every row.
+    work = contrib.copy()
+    rows = np.arange(n)
+    top = np.empty((n, k), dtype=np.intp)
+    for i in range(k):
+        top[:, i] = column = work.argmax(axis=1)
+        work[rows, column] = -np.inf
     return top, np.take_along_axis(contrib, top, axis=1)
 
 
@@ -241,26 +261,41 @@ def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3, leaves: np.ndarr
     if found is None:
         return [b"[]"] * len(X)
     top, values = found
+    m, width = top.shape
     positive = values > 0  # each row's positive ones come first: values are sorted
-    texts = iter(_float_texts(values[positive]))
     prefixes = model.reason_prefixes
-    return [
-        b"[" + b",".join([prefixes[j] + next(texts) + b"}" for j in cols[:c]]) + b"]"
-        for cols, c in zip(top.tolist(), positive.sum(axis=1).tolist())
-    ]
+    # Every row's parts side by side: per reason slot "[" or ",", prefix, contribution, "}"
+    # (all empty past the row's positive ones), then "]" and a newline to split at.
+    parts = np.full((m, 4 * width + 1), b"", dtype=object)
+    openers = np.array([b"["] + [b","] * (width - 1), dtype=object)
+    parts[:, 0:-1:4] = np.where(positive, openers, b"")
+    parts[:, 1:-1:4] = prefixes[np.where(positive, top, len(prefixes) - 1)]
+    contributions = parts[:, 2:-1:4]
+    contributions[positive] = _float_texts(values[positive])
+    parts[:, 3:-1:4] = np.where(positive, b"}", b"")
+    parts[:, -1] = np.where(positive[:, 0], b"]\n", b"[]\n")
+    texts = b"".join(parts.ravel().tolist()).split(b"\n")
+    texts.pop()  # after the last newline
+    return texts
 
 
-def unknown_categories(model: LoadedModel, X: np.ndarray) -> tuple[list[list[str]], dict[str, int]]:
+def unknown_categories(
+    model: LoadedModel, X: np.ndarray, codes: Mapping[str, np.ndarray] | None = None
+) -> tuple[list[list[str]], dict[str, int]]:
     """The categorical fields of each row whose value the model never saw in training.
 
     An unseen category encodes as all-zero indicators (:class:`~scratch_models.preprocessing.TabularPreprocessor`),
-    so it is read off the design matrix: no second pass over the text.
+    so it is read off the design matrix: no second pass over the text. When ``codes`` covers
+    every categorical field, it is read off the codes (-1) instead.
 
     Parameters
     ----------
     model : LoadedModel
     X : ndarray of shape (n_samples, n_features_out), float64
         Rows as transformed by ``model.pipeline``.
+    codes : mapping of str to ndarray of shape (n_samples,), int, optional
+        The category codes ``X`` was transformed with
+        (:meth:`~stream_app.contract.EventContract.columns_and_codes`).
 
     Returns
     -------
@@ -274,13 +309,16 @@ def unknown_categories(model: LoadedModel, X: np.ndarray) -> tuple[list[list[str
     empty: list[str] = []
     if not pre.categorical_features or n == 0:
         return [empty] * n, {}
-    k = len(pre.numeric_features)
-    starts = np.cumsum([0] + [len(cats) for cats in pre.categories_[:-1]])
-    # Indicators are 0.0 or 1.0: a field's block sums to 0 exactly when its value is unseen.
-    unknown = np.add.reduceat(X[:, k:], starts, axis=1) == 0
+    names = pre.categorical_features
+    if codes is not None and all(name in codes for name in names):
+        unknown = (np.stack([codes[name] for name in names]) < 0).T
+    else:
+        k = len(pre.numeric_features)
+        starts = np.cumsum([0] + [len(cats) for cats in pre.categories_[:-1]])
+        # Indicators are 0.0 or 1.0: a field's block sums to 0 exactly when its value is unseen.
+        unknown = np.add.reduceat(X[:, k:], starts, axis=1) == 0
     counts = unknown.sum(axis=0)
     per_row = [empty] * n
-    names = pre.categorical_features
     for i in np.flatnonzero(unknown.any(axis=1)).tolist():
         per_row[i] = [names[j] for j in np.flatnonzero(unknown[i]).tolist()]
     return per_row, {names[j]: int(c) for j, c in enumerate(counts.tolist()) if c}
@@ -320,18 +358,46 @@ def _customer_value(
 
 
 # An alert is its score's JSON with these members spliced in before the closing brace.
-_REASONS_KEY = f',"{REASONS_FIELD}":'.encode()
-_PREDICTED_VALUE_KEY = f',"{PREDICTED_VALUE_FIELD}":'.encode()
-_VALUE_AT_RISK_KEY = f',"{VALUE_AT_RISK_FIELD}":'.encode()
+_ALERT_KEYS = [f',"{name}":'.encode() for name in (REASONS_FIELD, PREDICTED_VALUE_FIELD, VALUE_AT_RISK_FIELD)]
 
 
-#: Characters JSON text must escape (orjson writes every other character as it is, in UTF-8).
-_JSON_ESCAPES = re.compile(r'["\\\x00-\x1f]')
+def _alert_documents(
+    scores: Sequence[tuple[bytes | None, bytes]], rows: Sequence[int], members: Sequence[Sequence[bytes]]
+) -> list[tuple[bytes | None, bytes]]:
+    """Alerts as (key, value): each row's score document with ``members`` spliced in before its brace.
+
+    ``members`` are the JSON texts, one per alert, of ``reasons`` and, when given,
+    ``predicted_value_usd`` and ``value_at_risk_usd``, in that order: the same bytes as dumping
+    the score document with them appended. One ``b"".join`` writes every alert, split at the
+    newline after each (the texts hold no raw newline).
+    """
+    m, width = len(rows), 2 * len(members) + 2
+    parts: list[bytes] = [b""] * (width * m)
+    parts[0::width] = [scores[i][1][:-1] for i in rows]
+    for j, texts in enumerate(members):
+        parts[2 * j + 1 :: width] = [_ALERT_KEYS[j]] * m
+        parts[2 * j + 2 :: width] = texts
+    parts[width - 1 :: width] = [b"}\n"] * m
+    values = b"".join(parts).split(b"\n")
+    values.pop()  # after the last newline
+    return list(zip([scores[i][0] for i in rows], values))
 
 
-def _utf8_each(texts: Sequence[str]) -> list[bytes]:
-    """UTF-8 of each text, from one encode (the texts hold no NUL: checked by the caller)."""
-    return "\x00".join(texts).encode().split(b"\x00")
+#: Bytes whose character JSON text must escape (orjson writes every other character as it is, in
+#: UTF-8, whose multi-byte sequences hold none of them), but NUL: it separates the texts of a column.
+_ESCAPED_BUT_NUL = bytes(range(1, 32)) + b'"\\'
+
+
+#: The churn label member, indexed by the label.
+_LABEL_TEXTS = (b',"churn_label":false', b',"churn_label":true')
+
+
+def _utf8_unescaped(texts: Sequence[str]) -> list[bytes] | None:
+    """UTF-8 of each text, from one encode; None when any needs a JSON escape (NUL included)."""
+    data = "\x00".join(texts).encode()
+    if len(data.translate(None, _ESCAPED_BUT_NUL)) != len(data) or data.count(b"\x00") != len(texts) - 1:
+        return None
+    return data.split(b"\x00")
 
 
 def _score_texts(
@@ -342,26 +408,48 @@ def _score_texts(
     labels: Sequence[bool],
     unknown: Sequence[list[str]],
     head: dict[str, Any],
-) -> list[bytes] | None:
-    """Each score document's JSON, the bytes ``orjson.dumps`` gives for its dict, or None.
+) -> tuple[list[bytes], list[bytes]] | None:
+    """Each score document's JSON, the bytes ``orjson.dumps`` gives for its dict, and its key; or None.
 
     The members common to the batch are written once; ids and times are spliced in as
     UTF-8 when none needs a JSON escape (None otherwise: the caller dumps each dict),
-    probabilities come from one ``orjson.dumps``.
+    probabilities come from one ``orjson.dumps``. Every document of the batch is one
+    ``b"".join`` of its parts, split at a newline after each (JSON text from orjson holds no
+    raw newline, and the spliced texts hold no control character).
+
+    Returns
+    -------
+    texts : list of bytes
+    keys : list of bytes
+        The UTF-8 of each customer id.
     """
-    if any(_JSON_ESCAPES.search("".join(column)) for column in (event_ids, times, ids)):
+    n = len(ids)
+    columns = [_utf8_unescaped(column) for column in (event_ids, times, ids)]
+    if n == 0 or any(column is None for column in columns):
         return None
+    e, t, cid = cast("list[list[bytes]]", columns)
     common = orjson.dumps(head)[1:-1]
-    clean = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":[]}'
+    clean = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":[]}\n'
     unseen = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":'
-    start = b'{"event_id":"%b","event_time":"%b","schema_version":' + orjson.dumps(SCHEMA_VERSION)
-    template = start + b',"customer_id":"%b","churn_probability":%b,"churn_label":%b%b'
-    return [
-        template % (e, t, cid, p, b"true" if label else b"false", unseen + orjson.dumps(u) + b"}" if u else clean)
-        for e, t, cid, p, label, u in zip(
-            _utf8_each(event_ids), _utf8_each(times), _utf8_each(ids), _float_texts(proba), labels, unknown
-        )
-    ]
+    ends = [clean] * n
+    if any(unknown):
+        for i, u in enumerate(unknown):
+            if u:
+                ends[i] = unseen + orjson.dumps(u) + b"}\n"
+    parts: list[bytes] = [b""] * (10 * n)
+    parts[0::10] = [b'{"event_id":"'] * n
+    parts[1::10] = e
+    parts[2::10] = [b'","event_time":"'] * n
+    parts[3::10] = t
+    parts[4::10] = [b'","schema_version":' + orjson.dumps(SCHEMA_VERSION) + b',"customer_id":"'] * n
+    parts[5::10] = cid
+    parts[6::10] = [b'","churn_probability":'] * n
+    parts[7::10] = _float_texts(proba)
+    parts[8::10] = list(map(_LABEL_TEXTS.__getitem__, labels))
+    parts[9::10] = ends
+    texts = b"".join(parts).split(b"\n")
+    texts.pop()  # after the last newline
+    return texts, cid
 
 
 #: Stages of :func:`score_batch`'s ``timings``, in the order the batch goes through them.
@@ -421,10 +509,11 @@ def score_batch(
     names = pipeline.feature_names_in
     X = None
     columns: dict[str, np.ndarray] = {}
+    codes: dict[str, np.ndarray] = {}
     if rows:
         try:
-            columns = contract.columns(rows, names, decoded.fields, decoded.distinct)
-            X = pipeline.transform(columns)
+            columns, codes = contract.columns_and_codes(rows, names, decoded.fields, decoded.distinct, model.categories)
+            X = pipeline.transform(columns, codes)
         except (ValueError, TypeError):
             keep_r, keep_rows, keep_t, mats = [], [], [], []
             for rec, row, t in zip(ok_records, rows, times):
@@ -437,9 +526,9 @@ def score_batch(
                     failures.append(Failure(rec, "featurise", type(exc).__name__, str(exc)))
             ok_records, rows, times = keep_r, keep_rows, keep_t
             X = np.vstack(mats) if mats else None
-            columns = contract.columns(rows, names) if rows else {}
+            columns, codes = (contract.columns(rows, names) if rows else {}), {}
     if X is not None and rows:
-        unknown, result.unknown_counts = unknown_categories(model, X)
+        unknown, result.unknown_counts = unknown_categories(model, X, codes)
         if timings is not None:
             tick = _lap(timings, "featurise", tick)
         leaves = leaves_of(model, X)
@@ -461,8 +550,10 @@ def score_batch(
             "model_version": model.model_version,
             "scored_at": now.isoformat(),
         }
-        texts = _score_texts(event_ids, times, ids, proba, labels, unknown, head)
-        if texts is None:  # text JSON must escape: orjson writes each document
+        spliced = _score_texts(event_ids, times, ids, proba, labels, unknown, head)
+        if spliced is not None:
+            texts, keys = spliced
+        else:  # text JSON must escape: orjson writes each document
             texts = [
                 orjson.dumps(
                     {
@@ -478,7 +569,8 @@ def score_batch(
                 )
                 for e, t, cid, p, label, u in zip(event_ids, times, ids, proba.tolist(), labels, unknown)
             ]
-        scores = result.scores = [(cid.encode(), text) for cid, text in zip(ids, texts)]
+            keys = [cid.encode() for cid in ids]
+        scores = result.scores = list(zip(keys, texts))
         result.alert_rows = alert_rows
         result.event_times = times
         result.columns = columns
@@ -493,24 +585,15 @@ def score_batch(
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)
                 # Same bytes as dumping the score document with "reasons" appended.
-                result.alerts = [
-                    (scores[i][0], b"".join((scores[i][1][:-1], _REASONS_KEY, r, b"}")))
-                    for i, r in zip(alert_list, reasons)
-                ]
+                result.alerts = _alert_documents(scores, alert_list, [reasons])
             else:
                 value_usd = _customer_value(value_model, columns, alert_rows, (pipeline.preprocessor, X_alerts))
                 at_risk = proba[alert_rows] * value_usd
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)
-                result.alerts = [
-                    (
-                        scores[i][0],
-                        b"".join(
-                            (scores[i][1][:-1], _REASONS_KEY, r, _PREDICTED_VALUE_KEY, v, _VALUE_AT_RISK_KEY, var, b"}")
-                        ),
-                    )
-                    for i, r, v, var in zip(alert_list, reasons, _float_texts(value_usd), _float_texts(at_risk))
-                ]
+                result.alerts = _alert_documents(
+                    scores, alert_list, [reasons, _float_texts(value_usd), _float_texts(at_risk)]
+                )
     elif timings is not None:
         tick = _lap(timings, "featurise", tick)
     result.failures = failures

@@ -24,20 +24,29 @@ encode
 
 Every figure is the median over ``repeats`` passes over all batches, in microseconds per
 event (scored or not: per input record). Wall-clock figures depend on what else runs: the
-load average is printed at start and end. Tests never assert them. Like ``churn worker``, the
-process first asks glibc's malloc to keep spare heap room (:func:`plumbing.allocator.keep_heap_room`):
-without it each batch's temporaries cost page faults, about 2 us per event more.
+load average is printed at start and end, and the CPU time of the same passes beside the total
+(on a shared machine it moves less than the wall clock). Tests never assert them. Like ``churn worker``, the
+process first asks glibc's malloc to keep spare heap room and to serve the batches' megabyte
+temporaries from it (:func:`plumbing.allocator.keep_heap_room`): without it each batch's
+temporaries cost page faults, about 2 to 3 us per event more; the minor page faults per batch of
+the timed passes are printed (0 when the setting holds). And like the
+worker's fetch loop (:mod:`stream_app.loop`) before its first batch, it collects and freezes the
+start-up heap (``gc.freeze()``) once the models and records are loaded, and unfreezes it at the
+end: otherwise every full collection walks the imported libraries' objects (about 60 ms each, a
+few per pass), about 1.4 us per event of the total that no stage shows and the worker never pays.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import resource
 import statistics
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 
 import orjson
@@ -242,10 +251,13 @@ def run_bench_score(
     Returns
     -------
     dict
-        ``score_batch_us`` (per event), ``stage_us`` and ``floor_us`` (per event, by stage;
-        a floor is None when the model has no ``feature_contributions``), ``batch``, ``events``,
+        ``score_batch_us`` (per event), ``score_batch_cpu_us`` (the process's CPU time per event
+        over the same passes: less sensitive to other processes than the wall clock),
+        ``stage_us`` and ``floor_us`` (per event, by stage; a floor is None when the model has
+        no ``feature_contributions``), ``batch``, ``events``,
         ``load_avg`` (1-minute, ``start`` and ``end``), ``model_name``, ``model_version``,
-        ``value_model`` (name and version, or None), ``alerts_fraction``, ``repeats``, ``dataset``.
+        ``value_model`` (name and version, or None), ``alerts_fraction``, ``repeats``, ``dataset``,
+        ``heap_room`` (the malloc settings took), ``minor_faults_per_batch`` (of the timed passes).
 
     Raises
     ------
@@ -281,34 +293,45 @@ def run_bench_score(
 
     for b in batches[: max(1, min(len(batches), 4))]:  # warm-up: allocator, caches, lazy imports
         score_batch(model, b, value_model=value_model)
-    alerts = sum(len(score_batch(model, b, value_model=value_model).alerts) for b in batches)
-    total_s: list[float] = []
-    stage_s: dict[str, list[float]] = {s: [] for s in STAGES}
-    for _ in range(repeats):
-        timings: dict[str, float] = {}
-        elapsed = 0.0
-        for b in batches:
-            t0 = perf_counter()
-            score_batch(model, b, value_model=value_model, timings=timings)
-            elapsed += perf_counter() - t0
-        total_s.append(elapsed)
-        for s in STAGES:
-            stage_s[s].append(timings.get(s, 0.0))
+    gc.collect()  # as the worker's fetch loop does before its first batch
+    gc.freeze()
+    try:
+        alerts = sum(len(score_batch(model, b, value_model=value_model).alerts) for b in batches)
+        faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        total_s: list[float] = []
+        cpu_s: list[float] = []
+        stage_s: dict[str, list[float]] = {s: [] for s in STAGES}
+        for _ in range(repeats):
+            timings: dict[str, float] = {}
+            elapsed = 0.0
+            cpu0 = process_time()
+            for b in batches:
+                t0 = perf_counter()
+                score_batch(model, b, value_model=value_model, timings=timings)
+                elapsed += perf_counter() - t0
+            total_s.append(elapsed)
+            cpu_s.append(process_time() - cpu0)
+            for s in STAGES:
+                stage_s[s].append(timings.get(s, 0.0))
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_start) / (repeats * len(batches))
 
-    prepared = [_prepare(model, b) for b in batches]
-    floors = _floors(model, prepared)
-    floor_s: dict[str, list[float]] = {s: [] for s in floors}
-    for _ in range(repeats):
-        for s, fn in floors.items():
-            t0 = perf_counter()
-            for p in prepared:
-                fn(p)
-            floor_s[s].append(perf_counter() - t0)
+        prepared = [_prepare(model, b) for b in batches]
+        floors = _floors(model, prepared)
+        floor_s: dict[str, list[float]] = {s: [] for s in floors}
+        for _ in range(repeats):
+            for s, fn in floors.items():
+                t0 = perf_counter()
+                for p in prepared:
+                    fn(p)
+                floor_s[s].append(perf_counter() - t0)
+    finally:
+        gc.unfreeze()
     load_end = os.getloadavg()[0]
 
     n = len(records)
     result: dict[str, Any] = {
         "score_batch_us": _median_us(total_s, n),
+        "score_batch_cpu_us": _median_us(cpu_s, n),
         "stage_us": {s: _median_us(v, n) for s, v in stage_s.items()},
         "floor_us": {s: (_median_us(floor_s[s], n) if s in floor_s else None) for s in STAGES},
         "batch": batch,
@@ -321,12 +344,14 @@ def run_bench_score(
         "model_version": names["version"],
         "value_model": value_names,
         "heap_room": heap_room,
+        "minor_faults_per_batch": round(faults, 1),
     }
     value = f"{value_names['name']} v{value_names['version']}" if value_names else "none"
     echo(
         f"# churn bench score: {profile.name}, {names['name']} v{names['version']} (value model: {value}), "
         f"{n} events in batches of {batch}, alerts {result['alerts_fraction']:.1%}, median of {repeats}; "
-        f"malloc top pad {'on' if heap_room else 'unavailable'}; "
+        f"malloc top pad {'on' if heap_room else 'unavailable'}, start-up heap frozen, "
+        f"{faults:.1f} page faults per batch; "
         f"cores={os.cpu_count()} load_avg={load_start:.2f} -> {load_end:.2f}"
     )
     echo(f"{'stage':<10} {'us/event':>9} {'floor':>9}")
@@ -334,6 +359,7 @@ def run_bench_score(
         floor = result["floor_us"][s]
         echo(f"{s:<10} {result['stage_us'][s]:>9.2f} {'-' if floor is None else f'{floor:.2f}':>9}")
     echo(f"{'score_batch':<10} {result['score_batch_us']:>8.2f}")
+    echo(f"{'(cpu time)':<10} {result['score_batch_cpu_us']:>9.2f}")
     if json_path is not None:
         Path(json_path).write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
     return result

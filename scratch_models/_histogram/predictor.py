@@ -19,6 +19,9 @@ from scratch_models._histogram.grower import GrownTree
 _COMPLETE_MAX_DEPTH = 6
 #: Rows per chunk of the complete-form look-ups (their (tree, row) temporaries stay in cache).
 _ROW_CHUNK = 128
+#: Rows per chunk of the by-feature contributions: (look-up, row) temporaries of a few MB at
+#: most, and one chunk for a micro-batch's alerts (smaller chunks measured slower there).
+_FEATURE_ROW_CHUNK = 512
 #: Cells (splits x rows) of the split table of one deep-traversal row chunk.
 _SPLIT_TABLE_CELLS = 1 << 24
 
@@ -179,7 +182,16 @@ class TreeArrays:
             else:
                 values.append((np.ascontiguousarray(v).ravel(), None))
         paths = self._compile_paths(heap_node)
-        return {"levels": levels, "lut": lut, "pair": pair, "half": half, "values": values, "paths": paths}
+        by_feature = self._compile_by_feature(paths)
+        return {
+            "levels": levels,
+            "lut": lut,
+            "pair": pair,
+            "half": half,
+            "values": values,
+            "paths": paths,
+            "by_feature": by_feature,
+        }
 
     def _compile_paths(self, heap_node: np.ndarray) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
         """Per (tree, leaf index) of the complete form, the split of each level on its path.
@@ -215,6 +227,84 @@ class TreeArrays:
                 delta[o].append(np.ascontiguousarray(v[nxt] - v[node]).ravel())
             pos = child
         return feat, delta
+
+    def _compile_by_feature(self, paths: tuple[list[np.ndarray], list[list[np.ndarray]]]) -> dict[str, Any] | None:
+        """Path contributions as, per feature, a sum over trees of a look-up by leaf index.
+
+        A tree's path contributions to feature ``f`` depend on its leaf alone:
+        ``w[t, leaf, f]``, the sum of the path's deltas on splits of ``f``. Feature ``f``'s
+        contribution to a row is then the sum of ``w[t, leaf_t, f]`` over the trees ``t``
+        whose weights on ``f`` are not all zero. Up to depth 4 two such trees share one
+        look-up (their pair of leaves indexes ``w[a, :, f] + w[b, :, f]``, as
+        :meth:`leaf_values_complete` pairs trees), so a row costs one gather per pair,
+        without the scatter-add of the path form. Used when that is fewer gathers than
+        the path form's ``depth x n_trees`` per row.
+
+        Parameters
+        ----------
+        paths : (feat, delta)
+            :meth:`_compile_paths`.
+
+        Returns
+        -------
+        dict or None
+            ``first``, ``second`` (ndarray of shape (n_pairs,), intp: the trees of each
+            look-up; a tree left alone is its own second, with a table blind to it),
+            ``starts`` (ndarray of shape (n_used,), intp: each used feature's first look-up),
+            ``features`` (ndarray of shape (n_used,), intp), ``shift`` (int: bits of the
+            first tree's leaf in the pair index), ``tables`` (list over outputs of ndarray
+            of shape (n_pairs * 2^(shift + D),), float64). None when the path form is cheaper.
+        """
+        D = self._depth
+        T, W = self.n_trees, 1 << D
+        d = int(self._feat.max(initial=0)) + 1
+        feat, delta = paths
+        tree = np.repeat(np.arange(T), W)
+        leaf = np.tile(np.arange(W), T)
+        weights = []  # per output: (T, W, d)
+        for o in range(len(delta)):
+            w = np.zeros((T, W, d))
+            for f, dv in zip(feat, delta[o]):
+                np.add.at(w, (tree, leaf, f), dv)
+            weights.append(w)
+        used = np.zeros((T, d), dtype=bool)
+        for w in weights:
+            used |= (w != 0).any(axis=1)
+        pair = 2 * D <= 8
+        first: list[int] = []
+        second: list[int] = []
+        starts: list[int] = []
+        features: list[int] = []
+        for column in range(d):
+            trees = np.flatnonzero(used[:, column]).tolist()
+            if not trees:
+                continue
+            features.append(column)
+            starts.append(len(first))
+            step = 2 if pair else 1
+            for i in range(0, len(trees), step):
+                first.append(trees[i])
+                second.append(trees[i + 1] if pair and i + 1 < len(trees) else trees[i])
+        if not first or len(first) >= D * T:
+            return None
+        a, b = np.asarray(first, dtype=np.intp), np.asarray(second, dtype=np.intp)
+        f_of = np.repeat(np.asarray(features), np.diff(np.append(starts, len(first))))
+        tables = []
+        for w in weights:
+            wa = w[a, :, f_of]  # (n_pairs, W)
+            if pair:
+                wb = np.where((a != b)[:, None], w[b, :, f_of], 0.0)
+                tables.append(np.ascontiguousarray(wa[:, :, None] + wb[:, None, :]).ravel())
+            else:
+                tables.append(np.ascontiguousarray(wa).ravel())
+        return {
+            "first": a,
+            "second": b,
+            "starts": np.asarray(starts, dtype=np.intp),
+            "features": np.asarray(features, dtype=np.intp),
+            "shift": D if pair else 0,
+            "tables": tables,
+        }
 
     def _split_bits(self, X: np.ndarray) -> np.ndarray:
         """Outcome of every distinct split on every row: ndarray of shape (n_splits + 1, n_samples), bool.
@@ -324,7 +414,8 @@ class TreeArrays:
             half = cf["half"]
             pair = key[:half] << self._depth
             pair |= key[half : 2 * half]
-            idx = np.add(pair, (np.arange(half, dtype=np.intp) * (width * width))[:, None], dtype=np.intp)
+            idx = pair.astype(np.intp)  # then add in place: cheaper than a mixed-type add
+            idx += (np.arange(half, dtype=np.intp) * (width * width))[:, None]
             total = np.take(table, idx).sum(axis=0)
             if tail.shape[0]:
                 last = key[2 * half :]
@@ -449,11 +540,13 @@ class TreeArrays:
         forests", 2014; the "approximate" contributions of XGBoost's ``pred_contribs``).
 
         Each split on feature ``f`` adds ``value[child] - value[node]`` to ``f``.
-        Ensembles with a complete-tree form look each row's path up by its leaf
-        index (:meth:`_compile_paths`): one leaf computation, then per level one
-        gather and one ``np.bincount``. The sums run level by level, trees in order,
-        exactly as :meth:`_contributions_by_level` adds them, so both give the same
-        floats.
+        Ensembles with a complete-tree form look each row's contributions up by its
+        leaf indices: per feature, one gather per pair of trees that split on it
+        (:meth:`_compile_by_feature`), or, when that is more gathers, per level one
+        gather of each row's path (:meth:`_compile_paths`) and one ``np.bincount``.
+        Either sums the same terms as :meth:`_contributions_by_level`, in another
+        order: equal to rounding (the path form, level by level and trees in order,
+        gives its very floats).
 
         Parameters
         ----------
@@ -472,11 +565,14 @@ class TreeArrays:
         if self._complete is None:
             return self._contributions_by_level(X, output)
         n, d = X.shape
+        # Row-major: a caller's leaves[:, rows] comes out column-major, slow to read tree by tree.
+        key = self.leaf_indices(X) if leaves is None else np.ascontiguousarray(leaves)
+        bias = np.full(n, self.value[self.offsets[:-1], output].sum())
+        if self._complete["by_feature"] is not None:
+            return self._contributions_by_feature(key, d, output), bias
         width = 1 << self._depth
         feat, delta = self._complete["paths"]
         tree_base = (np.arange(self.n_trees, dtype=np.intp) * width)[:, None]
-        # Row-major: a caller's leaves[:, rows] comes out column-major, slow to read tree by tree.
-        key = self.leaf_indices(X) if leaves is None else np.ascontiguousarray(leaves)
         contrib = np.empty((n, d))
         # Row chunks keep the (tree, row) temporaries in cache.
         for a in range(0, n, _ROW_CHUNK):
@@ -490,8 +586,39 @@ class TreeArrays:
                 # One level's sum per (row, feature), trees in order: bincount adds in input order.
                 part += np.bincount(bins.ravel(), weights=np.take(dv, idx).ravel(), minlength=m * d)
             contrib[a : a + m] = part.reshape(m, d)
-        bias = np.full(n, self.value[self.offsets[:-1], output].sum())
         return contrib, bias
+
+    def _contributions_by_feature(self, key: np.ndarray, d: int, output: int) -> np.ndarray:
+        """:meth:`contributions` through :meth:`_compile_by_feature`'s look-ups.
+
+        Parameters
+        ----------
+        key : ndarray of shape (n_trees, n_samples), uint8, C-contiguous
+            :meth:`leaf_indices` of the rows.
+        d : int
+            Features of the rows.
+        output : int
+
+        Returns
+        -------
+        ndarray of shape (n_samples, d), float64
+        """
+        bf = self._complete_form()["by_feature"]
+        first, second, starts, features = bf["first"], bf["second"], bf["starts"], bf["features"]
+        table = bf["tables"][output]
+        base = (np.arange(first.shape[0], dtype=np.intp) << (bf["shift"] + self._depth))[:, None]
+        n = key.shape[1]
+        contrib = np.zeros((n, d))
+        for a in range(0, n, _FEATURE_ROW_CHUNK):
+            part = key[:, a : a + _FEATURE_ROW_CHUNK]
+            code = part[first] << bf["shift"]
+            code |= part[second]
+            idx = code.astype(np.intp)  # then add in place: cheaper than a mixed-type add
+            idx += base
+            # Each used feature's sum over its look-ups: (n_used, rows).
+            sums = np.add.reduceat(np.take(table, idx), starts, axis=0)
+            contrib[a : a + part.shape[1], features] = sums.T
+        return contrib
 
     def _contributions_by_level(self, X: np.ndarray, output: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`contributions` by stepping every (tree, row) pair a level at a time (any depth)."""

@@ -36,7 +36,8 @@ def test_bench_score_reports_every_stage_and_floor(telco_csv, tmp_path):
     assert result["model_name"] == "local" and result["model_version"] == "classifier.npz"
     assert result["value_model"] == {"name": "local", "version": "-"}
     assert set(result["stage_us"]) == set(result["floor_us"]) == set(STAGES)
-    figures = [result["score_batch_us"], *result["stage_us"].values(), *result["floor_us"].values()]
+    figures = [result["score_batch_us"], result["score_batch_cpu_us"], *result["stage_us"].values()]
+    figures += [*result["floor_us"].values()]
     assert all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in figures), result
     assert 0 < result["alerts_fraction"] < 1
     assert set(result["load_avg"]) == {"start", "end"}

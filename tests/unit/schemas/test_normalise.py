@@ -7,7 +7,7 @@ import pytest
 
 from batch.ingest import normalise_text as arrow_normalise
 from batch.ingest import normalise_value
-from schemas.normalise import WHITE_SPACE, TextNormaliser, normalise_text
+from schemas.normalise import WHITE_SPACE, TextNormaliser, normalise_text, normalise_texts
 from schemas.profile_model import TextRules
 from schemas.profiles import TELCO, parse_profile
 
@@ -49,3 +49,12 @@ def test_white_space_is_what_arrow_trims():
     assert arrow == ["x"] * len(WHITE_SPACE) + ["x\u200b"]  # a zero-width space is not white space
     assert WHITE_SPACE == "".join(chr(i) for i in range(0x3100) if chr(i).isspace())
     assert normalise_text("\u00a0a\u3000", TextRules()) == "a"
+
+
+@pytest.mark.parametrize("form", ["NFKC", "none"])
+def test_column_normaliser_equals_the_scalar_one_with_or_without_white_space(form):
+    rules = TextRules(unicode_form=form, trim=True, casefold=False)
+    clean = ["7590-VHVEG", "5575-GNVDE", "x"]
+    for values in ([*clean], [*clean, "3668-QPYBK "], ["\x1c3668"], [*clean, "é "], TRICKY, []):
+        for kind in ("identifier", "category"):
+            assert normalise_texts(values, rules, kind) == [normalise_text(v, rules, kind) for v in values]

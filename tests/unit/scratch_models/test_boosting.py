@@ -138,8 +138,9 @@ def test_feature_contributions_add_up():
 
 @pytest.mark.parametrize("max_depth", [1, 2, 3, 4, 6])
 def test_contributions_by_leaf_look_up_equal_the_level_walk(max_depth):
-    # The complete-tree form looks each row's path up by its leaf index; the sums must be the
-    # very floats of the walk that steps every (tree, row) pair a level at a time.
+    # The complete-tree form looks each row's contributions up by its leaf indices, per feature
+    # (pairs of trees up to depth 4) or per path level: the walk that steps every (tree, row)
+    # pair a level at a time adds the same terms, the path form in the very same order.
     X, y, t = synthetic()
     for model in (
         GradientBoostingClassifier(n_estimators=30, max_depth=max_depth, min_child_weight=40.0, random_state=0).fit(
@@ -149,11 +150,31 @@ def test_contributions_by_leaf_look_up_equal_the_level_walk(max_depth):
     ):
         trees = model.trees_
         assert trees._complete is not None
+        by_feature = trees._complete["by_feature"]
         for n in (0, 1, 9, X.shape[0]):
             contrib, bias = trees.contributions(X[:n])
             walked, walked_bias = trees._contributions_by_level(X[:n])
-            np.testing.assert_array_equal(contrib, walked)
+            np.testing.assert_allclose(contrib, walked, rtol=1e-12, atol=1e-12)
             np.testing.assert_array_equal(bias, walked_bias)
+            trees._complete["by_feature"] = None  # the path form
+            try:
+                np.testing.assert_array_equal(trees.contributions(X[:n])[0], walked)
+            finally:
+                trees._complete["by_feature"] = by_feature
+
+
+def test_contributions_by_feature_pair_trees_and_skip_features_no_tree_splits_on():
+    X, y, _ = synthetic()
+    model = GradientBoostingClassifier(n_estimators=25, max_depth=3, colsample_bytree=0.5, random_state=0).fit(X, y)
+    by_feature = model.trees_._complete["by_feature"]
+    assert by_feature is not None and by_feature["shift"] == 3  # depth 3: pairs of trees
+    assert len(by_feature["first"]) < 3 * 25  # fewer look-ups per row than path steps
+    unused = sorted(set(range(X.shape[1])) - set(by_feature["features"].tolist()))
+    contrib = model.feature_contributions(X)
+    assert not contrib[:, unused].any()
+    np.testing.assert_allclose(
+        contrib.sum(axis=1) + model.expected_value_, model.decision_function(X), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_leaves_found_once_serve_probabilities_and_contributions_of_some_rows():

@@ -137,7 +137,9 @@ def test_contributions_by_leaf_look_up_equal_the_level_walk(max_depth):
     X, y, _ = synthetic()
     trees = RandomForestClassifier(n_estimators=10, max_depth=max_depth, random_state=0).fit(X, y).trees_
     assert (trees._complete is not None) == (max_depth is not None)  # unbounded trees are deeper than 6
-    np.testing.assert_array_equal(trees.contributions(X, output=1)[0], trees._contributions_by_level(X, output=1)[0])
+    np.testing.assert_allclose(
+        trees.contributions(X, output=1)[0], trees._contributions_by_level(X, output=1)[0], rtol=1e-12, atol=1e-12
+    )
 
 
 def test_without_bootstrap_and_max_samples():

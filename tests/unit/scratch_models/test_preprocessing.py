@@ -123,6 +123,24 @@ def test_unseen_category_encodes_as_all_zeros_and_is_counted():
     np.testing.assert_array_equal(X[:, :2], pre.transform(columns())[:, :2])
 
 
+def test_known_codes_encode_as_the_text_does_unseen_ones_too():
+    pre = make().fit(columns())
+    new = dict(columns(), contract=np.array(["Aaa", "Month", "Ten year", "Zzz", "One year", "Two year"]))
+    X = pre.transform(new)
+    counts = pre.last_unknown_counts_
+    codes = {"contract": np.array([-1, 0, -1, -1, 1, 2])}
+    # The coded column's text is not read: only its codes.
+    without_text = {k: v for k, v in new.items() if k != "contract"}
+    np.testing.assert_array_equal(pre.transform(without_text, codes=codes), X)
+    assert pre.last_unknown_counts_ == counts == {"contract": 3, "gender": 0}
+    both = {"contract": codes["contract"], "gender": np.array([1, 0, 0, 1, 0, 0])}
+    np.testing.assert_array_equal(pre.transform(new, codes=both), X)
+    assert pre.transform({k: v[:0] for k, v in new.items()}, codes={"contract": codes["contract"][:0]}).shape == (0, 7)
+    for bad in (np.array([0, 0, 0, 0, 0, 3]), np.array([0, 0, 0, 0, 0, -2]), np.array([0, 1])):
+        with pytest.raises(ValueError, match="codes of 'contract': expected 6 indices in -1 .. 2"):
+            pre.transform(new, codes={"contract": bad})
+
+
 def test_blocks_shared_with_another_preprocessor_are_copied_alike():
     base = columns()
     clf = make().fit(base)

@@ -87,9 +87,20 @@ def test_fast_decoder_rows_and_times_equal_pydantics(docs):
     variants[9]["gender"] = ["Female"]
     variants[10]["internet_service"] = "   "
     variants[11] = {k: v for k, v in variants[11].items() if k != "churned"}
+    # Ids are checked value by value (no set of distinct values) when declared unique: same verdicts.
+    variants[13]["customer_id"] = ""
+    variants[14]["customer_id"] = "x" * 65
+    variants[15]["customer_id"] = " \t\u3000"
+    variants[16]["customer_id"] = 7590
+    variants[17]["customer_id"] = None
+    variants[18]["event_id"] = ""
+    variants[19]["event_id"] = ["e-1"]
+    variants[20]["customer_id"] = "x" * 64
     records = [RawRecord("customers", 0, i, None, orjson.dumps(d)) for i, d in enumerate(variants)]
-    for batch in (records, records[12:], records[3:4]):
-        fast = decoder_for(CustomerEvent).decode(batch)
+    batches = (records, records[12:], records[3:4], records[20:])
+    decoders = (decoder_for(CustomerEvent), decoder_for(CustomerEvent, {"event_id", "customer_id"}))
+    for decoder, batch in ((d, b) for d in decoders for b in batches):
+        fast = decoder.decode(batch)
         ok, events, failures = decode_batch(batch)
         assert [r.offset for r in fast.records] == [r.offset for r in ok]
         assert fast.event_times == [e.event_time.isoformat() for e in events]

@@ -29,6 +29,7 @@ from stream_app.scoring import (
     reason_codes,
     reason_texts,
     score_batch,
+    unknown_categories,
 )
 
 N = 200
@@ -168,6 +169,23 @@ def test_reason_texts_are_the_dumped_reason_codes(loaded, boosted, pipeline, eve
     assert reason_texts(loaded, X[:0]) == []
 
 
+def test_top_reasons_by_argmax_passes_equal_the_sort(pipeline):
+    from stream_app.scoring import _top_contributions
+
+    contrib = np.random.default_rng(3).normal(size=(50, 41))
+
+    class Given:
+        def feature_contributions(self, X):
+            return contrib
+
+    model = LoadedModel(ScoringPipeline(pipeline.preprocessor, Given()), CLASSIFIER_NAME, "0")  # type: ignore[arg-type]
+    for k in (1, 2, 3, 7, 8, 41, 100):
+        top, values = _top_contributions(model, contrib, k)
+        expected = np.argsort(-contrib, axis=1)[:, :k]
+        np.testing.assert_array_equal(top, expected)
+        np.testing.assert_array_equal(values, np.take_along_axis(contrib, expected, axis=1))
+
+
 def test_alerts_with_a_value_model_are_the_dumped_documents(boosted, valued, events):
     result = score_batch(boosted, records_of(events), now=NOW, value_model=valued)
     assert len(result.alerts) == len(result.alert_rows) > 0
@@ -190,16 +208,66 @@ def test_score_and_alert_bytes_are_what_orjson_writes(boosted, valued, events):
     docs[1]["contract"] = "Ten year"  # unknown category listed
     docs[2]["customer_id"] = "Çé-0042 "  # non-ASCII (normalised: trimmed)
     docs[3]["event_id"] = 'quote"and\\backslash'  # must be escaped: the whole batch is dumped per dict
-    for batch in (docs[:2] + docs[4:], docs):
+    docs[4]["event_id"] = "del\x7f and \U0001d518"  # written as they are: spliced
+    control = [dict(d) for d in docs[4:]]
+    control[1]["event_id"] = "nul\x00"  # control characters are escaped: dumped per dict
+    control[2]["customer_id"] = "line\nbreak"
+    for batch in (docs[:2] + docs[4:], docs, control[:2], control[:1] + control[2:]):
         records = [RawRecord(Topics.CUSTOMERS, 0, i, b"k", orjson.dumps(d)) for i, d in enumerate(batch)]
         result = score_batch(boosted, records, now=NOW, value_model=valued)
         assert len(result.scores) == len(batch) and result.alerts
         for _, value in result.scores + result.alerts:
             assert value == orjson.dumps(orjson.loads(value))
         got = [orjson.loads(v) for _, v in result.scores]
-        assert got[1]["unknown_categories"] == ["contract"]
+        assert [d["unknown_categories"] for d in got] == [["contract"] if d is docs[1] else [] for d in batch]
         assert [d["event_id"] for d in got] == [d["event_id"] for d in batch]
-    assert got[2]["customer_id"] == "Çé-0042" and result.scores[2][0] == "Çé-0042".encode()
+        assert [k for k, _ in result.scores] == [d["customer_id"].strip().encode() for d in batch]
+        if batch is docs:
+            assert got[2]["customer_id"] == "Çé-0042" and result.scores[2][0] == "Çé-0042".encode()
+
+
+def test_category_codes_from_distinct_values_featurise_as_the_text_does(boosted, events):
+    # The coded path (columns_and_codes + transform(codes=...)) against the rows read one by one.
+    docs = [valid_doc(events, i) for i in range(40)]
+    docs[1]["internet_service"] = "Satellite"  # unseen: code -1, no indicator
+    docs[2]["gender"] = "  Male"  # not normalised: that field takes the normaliser, no codes
+    docs[3]["contract"] = "Ten year"
+    records = [RawRecord(Topics.CUSTOMERS, 0, i, b"k", orjson.dumps(d)) for i, d in enumerate(docs)]
+    contract, pipeline = boosted.contract, boosted.pipeline
+    decoded = contract.decoder.decode(records)
+    assert decoded.fields is not None and not decoded.failures
+    names = pipeline.feature_names_in
+    columns, codes = contract.columns_and_codes(
+        decoded.rows, names, decoded.fields, decoded.distinct, boosted.categories
+    )
+    slow = contract.columns(decoded.rows, names)
+    assert list(columns) == list(slow)
+    for name in names:
+        assert columns[name].dtype == slow[name].dtype and np.array_equal(columns[name], slow[name]), name
+    assert "gender" not in codes and {"internet_service", "contract", "payment_method"} <= set(codes)
+    assert codes["internet_service"][1] == -1 and codes["contract"][3] == -1
+    X = pipeline.transform(columns, codes)
+    unknown = pipeline.preprocessor.last_unknown_counts_
+    np.testing.assert_array_equal(X, pipeline.transform(slow))
+    assert unknown == pipeline.preprocessor.last_unknown_counts_
+    assert unknown["internet_service"] == unknown["contract"] == 1
+    # Unknown categories read off the codes when every categorical field has them, else off X.
+    pre = pipeline.preprocessor
+    every = {
+        c: np.array([cats.tolist().index(v) if v in cats else -1 for v in slow[c]])
+        for c, cats in zip(pre.categorical_features, pre.categories_)
+    }
+    assert (
+        unknown_categories(boosted, X, every) == unknown_categories(boosted, X) == unknown_categories(boosted, X, codes)
+    )
+    assert unknown_categories(boosted, X)[0][1] == ["internet_service"]
+    scored = score_batch(boosted, records, now=NOW)
+    assert [orjson.loads(v)["unknown_categories"] for _, v in scored.scores[:4]] == [
+        [],
+        ["internet_service"],
+        [],
+        ["contract"],
+    ]
 
 
 def test_stage_timings_add_up(boosted, valued, events):
