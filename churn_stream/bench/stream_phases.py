@@ -8,6 +8,7 @@ RSS), :func:`scaling_phase` two workers in one consumer group.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from plumbing.settings import Settings
 from schemas.namespace import Namespace
 from schemas.profiles import DatasetProfile
 from schemas.registry import CHAMPION
+
+logger = logging.getLogger(__name__)
 
 #: Events sent (and waited for) before timing, so group joins and model loads are not timed.
 WARMUP_EVENTS = 200
@@ -164,6 +167,7 @@ class Bench:
         ensure_topics(settings)
         self.pipeline_path, self.model = _champion(settings, self.work / "model", profile, source)
         self.base = csv_to_customer_events(source, profile.name)
+        self.created: list[str] = []
 
     def records(self, n: int) -> list[tuple[bytes, bytes]]:
         """``n`` fresh events (keys and values), each with an event id never sent before."""
@@ -181,7 +185,29 @@ class Bench:
             "dlq": f"{self.ns.customers_dlq}{suffix}",
         }
         asyncio.run(_create_topics(self.settings, list(topics.values()), partitions or self.settings.topic_partitions))
+        self.created += [t for t in topics.values() if t not in self.created]
         return topics
+
+    def drop_topics(self) -> None:
+        """Delete the run's topics, those its contenders made included.
+
+        Every name with ``bench-<run>-`` in it: those :meth:`topics` created, the worker's
+        drift topic, Faust's internal ones. A failed deletion is logged, not raised.
+        """
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(self.conf)  # kept referenced: its futures fail once it is destroyed
+        mark = f"bench-{self.run}-"
+        names = set(self.created) | {t for t in admin.list_topics(timeout=10).topics if mark in t}
+        if not names:
+            return
+        futures = admin.delete_topics(sorted(names), operation_timeout=30)
+        for topic, future in futures.items():
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - a leftover topic must not hide the run's figures
+                logger.warning("bench topic not deleted topic=%s error=%s", topic, exc)
+        self.created = []
 
     def warm(self, kind: str, topics: dict[str, str], procs: Sequence[subprocess.Popen], log: Path) -> None:
         """Send :data:`WARMUP_EVENTS` events and wait for their scores.

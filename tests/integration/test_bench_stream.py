@@ -84,4 +84,11 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     assert saved["collector"]["records"] >= EVENTS and saved["collector"]["eps"] > 0
     assert saved["load_avg"]["start"] >= 0 and saved["load_avg"]["end"] >= 0
     assert result["worker_eps"] == saved["worker_eps"]
+    # The run's topics are deleted at its end: an in-memory broker would hold every event otherwise.
+    from confluent_kafka.admin import AdminClient
+
+    from churn_stream.bench.stream_collect import rdkafka_config
+
+    left = AdminClient(rdkafka_config(stack_settings)).list_topics(timeout=10).topics
+    assert not [t for t in left if f"bench-{saved['run']}-" in t]
     assert isinstance(saved["busy"], bool)  # flags a run on a loaded machine
