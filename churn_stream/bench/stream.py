@@ -305,16 +305,24 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         f"{result['model_version']}, broker {result['broker_mode']}, cores={result['cpus']} "
         f"load_avg={result['load_avg']['start']} -> {result['load_avg']['end']}"
     )
-    out(f"{'contender':<18} {'events/s':>10} {'worker/this':>11} {'bench CPU':>9}   load avg start -> end")
+    out(
+        f"{'contender':<18} {'events/s':>10} {'worker/this':>11} {'bench CPU':>9} {'its CPU':>7} {'machine':>7}"
+        "   load avg start -> end"
+    )
     for kind, figures in c.items():
         ratio = (result["worker_eps"] / figures["eps"]) if result["worker_eps"] and figures["eps"] else None
         # Cores the bench's own producer and collector used while this contender ran.
         client = figures["client_cpu_s"] / figures["seconds"] if figures["seconds"] else None
         note = f"   (scaling {result['scaling']}x)" if kind == "worker2" and result["scaling"] else ""
         out(
-            f"{LABELS[kind]:<18} {_fmt(figures['eps'], ',.0f'):>10} {_fmt(ratio):>10}x {_fmt(client):>9}   "
+            f"{LABELS[kind]:<18} {_fmt(figures['eps'], ',.0f'):>10} {_fmt(ratio):>10}x {_fmt(client):>9} "
+            f"{_fmt(figures.get('contender_cores')):>7} {_fmt(figures.get('machine_cores')):>7}   "
             f"{figures['load_avg']['start']} -> {figures['load_avg']['end']}{note}"
         )
+    out(
+        "cores used over each measured phase: bench CPU = the bench's producer and collector, its CPU = the "
+        "contender's processes, machine = every busy core (broker included)"
+    )
     if "p50_ms" in c.get("worker", {}):
         w = c["worker"]
         out(

@@ -223,22 +223,44 @@ class Bench:
         if warm["scored"] < warm["events"] or any(p.poll() is not None for p in procs):
             raise RuntimeError(f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); see {log}")
 
-    def timed(self, topics: dict[str, str]) -> dict[str, Any]:
+    def timed(self, topics: dict[str, str], procs: Sequence[subprocess.Popen] = ()) -> dict[str, Any]:
         """The measured phase: :attr:`events` events sent, every score read back.
+
+        Parameters
+        ----------
+        topics : dict of str to str
+        procs : sequence of subprocess.Popen
+            The contender's processes, whose CPU time is measured over the phase.
 
         Returns
         -------
         dict
             ``eps``, ``scored``, ``duplicates``, ``seconds``, ``produce_s``, ``client_cpu_s``,
-            ``load_avg`` (``start`` and ``end``) and ``load_avg_1m`` (their maximum).
+            ``load_avg`` (``start`` and ``end``) and ``load_avg_1m`` (their maximum),
+            ``contender_cores`` (CPU seconds of ``procs`` per second of the phase) and
+            ``machine_cores`` (busy CPU seconds of the whole machine per second: the broker,
+            the bench's clients and anything else running included).
         """
+        import psutil
+
         from churn_stream.bench.stream_collect import produce_and_collect
 
         records = self.records(self.events)
         load_start = load_1m()
+        watched = [psutil.Process(p.pid) for p in procs]
+        cpu0 = [_cpu_s(w) for w in watched]
+        machine0 = psutil.cpu_times()
+        wall0 = time.perf_counter()
         got = produce_and_collect(self.conf, topics["in"], topics["out"], records, timeout_s=PHASE_TIMEOUT_S)
+        wall = time.perf_counter() - wall0
+        machine1 = psutil.cpu_times()
+        contender_s = sum(_cpu_s(w) - c for w, c in zip(watched, cpu0))
         load_end = load_1m()
+        total = sum(machine1) - sum(machine0)
+        idle = (machine1.idle + machine1.iowait) - (machine0.idle + machine0.iowait)
         return {
+            "contender_cores": round(contender_s / wall, 2) if procs and wall > 0 else None,
+            "machine_cores": round((total - idle) / total * (psutil.cpu_count() or 1), 2) if total > 0 else None,
             "eps": round(got["scored"] / got["seconds"], 1) if got["seconds"] > 0 else None,
             "scored": got["scored"],
             "duplicates": got["duplicates"],
@@ -248,6 +270,17 @@ class Bench:
             "load_avg": {"start": load_start, "end": load_end},
             "load_avg_1m": max(load_start, load_end),
         }
+
+
+def _cpu_s(proc: Any) -> float:
+    """User + system CPU seconds of a process (all its threads), 0 once it is gone."""
+    import psutil
+
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system
 
 
 def single_phase(
@@ -295,7 +328,7 @@ def single_phase(
             wait_worker_ready(csettings, proc, timeout_s=120)
         bench.warm(kind, topics, [proc], log_path)
         before = scrape_worker(port) if kind == "worker" else None
-        figures = bench.timed(topics)
+        figures = bench.timed(topics, [proc])
         if kind == "worker":
             time.sleep(STAGE_SETTLE_S)  # the last batch's commit lands in the window
             after = scrape_worker(port)
@@ -378,7 +411,7 @@ def scaling_phase(bench: Bench) -> tuple[dict[str, Any], dict[str, str]]:
             if all(b and b["events_in"] for b in before):
                 break
             time.sleep(2.0)
-        figures = bench.timed(topics)
+        figures = bench.timed(topics, procs)
         time.sleep(STAGE_SETTLE_S)
         after = [scrape_worker(p) for p in ports]
         figures["events_in_by_worker"] = [
