@@ -190,7 +190,8 @@ def run_bench_stream(
         ``ratio_vs_librdkafka``, ``ratio_vs_naive``, ``ratio_vs_quix`` (worker / contender),
         ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms``, ``load_avg`` (1-minute, run
         ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
-        None where not measured), ``worker_rss_mb``, ``collector`` and figures per contender.
+        None where not measured), ``worker_rss_mb``, ``collector``, ``run`` (the id in the run's
+        topic and group names; its topics are deleted at the end) and figures per contender.
 
     Raises
     ------
@@ -211,31 +212,35 @@ def run_bench_stream(
         "broker_mode": _broker_mode(settings),
         "bootstrap": settings.kafka_bootstrap_servers,
         "model_version": bench.model["version"],
+        "run": bench.run,
         "load_avg_1m_start": load_start,
         "cpus": os.cpu_count(),
         "contenders": {},
     }
     measured_topics: dict[str, dict[str, str]] = {}
-    for kind in chosen:
-        if kind == "worker2":
-            figures, topics = scaling_phase(bench)
-        else:
-            figures, topics = single_phase(bench, kind, rate, latency_s, quix_python)
-        result["contenders"][kind] = figures
-        measured_topics[kind] = topics
-        print(
-            f"{LABELS[kind]:>10}: {figures['eps'] or 0:>10,.0f} events/s scored, end to end (first event sent to "
-            f"last score read: {figures['scored']}/{events} in {figures['seconds']:.2f} s, load avg "
-            f"{figures['load_avg']['start']} -> {figures['load_avg']['end']})",
-            file=sys.stderr,
-        )
-    c = result["contenders"]
-    ref = "worker" if "worker" in measured_topics else next(iter(measured_topics))
-    fastest = max((f["eps"] or 0.0) for f in c.values())
-    collector = read_rate(bench.conf, measured_topics[ref]["out"], events)
-    collector["headroom"] = round(collector["eps"] / fastest, 1) if collector["eps"] and fastest else None
-    result["collector"] = collector
-    result.update(_floors(bench, profile, src, measured_topics[ref]))
+    try:
+        for kind in chosen:
+            if kind == "worker2":
+                figures, topics = scaling_phase(bench)
+            else:
+                figures, topics = single_phase(bench, kind, rate, latency_s, quix_python)
+            result["contenders"][kind] = figures
+            measured_topics[kind] = topics
+            print(
+                f"{LABELS[kind]:>10}: {figures['eps'] or 0:>10,.0f} events/s scored, end to end (first event sent to "
+                f"last score read: {figures['scored']}/{events} in {figures['seconds']:.2f} s, load avg "
+                f"{figures['load_avg']['start']} -> {figures['load_avg']['end']})",
+                file=sys.stderr,
+            )
+        c = result["contenders"]
+        ref = "worker" if "worker" in measured_topics else next(iter(measured_topics))
+        fastest = max((f["eps"] or 0.0) for f in c.values())
+        collector = read_rate(bench.conf, measured_topics[ref]["out"], events)
+        collector["headroom"] = round(collector["eps"] / fastest, 1) if collector["eps"] and fastest else None
+        result["collector"] = collector
+        result.update(_floors(bench, profile, src, measured_topics[ref]))
+    finally:
+        bench.drop_topics()  # an in-memory broker would keep every event of the run
 
     def eps(kind: str) -> float | None:
         return c.get(kind, {}).get("eps")
@@ -300,16 +305,24 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         f"{result['model_version']}, broker {result['broker_mode']}, cores={result['cpus']} "
         f"load_avg={result['load_avg']['start']} -> {result['load_avg']['end']}"
     )
-    out(f"{'contender':<18} {'events/s':>10} {'worker/this':>11} {'bench CPU':>9}   load avg start -> end")
+    out(
+        f"{'contender':<18} {'events/s':>10} {'worker/this':>11} {'bench CPU':>9} {'its CPU':>7} {'machine':>7}"
+        "   load avg start -> end"
+    )
     for kind, figures in c.items():
         ratio = (result["worker_eps"] / figures["eps"]) if result["worker_eps"] and figures["eps"] else None
         # Cores the bench's own producer and collector used while this contender ran.
         client = figures["client_cpu_s"] / figures["seconds"] if figures["seconds"] else None
         note = f"   (scaling {result['scaling']}x)" if kind == "worker2" and result["scaling"] else ""
         out(
-            f"{LABELS[kind]:<18} {_fmt(figures['eps'], ',.0f'):>10} {_fmt(ratio):>10}x {_fmt(client):>9}   "
+            f"{LABELS[kind]:<18} {_fmt(figures['eps'], ',.0f'):>10} {_fmt(ratio):>10}x {_fmt(client):>9} "
+            f"{_fmt(figures.get('contender_cores')):>7} {_fmt(figures.get('machine_cores')):>7}   "
             f"{figures['load_avg']['start']} -> {figures['load_avg']['end']}{note}"
         )
+    out(
+        "cores used over each measured phase: bench CPU = the bench's producer and collector, its CPU = the "
+        "contender's processes, machine = every busy core (broker included)"
+    )
     if "p50_ms" in c.get("worker", {}):
         w = c["worker"]
         out(

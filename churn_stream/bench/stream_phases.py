@@ -8,6 +8,7 @@ RSS), :func:`scaling_phase` two workers in one consumer group.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from plumbing.settings import Settings
 from schemas.namespace import Namespace
 from schemas.profiles import DatasetProfile
 from schemas.registry import CHAMPION
+
+logger = logging.getLogger(__name__)
 
 #: Events sent (and waited for) before timing, so group joins and model loads are not timed.
 WARMUP_EVENTS = 200
@@ -164,6 +167,7 @@ class Bench:
         ensure_topics(settings)
         self.pipeline_path, self.model = _champion(settings, self.work / "model", profile, source)
         self.base = csv_to_customer_events(source, profile.name)
+        self.created: list[str] = []
 
     def records(self, n: int) -> list[tuple[bytes, bytes]]:
         """``n`` fresh events (keys and values), each with an event id never sent before."""
@@ -181,7 +185,29 @@ class Bench:
             "dlq": f"{self.ns.customers_dlq}{suffix}",
         }
         asyncio.run(_create_topics(self.settings, list(topics.values()), partitions or self.settings.topic_partitions))
+        self.created += [t for t in topics.values() if t not in self.created]
         return topics
+
+    def drop_topics(self) -> None:
+        """Delete the run's topics, those its contenders made included.
+
+        Every name with ``bench-<run>-`` in it: those :meth:`topics` created, the worker's
+        drift topic, Faust's internal ones. A failed deletion is logged, not raised.
+        """
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(self.conf)  # kept referenced: its futures fail once it is destroyed
+        mark = f"bench-{self.run}-"
+        names = set(self.created) | {t for t in admin.list_topics(timeout=10).topics if mark in t}
+        if not names:
+            return
+        futures = admin.delete_topics(sorted(names), operation_timeout=30)
+        for topic, future in futures.items():
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - a leftover topic must not hide the run's figures
+                logger.warning("bench topic not deleted topic=%s error=%s", topic, exc)
+        self.created = []
 
     def warm(self, kind: str, topics: dict[str, str], procs: Sequence[subprocess.Popen], log: Path) -> None:
         """Send :data:`WARMUP_EVENTS` events and wait for their scores.
@@ -197,22 +223,44 @@ class Bench:
         if warm["scored"] < warm["events"] or any(p.poll() is not None for p in procs):
             raise RuntimeError(f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); see {log}")
 
-    def timed(self, topics: dict[str, str]) -> dict[str, Any]:
+    def timed(self, topics: dict[str, str], procs: Sequence[subprocess.Popen] = ()) -> dict[str, Any]:
         """The measured phase: :attr:`events` events sent, every score read back.
+
+        Parameters
+        ----------
+        topics : dict of str to str
+        procs : sequence of subprocess.Popen
+            The contender's processes, whose CPU time is measured over the phase.
 
         Returns
         -------
         dict
             ``eps``, ``scored``, ``duplicates``, ``seconds``, ``produce_s``, ``client_cpu_s``,
-            ``load_avg`` (``start`` and ``end``) and ``load_avg_1m`` (their maximum).
+            ``load_avg`` (``start`` and ``end``) and ``load_avg_1m`` (their maximum),
+            ``contender_cores`` (CPU seconds of ``procs`` per second of the phase) and
+            ``machine_cores`` (busy CPU seconds of the whole machine per second: the broker,
+            the bench's clients and anything else running included).
         """
+        import psutil
+
         from churn_stream.bench.stream_collect import produce_and_collect
 
         records = self.records(self.events)
         load_start = load_1m()
+        watched = [psutil.Process(p.pid) for p in procs]
+        cpu0 = [_cpu_s(w) for w in watched]
+        machine0 = psutil.cpu_times()
+        wall0 = time.perf_counter()
         got = produce_and_collect(self.conf, topics["in"], topics["out"], records, timeout_s=PHASE_TIMEOUT_S)
+        wall = time.perf_counter() - wall0
+        machine1 = psutil.cpu_times()
+        contender_s = sum(_cpu_s(w) - c for w, c in zip(watched, cpu0))
         load_end = load_1m()
+        total = sum(machine1) - sum(machine0)
+        idle = (machine1.idle + machine1.iowait) - (machine0.idle + machine0.iowait)
         return {
+            "contender_cores": round(contender_s / wall, 2) if procs and wall > 0 else None,
+            "machine_cores": round((total - idle) / total * (psutil.cpu_count() or 1), 2) if total > 0 else None,
             "eps": round(got["scored"] / got["seconds"], 1) if got["seconds"] > 0 else None,
             "scored": got["scored"],
             "duplicates": got["duplicates"],
@@ -222,6 +270,17 @@ class Bench:
             "load_avg": {"start": load_start, "end": load_end},
             "load_avg_1m": max(load_start, load_end),
         }
+
+
+def _cpu_s(proc: Any) -> float:
+    """User + system CPU seconds of a process (all its threads), 0 once it is gone."""
+    import psutil
+
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system
 
 
 def single_phase(
@@ -269,7 +328,7 @@ def single_phase(
             wait_worker_ready(csettings, proc, timeout_s=120)
         bench.warm(kind, topics, [proc], log_path)
         before = scrape_worker(port) if kind == "worker" else None
-        figures = bench.timed(topics)
+        figures = bench.timed(topics, [proc])
         if kind == "worker":
             time.sleep(STAGE_SETTLE_S)  # the last batch's commit lands in the window
             after = scrape_worker(port)
@@ -352,7 +411,7 @@ def scaling_phase(bench: Bench) -> tuple[dict[str, Any], dict[str, str]]:
             if all(b and b["events_in"] for b in before):
                 break
             time.sleep(2.0)
-        figures = bench.timed(topics)
+        figures = bench.timed(topics, procs)
         time.sleep(STAGE_SETTLE_S)
         after = [scrape_worker(p) for p in ports]
         figures["events_in_by_worker"] = [

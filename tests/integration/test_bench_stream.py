@@ -58,6 +58,9 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
         figures = saved["contenders"][kind]
         assert figures["scored"] == EVENTS, kind  # no loss
         assert figures["eps"] > 0, kind
+        # CPU over the phase: the contender's own processes, within what the whole machine used.
+        assert 0 < figures["contender_cores"] <= figures["machine_cores"] + 0.05, (kind, figures)
+        assert figures["machine_cores"] <= saved["cpus"] + 0.05, (kind, figures)
         assert figures["load_avg"]["start"] >= 0 and figures["load_avg"]["end"] >= 0, kind
     if not quix_python:
         assert saved["quix_eps"] is None and saved["ratio_vs_quix"] is None
@@ -75,7 +78,9 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     assert saved["worker_rss_mb"] > 50  # a Python worker with numpy and a model: tens of MiB at least
     # Stage figures: every stage named; None until the worker exposes churn_worker_stage_seconds.
     assert sorted(saved["stage_us"]) == sorted(WORKER_STAGES)  # the JSON has its keys sorted
-    assert all(v is None or v >= 0 for v in saved["stage_us"].values())
+    # The worker's stage counter is read: every stage cost something per event.
+    assert all(v is not None and v > 0 for v in saved["stage_us"].values()), saved["stage_us"]
+    assert saved["contenders"]["worker"]["stage_counter"] is True
     assert sorted(saved["floor_us"]) == sorted(WORKER_STAGES)
     for stage, floor in saved["floor_us"].items():
         if stage == "reasons" and floor is None:
@@ -84,4 +89,11 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     assert saved["collector"]["records"] >= EVENTS and saved["collector"]["eps"] > 0
     assert saved["load_avg"]["start"] >= 0 and saved["load_avg"]["end"] >= 0
     assert result["worker_eps"] == saved["worker_eps"]
+    # The run's topics are deleted at its end: an in-memory broker would hold every event otherwise.
+    from confluent_kafka.admin import AdminClient
+
+    from churn_stream.bench.stream_collect import rdkafka_config
+
+    left = AdminClient(rdkafka_config(stack_settings)).list_topics(timeout=10).topics
+    assert not [t for t in left if f"bench-{saved['run']}-" in t]
     assert isinstance(saved["busy"], bool)  # flags a run on a loaded machine
