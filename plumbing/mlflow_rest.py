@@ -115,7 +115,8 @@ def download_run_artifact(tracking_uri: str, artifact_uri: str, dst_dir: Path) -
     ----------
     tracking_uri : str
     artifact_uri : str
-        ``runs:/<run_id>/<path>``.
+        ``runs:/<run_id>/<path>`` (through the REST API when the run's store is proxied);
+        any other URI the ``mlflow`` client reads (``file:``, ``s3:``...) goes through it.
     dst_dir : Path
         Created when missing.
 
@@ -126,13 +127,13 @@ def download_run_artifact(tracking_uri: str, artifact_uri: str, dst_dir: Path) -
     Raises
     ------
     ValueError
-        If ``artifact_uri`` is not a ``runs:/`` URI.
+        If a ``runs:/`` URI names no run or no path.
     MlflowRestError
         The run or the file does not exist, or MLflow could not be asked.
     """
     parsed = urlparse(artifact_uri)
-    if parsed.scheme != "runs":
-        raise ValueError(f"artifact_uri: expected runs:/<run_id>/<path>, got {artifact_uri!r}")
+    if parsed.scheme != "runs":  # file:, s3:... : the mlflow client knows every store
+        return _mlflow_download(tracking_uri, artifact_uri, dst_dir)
     run_id, _, path = (parsed.netloc + parsed.path).lstrip("/").partition("/")
     if not run_id or not path:
         raise ValueError(f"artifact_uri: expected runs:/<run_id>/<path>, got {artifact_uri!r}")
@@ -142,15 +143,8 @@ def download_run_artifact(tracking_uri: str, artifact_uri: str, dst_dir: Path) -
         run = _get_json(client, "/api/2.0/mlflow/runs/get", {"run_id": run_id})
         root = run.get("run", {}).get("info", {}).get("artifact_uri", "")
         store = urlparse(root)
-        if store.scheme != "mlflow-artifacts":
-            # Not proxied by the server (s3://, file:...): the mlflow client knows every store.
-            import mlflow.artifacts
-
-            return Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=artifact_uri, dst_path=str(dst_dir), tracking_uri=tracking_uri
-                )
-            )
+        if store.scheme != "mlflow-artifacts":  # not proxied by the server (s3://, file:...)
+            return _mlflow_download(tracking_uri, artifact_uri, dst_dir)
         remote = f"{store.path.strip('/')}/{path.strip('/')}"
         url = f"/api/2.0/mlflow-artifacts/artifacts/{quote(remote)}"
         try:
@@ -164,3 +158,11 @@ def download_run_artifact(tracking_uri: str, artifact_uri: str, dst_dir: Path) -
         except httpx.HTTPError as exc:
             raise MlflowRestError("UNREACHABLE", f"{type(exc).__name__}: {exc}"[:300]) from exc
     return local
+
+
+def _mlflow_download(tracking_uri: str, artifact_uri: str, dst_dir: Path) -> Path:
+    import mlflow.artifacts
+
+    return Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst_dir), tracking_uri=tracking_uri)
+    )
