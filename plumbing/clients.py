@@ -97,6 +97,16 @@ class KafkaSecurity:
     sasl_password: str = field(default="", repr=False)
 
 
+def _security_protocol(settings: Settings) -> str:
+    protocol = settings.kafka_security_protocol.strip().upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ValueError(
+            f"KAFKA_SECURITY_PROTOCOL: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+            f"got {settings.kafka_security_protocol!r}"
+        )
+    return protocol
+
+
 def kafka_security(settings: Settings) -> KafkaSecurity:
     """Validate the Kafka security settings and build the SSL context they ask for.
 
@@ -115,12 +125,7 @@ def kafka_security(settings: Settings) -> KafkaSecurity:
     ValueError
         If ``KAFKA_SECURITY_PROTOCOL`` is not one of :data:`KAFKA_SECURITY_PROTOCOLS`.
     """
-    protocol = settings.kafka_security_protocol.strip().upper()
-    if protocol not in KAFKA_SECURITY_PROTOCOLS:
-        raise ValueError(
-            f"KAFKA_SECURITY_PROTOCOL: expected one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
-            f"got {settings.kafka_security_protocol!r}"
-        )
+    protocol = _security_protocol(settings)
     if protocol == "PLAINTEXT":
         return KafkaSecurity()
     ssl_context = None
@@ -171,10 +176,10 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
 def rdkafka_config(settings: Settings) -> dict[str, str]:
     """Connection properties shared by every librdkafka (``confluent_kafka``) client.
 
-    The same reading of the ``KAFKA_*`` security settings as :func:`kafka_kwargs`
-    (:func:`kafka_security`), in librdkafka's property names: ``bootstrap.servers``, and
-    for other protocols ``security.protocol``, ``ssl.ca.location`` (``KAFKA_SSL_CAFILE``;
-    librdkafka's default store otherwise), ``sasl.mechanisms``, ``sasl.username`` and
+    The same reading of the ``KAFKA_*`` security settings as :func:`kafka_security`, in
+    librdkafka's property names: ``bootstrap.servers``, and for other protocols
+    ``security.protocol``, ``ssl.ca.location`` (``KAFKA_SSL_CAFILE``; librdkafka's default
+    store otherwise), ``sasl.mechanism`` (``PLAIN`` when empty), ``sasl.username`` and
     ``sasl.password``. The result holds the SASL password: never log it.
 
     Parameters
@@ -192,17 +197,17 @@ def rdkafka_config(settings: Settings) -> dict[str, str]:
     ValueError
         If ``KAFKA_SECURITY_PROTOCOL`` is not one of :data:`KAFKA_SECURITY_PROTOCOLS`.
     """
-    security = kafka_security(settings)
+    protocol = _security_protocol(settings)  # librdkafka reads the CA file itself: no SSL context here
     config = {"bootstrap.servers": settings.kafka_bootstrap_servers}
-    if security.protocol == "PLAINTEXT":
+    if protocol == "PLAINTEXT":
         return config
-    config["security.protocol"] = security.protocol
-    if security.ssl_context is not None and settings.kafka_ssl_cafile:
-        config["ssl.ca.location"] = settings.kafka_ssl_cafile
-    if security.sasl_mechanism is not None:
-        config["sasl.mechanisms"] = security.sasl_mechanism
-        config["sasl.username"] = security.sasl_username
-        config["sasl.password"] = security.sasl_password
+    config["security.protocol"] = protocol
+    if protocol in ("SSL", "SASL_SSL") and settings.kafka_ssl_cafile:
+        config["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    if protocol.startswith("SASL_"):
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism.strip().upper() or "PLAIN"
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = settings.kafka_sasl_password
     return config
 
 

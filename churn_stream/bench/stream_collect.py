@@ -18,40 +18,10 @@ from typing import Any
 
 import orjson
 
-from plumbing.settings import Settings
-
 #: Records the collector takes per ``consume`` call.
 COLLECT_BATCH = 10_000
 #: Seconds the collector waits per ``consume`` call when nothing is there.
 COLLECT_WAIT_S = 0.1
-
-
-def rdkafka_config(settings: Settings) -> dict[str, Any]:
-    """librdkafka connection properties of ``settings`` (the ``KAFKA_*`` security ones included).
-
-    Parameters
-    ----------
-    settings : Settings
-
-    Returns
-    -------
-    dict
-        ``bootstrap.servers`` and, unless ``PLAINTEXT``, ``security.protocol``,
-        ``ssl.ca.location``, ``sasl.mechanism``, ``sasl.username``, ``sasl.password``.
-        It may hold the SASL password: never log it.
-    """
-    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
-    protocol = settings.kafka_security_protocol.strip().upper()
-    if protocol == "PLAINTEXT":
-        return conf
-    conf["security.protocol"] = protocol
-    if protocol in ("SSL", "SASL_SSL") and settings.kafka_ssl_cafile:
-        conf["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
-    if protocol.startswith("SASL_"):
-        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism.strip().upper() or "PLAIN"
-        conf["sasl.username"] = settings.kafka_sasl_username
-        conf["sasl.password"] = settings.kafka_sasl_password
-    return conf
 
 
 def _consumer(conf: dict[str, Any], topic: str, *, from_start: bool) -> Any:
@@ -97,7 +67,7 @@ def produce_and_collect(
     Parameters
     ----------
     conf : dict
-        :func:`rdkafka_config`.
+        :func:`plumbing.clients.rdkafka_config`.
     in_topic, out_topic : str
     records : sequence of (bytes, bytes)
         Keys and customer event values.
@@ -223,7 +193,7 @@ def read_rate(conf: dict[str, Any], topic: str, records: int, timeout_s: float =
     Parameters
     ----------
     conf : dict
-        :func:`rdkafka_config`.
+        :func:`plumbing.clients.rdkafka_config`.
     topic : str
         A scores topic holding at least ``records`` records.
     records : int

@@ -154,9 +154,8 @@ class Bench:
     """
 
     def __init__(self, settings: Settings, profile: DatasetProfile, source: Path, events: int) -> None:
-        from churn_stream.bench.stream_collect import rdkafka_config
         from churn_stream.produce import csv_to_customer_events
-        from plumbing.clients import ensure_topics
+        from plumbing.clients import ensure_topics, rdkafka_config
 
         self.settings = settings
         self.conf = rdkafka_config(settings)

@@ -137,7 +137,7 @@ def fetch_commit_floor(conf: dict[str, Any], topic: str, records: int, timeout_s
     Parameters
     ----------
     conf : dict
-        librdkafka connection properties (:func:`churn_stream.bench.stream_collect.rdkafka_config`).
+        librdkafka connection properties (:func:`plumbing.clients.rdkafka_config`).
     topic : str
         An input topic holding at least ``records`` records.
     records : int

@@ -5,18 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
-from prometheus_client import Counter
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from churn_stream.bench.stream import CONTENDERS, chosen_contenders
-from churn_stream.bench.stream_collect import rdkafka_config
 from churn_stream.bench.stream_stages import (
-    STAGE_COUNTER,
     WORKER_STAGES,
     parse_worker_counters,
     peak_rss_mb,
     stage_deltas,
 )
-from plumbing.settings import Settings
 from stream_app.metrics import WorkerMetrics
 
 #: A worker's ``/metrics`` (prometheus_client 0.x text format) with the stage counter, trimmed to the
@@ -79,26 +76,26 @@ def test_stage_seconds_per_event_from_two_scrapes():
     assert us["validate"] == us["encode"] == 0.0  # unchanged counters: no time, not "missing"
 
 
-def test_stage_counter_as_prometheus_client_renders_it():
-    metrics = WorkerMetrics()
-    stages = Counter(STAGE_COUNTER, "Seconds the worker spent per stage.", ["stage"], registry=metrics.registry)
+def test_stage_counter_as_the_worker_renders_it():
+    metrics = WorkerMetrics()  # the worker's registry: every stage's series exists from the start
     before = parse_worker_counters(metrics.render().decode())
     metrics.events_in.inc(500)
-    stages.labels(stage="predict").inc(0.001)
-    stages.labels(stage="fetch").inc(0.0005)
+    metrics.record_stages({"predict": 0.001, "fetch": 0.0005})
 
     after = parse_worker_counters(metrics.render().decode())
     us = stage_deltas(before, after)
 
-    assert us["predict"] == pytest.approx(2.0) and us["fetch"] == pytest.approx(1.0)  # from 0: new series
-    assert us["decode"] is None  # never incremented, so never rendered
+    assert set(before["stages"]) == set(WORKER_STAGES)
+    assert us["predict"] == pytest.approx(2.0) and us["fetch"] == pytest.approx(1.0)
+    assert us["decode"] == 0.0  # rendered at 0: no time spent, not "missing"
 
 
 def test_worker_without_stage_counter_gives_none_for_every_stage():
-    metrics = WorkerMetrics()  # today's worker: events counted, no stage counter
-    before = parse_worker_counters(metrics.render().decode())
-    metrics.events_in.inc(100)
-    after = parse_worker_counters(metrics.render().decode())
+    registry = CollectorRegistry()  # an older worker: events counted, no stage counter
+    events_in = Counter("churn_events_in", "Customer events consumed.", registry=registry)
+    before = parse_worker_counters(generate_latest(registry).decode())
+    events_in.inc(100)
+    after = parse_worker_counters(generate_latest(registry).decode())
 
     assert after["events_in"] == 100.0 and after["stages"] == {}
     assert stage_deltas(before, after) == dict.fromkeys(WORKER_STAGES)
@@ -121,26 +118,6 @@ def test_contenders_default_subset_and_errors():
         chosen_contenders(["worker", "flink"], None, "telco")
     with pytest.raises(ValueError, match="none of relay runs on retail"):
         chosen_contenders(["relay"], None, "retail")
-
-
-def test_rdkafka_config_translates_the_kafka_security_settings():
-    plain = Settings().with_overrides(kafka_bootstrap_servers="b:9092")
-    assert rdkafka_config(plain) == {"bootstrap.servers": "b:9092"}
-    secure = plain.with_overrides(
-        kafka_security_protocol="sasl_ssl",
-        kafka_ssl_cafile="/ca.pem",
-        kafka_sasl_mechanism="scram-sha-512",
-        kafka_sasl_username="u",
-        kafka_sasl_password="p",
-    )
-    assert rdkafka_config(secure) == {
-        "bootstrap.servers": "b:9092",
-        "security.protocol": "SASL_SSL",
-        "ssl.ca.location": "/ca.pem",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "u",
-        "sasl.password": "p",
-    }
 
 
 def test_peak_rss_of_this_process():

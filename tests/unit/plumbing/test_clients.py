@@ -68,3 +68,27 @@ def test_unknown_protocol_is_refused_by_both_paths(protocol):
 
 def test_password_stays_out_of_the_repr():
     assert PASSWORD not in repr(kafka_security(_settings("SASL_PLAINTEXT", "PLAIN")))
+
+
+def test_rdkafka_config_translates_the_kafka_security_settings():
+    from plumbing.clients import rdkafka_config
+
+    plain = Settings().with_overrides(kafka_bootstrap_servers="b:9092")
+    assert rdkafka_config(plain) == {"bootstrap.servers": "b:9092"}
+    secure = plain.with_overrides(
+        kafka_security_protocol="sasl_ssl",
+        kafka_ssl_cafile="/ca.pem",
+        kafka_sasl_mechanism="scram-sha-512",
+        kafka_sasl_username="u",
+        kafka_sasl_password="p",
+    )
+    assert rdkafka_config(secure) == {
+        "bootstrap.servers": "b:9092",
+        "security.protocol": "SASL_SSL",
+        "ssl.ca.location": "/ca.pem",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "u",
+        "sasl.password": "p",
+    }
+    with pytest.raises(ValueError, match="KAFKA_SECURITY_PROTOCOL"):
+        rdkafka_config(plain.with_overrides(kafka_security_protocol="tls"))
