@@ -173,7 +173,7 @@ def kafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def rdkafka_config(settings: Settings) -> dict[str, str]:
+def rdkafka_config(settings: Settings) -> dict[str, Any]:
     """Connection properties shared by every librdkafka (``confluent_kafka``) client.
 
     The same reading of the ``KAFKA_*`` security settings as :func:`kafka_security`, in
@@ -198,7 +198,7 @@ def rdkafka_config(settings: Settings) -> dict[str, str]:
         If ``KAFKA_SECURITY_PROTOCOL`` is not one of :data:`KAFKA_SECURITY_PROTOCOLS`.
     """
     protocol = _security_protocol(settings)  # librdkafka reads the CA file itself: no SSL context here
-    config = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
     if protocol == "PLAINTEXT":
         return config
     config["security.protocol"] = protocol
