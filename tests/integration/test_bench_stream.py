@@ -92,7 +92,7 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     # The run's topics are deleted at its end: an in-memory broker would hold every event otherwise.
     from confluent_kafka.admin import AdminClient
 
-    from churn_stream.bench.stream_collect import rdkafka_config
+    from plumbing.clients import rdkafka_config
 
     left = AdminClient(rdkafka_config(stack_settings)).list_topics(timeout=10).topics
     assert not [t for t in left if f"bench-{saved['run']}-" in t]
