@@ -30,7 +30,8 @@ produces every event and reads the scores back from the output topic:
 ``events / (last score read - first event sent)``. A second, rate-limited phase
 (worker only) sends ``rate`` events/s for ``latency_s`` seconds and measures, per
 event, ``event_time`` -> the score record's timestamp (set when the worker's
-producer appends it) and -> the moment the bench reads it.
+producer appends it) and -> the moment the bench reads it. Meanwhile the champion is moved to a copy of its version and back, each move announced, and each
+hot reload timed (:mod:`churn_stream.bench.stream_reload`).
 
 The bench's own producer and collector are librdkafka clients
 (:mod:`churn_stream.bench.stream_collect`); after the contenders, the collector reads one
@@ -156,6 +157,7 @@ def run_bench_stream(
     source: str | Path | None = None,
     contenders: Sequence[str] | None = None,
     quix_python: str | None = None,
+    reload: bool = True,
 ) -> dict[str, Any]:
     """Measure the contenders in one run; print the tables and return (and optionally save) the figures.
 
@@ -181,6 +183,9 @@ def run_bench_stream(
     quix_python : str, optional
         Python interpreter of a virtualenv with quixstreams (:mod:`churn_stream.bench.stream_quix`);
         without it there is no ``quix`` contender (``quix_eps`` is None).
+    reload : bool, default True
+        Swap the data set's champion to a copy and back during the latency phase and time
+        both hot reloads (:mod:`churn_stream.bench.stream_reload`); needs ``latency_s`` > 0.
 
     Returns
     -------
@@ -188,7 +193,8 @@ def run_bench_stream(
         ``worker_eps``, ``naive_eps``, ``relay_eps``, ``librdkafka_relay_eps``, ``quix_eps``,
         ``worker2_eps`` (events/s; None for a contender not run), ``ratio_vs_relay``,
         ``ratio_vs_librdkafka``, ``ratio_vs_naive``, ``ratio_vs_quix`` (worker / contender),
-        ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms``, ``load_avg`` (1-minute, run
+        ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms``, ``reload_s`` (the slower of the
+        two hot reloads, seconds; None without ``reload``), ``reloads``, ``load_avg`` (1-minute, run
         ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
         None where not measured), ``worker_rss_mb``, ``collector``, ``run`` (the id in the run's
         topic and group names; its topics are deleted at the end) and figures per contender.
@@ -223,7 +229,7 @@ def run_bench_stream(
             if kind == "worker2":
                 figures, topics = scaling_phase(bench)
             else:
-                figures, topics = single_phase(bench, kind, rate, latency_s, quix_python)
+                figures, topics = single_phase(bench, kind, rate, latency_s, quix_python, reload=reload)
             result["contenders"][kind] = figures
             measured_topics[kind] = topics
             print(
@@ -264,6 +270,8 @@ def run_bench_stream(
             "scaling": ratio(eps("worker2"), eps("worker")),
             "p50_ms": worker.get("p50_ms"),
             "p99_ms": worker.get("p99_ms"),
+            "reloads": worker.get("reloads"),
+            "reload_s": _slowest_reload(worker.get("reloads")),
             "stage_us": worker.get("stage_us", stage_deltas(None, None)),
             "worker_rss_mb": worker.get("rss_mb"),
             "load_avg_1m_end": load_1m(),
@@ -287,6 +295,13 @@ def run_bench_stream(
     if json_path is not None:
         Path(json_path).write_text(line + "\n")
     return result
+
+
+def _slowest_reload(reloads: list[dict[str, Any]] | None) -> float | None:
+    """The slower of the measured hot reloads, seconds (None if any swap was not seen served)."""
+    if not reloads or any(r["reload_s"] is None for r in reloads):
+        return None
+    return max(r["reload_s"] for r in reloads)
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -328,6 +343,17 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         out(
             f"latency (worker, {rate:.0f} events/s): p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms, load avg "
             f"{w['latency_load_avg']['start']} -> {w['latency_load_avg']['end']}"
+        )
+    if c.get("worker", {}).get("reloads") is not None:
+        swaps = ", ".join(
+            f"v{r['from']} -> v{r['to']} {_fmt(r['reload_s'], '.3f')} s (first score by v{r['to']} at "
+            f"{_fmt(r['first_new_s'], '.3f')} s)"
+            for r in c["worker"]["reloads"]
+        )
+        error = c["worker"].get("reload_error")
+        out(
+            f"hot reload (alias moved and announced, to the last score by the previous version): {swaps or '-'}"
+            + (f"; swap failed: {error}" if error else "")
         )
     col = result["collector"]
     out(

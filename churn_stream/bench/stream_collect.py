@@ -85,7 +85,8 @@ def produce_and_collect(
         (first event sent -> last new score read), ``produce_s``, ``client_cpu_s`` (this
         process's CPU seconds over the phase, every thread), and with ``stamp_times``
         ``lat_ts`` (score record timestamp - event time) and ``lat_read`` (read - event
-        time), seconds.
+        time), seconds, and ``score_versions`` (score record timestamp in seconds and the
+        score's ``model_version``, one pair per score in read order).
 
     Raises
     ------
@@ -143,6 +144,7 @@ def produce_and_collect(
     duplicates = 0
     lat_ts: list[float] = []
     lat_read: list[float] = []
+    versions: list[tuple[float, str]] = []
     loads = orjson.loads
     cpu0 = time.process_time()
     t_start = time.time()
@@ -168,8 +170,10 @@ def produce_and_collect(
                 t_last = now
                 if stamp_times:
                     et = datetime.fromisoformat(doc["event_time"]).timestamp()
-                    lat_ts.append(m.timestamp()[1] / 1000.0 - et)
+                    ts = m.timestamp()[1] / 1000.0
+                    lat_ts.append(ts - et)
                     lat_read.append(now - et)
+                    versions.append((ts, doc["model_version"]))
         sender.join(max(1.0, deadline - time.monotonic()))
     finally:
         consumer.close()
@@ -184,6 +188,7 @@ def produce_and_collect(
         "client_cpu_s": time.process_time() - cpu0,
         "lat_ts": lat_ts,
         "lat_read": lat_read,
+        "score_versions": versions,
     }
 
 

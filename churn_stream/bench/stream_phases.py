@@ -282,8 +282,72 @@ def _cpu_s(proc: Any) -> float:
     return t.user + t.system
 
 
+def _serves(port: int, version: str) -> bool:
+    """True when the worker on ``127.0.0.1:port`` reports ``version`` as its champion on ``/health``."""
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("model_version") == version
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def _latency_phase(
+    bench: Bench, topics: dict[str, str], port: int, rate: float, latency_s: float, reload: bool
+) -> dict[str, Any]:
+    """``rate`` events/s for ``latency_s`` seconds to the worker on ``port``; per event, sent -> scored.
+
+    With ``reload``, the champion is swapped to a copy and back meanwhile
+    (:mod:`churn_stream.bench.stream_reload`). Returns the latency figures of
+    :func:`single_phase` (none when ``latency_s`` is 0).
+    """
+    from churn_stream.bench.stream_collect import produce_and_collect
+
+    if latency_s <= 0:
+        return {}
+    n = int(rate * latency_s)
+    records = bench.records(n)
+    load_start = load_1m()
+    figures: dict[str, Any] = {}
+    swap = swapper = None
+    if reload:
+        from churn_stream.bench.stream_reload import ChampionSwap, start_swaps
+
+        swap = ChampionSwap(
+            bench.settings, bench.model["name"], bench.model["version"], bench.ns.model_updated, bench.run
+        )
+        swapper = start_swaps(swap, latency_s, lambda v: _serves(port, v))
+    try:
+        lat = produce_and_collect(
+            bench.conf, topics["in"], topics["out"], records, rate=rate, stamp_times=True, timeout_s=latency_s + 120
+        )
+    finally:
+        if swap is not None and swapper is not None:
+            swapper.join()
+            swap.restore()
+    if swap is not None:
+        from churn_stream.bench.stream_reload import reload_figures
+
+        figures["reloads"] = reload_figures(swap.announced, lat["score_versions"])
+        figures["reload_error"] = swap.error
+    figures.update(
+        {
+            "latency_events": n,
+            "latency_scored": lat["scored"],
+            "rate_eps": rate,
+            "p50_ms": _percentile_ms(lat["lat_ts"], 50),
+            "p99_ms": _percentile_ms(lat["lat_ts"], 99),
+            "read_p50_ms": _percentile_ms(lat["lat_read"], 50),
+            "read_p99_ms": _percentile_ms(lat["lat_read"], 99),
+            "latency_load_avg": {"start": load_start, "end": load_1m()},
+            "latency_load_avg_1m": load_1m(),
+        }
+    )
+    return figures
+
+
 def single_phase(
-    bench: Bench, kind: str, rate: float, latency_s: float, quix_python: str | None
+    bench: Bench, kind: str, rate: float, latency_s: float, quix_python: str | None, reload: bool = False
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """One contender process on its own topics: warm-up, measured phase, and the worker's extras.
 
@@ -298,17 +362,21 @@ def single_phase(
         Duration of the latency phase (0 skips it).
     quix_python : str, optional
         Interpreter of the Quix contender.
+    reload : bool, default False
+        Swap the champion twice during the worker's latency phase
+        (:mod:`churn_stream.bench.stream_reload`) and time each hot reload.
 
     Returns
     -------
     figures : dict
         :meth:`Bench.timed`'s, plus for the worker ``stage_us`` (by stage, None without the
-        stage counter), ``stage_counter``, ``rss_mb`` (peak RSS, MiB) and the latency figures
-        (``p50_ms``, ``p99_ms`` ...); ``batch`` for the relays.
+        stage counter), ``stage_counter``, ``rss_mb`` (peak RSS, MiB), the latency figures
+        (``p50_ms``, ``p99_ms`` ...) and with ``reload`` ``reloads``
+        (:func:`~churn_stream.bench.stream_reload.reload_figures`) and ``reload_error``;
+        ``batch`` for the relays.
     topics : dict
         The contender's topics by role.
     """
-    from churn_stream.bench.stream_collect import produce_and_collect
     from churn_stream.bench.stream_stages import peak_rss_mb, scrape_worker, stage_deltas
     from churn_stream.demo import stop_worker, wait_worker_ready
     from churn_stream.stack import LocalStack
@@ -333,31 +401,7 @@ def single_phase(
             after = scrape_worker(port)
             figures["stage_us"] = stage_deltas(before, after)
             figures["stage_counter"] = bool(after and after["stages"])
-            if latency_s > 0:
-                n = int(rate * latency_s)
-                load_start = load_1m()
-                lat = produce_and_collect(
-                    bench.conf,
-                    topics["in"],
-                    topics["out"],
-                    bench.records(n),
-                    rate=rate,
-                    stamp_times=True,
-                    timeout_s=latency_s + 120,
-                )
-                figures.update(
-                    {
-                        "latency_events": n,
-                        "latency_scored": lat["scored"],
-                        "rate_eps": rate,
-                        "p50_ms": _percentile_ms(lat["lat_ts"], 50),
-                        "p99_ms": _percentile_ms(lat["lat_ts"], 99),
-                        "read_p50_ms": _percentile_ms(lat["lat_read"], 50),
-                        "read_p99_ms": _percentile_ms(lat["lat_read"], 99),
-                        "latency_load_avg": {"start": load_start, "end": load_1m()},
-                        "latency_load_avg_1m": load_1m(),
-                    }
-                )
+            figures.update(_latency_phase(bench, topics, port, rate, latency_s, reload))
             figures["rss_mb"] = peak_rss_mb(proc.pid)  # VmHWM, just before the worker stops
     finally:
         if kind == "worker":

@@ -129,6 +129,13 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
     default=None,
     help="Python of a virtualenv with quixstreams, numpy, orjson and pyyaml: adds the Quix Streams contender.",
 )
+@click.option(
+    "--reload/--no-reload",
+    default=True,
+    show_default=True,
+    help="During the latency phase, move the data set's champion alias to a copy of its version and back "
+    "(both announced; the copy is deleted after) and time each hot reload.",
+)
 @click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.pass_obj
 def bench_stream(
@@ -138,6 +145,7 @@ def bench_stream(
     source: Path | None,
     contenders: str | None,
     quix_python: str | None,
+    reload: bool,
     json_path: Path | None,
 ) -> None:
     """Naive Faust agent, aiokafka and librdkafka relays, Quix Streams, our worker (one and two):
@@ -161,6 +169,7 @@ def bench_stream(
         source=source,
         contenders=names,
         quix_python=quix_python,
+        reload=reload,
     )
 
 

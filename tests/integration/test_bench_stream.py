@@ -24,7 +24,7 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
 
     quix_python = os.environ.get("CHURN_TEST_QUIX_PYTHON") or None
     out = tmp_path / "bench.json"
-    result = run_bench_stream(stack_settings, events=EVENTS, json_path=out, latency_s=3.0, quix_python=quix_python)
+    result = run_bench_stream(stack_settings, events=EVENTS, json_path=out, latency_s=6.0, quix_python=quix_python)
 
     saved = orjson.loads(out.read_text())
     for name in (
@@ -97,3 +97,23 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     left = AdminClient(rdkafka_config(stack_settings)).list_topics(timeout=10).topics
     assert not [t for t in left if f"bench-{saved['run']}-" in t]
     assert isinstance(saved["busy"], bool)  # flags a run on a loaded machine
+
+    # Hot reloads: the champion swapped to a copy and back mid-phase, both served, nothing lost.
+    first, back = saved["reloads"]
+    version = saved["model_version"]
+    assert first["from"] == version == back["to"] and first["to"] == back["from"] != version
+    assert saved["contenders"]["worker"]["reload_error"] is None
+    for swap in (first, back):
+        assert swap["first_new_s"] is not None and 0 <= swap["first_new_s"] <= swap["reload_s"]
+        assert 0 <= swap["last_old_s"] <= swap["reload_s"]
+    assert saved["reload_s"] == max(first["reload_s"], back["reload_s"])
+    from mlflow import MlflowClient
+
+    from schemas.namespace import Namespace
+    from schemas.registry import CHAMPION
+
+    client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
+    name = Namespace.for_dataset(saved["dataset"]).classifier_name
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == version  # restored
+    left = {mv.version for mv in client.search_model_versions(f"name='{name}'")}
+    assert first["to"] not in left  # the copy is deleted

@@ -138,3 +138,36 @@ def test_cli_refuses_a_bad_contenders_value_before_running(value, message):
 
     assert result.exit_code != 0
     assert message in result.output
+
+
+# ------------------------------------------------------------------ hot reloads
+def test_reload_figures_time_each_swap_to_the_last_score_by_the_previous_version():
+    from churn_stream.bench.stream_reload import reload_figures
+
+    announced = [(100.0, "5", "6"), (110.0, "6", "5")]
+    scores = [
+        (99.0, "5"),
+        (100.2, "5"),  # queued just after the alias moved, by the old model
+        (100.9, "6"),
+        (100.7, "5"),  # read after a later one (another partition): still the old model's
+        (101.5, "6"),
+        (110.4, "6"),
+        (111.25, "5"),
+        (112.0, "5"),
+    ]
+    first, back = reload_figures(announced, scores)
+    assert first == {"from": "5", "to": "6", "first_new_s": 0.9, "last_old_s": 0.7, "reload_s": 0.9}
+    assert back == {"from": "6", "to": "5", "first_new_s": 1.25, "last_old_s": 0.4, "reload_s": 1.25}
+
+
+def test_reload_figures_report_a_swap_never_served_as_none():
+    from churn_stream.bench.stream import _slowest_reload
+    from churn_stream.bench.stream_reload import reload_figures
+
+    figures = reload_figures([(100.0, "5", "6"), (110.0, "6", "5")], [(100.5, "5"), (109.0, "5"), (111.0, "5")])
+    # Before the swap back, v6 never scored: that reload is unmeasured, and v5 scored for 9 s after the move.
+    assert figures[0] == {"from": "5", "to": "6", "first_new_s": None, "last_old_s": 9.0, "reload_s": None}
+    assert figures[1]["reload_s"] == 1.0 and figures[1]["last_old_s"] == 0.0
+    assert _slowest_reload(figures) is None
+    assert _slowest_reload([figures[1], {**figures[1], "reload_s": 1.7}]) == 1.7
+    assert _slowest_reload(None) is None
