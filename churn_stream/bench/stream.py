@@ -30,8 +30,9 @@ produces every event and reads the scores back from the output topic:
 ``events / (last score read - first event sent)``. A second, rate-limited phase
 (worker only) sends ``rate`` events/s for ``latency_s`` seconds and measures, per
 event, ``event_time`` -> the score record's timestamp (set when the worker's
-producer appends it) and -> the moment the bench reads it. Meanwhile the champion is moved to a copy of its version and back, each move announced, and each
-hot reload timed (:mod:`churn_stream.bench.stream_reload`).
+producer appends it) and -> the moment the bench reads it. Meanwhile the champion is
+moved to a copy of its version and back, each move announced, and each hot reload
+timed (:mod:`churn_stream.bench.stream_reload`).
 
 The bench's own producer and collector are librdkafka clients
 (:mod:`churn_stream.bench.stream_collect`); after the contenders, the collector reads one

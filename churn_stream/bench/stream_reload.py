@@ -71,6 +71,8 @@ class ChampionSwap:
 
     def _register_copy(self) -> str:
         original = self.client.get_model_version(self.name, self.version)
+        if original.source is None:
+            raise RuntimeError(f"{self.name} version {self.version} has no source to register again")
         mv = self.client.create_model_version(
             self.name,
             source=original.source,
@@ -94,7 +96,7 @@ class ChampionSwap:
         mv = self.client.get_model_version(self.name, to)
         t = time.time()
         self.client.set_registered_model_alias(self.name, CHAMPION, to)
-        registered = {
+        registered: dict[str, Any] = {
             "model_name": self.name,
             "model_version": to,
             "alias": CHAMPION,
