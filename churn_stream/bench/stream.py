@@ -239,6 +239,12 @@ def run_bench_stream(
                 f"{figures['load_avg']['start']} -> {figures['load_avg']['end']})",
                 file=sys.stderr,
             )
+            if figures["scored"] < events:
+                print(
+                    f"warning: {LABELS[kind]}: {events - figures['scored']} of {events} scores never read back (a "
+                    f"contender that stopped, or records the broker lost); logs in {bench.work / 'logs'}",
+                    file=sys.stderr,
+                )
         c = result["contenders"]
         ref = "worker" if "worker" in measured_topics else next(iter(measured_topics))
         fastest = max((f["eps"] or 0.0) for f in c.values())

@@ -22,6 +22,8 @@ import orjson
 COLLECT_BATCH = 10_000
 #: Seconds the collector waits per ``consume`` call when nothing is there.
 COLLECT_WAIT_S = 0.1
+#: Seconds without a new score, every event sent, after which the collector stops waiting.
+STALL_TIMEOUT_S = 60.0
 
 
 def _consumer(conf: dict[str, Any], topic: str, *, from_start: bool) -> Any:
@@ -76,7 +78,9 @@ def produce_and_collect(
     stamp_times : bool, default False
         Set each event's ``event_time`` to when it is sent and measure latencies.
     timeout_s : float, default 600.0
-        Give up reading after this long.
+        Give up reading after this long, or after :data:`STALL_TIMEOUT_S` without a new
+        score once every event was sent (a contender that stopped, or a broker that lost
+        records: ``scored`` is then below ``events``).
 
     Returns
     -------
@@ -156,6 +160,8 @@ def produce_and_collect(
         while len(seen) < len(ids) and time.monotonic() < deadline:
             msgs = consumer.consume(num_messages=COLLECT_BATCH, timeout=COLLECT_WAIT_S)
             now = time.time()
+            if not msgs and produce_s and now - max(t_last, t_start + produce_s[0]) > STALL_TIMEOUT_S:
+                break
             for m in msgs:
                 if m.error() is not None:
                     continue

@@ -117,3 +117,26 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == version  # restored
     left = {mv.version for mv in client.search_model_versions(f"name='{name}'")}
     assert first["to"] not in left  # the copy is deleted
+
+
+@pytest.mark.timeout(120)  # without the stall bound the collector would wait its whole timeout_s
+def test_collector_stops_waiting_for_scores_that_never_come(stack_settings, telco_csv, monkeypatch):
+    """No contender on the input topic: every event is sent, no score arrives, the collector gives up."""
+    import asyncio
+    import uuid
+
+    from churn_stream.bench import stream_collect
+    from churn_stream.bench.stream_phases import _create_topics
+    from churn_stream.demo import replicate_events
+    from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import rdkafka_config
+
+    monkeypatch.setattr(stream_collect, "STALL_TIMEOUT_S", 2.0)
+    run = uuid.uuid4().hex[:8]
+    src, dst = f"bench-stall-in-{run}", f"bench-stall-out-{run}"
+    asyncio.run(_create_topics(stack_settings, [src, dst], 2))
+    base = csv_to_customer_events(telco_csv, limit=50)
+    records = replicate_events(base, 100)
+    got = stream_collect.produce_and_collect(rdkafka_config(stack_settings), src, dst, records, timeout_s=300)
+    assert (got["events"], got["scored"]) == (100, 0)
+    assert got["produce_s"] is not None and got["seconds"] == 0  # no score read: nothing to time
