@@ -48,6 +48,34 @@ def _consumer(conf: dict[str, Any], topic: str, *, from_start: bool) -> Any:
     return consumer
 
 
+def bench_producer(conf: dict[str, Any], **props: Any) -> tuple[Any, list[str]]:
+    """A librdkafka Producer with ``acks=all`` that reports only failed deliveries, into a list.
+
+    Parameters
+    ----------
+    conf : dict
+        :func:`plumbing.clients.rdkafka_config`.
+    **props
+        More librdkafka properties (``linger.ms``, queue sizes ...).
+
+    Returns
+    -------
+    producer : confluent_kafka.Producer
+    failed : list of str
+        One error text per record the broker did not take, appended as reports are served.
+    """
+    from confluent_kafka import Producer
+
+    failed: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    producer = Producer({**conf, "acks": "all", **props, "delivery.report.only.error": True, "on_delivery": delivered})
+    return producer, failed
+
+
 def _restamp(value: bytes, now: float) -> bytes:
     doc = orjson.loads(value)
     doc["event_time"] = datetime.fromtimestamp(now, UTC).isoformat()
@@ -97,26 +125,15 @@ def produce_and_collect(
     RuntimeError
         If an event is not delivered to ``in_topic``.
     """
-    from confluent_kafka import Producer
-
     ids = {orjson.loads(v)["event_id"] for _, v in records}
-    failed: list[str] = []
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            failed.append(str(err))
-
-    producer = Producer(
-        {
-            **conf,
-            "acks": "all",
+    producer, failed = bench_producer(
+        conf,
+        **{
             "linger.ms": 1,
             "batch.size": 512 * 1024,
             "queue.buffering.max.messages": 2_000_000,
             "queue.buffering.max.kbytes": 2 * 1024 * 1024,
-            "delivery.report.only.error": True,
-            "on_delivery": delivered,
-        }
+        },
     )
     consumer = _consumer(conf, out_topic, from_start=False)
     produce_s: list[float] = []

@@ -223,23 +223,9 @@ def produce_floor(
     RuntimeError
         If a record is not delivered.
     """
-    from confluent_kafka import Producer
+    from churn_stream.bench.stream_collect import bench_producer
 
-    failed: list[str] = []
-
-    def delivered(err: Any, msg: Any) -> None:
-        if err is not None:
-            failed.append(str(err))
-
-    producer = Producer(
-        {
-            **conf,
-            "acks": "all",
-            "linger.ms": 0,
-            "delivery.report.only.error": True,
-            "on_delivery": delivered,
-        }
-    )
+    producer, failed = bench_producer(conf, **{"linger.ms": 0})
     for topic in topics:  # connections and metadata: not timed
         producer.produce(topic, b"{}")
     producer.flush()
