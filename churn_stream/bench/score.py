@@ -116,10 +116,14 @@ def registered_models(
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
 
     def fetch(name: str, sub: str) -> tuple[ScoringPipeline, dict[str, str]] | None:
+        from stream_app.registry_check import NOT_FOUND_CODES
+
         try:
             mv = client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in NOT_FOUND_CODES:
+                return None
+            raise  # the registry did not answer: a one-line error, not "train one first"
         uri = version_artifact_uri(mv)
         pipeline = download_pipeline(settings.mlflow_tracking_uri, uri, mv.tags["sha256"], dst_dir=dst / sub)
         return pipeline, {"name": name, "version": str(mv.version)}

@@ -359,8 +359,8 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         )
         error = c["worker"].get("reload_error")
         out(
-            f"hot reload (alias moved and announced, to the last score by the previous version): {swaps or '-'}"
-            + (f"; swap failed: {error}" if error else "")
+            "hot reload (alias moved and announced -> every score by the new version: the later of the first "
+            f"score by it and the last by the old one): {swaps or '-'}" + (f"; swap failed: {error}" if error else "")
         )
     col = result["collector"]
     out(

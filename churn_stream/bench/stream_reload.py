@@ -33,6 +33,8 @@ SWAP_AT = (1 / 3, 2 / 3)
 SERVED_TIMEOUT_S = 20.0
 #: Longest a new model version may stay pending registration, seconds.
 READY_TIMEOUT_S = 30.0
+#: Tag of a bench copy: the version it copies (an interrupted run leaves the alias on it).
+COPY_TAG = "churn.bench_copy_of"
 
 
 class ChampionSwap:
@@ -77,7 +79,7 @@ class ChampionSwap:
             self.name,
             source=original.source,
             run_id=original.run_id,
-            tags=dict(original.tags),
+            tags={**original.tags, COPY_TAG: self.version},
             description=f"churn bench stream {self.run_id}: a copy of version {self.version} for the hot-reload "
             "measurement, deleted at the run's end",
         )
@@ -143,7 +145,54 @@ class ChampionSwap:
             self.client.delete_model_version(self.name, self.copy)
             self.copy = None
         except Exception as exc:  # noqa: BLE001 - a leftover copy must not hide the run's figures
-            logger.warning("champion copy %s of %s not cleaned up: %s", self.copy, self.name, exc)
+            logger.warning(
+                "champion copy %s of %s not cleaned up (%s); the next churn bench stream on this data set moves "
+                "the alias back to version %s and deletes the copy",
+                self.copy,
+                self.name,
+                f"{type(exc).__name__}: {exc}"[:200],
+                self.version,
+            )
+
+
+def repair_interrupted_swap(settings: Settings, client: Any, name: str, model_updated_topic: str) -> str | None:
+    """Undo what an interrupted run left: the alias on a bench copy (tag :data:`COPY_TAG`) goes back, the copy goes.
+
+    Parameters
+    ----------
+    settings : Settings
+    client : mlflow.MlflowClient
+    name : str
+        The registered classifier.
+    model_updated_topic : str
+        Where the move back is announced.
+
+    Returns
+    -------
+    str or None
+        The version the alias was moved back to, None when there was nothing to repair.
+
+    Raises
+    ------
+    mlflow.exceptions.MlflowException
+        The registry did not answer, or has no champion alias for ``name``.
+    """
+    import sys
+
+    mv = client.get_model_version_by_alias(name, CHAMPION)
+    original = (mv.tags or {}).get(COPY_TAG)
+    if original is None:
+        return None
+    swap = ChampionSwap(settings, name, original, model_updated_topic, "repair")
+    swap.client = client
+    swap._move(original, str(mv.version))
+    client.delete_model_version(name, str(mv.version))
+    print(
+        f"{name}@{CHAMPION} was left on version {mv.version}, a copy of version {original} by an interrupted "
+        f"churn bench stream: moved back to {original} (announced) and the copy deleted",
+        file=sys.stderr,
+    )
+    return original
 
 
 def reload_figures(

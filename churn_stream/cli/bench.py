@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -133,8 +134,10 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
     "--reload/--no-reload",
     default=True,
     show_default=True,
-    help="During the latency phase, move the data set's champion alias to a copy of its version and back "
-    "(both announced; the copy is deleted after) and time each hot reload.",
+    help="While the worker contender's latency phase runs, move the data set's champion alias in the registry "
+    "to a copy of its version and back, announcing both (every worker of that data set on this stack reloads), "
+    "and time each hot reload; the copy is deleted after, and a run that was killed is repaired by the next one. "
+    "--no-reload leaves the registry alone.",
 )
 @click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
 @click.pass_obj
@@ -161,16 +164,24 @@ def bench_stream(
         chosen_contenders(names, quix_python, profile.name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--contenders") from None
-    run_bench_stream(
-        settings,
-        events=events,
-        json_path=json_path,
-        dataset=chosen,
-        source=source,
-        contenders=names,
-        quix_python=quix_python,
-        reload=reload,
-    )
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # like Ctrl-C: the champion swap is undone and the contenders stopped
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        run_bench_stream(
+            settings,
+            events=events,
+            json_path=json_path,
+            dataset=chosen,
+            source=source,
+            contenders=names,
+            quix_python=quix_python,
+            reload=reload,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @bench.command("score")

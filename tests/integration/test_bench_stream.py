@@ -140,3 +140,43 @@ def test_collector_stops_waiting_for_scores_that_never_come(stack_settings, telc
     got = stream_collect.produce_and_collect(rdkafka_config(stack_settings), src, dst, records, timeout_s=300)
     assert (got["events"], got["scored"]) == (100, 0)
     assert got["produce_s"] is not None and got["seconds"] == 0  # no score read: nothing to time
+
+
+def test_a_champion_left_on_a_bench_copy_is_moved_back(stack_settings):
+    """A run killed mid-swap leaves the alias on the copy; the next run's repair undoes it."""
+    from mlflow import MlflowClient
+
+    from churn_stream.bench.stream_reload import COPY_TAG, ChampionSwap, repair_interrupted_swap
+    from schemas.namespace import Namespace
+    from schemas.registry import CHAMPION
+
+    ns = Namespace.for_dataset("telco")
+    client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
+    if not _has_champion(client, ns.classifier_name):  # run alone, without the small run's cycle
+        from batch.cycle import run_cycle
+        from churn_stream.bench.faults.harness import FAST_ZOO
+        from plumbing.clients import make_storage, make_tracker
+
+        run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO)
+    original = str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version)
+    assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) is None
+    swap = ChampionSwap(stack_settings, ns.classifier_name, original, ns.model_updated, "killed")
+    copy = swap._register_copy()
+    swap._move(copy, original)  # ... and the run is killed here
+    assert client.get_model_version(ns.classifier_name, copy).tags[COPY_TAG] == original
+
+    assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) == original
+    assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
+    assert copy not in {mv.version for mv in client.search_model_versions(f"name='{ns.classifier_name}'")}
+
+
+def _has_champion(client, name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    from schemas.registry import CHAMPION
+
+    try:
+        client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return False
+    return True
