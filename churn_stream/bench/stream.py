@@ -106,6 +106,8 @@ def chosen_contenders(names: Sequence[str] | None, quix_python: str | None, data
     """
     if names is None:
         names = [c for c in CONTENDERS if c != "quix" or quix_python]
+    if not names:
+        raise ValueError(f"contenders: name at least one of {', '.join(CONTENDERS)}")
     unknown = sorted(set(names) - set(CONTENDERS))
     if unknown:
         raise ValueError(f"contenders: expected some of {', '.join(CONTENDERS)}, got {', '.join(unknown)}")

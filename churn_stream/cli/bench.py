@@ -13,6 +13,15 @@ import click
 from churn_stream.cli.app import DATASET, OUTPUT_FILE, RATE, chosen_dataset, dataset_option, main
 from plumbing.settings import Settings
 
+#: ``--json FILE`` of every bench command.
+JSON_OUTPUT = click.option(
+    "--json",
+    "json_path",
+    type=OUTPUT_FILE,
+    default=None,
+    help="Also write the figures to FILE, as one JSON object.",
+)
+
 
 # --------------------------------------------------------------------- bench
 @main.group()
@@ -28,7 +37,7 @@ def bench() -> None:
     default=None,
     help="CSV to read (default: the dataset's shipped file; only telco ships one).",
 )
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 @click.pass_obj
 def bench_models(settings: Settings, dataset: str | None, source: Path | None, json_path: Path | None) -> None:
     """Scratch models vs scikit-learn/xgboost: quality, fit and predict time."""
@@ -58,7 +67,7 @@ def bench_models(settings: Settings, dataset: str | None, source: Path | None, j
     show_default=True,
     help="Rows the scikit-learn forest references are fitted on (xgboost gets --rows).",
 )
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows: int, json_path: Path | None) -> None:
     """Boosting and forests at scale: fit s, CPU s, peak RSS beside the target and a reference."""
     from churn_stream.bench.fit_scale import SCALE_MODELS, run_bench_fit
@@ -67,7 +76,7 @@ def bench_fit(rows: int, features: int, models: tuple[str, ...], reference_rows:
 
 
 @bench.command("gbm-cv")
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 def bench_gbm_cv(json_path: Path | None) -> None:
     """Cross-validate the zoo's gradient-boosting hyperparameters on Telco's training part only."""
     from churn_stream.bench.model_selection import select_gbm_params
@@ -89,7 +98,7 @@ def bench_gbm_cv(json_path: Path | None) -> None:
 @click.option(
     "--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Repetitions of the 5 outer folds."
 )
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | None) -> None:
     """Scratch classifiers beside their references on repeated outer folds of Telco's training part
     (thresholds tuned out of fold inside each), with the paired difference and its standard error."""
@@ -139,7 +148,7 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
     "and time each hot reload; the copy is deleted after, and a run that was killed is repaired by the next one. "
     "--no-reload leaves the registry alone.",
 )
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 @click.pass_obj
 def bench_stream(
     settings: Settings,
@@ -206,7 +215,7 @@ def bench_stream(
     default=None,
     help="A scoring pipeline .npz to score with instead of the registered champion (no value model then).",
 )
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 @click.pass_obj
 def bench_score(
     settings: Settings,
@@ -252,7 +261,7 @@ def bench_score(
     show_default=True,
     help="Seconds of the measured run.",
 )
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 @click.pass_obj
 def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Path | None) -> None:
     """Single-customer prediction latency at a fixed request rate, beside a scikit-learn Pipeline call."""
@@ -264,7 +273,7 @@ def bench_api(settings: Settings, rate: float, duration_s: float, json_path: Pat
 @bench.command("dashboard")
 @click.option("--duration", "duration_s", type=float, default=3600.0, show_default=True, help="Seconds.")
 @click.option("--rate", type=RATE, default=2000.0, show_default=True, help="Score records per second.")
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 @click.pass_obj
 def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_path: Path | None) -> None:
     """Soak the dashboard: scores produced at --rate; its memory, callback durations vs refresh
@@ -301,7 +310,7 @@ def bench_dashboard(settings: Settings, duration_s: float, rate: float, json_pat
     default=None,
     help="CSV to ingest instead (default: generated retail rows, or the shipped Telco file).",
 )
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 @click.option(
     "--only",
     "only",
@@ -356,7 +365,7 @@ def bench_batch(
 )
 @click.option("--model", "models", multiple=True, help="Only this ensemble (repeatable; default all four).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 @click.pass_obj
 def bench_batch_curve(
     settings: Settings, rows: int, sizes: str, models: tuple[str, ...], seed: int, json_path: Path | None
@@ -376,7 +385,7 @@ def bench_batch_curve(
 
 @bench.command("faults")
 @click.option("--events", type=click.IntRange(min=1), default=10_000, show_default=True, help="Records per scenario.")
-@click.option("--json", "json_path", type=OUTPUT_FILE, default=None)
+@JSON_OUTPUT
 @click.option("--only", "only", multiple=True, help="Run only this scenario (repeatable).")
 @click.pass_obj
 def bench_faults(settings: Settings, events: int, json_path: Path | None, only: tuple[str, ...]) -> None:

@@ -171,3 +171,11 @@ def test_reload_figures_report_a_swap_never_served_as_none():
     assert _slowest_reload(figures) is None
     assert _slowest_reload([figures[1], {**figures[1], "reload_s": 1.7}]) == 1.7
     assert _slowest_reload(None) is None
+
+
+def test_an_empty_contender_list_is_refused_with_the_names_to_choose_from():
+    from churn_stream.bench.stream import CONTENDERS, chosen_contenders
+
+    with pytest.raises(ValueError, match="name at least one of naive, ") as err:
+        chosen_contenders([], None, "telco")
+    assert all(c in str(err.value) for c in CONTENDERS)
