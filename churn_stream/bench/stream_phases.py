@@ -288,20 +288,10 @@ def _cpu_s(proc: Any) -> float:
     return t.user + t.system
 
 
-def _serves(port: int, version: str) -> bool:
-    """True when the worker on ``127.0.0.1:port`` reports ``version`` as its champion on ``/health``."""
-    import httpx
-
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json().get("model_version") == version
-    except (httpx.HTTPError, ValueError):
-        return False
-
-
 def _latency_phase(
-    bench: Bench, topics: dict[str, str], port: int, rate: float, latency_s: float, reload: bool
+    bench: Bench, topics: dict[str, str], worker: Settings, rate: float, latency_s: float, reload: bool
 ) -> dict[str, Any]:
-    """``rate`` events/s for ``latency_s`` seconds to the worker on ``port``; per event, sent -> scored.
+    """``rate`` events/s for ``latency_s`` seconds to the worker ``worker`` configures; per event, sent -> scored.
 
     With ``reload``, the champion is swapped to a copy and back meanwhile
     (:mod:`churn_stream.bench.stream_reload`). Returns the latency figures of
@@ -322,7 +312,9 @@ def _latency_phase(
         swap = ChampionSwap(
             bench.settings, bench.model["name"], bench.model["version"], bench.ns.model_updated, bench.run
         )
-        swapper = start_swaps(swap, latency_s, lambda v: _serves(port, v))
+        from churn_stream.bench.faults.harness import health
+
+        swapper = start_swaps(swap, latency_s, lambda v: health(worker).get("model_version") == v)
     try:
         lat = produce_and_collect(
             bench.conf, topics["in"], topics["out"], records, rate=rate, stamp_times=True, timeout_s=latency_s + 120
@@ -407,7 +399,7 @@ def single_phase(
             after = scrape_worker(port)
             figures["stage_us"] = stage_deltas(before, after)
             figures["stage_counter"] = bool(after and after["stages"])
-            figures.update(_latency_phase(bench, topics, port, rate, latency_s, reload))
+            figures.update(_latency_phase(bench, topics, csettings, rate, latency_s, reload))
             figures["rss_mb"] = peak_rss_mb(proc.pid)  # VmHWM, just before the worker stops
     finally:
         if kind == "worker":

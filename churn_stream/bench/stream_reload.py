@@ -52,6 +52,8 @@ class ChampionSwap:
         The data set's announcement topic (:attr:`schemas.namespace.Namespace.model_updated`).
     run : str
         The bench run's id, written in the copy's description.
+    client : mlflow.MlflowClient, optional
+        Default: a client of ``settings.mlflow_tracking_uri``.
 
     Attributes
     ----------
@@ -61,12 +63,21 @@ class ChampionSwap:
         Why a move failed (the measurement then has fewer swaps).
     """
 
-    def __init__(self, settings: Settings, model_name: str, version: str, model_updated_topic: str, run: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model_name: str,
+        version: str,
+        model_updated_topic: str,
+        run: str,
+        client: Any = None,
+    ) -> None:
         from mlflow import MlflowClient
 
         self.settings, self.name, self.version = settings, model_name, str(version)
         self.topic, self.run_id = model_updated_topic, run
-        self.client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+        uri = settings.mlflow_tracking_uri
+        self.client = client or MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.copy: str | None = None
         self.announced: list[tuple[float, str, str]] = []
         self.error: str | None = None
@@ -183,8 +194,7 @@ def repair_interrupted_swap(settings: Settings, client: Any, name: str, model_up
     original = (mv.tags or {}).get(COPY_TAG)
     if original is None:
         return None
-    swap = ChampionSwap(settings, name, original, model_updated_topic, "repair")
-    swap.client = client
+    swap = ChampionSwap(settings, name, original, model_updated_topic, "repair", client=client)
     swap._move(original, str(mv.version))
     client.delete_model_version(name, str(mv.version))
     print(
