@@ -52,6 +52,11 @@ COMMITTED_TIMEOUT_S = 5.0
 class WorkerStats:
     """Counters exposed on ``/health``, plus the worker's metrics, stall detector and drift monitor.
 
+    ``events_in``, ``scored``, ``alerts`` and ``dead_letters`` count committed batches:
+    a batch is counted once its outputs were acknowledged and its input offsets
+    committed (every 0.2 s), so a score can be read from its topic shortly before
+    ``/health`` counts it.
+
     Parameters
     ----------
     stall_s : float, default 15

@@ -104,6 +104,20 @@ def _health(settings) -> dict:
     return httpx.get(f"http://127.0.0.1:{settings.worker_web_port}/health", timeout=5).json()
 
 
+def _health_when_committed(settings, n: int, timeout_s: float = 15.0) -> dict:
+    """``/health`` once ``scored`` reached ``n`` (or the last one read, after ``timeout_s``).
+
+    The counters advance when a batch is committed, which may follow the scores'
+    arrival on their topic by a commit interval or more.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        health = _health(settings)
+        if health["scored"] >= n or time.monotonic() > deadline:
+            return health
+        time.sleep(0.2)
+
+
 async def _committed(settings, group: str, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -148,7 +162,7 @@ def test_each_dataset_scored_on_its_own_topics_by_its_own_champion(
             (champions[dataset]["model_name"], champions[dataset]["model_version"])
         }
         assert all("unknown_categories" in d for d in docs)
-        health = _health(settings[dataset])
+        health = _health_when_committed(settings[dataset], N_EVENTS)
         assert health["dataset"] == dataset and health["consumer_group"] == ns.consumer_group
         assert health["scored"] == N_EVENTS and health["dead_letters"] == 0
 
