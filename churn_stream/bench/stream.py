@@ -28,11 +28,12 @@ registered) and write the same score and alert documents. For each, a warm-up of
 :data:`~churn_stream.bench.stream_phases.WARMUP_EVENTS` events waits until the contender is consuming; then the bench
 produces every event and reads the scores back from the output topic:
 ``events / (last score read - first event sent)``. A second, rate-limited phase
-(worker only) sends ``rate`` events/s for ``latency_s`` seconds and measures, per
-event, ``event_time`` -> the score record's timestamp (set when the worker's
-producer appends it) and -> the moment the bench reads it. Meanwhile the champion is
-moved to a copy of its version and back, each move announced, and each hot reload
-timed (:mod:`churn_stream.bench.stream_reload`).
+(the worker, beside the librdkafka relay) starts the contender again on fresh topics,
+sends ``rate`` events/s for ``latency_s`` seconds and measures, per event,
+``event_time`` -> the score record's timestamp (set when the contender's producer
+appends it) and -> the moment the bench reads it (:mod:`churn_stream.bench.stream_latency`).
+Meanwhile the worker's champion is moved to a copy of its version and back, each move
+announced, and each hot reload timed (:mod:`churn_stream.bench.stream_reload`).
 
 The bench's own producer and collector are librdkafka clients
 (:mod:`churn_stream.bench.stream_collect`); after the contenders, the collector reads one
@@ -53,6 +54,7 @@ from typing import Any
 import orjson
 
 from churn_stream.bench.stream_collect import read_rate
+from churn_stream.bench.stream_latency import LATENCY_CONTENDERS, WINDOW_S, latency_phase
 from churn_stream.bench.stream_phases import Bench, load_1m, scaling_phase, single_phase
 from churn_stream.bench.stream_stages import WORKER_STAGES, stage_deltas
 from plumbing.settings import Settings
@@ -173,7 +175,7 @@ def run_bench_stream(
     json_path : Path, optional
         Where to write the result as JSON.
     rate : float, default 2000.0
-        Events per second of the worker's latency phase.
+        Events per second of the latency phase (the worker and the librdkafka relay).
     latency_s : float, default 20.0
         Duration of the latency phase (0 skips it).
     dataset : str, default "telco"
@@ -196,7 +198,8 @@ def run_bench_stream(
         ``worker_eps``, ``naive_eps``, ``relay_eps``, ``librdkafka_relay_eps``, ``quix_eps``,
         ``worker2_eps`` (events/s; None for a contender not run), ``ratio_vs_relay``,
         ``ratio_vs_librdkafka``, ``ratio_vs_naive``, ``ratio_vs_quix`` (worker / contender),
-        ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms``, ``reload_s`` (the slower of the
+        ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms`` (the worker's), ``librdkafka_p50_ms``,
+        ``librdkafka_p99_ms`` (the relay's, same rate, same run), ``reload_s`` (the slower of the
         two hot reloads, seconds; None without ``reload``), ``reloads``, ``load_avg`` (1-minute, run
         ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
         None where not measured), ``worker_rss_mb``, ``collector``, ``run`` (the id in the run's
@@ -232,7 +235,7 @@ def run_bench_stream(
             if kind == "worker2":
                 figures, topics = scaling_phase(bench)
             else:
-                figures, topics = single_phase(bench, kind, rate, latency_s, quix_python, reload=reload)
+                figures, topics = single_phase(bench, kind, quix_python)
             result["contenders"][kind] = figures
             measured_topics[kind] = topics
             print(
@@ -245,6 +248,14 @@ def run_bench_stream(
                 print(
                     f"warning: {LABELS[kind]}: {events - figures['scored']} of {events} scores never read back (a "
                     f"contender that stopped, or records the broker lost); logs in {bench.work / 'logs'}",
+                    file=sys.stderr,
+                )
+            if kind in LATENCY_CONTENDERS and latency_s > 0:
+                figures.update(latency_phase(bench, kind, rate, latency_s, reload=reload and kind == "worker"))
+                print(
+                    f"{LABELS[kind]:>10}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms event to score at "
+                    f"{rate:,.0f} events/s on fresh topics ({figures['latency_scored']}/{figures['latency_events']} "
+                    f"scored, load avg {figures['latency_load_avg']['start']} -> {figures['latency_load_avg']['end']})",
                     file=sys.stderr,
                 )
         c = result["contenders"]
@@ -279,6 +290,8 @@ def run_bench_stream(
             "scaling": ratio(eps("worker2"), eps("worker")),
             "p50_ms": worker.get("p50_ms"),
             "p99_ms": worker.get("p99_ms"),
+            "librdkafka_p50_ms": c.get("librdkafka", {}).get("p50_ms"),
+            "librdkafka_p99_ms": c.get("librdkafka", {}).get("p99_ms"),
             "reloads": worker.get("reloads"),
             "reload_s": _slowest_reload(worker.get("reloads")),
             "stage_us": worker.get("stage_us", stage_deltas(None, None)),
@@ -347,12 +360,21 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         "cores used over each measured phase: bench CPU = the bench's producer and collector, its CPU = the "
         "contender's processes, machine = every busy core (broker included)"
     )
-    if "p50_ms" in c.get("worker", {}):
-        w = c["worker"]
+    latency = [k for k in LATENCY_CONTENDERS if "p50_ms" in c.get(k, {})]
+    if latency:
         out(
-            f"latency (worker, {rate:.0f} events/s): p50 {w['p50_ms']} ms, p99 {w['p99_ms']} ms, load avg "
-            f"{w['latency_load_avg']['start']} -> {w['latency_load_avg']['end']}"
+            f"latency at {rate:,.0f} events/s on fresh topics (event_time -> score record timestamp; p99 and the "
+            f"broker's cores per {WINDOW_S:.0f}-s window):"
         )
+    for kind in latency:
+        f = c[kind]
+        out(
+            f"{LABELS[kind]:<18} p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, load avg "
+            f"{f['latency_load_avg']['start']} -> {f['latency_load_avg']['end']}"
+        )
+        out(f"{'':<18} p99 ms by window: {' '.join(format(x, '.0f') for x in f['p99_by_window_ms'])}")
+        cores = f["broker_cores_by_window"]
+        out(f"{'':<18} broker cores by window: {' '.join(format(x, '.2f') for x in cores) if cores else '-'}")
     if c.get("worker", {}).get("reloads") is not None:
         swaps = ", ".join(
             f"v{r['from']} -> v{r['to']} {_fmt(r['reload_s'], '.3f')} s (first score by v{r['to']} at "

@@ -1,7 +1,7 @@
 """The phases of ``churn bench stream``: a contender process on fresh topics, warmed up, then timed.
 
 :class:`Bench` holds one run's champion, replayed events and names; :func:`single_phase`
-runs one contender process (the worker with its stage counters, latency phase and peak
+runs one contender process (the worker with its stage counters and peak
 RSS), :func:`scaling_phase` two workers in one consumer group.
 """
 
@@ -288,90 +288,25 @@ def _cpu_s(proc: Any) -> float:
     return t.user + t.system
 
 
-def _latency_phase(
-    bench: Bench, topics: dict[str, str], worker: Settings, rate: float, latency_s: float, reload: bool
-) -> dict[str, Any]:
-    """``rate`` events/s for ``latency_s`` seconds to the worker ``worker`` configures; per event, sent -> scored.
-
-    With ``reload``, the champion is swapped to a copy and back meanwhile
-    (:mod:`churn_stream.bench.stream_reload`). Returns the latency figures of
-    :func:`single_phase` (none when ``latency_s`` is 0).
-    """
-    from churn_stream.bench.stream_collect import produce_and_collect
-
-    if latency_s <= 0:
-        return {}
-    n = int(rate * latency_s)
-    records = bench.records(n)
-    load_start = load_1m()
-    figures: dict[str, Any] = {}
-    swap = swapper = None
-    if reload:
-        from churn_stream.bench.stream_reload import ChampionSwap, start_swaps
-
-        swap = ChampionSwap(
-            bench.settings, bench.model["name"], bench.model["version"], bench.ns.model_updated, bench.run
-        )
-        from churn_stream.bench.faults.harness import health
-
-        swapper = start_swaps(swap, latency_s, lambda v: health(worker).get("model_version") == v)
-    try:
-        lat = produce_and_collect(
-            bench.conf, topics["in"], topics["out"], records, rate=rate, stamp_times=True, timeout_s=latency_s + 120
-        )
-    finally:
-        if swap is not None and swapper is not None:
-            swapper.join()
-            swap.restore()
-    if swap is not None:
-        from churn_stream.bench.stream_reload import reload_figures
-
-        figures["reloads"] = reload_figures(swap.announced, lat["score_versions"])
-        figures["reload_error"] = swap.error
-    figures.update(
-        {
-            "latency_events": n,
-            "latency_scored": lat["scored"],
-            "rate_eps": rate,
-            "p50_ms": _percentile_ms(lat["lat_ts"], 50),
-            "p99_ms": _percentile_ms(lat["lat_ts"], 99),
-            "read_p50_ms": _percentile_ms(lat["lat_read"], 50),
-            "read_p99_ms": _percentile_ms(lat["lat_read"], 99),
-            "latency_load_avg": {"start": load_start, "end": load_1m()},
-            "latency_load_avg_1m": load_1m(),
-        }
-    )
-    return figures
-
-
-def single_phase(
-    bench: Bench, kind: str, rate: float, latency_s: float, quix_python: str | None, reload: bool = False
-) -> tuple[dict[str, Any], dict[str, str]]:
+def single_phase(bench: Bench, kind: str, quix_python: str | None) -> tuple[dict[str, Any], dict[str, str]]:
     """One contender process on its own topics: warm-up, measured phase, and the worker's extras.
+
+    The latency phase runs apart, on fresh topics (:mod:`churn_stream.bench.stream_latency`).
 
     Parameters
     ----------
     bench : Bench
     kind : str
         ``naive``, ``relay``, ``librdkafka``, ``quix`` or ``worker``.
-    rate : float
-        Events per second of the worker's latency phase.
-    latency_s : float
-        Duration of the latency phase (0 skips it).
     quix_python : str, optional
         Interpreter of the Quix contender.
-    reload : bool, default False
-        Swap the champion twice during the worker's latency phase
-        (:mod:`churn_stream.bench.stream_reload`) and time each hot reload.
 
     Returns
     -------
     figures : dict
         :meth:`Bench.timed`'s, plus for the worker ``stage_us`` (by stage, None without the
-        stage counter), ``stage_counter``, ``rss_mb`` (peak RSS, MiB), the latency figures
-        (``p50_ms``, ``p99_ms`` ...) and with ``reload`` ``reloads``
-        (:func:`~churn_stream.bench.stream_reload.reload_figures`) and ``reload_error``;
-        ``batch`` for the relays.
+        stage counter), ``stage_counter``, ``rss_mb`` (peak RSS, MiB); ``batch`` for the
+        relays.
     topics : dict
         The contender's topics by role.
     """
@@ -399,7 +334,6 @@ def single_phase(
             after = scrape_worker(port)
             figures["stage_us"] = stage_deltas(before, after)
             figures["stage_counter"] = bool(after and after["stages"])
-            figures.update(_latency_phase(bench, topics, csettings, rate, latency_s, reload))
             figures["rss_mb"] = peak_rss_mb(proc.pid)  # VmHWM, just before the worker stops
     finally:
         if kind == "worker":

@@ -161,7 +161,8 @@ def bench_stream(
     json_path: Path | None,
 ) -> None:
     """Naive Faust agent, aiokafka and librdkafka relays, Quix Streams, our worker (one and two):
-    end to end on the configured broker, each worker stage beside its floor."""
+    end to end on the configured broker, each worker stage beside its floor, and the worker's latency
+    beside the librdkafka relay's on fresh topics."""
     from churn_stream.bench.stream import chosen_contenders, run_bench_stream
     from churn_stream.cli.batch import _require_source
 

@@ -38,6 +38,8 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
         "ratio_vs_naive",
         "p50_ms",
         "p99_ms",
+        "librdkafka_p50_ms",
+        "librdkafka_p99_ms",
         "load_avg",
         "stage_us",
         "floor_us",
@@ -73,8 +75,19 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     # Both workers of the scaling phase took part: the group split the 4 partitions between them.
     by_worker = saved["contenders"]["worker2"]["events_in_by_worker"]
     assert len(by_worker) == 2 and all(n > 0 for n in by_worker) and sum(by_worker) >= EVENTS
-    assert saved["contenders"]["worker"]["latency_scored"] == saved["contenders"]["worker"]["latency_events"]
-    assert 0 < saved["p50_ms"] <= saved["p99_ms"]
+    # Latency: the worker and the librdkafka relay, each on fresh topics of their own, every event scored.
+    for kind in ("worker", "librdkafka"):
+        figures = saved["contenders"][kind]
+        assert figures["latency_scored"] == figures["latency_events"] == 6 * 2000, kind
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"], kind
+        # One p99 per 2-s window of the 6-s phase (a straggler may open one more).
+        assert 3 <= len(figures["p99_by_window_ms"]) <= 5, (kind, figures["p99_by_window_ms"])
+        # The stack's Tansu is a process of this machine: its cores were sampled, once per window.
+        cores = figures["broker_cores_by_window"]
+        assert cores and len(cores) >= 3 and all(0 < x <= saved["cpus"] + 0.05 for x in cores), (kind, cores)
+    assert saved["p99_ms"] == saved["contenders"]["worker"]["p99_ms"]
+    assert saved["librdkafka_p99_ms"] == saved["contenders"]["librdkafka"]["p99_ms"]
+    assert f"bench-{saved['run']}-worker-latency" in saved["contenders"]["worker"]["latency_topic"]
     assert saved["worker_rss_mb"] > 50  # a Python worker with numpy and a model: tens of MiB at least
     # Stage figures: every stage named; None until the worker exposes churn_worker_stage_seconds.
     assert sorted(saved["stage_us"]) == sorted(WORKER_STAGES)  # the JSON has its keys sorted

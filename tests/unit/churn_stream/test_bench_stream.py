@@ -179,3 +179,33 @@ def test_an_empty_contender_list_is_refused_with_the_names_to_choose_from():
     with pytest.raises(ValueError, match="name at least one of naive, ") as err:
         chosen_contenders([], None, "telco")
     assert all(c in str(err.value) for c in CONTENDERS)
+
+
+# ------------------------------------------------------------------ latency phase
+def test_p99_by_window_groups_scores_by_their_timestamps():
+    from churn_stream.bench.stream_latency import p99_by_window_ms
+
+    # Window 0 (t 100.0-101.9): 100 scores at 5 ms; window 1: 99 at 5 ms and one at 80 ms; window 3 alone.
+    stamps = [100.0 + 0.019 * i for i in range(100)] + [102.0 + 0.019 * i for i in range(100)] + [106.5]
+    lat = [0.005] * 100 + [0.005] * 99 + [0.080] + [0.012]
+    got = p99_by_window_ms(lat, stamps)
+    assert got[0] == 5.0 and got[2] == 12.0  # the empty window 2 is skipped
+    assert 5.0 < got[1] < 80.0  # numpy's linear interpolation between the 99th and the 100th score
+    assert p99_by_window_ms([], []) == []
+
+
+def test_core_sampler_reads_a_busy_process_and_nothing_without_one():
+    import time
+
+    import psutil
+
+    from churn_stream.bench.stream_latency import CoreSampler
+
+    with CoreSampler(psutil.Process(), interval_s=0.1) as busy:
+        end = time.perf_counter() + 0.45
+        while time.perf_counter() < end:
+            pass  # one thread spinning: about one core
+    assert len(busy.cores) >= 3 and all(0.2 < c <= 2.0 for c in busy.cores), busy.cores
+    with CoreSampler(None) as none:
+        time.sleep(0.01)
+    assert none.cores == []
