@@ -74,6 +74,7 @@ LABELS = {
     "quix": "Quix Streams",
     "worker": "worker",
     "worker2": "2 workers",
+    "pipe": "pass-through",
 }
 #: Events of the produce floor (their score and alert records).
 PRODUCE_FLOOR_EVENTS = 50_000
@@ -199,7 +200,9 @@ def run_bench_stream(
         ``worker2_eps`` (events/s; None for a contender not run), ``ratio_vs_relay``,
         ``ratio_vs_librdkafka``, ``ratio_vs_naive``, ``ratio_vs_quix`` (worker / contender),
         ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms`` (the worker's), ``librdkafka_p50_ms``,
-        ``librdkafka_p99_ms`` (the relay's, same rate, same run), ``reload_s`` (the slower of the
+        ``librdkafka_p99_ms`` (the relay's, same rate, same run), ``floor_p50_ms``,
+        ``floor_p99_ms`` and ``latency_floor`` (the pass-through's: the broker's floor),
+        ``reload_s`` (the slower of the
         two hot reloads, seconds; None without ``reload``), ``reloads``, ``load_avg`` (1-minute, run
         ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
         None where not measured), ``worker_rss_mb``, ``collector``, ``run`` (the id in the run's
@@ -231,6 +234,14 @@ def run_bench_stream(
     }
     measured_topics: dict[str, dict[str, str]] = {}
     try:
+        if "worker" in chosen and latency_s > 0:
+            result["latency_floor"] = floor = latency_phase(bench, "pipe", rate, latency_s)
+            print(
+                f"{LABELS['pipe']:>10}: p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms event to output at "
+                f"{rate:,.0f} events/s on fresh topics, no work: the broker's floor (load avg "
+                f"{floor['latency_load_avg']['start']} -> {floor['latency_load_avg']['end']})",
+                file=sys.stderr,
+            )
         for kind in chosen:
             if kind == "worker2":
                 figures, topics = scaling_phase(bench)
@@ -292,6 +303,8 @@ def run_bench_stream(
             "p99_ms": worker.get("p99_ms"),
             "librdkafka_p50_ms": c.get("librdkafka", {}).get("p50_ms"),
             "librdkafka_p99_ms": c.get("librdkafka", {}).get("p99_ms"),
+            "floor_p50_ms": result.get("latency_floor", {}).get("p50_ms"),
+            "floor_p99_ms": result.get("latency_floor", {}).get("p99_ms"),
             "reloads": worker.get("reloads"),
             "reload_s": _slowest_reload(worker.get("reloads")),
             "stage_us": worker.get("stage_us", stage_deltas(None, None)),
@@ -360,14 +373,15 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         "cores used over each measured phase: bench CPU = the bench's producer and collector, its CPU = the "
         "contender's processes, machine = every busy core (broker included)"
     )
-    latency = [k for k in LATENCY_CONTENDERS if "p50_ms" in c.get(k, {})]
+    by_kind = {**c, "pipe": result.get("latency_floor", {})}
+    latency = [k for k in LATENCY_CONTENDERS if "p50_ms" in by_kind.get(k, {})]
     if latency:
         out(
             f"latency at {rate:,.0f} events/s on fresh topics (event_time -> score record timestamp; p99 and the "
             f"broker's cores per {WINDOW_S:.0f}-s window):"
         )
     for kind in latency:
-        f = c[kind]
+        f = by_kind[kind]
         out(
             f"{LABELS[kind]:<18} p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, load avg "
             f"{f['latency_load_avg']['start']} -> {f['latency_load_avg']['end']}"

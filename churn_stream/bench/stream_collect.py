@@ -196,7 +196,7 @@ def produce_and_collect(
                     ts = m.timestamp()[1] / 1000.0
                     lat_ts.append(ts - et)
                     lat_read.append(now - et)
-                    versions.append((ts, doc["model_version"]))
+                    versions.append((ts, doc.get("model_version")))  # none on a pass-through
         sender.join(max(1.0, deadline - time.monotonic()))
     finally:
         consumer.close()

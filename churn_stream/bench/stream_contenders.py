@@ -1,6 +1,6 @@
 """The naive and relay contenders of ``churn bench stream``, each run as a process of its own.
 
-``python -m churn_stream.bench.stream_contenders naive|relay|librdkafka ...`` is how
+``python -m churn_stream.bench.stream_contenders naive|relay|librdkafka|pipe ...`` is how
 :func:`churn_stream.bench.stream.run_bench_stream` starts them; the worker contender is
 ``churn worker`` itself, the Quix Streams one :mod:`churn_stream.bench.stream_quix`.
 """
@@ -22,6 +22,8 @@ RELAY_MAX_RECORDS = 2000
 LIBRDKAFKA_MAX_RECORDS = 500
 #: Seconds ``Consumer.consume`` waits for a first record (the aiokafka relay's ``timeout_ms=100``).
 LIBRDKAFKA_CONSUME_TIMEOUT_S = 0.1
+#: Seconds between the pass-through's offset commits (the worker's ``COMMIT_INTERVAL_S``).
+PIPE_COMMIT_INTERVAL_S = 0.2
 
 
 def _score_doc(ev, p: float, threshold: float, model_name: str, model_version: str, scored_at: str) -> dict:
@@ -252,10 +254,66 @@ def run_librdkafka_relay(args: argparse.Namespace) -> None:
         consumer.close()
 
 
+def run_pipe(args: argparse.Namespace) -> None:
+    """The broker's latency floor: every input record passed through to the output unchanged, no work.
+
+    The worker's own librdkafka settings (:func:`stream_app.consumer.scoring_consumer_config`,
+    :func:`stream_app.sender.output_producer_config`, connection from ``CHURN_*`` as the
+    bench's) and its loop's shape without the scoring: ``consume`` up to
+    ``args.max_records`` records waiting at most :data:`stream_app.loop.IDLE_WAIT_S`,
+    ``produce`` each one's key and value to ``args.output``, ``poll(0)``, an asynchronous
+    commit every :data:`PIPE_COMMIT_INTERVAL_S`. The output records are the customer events
+    themselves (their ``event_id`` and ``event_time`` are what the collector reads), so
+    its latency is what the broker and the clients take at that rate: what no scorer
+    on this broker can beat.
+
+    Raises
+    ------
+    RuntimeError
+        If a record fails to be consumed or delivered.
+    """
+    import time
+
+    from confluent_kafka import Consumer, Producer
+
+    from plumbing.settings import Settings
+    from stream_app.consumer import scoring_consumer_config
+    from stream_app.loop import IDLE_WAIT_S
+    from stream_app.sender import output_producer_config
+
+    settings = Settings.from_env().with_overrides(kafka_bootstrap_servers=args.bootstrap)
+    consumer = Consumer({**scoring_consumer_config(settings, group_id=args.group), "client.id": "bench-pipe"})
+    failed: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failed.append(f"{msg.topic()}: {err}")
+
+    producer = Producer({**output_producer_config(settings), "client.id": "bench-pipe", "on_delivery": delivered})
+    consumer.subscribe([args.input])
+    last_commit = time.monotonic()
+    try:
+        while True:
+            msgs: list[Any] = consumer.consume(num_messages=args.max_records, timeout=IDLE_WAIT_S)
+            for m in msgs:
+                if m.error() is not None:
+                    raise RuntimeError(f"consume {m.topic()}[{m.partition()}]: {m.error()}")
+                producer.produce(args.output, m.value(), m.key())
+            producer.poll(0)
+            if failed:
+                raise RuntimeError(f"{len(failed)} records not delivered, first: {failed[0]}")
+            if msgs and time.monotonic() - last_commit >= PIPE_COMMIT_INTERVAL_S:
+                consumer.commit(asynchronous=True)
+                last_commit = time.monotonic()
+    finally:
+        producer.flush(10)
+        consumer.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry of the naive and relay contender processes (started by :func:`run_bench_stream`)."""
     parser = argparse.ArgumentParser(prog="python -m churn_stream.bench.stream_contenders")
-    parser.add_argument("kind", choices=("naive", "relay", "librdkafka"))
+    parser.add_argument("kind", choices=("naive", "relay", "librdkafka", "pipe"))
     for opt in (
         "--bootstrap",
         "--input",
@@ -270,11 +328,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(opt, required=True)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
-        "--max-records", type=int, default=LIBRDKAFKA_MAX_RECORDS, help="librdkafka relay: records per consume."
+        "--max-records", type=int, default=LIBRDKAFKA_MAX_RECORDS, help="librdkafka relay, pipe: records per consume."
     )
     args = parser.parse_args(argv)
     sys.argv = sys.argv[:1]  # Faust's Worker looks at sys.argv; it has no options of its own here
-    {"naive": run_naive, "relay": run_relay, "librdkafka": run_librdkafka_relay}[args.kind](args)
+    {"naive": run_naive, "relay": run_relay, "librdkafka": run_librdkafka_relay, "pipe": run_pipe}[args.kind](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,9 +3,11 @@
 A contender of :data:`LATENCY_CONTENDERS` is started a second time, on topics of its own,
 after its throughput phase: ``rate`` events/s for ``latency_s`` seconds, each stamped with
 its send time, and each score's record timestamp (set when the contender queued it) minus
-that time is its latency. The worker is measured beside the librdkafka relay, the leanest
-contender on the same broker, in the same run: what the relay cannot beat is the broker's
-and the machine's share.
+that time is its latency. The worker is measured in the same run beside two references:
+the librdkafka relay (its throughput peer, which waits up to 100 ms to fill a batch) and
+``pipe`` (:func:`churn_stream.bench.stream_contenders.run_pipe`), which passes each event
+through unchanged with the worker's own client settings and loop shape: what the broker
+and the clients alone take at that rate, which no scorer on this broker can beat.
 
 Fresh topics, because a broker's fetch cost may grow with what a partition holds: Tansu
 0.6.0's storage engine lists every stored record batch of a partition on each fetch that
@@ -33,8 +35,9 @@ if TYPE_CHECKING:
     from churn_stream.bench.stream_phases import Bench
     from plumbing.settings import Settings
 
-#: Contenders run through the latency phase: the worker and its leanest peer.
-LATENCY_CONTENDERS = ("librdkafka", "worker")
+#: Contenders run through the latency phase: the broker's floor (``pipe``, a pass-through
+#: with the worker's client settings and no work), the librdkafka relay, the worker.
+LATENCY_CONTENDERS = ("pipe", "librdkafka", "worker")
 #: Width of the windows the phase's p99 and the broker's cores are given by, seconds.
 WINDOW_S = 2.0
 

@@ -40,6 +40,8 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
         "p99_ms",
         "librdkafka_p50_ms",
         "librdkafka_p99_ms",
+        "floor_p50_ms",
+        "floor_p99_ms",
         "load_avg",
         "stage_us",
         "floor_us",
@@ -75,9 +77,10 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     # Both workers of the scaling phase took part: the group split the 4 partitions between them.
     by_worker = saved["contenders"]["worker2"]["events_in_by_worker"]
     assert len(by_worker) == 2 and all(n > 0 for n in by_worker) and sum(by_worker) >= EVENTS
-    # Latency: the worker and the librdkafka relay, each on fresh topics of their own, every event scored.
-    for kind in ("worker", "librdkafka"):
-        figures = saved["contenders"][kind]
+    # Latency: the pass-through (the broker's floor), the librdkafka relay and the worker, each on fresh
+    # topics of their own, every event scored.
+    for kind in ("pipe", "worker", "librdkafka"):
+        figures = saved["latency_floor"] if kind == "pipe" else saved["contenders"][kind]
         assert figures["latency_scored"] == figures["latency_events"] == 6 * 2000, kind
         assert 0 < figures["p50_ms"] <= figures["p99_ms"], kind
         # One p99 per 2-s window of the 6-s phase (a straggler may open one more).
@@ -88,6 +91,8 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     assert saved["p99_ms"] == saved["contenders"]["worker"]["p99_ms"]
     assert saved["librdkafka_p99_ms"] == saved["contenders"]["librdkafka"]["p99_ms"]
     assert f"bench-{saved['run']}-worker-latency" in saved["contenders"]["worker"]["latency_topic"]
+    assert saved["floor_p99_ms"] == saved["latency_floor"]["p99_ms"]
+    assert f"bench-{saved['run']}-pipe-latency" in saved["latency_floor"]["latency_topic"]
     assert saved["worker_rss_mb"] > 50  # a Python worker with numpy and a model: tens of MiB at least
     # Stage figures: every stage named; None until the worker exposes churn_worker_stage_seconds.
     assert sorted(saved["stage_us"]) == sorted(WORKER_STAGES)  # the JSON has its keys sorted
