@@ -28,7 +28,8 @@ registered) and write the same score and alert documents. For each, a warm-up of
 :data:`~churn_stream.bench.stream_phases.WARMUP_EVENTS` events waits until the contender is consuming; then the bench
 produces every event and reads the scores back from the output topic:
 ``events / (last score read - first event sent)``. A second, rate-limited phase
-(the worker, beside the librdkafka relay) starts the contender again on fresh topics,
+(the worker, beside the librdkafka relay and a pass-through, the broker's floor: the
+pass-through first, the others right after their throughput phase) starts each on fresh topics,
 sends ``rate`` events/s for ``latency_s`` seconds and measures, per event,
 ``event_time`` -> the score record's timestamp (set when the contender's producer
 appends it) and -> the moment the bench reads it (:mod:`churn_stream.bench.stream_latency`).
@@ -176,7 +177,7 @@ def run_bench_stream(
     json_path : Path, optional
         Where to write the result as JSON.
     rate : float, default 2000.0
-        Events per second of the latency phase (the worker and the librdkafka relay).
+        Events per second of the latency phase (the pass-through, the librdkafka relay, the worker).
     latency_s : float, default 20.0
         Duration of the latency phase (0 skips it).
     dataset : str, default "telco"
@@ -201,7 +202,7 @@ def run_bench_stream(
         ``ratio_vs_librdkafka``, ``ratio_vs_naive``, ``ratio_vs_quix`` (worker / contender),
         ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms`` (the worker's), ``librdkafka_p50_ms``,
         ``librdkafka_p99_ms`` (the relay's, same rate, same run), ``floor_p50_ms``,
-        ``floor_p99_ms`` and ``latency_floor`` (the pass-through's: the broker's floor),
+        ``floor_p99_ms`` and ``latency_floor`` (the pass-through's; None without the worker),
         ``reload_s`` (the slower of the
         two hot reloads, seconds; None without ``reload``), ``reloads``, ``load_avg`` (1-minute, run
         ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
@@ -231,6 +232,7 @@ def run_bench_stream(
         "load_avg_1m_start": load_start,
         "cpus": os.cpu_count(),
         "contenders": {},
+        "latency_floor": None,
     }
     measured_topics: dict[str, dict[str, str]] = {}
     try:
@@ -303,8 +305,8 @@ def run_bench_stream(
             "p99_ms": worker.get("p99_ms"),
             "librdkafka_p50_ms": c.get("librdkafka", {}).get("p50_ms"),
             "librdkafka_p99_ms": c.get("librdkafka", {}).get("p99_ms"),
-            "floor_p50_ms": result.get("latency_floor", {}).get("p50_ms"),
-            "floor_p99_ms": result.get("latency_floor", {}).get("p99_ms"),
+            "floor_p50_ms": (result["latency_floor"] or {}).get("p50_ms"),
+            "floor_p99_ms": (result["latency_floor"] or {}).get("p99_ms"),
             "reloads": worker.get("reloads"),
             "reload_s": _slowest_reload(worker.get("reloads")),
             "stage_us": worker.get("stage_us", stage_deltas(None, None)),
@@ -373,12 +375,12 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         "cores used over each measured phase: bench CPU = the bench's producer and collector, its CPU = the "
         "contender's processes, machine = every busy core (broker included)"
     )
-    by_kind = {**c, "pipe": result.get("latency_floor", {})}
+    by_kind = {**c, "pipe": result["latency_floor"] or {}}
     latency = [k for k in LATENCY_CONTENDERS if "p50_ms" in by_kind.get(k, {})]
     if latency:
         out(
-            f"latency at {rate:,.0f} events/s on fresh topics (event_time -> score record timestamp; p99 and the "
-            f"broker's cores per {WINDOW_S:.0f}-s window):"
+            f"latency at {rate:,.0f} events/s on fresh topics (event_time -> output record timestamp; p99 per "
+            f"{WINDOW_S:.0f} s of output timestamps, broker cores per {WINDOW_S:.0f} s of wall time):"
         )
     for kind in latency:
         f = by_kind[kind]
@@ -386,7 +388,7 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
             f"{LABELS[kind]:<18} p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, load avg "
             f"{f['latency_load_avg']['start']} -> {f['latency_load_avg']['end']}"
         )
-        out(f"{'':<18} p99 ms by window: {' '.join(format(x, '.0f') for x in f['p99_by_window_ms'])}")
+        out(f"{'':<18} p99 ms by window: {' '.join(format(x, '.1f') for x in f['p99_by_window_ms'])}")
         cores = f["broker_cores_by_window"]
         out(f"{'':<18} broker cores by window: {' '.join(format(x, '.2f') for x in cores) if cores else '-'}")
     if c.get("worker", {}).get("reloads") is not None:

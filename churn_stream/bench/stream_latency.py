@@ -1,24 +1,29 @@
 """The latency phase of ``churn bench stream``: a fixed event rate on fresh topics, per event sent -> scored.
 
-A contender of :data:`LATENCY_CONTENDERS` is started a second time, on topics of its own,
-after its throughput phase: ``rate`` events/s for ``latency_s`` seconds, each stamped with
-its send time, and each score's record timestamp (set when the contender queued it) minus
-that time is its latency. The worker is measured in the same run beside two references:
+A contender of :data:`LATENCY_CONTENDERS` is started on topics of its own (the relay and
+the worker again, right after their throughput phase; the pass-through first, before any
+throughput phase): ``rate`` events/s for ``latency_s`` seconds, each stamped with its send
+time, and each output's record timestamp (set when the contender queued it) minus that
+time is its latency. The worker is measured in the same run beside two references:
 the librdkafka relay (its throughput peer, which waits up to 100 ms to fill a batch) and
 ``pipe`` (:func:`churn_stream.bench.stream_contenders.run_pipe`), which passes each event
 through unchanged with the worker's own client settings and loop shape: what the broker
-and the clients alone take at that rate, which no scorer on this broker can beat.
+and the clients alone take at that rate. Its p50 is a floor; its p99, like everyone's,
+follows the broker's growing cost (below) and varies from run to run.
 
 Fresh topics, because a broker's fetch cost may grow with what a partition holds: Tansu
 0.6.0's storage engine lists every stored record batch of a partition on each fetch that
 has records to return, so on the topics of a 200,000-event throughput phase the phase
 measured the broker's listing more than the contender. The same growth within the phase
-shows in the ``p99_by_window_ms`` and ``broker_cores_by_window`` figures (one per
-:data:`WINDOW_S` seconds of score timestamps), the broker's cores read from the local
-stack's process (None for a broker this machine does not run).
+shows in ``p99_by_window_ms`` (one per :data:`WINDOW_S` seconds of output timestamps from
+the first, empty windows skipped) and ``broker_cores_by_window`` (one per whole
+:data:`WINDOW_S` seconds of wall time from just before the first event is sent), the
+broker's cores read from the local stack's process (None for a broker this machine does
+not run). The two lists need not have the same length.
 
 With ``reload``, the worker's champion is swapped to a copy and back meanwhile
-(:mod:`churn_stream.bench.stream_reload`).
+(:mod:`churn_stream.bench.stream_reload`): the worker's figures then include two hot
+reloads, the references' never do.
 """
 
 from __future__ import annotations
@@ -199,6 +204,8 @@ def latency_phase(bench: Bench, kind: str, rate: float, latency_s: float, reload
         If ``kind`` is not one of :data:`LATENCY_CONTENDERS`.
     RuntimeError
         If the contender does not score its warm-up events.
+    churn_stream.demo.DemoError
+        If the worker does not become ready.
     """
     from churn_stream.demo import stop_worker, wait_worker_ready
     from churn_stream.stack import LocalStack

@@ -140,12 +140,28 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
     help="Python of a virtualenv with quixstreams, numpy, orjson and pyyaml: adds the Quix Streams contender.",
 )
 @click.option(
+    "--rate",
+    type=click.FloatRange(min=1.0),
+    default=2000.0,
+    show_default=True,
+    help="Events/s of the latency phase: the pass-through (the broker's floor, forwarding events unchanged with "
+    "the worker's client settings), the librdkafka relay and the worker, each on fresh topics.",
+)
+@click.option(
+    "--latency-s",
+    type=click.FloatRange(min=0.0),
+    default=20.0,
+    show_default=True,
+    help="Seconds of the latency phase per contender (0 skips it, and the hot reloads with it).",
+)
+@click.option(
     "--reload/--no-reload",
     default=True,
     show_default=True,
     help="While the worker contender's latency phase runs, move the data set's champion alias in the registry "
     "to a copy of its version and back, announcing both (every worker of that data set on this stack reloads), "
-    "and time each hot reload; the copy is deleted after, and a run that was killed is repaired by the next one. "
+    "and time each hot reload (the worker's latency figures then include both reloads); the copy is deleted "
+    "after, and a run that was killed is repaired by the next one. "
     "--no-reload leaves the registry alone.",
 )
 @JSON_OUTPUT
@@ -157,12 +173,14 @@ def bench_stream(
     source: Path | None,
     contenders: str | None,
     quix_python: str | None,
+    rate: float,
+    latency_s: float,
     reload: bool,
     json_path: Path | None,
 ) -> None:
     """Naive Faust agent, aiokafka and librdkafka relays, Quix Streams, our worker (one and two):
     end to end on the configured broker, each worker stage beside its floor, and the worker's latency
-    beside the librdkafka relay's on fresh topics."""
+    beside the librdkafka relay's and a pass-through's (the broker's floor) on fresh topics."""
     from churn_stream.bench.stream import chosen_contenders, run_bench_stream
     from churn_stream.cli.batch import _require_source
 
@@ -188,6 +206,8 @@ def bench_stream(
             source=source,
             contenders=names,
             quix_python=quix_python,
+            rate=rate,
+            latency_s=latency_s,
             reload=reload,
         )
     finally:

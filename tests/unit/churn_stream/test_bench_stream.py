@@ -140,6 +140,18 @@ def test_cli_refuses_a_bad_contenders_value_before_running(value, message):
     assert message in result.output
 
 
+@pytest.mark.parametrize(("option", "value"), [("--latency-s", "-1"), ("--rate", "0")])
+def test_cli_refuses_a_latency_phase_it_cannot_run(option, value):
+    from click.testing import CliRunner
+
+    from churn_stream.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "stream", option, value])
+
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output
+
+
 # ------------------------------------------------------------------ hot reloads
 def test_reload_figures_time_each_swap_to_the_last_score_by_the_previous_version():
     from churn_stream.bench.stream_reload import reload_figures
