@@ -31,7 +31,7 @@ produces every event and reads the scores back from the output topic:
 (the worker, beside the librdkafka relay and a pass-through, the broker's floor: the
 pass-through first, the others right after their throughput phase) starts each on fresh topics,
 sends ``rate`` events/s for ``latency_s`` seconds and measures, per event,
-``event_time`` -> the score record's timestamp (set when the contender's producer
+``event_time`` -> the output record's timestamp (set when the contender's producer
 appends it) and -> the moment the bench reads it (:mod:`churn_stream.bench.stream_latency`).
 Meanwhile the worker's champion is moved to a copy of its version and back, each move
 announced, and each hot reload timed (:mod:`churn_stream.bench.stream_reload`).
@@ -237,13 +237,8 @@ def run_bench_stream(
     measured_topics: dict[str, dict[str, str]] = {}
     try:
         if "worker" in chosen and latency_s > 0:
-            result["latency_floor"] = floor = latency_phase(bench, "pipe", rate, latency_s)
-            print(
-                f"{LABELS['pipe']:>10}: p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms event to output at "
-                f"{rate:,.0f} events/s on fresh topics, no work: the broker's floor (load avg "
-                f"{floor['latency_load_avg']['start']} -> {floor['latency_load_avg']['end']})",
-                file=sys.stderr,
-            )
+            result["latency_floor"] = latency_phase(bench, "pipe", rate, latency_s)
+            _print_latency("pipe", result["latency_floor"], rate)
         for kind in chosen:
             if kind == "worker2":
                 figures, topics = scaling_phase(bench)
@@ -265,12 +260,7 @@ def run_bench_stream(
                 )
             if kind in LATENCY_CONTENDERS and latency_s > 0:
                 figures.update(latency_phase(bench, kind, rate, latency_s, reload=reload and kind == "worker"))
-                print(
-                    f"{LABELS[kind]:>10}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms event to score at "
-                    f"{rate:,.0f} events/s on fresh topics ({figures['latency_scored']}/{figures['latency_events']} "
-                    f"scored, load avg {figures['latency_load_avg']['start']} -> {figures['latency_load_avg']['end']})",
-                    file=sys.stderr,
-                )
+                _print_latency(kind, figures, rate)
         c = result["contenders"]
         ref = "worker" if "worker" in measured_topics else next(iter(measured_topics))
         fastest = max((f["eps"] or 0.0) for f in c.values())
@@ -288,6 +278,7 @@ def run_bench_stream(
         return round(num / den, 2) if num and den else None
 
     worker = c.get("worker", {})
+    floor = result["latency_floor"] or {}
     result.update(
         {
             "naive_eps": eps("naive"),
@@ -305,8 +296,8 @@ def run_bench_stream(
             "p99_ms": worker.get("p99_ms"),
             "librdkafka_p50_ms": c.get("librdkafka", {}).get("p50_ms"),
             "librdkafka_p99_ms": c.get("librdkafka", {}).get("p99_ms"),
-            "floor_p50_ms": (result["latency_floor"] or {}).get("p50_ms"),
-            "floor_p99_ms": (result["latency_floor"] or {}).get("p99_ms"),
+            "floor_p50_ms": floor.get("p50_ms"),
+            "floor_p99_ms": floor.get("p99_ms"),
             "reloads": worker.get("reloads"),
             "reload_s": _slowest_reload(worker.get("reloads")),
             "stage_us": worker.get("stage_us", stage_deltas(None, None)),
@@ -339,6 +330,16 @@ def _slowest_reload(reloads: list[dict[str, Any]] | None) -> float | None:
     if not reloads or any(r["reload_s"] is None for r in reloads):
         return None
     return max(r["reload_s"] for r in reloads)
+
+
+def _print_latency(kind: str, figures: dict[str, Any], rate: float) -> None:
+    """One line on stderr: a contender's latency phase (:func:`~churn_stream.bench.stream_latency.latency_phase`)."""
+    print(
+        f"{LABELS[kind]:>10}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms event to output at {rate:,.0f} "
+        f"events/s on fresh topics ({figures['latency_scored']}/{figures['latency_events']} scored, load avg "
+        f"{figures['latency_load_avg']['start']} -> {figures['latency_load_avg']['end']})",
+        file=sys.stderr,
+    )
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:

@@ -154,6 +154,7 @@ def _measure(
         figures["reloads"] = reload_figures(swap.announced, lat["score_versions"])
         figures["reload_error"] = swap.error
     stamps = [ts for ts, _ in lat["score_versions"]]
+    load_end = load_1m()
     figures.update(
         {
             "latency_events": len(records),
@@ -165,8 +166,8 @@ def _measure(
             "read_p99_ms": _percentile_ms(lat["lat_read"], 99),
             "p99_by_window_ms": p99_by_window_ms(lat["lat_ts"], stamps),
             "broker_cores_by_window": broker.cores or None,
-            "latency_load_avg": {"start": load_start, "end": load_1m()},
-            "latency_load_avg_1m": load_1m(),
+            "latency_load_avg": {"start": load_start, "end": load_end},
+            "latency_load_avg_1m": load_end,
         }
     )
     return figures
