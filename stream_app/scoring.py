@@ -2,7 +2,8 @@
 
 Pure functions over bytes and arrays, no I/O: the Faust worker, the benchmark and
 the tests all call the same code. Decoding against the data set's contract is
-:mod:`stream_app.decode`; events become a model's input columns through the served
+:mod:`stream_app.decode`, reason codes :mod:`stream_app.reasons`, the JSON of scores and
+alerts :mod:`stream_app.encode`; events become a model's input columns through the served
 :class:`~stream_app.contract.EventContract` (the normaliser, blank rules and derived
 features of its profile). Every score lists the categorical fields whose value the model
 never saw in training (``unknown_categories``). Measured in process, stage by stage, with
@@ -22,18 +23,13 @@ from typing import Any, Protocol, cast
 import numpy as np
 import orjson
 
-from schemas.events import (
-    PREDICTED_VALUE_FIELD,
-    REASONS_FIELD,
-    SCHEMA_VERSION,
-    UNKNOWN_CATEGORIES_FIELD,
-    VALUE_AT_RISK_FIELD,
-    CustomerEventBase,
-)
+from schemas.events import CustomerEventBase
 from scratch_models.pipeline import ScoringPipeline
 from scratch_models.preprocessing import TabularPreprocessor
 from stream_app.contract import TELCO_CONTRACT, EventContract
 from stream_app.decode import Failure, RawRecord, dead_letter, decode_batch
+from stream_app.encode import alert_documents, float_texts, score_documents
+from stream_app.reasons import reason_texts
 
 __all__ = [
     "STAGES",
@@ -45,8 +41,6 @@ __all__ = [
     "dead_letter",
     "decode_batch",
     "event_columns",
-    "reason_codes",
-    "reason_texts",
     "leaves_of",
     "score_batch",
     "unknown_categories",
@@ -173,112 +167,6 @@ def churn_probabilities(model: LoadedModel, X: np.ndarray, leaves: np.ndarray | 
     return classifier.predict_proba(X)[:, 1]
 
 
-def _top_contributions(
-    model: LoadedModel, X: np.ndarray, k: int, leaves: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Each row's ``k`` largest path contributions, largest first; None for a model without them.
-
-    Returns
-    -------
-    top : ndarray of shape (n_samples, min(k, n_features_out)), intp
-        Column of ``feature_names_out``.
-    values : ndarray of the same shape, float64
-    """
-    contrib_fn = getattr(model.pipeline.model, "feature_contributions", None)
-    if contrib_fn is None:
-        return None
-    contrib = contrib_fn(X) if leaves is None else contrib_fn(X, leaves=leaves)
-    n, d = contrib.shape
-    if k >= min(d, 8):
-        top = np.argsort(-contrib, axis=1)[:, :k]
-        return top, np.take_along_axis(contrib, top, axis=1)
-    # A few reasons of many features: one argmax pass per reason beats sorting every row.
-    work = contrib.copy()
-    rows = np.arange(n)
-    top = np.empty((n, k), dtype=np.intp)
-    for i in range(k):
-        top[:, i] = column = work.argmax(axis=1)
-        work[rows, column] = -np.inf
-    return top, np.take_along_axis(contrib, top, axis=1)
-
-
-def reason_codes(model: LoadedModel, X: np.ndarray, k: int = 3) -> list[list[dict[str, Any]]]:
-    """The features pushing each row's churn score up: the ``reasons`` of alerts and API predictions.
-
-    Parameters
-    ----------
-    model : LoadedModel
-        Its model's ``feature_contributions(X)`` (per-row, per-feature push on the score)
-        gives the codes; a model without it gives none.
-    X : ndarray of shape (n_samples, n_features_out), float64
-        Rows as transformed by ``model.pipeline`` (its ``feature_names_out`` order).
-    k : int, default 3
-        Most reasons per row.
-
-    Returns
-    -------
-    list of list of dict
-        Per row, up to ``k`` ``{"feature": str, "contribution": float}`` with a positive
-        contribution, largest first (the :class:`~schemas.events.Reason` contract).
-    """
-    found = _top_contributions(model, X, k) if len(X) else None
-    if found is None:
-        return [[] for _ in range(len(X))]
-    top, values = found
-    names = model.pipeline.feature_names_out
-    return [
-        [{"feature": names[j], "contribution": c} for j, c in zip(cols, vals) if c > 0]
-        for cols, vals in zip(top.tolist(), values.tolist())
-    ]
-
-
-def _float_texts(values: np.ndarray) -> list[bytes]:
-    """``orjson.dumps`` of each float, from one call (a JSON number never holds a comma)."""
-    return orjson.dumps(values.tolist())[1:-1].split(b",") if values.size else []
-
-
-def reason_texts(model: LoadedModel, X: np.ndarray, k: int = 3, leaves: np.ndarray | None = None) -> list[bytes]:
-    """:func:`reason_codes` of each row as its JSON text: ``orjson.dumps`` of the list, byte for byte.
-
-    The alerts' hot path: no dict per reason, one ``orjson.dumps`` for every contribution
-    of the batch, and the ``{"feature":...,"contribution":`` prefix of each feature written once
-    per model.
-
-    Parameters
-    ----------
-    model : LoadedModel
-    X : ndarray of shape (n_samples, n_features_out), float64
-    k : int, default 3
-    leaves : ndarray of shape (n_trees, n_samples), optional
-        :func:`leaves_of` these rows, when known.
-
-    Returns
-    -------
-    list of bytes
-        One JSON array per row.
-    """
-    found = _top_contributions(model, X, k, leaves) if len(X) else None
-    if found is None:
-        return [b"[]"] * len(X)
-    top, values = found
-    m, width = top.shape
-    positive = values > 0  # each row's positive ones come first: values are sorted
-    prefixes = model.reason_prefixes
-    # Every row's parts side by side: per reason slot "[" or ",", prefix, contribution, "}"
-    # (all empty past the row's positive ones), then "]" and a newline to split at.
-    parts = np.full((m, 4 * width + 1), b"", dtype=object)
-    openers = np.array([b"["] + [b","] * (width - 1), dtype=object)
-    parts[:, 0:-1:4] = np.where(positive, openers, b"")
-    parts[:, 1:-1:4] = prefixes[np.where(positive, top, len(prefixes) - 1)]
-    contributions = parts[:, 2:-1:4]
-    contributions[positive] = _float_texts(values[positive])
-    parts[:, 3:-1:4] = np.where(positive, b"}", b"")
-    parts[:, -1] = np.where(positive[:, 0], b"]\n", b"[]\n")
-    texts = b"".join(parts.ravel().tolist()).split(b"\n")
-    texts.pop()  # after the last newline
-    return texts
-
-
 def unknown_categories(
     model: LoadedModel, X: np.ndarray, codes: Mapping[str, np.ndarray] | None = None
 ) -> tuple[list[list[str]], dict[str, int]]:
@@ -355,101 +243,6 @@ def _customer_value(
     X = pipeline.preprocessor.transform(_RowsOf(columns, rows), shared)
     # A linear regressor can extrapolate below zero for new customers; value cannot be negative.
     return np.maximum(pipeline.model.predict(X), 0.0)
-
-
-# An alert is its score's JSON with these members spliced in before the closing brace.
-_ALERT_KEYS = [f',"{name}":'.encode() for name in (REASONS_FIELD, PREDICTED_VALUE_FIELD, VALUE_AT_RISK_FIELD)]
-
-
-def _alert_documents(
-    scores: Sequence[tuple[bytes | None, bytes]], rows: Sequence[int], members: Sequence[Sequence[bytes]]
-) -> list[tuple[bytes | None, bytes]]:
-    """Alerts as (key, value): each row's score document with ``members`` spliced in before its brace.
-
-    ``members`` are the JSON texts, one per alert, of ``reasons`` and, when given,
-    ``predicted_value_usd`` and ``value_at_risk_usd``, in that order: the same bytes as dumping
-    the score document with them appended. One ``b"".join`` writes every alert, split at the
-    newline after each (the texts hold no raw newline).
-    """
-    m, width = len(rows), 2 * len(members) + 2
-    parts: list[bytes] = [b""] * (width * m)
-    parts[0::width] = [scores[i][1][:-1] for i in rows]
-    for j, texts in enumerate(members):
-        parts[2 * j + 1 :: width] = [_ALERT_KEYS[j]] * m
-        parts[2 * j + 2 :: width] = texts
-    parts[width - 1 :: width] = [b"}\n"] * m
-    values = b"".join(parts).split(b"\n")
-    values.pop()  # after the last newline
-    return list(zip([scores[i][0] for i in rows], values))
-
-
-#: Bytes whose character JSON text must escape (orjson writes every other character as it is, in
-#: UTF-8, whose multi-byte sequences hold none of them), but NUL: it separates the texts of a column.
-_ESCAPED_BUT_NUL = bytes(range(1, 32)) + b'"\\'
-
-
-#: The churn label member, indexed by the label.
-_LABEL_TEXTS = (b',"churn_label":false', b',"churn_label":true')
-
-
-def _utf8_unescaped(texts: Sequence[str]) -> list[bytes] | None:
-    """UTF-8 of each text, from one encode; None when any needs a JSON escape (NUL included)."""
-    data = "\x00".join(texts).encode()
-    if len(data.translate(None, _ESCAPED_BUT_NUL)) != len(data) or data.count(b"\x00") != len(texts) - 1:
-        return None
-    return data.split(b"\x00")
-
-
-def _score_texts(
-    event_ids: Sequence[str],
-    times: Sequence[str],
-    ids: Sequence[str],
-    proba: np.ndarray,
-    labels: Sequence[bool],
-    unknown: Sequence[list[str]],
-    head: dict[str, Any],
-) -> tuple[list[bytes], list[bytes]] | None:
-    """Each score document's JSON, the bytes ``orjson.dumps`` gives for its dict, and its key; or None.
-
-    The members common to the batch are written once; ids and times are spliced in as
-    UTF-8 when none needs a JSON escape (None otherwise: the caller dumps each dict),
-    probabilities come from one ``orjson.dumps``. Every document of the batch is one
-    ``b"".join`` of its parts, split at a newline after each (JSON text from orjson holds no
-    raw newline, and the spliced texts hold no control character).
-
-    Returns
-    -------
-    texts : list of bytes
-    keys : list of bytes
-        The UTF-8 of each customer id.
-    """
-    n = len(ids)
-    columns = [_utf8_unescaped(column) for column in (event_ids, times, ids)]
-    if n == 0 or any(column is None for column in columns):
-        return None
-    e, t, cid = cast("list[list[bytes]]", columns)
-    common = orjson.dumps(head)[1:-1]
-    clean = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":[]}\n'
-    unseen = b"," + common + b',"' + UNKNOWN_CATEGORIES_FIELD.encode() + b'":'
-    ends = [clean] * n
-    if any(unknown):
-        for i, u in enumerate(unknown):
-            if u:
-                ends[i] = unseen + orjson.dumps(u) + b"}\n"
-    parts: list[bytes] = [b""] * (10 * n)
-    parts[0::10] = [b'{"event_id":"'] * n
-    parts[1::10] = e
-    parts[2::10] = [b'","event_time":"'] * n
-    parts[3::10] = t
-    parts[4::10] = [b'","schema_version":' + orjson.dumps(SCHEMA_VERSION) + b',"customer_id":"'] * n
-    parts[5::10] = cid
-    parts[6::10] = [b'","churn_probability":'] * n
-    parts[7::10] = _float_texts(proba)
-    parts[8::10] = list(map(_LABEL_TEXTS.__getitem__, labels))
-    parts[9::10] = ends
-    texts = b"".join(parts).split(b"\n")
-    texts.pop()  # after the last newline
-    return texts, cid
 
 
 #: Stages of :func:`score_batch`'s ``timings``, in the order the batch goes through them.
@@ -550,26 +343,7 @@ def score_batch(
             "model_version": model.model_version,
             "scored_at": now.isoformat(),
         }
-        spliced = _score_texts(event_ids, times, ids, proba, labels, unknown, head)
-        if spliced is not None:
-            texts, keys = spliced
-        else:  # text JSON must escape: orjson writes each document
-            texts = [
-                orjson.dumps(
-                    {
-                        "event_id": e,
-                        "event_time": t,
-                        "schema_version": SCHEMA_VERSION,
-                        "customer_id": cid,
-                        "churn_probability": p,
-                        "churn_label": label,
-                        **head,
-                        UNKNOWN_CATEGORIES_FIELD: u,
-                    }
-                )
-                for e, t, cid, p, label, u in zip(event_ids, times, ids, proba.tolist(), labels, unknown)
-            ]
-            keys = [cid.encode() for cid in ids]
+        texts, keys = score_documents(event_ids, times, ids, proba, labels, unknown, head)
         scores = result.scores = list(zip(keys, texts))
         result.alert_rows = alert_rows
         result.event_times = times
@@ -585,14 +359,14 @@ def score_batch(
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)
                 # Same bytes as dumping the score document with "reasons" appended.
-                result.alerts = _alert_documents(scores, alert_list, [reasons])
+                result.alerts = alert_documents(scores, alert_list, [reasons])
             else:
                 value_usd = _customer_value(value_model, columns, alert_rows, (pipeline.preprocessor, X_alerts))
                 at_risk = proba[alert_rows] * value_usd
                 if timings is not None:
                     tick = _lap(timings, "reasons", tick)
-                result.alerts = _alert_documents(
-                    scores, alert_list, [reasons, _float_texts(value_usd), _float_texts(at_risk)]
+                result.alerts = alert_documents(
+                    scores, alert_list, [reasons, float_texts(value_usd), float_texts(at_risk)]
                 )
     elif timings is not None:
         tick = _lap(timings, "featurise", tick)

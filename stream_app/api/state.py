@@ -34,7 +34,8 @@ from stream_app.api.bodies import ApiError
 from stream_app.api.one_row import one_row_encoder
 from stream_app.contract import TELCO_CONTRACT, EventContract
 from stream_app.model_store import ModelStore
-from stream_app.scoring import LoadedModel, churn_probabilities, reason_codes, unknown_categories
+from stream_app.reasons import reason_codes
+from stream_app.scoring import LoadedModel, churn_probabilities, unknown_categories
 
 logger = logging.getLogger(__name__)
 

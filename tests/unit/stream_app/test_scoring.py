@@ -7,55 +7,28 @@ from datetime import UTC, datetime
 
 import numpy as np
 import orjson
-import pandas as pd
 import pytest
 
-from batch.features import classification_data, frame_columns, regression_data
-from batch.ingest import read_source_csv
-from churn_stream.produce import csv_to_customer_events
+from batch.features import frame_columns, regression_data
 from schemas.events import ChurnAlert, DeadLetter, ScoreEvent
 from schemas.profiles import TELCO
 from schemas.topics import Topics
-from scratch_models import LogisticRegression, ScoringPipeline
-from scratch_models.boosting import GradientBoostingClassifier
+from scratch_models import ScoringPipeline
 from scratch_models.regression import PolynomialRegression
 from stream_app.model_store import CLASSIFIER_NAME
+from stream_app.reasons import reason_codes
 from stream_app.scoring import (
     STAGES,
     LoadedModel,
     RawRecord,
     decode_batch,
     event_columns,
-    reason_codes,
-    reason_texts,
     score_batch,
     unknown_categories,
 )
 
 N = 200
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def frame(telco_csv) -> pd.DataFrame:
-    return read_source_csv(telco_csv, TELCO)
-
-
-@pytest.fixture(scope="module")
-def pipeline(frame) -> ScoringPipeline:
-    data = classification_data(frame, TELCO)
-    model = LogisticRegression(C=1.0).fit(data.X_train, data.y_train)
-    return ScoringPipeline(data.preprocessor, model, threshold=0.5, metadata={"dataset": "telco"})
-
-
-@pytest.fixture(scope="module")
-def loaded(pipeline) -> LoadedModel:
-    return LoadedModel(pipeline, CLASSIFIER_NAME, "3")
-
-
-@pytest.fixture(scope="module")
-def events(telco_csv) -> list[tuple[bytes, bytes]]:
-    return csv_to_customer_events(telco_csv, limit=N)
 
 
 def records_of(events, partition: int = 2, start: int = 1000) -> list[RawRecord]:
@@ -137,53 +110,10 @@ def test_alerts_exactly_at_or_above_threshold_with_top_reasons(loaded, pipeline,
 
 
 @pytest.fixture(scope="module")
-def boosted(frame) -> LoadedModel:
-    data = classification_data(frame, TELCO)
-    model = GradientBoostingClassifier(n_estimators=40, min_child_weight=60.0, random_state=0)
-    return LoadedModel(
-        ScoringPipeline(data.preprocessor, model.fit(data.X_train, data.y_train), threshold=0.3), CLASSIFIER_NAME, "5"
-    )
-
-
-@pytest.fixture(scope="module")
 def valued(frame) -> LoadedModel:
     data = regression_data(frame, TELCO)
     model = PolynomialRegression(degree=2, alpha=1.0).fit(data.X_train, data.y_train)
     return LoadedModel(ScoringPipeline(data.preprocessor, model), "sales-regressor", "2")
-
-
-def test_reason_texts_are_the_dumped_reason_codes(loaded, boosted, pipeline, events):
-    X = pipeline.transform(event_columns(decode_batch(records_of(events))[1], pipeline.feature_names_in))
-    for model in (loaded, boosted):
-        for k in (1, 3, 100):
-            assert reason_texts(model, X, k) == [orjson.dumps(r) for r in reason_codes(model, X, k)]
-    # Rows without any positive contribution have no reasons; a model without contributions gives none.
-
-    class PullsDown:
-        def feature_contributions(self, X):
-            return -np.abs(X)
-
-    for model in (PullsDown(), object()):
-        stand_in = LoadedModel(ScoringPipeline(pipeline.preprocessor, model), CLASSIFIER_NAME, "0")  # type: ignore[arg-type]
-        assert reason_texts(stand_in, X[:5]) == [b"[]"] * 5 == [orjson.dumps(r) for r in reason_codes(stand_in, X[:5])]
-    assert reason_texts(loaded, X[:0]) == []
-
-
-def test_top_reasons_by_argmax_passes_equal_the_sort(pipeline):
-    from stream_app.scoring import _top_contributions
-
-    contrib = np.random.default_rng(3).normal(size=(50, 41))
-
-    class Given:
-        def feature_contributions(self, X):
-            return contrib
-
-    model = LoadedModel(ScoringPipeline(pipeline.preprocessor, Given()), CLASSIFIER_NAME, "0")  # type: ignore[arg-type]
-    for k in (1, 2, 3, 7, 8, 41, 100):
-        top, values = _top_contributions(model, contrib, k)
-        expected = np.argsort(-contrib, axis=1)[:, :k]
-        np.testing.assert_array_equal(top, expected)
-        np.testing.assert_array_equal(values, np.take_along_axis(contrib, expected, axis=1))
 
 
 def test_alerts_with_a_value_model_are_the_dumped_documents(boosted, valued, events):
