@@ -38,10 +38,11 @@ announced, and each hot reload timed (:mod:`churn_stream.bench.stream_reload`).
 
 The bench's own producer and collector are librdkafka clients
 (:mod:`churn_stream.bench.stream_collect`); after the contenders, the collector reads one
-contender's scores again from a full topic to show it was not the bottleneck. Then each
-worker stage's cost per event (from the worker's ``/metrics``) is printed beside its floor
-measured in the same run (:mod:`churn_stream.bench.stream_stages`). The contenders
-other than the worker are in :mod:`churn_stream.bench.stream_contenders`.
+contender's measured scores again (not its warm-up's) from a full topic to show it was
+not the bottleneck. Then each worker stage's cost per event (from the worker's
+``/metrics``) is printed beside its floor measured in the same run
+(:mod:`churn_stream.bench.stream_stages`). The contenders other than the worker are in
+:mod:`churn_stream.bench.stream_contenders`.
 """
 
 from __future__ import annotations
@@ -206,8 +207,11 @@ def run_bench_stream(
         ``reload_s`` (the slower of the
         two hot reloads, seconds; None without ``reload``), ``reloads``, ``load_avg`` (1-minute, run
         ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
-        None where not measured), ``worker_rss_mb``, ``collector``, ``run`` (the id in the run's
-        topic and group names; its topics are deleted at the end) and figures per contender.
+        None where not measured), ``worker_rss_mb``, ``collector`` (``records``: the scores of
+        ``contender``'s measured phase, the warm-up's left out, read again from its topic in
+        ``seconds``; ``eps``, ``cpu_s``, ``headroom`` over the fastest contender), ``run``
+        (the id in the run's topic and group names; its topics are deleted at the end) and
+        figures per contender.
 
     Raises
     ------
@@ -264,7 +268,10 @@ def run_bench_stream(
         c = result["contenders"]
         ref = "worker" if "worker" in measured_topics else next(iter(measured_topics))
         fastest = max((f["eps"] or 0.0) for f in c.values())
-        collector = read_rate(bench.conf, measured_topics[ref]["out"], events)
+        scores = measured_topics[ref]["out"]
+        measured = c[ref]["scored"] + c[ref]["duplicates"]
+        collector = read_rate(bench.conf, scores, measured, bench.measured_from.get(scores))
+        collector["contender"] = ref
         collector["headroom"] = round(collector["eps"] / fastest, 1) if collector["eps"] and fastest else None
         result["collector"] = collector
         result.update(_floors(bench, profile, src, measured_topics[ref]))
@@ -346,6 +353,27 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def collector_line(collector: dict[str, Any]) -> str:
+    """The collector's re-read (:func:`~churn_stream.bench.stream_collect.read_rate`), in one line.
+
+    Parameters
+    ----------
+    collector : dict
+        ``records``, ``seconds``, ``eps``, ``headroom`` (over the fastest contender; None without
+        one) and ``contender`` (whose measured phase's scores were read again).
+
+    Returns
+    -------
+    str
+    """
+    headroom, n = collector["headroom"], collector["records"]
+    return (
+        f"collector: {n:,} score{'' if n == 1 else 's'} read again ({LABELS[collector['contender']]}, its measured "
+        f"phase's only, not the warm-up's) in {collector['seconds']} s = {_fmt(collector['eps'], ',.0f')} events/s"
+        + (f", {headroom}x the fastest contender" if headroom is not None else "")
+    )
+
+
 def _print_tables(result: dict[str, Any], rate: float) -> None:
     """The contenders table (events/s, worker's ratio, load average) and the stage table, on stderr."""
     c = result["contenders"]
@@ -403,11 +431,7 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
             "hot reload (alias moved and announced -> every score by the new version: the later of the first "
             f"score by it and the last by the old one): {swaps or '-'}" + (f"; swap failed: {error}" if error else "")
         )
-    col = result["collector"]
-    out(
-        f"collector: {col['records']} scores read in {col['seconds']} s = {_fmt(col['eps'], ',.0f')} events/s, "
-        f"{col['headroom']}x the fastest contender"
-    )
+    out(collector_line(result["collector"]))
     if result["worker_rss_mb"] is not None:
         out(f"worker peak RSS (VmHWM): {result['worker_rss_mb']} MiB")
     counters = "" if c.get("worker", {}).get("stage_counter") else " (worker exposes no stage counter)"

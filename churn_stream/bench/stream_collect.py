@@ -4,7 +4,11 @@ The bench's own clients share the cores with the contender they measure, so they
 the cheapest this project has: ``confluent_kafka``'s Producer (in a thread of its own)
 and Consumer (the collector, which parses each score only for its ``event_id`` and,
 in the latency phase, its ``event_time``). :func:`read_rate` checks the collector keeps
-up: the same per-record work on a topic that already holds every score.
+up: the same per-record work on a topic that already holds every score of a measured
+phase, read from the offsets just past the warm-up's scores (``next_offsets`` of the
+warm-up's :func:`produce_and_collect`), so those are not counted. Not from the high
+watermarks taken before the phase: Tansu 0.6.0 answers a partition's high watermark as
+its last record batch's base offset + 1, inside a batch of many records.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ COLLECT_WAIT_S = 0.1
 STALL_TIMEOUT_S = 60.0
 
 
-def _consumer(conf: dict[str, Any], topic: str, *, from_start: bool) -> Any:
-    """A group-less reader of every partition of ``topic``, from its start or its current end."""
+def _consumer(conf: dict[str, Any], topic: str, *, from_start: bool, start: dict[int, int] | None = None) -> Any:
+    """A group-less reader of every partition of ``topic``, from its start or its current end.
+
+    ``start`` overrides ``from_start`` for the partitions it names (offset by partition).
+    """
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -43,7 +50,7 @@ def _consumer(conf: dict[str, Any], topic: str, *, from_start: bool) -> Any:
     tps = []
     for p in sorted(partitions):
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        tps.append(TopicPartition(topic, p, low if from_start else high))
+        tps.append(TopicPartition(topic, p, (start or {}).get(p, low if from_start else high)))
     consumer.assign(tps)
     return consumer
 
@@ -90,6 +97,7 @@ def produce_and_collect(
     *,
     rate: float | None = None,
     stamp_times: bool = False,
+    note_offsets: bool = False,
     timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Send ``records`` to ``in_topic`` and read ``out_topic`` until each event id has a score.
@@ -105,6 +113,9 @@ def produce_and_collect(
         Events per second, sent 10 ms worth at a time; default as fast as the producer goes.
     stamp_times : bool, default False
         Set each event's ``event_time`` to when it is sent and measure latencies.
+    note_offsets : bool, default False
+        Note, per partition of ``out_topic``, the offset after the last record read (a
+        warm-up's: where the measured phase's scores will start).
     timeout_s : float, default 600.0
         Give up reading after this long, or after :data:`STALL_TIMEOUT_S` without a new
         score once every event was sent (a contender that stopped, or a broker that lost
@@ -118,7 +129,8 @@ def produce_and_collect(
         process's CPU seconds over the phase, every thread), and with ``stamp_times``
         ``lat_ts`` (score record timestamp - event time) and ``lat_read`` (read - event
         time), seconds, and ``score_versions`` (score record timestamp in seconds and the
-        score's ``model_version``, one pair per score in read order).
+        score's ``model_version``, one pair per score in read order); ``next_offsets`` (with
+        ``note_offsets``: offset by partition after the last record read, else None).
 
     Raises
     ------
@@ -166,6 +178,7 @@ def produce_and_collect(
     lat_ts: list[float] = []
     lat_read: list[float] = []
     versions: list[tuple[float, str]] = []
+    next_offsets: dict[int, int] | None = {} if note_offsets else None
     loads = orjson.loads
     cpu0 = time.process_time()
     t_start = time.time()
@@ -179,6 +192,10 @@ def produce_and_collect(
             now = time.time()
             if not msgs and produce_s and now - max(t_last, t_start + produce_s[0]) > STALL_TIMEOUT_S:
                 break
+            if next_offsets is not None:  # warm-ups only: the timed loop below stays as it was
+                for m in msgs:
+                    if m.error() is None:
+                        next_offsets[m.partition()] = max(next_offsets.get(m.partition(), 0), m.offset() + 1)
             for m in msgs:
                 if m.error() is not None:
                     continue
@@ -212,10 +229,13 @@ def produce_and_collect(
         "lat_ts": lat_ts,
         "lat_read": lat_read,
         "score_versions": versions,
+        "next_offsets": next_offsets,
     }
 
 
-def read_rate(conf: dict[str, Any], topic: str, records: int, timeout_s: float = 120.0) -> dict[str, Any]:
+def read_rate(
+    conf: dict[str, Any], topic: str, records: int, start: dict[int, int] | None = None, timeout_s: float = 120.0
+) -> dict[str, Any]:
     """How fast the collector reads ``records`` scores already in ``topic`` (its per-record work included).
 
     Parameters
@@ -223,8 +243,12 @@ def read_rate(conf: dict[str, Any], topic: str, records: int, timeout_s: float =
     conf : dict
         :func:`plumbing.clients.rdkafka_config`.
     topic : str
-        A scores topic holding at least ``records`` records.
+        A scores topic holding at least ``records`` records from ``start`` on.
     records : int
+        Records to read (a measured phase's: its scores and duplicates).
+    start : dict of int to int, optional
+        First offset to read by partition (``next_offsets`` of the warm-up, so its scores are
+        left out); default each partition's start.
     timeout_s : float, default 120.0
 
     Returns
@@ -233,7 +257,7 @@ def read_rate(conf: dict[str, Any], topic: str, records: int, timeout_s: float =
         ``records`` read, ``seconds`` (first consume call -> last record read), ``eps``,
         ``cpu_s`` (this process, every thread).
     """
-    consumer = _consumer(conf, topic, from_start=True)
+    consumer = _consumer(conf, topic, from_start=True, start=start)
     seen: set[str] = set()
     loads = orjson.loads
     n = 0

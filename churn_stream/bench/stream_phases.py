@@ -173,6 +173,8 @@ class Bench:
         self.pipeline_path, self.model = _champion(settings, self.work / "model", profile, source)
         self.base = csv_to_customer_events(source, profile.name)
         self.created: list[str] = []
+        #: Scores topic -> offset by partition just past its warm-ups' scores: where its measured phase's scores start.
+        self.measured_from: dict[str, dict[int, int]] = {}
 
     def records(self, n: int) -> list[tuple[bytes, bytes]]:
         """``n`` fresh events (keys and values), each with an event id never sent before."""
@@ -217,6 +219,8 @@ class Bench:
     def warm(self, kind: str, topics: dict[str, str], procs: Sequence[subprocess.Popen], log: Path) -> None:
         """Send :data:`WARMUP_EVENTS` events and wait for their scores.
 
+        Notes the offsets just past them in ``topics["out"]`` (:attr:`measured_from`).
+
         Raises
         ------
         RuntimeError
@@ -224,7 +228,13 @@ class Bench:
         """
         from churn_stream.bench.stream_collect import produce_and_collect
 
-        warm = produce_and_collect(self.conf, topics["in"], topics["out"], self.records(WARMUP_EVENTS), timeout_s=120)
+        out = topics["out"]
+        warm = produce_and_collect(
+            self.conf, topics["in"], out, self.records(WARMUP_EVENTS), note_offsets=True, timeout_s=120
+        )
+        noted = self.measured_from.setdefault(out, {})
+        for partition, offset in (warm["next_offsets"] or {}).items():
+            noted[partition] = max(noted.get(partition, 0), offset)
         if warm["scored"] < warm["events"] or any(p.poll() is not None for p in procs):
             raise RuntimeError(f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); see {log}")
 

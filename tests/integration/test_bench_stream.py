@@ -104,7 +104,10 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
         if stage == "reasons" and floor is None:
             continue  # a champion without feature_contributions has no reasons floor
         assert floor > 0, stage
-    assert saved["collector"]["records"] >= EVENTS and saved["collector"]["eps"] > 0
+    # The collector re-read the worker's measured phase only: its scores, not the warm-up's before them.
+    collector = saved["collector"]
+    assert collector["contender"] == "worker" and collector["eps"] > 0
+    assert collector["records"] == EVENTS + saved["contenders"]["worker"]["duplicates"], collector
     assert saved["load_avg"]["start"] >= 0 and saved["load_avg"]["end"] >= 0
     assert result["worker_eps"] == saved["worker_eps"]
     # The run's topics are deleted at its end: an in-memory broker would hold every event otherwise.
@@ -158,6 +161,32 @@ def test_collector_stops_waiting_for_scores_that_never_come(stack_settings, telc
     got = stream_collect.produce_and_collect(rdkafka_config(stack_settings), src, dst, records, timeout_s=300)
     assert (got["events"], got["scored"]) == (100, 0)
     assert got["produce_s"] is not None and got["seconds"] == 0  # no score read: nothing to time
+
+
+def test_read_rate_leaves_out_the_scores_a_warm_up_read(stack_settings, telco_csv):
+    """A re-read starts past the warm-up's records (``next_offsets``) and counts the measured ones only."""
+    import asyncio
+    import uuid
+
+    from churn_stream.bench.stream_collect import produce_and_collect, read_rate
+    from churn_stream.bench.stream_phases import _create_topics
+    from churn_stream.demo import replicate_events
+    from churn_stream.produce import csv_to_customer_events
+    from plumbing.clients import rdkafka_config
+
+    conf = rdkafka_config(stack_settings)
+    topic = f"bench-reread-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_topics(stack_settings, [topic], 3))
+    records = replicate_events(csv_to_customer_events(telco_csv, limit=50), 257)
+    # The events are their own "scores": sent to the topic the collector reads (no contender needed).
+    warm = produce_and_collect(conf, topic, topic, records[:200], note_offsets=True, timeout_s=60)
+    assert warm["scored"] == 200 and sum(warm["next_offsets"].values()) == 200, warm["next_offsets"]
+    measured = produce_and_collect(conf, topic, topic, records[200:], timeout_s=60)
+    assert measured["scored"] == 57 and measured["next_offsets"] is None
+
+    again = read_rate(conf, topic, 57, warm["next_offsets"], timeout_s=30)
+    whole = read_rate(conf, topic, 257, timeout_s=30)
+    assert again["records"] == 57 and whole["records"] == 257
 
 
 def test_a_champion_left_on_a_bench_copy_is_moved_back(stack_settings):

@@ -221,3 +221,20 @@ def test_core_sampler_reads_a_busy_process_and_nothing_without_one():
     with CoreSampler(None) as none:
         time.sleep(0.01)
     assert none.cores == []
+
+
+# ------------------------------------------------------------------ report lines
+def test_collector_line_counts_the_measured_scores_and_names_whose():
+    from churn_stream.bench.stream import collector_line
+
+    col = {"records": 200000, "seconds": 1.25, "eps": 160000.0, "cpu_s": 1.1, "headroom": 3.4, "contender": "worker"}
+    assert collector_line(col) == (
+        "collector: 200,000 scores read again (worker, its measured phase's only, not the warm-up's) in 1.25 s "
+        "= 160,000 events/s, 3.4x the fastest contender"
+    )
+    none = collector_line({**col, "records": 0, "eps": None, "headroom": None, "contender": "relay"})
+    assert none == (
+        "collector: 0 scores read again (aiokafka relay, its measured phase's only, not the warm-up's) in 1.25 s "
+        "= - events/s"
+    )
+    assert collector_line({**col, "records": 1}).startswith("collector: 1 score read again (worker, ")
