@@ -80,6 +80,8 @@ LABELS = {
 }
 #: Events of the produce floor (their score and alert records).
 PRODUCE_FLOOR_EVENTS = 50_000
+#: The result's keys :func:`_floors` fills: each None in a run without the ``worker`` contender.
+FLOOR_KEYS = ("floor_us", "floor_cpu_us", "score_batch_stage_us", "score_batch_us", "floor_records", "floor_load_avg")
 
 
 def _broker_mode(settings: Settings) -> str:
@@ -124,8 +126,31 @@ def chosen_contenders(names: Sequence[str] | None, quix_python: str | None, data
     return chosen
 
 
-def _floors(bench: Bench, profile: DatasetProfile, source: Path, topics: dict[str, str]) -> dict[str, Any]:
-    """Each worker stage's floor, measured now (see :mod:`churn_stream.bench.stream_stages`)."""
+def _floors(
+    bench: Bench, profile: DatasetProfile, source: Path, topics: dict[str, str], *, worker: bool
+) -> dict[str, Any]:
+    """Each worker stage's floor, measured now (see :mod:`churn_stream.bench.stream_stages`).
+
+    Parameters
+    ----------
+    bench : Bench
+    profile : DatasetProfile
+    source : Path
+        CSV whose rows are replayed.
+    topics : dict of str to str
+        A measured contender's topics (the fetch floor reads its input topic).
+    worker : bool
+        Whether the ``worker`` contender ran: without its stage costs the floors (a bare
+        consumer, producer and ``churn bench score``, costly) would stand beside nothing, so
+        they are not measured.
+
+    Returns
+    -------
+    dict
+        :data:`FLOOR_KEYS`, each None without ``worker``.
+    """
+    if not worker:
+        return dict.fromkeys(FLOOR_KEYS)
     from churn_stream.bench.score import EVENTS, run_bench_score
     from churn_stream.bench.stream_stages import fetch_commit_floor, produce_floor, score_records
 
@@ -207,7 +232,8 @@ def run_bench_stream(
         ``reload_s`` (the slower of the
         two hot reloads, seconds; None without ``reload``), ``reloads``, ``load_avg`` (1-minute, run
         ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
-        None where not measured), ``worker_rss_mb``, ``collector`` (``records``: the scores of
+        None where not measured; ``floor_us`` and the other :data:`FLOOR_KEYS` are None, not
+        measured, without the ``worker`` contender), ``worker_rss_mb``, ``collector`` (``records``: the scores of
         ``contender``'s measured phase, the warm-up's left out, read again from its topic in
         ``seconds``; ``eps``, ``cpu_s``, ``headroom`` over the fastest contender), ``run``
         (the id in the run's topic and group names; its topics are deleted at the end) and
@@ -274,7 +300,7 @@ def run_bench_stream(
         collector["contender"] = ref
         collector["headroom"] = round(collector["eps"] / fastest, 1) if collector["eps"] and fastest else None
         result["collector"] = collector
-        result.update(_floors(bench, profile, src, measured_topics[ref]))
+        result.update(_floors(bench, profile, src, measured_topics[ref], worker="worker" in c))
     finally:
         bench.drop_topics()  # an in-memory broker would keep every event of the run
 
@@ -374,6 +400,69 @@ def collector_line(collector: dict[str, Any]) -> str:
     )
 
 
+def contender_lines(result: dict[str, Any]) -> list[str]:
+    """The contenders table: a header and one row per contender.
+
+    The worker's ratio over each contender (``worker/this``) is a column only when the worker ran.
+
+    Parameters
+    ----------
+    result : dict
+        :func:`run_bench_stream`'s: ``contenders``, ``worker_eps``, ``scaling``.
+
+    Returns
+    -------
+    list of str
+    """
+    c, worker_eps = result["contenders"], result["worker_eps"]
+    ratio_head = f" {'worker/this':>11}" if worker_eps is not None else ""
+    lines = [
+        f"{'contender':<18} {'events/s':>10}{ratio_head} {'bench CPU':>9} {'its CPU':>7} {'machine':>7}"
+        "   load avg start -> end"
+    ]
+    for kind, figures in c.items():
+        ratio = ""
+        if worker_eps is not None:
+            cell = format(worker_eps / figures["eps"], ".2f") + "x" if figures["eps"] else "-"
+            ratio = f" {cell:>11}"
+        # Cores the bench's own producer and collector used while this contender ran.
+        client = figures["client_cpu_s"] / figures["seconds"] if figures["seconds"] else None
+        note = f"   (scaling {result['scaling']}x)" if kind == "worker2" and result["scaling"] else ""
+        lines.append(
+            f"{LABELS[kind]:<18} {_fmt(figures['eps'], ',.0f'):>10}{ratio} {_fmt(client):>9} "
+            f"{_fmt(figures.get('contender_cores')):>7} {_fmt(figures.get('machine_cores')):>7}   "
+            f"{figures['load_avg']['start']} -> {figures['load_avg']['end']}{note}"
+        )
+    return lines
+
+
+def stage_lines(result: dict[str, Any]) -> list[str]:
+    """The stage table: each worker stage's cost per event beside its floors, or why there is none.
+
+    Parameters
+    ----------
+    result : dict
+        :func:`run_bench_stream`'s: ``contenders``, ``stage_us`` and :data:`FLOOR_KEYS`.
+
+    Returns
+    -------
+    list of str
+    """
+    worker = result["contenders"].get("worker")
+    if worker is None:
+        return ["stages: not measured, nor their floors (no worker contender; its /metrics give the stage costs)"]
+    counters = "" if worker.get("stage_counter") else " (worker exposes no stage counter)"
+    lines = [f"{'stage':<10} {'us/event':>9} {'floor':>9} {'in-process':>11}   worker /metrics{counters}; floors wall"]
+    for stage in WORKER_STAGES:
+        lines.append(
+            f"{stage:<10} {_fmt(result['stage_us'].get(stage)):>9} {_fmt(result['floor_us'].get(stage)):>9} "
+            f"{_fmt(result['score_batch_stage_us'].get(stage)):>11}"
+        )
+    fl = result["floor_load_avg"]
+    lines.append(f"floors: load avg {fl['start']} -> {fl['end']}; CPU us/record {result['floor_cpu_us']}")
+    return lines
+
+
 def _print_tables(result: dict[str, Any], rate: float) -> None:
     """The contenders table (events/s, worker's ratio, load average) and the stage table, on stderr."""
     c = result["contenders"]
@@ -386,20 +475,8 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         f"{result['model_version']}, broker {result['broker_mode']}, cores={result['cpus']} "
         f"load_avg={result['load_avg']['start']} -> {result['load_avg']['end']}"
     )
-    out(
-        f"{'contender':<18} {'events/s':>10} {'worker/this':>11} {'bench CPU':>9} {'its CPU':>7} {'machine':>7}"
-        "   load avg start -> end"
-    )
-    for kind, figures in c.items():
-        ratio = (result["worker_eps"] / figures["eps"]) if result["worker_eps"] and figures["eps"] else None
-        # Cores the bench's own producer and collector used while this contender ran.
-        client = figures["client_cpu_s"] / figures["seconds"] if figures["seconds"] else None
-        note = f"   (scaling {result['scaling']}x)" if kind == "worker2" and result["scaling"] else ""
-        out(
-            f"{LABELS[kind]:<18} {_fmt(figures['eps'], ',.0f'):>10} {_fmt(ratio):>10}x {_fmt(client):>9} "
-            f"{_fmt(figures.get('contender_cores')):>7} {_fmt(figures.get('machine_cores')):>7}   "
-            f"{figures['load_avg']['start']} -> {figures['load_avg']['end']}{note}"
-        )
+    for line in contender_lines(result):
+        out(line)
     out(
         "cores used over each measured phase: bench CPU = the bench's producer and collector, its CPU = the "
         "contender's processes, machine = every busy core (broker included)"
@@ -434,12 +511,5 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
     out(collector_line(result["collector"]))
     if result["worker_rss_mb"] is not None:
         out(f"worker peak RSS (VmHWM): {result['worker_rss_mb']} MiB")
-    counters = "" if c.get("worker", {}).get("stage_counter") else " (worker exposes no stage counter)"
-    out(f"{'stage':<10} {'us/event':>9} {'floor':>9} {'in-process':>11}   worker /metrics{counters}; floors wall")
-    for stage in WORKER_STAGES:
-        out(
-            f"{stage:<10} {_fmt(result['stage_us'].get(stage)):>9} {_fmt(result['floor_us'].get(stage)):>9} "
-            f"{_fmt(result['score_batch_stage_us'].get(stage)):>11}"
-        )
-    fl = result["floor_load_avg"]
-    out(f"floors: load avg {fl['start']} -> {fl['end']}; CPU us/record {result['floor_cpu_us']}")
+    for line in stage_lines(result):
+        out(line)

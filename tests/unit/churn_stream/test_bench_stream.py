@@ -238,3 +238,107 @@ def test_collector_line_counts_the_measured_scores_and_names_whose():
         "= - events/s"
     )
     assert collector_line({**col, "records": 1}).startswith("collector: 1 score read again (worker, ")
+
+
+def _figures(eps: float | None, **extra) -> dict:
+    """One contender's figures as :meth:`Bench.timed` gives them (cores and load made up)."""
+    return {
+        "eps": eps,
+        "client_cpu_s": 0.5,
+        "seconds": 2.0,
+        "contender_cores": 0.9,
+        "machine_cores": 1.6,
+        "load_avg": {"start": 0.4, "end": 0.9},
+        **extra,
+    }
+
+
+def test_contender_rows_give_the_worker_ratio_only_when_the_worker_ran():
+    from churn_stream.bench.stream import contender_lines
+
+    no_worker = contender_lines(
+        {"contenders": {"relay": _figures(6500.0), "librdkafka": _figures(None)}, "worker_eps": None, "scaling": None}
+    )
+    assert no_worker[0] == ("contender            events/s bench CPU its CPU machine   load avg start -> end")
+    assert no_worker[1] == "aiokafka relay          6,500      0.25    0.90    1.60   0.4 -> 0.9"
+    assert no_worker[2] == "librdkafka relay            -      0.25    0.90    1.60   0.4 -> 0.9"
+
+    ran = contender_lines(
+        {
+            "contenders": {"relay": _figures(20000.0), "naive": _figures(None), "worker": _figures(45000.0)},
+            "worker_eps": 45000.0,
+            "scaling": None,
+        }
+    )
+    assert "worker/this" in ran[0]
+    assert ran[1] == "aiokafka relay         20,000       2.25x      0.25    0.90    1.60   0.4 -> 0.9"
+    # A contender that scored nothing has no ratio: "-", not "-x".
+    assert ran[2] == "naive Faust                 -           -      0.25    0.90    1.60   0.4 -> 0.9"
+    assert ran[3].startswith("worker                 45,000       1.00x")
+
+
+def test_stage_table_without_the_worker_says_why_and_has_no_floors():
+    from churn_stream.bench.stream import stage_lines
+
+    lines = stage_lines({"contenders": {"relay": _figures(6500.0)}})
+    assert lines == ["stages: not measured, nor their floors (no worker contender; its /metrics give the stage costs)"]
+    assert not any("exposes no stage counter" in line for line in lines)
+
+
+def test_stage_table_with_the_worker_sets_each_stage_beside_its_floor():
+    from churn_stream.bench.stream import stage_lines
+
+    us = dict.fromkeys(WORKER_STAGES, 2.0)
+    result = {
+        "contenders": {"worker": _figures(45000.0, stage_counter=True)},
+        "stage_us": us,
+        "floor_us": {**dict.fromkeys(WORKER_STAGES, 1.0), "reasons": None},
+        "score_batch_stage_us": {"decode": 1.5},
+        "floor_load_avg": {"start": 0.5, "end": 0.7},
+        "floor_cpu_us": {"fetch_commit": 1.2, "produce": 2.6},
+    }
+    lines = stage_lines(result)
+    assert "exposes no stage counter" not in lines[0]
+    assert lines[1 + WORKER_STAGES.index("decode")] == "decode          2.00      1.00        1.50"
+    assert lines[1 + WORKER_STAGES.index("reasons")] == "reasons         2.00         -           -"
+    assert lines[-1] == "floors: load avg 0.5 -> 0.7; CPU us/record {'fetch_commit': 1.2, 'produce': 2.6}"
+    old = stage_lines({**result, "contenders": {"worker": _figures(45000.0, stage_counter=False)}})
+    assert "(worker exposes no stage counter)" in old[0]
+
+
+def test_floors_are_not_measured_without_the_worker(monkeypatch):
+    from types import SimpleNamespace
+
+    from churn_stream.bench import score, stream_stages
+    from churn_stream.bench.stream import FLOOR_KEYS, _floors
+
+    calls: list[str] = []
+
+    def fake(name, value):
+        def measure(*args, **kwargs):
+            calls.append(name)
+            return value
+
+        return measure
+
+    monkeypatch.setattr(
+        stream_stages,
+        "fetch_commit_floor",
+        fake("fetch", {"fetch_us": 1.0, "commit_us": 0.5, "cpu_us": 1.2, "records": 10, "commits": 1}),
+    )
+    monkeypatch.setattr(
+        stream_stages, "produce_floor", fake("produce", {"produce_us": 2.0, "cpu_us": 2.5, "events": 10})
+    )
+    monkeypatch.setattr(stream_stages, "score_records", fake("records", []))
+    monkeypatch.setattr(
+        score, "run_bench_score", fake("score", {"floor_us": {"decode": 1.5}, "stage_us": {}, "score_batch_us": 9.0})
+    )
+    bench = SimpleNamespace(conf={}, events=10, settings=None, topics=lambda kind: {"out": "o", "alerts": "a"})
+    profile = SimpleNamespace(name="telco")
+
+    assert _floors(bench, profile, "x.csv", {"in": "i"}, worker=False) == dict.fromkeys(FLOOR_KEYS)
+    assert calls == []  # nothing measured: no broker round trip, no churn bench score
+    measured = _floors(bench, profile, "x.csv", {"in": "i"}, worker=True)
+    assert sorted(calls) == ["fetch", "produce", "records", "score"]
+    assert set(measured) == set(FLOOR_KEYS)  # the keys a run without the worker sets to None
+    assert measured["floor_us"] == {"fetch": 1.0, "decode": 1.5, "produce": 2.0, "commit": 0.5}
