@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from churn_stream.cli.app import DATASET, OUTPUT_FILE, RATE, chosen_dataset, dataset_option, main
+from churn_stream.cli.app import DATASET, OUTPUT_FILE, RATE, chosen_dataset, dataset_option, main, tool_output
 from plumbing.settings import Settings
 
 #: ``--json FILE`` of every bench command.
@@ -181,6 +181,7 @@ def bench_stream(
     """Naive Faust agent, aiokafka and librdkafka relays, Quix Streams, our worker (one and two):
     end to end on the configured broker, each worker stage beside its floor, and the worker's latency
     beside the librdkafka relay's and a pass-through's (the broker's floor) on fresh topics."""
+    tool_output()  # its report, progress and warnings; INFO logs (batch.ingest, MLflow's waits) with -v
     from churn_stream.bench.stream import chosen_contenders, run_bench_stream
     from churn_stream.cli.batch import _require_source
 

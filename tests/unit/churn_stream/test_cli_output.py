@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import subprocess
 import sys
 
@@ -72,6 +73,48 @@ def test_verbose_or_a_chosen_level_keeps_details(monkeypatch):
     assert _levels_after(["-vv"], monkeypatch)["root"] == logging.DEBUG
     chosen = _levels_after(["--log-level", "DEBUG"], monkeypatch)
     assert chosen["root"] == logging.DEBUG and chosen["mlflow_env"] == 0
+
+
+def _bench_stream_output(args: list[str], monkeypatch) -> tuple[str, dict[str, object]]:
+    """Run ``churn <args> bench stream`` with a stand-in run that logs as the real one does."""
+    from churn_stream.bench import stream
+
+    seen: dict[str, object] = {}
+
+    def run(settings, **kwargs) -> None:
+        logging.getLogger("batch.ingest").info("blank TotalCharges read as 0.0 count=11")
+        logging.getLogger("churn_stream.bench.stream_phases").warning("bench topic not deleted topic=t")
+        print("collector: 2,000 scores read again", file=sys.stderr)
+        seen["mlflow_env"] = os.environ.get("MLFLOW_LOGGING_LEVEL")
+
+    monkeypatch.setattr(stream, "run_bench_stream", run)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "")
+    monkeypatch.delenv("MLFLOW_LOGGING_LEVEL")  # restored (unset) after the test
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # basicConfig configures afresh, on the runner's stderr
+    monkeypatch.setattr(root, "level", root.level)
+    try:
+        result = CliRunner().invoke(main, [*args, "bench", "stream", "--contenders", "relay"])
+    finally:
+        logging.getLogger(PROGRESS_LOGGER).setLevel(logging.NOTSET)
+    assert result.exit_code == 0, result.output
+    return result.output, seen
+
+
+def test_bench_stream_shows_its_report_and_warnings_only_by_default(monkeypatch):
+    output, seen = _bench_stream_output([], monkeypatch)
+    assert output.splitlines() == [
+        "warning: churn_stream.bench.stream_phases: bench topic not deleted topic=t",
+        "collector: 2,000 scores read again",
+    ]
+    assert seen["mlflow_env"] == "WARNING"  # MLflow's "Waiting up to 300 seconds" is INFO
+
+
+def test_bench_stream_with_verbose_logs_info_again(monkeypatch):
+    output, seen = _bench_stream_output(["-v"], monkeypatch)
+    assert " INFO batch.ingest blank TotalCharges read as 0.0 count=11" in output
+    assert " WARNING churn_stream.bench.stream_phases bench topic not deleted topic=t" in output
+    assert seen["mlflow_env"] is None
 
 
 def test_progress_interval_must_be_positive():
