@@ -339,7 +339,7 @@ def run_bench_stream(
         }
     )
     result["load_avg"] = {"start": load_start, "end": result["load_avg_1m_end"]}
-    _print_tables(result, rate)
+    _print_tables(result, rate, reload=reload, latency_s=latency_s)
     loads = [result["load_avg_1m_start"], result["load_avg_1m_end"]] + [
         f.get(k) for f in c.values() for k in ("load_avg_1m", "latency_load_avg_1m") if f.get(k)
     ]
@@ -463,7 +463,43 @@ def stage_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _print_tables(result: dict[str, Any], rate: float) -> None:
+def reload_line(result: dict[str, Any], *, reload: bool, latency_s: float) -> str | None:
+    """The hot reloads' line: each swap's time, or why they were not measured.
+
+    Parameters
+    ----------
+    result : dict
+        :func:`run_bench_stream`'s: ``contenders`` (the worker's ``reloads`` and ``reload_error``).
+    reload : bool
+        ``--reload`` / ``--no-reload``.
+    latency_s : float
+        ``--latency-s``: the reloads happen during the worker's latency phase.
+
+    Returns
+    -------
+    str or None
+        None when nothing could have been measured and nothing was declined (no worker).
+    """
+    worker = result["contenders"].get("worker")
+    if worker is not None and worker.get("reloads") is not None:
+        swaps = ", ".join(
+            f"v{r['from']} -> v{r['to']} {_fmt(r['reload_s'], '.3f')} s (first score by v{r['to']} at "
+            f"{_fmt(r['first_new_s'], '.3f')} s)"
+            for r in worker["reloads"]
+        )
+        error = worker.get("reload_error")
+        return (
+            "hot reload (alias moved and announced -> every score by the new version: the later of the first "
+            f"score by it and the last by the old one): {swaps or '-'}" + (f"; swap failed: {error}" if error else "")
+        )
+    if not reload:
+        return "hot reload: not measured (--no-reload)"
+    if worker is not None and latency_s <= 0:
+        return "hot reload: not measured (--latency-s 0: the swaps run during the worker's latency phase)"
+    return None
+
+
+def _print_tables(result: dict[str, Any], rate: float, *, reload: bool, latency_s: float) -> None:
     """The contenders table (events/s, worker's ratio, load average) and the stage table, on stderr."""
     c = result["contenders"]
 
@@ -497,17 +533,9 @@ def _print_tables(result: dict[str, Any], rate: float) -> None:
         out(f"{'':<18} p99 ms by window: {' '.join(format(x, '.1f') for x in f['p99_by_window_ms'])}")
         cores = f["broker_cores_by_window"]
         out(f"{'':<18} broker cores by window: {' '.join(format(x, '.2f') for x in cores) if cores else '-'}")
-    if c.get("worker", {}).get("reloads") is not None:
-        swaps = ", ".join(
-            f"v{r['from']} -> v{r['to']} {_fmt(r['reload_s'], '.3f')} s (first score by v{r['to']} at "
-            f"{_fmt(r['first_new_s'], '.3f')} s)"
-            for r in c["worker"]["reloads"]
-        )
-        error = c["worker"].get("reload_error")
-        out(
-            "hot reload (alias moved and announced -> every score by the new version: the later of the first "
-            f"score by it and the last by the old one): {swaps or '-'}" + (f"; swap failed: {error}" if error else "")
-        )
+    reloads = reload_line(result, reload=reload, latency_s=latency_s)
+    if reloads is not None:
+        out(reloads)
     out(collector_line(result["collector"]))
     if result["worker_rss_mb"] is not None:
         out(f"worker peak RSS (VmHWM): {result['worker_rss_mb']} MiB")

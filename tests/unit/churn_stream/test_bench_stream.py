@@ -342,3 +342,26 @@ def test_floors_are_not_measured_without_the_worker(monkeypatch):
     assert sorted(calls) == ["fetch", "produce", "records", "score"]
     assert set(measured) == set(FLOOR_KEYS)  # the keys a run without the worker sets to None
     assert measured["floor_us"] == {"fetch": 1.0, "decode": 1.5, "produce": 2.0, "commit": 0.5}
+
+
+def test_reload_line_says_why_no_reload_was_measured():
+    from churn_stream.bench.stream import reload_line
+
+    worker = {"contenders": {"worker": _figures(45000.0)}}
+    relay = {"contenders": {"relay": _figures(6500.0)}}
+    assert reload_line(worker, reload=False, latency_s=20.0) == "hot reload: not measured (--no-reload)"
+    assert reload_line(relay, reload=False, latency_s=0.0) == "hot reload: not measured (--no-reload)"
+    assert reload_line(worker, reload=True, latency_s=0.0) == (
+        "hot reload: not measured (--latency-s 0: the swaps run during the worker's latency phase)"
+    )
+    assert reload_line(relay, reload=True, latency_s=20.0) is None  # no worker: nothing to reload
+
+    swaps = [
+        {"from": "12", "to": "13", "reload_s": 0.26, "first_new_s": 0.2},
+        {"from": "13", "to": "12", "reload_s": None, "first_new_s": None},
+    ]
+    measured = {"contenders": {"worker": _figures(45000.0, reloads=swaps, reload_error=None)}}
+    line = reload_line(measured, reload=True, latency_s=20.0)
+    assert line is not None and line.endswith(
+        "v12 -> v13 0.260 s (first score by v13 at 0.200 s), v13 -> v12 - s (first score by v12 at - s)"
+    )
