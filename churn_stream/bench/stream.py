@@ -226,18 +226,26 @@ def run_bench_stream(
         ``worker_eps``, ``naive_eps``, ``relay_eps``, ``librdkafka_relay_eps``, ``quix_eps``,
         ``worker2_eps`` (events/s; None for a contender not run), ``ratio_vs_relay``,
         ``ratio_vs_librdkafka``, ``ratio_vs_naive``, ``ratio_vs_quix`` (worker / contender),
-        ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms`` (the worker's), ``librdkafka_p50_ms``,
-        ``librdkafka_p99_ms`` (the relay's, same rate, same run), ``floor_p50_ms``,
-        ``floor_p99_ms`` and ``latency_floor`` (the pass-through's; None without the worker),
-        ``reload_s`` (the slower of the
-        two hot reloads, seconds; None without ``reload``), ``reloads``, ``load_avg`` (1-minute, run
-        ``start`` and ``end``), ``stage_us`` and ``floor_us`` (by worker stage, us per event,
-        None where not measured; ``floor_us`` and the other :data:`FLOOR_KEYS` are None, not
-        measured, without the ``worker`` contender), ``worker_rss_mb``, ``collector`` (``records``: the scores of
-        ``contender``'s measured phase, the warm-up's left out, read again from its topic in
-        ``seconds``; ``eps``, ``cpu_s``, ``headroom`` over the fastest contender), ``run``
-        (the id in the run's topic and group names; its topics are deleted at the end) and
-        figures per contender.
+        ``scaling`` (worker2 / worker), ``p50_ms``, ``p99_ms`` (the worker's),
+        ``librdkafka_p50_ms``, ``librdkafka_p99_ms`` (the relay's, same rate, same run),
+        ``floor_p50_ms``, ``floor_p99_ms`` and ``latency_floor`` (the pass-through's; None
+        without the worker), ``reload_s`` (the slower of the two hot reloads, seconds; None
+        without ``reload``), ``reloads``, ``load_avg`` (1-minute, run ``start`` and ``end``),
+        ``stage_us`` and ``floor_us`` (by worker stage, us per event, None where not
+        measured; ``floor_us`` and the other :data:`FLOOR_KEYS` are None, not measured,
+        without the ``worker`` contender), ``worker_rss_mb``, ``collector`` (``records``: the
+        scores of ``contender``'s measured phase, the warm-up's left out, read again from its
+        topic in ``seconds``; ``eps``, ``cpu_s``, ``headroom`` over the fastest contender),
+        ``run`` (the id in the run's topic and group names) and ``contenders`` (figures by
+        contender: :func:`~churn_stream.bench.stream_phases.single_phase`'s or
+        :func:`~churn_stream.bench.stream_phases.scaling_phase`'s, with
+        :func:`~churn_stream.bench.stream_latency.latency_phase`'s for the worker and the
+        librdkafka relay).
+
+        Every topic of the run is deleted at its end, so ``latency_topic`` (in
+        ``latency_floor`` and in a contender's figures: the input topic of its latency phase)
+        names a topic that no longer exists: a name to look for in the broker's and the
+        contenders' logs, not a topic to read.
 
     Raises
     ------

@@ -196,7 +196,9 @@ def latency_phase(bench: Bench, kind: str, rate: float, latency_s: float, reload
         ``read_p50_ms``, ``read_p99_ms`` (read by the bench - event time),
         ``p99_by_window_ms``, ``broker_cores_by_window`` (None without a local broker),
         ``latency_load_avg`` (``start``, ``end``), ``latency_load_avg_1m``,
-        ``latency_topic`` (the phase's input topic) and with ``reload`` ``reloads`` and
+        ``latency_topic`` (the phase's input topic;
+        :func:`~churn_stream.bench.stream.run_bench_stream` deletes it with the run's other
+        topics at its end) and with ``reload`` ``reloads`` and
         ``reload_error``.
 
     Raises

@@ -117,6 +117,9 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
 
     left = AdminClient(rdkafka_config(stack_settings)).list_topics(timeout=10).topics
     assert not [t for t in left if f"bench-{saved['run']}-" in t]
+    # latency_topic names one of them, gone too (documented: a name for the logs, not a topic to read).
+    assert saved["latency_floor"]["latency_topic"] not in left
+    assert saved["contenders"]["worker"]["latency_topic"] not in left
     assert isinstance(saved["busy"], bool)  # flags a run on a loaded machine
 
     # Hot reloads: the champion swapped to a copy and back mid-phase, both served, nothing lost.
