@@ -1,4 +1,4 @@
-"""``churn bench stream``'s pure parts: the worker's stage counters, contender choice, librdkafka settings, RSS."""
+"""``churn bench stream``'s pure parts: stage counters, contender choice, librdkafka settings, RSS, report lines."""
 
 from __future__ import annotations
 
@@ -225,7 +225,7 @@ def test_core_sampler_reads_a_busy_process_and_nothing_without_one():
 
 # ------------------------------------------------------------------ report lines
 def test_collector_line_counts_the_measured_scores_and_names_whose():
-    from churn_stream.bench.stream import collector_line
+    from churn_stream.bench.stream_report import collector_line
 
     col = {"records": 200000, "seconds": 1.25, "eps": 160000.0, "cpu_s": 1.1, "headroom": 3.4, "contender": "worker"}
     assert collector_line(col) == (
@@ -254,7 +254,7 @@ def _figures(eps: float | None, **extra) -> dict:
 
 
 def test_contender_rows_give_the_worker_ratio_only_when_the_worker_ran():
-    from churn_stream.bench.stream import contender_lines
+    from churn_stream.bench.stream_report import contender_lines
 
     no_worker = contender_lines(
         {"contenders": {"relay": _figures(6500.0), "librdkafka": _figures(None)}, "worker_eps": None, "scaling": None}
@@ -278,7 +278,7 @@ def test_contender_rows_give_the_worker_ratio_only_when_the_worker_ran():
 
 
 def test_stage_table_without_the_worker_says_why_and_has_no_floors():
-    from churn_stream.bench.stream import stage_lines
+    from churn_stream.bench.stream_report import stage_lines
 
     lines = stage_lines({"contenders": {"relay": _figures(6500.0)}})
     assert lines == ["stages: not measured, nor their floors (no worker contender; its /metrics give the stage costs)"]
@@ -286,7 +286,7 @@ def test_stage_table_without_the_worker_says_why_and_has_no_floors():
 
 
 def test_stage_table_with_the_worker_sets_each_stage_beside_its_floor():
-    from churn_stream.bench.stream import stage_lines
+    from churn_stream.bench.stream_report import stage_lines
 
     us = dict.fromkeys(WORKER_STAGES, 2.0)
     result = {
@@ -345,7 +345,7 @@ def test_floors_are_not_measured_without_the_worker(monkeypatch):
 
 
 def test_reload_line_says_why_no_reload_was_measured():
-    from churn_stream.bench.stream import reload_line
+    from churn_stream.bench.stream_report import reload_line
 
     worker = {"contenders": {"worker": _figures(45000.0)}}
     relay = {"contenders": {"relay": _figures(6500.0)}}
