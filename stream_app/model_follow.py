@@ -57,7 +57,7 @@ async def follow_model_updates(settings, store: ModelStore) -> None:
         for tp in consumer.assignment():
             await consumer.position(tp)
         while store.current is None:
-            if await asyncio.to_thread(store.load_champion):
+            if await store.load_champion_async():
                 break
             logger.info("no champion registered yet; waiting for a model-updated event")
             batch = await consumer.getmany(timeout_ms=2000)

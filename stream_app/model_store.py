@@ -147,6 +147,7 @@ class ModelStore:
         self.value_model: LoadedModel | None = None
         self.challenger: LoadedModel | None = None
         self.ready = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None  # whose tasks await ``ready``
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_error: str | None = None
@@ -185,10 +186,44 @@ class ModelStore:
         self._check_and_warm(pipeline)
         self.current = LoadedModel(pipeline, model_name, model_version, self.contract or TELCO_CONTRACT)
         self._swapped_at = time.monotonic()
-        self.ready.set()
+        self._set_ready()
         logger.info(
             "model in service model=%s model_version=%s threshold=%.3f", model_name, model_version, pipeline.threshold
         )
+
+    def _set_ready(self) -> None:
+        """Set :attr:`ready`, from the event loop's thread or from a thread of :meth:`load_champion_async`.
+
+        ``asyncio.Event`` is not thread-safe: set from another thread, its waiters are woken
+        only when the loop next wakes for something else (and asyncio's debug mode refuses
+        it), so the set is handed to the loop.
+        """
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            try:
+                on_loop = asyncio.get_running_loop() is loop
+            except RuntimeError:  # no loop in this thread
+                on_loop = False
+            if not on_loop:
+                loop.call_soon_threadsafe(self.ready.set)
+                return
+        self.ready.set()
+
+    async def load_champion_async(self, model_name: str | None = None) -> bool:
+        """:meth:`load_champion` on a worker thread, so the event loop keeps running while it downloads.
+
+        Parameters
+        ----------
+        model_name : str, optional
+            Default: the store's classifier name.
+
+        Returns
+        -------
+        bool
+            Whether a champion was loaded; :attr:`ready` is set on this loop when one was.
+        """
+        self._loop = asyncio.get_running_loop()
+        return await asyncio.to_thread(self.load_champion, model_name)
 
     def _slot(self, model_name: str, alias: str) -> str | None:
         """Attribute that holds ``model_name@alias`` in this store, or None if not followed."""

@@ -161,7 +161,7 @@ def create_app(
             async def load_champion_directly() -> None:
                 # Without the broker there are no announcements, but the registry's
                 # champion can still be served; the follower swaps later ones in once it runs.
-                if store.current is None and await asyncio.to_thread(store.load_champion):
+                if store.current is None and await store.load_champion_async():
                     if getattr(store, "value_models", False):
                         await asyncio.to_thread(store.load_secondary)
 

@@ -87,7 +87,7 @@ async def _scenario(settings, records) -> dict:
     topics = WorkerTopics.from_settings(settings)
     await asyncio.to_thread(ensure_worker_topics, settings, topics)
     store = ModelStore(settings.mlflow_tracking_uri, expected_features=list(TELCO.features), value_models=True)
-    assert await asyncio.to_thread(store.load_champion)
+    assert await store.load_champion_async()
     reader = AIOKafkaConsumer(**kafka_kwargs(settings), group_id=None, enable_auto_commit=False)
     # The second member: aiokafka's round-robin assignor, a protocol librdkafka's default list shares.
     second = AIOKafkaConsumer(

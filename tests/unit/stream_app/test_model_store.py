@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -308,3 +309,32 @@ def test_mlflow_lookup_of_an_unreachable_registry_raises_registry_unavailable(mo
 )
 def test_versions_are_ordered_as_numbers(a, b, older):
     assert is_older(a, b) is older
+
+
+# ------------------------------------------------------- loading at start-up
+def test_champion_loaded_on_a_thread_wakes_the_loop_safely(pipeline):
+    # load_champion downloads on a worker thread; asyncio.Event is not thread-safe, and the
+    # loop's debug mode refuses a set from another thread (before: the load was refused and
+    # the parked waiter never woke, so the loop runs on a thread of its own with a bound).
+    downloaded = ScoringPipeline(pipeline.preprocessor, pipeline.model, threshold=0.42, metadata=pipeline.metadata)
+    store = ModelStore(
+        "http://tracking.invalid",
+        expected_features=list(TELCO.features),
+        registry=Registry(champion="4"),
+        downloader=lambda *a: downloaded,
+    )
+
+    async def start() -> tuple[bool, bool]:
+        waiter = asyncio.create_task(store.ready.wait())
+        await asyncio.sleep(0)  # the waiter is parked on the event
+        loaded = await store.load_champion_async()
+        await asyncio.wait_for(asyncio.shield(waiter), timeout=5)
+        return loaded, waiter.done()
+
+    outcome: list = []
+    runner = threading.Thread(target=lambda: outcome.append(asyncio.run(start(), debug=True)), daemon=True)
+    runner.start()
+    runner.join(timeout=20)
+    assert outcome == [(True, True)]
+    assert store.current is not None and store.current.model_version == "4"
+    assert store.current.pipeline is downloaded and store.refusals == dict.fromkeys(store.refusals, 0)
