@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from schemas.events import SCHEMA_VERSION, new_event_id
-from scratch_models.drift import features_from_profile, psi
+from scratch_models.drift import FeatureReference, features_from_profile, psi
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class DriftMonitor:
         self._pos = 0
         self.size = 0
         self.events_seen = 0
+        # Per categorical feature: the categories array last seen in ``update`` and its bin table.
+        self._tables: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
 
     @classmethod
     def from_pipeline(cls, pipeline, window: int = DEFAULT_WINDOW) -> DriftMonitor | None:
@@ -75,30 +77,70 @@ class DriftMonitor:
             return None
         return cls(profile, window)
 
-    def update(self, columns: Mapping[str, np.ndarray]) -> None:
+    def update(
+        self,
+        columns: Mapping[str, np.ndarray],
+        codes: Mapping[str, np.ndarray] | None = None,
+        categories: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         """Add a micro-batch's raw input columns (all of equal length) to the window.
 
         Features absent from ``columns`` count as missing for these events.
+
+        Parameters
+        ----------
+        columns : mapping of str to ndarray of shape (n,)
+            The scored events' raw input columns (:attr:`stream_app.scoring.BatchResult.columns`).
+        codes : mapping of str to ndarray of shape (n,), intp, optional
+            Category codes the featuriser already found for some text columns: the index of
+            each value in ``categories[name]``, -1 for a value not among them
+            (:attr:`stream_app.scoring.BatchResult.codes`). A categorical feature given here
+            is binned by one integer look-up instead of searching its text again, when every
+            reference category is among ``categories[name]`` (then a value outside them is
+            outside the reference too); the bins are the same either way.
+        categories : mapping of str to ndarray of shape (n_categories,), str, optional
+            The categories ``codes`` index (the preprocessor's ``categories_``).
         """
         n = len(next(iter(columns.values()))) if columns else 0
         if n == 0:
             return
         self.events_seen += n
         take = min(n, self.window)
-        codes = np.full((take, len(self._bins)), -1, dtype=np.int16)
+        out = np.full((take, len(self._bins)), -1, dtype=np.int16)
         for j, b in enumerate(self._bins):
+            known = codes.get(b.name) if codes and categories else None
+            table = self._bins_of_codes(b, categories.get(b.name)) if known is not None and categories else None
+            if known is not None and table is not None:
+                out[:, j] = table[known[n - take :]]  # code -1 reads the last entry: the unseen bin
+                continue
             col = columns.get(b.name)
             if col is not None:
-                codes[:, j] = b.codes(col[n - take :])
+                out[:, j] = b.codes(col[n - take :])
         end = self._pos + take
         if end <= self.window:
-            self._ring[self._pos : end] = codes
+            self._ring[self._pos : end] = out
         else:
             first = self.window - self._pos
-            self._ring[self._pos :] = codes[:first]
-            self._ring[: take - first] = codes[first:]
+            self._ring[self._pos :] = out[:first]
+            self._ring[: take - first] = out[first:]
         self._pos = end % self.window
         self.size = min(self.size + take, self.window)
+
+    def _bins_of_codes(self, feature: FeatureReference, categories: np.ndarray | None) -> np.ndarray | None:
+        """Drift bin of each category code of ``categories`` (and, last, of code -1); None if not exact.
+
+        Built once per categories array (a new champion's preprocessor brings a new one).
+        """
+        if categories is None or feature.numeric:
+            return None
+        cached = self._tables.get(feature.name)
+        if cached is not None and cached[0] is categories:
+            return cached[1]
+        table = None
+        if set(feature.categories.tolist()) <= set(np.asarray(categories, dtype=str).tolist()):
+            table = np.append(feature.codes(np.asarray(categories)), len(feature.categories)).astype(np.int16)
+        self._tables[feature.name] = (categories, table)
+        return table
 
     def psi(self) -> dict[str, float]:
         """PSI per feature over the current window (features without values in it are left out)."""

@@ -125,7 +125,7 @@ def _after_batch(
         return
     monitor = stats.drift_for(model)
     if monitor is not None:
-        monitor.update(result.columns)
+        monitor.update(result.columns, result.codes, model.categories)
     challenger = store.challenger
     if (
         stats.shadow

@@ -100,6 +100,10 @@ class BatchResult:
     columns : dict of str to ndarray of shape (n_valid,)
         The scored events' raw input columns (what the featuriser was given), for drift
         monitoring and shadow scoring without decoding the batch again.
+    codes : dict of str to ndarray of shape (n_valid,), intp
+        For the text columns the featuriser read through their distinct values, each value's
+        index in :attr:`LoadedModel.categories` (-1 if not among them), for drift monitoring
+        without searching the text again; empty when a row was featurised alone.
     alert_rows : ndarray of shape (n_alerts,), int64
         Rows of ``probabilities`` that became alerts.
     alert_event_ids : list of str
@@ -115,6 +119,7 @@ class BatchResult:
     failures: list[Failure] = field(default_factory=list)
     event_times: list[str] = field(default_factory=list)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    codes: dict[str, np.ndarray] = field(default_factory=dict)
     alert_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     alert_event_ids: list[str] = field(default_factory=list)
     unknown_counts: dict[str, int] = field(default_factory=dict)
@@ -348,6 +353,7 @@ def score_batch(
         result.alert_rows = alert_rows
         result.event_times = times
         result.columns = columns
+        result.codes = codes
         if timings is not None:
             tick = _lap(timings, "encode", tick)
         if len(alert_rows):

@@ -125,3 +125,53 @@ def test_pipeline_without_a_profile_has_no_monitor():
         metadata = {"dataset": "telco"}
 
     assert DriftMonitor.from_pipeline(P()) is None
+
+
+def _codes_of(columns, categories):
+    """What the featuriser hands on: each text value's index in its categories, -1 if unseen."""
+    out = {}
+    for name, cats in categories.items():
+        idx = np.searchsorted(cats, columns[name])
+        found = np.minimum(idx, len(cats) - 1)
+        out[name] = np.where(cats[found] == columns[name], found, -1)
+    return out
+
+
+def test_categorical_bins_from_the_featurisers_codes_match_the_text(profile, train_columns, data):
+    pre = data.preprocessor
+    categories = dict(zip(pre.categorical_features, pre.categories_))
+    cols = {k: v[:300].copy() for k, v in train_columns.items()}
+    cols["contract"] = cols["contract"].astype(object)
+    cols["contract"][:40] = "Three year"  # in neither the training categories nor the reference
+    cols["contract"] = cols["contract"].astype(str)
+    # The preprocessor knows a category the reference does not (a rare one dropped from the profile):
+    # its code maps to the reference's unseen bin, as its text would.
+    categories["gender"] = np.array(["Female", "Male", "Other"])
+    cols["gender"] = cols["gender"].astype(object)
+    cols["gender"][:25] = "Other"
+    cols["gender"] = cols["gender"].astype(str)
+    codes = _codes_of(cols, categories)
+    assert (codes["contract"][:40] == -1).all() and (codes["gender"][:25] == 2).all()
+
+    from_text, from_codes = DriftMonitor(profile, window=100), DriftMonitor(profile, window=100)
+    for start in (240, 0, 60):  # wraps around the ring: rows 20..119 stay
+        rows = slice(start, start + 60)
+        from_text.update({k: v[rows] for k, v in cols.items()})
+        from_codes.update({k: v[rows] for k, v in cols.items()}, {k: v[rows] for k, v in codes.items()}, categories)
+    np.testing.assert_array_equal(from_codes._ring, from_text._ring)
+    unseen_contract = len(profile["categorical"]["contract"]["categories"])
+    assert (from_codes._ring[:, from_codes.features.index("contract")] == unseen_contract).sum() == 20  # rows 20..39
+    assert from_codes.psi() == from_text.psi()
+
+
+def test_codes_of_categories_missing_a_reference_category_are_not_used(profile, train_columns):
+    # "Two year" is in the reference but not among these categories: its code would be -1, the
+    # unseen bin, so the monitor bins the text instead.
+    categories = {"contract": np.array(["Month-to-month", "One year"])}
+    cols = {k: v[:100] for k, v in train_columns.items()}
+    codes = _codes_of(cols, categories)
+    assert (codes["contract"] == -1).any()
+    from_text, from_codes = DriftMonitor(profile, window=100), DriftMonitor(profile, window=100)
+    from_text.update(cols)
+    from_codes.update(cols, codes, categories)
+    np.testing.assert_array_equal(from_codes._ring, from_text._ring)
