@@ -58,7 +58,7 @@ def _configure_logging(level: str | None, verbose: int = 0) -> None:
 def tool_output(environ=os.environ) -> None:
     """Quiet a tool command's output unless ``-v`` or ``--log-level`` was given.
 
-    Tools: demo, batch run, produce, bench stream. Services (worker, API, dashboard, batch
+    Tools: demo, batch run, produce and every bench command. Services (worker, API, dashboard, batch
     serve) keep INFO logs; a tool run by hand shows its own lines, progress
     (:mod:`plumbing.progress`), warnings and errors. MLflow's own
     INFO records ("Waiting up to 300 seconds for model version ...") are left out too,
@@ -387,8 +387,8 @@ class _Group(click.Group):
 @click.option(
     "--log-level",
     default=None,
-    help="Python logging level [default: INFO; demo, batch run, produce and bench stream show progress and "
-    "warnings only].",
+    help="Python logging level [default: INFO; demo, batch run, produce and bench commands show progress "
+    "and warnings only].",
 )
 @click.option("-v", "--verbose", count=True, help="Details: INFO logs and MLflow's run links (-vv: DEBUG).")
 @click.option(

@@ -27,6 +27,7 @@ JSON_OUTPUT = click.option(
 @main.group()
 def bench() -> None:
     """Benchmarks: ours and the reference, measured side by side in one run."""
+    tool_output()  # reports, progress and warnings; INFO logs (batch.ingest, MLflow's waits) with -v
 
 
 @bench.command("models")
@@ -181,7 +182,6 @@ def bench_stream(
     """Naive Faust agent, aiokafka and librdkafka relays, Quix Streams, our worker (one and two):
     end to end on the configured broker, each worker stage beside its floor, and the worker's latency
     beside the librdkafka relay's and a pass-through's (the broker's floor) on fresh topics."""
-    tool_output()  # its report, progress and warnings; INFO logs (batch.ingest, MLflow's waits) with -v
     from churn_stream.bench.stream import chosen_contenders, run_bench_stream
     from churn_stream.cli.batch import _require_source
 

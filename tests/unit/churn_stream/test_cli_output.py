@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from churn_stream.cli import main
@@ -75,9 +76,11 @@ def test_verbose_or_a_chosen_level_keeps_details(monkeypatch):
     assert chosen["root"] == logging.DEBUG and chosen["mlflow_env"] == 0
 
 
-def _bench_stream_output(args: list[str], monkeypatch) -> tuple[str, dict[str, object]]:
-    """Run ``churn <args> bench stream`` with a stand-in run that logs as the real one does."""
-    from churn_stream.bench import stream
+def _bench_stream_output(
+    args: list[str], monkeypatch, command: tuple[str, ...] = ("stream", "--contenders", "relay")
+) -> tuple[str, dict[str, object]]:
+    """Run ``churn <args> bench <command>`` with a stand-in run that logs as the real one does."""
+    from churn_stream.bench import score, stream
 
     seen: dict[str, object] = {}
 
@@ -88,21 +91,23 @@ def _bench_stream_output(args: list[str], monkeypatch) -> tuple[str, dict[str, o
         seen["mlflow_env"] = os.environ.get("MLFLOW_LOGGING_LEVEL")
 
     monkeypatch.setattr(stream, "run_bench_stream", run)
+    monkeypatch.setattr(score, "run_bench_score", run)
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "")
     monkeypatch.delenv("MLFLOW_LOGGING_LEVEL")  # restored (unset) after the test
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", [])  # basicConfig configures afresh, on the runner's stderr
     monkeypatch.setattr(root, "level", root.level)
     try:
-        result = CliRunner().invoke(main, [*args, "bench", "stream", "--contenders", "relay"])
+        result = CliRunner().invoke(main, [*args, "bench", *command])
     finally:
         logging.getLogger(PROGRESS_LOGGER).setLevel(logging.NOTSET)
     assert result.exit_code == 0, result.output
     return result.output, seen
 
 
-def test_bench_stream_shows_its_report_and_warnings_only_by_default(monkeypatch):
-    output, seen = _bench_stream_output([], monkeypatch)
+@pytest.mark.parametrize("command", [("stream", "--contenders", "relay"), ("score",)], ids=["stream", "score"])
+def test_bench_shows_its_report_and_warnings_only_by_default(monkeypatch, command):
+    output, seen = _bench_stream_output([], monkeypatch, command)
     assert output.splitlines() == [
         "warning: churn_stream.bench.stream_phases: bench topic not deleted topic=t",
         "collector: 2,000 scores read again",
