@@ -28,6 +28,7 @@ reloads, the references' never do.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,15 @@ def _measure(
             lat = produce_and_collect(
                 bench.conf, topics["in"], topics["out"], records, rate=rate, stamp_times=True, timeout_s=latency_s + 120
             )
+    except BaseException:  # Ctrl-C included: stop swapping and say why the run does not end at once
+        if swap is not None:
+            swap.stopped.set()
+            print(
+                f"interrupted: moving {swap.name}@champion back to version {swap.version} and deleting the bench copy",
+                file=sys.stderr,
+                flush=True,
+            )
+        raise
     finally:
         if swap is not None and swapper is not None:
             swapper.join()

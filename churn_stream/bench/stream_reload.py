@@ -61,6 +61,9 @@ class ChampionSwap:
         Per move: the Unix time just before the alias moved, the version it left, the one it named.
     error : str or None
         Why a move failed (the measurement then has fewer swaps).
+    stopped : threading.Event
+        Set to end :meth:`run` early (an interrupted run): its waits return at once and no
+        further move is made; :meth:`restore` then puts the alias back.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class ChampionSwap:
         self.copy: str | None = None
         self.announced: list[tuple[float, str, str]] = []
         self.error: str | None = None
+        self.stopped = threading.Event()
 
     def _register_copy(self) -> str:
         original = self.client.get_model_version(self.name, self.version)
@@ -134,12 +138,15 @@ class ChampionSwap:
         t0 = time.monotonic()
         try:
             self.copy = self._register_copy()  # before the first swap's time: not part of the reload
-            time.sleep(max(0.0, t0 + SWAP_AT[0] * latency_s - time.monotonic()))
+            if self.stopped.wait(max(0.0, t0 + SWAP_AT[0] * latency_s - time.monotonic())):
+                return
             self._move(self.copy, self.version)
             deadline = time.monotonic() + SERVED_TIMEOUT_S
             while not served(self.copy) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(max(0.0, t0 + SWAP_AT[1] * latency_s - time.monotonic()))
+                if self.stopped.wait(0.05):
+                    return
+            if self.stopped.wait(max(0.0, t0 + SWAP_AT[1] * latency_s - time.monotonic())):
+                return
             self._move(self.version, self.copy)
         except Exception as exc:  # noqa: BLE001 - reported in the figures; restore() still runs
             self.error = f"{type(exc).__name__}: {exc}"[:300]

@@ -9,6 +9,7 @@ virtualenv with quixstreams, numpy, orjson and pyyaml (see :mod:`churn_stream.be
 from __future__ import annotations
 
 import os
+import time
 
 import orjson
 import pytest
@@ -218,6 +219,40 @@ def test_a_champion_left_on_a_bench_copy_is_moved_back(stack_settings):
     assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) == original
     assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
     assert copy not in {mv.version for mv in client.search_model_versions(f"name='{ns.classifier_name}'")}
+
+
+def test_an_interrupted_swap_stops_and_the_champion_is_put_back(stack_settings):
+    """Ctrl-C during the latency phase: the swap thread ends at once (not at its next swap time) and restore undoes it."""
+    from mlflow import MlflowClient
+
+    from churn_stream.bench.stream_reload import ChampionSwap, start_swaps
+    from schemas.namespace import Namespace
+    from schemas.registry import CHAMPION
+
+    ns = Namespace.for_dataset("telco")
+    client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
+    if not _has_champion(client, ns.classifier_name):
+        from batch.cycle import run_cycle
+        from churn_stream.bench.faults.harness import FAST_ZOO
+        from plumbing.clients import make_storage, make_tracker
+
+        run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO)
+    original = str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version)
+    swap = ChampionSwap(stack_settings, ns.classifier_name, original, ns.model_updated, "interrupted")
+    # A short phase: the first move at once, then up to SERVED_TIMEOUT_S waiting for a worker that
+    # never serves the copy (as a run interrupted while the worker loads it).
+    thread = start_swaps(swap, 0.003, lambda version: False)
+    deadline = time.monotonic() + 60
+    while not swap.announced and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(left, to) for _, left, to in swap.announced] == [(original, swap.copy)]
+    swap.stopped.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()  # else it waits SERVED_TIMEOUT_S (20 s), then moves the alias back itself
+    assert len(swap.announced) == 1 and swap.error is None
+    swap.restore()
+    assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
+    assert swap.copy is None
 
 
 def _has_champion(client, name: str) -> bool:
