@@ -222,7 +222,7 @@ def test_a_champion_left_on_a_bench_copy_is_moved_back(stack_settings):
 
 
 def test_an_interrupted_swap_stops_and_the_champion_is_put_back(stack_settings):
-    """Ctrl-C during the latency phase: the swap thread ends at once (not at its next swap time) and restore undoes it."""
+    """Ctrl-C in the latency phase: the swap thread ends at once (not at its next wait's end); restore undoes it."""
     from mlflow import MlflowClient
 
     from churn_stream.bench.stream_reload import ChampionSwap, start_swaps
