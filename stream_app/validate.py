@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -171,14 +171,7 @@ def text_column_ok(check: FieldCheck, values: Sequence[Any]) -> set[Any] | None:
         text = {v for v in distinct if v is not None and v is not MISSING}
         if not text:
             return distinct
-    lengths = list(map(len, text))
-    if (
-        (check.lo is None or min(lengths) >= check.lo)
-        and (check.hi is None or max(lengths) <= check.hi)
-        and (check.pattern is None or _pattern_ok(check.pattern, text))
-    ):
-        return distinct
-    return None
+    return distinct if _texts_ok(check, text) else None
 
 
 def unique_text_column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
@@ -191,11 +184,16 @@ def unique_text_column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
         values = [v for v in values if v is not None and v is not MISSING]
         if not values:
             return True
-    lengths = list(map(len, values))
+    return _texts_ok(check, values)
+
+
+def _texts_ok(check: FieldCheck, texts: Collection[str]) -> bool:
+    """Every text (at least one) within the field's length bounds and matching its pattern."""
+    lengths = list(map(len, texts))
     return (
         (check.lo is None or min(lengths) >= check.lo)
         and (check.hi is None or max(lengths) <= check.hi)
-        and (check.pattern is None or _pattern_ok(check.pattern, values))
+        and (check.pattern is None or _pattern_ok(check.pattern, texts))
     )
 
 
