@@ -109,8 +109,8 @@ class DriftMonitor:
         out = np.full((take, len(self._bins)), -1, dtype=np.int16)
         for j, b in enumerate(self._bins):
             known = codes.get(b.name) if codes and categories else None
-            table = self._bins_of_codes(b, categories.get(b.name)) if known is not None and categories else None
-            if known is not None and table is not None:
+            table = None if known is None or categories is None else self._bins_of_codes(b, categories.get(b.name))
+            if table is not None and known is not None:
                 out[:, j] = table[known[n - take :]]  # code -1 reads the last entry: the unseen bin
                 continue
             col = columns.get(b.name)
