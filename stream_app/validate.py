@@ -44,6 +44,7 @@ __all__ = [
 MISSING = object()
 _NONE_T = type(None)
 _MISSING_T = type(MISSING)
+_ABSENT_TYPES = frozenset({_NONE_T, _MISSING_T})
 # Canonical UTC timestamps only; anything else (other offsets, a space separator,
 # numbers) is left to pydantic, which knows every form the contract accepts.
 _UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|\+00:00)")
@@ -152,6 +153,19 @@ def value_ok(check: FieldCheck, v: Any) -> bool:
     return True
 
 
+def _present(check: FieldCheck, values: Collection[Any]) -> Collection[Any] | None:
+    """``values`` without nulls and absent values, or None if any value's type is not the field's.
+
+    The filtered copy is made only when the column holds a null or an absent value.
+    """
+    types = set(map(type, values))
+    if not types <= check.types:
+        return None
+    if types & _ABSENT_TYPES:
+        return [v for v in values if v is not None and v is not MISSING]
+    return values
+
+
 def text_column_ok(check: FieldCheck, values: Sequence[Any]) -> set[Any] | None:
     """Whole-column check of a text field: its distinct values if every value is fine, else None.
 
@@ -163,28 +177,17 @@ def text_column_ok(check: FieldCheck, values: Sequence[Any]) -> set[Any] | None:
         distinct = set(values)
     except TypeError:  # a JSON array or object: not text
         return None
-    types = set(map(type, distinct))
-    if not types <= check.types:
+    text = _present(check, distinct)
+    if text is None:
         return None
-    text = distinct
-    if types & {_NONE_T, _MISSING_T}:
-        text = {v for v in distinct if v is not None and v is not MISSING}
-        if not text:
-            return distinct
-    return distinct if _texts_ok(check, text) else None
+    return distinct if not text or _texts_ok(check, text) else None
 
 
 def unique_text_column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
     """Whole-column check of a text field whose values do not repeat (ids): :func:`text_column_ok`
     without the set of distinct values, which would hash every value for nothing."""
-    types = set(map(type, values))
-    if not types <= check.types:
-        return False
-    if types & {_NONE_T, _MISSING_T}:
-        values = [v for v in values if v is not None and v is not MISSING]
-        if not values:
-            return True
-    return _texts_ok(check, values)
+    text = _present(check, values)
+    return text is not None and (not text or _texts_ok(check, text))
 
 
 def _texts_ok(check: FieldCheck, texts: Collection[str]) -> bool:
@@ -201,22 +204,18 @@ def column_ok(check: FieldCheck, values: Sequence[Any]) -> bool:
     """Whole-column check (the common case: every record fine)."""
     if check.kind == "str":
         return text_column_ok(check, values) is not None
-    types = set(map(type, values))
-    if not types <= check.types:
+    present = _present(check, values)
+    if present is None:
         return False
-    if types & {_NONE_T, _MISSING_T}:
-        values = [v for v in values if v is not None and v is not MISSING]
-        if not values:
-            return True
-    if check.kind in ("int", "float"):
-        lo, hi = min(values), max(values)
-        return (
-            math.isfinite(lo)
-            and math.isfinite(hi)
-            and (check.lo is None or lo >= check.lo)
-            and (check.hi is None or hi <= check.hi)
-        )
-    return True
+    if not present or check.kind not in ("int", "float"):
+        return True
+    lo, hi = min(present), max(present)
+    return (
+        math.isfinite(lo)
+        and math.isfinite(hi)
+        and (check.lo is None or lo >= check.lo)
+        and (check.hi is None or hi <= check.hi)
+    )
 
 
 def utc_iso(value: str) -> str | None:
