@@ -139,12 +139,15 @@ def _floors(
     Returns
     -------
     dict
-        :data:`FLOOR_KEYS`, each None without ``worker``.
+        :data:`FLOOR_KEYS`, each None without ``worker``. The fetch, commit and produce
+        floors are None (their keys kept) below ``floor_records["min"]`` records
+        (:data:`~churn_stream.bench.stream_stages.FLOOR_MIN_RECORDS`); ``floor_records`` gives
+        how many were timed.
     """
     if not worker:
         return dict.fromkeys(FLOOR_KEYS)
     from churn_stream.bench.score import EVENTS, run_bench_score
-    from churn_stream.bench.stream_stages import fetch_commit_floor, produce_floor, score_records
+    from churn_stream.bench.stream_stages import FLOOR_MIN_RECORDS, fetch_commit_floor, produce_floor, score_records
 
     load_start = load_1m()
     fc = fetch_commit_floor(bench.conf, topics["in"], bench.events)
@@ -167,7 +170,12 @@ def _floors(
         "floor_cpu_us": {"fetch_commit": fc["cpu_us"], "produce": pf["cpu_us"]},
         "score_batch_stage_us": score["stage_us"],
         "score_batch_us": score["score_batch_us"],
-        "floor_records": {"fetch": fc["records"], "commits": fc["commits"], "produce_events": pf["events"]},
+        "floor_records": {
+            "fetch": fc["records"],
+            "commits": fc["commits"],
+            "produce_events": pf["events"],
+            "min": FLOOR_MIN_RECORDS,
+        },
         "floor_load_avg": {"start": load_start, "end": load_1m()},
     }
 
@@ -224,8 +232,9 @@ def run_bench_stream(
         without the worker), ``reload_s`` (the slower of the two hot reloads, seconds; None
         without ``reload``), ``reloads``, ``load_avg`` (1-minute, run ``start`` and ``end``),
         ``stage_us`` and ``floor_us`` (by worker stage, us per event, None where not
-        measured; ``floor_us`` and the other :data:`FLOOR_KEYS` are None, not measured,
-        without the ``worker`` contender), ``worker_rss_mb``, ``collector`` (``records``: the
+        measured: fetch, commit and produce below ``floor_records["min"]`` records; ``floor_us``
+        and the other :data:`FLOOR_KEYS` are None, not measured, without the ``worker``
+        contender), ``worker_rss_mb``, ``collector`` (``records``: the
         scores of ``contender``'s measured phase, the warm-up's left out, read again from its
         topic in ``seconds``; ``eps``, ``cpu_s``, ``headroom`` over the fastest contender),
         ``run`` (the id in the run's topic and group names) and ``contenders`` (figures by

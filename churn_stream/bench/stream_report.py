@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from churn_stream.bench.stream_latency import LATENCY_CONTENDERS, WINDOW_S
-from churn_stream.bench.stream_stages import WORKER_STAGES
+from churn_stream.bench.stream_stages import FLOOR_MIN_RECORDS, WORKER_STAGES
 
 #: How each contender is named in the tables.
 LABELS = {
@@ -111,6 +111,9 @@ def contender_lines(result: dict[str, Any]) -> list[str]:
 def stage_lines(result: dict[str, Any]) -> list[str]:
     """The stage table: each worker stage's cost per event beside its floors, or why there is none.
 
+    A Kafka floor not measured for want of records (``floor_records`` below its ``min``)
+    shows as ``-`` with a line saying so.
+
     Parameters
     ----------
     result : dict
@@ -133,6 +136,22 @@ def stage_lines(result: dict[str, Any]) -> list[str]:
         )
     fl = result["floor_load_avg"]
     lines.append(f"floors: load avg {fl['start']} -> {fl['end']}; CPU us/record {result['floor_cpu_us']}")
+    counts = result.get("floor_records") or {}
+    least = counts.get("min", FLOOR_MIN_RECORDS)
+    short = [
+        (stages, kind, n)
+        for stages, kind, n in (
+            ("fetch, commit", "fetch", counts.get("fetch")),
+            ("produce", "produce", counts.get("produce_events")),
+        )
+        if n is not None and n < least
+    ]
+    if short:
+        lines.append(
+            f"{', '.join(s for s, _, _ in short)} floors: not measured (fewer than {least:,} records timed: "
+            f"{', '.join(f'{kind} {n:,}' for _, kind, n in short)}; over a few calls one call's hiccup would be "
+            "the floor)"
+        )
     return lines
 
 

@@ -21,7 +21,7 @@ EVENTS = 3000
 
 def test_bench_stream_small_run(stack_settings, tmp_path):
     from churn_stream.bench.stream import run_bench_stream
-    from churn_stream.bench.stream_stages import WORKER_STAGES
+    from churn_stream.bench.stream_stages import FLOOR_BATCH, FLOOR_MIN_RECORDS, WORKER_STAGES
 
     quix_python = os.environ.get("CHURN_TEST_QUIX_PYTHON") or None
     out = tmp_path / "bench.json"
@@ -101,10 +101,16 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     assert all(v is not None and v > 0 for v in saved["stage_us"].values()), saved["stage_us"]
     assert saved["contenders"]["worker"]["stage_counter"] is True
     assert sorted(saved["floor_us"]) == sorted(WORKER_STAGES)
+    # 3,000 events are too few for the Kafka floors: null, their keys kept, the records they had given.
+    records = saved["floor_records"]
+    assert records["min"] == FLOOR_MIN_RECORDS and records["produce_events"] == EVENTS
+    assert 0 < records["fetch"] < FLOOR_MIN_RECORDS and records["fetch"] % FLOOR_BATCH == 0, records
+    assert saved["floor_cpu_us"] == {"fetch_commit": None, "produce": None}
     for stage, floor in saved["floor_us"].items():
-        if stage == "reasons" and floor is None:
-            continue  # a champion without feature_contributions has no reasons floor
-        assert floor > 0, stage
+        if stage in ("fetch", "commit", "produce"):
+            assert floor is None, stage
+        elif not (stage == "reasons" and floor is None):  # a champion without feature_contributions has none
+            assert floor > 0, stage
     # The collector re-read the worker's measured phase only: its scores, not the warm-up's before them.
     collector = saved["collector"]
     assert collector["contender"] == "worker" and collector["eps"] > 0
@@ -219,6 +225,37 @@ def test_a_champion_left_on_a_bench_copy_is_moved_back(stack_settings):
     assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) == original
     assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
     assert copy not in {mv.version for mv in client.search_model_versions(f"name='{ns.classifier_name}'")}
+
+
+def test_the_fetch_floor_times_whole_batches_only(stack_settings, telco_csv):
+    """The short batch at the topic's end waits out consume's timeout: it is read, not timed."""
+    import asyncio
+    import uuid
+
+    from churn_stream.bench.stream_collect import bench_producer
+    from churn_stream.bench.stream_phases import _create_topics
+    from churn_stream.bench.stream_stages import FLOOR_BATCH, FLOOR_MIN_RECORDS, fetch_commit_floor
+    from plumbing.clients import rdkafka_config
+
+    conf = rdkafka_config(stack_settings)
+    many, few = f"bench-floor-many-{uuid.uuid4().hex[:8]}", f"bench-floor-few-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_topics(stack_settings, [many, few], 3))
+    producer, failed = bench_producer(conf)
+    value = telco_csv.read_bytes()[:300]
+    for topic, n in ((many, FLOOR_MIN_RECORDS + 3 * FLOOR_BATCH + 137), (few, 2 * FLOOR_BATCH + 137)):
+        for i in range(n):
+            producer.produce(topic, value, str(i).encode())
+    producer.flush()
+    assert not failed
+
+    floor = fetch_commit_floor(conf, many, FLOOR_MIN_RECORDS + 2 * FLOOR_BATCH + 137, timeout_s=60)
+    # First batch untimed; the whole ones after it timed; the last 137 read but not timed.
+    assert floor["records"] == FLOOR_MIN_RECORDS + 2 * FLOOR_BATCH and floor["commits"] == floor["records"] // 500
+    assert floor["fetch_us"] > 0 and floor["commit_us"] > 0 and floor["cpu_us"] > 0
+
+    short = fetch_commit_floor(conf, few, FLOOR_BATCH + 137, timeout_s=60)
+    assert short["records"] == FLOOR_BATCH < FLOOR_MIN_RECORDS
+    assert short["fetch_us"] is None and short["commit_us"] is None and short["cpu_us"] is None
 
 
 def test_an_interrupted_swap_stops_and_the_champion_is_put_back(stack_settings):

@@ -365,3 +365,29 @@ def test_reload_line_says_why_no_reload_was_measured():
     assert line is not None and line.endswith(
         "v12 -> v13 0.260 s (first score by v13 at 0.200 s), v13 -> v12 - s (first score by v12 at - s)"
     )
+
+
+def test_stage_table_says_which_kafka_floors_had_too_few_records():
+    from churn_stream.bench.stream_report import stage_lines
+    from churn_stream.bench.stream_stages import FLOOR_MIN_RECORDS
+
+    result = {
+        "contenders": {"worker": _figures(18000.0, stage_counter=True)},
+        "stage_us": dict.fromkeys(WORKER_STAGES, 2.0),
+        "floor_us": {**dict.fromkeys(WORKER_STAGES, 1.0), "fetch": None, "commit": None, "produce": None},
+        "score_batch_stage_us": {},
+        "floor_load_avg": {"start": 0.5, "end": 0.7},
+        "floor_cpu_us": {"fetch_commit": None, "produce": None},
+        "floor_records": {"fetch": 1500, "commits": 3, "produce_events": 2000, "min": FLOOR_MIN_RECORDS},
+    }
+    lines = stage_lines(result)
+    assert lines[1 + WORKER_STAGES.index("fetch")] == "fetch           2.00         -           -"
+    assert lines[-1] == (
+        "fetch, commit, produce floors: not measured (fewer than 5,000 records timed: fetch 1,500, produce 2,000; "
+        "over a few calls one call's hiccup would be the floor)"
+    )
+    # Produce had enough events, fetch not (its short last batch is not timed): only fetch and commit are named.
+    some = stage_lines({**result, "floor_records": {**result["floor_records"], "produce_events": 50000}})
+    assert some[-1].startswith("fetch, commit floors: not measured (fewer than 5,000 records timed: fetch 1,500;")
+    full = {**result["floor_records"], "fetch": 199500, "produce_events": 50000}
+    assert stage_lines({**result, "floor_records": full})[-1].startswith("floors: load avg 0.5 -> 0.7")
