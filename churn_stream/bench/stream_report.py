@@ -2,7 +2,7 @@
 
 Each part is built as lines from :func:`churn_stream.bench.stream.run_bench_stream`'s
 result (:func:`contender_lines`, :func:`stage_lines`, :func:`reload_line`,
-:func:`collector_line`), so its wording can be checked without servers;
+:func:`latency_line`, :func:`collector_line`), so its wording can be checked without servers;
 :func:`print_tables` prints them in order.
 """
 
@@ -155,6 +155,33 @@ def stage_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def latency_line(result: dict[str, Any], *, latency_s: float) -> str | None:
+    """Why no latency phase ran, in one line; None when one did.
+
+    Parameters
+    ----------
+    result : dict
+        The run's result: ``contenders``, ``latency_floor``.
+    latency_s : float
+        ``--latency-s``.
+
+    Returns
+    -------
+    str or None
+    """
+    by_kind = {**result["contenders"], "pipe": result["latency_floor"] or {}}
+    if any("p50_ms" in by_kind.get(k, {}) for k in LATENCY_CONTENDERS):
+        return None
+    if latency_s <= 0:
+        return "latency: not measured (--latency-s 0)"
+    phased = [LABELS[k] for k in LATENCY_CONTENDERS if k != "pipe"]
+    chosen = ", ".join(LABELS[k] for k in result["contenders"])
+    return (
+        f"latency: not measured (--latency-s {latency_s:g} applies to the {' and the '.join(phased)} only, with "
+        f"the {LABELS['pipe']} run beside the worker; this run's contenders: {chosen})"
+    )
+
+
 def reload_line(result: dict[str, Any], *, reload: bool, latency_s: float) -> str | None:
     """The hot reloads' line: each swap's time, or why they were not measured.
 
@@ -192,7 +219,7 @@ def reload_line(result: dict[str, Any], *, reload: bool, latency_s: float) -> st
 
 
 def print_tables(result: dict[str, Any], rate: float, *, reload: bool, latency_s: float) -> None:
-    """The whole report on stderr: contenders, latency, hot reloads, collector, stages.
+    """The whole report on stderr: contenders, latency (or why none), hot reloads, collector, stages.
 
     Parameters
     ----------
@@ -203,7 +230,7 @@ def print_tables(result: dict[str, Any], rate: float, *, reload: bool, latency_s
     reload : bool
         ``--reload`` / ``--no-reload`` (see :func:`reload_line`).
     latency_s : float
-        Seconds of each latency phase (0: none ran).
+        Seconds of each latency phase (0: none ran; see :func:`latency_line`).
     """
     c = result["contenders"]
 
@@ -228,6 +255,9 @@ def print_tables(result: dict[str, Any], rate: float, *, reload: bool, latency_s
             f"latency at {rate:,.0f} events/s on fresh topics (event_time -> output record timestamp; p99 per "
             f"{WINDOW_S:.0f} s of output timestamps, broker cores per {WINDOW_S:.0f} s of wall time):"
         )
+    no_latency = latency_line(result, latency_s=latency_s)
+    if no_latency is not None:
+        out(no_latency)
     for kind in latency:
         f = by_kind[kind]
         out(

@@ -367,6 +367,22 @@ def test_reload_line_says_why_no_reload_was_measured():
     )
 
 
+def test_latency_line_says_why_no_latency_phase_ran():
+    from churn_stream.bench.stream_report import latency_line
+
+    relay = {"contenders": {"relay": _figures(6500.0), "naive": _figures(1400.0)}, "latency_floor": None}
+    assert latency_line(relay, latency_s=5.0) == (
+        "latency: not measured (--latency-s 5 applies to the librdkafka relay and the worker only, with the "
+        "pass-through run beside the worker; this run's contenders: aiokafka relay, naive Faust)"
+    )
+    assert latency_line(relay, latency_s=0.0) == "latency: not measured (--latency-s 0)"
+    # One contender with a latency phase is enough: no line (the latency table says the rest).
+    ran = {"contenders": {"relay": _figures(6500.0), "librdkafka": _figures(9000.0, p50_ms=80.0)}}
+    assert latency_line({**ran, "latency_floor": None}, latency_s=5.0) is None
+    worker = {"contenders": {"worker": _figures(45000.0, p50_ms=9.0)}, "latency_floor": {"p50_ms": 8.0}}
+    assert latency_line(worker, latency_s=20.0) is None
+
+
 def test_stage_table_says_which_kafka_floors_had_too_few_records():
     from churn_stream.bench.stream_report import stage_lines
     from churn_stream.bench.stream_stages import FLOOR_MIN_RECORDS
