@@ -13,6 +13,7 @@ its last record batch's base offset + 1, inside a batch of many records.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -28,6 +29,8 @@ COLLECT_BATCH = 10_000
 COLLECT_WAIT_S = 0.1
 #: Seconds without a new score, every event sent, after which the collector stops waiting.
 STALL_TIMEOUT_S = 60.0
+#: Where the bench's admin client's librdkafka log lines go (not straight to stderr): shown with ``-v``.
+RDKAFKA_LOGGER = logging.getLogger(f"{__name__}.librdkafka")
 
 
 def _consumer(conf: dict[str, Any], topic: str, *, from_start: bool, start: dict[int, int] | None = None) -> Any:
@@ -81,6 +84,32 @@ def bench_producer(conf: dict[str, Any], **props: Any) -> tuple[Any, list[str]]:
 
     producer = Producer({**conf, "acks": "all", **props, "delivery.report.only.error": True, "on_delivery": delivered})
     return producer, failed
+
+
+def bench_admin(conf: dict[str, Any]) -> Any:
+    """A librdkafka AdminClient whose log lines go to :data:`RDKAFKA_LOGGER`, not to stderr.
+
+    Without a ``logger``, librdkafka prints its lines on stderr itself, below any logging
+    configuration: an admin client's background thread, destroyed with an event still queued,
+    printed ``%6|...|BGQUEUE|...: Purging 1 unserved events from background queue`` into
+    ``churn bench stream``'s quiet output. With one, the lines wait in a queue that
+    ``poll`` serves into :data:`RDKAFKA_LOGGER` (INFO ones shown with ``-v``); those of the
+    client's destruction are dropped.
+
+    Parameters
+    ----------
+    conf : dict
+        :func:`plumbing.clients.rdkafka_config`.
+
+    Returns
+    -------
+    confluent_kafka.admin.AdminClient
+        Call its ``poll(0)`` when done to log what it queued.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    config: dict[str, Any] = {**conf, "logger": RDKAFKA_LOGGER}
+    return AdminClient(config)
 
 
 def _restamp(value: bytes, now: float) -> bytes:

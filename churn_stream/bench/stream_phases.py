@@ -201,20 +201,23 @@ class Bench:
         Every name with ``bench-<run>-`` in it: those :meth:`topics` created, the worker's
         drift topic, Faust's internal ones. A failed deletion is logged, not raised.
         """
-        from confluent_kafka.admin import AdminClient
+        from churn_stream.bench.stream_collect import bench_admin
 
-        admin = AdminClient(self.conf)  # kept referenced: its futures fail once it is destroyed
+        admin = bench_admin(self.conf)  # kept referenced: its futures fail once it is destroyed
         mark = f"bench-{self.run}-"
-        names = set(self.created) | {t for t in admin.list_topics(timeout=10).topics if mark in t}
-        if not names:
-            return
-        futures = admin.delete_topics(sorted(names), operation_timeout=30)
-        for topic, future in futures.items():
-            try:
-                future.result()
-            except Exception as exc:  # noqa: BLE001 - a leftover topic must not hide the run's figures
-                logger.warning("bench topic not deleted topic=%s error=%s", topic, exc)
-        self.created = []
+        try:
+            names = set(self.created) | {t for t in admin.list_topics(timeout=10).topics if mark in t}
+            if not names:
+                return
+            futures = admin.delete_topics(sorted(names), operation_timeout=30)
+            for topic, future in futures.items():
+                try:
+                    future.result()
+                except Exception as exc:  # noqa: BLE001 - a leftover topic must not hide the run's figures
+                    logger.warning("bench topic not deleted topic=%s error=%s", topic, exc)
+            self.created = []
+        finally:
+            admin.poll(0)  # its librdkafka log lines, into logging
 
     def warm(self, kind: str, topics: dict[str, str], procs: Sequence[subprocess.Popen], log: Path) -> None:
         """Send :data:`WARMUP_EVENTS` events and wait for their scores.

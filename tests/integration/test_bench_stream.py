@@ -227,6 +227,27 @@ def test_a_champion_left_on_a_bench_copy_is_moved_back(stack_settings):
     assert copy not in {mv.version for mv in client.search_model_versions(f"name='{ns.classifier_name}'")}
 
 
+def test_the_bench_admin_client_logs_through_logging_not_on_stderr(stack_settings, capfd, caplog):
+    """librdkafka's own lines (here its debug ones) go to the bench's logger, never straight to fd 2."""
+    import gc
+    import logging
+
+    from churn_stream.bench.stream_collect import RDKAFKA_LOGGER, bench_admin
+    from plumbing.clients import rdkafka_config
+
+    caplog.set_level(logging.DEBUG, logger=RDKAFKA_LOGGER.name)
+    admin = bench_admin({**rdkafka_config(stack_settings), "debug": "generic"})
+    assert admin.list_topics(timeout=10).topics is not None
+    admin.poll(0)
+    del admin
+    gc.collect()  # destroyed: what it logs now (BGQUEUE's "Purging ... unserved events") is dropped
+
+    err = capfd.readouterr().err
+    assert not [line for line in err.splitlines() if line.startswith("%")], err
+    logged = [r for r in caplog.records if r.name == RDKAFKA_LOGGER.name]
+    assert logged and any("INIT" in r.getMessage() for r in logged), [r.getMessage() for r in logged][:5]
+
+
 def test_the_fetch_floor_times_whole_batches_only(stack_settings, telco_csv):
     """The short batch at the topic's end waits out consume's timeout: it is read, not timed."""
     import asyncio
