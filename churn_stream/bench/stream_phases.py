@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -146,7 +147,8 @@ class Bench:
     """One run's shared state: settings, champion, replayed events, topic and group names.
 
     Creates the run's work directory and downloads the dataset's champion (training one
-    first if none is registered).
+    first if none is registered), after repairing what a run that is gone left in the
+    registry (:func:`~churn_stream.bench.stream_reload.repair_interrupted_swap`).
 
     Parameters
     ----------
@@ -157,6 +159,11 @@ class Bench:
         CSV whose rows are replayed as events.
     events : int
         Events of each measured phase.
+
+    Raises
+    ------
+    churn_stream.bench.stream_reload.SwapInProgress
+        If another run, still going, is measuring hot reloads on the data set.
     """
 
     def __init__(self, settings: Settings, profile: DatasetProfile, source: Path, events: int) -> None:
@@ -169,8 +176,12 @@ class Bench:
         self.events = events
         self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self.work = Path(tempfile.mkdtemp(prefix="churn-bench-stream-"))
-        ensure_topics(settings)
-        self.pipeline_path, self.model = _champion(settings, self.work / "model", profile, source)
+        try:
+            ensure_topics(settings)
+            self.pipeline_path, self.model = _champion(settings, self.work / "model", profile, source)
+        except BaseException:  # another run's swap under way (SwapInProgress), no registry, Ctrl-C ...
+            shutil.rmtree(self.work, ignore_errors=True)
+            raise
         self.base = csv_to_customer_events(source, profile.name)
         self.created: list[str] = []
         #: Scores topic -> offset by partition just past its warm-ups' scores: where its measured phase's scores start.

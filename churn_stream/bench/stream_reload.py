@@ -12,11 +12,22 @@ Each swap is timed from the alias move to the last score made by the previous ve
 (set when the worker's producer queued them) and ``model_version`` fields. Any other
 worker following the same data set's champion on this stack reloads twice as well, onto
 the same artifact.
+
+A copy names its run's owner (:data:`OWNER_TAG`: run id, host, pid and the process's start
+time) and carries a heartbeat (:data:`HEARTBEAT_TAG`, refreshed every :data:`HEARTBEAT_S`
+seconds while the copy exists). A run's start-up (:func:`repair_interrupted_swap`) repairs only
+copies whose owner is gone: on this host, no process with that pid and start time; on another
+host, a heartbeat older than :data:`STALE_AFTER_S`. A copy of a run still going stops the new
+run with :class:`SwapInProgress` (two runs would move the same alias and time each other's
+reloads), and a run that finds one when its own swap is due measures no reload.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +46,86 @@ SERVED_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 30.0
 #: Tag of a bench copy: the version it copies (an interrupted run leaves the alias on it).
 COPY_TAG = "churn.bench_copy_of"
+#: Tag of a bench copy: its run, as ``run=<id> host=<hostname> pid=<pid> started=<process start, Unix s>``.
+OWNER_TAG = "churn.bench_owner"
+#: Tag of a bench copy: Unix time of its run's last heartbeat.
+HEARTBEAT_TAG = "churn.bench_heartbeat"
+#: Seconds between heartbeats while a copy exists.
+HEARTBEAT_S = 5.0
+#: A copy made on another host whose heartbeat is older than this, seconds, is left over (its run is gone).
+STALE_AFTER_S = 30.0
+
+
+class SwapInProgress(RuntimeError):
+    """Another ``churn bench stream`` run, still going, holds a bench copy of the data set's champion."""
+
+
+def _owner(run: str) -> str:
+    """This process as :data:`OWNER_TAG` names it."""
+    import psutil
+
+    started = psutil.Process().create_time()
+    return f"run={run} host={socket.gethostname()} pid={os.getpid()} started={started:.2f}"
+
+
+def _parse_owner(value: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in value.split() if "=" in part)
+
+
+def copy_owner_alive(tags: dict[str, str], now: float | None = None, host: str | None = None) -> bool:
+    """Whether the run that made a bench copy is still going.
+
+    Parameters
+    ----------
+    tags : dict of str to str
+        The copy's model-version tags (:data:`OWNER_TAG`, :data:`HEARTBEAT_TAG`).
+    now : float, optional
+        Unix time to judge the heartbeat by; default now.
+    host : str, optional
+        This host's name; default :func:`socket.gethostname`.
+
+    Returns
+    -------
+    bool
+        On this host: a process with the owner's pid and start time exists (a stopped one
+        included: Ctrl-Z is not an end). On another host: its heartbeat is less than
+        :data:`STALE_AFTER_S` seconds old. False for a copy without an owner (made by a bench
+        from before owners were written).
+    """
+    import psutil
+
+    owner = _parse_owner(tags.get(OWNER_TAG, ""))
+    if "pid" not in owner or "host" not in owner:
+        return False
+    if owner["host"] == (host or socket.gethostname()):
+        try:
+            started = psutil.Process(int(owner["pid"])).create_time()
+        except (psutil.Error, ValueError):
+            return False
+        return abs(started - float(owner.get("started", "nan"))) < 0.05  # not another process with the pid
+    try:
+        beat = float(tags.get(HEARTBEAT_TAG, ""))
+    except ValueError:
+        return False
+    return (time.time() if now is None else now) - beat < STALE_AFTER_S
+
+
+def _copies(client: Any, name: str) -> list[Any]:
+    """The versions of ``name`` tagged :data:`COPY_TAG`: bench copies, live or left over."""
+    return [mv for mv in client.search_model_versions(f"name='{name}'") if COPY_TAG in (mv.tags or {})]
+
+
+def _in_progress(name: str, mv: Any) -> SwapInProgress:
+    owner = _parse_owner(mv.tags.get(OWNER_TAG, ""))
+    try:
+        beat = f", last heartbeat {time.time() - float(mv.tags[HEARTBEAT_TAG]):.0f} s ago"
+    except (KeyError, ValueError):
+        beat = ""
+    return SwapInProgress(
+        f"another churn bench stream is measuring hot reloads on {name}: run {owner.get('run', '?')} (pid "
+        f"{owner.get('pid', '?')} on {owner.get('host', '?')}{beat}) holds version {mv.version}, its copy of "
+        f"version {mv.tags[COPY_TAG]}; wait for it to end or stop it (the next run repairs what a stopped one leaves)"
+    )
 
 
 class ChampionSwap:
@@ -85,8 +176,11 @@ class ChampionSwap:
         self.announced: list[tuple[float, str, str]] = []
         self.error: str | None = None
         self.stopped = threading.Event()
+        self._beat_stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def _register_copy(self) -> str:
+        """Register the copy (owner and heartbeat tags on it), start its heartbeat, wait until it is READY."""
         original = self.client.get_model_version(self.name, self.version)
         if original.source is None:
             raise RuntimeError(f"{self.name} version {self.version} has no source to register again")
@@ -94,10 +188,17 @@ class ChampionSwap:
             self.name,
             source=original.source,
             run_id=original.run_id,
-            tags={**original.tags, COPY_TAG: self.version},
+            tags={
+                **original.tags,
+                COPY_TAG: self.version,
+                OWNER_TAG: _owner(self.run_id),
+                HEARTBEAT_TAG: f"{time.time():.3f}",
+            },
             description=f"churn bench stream {self.run_id}: a copy of version {self.version} for the hot-reload "
             "measurement, deleted at the run's end",
         )
+        self.copy = str(mv.version)
+        self._start_heartbeat()
         deadline = time.monotonic() + READY_TIMEOUT_S
         while mv.status != "READY":
             if time.monotonic() > deadline:
@@ -106,16 +207,42 @@ class ChampionSwap:
             mv = self.client.get_model_version(self.name, mv.version)
         return str(mv.version)
 
-    def _move(self, to: str, left: str) -> None:
+    def _start_heartbeat(self) -> None:
+        def beat() -> None:
+            failed = False
+            while not self._beat_stop.wait(HEARTBEAT_S):
+                copy = self.copy
+                if copy is None:
+                    return
+                try:
+                    self.client.set_model_version_tag(self.name, copy, HEARTBEAT_TAG, f"{time.time():.3f}")
+                    failed = False
+                except Exception as exc:  # noqa: BLE001 - the registry away for a while: beat again later
+                    if not failed:
+                        logger.warning(
+                            "bench copy heartbeat failed model=%s version=%s error=%s",
+                            self.name,
+                            copy,
+                            f"{type(exc).__name__}: {exc}"[:200],
+                        )
+                    failed = True
+
+        self._beat = threading.Thread(target=beat, name="bench-copy-heartbeat", daemon=True)
+        self._beat.start()
+
+    def _stop_heartbeat(self) -> None:
+        self._beat_stop.set()
+        if self._beat is not None:
+            self._beat.join(HEARTBEAT_S)  # a beat under way ends before the copy goes
+
+    def _announce(self, version: str) -> None:
         from batch.announce import publish_model_updated
         from plumbing.artifacts import version_artifact_uri
 
-        mv = self.client.get_model_version(self.name, to)
-        t = time.time()
-        self.client.set_registered_model_alias(self.name, CHAMPION, to)
+        mv = self.client.get_model_version(self.name, version)
         registered: dict[str, Any] = {
             "model_name": self.name,
-            "model_version": to,
+            "model_version": version,
             "alias": CHAMPION,
             "artifact_uri": version_artifact_uri(mv),
             "sha256": mv.tags["sha256"],
@@ -123,10 +250,18 @@ class ChampionSwap:
             "run_id": mv.run_id,
         }
         publish_model_updated(self.settings, registered, topic=self.topic)
+
+    def _move(self, to: str, left: str) -> None:
+        t = time.time()
+        self.client.set_registered_model_alias(self.name, CHAMPION, to)
+        self._announce(to)
         self.announced.append((t, left, to))
 
     def run(self, latency_s: float, served: Callable[[str], bool]) -> None:
         """Swap at ``SWAP_AT[0] * latency_s`` seconds from now, and back at ``SWAP_AT[1]`` (thread target).
+
+        No swap is made (:attr:`error` says why) while another run's copy is live
+        (:func:`copy_owner_alive`): its moves would be timed as this run's reloads.
 
         Parameters
         ----------
@@ -137,23 +272,30 @@ class ChampionSwap:
         """
         t0 = time.monotonic()
         try:
-            self.copy = self._register_copy()  # before the first swap's time: not part of the reload
+            live = [mv for mv in _copies(self.client, self.name) if copy_owner_alive(mv.tags)]
+            if live:
+                raise _in_progress(self.name, live[0])
+            copy = self._register_copy()  # before the first swap's time: not part of the reload
             if self.stopped.wait(max(0.0, t0 + SWAP_AT[0] * latency_s - time.monotonic())):
                 return
-            self._move(self.copy, self.version)
+            self._move(copy, self.version)
             deadline = time.monotonic() + SERVED_TIMEOUT_S
-            while not served(self.copy) and time.monotonic() < deadline:
+            while not served(copy) and time.monotonic() < deadline:
                 if self.stopped.wait(0.05):
                     return
             if self.stopped.wait(max(0.0, t0 + SWAP_AT[1] * latency_s - time.monotonic())):
                 return
-            self._move(self.version, self.copy)
+            self._move(self.version, copy)
         except Exception as exc:  # noqa: BLE001 - reported in the figures; restore() still runs
             self.error = f"{type(exc).__name__}: {exc}"[:300]
             logger.warning("champion swap failed: %s", self.error)
 
     def restore(self) -> None:
-        """Point the alias at the original version again (announcing it if it had moved) and delete the copy."""
+        """Point the alias at the original version again (announcing it if it had moved) and delete the copy.
+
+        The copy's heartbeat stops first: a copy left behind then goes stale, and the next run repairs it.
+        """
+        self._stop_heartbeat()
         if self.copy is None:
             return
         try:
@@ -174,7 +316,12 @@ class ChampionSwap:
 
 
 def repair_interrupted_swap(settings: Settings, client: Any, name: str, model_updated_topic: str) -> str | None:
-    """Undo what an interrupted run left: the alias on a bench copy (tag :data:`COPY_TAG`) goes back, the copy goes.
+    """Undo what a run that is gone left: bench copies (tag :data:`COPY_TAG`) deleted, the alias moved back.
+
+    Only copies whose run is gone (:func:`copy_owner_alive`) are touched. The alias, if it
+    names one of them, moves back to the version copied; the champion is announced on
+    ``model_updated_topic`` either way (a run stopped between moving the alias and announcing
+    it may have left workers on the copy; workers already on the champion ignore it).
 
     Parameters
     ----------
@@ -183,32 +330,51 @@ def repair_interrupted_swap(settings: Settings, client: Any, name: str, model_up
     name : str
         The registered classifier.
     model_updated_topic : str
-        Where the move back is announced.
+        Where the champion is announced.
 
     Returns
     -------
     str or None
-        The version the alias was moved back to, None when there was nothing to repair.
+        The champion's version after a repair, None when there was nothing to repair.
 
     Raises
     ------
+    SwapInProgress
+        If a copy's run is still going (nothing is touched then).
     mlflow.exceptions.MlflowException
         The registry did not answer, or has no champion alias for ``name``.
     """
-    import sys
-
-    mv = client.get_model_version_by_alias(name, CHAMPION)
-    original = (mv.tags or {}).get(COPY_TAG)
-    if original is None:
+    copies = _copies(client, name)
+    live = [mv for mv in copies if copy_owner_alive(mv.tags)]
+    if live:
+        raise _in_progress(name, live[0])
+    champion = client.get_model_version_by_alias(name, CHAMPION)
+    if not copies:
         return None
+    held = str(champion.version)
+    left = {str(mv.version): mv.tags[COPY_TAG] for mv in copies}
+    original = left.get(held, held)
     swap = ChampionSwap(settings, name, original, model_updated_topic, "repair", client=client)
-    swap._move(original, str(mv.version))
-    client.delete_model_version(name, str(mv.version))
-    print(
-        f"{name}@{CHAMPION} was left on version {mv.version}, a copy of version {original} by an interrupted "
-        f"churn bench stream: moved back to {original} (announced) and the copy deleted",
-        file=sys.stderr,
-    )
+    if held in left:
+        swap._move(original, held)
+    else:
+        swap._announce(original)
+    for version in sorted(left, key=int):
+        client.delete_model_version(name, version)
+    deleted = ", ".join(sorted(left, key=int))
+    if held in left:
+        print(
+            f"{name}@{CHAMPION} was left on version {held}, a copy of version {original} by an interrupted "
+            f"churn bench stream: moved back to {original} (announced) and the copy deleted"
+            + (f" (bench copies deleted: {deleted})" if len(left) > 1 else ""),
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"bench copies of {name} left by an interrupted churn bench stream deleted: version{'s' * (len(left) > 1)} "
+            f"{deleted}; {name}@{CHAMPION} is version {original} (announced again)",
+            file=sys.stderr,
+        )
     return original
 
 

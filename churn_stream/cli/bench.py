@@ -162,7 +162,8 @@ def bench_models_cv(models: tuple[str, ...], repeats: int, json_path: Path | Non
     help="While the worker contender's latency phase runs, move the data set's champion alias in the registry "
     "to a copy of its version and back, announcing both (every worker of that data set on this stack reloads), "
     "and time each hot reload (the worker's latency figures then include both reloads); the copy is deleted "
-    "after, and a run that was killed is repaired by the next one. "
+    "after, and a run that was killed is repaired by the next one (one still going makes the next stop with an "
+    "error instead). "
     "--no-reload leaves the registry alone.",
 )
 @JSON_OUTPUT
@@ -183,6 +184,7 @@ def bench_stream(
     end to end on the configured broker, each worker stage beside its floor, and the worker's latency
     beside the librdkafka relay's and a pass-through's (the broker's floor) on fresh topics."""
     from churn_stream.bench.stream import chosen_contenders, run_bench_stream
+    from churn_stream.bench.stream_reload import SwapInProgress
     from churn_stream.cli.batch import _require_source
 
     profile = chosen_dataset(settings, dataset)
@@ -211,6 +213,8 @@ def bench_stream(
             latency_s=latency_s,
             reload=reload,
         )
+    except SwapInProgress as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 

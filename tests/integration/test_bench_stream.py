@@ -199,32 +199,131 @@ def test_read_rate_leaves_out_the_scores_a_warm_up_read(stack_settings, telco_cs
     assert again["records"] == 57 and whole["records"] == 257
 
 
-def test_a_champion_left_on_a_bench_copy_is_moved_back(stack_settings):
-    """A run killed mid-swap leaves the alias on the copy; the next run's repair undoes it."""
+#: A bench run reduced to its swap: register a copy of the champion, move the alias to it unless told
+#: not to, print the copy's version, then wait to be killed.
+SWAP_THEN_WAIT = """
+import sys, time
+from churn_stream.bench.stream_reload import ChampionSwap
+from plumbing.settings import Settings
+from schemas.registry import CHAMPION
+uri, name, version, move = sys.argv[1:5]
+swap = ChampionSwap(Settings().with_overrides(mlflow_tracking_uri=uri), name, version, "unused", "other-run")
+copy = swap._register_copy()
+if move == "move":
+    swap.client.set_registered_model_alias(name, CHAMPION, copy)  # killed before announcing it
+print(copy, flush=True)
+time.sleep(600)
+"""
+
+
+def _other_run(stack_settings, name: str, version: str, move: bool):
+    """Another bench run's process holding a copy of ``version`` (the alias on it with ``move``): (process, copy)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWAP_THEN_WAIT, stack_settings.mlflow_tracking_uri, name, version, str(move and "move")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"},
+    )
+    copy = proc.stdout.readline().strip()
+    assert copy.isdigit(), f"the other run registered no copy (exit {proc.poll()})"
+    return proc, copy
+
+
+def _versions(client, name: str) -> set[str]:
+    return {mv.version for mv in client.search_model_versions(f"name='{name}'")}
+
+
+def test_a_copy_of_a_run_still_going_is_left_alone_and_repaired_once_it_is_killed(stack_settings):
+    """Two runs on one data set: the second's start-up does not take the first's live copy; after a kill -9 it does."""
+    import signal
+
     from mlflow import MlflowClient
 
-    from churn_stream.bench.stream_reload import COPY_TAG, ChampionSwap, repair_interrupted_swap
+    from churn_stream.bench.stream_reload import COPY_TAG, OWNER_TAG, SwapInProgress, repair_interrupted_swap
     from schemas.namespace import Namespace
     from schemas.registry import CHAMPION
 
     ns = Namespace.for_dataset("telco")
     client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
-    if not _has_champion(client, ns.classifier_name):  # run alone, without the small run's cycle
-        from batch.cycle import run_cycle
-        from churn_stream.bench.faults.harness import FAST_ZOO
-        from plumbing.clients import make_storage, make_tracker
-
-        run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO)
-    original = str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version)
+    original = _champion_version(stack_settings, client, ns.classifier_name)
     assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) is None
-    swap = ChampionSwap(stack_settings, ns.classifier_name, original, ns.model_updated, "killed")
-    copy = swap._register_copy()
-    swap._move(copy, original)  # ... and the run is killed here
-    assert client.get_model_version(ns.classifier_name, copy).tags[COPY_TAG] == original
+    proc, copy = _other_run(stack_settings, ns.classifier_name, original, move=True)
+    try:
+        tags = client.get_model_version(ns.classifier_name, copy).tags
+        assert tags[COPY_TAG] == original and f"pid={proc.pid} " in tags[OWNER_TAG]
+        with pytest.raises(
+            SwapInProgress, match=f"run other-run \\(pid {proc.pid} on .* holds version {copy}, its copy"
+        ):
+            repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated)
+        # Nothing touched: the other run's alias and copy are as it left them.
+        assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == copy
+        assert copy in _versions(client, ns.classifier_name)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
     assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) == original
     assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
-    assert copy not in {mv.version for mv in client.search_model_versions(f"name='{ns.classifier_name}'")}
+    assert copy not in _versions(client, ns.classifier_name)
+
+
+def test_a_copy_left_without_the_alias_is_deleted_too(stack_settings):
+    """A run killed after moving the alias back, before deleting its copy: the next start-up deletes it."""
+    import signal
+
+    from mlflow import MlflowClient
+
+    from churn_stream.bench.stream_reload import repair_interrupted_swap
+    from schemas.namespace import Namespace
+    from schemas.registry import CHAMPION
+
+    ns = Namespace.for_dataset("telco")
+    client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
+    original = _champion_version(stack_settings, client, ns.classifier_name)
+    proc, copy = _other_run(stack_settings, ns.classifier_name, original, move=False)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) == original
+    assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
+    assert copy not in _versions(client, ns.classifier_name)
+    assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) is None
+
+
+def test_a_swap_is_not_made_while_another_runs_copy_is_live(stack_settings, monkeypatch):
+    """The second run's swap finds the first's live copy (heartbeat refreshed): no move, an error for the figures."""
+    from mlflow import MlflowClient
+
+    from churn_stream.bench import stream_reload
+    from churn_stream.bench.stream_reload import HEARTBEAT_TAG, ChampionSwap
+    from schemas.namespace import Namespace
+    from schemas.registry import CHAMPION
+
+    monkeypatch.setattr(stream_reload, "HEARTBEAT_S", 0.2)
+    ns = Namespace.for_dataset("telco")
+    client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
+    original = _champion_version(stack_settings, client, ns.classifier_name)
+    first = ChampionSwap(stack_settings, ns.classifier_name, original, ns.model_updated, "first")
+    copy = first._register_copy()
+    try:
+        beat = float(client.get_model_version(ns.classifier_name, copy).tags[HEARTBEAT_TAG])
+        deadline = time.monotonic() + 30
+        while float(client.get_model_version(ns.classifier_name, copy).tags[HEARTBEAT_TAG]) == beat:
+            assert time.monotonic() < deadline, "the heartbeat was never refreshed"
+            time.sleep(0.1)
+        second = ChampionSwap(stack_settings, ns.classifier_name, original, ns.model_updated, "second")
+        second.run(0.003, lambda version: False)
+        assert second.error is not None and second.error.startswith("SwapInProgress: another churn bench stream")
+        assert "run first (pid" in second.error
+        assert second.announced == [] and second.copy is None
+    finally:
+        first.restore()
+    assert first._beat is not None and not first._beat.is_alive()  # no heartbeat once the copy is gone
+    assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
+    assert copy not in _versions(client, ns.classifier_name)
 
 
 def test_the_bench_admin_client_logs_through_logging_not_on_stderr(stack_settings, capfd, caplog):
@@ -289,13 +388,7 @@ def test_an_interrupted_swap_stops_and_the_champion_is_put_back(stack_settings):
 
     ns = Namespace.for_dataset("telco")
     client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
-    if not _has_champion(client, ns.classifier_name):
-        from batch.cycle import run_cycle
-        from churn_stream.bench.faults.harness import FAST_ZOO
-        from plumbing.clients import make_storage, make_tracker
-
-        run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO)
-    original = str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version)
+    original = _champion_version(stack_settings, client, ns.classifier_name)
     swap = ChampionSwap(stack_settings, ns.classifier_name, original, ns.model_updated, "interrupted")
     # A short phase: the first move at once, then up to SERVED_TIMEOUT_S waiting for a worker that
     # never serves the copy (as a run interrupted while the worker loads it).
@@ -311,6 +404,19 @@ def test_an_interrupted_swap_stops_and_the_champion_is_put_back(stack_settings):
     swap.restore()
     assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
     assert swap.copy is None
+
+
+def _champion_version(stack_settings, client, name: str) -> str:
+    """The Telco champion's version, after a quick batch cycle if none is registered (a test run alone)."""
+    if not _has_champion(client, name):
+        from batch.cycle import run_cycle
+        from churn_stream.bench.faults.harness import FAST_ZOO
+        from plumbing.clients import make_storage, make_tracker
+
+        run_cycle(stack_settings, make_storage(stack_settings), make_tracker(stack_settings), only=FAST_ZOO)
+    from schemas.registry import CHAMPION
+
+    return str(client.get_model_version_by_alias(name, CHAMPION).version)
 
 
 def _has_champion(client, name: str) -> bool:

@@ -407,3 +407,70 @@ def test_stage_table_says_which_kafka_floors_had_too_few_records():
     assert some[-1].startswith("fetch, commit floors: not measured (fewer than 5,000 records timed: fetch 1,500;")
     full = {**result["floor_records"], "fetch": 199500, "produce_events": 50000}
     assert stage_lines({**result, "floor_records": full})[-1].startswith("floors: load avg 0.5 -> 0.7")
+
+
+# ------------------------------------------------------------------ bench copies and interrupts
+def test_a_copy_owner_is_alive_by_its_pid_here_and_by_its_heartbeat_elsewhere():
+    import socket
+    import subprocess
+    import sys
+
+    import psutil
+
+    from churn_stream.bench.stream_reload import (
+        HEARTBEAT_TAG,
+        OWNER_TAG,
+        STALE_AFTER_S,
+        _owner,
+        copy_owner_alive,
+    )
+
+    here = socket.gethostname()
+    me = {OWNER_TAG: _owner("r1"), HEARTBEAT_TAG: "0"}  # a heartbeat long stale: the pid decides here
+    assert copy_owner_alive(me, now=1e10)
+    assert f"pid={os.getpid()}" in me[OWNER_TAG] and f"host={here}" in me[OWNER_TAG]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = {OWNER_TAG: f"run=r2 host={here} pid={gone.stdout.strip()} started=1.00", HEARTBEAT_TAG: "100.0"}
+    assert not copy_owner_alive(dead, now=100.0)  # a fresh heartbeat does not revive a dead pid
+    # The pid of this process, but not its start time: another process that reused the pid.
+    reused = {OWNER_TAG: f"run=r3 host={here} pid={os.getpid()} started={psutil.Process().create_time() - 60:.2f}"}
+    assert not copy_owner_alive(reused)
+
+    elsewhere = {OWNER_TAG: "run=r4 host=other-host pid=1 started=5.00", HEARTBEAT_TAG: "1000.0"}
+    assert copy_owner_alive(elsewhere, now=1000.0 + STALE_AFTER_S - 1, host=here)
+    assert not copy_owner_alive(elsewhere, now=1000.0 + STALE_AFTER_S + 1, host=here)
+    assert not copy_owner_alive({OWNER_TAG: "run=r5 host=other-host pid=1"}, host=here)  # no heartbeat
+    assert not copy_owner_alive({})  # a copy from a bench without owners: left over
+
+
+def _bench_stream_exit(monkeypatch, stand_in) -> tuple[int, str]:
+    """``churn bench stream --contenders relay`` with ``stand_in`` as the run: exit code and output."""
+    import logging
+
+    from click.testing import CliRunner
+
+    from churn_stream.bench import stream
+    from churn_stream.cli import main
+    from plumbing.progress import PROGRESS_LOGGER
+
+    monkeypatch.setattr(stream, "run_bench_stream", stand_in)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    try:
+        result = CliRunner().invoke(main, ["bench", "stream", "--contenders", "relay"])
+    finally:
+        logging.getLogger(PROGRESS_LOGGER).setLevel(logging.NOTSET)
+    return result.exit_code, result.output
+
+
+def test_a_run_refused_for_another_runs_swap_is_a_one_line_error(monkeypatch):
+    from churn_stream.bench.stream_reload import SwapInProgress
+
+    def busy(settings, **kwargs):
+        raise SwapInProgress("another churn bench stream is measuring hot reloads on churn-classifier: run r1")
+
+    code, output = _bench_stream_exit(monkeypatch, busy)
+    assert code == 1
+    assert output == "Error: another churn bench stream is measuring hot reloads on churn-classifier: run r1\n"
