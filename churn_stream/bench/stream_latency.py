@@ -156,8 +156,7 @@ def _measure(
         raise
     finally:
         if swap is not None and swapper is not None:
-            swapper.join()
-            swap.restore()
+            swap.restore(swapper)  # a second Ctrl-C meanwhile waits until the champion is back
     if swap is not None:
         from churn_stream.bench.stream_reload import reload_figures
 

@@ -24,13 +24,15 @@ reloads), and a run that finds one when its own swap is due measures no reload.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from plumbing.settings import Settings
@@ -126,6 +128,41 @@ def _in_progress(name: str, mv: Any) -> SwapInProgress:
         f"{owner.get('pid', '?')} on {owner.get('host', '?')}{beat}) holds version {mv.version}, its copy of "
         f"version {mv.tags[COPY_TAG]}; wait for it to end or stop it (the next run repairs what a stopped one leaves)"
     )
+
+
+@contextlib.contextmanager
+def _signals_held(note: str) -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM over the block, in the main thread.
+
+    The first one prints ``note`` and is delivered again once the block is done, to the
+    handler it would have met (Python's raises KeyboardInterrupt); a second one goes to that
+    handler at once (what is left then is a copy whose run is gone, which the next run
+    repairs). Elsewhere than in the main thread, nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def hold(signum: int, frame: Any) -> None:
+        if caught:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            raise KeyboardInterrupt
+        caught.append(signum)
+        print(note, file=sys.stderr, flush=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 class ChampionSwap:
@@ -290,29 +327,48 @@ class ChampionSwap:
             self.error = f"{type(exc).__name__}: {exc}"[:300]
             logger.warning("champion swap failed: %s", self.error)
 
-    def restore(self) -> None:
+    def restore(self, swapper: threading.Thread | None = None) -> None:
         """Point the alias at the original version again (announcing it if it had moved) and delete the copy.
 
-        The copy's heartbeat stops first: a copy left behind then goes stale, and the next run repairs it.
+        Ctrl-C and SIGTERM are held meanwhile (in the main thread): the first one says the
+        champion is still being put back and is raised once that is done; a second one stops
+        at once, leaving the copy to the next run's repair (its heartbeat stops with this run).
+
+        Parameters
+        ----------
+        swapper : threading.Thread, optional
+            The thread of :meth:`run` (:func:`start_swaps`), waited for first.
+
+        Raises
+        ------
+        KeyboardInterrupt
+            If Ctrl-C or SIGTERM came meanwhile.
         """
-        self._stop_heartbeat()
-        if self.copy is None:
-            return
-        try:
-            current = str(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
-            if current != self.version:
-                self._move(self.version, current)
-            self.client.delete_model_version(self.name, self.copy)
-            self.copy = None
-        except Exception as exc:  # noqa: BLE001 - a leftover copy must not hide the run's figures
-            logger.warning(
-                "champion copy %s of %s not cleaned up (%s); the next churn bench stream on this data set moves "
-                "the alias back to version %s and deletes the copy",
-                self.copy,
-                self.name,
-                f"{type(exc).__name__}: {exc}"[:200],
-                self.version,
-            )
+        note = (
+            f"still moving {self.name}@{CHAMPION} back to version {self.version} and deleting the bench copy; "
+            "Ctrl-C again to stop now and leave that to the next churn bench stream"
+        )
+        with _signals_held(note):
+            if swapper is not None:
+                swapper.join()
+            self._stop_heartbeat()
+            if self.copy is None:
+                return
+            try:
+                current = str(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+                if current != self.version:
+                    self._move(self.version, current)
+                self.client.delete_model_version(self.name, self.copy)
+                self.copy = None
+            except Exception as exc:  # noqa: BLE001 - a leftover copy must not hide the run's figures
+                logger.warning(
+                    "champion copy %s of %s not cleaned up (%s); the next churn bench stream on this data set moves "
+                    "the alias back to version %s and deletes the copy",
+                    self.copy,
+                    self.name,
+                    f"{type(exc).__name__}: {exc}"[:200],
+                    self.version,
+                )
 
 
 def repair_interrupted_swap(settings: Settings, client: Any, name: str, model_updated_topic: str) -> str | None:

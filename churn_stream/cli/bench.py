@@ -196,7 +196,10 @@ def bench_stream(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--contenders") from None
 
+    signals = [signal.SIGINT]  # Ctrl-C unless a SIGTERM came
+
     def interrupted(signum: int, frame: object) -> None:
+        signals[0] = signal.Signals(signum)
         raise KeyboardInterrupt  # like Ctrl-C: the champion swap is undone and the contenders stopped
 
     previous = signal.signal(signal.SIGTERM, interrupted)
@@ -215,6 +218,10 @@ def bench_stream(
         )
     except SwapInProgress as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        # The shell's convention for a command a signal ended: 128 + its number (130 for Ctrl-C).
+        click.echo("\nAborted!", err=True)  # as click says it, after the ^C on the terminal
+        raise click.exceptions.Exit(128 + signals[0]) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 

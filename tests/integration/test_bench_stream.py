@@ -326,6 +326,36 @@ def test_a_swap_is_not_made_while_another_runs_copy_is_live(stack_settings, monk
     assert copy not in _versions(client, ns.classifier_name)
 
 
+def test_a_second_ctrl_c_waits_until_the_champion_is_back(stack_settings):
+    """Ctrl-C during restore (here: as the copy is being deleted) is held until restore is done, then raised."""
+    import signal
+
+    from mlflow import MlflowClient
+
+    from churn_stream.bench.stream_reload import ChampionSwap
+    from schemas.namespace import Namespace
+    from schemas.registry import CHAMPION
+
+    class CtrlCWhileDeleting(MlflowClient):
+        def delete_model_version(self, name, version):
+            os.kill(os.getpid(), signal.SIGINT)
+            return super().delete_model_version(name, version)
+
+    ns = Namespace.for_dataset("telco")
+    uri = stack_settings.mlflow_tracking_uri
+    client = CtrlCWhileDeleting(tracking_uri=uri, registry_uri=uri)
+    original = _champion_version(stack_settings, client, ns.classifier_name)
+    swap = ChampionSwap(stack_settings, ns.classifier_name, original, ns.model_updated, "ctrl-c", client=client)
+    copy = swap._register_copy()
+    swap._move(copy, original)
+
+    with pytest.raises(KeyboardInterrupt):
+        swap.restore()
+    assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
+    assert copy not in _versions(client, ns.classifier_name) and swap.copy is None
+    assert [(left, to) for _, left, to in swap.announced] == [(original, copy), (copy, original)]
+
+
 def test_the_bench_admin_client_logs_through_logging_not_on_stderr(stack_settings, capfd, caplog):
     """librdkafka's own lines (here its debug ones) go to the bench's logger, never straight to fd 2."""
     import gc

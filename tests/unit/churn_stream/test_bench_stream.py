@@ -443,6 +443,31 @@ def test_a_copy_owner_is_alive_by_its_pid_here_and_by_its_heartbeat_elsewhere():
     assert not copy_owner_alive({})  # a copy from a bench without owners: left over
 
 
+def test_a_signal_in_a_held_block_is_delivered_when_the_block_ends(capsys):
+    import signal
+
+    from churn_stream.bench.stream_reload import _signals_held
+
+    before = signal.getsignal(signal.SIGINT)
+    steps: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        with _signals_held("still putting it back"):
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("after the first")
+    assert steps == ["after the first"]  # the block ran to its end
+    assert capsys.readouterr().err == "still putting it back\n"
+    assert signal.getsignal(signal.SIGINT) is before
+
+    with pytest.raises(KeyboardInterrupt):
+        with _signals_held("still putting it back"):
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("after the first")
+            os.kill(os.getpid(), signal.SIGINT)  # a second: at once
+            steps.append("after the second")
+    assert steps == ["after the first"] * 2
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def _bench_stream_exit(monkeypatch, stand_in) -> tuple[int, str]:
     """``churn bench stream --contenders relay`` with ``stand_in`` as the run: exit code and output."""
     import logging
@@ -463,6 +488,28 @@ def _bench_stream_exit(monkeypatch, stand_in) -> tuple[int, str]:
     finally:
         logging.getLogger(PROGRESS_LOGGER).setLevel(logging.NOTSET)
     return result.exit_code, result.output
+
+
+def test_an_interrupted_bench_stream_exits_128_plus_the_signal(monkeypatch):
+    import signal
+    import sys
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def ctrl_c(settings, **kwargs):
+        print("interrupted: moving churn-classifier@champion back to version 12", file=sys.stderr)
+        raise KeyboardInterrupt
+
+    code, output = _bench_stream_exit(monkeypatch, ctrl_c)
+    assert code == 130
+    assert output.splitlines() == ["interrupted: moving churn-classifier@champion back to version 12", "", "Aborted!"]
+
+    def sigterm(settings, **kwargs):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # the handler the command installed
+
+    code, output = _bench_stream_exit(monkeypatch, sigterm)
+    assert code == 143 and output.splitlines()[-1] == "Aborted!"
+    assert signal.getsignal(signal.SIGTERM) is before  # put back
 
 
 def test_a_run_refused_for_another_runs_swap_is_a_one_line_error(monkeypatch):
