@@ -272,11 +272,16 @@ class ChampionSwap:
         if self._beat is not None:
             self._beat.join(HEARTBEAT_S)  # a beat under way ends before the copy goes
 
-    def _announce(self, version: str) -> None:
+    def _announce(self, version: str, mv: Any = None) -> None:
+        """Publish ``version`` as the champion on the data set's ``model-updated`` topic.
+
+        ``mv`` is its :class:`mlflow.entities.model_registry.ModelVersion`, when already read.
+        """
         from batch.announce import publish_model_updated
         from plumbing.artifacts import version_artifact_uri
 
-        mv = self.client.get_model_version(self.name, version)
+        if mv is None:
+            mv = self.client.get_model_version(self.name, version)
         registered: dict[str, Any] = {
             "model_name": self.name,
             "model_version": version,
@@ -289,9 +294,10 @@ class ChampionSwap:
         publish_model_updated(self.settings, registered, topic=self.topic)
 
     def _move(self, to: str, left: str) -> None:
+        mv = self.client.get_model_version(self.name, to)  # read before the clock starts, as a batch cycle has it
         t = time.time()
         self.client.set_registered_model_alias(self.name, CHAMPION, to)
-        self._announce(to)
+        self._announce(to, mv)
         self.announced.append((t, left, to))
 
     def run(self, latency_s: float, served: Callable[[str], bool]) -> None:
