@@ -59,7 +59,7 @@ import orjson
 from churn_stream.bench.stream_collect import read_rate
 from churn_stream.bench.stream_latency import LATENCY_CONTENDERS, latency_phase
 from churn_stream.bench.stream_phases import Bench, load_1m, scaling_phase, single_phase
-from churn_stream.bench.stream_report import LABELS, print_latency, print_tables
+from churn_stream.bench.stream_report import LABELS, missing_line, print_latency, print_tables
 from churn_stream.bench.stream_stages import stage_deltas
 from plumbing.settings import Settings
 from schemas.profiles import DatasetProfile, get_profile
@@ -291,12 +291,9 @@ def run_bench_stream(
                 f"{figures['load_avg']['start']} -> {figures['load_avg']['end']})",
                 file=sys.stderr,
             )
-            if figures["scored"] < events:
-                print(
-                    f"warning: {LABELS[kind]}: {events - figures['scored']} of {events} scores never read back (a "
-                    f"contender that stopped, or records the broker lost); logs in {bench.work / 'logs'}",
-                    file=sys.stderr,
-                )
+            missing = missing_line(LABELS[kind], events, figures, str(bench.work / "logs"))
+            if missing is not None:
+                print(missing, file=sys.stderr)
             if kind in LATENCY_CONTENDERS and latency_s > 0:
                 figures.update(latency_phase(bench, kind, rate, latency_s, reload=reload and kind == "worker"))
                 print_latency(kind, figures, rate)

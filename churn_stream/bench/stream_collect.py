@@ -159,7 +159,10 @@ def produce_and_collect(
         ``lat_ts`` (score record timestamp - event time) and ``lat_read`` (read - event
         time), seconds, and ``score_versions`` (score record timestamp in seconds and the
         score's ``model_version``, one pair per score in read order); ``next_offsets`` (with
-        ``note_offsets``: offset by partition after the last record read, else None).
+        ``note_offsets``: offset by partition after the last record read, else None);
+        ``missing_in_topic`` (when ids were not read back: how many of them
+        :func:`find_in_topic` finds in ``out_topic``, else None) and ``missing_sample`` (up to
+        three of those ids).
 
     Raises
     ------
@@ -248,9 +251,13 @@ def produce_and_collect(
         consumer.close()
     if failed:
         raise RuntimeError(f"{len(failed)} events not delivered to {in_topic}, first: {failed[0]}")
+    missing = ids - seen
     return {
         "events": len(ids),
         "scored": len(seen),
+        # Only when scores are missing: is it the collector's reading or the topic's content?
+        "missing_in_topic": find_in_topic(conf, out_topic, missing) if missing else None,
+        "missing_sample": sorted(missing)[:3],
         "duplicates": duplicates,
         "seconds": t_last - t_start,
         "produce_s": produce_s[0] if produce_s else None,
@@ -260,6 +267,51 @@ def produce_and_collect(
         "score_versions": versions,
         "next_offsets": next_offsets,
     }
+
+
+def find_in_topic(
+    conf: dict[str, Any], topic: str, event_ids: set[str], idle_s: float = 5.0, timeout_s: float = 120.0
+) -> int:
+    """How many of ``event_ids`` have a record in ``topic``, read again from its start by a new consumer.
+
+    Tells a score the collector did not read (it is there) from one the topic does not hold.
+
+    Parameters
+    ----------
+    conf : dict
+        :func:`plumbing.clients.rdkafka_config`.
+    topic : str
+        A scores topic (JSON documents with an ``event_id``).
+    event_ids : set of str
+        The ids looked for.
+    idle_s : float, default 5.0
+        Stop once no record came for this long (the topic is read to its end).
+    timeout_s : float, default 120.0
+        Stop after this long in any case.
+
+    Returns
+    -------
+    int
+        The ids of ``event_ids`` found.
+    """
+    consumer = _consumer(conf, topic, from_start=True)
+    found: set[str] = set()
+    loads = orjson.loads
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while len(found) < len(event_ids) and time.monotonic() < deadline and time.monotonic() - last < idle_s:
+            msgs = consumer.consume(num_messages=COLLECT_BATCH, timeout=COLLECT_WAIT_S)
+            if msgs:
+                last = time.monotonic()
+            for m in msgs:
+                if m.error() is None:
+                    eid = loads(m.value()).get("event_id")
+                    if eid in event_ids:
+                        found.add(eid)
+    finally:
+        consumer.close()
+    return len(found)
 
 
 def read_rate(

@@ -268,7 +268,8 @@ class Bench:
             ``load_avg`` (``start`` and ``end``) and ``load_avg_1m`` (their maximum),
             ``contender_cores`` (CPU seconds of ``procs`` per second of the phase) and
             ``machine_cores`` (busy CPU seconds of the whole machine per second: the broker,
-            the bench's clients and anything else running included).
+            the bench's clients and anything else running included); ``missing_in_topic`` and
+            ``missing_sample`` (:func:`~churn_stream.bench.stream_collect.produce_and_collect`).
         """
         import psutil
 
@@ -298,6 +299,8 @@ class Bench:
             "client_cpu_s": round(got["client_cpu_s"], 3),
             "load_avg": {"start": load_start, "end": load_end},
             "load_avg_1m": max(load_start, load_end),
+            "missing_in_topic": got["missing_in_topic"],
+            "missing_sample": got["missing_sample"],
         }
 
 
@@ -329,12 +332,13 @@ def single_phase(bench: Bench, kind: str, quix_python: str | None) -> tuple[dict
     -------
     figures : dict
         :meth:`Bench.timed`'s, plus for the worker ``stage_us`` (by stage, None without the
-        stage counter), ``stage_counter``, ``rss_mb`` (peak RSS, MiB); ``batch`` for the
-        relays.
+        stage counter), ``stage_counter``, ``scores_acked`` (score records the broker
+        acknowledged to it in the measured window, from its ``/metrics``), ``rss_mb`` (peak
+        RSS, MiB); ``batch`` for the relays.
     topics : dict
         The contender's topics by role.
     """
-    from churn_stream.bench.stream_stages import peak_rss_mb, scrape_worker, stage_deltas
+    from churn_stream.bench.stream_stages import peak_rss_mb, scores_acked, scrape_worker, stage_deltas
     from churn_stream.demo import stop_worker, wait_worker_ready
     from churn_stream.stack import LocalStack
 
@@ -357,6 +361,7 @@ def single_phase(bench: Bench, kind: str, quix_python: str | None) -> tuple[dict
             time.sleep(STAGE_SETTLE_S)  # the last batch's commit lands in the window
             after = scrape_worker(port)
             figures["stage_us"] = stage_deltas(before, after)
+            figures["scores_acked"] = scores_acked([before], [after])
             figures["stage_counter"] = bool(after and after["stages"])
             figures["rss_mb"] = peak_rss_mb(proc.pid)  # VmHWM, just before the worker stops
     finally:
@@ -381,12 +386,13 @@ def scaling_phase(bench: Bench) -> tuple[dict[str, Any], dict[str, str]]:
     -------
     figures : dict
         :meth:`Bench.timed`'s, plus ``events_in_by_worker`` (events each consumed in the
-        measured window, from its ``/metrics``), ``rss_mb`` (each one's peak RSS, MiB) and
+        measured window, from its ``/metrics``), ``scores_acked`` (score records the broker
+        acknowledged to both in that window), ``rss_mb`` (each one's peak RSS, MiB) and
         ``partitions``.
     topics : dict
         The phase's topics by role.
     """
-    from churn_stream.bench.stream_stages import peak_rss_mb, scrape_worker
+    from churn_stream.bench.stream_stages import peak_rss_mb, scores_acked, scrape_worker
     from churn_stream.demo import start_worker, stop_worker, wait_worker_ready
     from churn_stream.stack import LocalStack
 
@@ -417,6 +423,7 @@ def scaling_phase(bench: Bench) -> tuple[dict[str, Any], dict[str, str]]:
             (a["events_in"] - b["events_in"]) if a and b and a["events_in"] is not None else None
             for a, b in zip(after, before)
         ]
+        figures["scores_acked"] = scores_acked(before, after)
         figures["rss_mb"] = [peak_rss_mb(p.pid) for p in procs]
         figures["partitions"] = SCALING_PARTITIONS
     finally:

@@ -50,6 +50,48 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def missing_line(label: str, events: int, figures: dict[str, Any], logs: str) -> str | None:
+    """The warning for scores never read back, with what tells a reader's miss from a loss; None if none.
+
+    Parameters
+    ----------
+    label : str
+        The contender's name in the report.
+    events : int
+        Events sent in the measured phase.
+    figures : dict
+        Its :meth:`~churn_stream.bench.stream_phases.Bench.timed` figures (``scored``,
+        ``missing_in_topic``, ``missing_sample``; ``scores_acked`` for the workers).
+    logs : str
+        Where the contenders' logs are.
+
+    Returns
+    -------
+    str or None
+    """
+    missing = events - figures["scored"]
+    if missing <= 0:
+        return None
+    there, acked = figures.get("missing_in_topic"), figures.get("scores_acked")
+    line = f"warning: {label}: {missing} of {events} scores never read back"
+    if figures.get("missing_sample"):
+        line += f" (event ids {', '.join(figures['missing_sample'])} ...)"
+    if there is not None:
+        line += f"; read again from the topic's start, {there} of them are there"
+    if there is not None and there >= missing:
+        line += ": the bench's collector missed them"
+    elif acked is not None and acked >= events:
+        line += (
+            f"; the broker acknowledged {acked} scores to the worker (its churn_events_out, "
+            "output=scores): records the broker acknowledged and does not hold"
+        )
+    elif acked is not None:
+        line += f"; the broker acknowledged {acked} scores to the worker: it stopped or fell behind"
+    else:
+        line += " (a contender that stopped, or records the broker lost)"
+    return f"{line}; logs in {logs}"
+
+
 def collector_line(collector: dict[str, Any]) -> str:
     """The collector's re-read (:func:`~churn_stream.bench.stream_collect.read_rate`), in one line.
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ from schemas.profiles import DatasetProfile
 STAGE_COUNTER = "churn_worker_stage_seconds"
 #: Counter of customer events the worker consumed.
 EVENTS_COUNTER = "churn_events_in"
+#: Counter of output records the broker acknowledged, by ``output`` label (``scores``, ``alerts`` ...).
+OUTPUTS_COUNTER = "churn_events_out"
 #: The worker's stages, in loop order.
 WORKER_STAGES = ("fetch", "decode", "validate", "featurise", "predict", "reasons", "encode", "produce", "commit")
 #: Records per consume call and per produce batch of the Kafka floors (``churn bench score``'s batch).
@@ -73,20 +75,45 @@ def parse_worker_counters(text: str) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``events_in`` (float, or None when absent) and ``stages``: seconds by stage label
-        (empty when the worker exposes no :data:`STAGE_COUNTER`).
+        ``events_in`` (float, or None when absent), ``scores_out`` (score records the broker
+        acknowledged, :data:`OUTPUTS_COUNTER`; None when absent) and ``stages``: seconds by
+        stage label (empty when the worker exposes no :data:`STAGE_COUNTER`).
     """
     from prometheus_client.parser import text_string_to_metric_families
 
     events_in: float | None = None
+    scores_out: float | None = None
     stages: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == f"{EVENTS_COUNTER}_total":
                 events_in = float(sample.value)
+            elif sample.name == f"{OUTPUTS_COUNTER}_total" and sample.labels.get("output") == "scores":
+                scores_out = float(sample.value)
             elif sample.name == f"{STAGE_COUNTER}_total" and "stage" in sample.labels:
                 stages[sample.labels["stage"]] = float(sample.value)
-    return {"events_in": events_in, "stages": stages}
+    return {"events_in": events_in, "scores_out": scores_out, "stages": stages}
+
+
+def scores_acked(befores: Sequence[Mapping[str, Any] | None], afters: Sequence[Mapping[str, Any] | None]) -> int | None:
+    """Score records the broker acknowledged to the workers between two scrapes of each, summed.
+
+    Parameters
+    ----------
+    befores, afters : list of dict or None
+        :func:`parse_worker_counters` of each worker's scrapes around the measured window.
+
+    Returns
+    -------
+    int or None
+        None when a scrape or its ``scores_out`` is missing.
+    """
+    total = 0.0
+    for before, after in zip(befores, afters, strict=True):
+        if not before or not after or before.get("scores_out") is None or after.get("scores_out") is None:
+            return None
+        total += after["scores_out"] - before["scores_out"]
+    return int(total)
 
 
 def stage_deltas(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, float | None]:

@@ -78,6 +78,11 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
     # Both workers of the scaling phase took part: the group split the 4 partitions between them.
     by_worker = saved["contenders"]["worker2"]["events_in_by_worker"]
     assert len(by_worker) == 2 and all(n > 0 for n in by_worker) and sum(by_worker) >= EVENTS
+    # Every score read back was acknowledged to the workers, as their own /metrics count it.
+    for kind in ("worker", "worker2"):
+        got = saved["contenders"][kind]
+        assert got["scores_acked"] >= got["scored"] == EVENTS, (kind, got["scores_acked"])
+        assert got["missing_in_topic"] is None and got["missing_sample"] == []
     # Latency: the pass-through (the broker's floor), the librdkafka relay and the worker, each on fresh
     # topics of their own, every event scored.
     for kind in ("pipe", "worker", "librdkafka"):
@@ -152,9 +157,15 @@ def test_bench_stream_small_run(stack_settings, tmp_path):
 
 @pytest.mark.timeout(120)  # without the stall bound the collector would wait its whole timeout_s
 def test_collector_stops_waiting_for_scores_that_never_come(stack_settings, telco_csv, monkeypatch):
-    """No contender on the input topic: every event is sent, no score arrives, the collector gives up."""
+    """No contender on the input topic: every event is sent, no score arrives, the collector gives up.
+
+    30 of the ids were in the scores topic before the collector started (it reads from the
+    end): reading the topic again from its start finds those 30, and only those.
+    """
     import asyncio
     import uuid
+
+    from confluent_kafka import Producer
 
     from churn_stream.bench import stream_collect
     from churn_stream.bench.stream_phases import _create_topics
@@ -163,14 +174,26 @@ def test_collector_stops_waiting_for_scores_that_never_come(stack_settings, telc
     from plumbing.clients import rdkafka_config
 
     monkeypatch.setattr(stream_collect, "STALL_TIMEOUT_S", 2.0)
+    conf = rdkafka_config(stack_settings)
     run = uuid.uuid4().hex[:8]
     src, dst = f"bench-stall-in-{run}", f"bench-stall-out-{run}"
     asyncio.run(_create_topics(stack_settings, [src, dst], 2))
     base = csv_to_customer_events(telco_csv, limit=50)
     records = replicate_events(base, 100)
-    got = stream_collect.produce_and_collect(rdkafka_config(stack_settings), src, dst, records, timeout_s=300)
+    early = Producer(conf)
+    for key, value in records[:30]:
+        early.produce(dst, value, key)
+    early.flush(30)
+    # Then one record alone per partition, so each partition's high watermark is its end (Tansu
+    # answers the last batch's base offset + 1) and the collector reads none of the 30.
+    for partition in (0, 1):
+        early.produce(dst, b'{"event_id": "filler"}', partition=partition)
+        early.flush(30)
+    got = stream_collect.produce_and_collect(conf, src, dst, records, timeout_s=300)
     assert (got["events"], got["scored"]) == (100, 0)
     assert got["produce_s"] is not None and got["seconds"] == 0  # no score read: nothing to time
+    assert got["missing_in_topic"] == 30
+    assert len(got["missing_sample"]) == 3
 
 
 def test_read_rate_leaves_out_the_scores_a_warm_up_read(stack_settings, telco_csv):

@@ -12,6 +12,7 @@ from churn_stream.bench.stream_stages import (
     WORKER_STAGES,
     parse_worker_counters,
     peak_rss_mb,
+    scores_acked,
     stage_deltas,
 )
 from stream_app.metrics import WorkerMetrics
@@ -521,3 +522,50 @@ def test_a_run_refused_for_another_runs_swap_is_a_one_line_error(monkeypatch):
     code, output = _bench_stream_exit(monkeypatch, busy)
     assert code == 1
     assert output == "Error: another churn bench stream is measuring hot reloads on churn-classifier: run r1\n"
+
+
+def test_scores_acked_sums_each_workers_acknowledged_scores_between_scrapes():
+    workers = [WorkerMetrics(), WorkerMetrics()]
+    for m, n in zip(workers, (5, 7)):
+        m.events_out.labels("scores").inc(n)
+        m.events_out.labels("alerts").inc(100)  # another output: not counted
+    before = [parse_worker_counters(m.render().decode()) for m in workers]
+    for m, n in zip(workers, (1200, 800)):
+        m.events_out.labels("scores").inc(n)
+    after = [parse_worker_counters(m.render().decode()) for m in workers]
+    assert [a["scores_out"] for a in after] == [1205.0, 807.0]
+    assert scores_acked(before, after) == 2000
+    assert scores_acked([before[0], None], after) is None  # a worker that did not answer
+
+
+@pytest.mark.parametrize(
+    ("figures", "ends"),
+    [
+        ({"scored": 100}, None),
+        (
+            {"scored": 90, "missing_in_topic": 10, "missing_sample": ["e1", "e2", "e3"], "scores_acked": 100},
+            "read again from the topic's start, 10 of them are there: the bench's collector missed them",
+        ),
+        (
+            {"scored": 90, "missing_in_topic": 0, "missing_sample": ["e1"], "scores_acked": 100},
+            "records the broker acknowledged and does not hold",
+        ),
+        (
+            {"scored": 90, "missing_in_topic": 0, "missing_sample": ["e1"], "scores_acked": 95},
+            "the broker acknowledged 95 scores to the worker: it stopped or fell behind",
+        ),
+        (
+            {"scored": 90, "missing_in_topic": 0, "missing_sample": ["e1"]},
+            "(a contender that stopped, or records the broker lost)",
+        ),
+    ],
+)
+def test_missing_scores_are_told_apart_as_a_collector_miss_a_loss_or_a_stop(figures, ends):
+    from churn_stream.bench.stream_report import missing_line
+
+    line = missing_line("worker", 100, figures, "/tmp/logs")
+    if ends is None:
+        assert line is None
+        return
+    assert line.startswith("warning: worker: 10 of 100 scores never read back (event ids e1")
+    assert line.endswith(f"{ends}; logs in /tmp/logs"), line
