@@ -115,17 +115,22 @@ def _champion(settings: Settings, dst: Path, profile: DatasetProfile, source: Pa
     from churn_stream.bench.stream_reload import repair_interrupted_swap
     from plumbing.artifacts import download_pipeline, version_artifact_uri
     from plumbing.clients import make_storage, make_tracker
+    from stream_app.registry_check import NOT_FOUND_CODES
 
     name = Namespace.for_dataset(profile.name).classifier_name
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     try:
         repair_interrupted_swap(settings, client, name, Namespace.for_dataset(profile.name).model_updated)
-        mv = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as exc:
-        from stream_app.registry_check import NOT_FOUND_CODES
-
         if exc.error_code not in NOT_FOUND_CODES:
             raise  # the registry did not answer: a one-line error, no training cycle
+        # No champion to repair around; whether there is one is asked below, on its own: a
+        # not-found from the repair itself must never start a training cycle.
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code not in NOT_FOUND_CODES:
+            raise
         print("no champion registered: running a batch cycle first", file=sys.stderr)
         run_cycle(settings, make_storage(settings), make_tracker(settings), dataset=profile, source=source)
         mv = client.get_model_version_by_alias(name, CHAMPION)

@@ -377,6 +377,19 @@ class ChampionSwap:
                 )
 
 
+def _delete_copy(client: Any, name: str, version: str) -> None:
+    """Delete a bench copy; one already gone is fine (two runs starting at once both repair)."""
+    from mlflow.exceptions import MlflowException
+
+    from stream_app.registry_check import NOT_FOUND_CODES
+
+    try:
+        client.delete_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code not in NOT_FOUND_CODES:
+            raise
+
+
 def repair_interrupted_swap(settings: Settings, client: Any, name: str, model_updated_topic: str) -> str | None:
     """Undo what a run that is gone left: bench copies (tag :data:`COPY_TAG`) deleted, the alias moved back.
 
@@ -422,7 +435,7 @@ def repair_interrupted_swap(settings: Settings, client: Any, name: str, model_up
     else:
         swap._announce(original)
     for version in sorted(left, key=int):
-        client.delete_model_version(name, version)
+        _delete_copy(client, name, version)
     deleted = ", ".join(sorted(left, key=int))
     if held in left:
         print(

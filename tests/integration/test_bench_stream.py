@@ -316,6 +316,45 @@ def test_a_copy_left_without_the_alias_is_deleted_too(stack_settings):
     assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) is None
 
 
+def test_two_start_ups_repairing_at_once_neither_fails_nor_trains(stack_settings, monkeypatch, tmp_path):
+    """Both list the killed run's copy; the first deletes it; the second finds it gone and goes on.
+
+    The second's delete used to raise RESOURCE_DOES_NOT_EXIST, which the bench's start-up read
+    as "no champion registered" and answered with a whole training cycle.
+    """
+    import signal
+
+    from mlflow import MlflowClient
+
+    from churn_stream.bench import stream_reload
+    from churn_stream.bench.stream_phases import _champion
+    from schemas.namespace import Namespace
+    from schemas.profiles import TELCO
+    from schemas.registry import CHAMPION
+
+    ns = Namespace.for_dataset("telco")
+    client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
+    original = _champion_version(stack_settings, client, ns.classifier_name)
+    proc, copy = _other_run(stack_settings, ns.classifier_name, original, move=True)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    listed = stream_reload._copies(client, ns.classifier_name)  # what both start-ups saw
+    assert [mv.version for mv in listed] == [copy]
+
+    assert stream_reload.repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) == (
+        original
+    )
+    monkeypatch.setattr(stream_reload, "_copies", lambda _client, _name: listed)  # the second listed before
+    assert stream_reload.repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) == (
+        original
+    )
+    # The start-up itself: the champion is downloaded, no cycle runs (its source does not exist).
+    path, names = _champion(stack_settings, tmp_path / "champion", TELCO, tmp_path / "no-such.csv")
+    assert names == {"name": ns.classifier_name, "version": original} and path.suffix == ".npz"
+    assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
+    assert copy not in _versions(client, ns.classifier_name)
+
+
 def test_a_swap_is_not_made_while_another_runs_copy_is_live(stack_settings, monkeypatch):
     """The second run's swap finds the first's live copy (heartbeat refreshed): no move, an error for the figures."""
     from mlflow import MlflowClient
