@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,6 +128,7 @@ def produce_and_collect(
     stamp_times: bool = False,
     note_offsets: bool = False,
     timeout_s: float = 600.0,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Send ``records`` to ``in_topic`` and read ``out_topic`` until each event id has a score.
 
@@ -149,6 +150,9 @@ def produce_and_collect(
         Give up reading after this long, or after :data:`STALL_TIMEOUT_S` without a new
         score once every event was sent (a contender that stopped, or a broker that lost
         records: ``scored`` is then below ``events``).
+    stop : callable, optional
+        Asked whenever a read returns nothing: True stops reading at once (the contender's
+        process exited, say), without waiting out :data:`STALL_TIMEOUT_S`.
 
     Returns
     -------
@@ -222,7 +226,10 @@ def produce_and_collect(
         while len(seen) < len(ids) and time.monotonic() < deadline:
             msgs = consumer.consume(num_messages=COLLECT_BATCH, timeout=COLLECT_WAIT_S)
             now = time.time()
-            if not msgs and produce_s and now - max(t_last, t_start + produce_s[0]) > STALL_TIMEOUT_S:
+            if not msgs and (
+                (produce_s and now - max(t_last, t_start + produce_s[0]) > STALL_TIMEOUT_S)
+                or (stop is not None and stop())
+            ):
                 break
             if next_offsets is not None:  # warm-ups only: the timed loop below stays as it was
                 for m in msgs:

@@ -148,6 +148,10 @@ def load_1m() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+class ContenderFailed(RuntimeError):
+    """A contender's process exited, or it did not score its warm-up: the run has no figure for it."""
+
+
 class Bench:
     """One run's shared state: settings, champion, replayed events, topic and group names.
 
@@ -242,7 +246,7 @@ class Bench:
 
         Raises
         ------
-        RuntimeError
+        ContenderFailed
             If not every one is scored, or a contender process exited.
         """
         from churn_stream.bench.stream_collect import produce_and_collect
@@ -255,7 +259,7 @@ class Bench:
         for partition, offset in (warm["next_offsets"] or {}).items():
             noted[partition] = max(noted.get(partition, 0), offset)
         if warm["scored"] < warm["events"] or any(p.poll() is not None for p in procs):
-            raise RuntimeError(f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); see {log}")
+            raise ContenderFailed(f"{kind}: not scoring after warm-up ({warm['scored']}/{warm['events']}); see {log}")
 
     def timed(self, topics: dict[str, str], procs: Sequence[subprocess.Popen] = ()) -> dict[str, Any]:
         """The measured phase: :attr:`events` events sent, every score read back.
@@ -275,6 +279,11 @@ class Bench:
             ``machine_cores`` (busy CPU seconds of the whole machine per second: the broker,
             the bench's clients and anything else running included); ``missing_in_topic`` and
             ``missing_sample`` (:func:`~churn_stream.bench.stream_collect.produce_and_collect`).
+
+        Raises
+        ------
+        ContenderFailed
+            A process of ``procs`` exited during the phase (reading stops as soon as it is seen).
         """
         import psutil
 
@@ -286,8 +295,21 @@ class Bench:
         cpu0 = [_cpu_s(w) for w in watched]
         machine0 = psutil.cpu_times()
         wall0 = time.perf_counter()
-        got = produce_and_collect(self.conf, topics["in"], topics["out"], records, timeout_s=PHASE_TIMEOUT_S)
+        got = produce_and_collect(
+            self.conf,
+            topics["in"],
+            topics["out"],
+            records,
+            timeout_s=PHASE_TIMEOUT_S,
+            stop=lambda: any(p.poll() is not None for p in procs),
+        )
         wall = time.perf_counter() - wall0
+        exited = [p.returncode for p in procs if p.poll() is not None]
+        if exited:
+            raise ContenderFailed(
+                f"a contender process exited (code {exited[0]}) during the measured phase, {got['scored']} of "
+                f"{len(records)} scores read: no figure for it; logs in {self.work / 'logs'}"
+            )
         machine1 = psutil.cpu_times()
         contender_s = sum(_cpu_s(w) - c for w, c in zip(watched, cpu0))
         load_end = load_1m()

@@ -184,6 +184,7 @@ def bench_stream(
     end to end on the configured broker, each worker stage beside its floor, and the worker's latency
     beside the librdkafka relay's and a pass-through's (the broker's floor) on fresh topics."""
     from churn_stream.bench.stream import chosen_contenders, run_bench_stream
+    from churn_stream.bench.stream_phases import ContenderFailed
     from churn_stream.bench.stream_reload import SwapInProgress
     from churn_stream.cli.batch import _require_source
 
@@ -216,7 +217,7 @@ def bench_stream(
             latency_s=latency_s,
             reload=reload,
         )
-    except SwapInProgress as exc:
+    except (SwapInProgress, ContenderFailed) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         # The shell's convention for a command a signal ended: 128 + its number (130 for Ctrl-C).

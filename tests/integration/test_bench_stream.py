@@ -521,3 +521,36 @@ def _has_champion(client, name: str) -> bool:
     except MlflowException:
         return False
     return True
+
+
+def test_a_contender_that_exits_mid_phase_gets_no_figure(stack_settings, telco_csv, monkeypatch):
+    """Its process exits with events still unscored: the phase stops at once and says so, no events/s.
+
+    The stall timeout is an hour here: only the exit, seen by the collector, can end the phase
+    before the test's own timeout.
+    """
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from churn_stream.bench import stream_collect
+    from churn_stream.bench.stream_phases import Bench, ContenderFailed
+    from schemas.namespace import Namespace
+    from schemas.profiles import TELCO
+
+    client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
+    _champion_version(stack_settings, client, Namespace.for_dataset("telco").classifier_name)
+    monkeypatch.setattr(stream_collect, "STALL_TIMEOUT_S", 3600.0)
+    bench = Bench(stack_settings, TELCO, telco_csv, events=2000)
+    try:
+        topics = bench.topics("worker")  # nothing scores them: the "contender" only exits
+        proc = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(2); sys.exit(3)"])
+        with pytest.raises(ContenderFailed) as info:
+            bench.timed(topics, [proc])
+    finally:
+        bench.drop_topics()
+    assert str(info.value).startswith(
+        "a contender process exited (code 3) during the measured phase, 0 of 2000 scores read: no figure for it; "
+        "logs in "
+    ), info.value

@@ -513,15 +513,25 @@ def test_an_interrupted_bench_stream_exits_128_plus_the_signal(monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is before  # put back
 
 
-def test_a_run_refused_for_another_runs_swap_is_a_one_line_error(monkeypatch):
-    from churn_stream.bench.stream_reload import SwapInProgress
+@pytest.mark.parametrize(
+    "error",
+    [
+        "SwapInProgress:another churn bench stream is measuring hot reloads on churn-classifier: run r1",
+        "ContenderFailed:a contender process exited (code 3) during the measured phase, 0 of 2000 scores read",
+    ],
+)
+def test_a_refused_or_failed_run_is_a_one_line_error(monkeypatch, error):
+    from churn_stream.bench import stream_phases, stream_reload
 
-    def busy(settings, **kwargs):
-        raise SwapInProgress("another churn bench stream is measuring hot reloads on churn-classifier: run r1")
+    kind, message = error.split(":", 1)
+    cls = getattr(stream_reload, kind, None) or getattr(stream_phases, kind)
 
-    code, output = _bench_stream_exit(monkeypatch, busy)
+    def fails(settings, **kwargs):
+        raise cls(message)
+
+    code, output = _bench_stream_exit(monkeypatch, fails)
     assert code == 1
-    assert output == "Error: another churn bench stream is measuring hot reloads on churn-classifier: run r1\n"
+    assert output == f"Error: {message}\n"
 
 
 def test_scores_acked_sums_each_workers_acknowledged_scores_between_scrapes():
