@@ -255,6 +255,16 @@ def _other_run(stack_settings, name: str, version: str, move: bool):
     return proc, copy
 
 
+def _killed_run(stack_settings, name: str, version: str, move: bool) -> str:
+    """:func:`_other_run`, killed with SIGKILL (and reaped) once it holds its copy: the copy."""
+    import signal
+
+    proc, copy = _other_run(stack_settings, name, version, move)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return copy
+
+
 def _versions(client, name: str) -> set[str]:
     return {mv.version for mv in client.search_model_versions(f"name='{name}'")}
 
@@ -295,7 +305,6 @@ def test_a_copy_of_a_run_still_going_is_left_alone_and_repaired_once_it_is_kille
 
 def test_a_copy_left_without_the_alias_is_deleted_too(stack_settings):
     """A run killed after moving the alias back, before deleting its copy: the next start-up deletes it."""
-    import signal
 
     from mlflow import MlflowClient
 
@@ -306,9 +315,7 @@ def test_a_copy_left_without_the_alias_is_deleted_too(stack_settings):
     ns = Namespace.for_dataset("telco")
     client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
     original = _champion_version(stack_settings, client, ns.classifier_name)
-    proc, copy = _other_run(stack_settings, ns.classifier_name, original, move=False)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    copy = _killed_run(stack_settings, ns.classifier_name, original, move=False)
 
     assert repair_interrupted_swap(stack_settings, client, ns.classifier_name, ns.model_updated) == original
     assert str(client.get_model_version_by_alias(ns.classifier_name, CHAMPION).version) == original
@@ -322,7 +329,6 @@ def test_two_start_ups_repairing_at_once_neither_fails_nor_trains(stack_settings
     The second's delete used to raise RESOURCE_DOES_NOT_EXIST, which the bench's start-up read
     as "no champion registered" and answered with a whole training cycle.
     """
-    import signal
 
     from mlflow import MlflowClient
 
@@ -335,9 +341,7 @@ def test_two_start_ups_repairing_at_once_neither_fails_nor_trains(stack_settings
     ns = Namespace.for_dataset("telco")
     client = MlflowClient(tracking_uri=stack_settings.mlflow_tracking_uri)
     original = _champion_version(stack_settings, client, ns.classifier_name)
-    proc, copy = _other_run(stack_settings, ns.classifier_name, original, move=True)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    copy = _killed_run(stack_settings, ns.classifier_name, original, move=True)
     listed = stream_reload._copies(client, ns.classifier_name)  # what both start-ups saw
     assert [mv.version for mv in listed] == [copy]
 
